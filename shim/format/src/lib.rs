@@ -1,0 +1,320 @@
+//! On-disk formats shared by the `vrift` binary and its LD_PRELOAD library.
+//!
+//! This crate has no dependencies and never allocates in its decoding paths:
+//! the shim links it into every process of a build. Everything here is a
+//! *format*: changing an encoding means bumping [`SCHEMA_VERSION`].
+//!
+//! # Invariants
+//!
+//! 1. A blob's name is the lowercase hex BLAKE3 hash of exactly its bytes;
+//!    nothing else (no mode, no name) is covered by the hash.
+//! 2. A blob lives at `<cas>/blobs/<first two hex digits>/<all 64 hex digits>`.
+//! 3. Rift paths are relative to the canonical project root, `/`-separated,
+//!    with no leading or trailing `/`, no empty, `.` or `..` component, and are
+//!    compared as raw bytes (Linux names need not be UTF-8).
+//! 4. Synthetic inode numbers are `SYNTHETIC_INO_BASE + n`, far above anything
+//!    ext4, xfs or btrfs hand out for real files, so they never collide with a
+//!    physical inode seen through the same view.
+
+#![no_std]
+
+/// Version of the manifest schema and of the record encoding below.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// First synthetic inode number handed to rift entries.
+pub const SYNTHETIC_INO_BASE: u64 = 1 << 60;
+
+/// Length of a BLAKE3 digest in bytes.
+pub const HASH_LEN: usize = 32;
+
+/// Length of a hash written as lowercase hex.
+pub const HASH_HEX_LEN: usize = 2 * HASH_LEN;
+
+/// Name of the blob directory below the CAS root.
+pub const BLOBS_DIR: &str = "blobs";
+
+/// A BLAKE3 content hash: the name of a blob.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ContentHash(pub [u8; HASH_LEN]);
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl ContentHash {
+    /// Writes the hash as 64 lowercase hex digits into `out`.
+    pub fn write_hex(&self, out: &mut [u8; HASH_HEX_LEN]) {
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = HEX[(b >> 4) as usize];
+            out[2 * i + 1] = HEX[(b & 0xf) as usize];
+        }
+    }
+
+    /// Parses 64 hex digits (either case). `None` for anything else.
+    pub fn from_hex(s: &[u8]) -> Option<ContentHash> {
+        if s.len() != HASH_HEX_LEN {
+            return None;
+        }
+        let mut out = [0u8; HASH_LEN];
+        for (i, pair) in s.chunks_exact(2).enumerate() {
+            out[i] = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
+        }
+        Some(ContentHash(out))
+    }
+
+    /// Writes `blobs/ab/abcd…` (the blob's path relative to the CAS root)
+    /// into `out` and returns the number of bytes written.
+    pub fn write_blob_rel_path(&self, out: &mut [u8; BLOB_REL_PATH_LEN]) -> usize {
+        let mut hex = [0u8; HASH_HEX_LEN];
+        self.write_hex(&mut hex);
+        let prefix = BLOBS_DIR.as_bytes();
+        out[..prefix.len()].copy_from_slice(prefix);
+        let mut n = prefix.len();
+        out[n] = b'/';
+        out[n + 1] = hex[0];
+        out[n + 2] = hex[1];
+        out[n + 3] = b'/';
+        n += 4;
+        out[n..n + HASH_HEX_LEN].copy_from_slice(&hex);
+        n + HASH_HEX_LEN
+    }
+}
+
+/// Length of `blobs/ab/<64 hex>`.
+pub const BLOB_REL_PATH_LEN: usize = BLOBS_DIR.len() + 4 + HASH_HEX_LEN;
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl core::fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut hex = [0u8; HASH_HEX_LEN];
+        self.write_hex(&mut hex);
+        // Hex digits are ASCII, hence valid UTF-8.
+        f.write_str(core::str::from_utf8(&hex).unwrap_or("?"))
+    }
+}
+
+impl core::fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "ContentHash({self})")
+    }
+}
+
+/// What a rift record holds at a path.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Kind {
+    /// A regular file whose content is a blob.
+    File = 1,
+    /// A symbolic link; its target is stored in the record.
+    Symlink = 2,
+    /// The path is deleted in the view (ENOENT, absent from listings).
+    Whiteout = 3,
+}
+
+impl Kind {
+    fn from_u8(v: u8) -> Option<Kind> {
+        match v {
+            1 => Some(Kind::File),
+            2 => Some(Kind::Symlink),
+            3 => Some(Kind::Whiteout),
+            _ => None,
+        }
+    }
+}
+
+/// Record flag: the entry was moved into the rift from the disk by `vrift ingest`.
+pub const FLAG_PHANTOM: u8 = 1;
+
+/// Encoded size of a file or symlink record without its symlink target.
+pub const RECORD_HEADER_LEN: usize = 64;
+
+/// Longest symlink target a record may carry (Linux `PATH_MAX`).
+pub const MAX_SYMLINK_TARGET: usize = 4096;
+
+/// The fixed part of a file or symlink record.
+///
+/// Encoding (little endian), 64 bytes followed by the symlink target:
+///
+/// ```text
+///  0  kind u8        1  flags u8       2..4 reserved (zero)
+///  4  mode u32 (permission bits and file-type bits as in st_mode)
+///  8  size u64       16 mtime_ns i64   24 ino u64
+/// 32  hash [u8; 32] (zero for symlinks)
+/// 64  symlink target bytes (symlinks only)
+/// ```
+///
+/// A whiteout is encoded as the single byte `3`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RecordHeader {
+    pub kind: Kind,
+    pub flags: u8,
+    pub mode: u32,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ino: u64,
+    pub hash: ContentHash,
+}
+
+/// A decoded record borrowing its symlink target from the encoded bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RecordRef<'a> {
+    Entry {
+        header: RecordHeader,
+        /// Symlink target; empty for files.
+        target: &'a [u8],
+    },
+    Whiteout,
+}
+
+/// Why bytes could not be decoded as a record.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DecodeError {
+    Empty,
+    UnknownKind(u8),
+    Truncated,
+}
+
+impl core::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DecodeError::Empty => f.write_str("empty record"),
+            DecodeError::UnknownKind(k) => write!(f, "unknown record kind {k}"),
+            DecodeError::Truncated => f.write_str("truncated record"),
+        }
+    }
+}
+
+impl RecordHeader {
+    /// Encodes the header into its 64-byte form.
+    pub fn encode(&self) -> [u8; RECORD_HEADER_LEN] {
+        let mut b = [0u8; RECORD_HEADER_LEN];
+        b[0] = self.kind as u8;
+        b[1] = self.flags;
+        b[4..8].copy_from_slice(&self.mode.to_le_bytes());
+        b[8..16].copy_from_slice(&self.size.to_le_bytes());
+        b[16..24].copy_from_slice(&self.mtime_ns.to_le_bytes());
+        b[24..32].copy_from_slice(&self.ino.to_le_bytes());
+        b[32..64].copy_from_slice(&self.hash.0);
+        b
+    }
+}
+
+/// The encoding of a whiteout record.
+pub const WHITEOUT_RECORD: [u8; 1] = [Kind::Whiteout as u8];
+
+/// Decodes a record without allocating.
+pub fn decode_record(bytes: &[u8]) -> Result<RecordRef<'_>, DecodeError> {
+    let kind_byte = *bytes.first().ok_or(DecodeError::Empty)?;
+    let kind = Kind::from_u8(kind_byte).ok_or(DecodeError::UnknownKind(kind_byte))?;
+    if kind == Kind::Whiteout {
+        return Ok(RecordRef::Whiteout);
+    }
+    if bytes.len() < RECORD_HEADER_LEN {
+        return Err(DecodeError::Truncated);
+    }
+    let u32_at =
+        |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+    let u64_at = |o: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&bytes[o..o + 8]);
+        u64::from_le_bytes(a)
+    };
+    let mut hash = [0u8; HASH_LEN];
+    hash.copy_from_slice(&bytes[32..64]);
+    let header = RecordHeader {
+        kind,
+        flags: bytes[1],
+        mode: u32_at(4),
+        size: u64_at(8),
+        mtime_ns: u64_at(16) as i64,
+        ino: u64_at(24),
+        hash: ContentHash(hash),
+    };
+    Ok(RecordRef::Entry {
+        header,
+        target: &bytes[RECORD_HEADER_LEN..],
+    })
+}
+
+/// Directory mark flag: the directory was created through the rift.
+pub const DIR_CREATED: u8 = 1;
+/// Directory mark flag: the directory is opaque (lists only rift entries below it).
+pub const DIR_OPAQUE: u8 = 2;
+
+/// Whether `path` is a well-formed rift path (invariant 3 above).
+pub fn is_valid_rift_path(path: &[u8]) -> bool {
+    if path.is_empty() || path.len() > 4096 {
+        return false;
+    }
+    path.split(|&c| c == b'/')
+        .all(|comp| !comp.is_empty() && comp != b"." && comp != b".." && !comp.contains(&0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips() {
+        let mut h = [0u8; 32];
+        for (i, b) in h.iter_mut().enumerate() {
+            *b = (i * 37) as u8;
+        }
+        let hash = ContentHash(h);
+        let mut hex = [0u8; HASH_HEX_LEN];
+        hash.write_hex(&mut hex);
+        assert_eq!(ContentHash::from_hex(&hex), Some(hash));
+        assert_eq!(ContentHash::from_hex(b"zz"), None);
+    }
+
+    #[test]
+    fn blob_path_has_fanout() {
+        let hash = ContentHash([0xab; 32]);
+        let mut out = [0u8; BLOB_REL_PATH_LEN];
+        let n = hash.write_blob_rel_path(&mut out);
+        let s = core::str::from_utf8(&out[..n]).unwrap();
+        assert!(s.starts_with("blobs/ab/abab"));
+        assert_eq!(n, BLOB_REL_PATH_LEN);
+    }
+
+    #[test]
+    fn record_round_trips() {
+        let header = RecordHeader {
+            kind: Kind::Symlink,
+            flags: FLAG_PHANTOM,
+            mode: 0o120777,
+            size: 5,
+            mtime_ns: -3,
+            ino: SYNTHETIC_INO_BASE + 9,
+            hash: ContentHash::default(),
+        };
+        let mut buf = [0u8; RECORD_HEADER_LEN + 5];
+        buf[..RECORD_HEADER_LEN].copy_from_slice(&header.encode());
+        buf[RECORD_HEADER_LEN..].copy_from_slice(b"a/b/c");
+        assert_eq!(
+            decode_record(&buf),
+            Ok(RecordRef::Entry {
+                header,
+                target: b"a/b/c"
+            })
+        );
+        assert_eq!(decode_record(&WHITEOUT_RECORD), Ok(RecordRef::Whiteout));
+        assert_eq!(decode_record(&[9]), Err(DecodeError::UnknownKind(9)));
+        assert_eq!(decode_record(&[1, 0]), Err(DecodeError::Truncated));
+        assert_eq!(decode_record(&[]), Err(DecodeError::Empty));
+    }
+
+    #[test]
+    fn rift_paths_are_validated() {
+        assert!(is_valid_rift_path(b"a/b\xff/c"));
+        for bad in [&b""[..], b"/a", b"a/", b"a//b", b"a/./b", b"../a", b"a\0b"] {
+            assert!(!is_valid_rift_path(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! The global content-addressed store (the CAS).
+//!
+//! Layout below the root:
+//!
+//! ```text
+//! blobs/ab/abcd…      one file per content, named by its BLAKE3 hash, mode 0444
+//! tmp/                staging for blobs being written (same filesystem as blobs/)
+//! quarantine/         blobs `vrift fsck` found corrupt, moved aside
+//! projects/<id>       the registry: one file per project, holding its root path
+//! gc.lock             shared by writers of blobs, exclusive for `gc --delete`
+//! ```
+//!
+//! # Invariants
+//!
+//! 1. A file under `blobs/` is complete: it appears only by `rename` from
+//!    `tmp/`, after its bytes were written and its mode set to 0444.
+//! 2. A blob's content is never modified in place and never executable.
+//! 3. A blob may be deleted only by `gc --delete`, holding `gc.lock`
+//!    exclusively, when no registered manifest or snapshot references it. Every
+//!    writer that will reference a blob holds `gc.lock` shared from before it
+//!    checks for the blob until after it has committed the reference.
+//! 4. Fan-out directories are created on demand, never up front.
+
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+use vrift_format::{ContentHash, BLOBS_DIR, BLOB_REL_PATH_LEN};
+
+use crate::env_vars;
+use crate::lock::{FileLock, LockMode};
+
+/// Mode every blob carries.
+pub const BLOB_MODE: u32 = 0o444;
+
+/// A handle on the store's root directory.
+#[derive(Clone, Debug)]
+pub struct Cas {
+    root: PathBuf,
+}
+
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Where the CAS lives when nothing says otherwise: the XDG data dir.
+pub fn default_root() -> Result<PathBuf> {
+    let dirs = directories::ProjectDirs::from("", "", "vrift")
+        .context("cannot determine the XDG data directory (is $HOME set?)")?;
+    Ok(dirs.data_dir().join("cas"))
+}
+
+/// The CAS root chosen by the environment: `$VR_THE_SOURCE`, else `fallback`,
+/// else the XDG default.
+pub fn resolve_root(fallback: Option<&Path>) -> Result<PathBuf> {
+    match std::env::var_os(env_vars::VR_THE_SOURCE) {
+        Some(v) if !v.is_empty() => Ok(PathBuf::from(v)),
+        _ => match fallback {
+            Some(p) => Ok(p.to_path_buf()),
+            None => default_root(),
+        },
+    }
+}
+
+impl Cas {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: &Path) -> Result<Cas> {
+        for sub in [BLOBS_DIR, "tmp", "quarantine", "projects"] {
+            let dir = root.join(sub);
+            fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create the store directory {}", dir.display()))?;
+        }
+        let root = fs::canonicalize(root)
+            .with_context(|| format!("cannot resolve the store path {}", root.display()))?;
+        Ok(Cas { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.root.join(BLOBS_DIR)
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+
+    pub fn registry_dir(&self) -> PathBuf {
+        self.root.join("projects")
+    }
+
+    /// The path a blob has (or would have).
+    pub fn blob_path(&self, hash: &ContentHash) -> PathBuf {
+        let mut rel = [0u8; BLOB_REL_PATH_LEN];
+        let n = hash.write_blob_rel_path(&mut rel);
+        self.root.join(std::ffi::OsStr::from_bytes(&rel[..n]))
+    }
+
+    pub fn has_blob(&self, hash: &ContentHash) -> bool {
+        fs::symlink_metadata(self.blob_path(hash)).is_ok_and(|m| m.is_file())
+    }
+
+    /// Opens a blob for reading.
+    pub fn open_blob(&self, hash: &ContentHash) -> Result<File> {
+        let path = self.blob_path(hash);
+        File::open(&path).with_context(|| {
+            format!(
+                "blob {hash} is missing from the store ({}); run `vrift fsck`",
+                path.display()
+            )
+        })
+    }
+
+    /// Takes the gc lock: shared for anything about to reference blobs,
+    /// exclusive for deleting them.
+    pub fn gc_lock(&self, mode: LockMode) -> Result<FileLock> {
+        let path = self.root.join("gc.lock");
+        FileLock::acquire(&path, mode, || {
+            let what = match mode {
+                LockMode::Shared => "a running `vrift gc --delete`",
+                LockMode::Exclusive => "running ingests",
+            };
+            crate::ui::note(&format!("waiting for {what} (lock {})", path.display()));
+        })
+        .with_context(|| format!("cannot lock {}", path.display()))
+    }
+
+    /// A fresh, unique path in `tmp/` (nothing is created).
+    pub fn tmp_path(&self, tag: &str) -> PathBuf {
+        let n = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
+        self.tmp_dir()
+            .join(format!("{tag}.{}.{n}", std::process::id()))
+    }
+
+    /// Stores `bytes` as a blob and returns its hash.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<ContentHash> {
+        let hash = ContentHash(*blake3::hash(bytes).as_bytes());
+        if self.has_blob(&hash) {
+            return Ok(hash);
+        }
+        let tmp = self.tmp_path("put");
+        let result = (|| -> io::Result<()> {
+            let mut f = create_tmp(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_data()?;
+            Ok(())
+        })();
+        self.finish_tmp(&tmp, &hash, result)?;
+        Ok(hash)
+    }
+
+    /// Copies an open file into the store, hashing while copying; returns
+    /// the hash and whether the blob is new.
+    pub fn put_reader(&self, src: &mut impl Read) -> Result<(ContentHash, bool)> {
+        let tmp = self.tmp_path("copy");
+        let mut hasher = blake3::Hasher::new();
+        let result = (|| -> io::Result<()> {
+            let mut f = create_tmp(&tmp)?;
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = match src.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                hasher.update(&buf[..n]);
+                f.write_all(&buf[..n])?;
+            }
+            Ok(())
+        })();
+        let hash = ContentHash(*hasher.finalize().as_bytes());
+        let new = self.finish_tmp(&tmp, &hash, result)?;
+        Ok((hash, new))
+    }
+
+    /// Makes `tmp` (already written, or failed with `written`) the blob `hash`.
+    fn finish_tmp(&self, tmp: &Path, hash: &ContentHash, written: io::Result<()>) -> Result<bool> {
+        if let Err(e) = written {
+            let _ = fs::remove_file(tmp);
+            return Err(e)
+                .with_context(|| format!("cannot write a blob into {}", self.tmp_dir().display()));
+        }
+        self.adopt_tmp(tmp, hash)
+    }
+
+    /// Moves a complete file from `tmp/` to its blob name (see
+    /// [`Cas::adopt_tmp_keep`]); on failure the temp file is removed.
+    pub fn adopt_tmp(&self, tmp: &Path, hash: &ContentHash) -> Result<bool> {
+        self.adopt_tmp_keep(tmp, hash).map_err(|e| {
+            let _ = fs::remove_file(tmp);
+            anyhow::Error::new(e).context(format!(
+                "cannot store blob {hash} at {}",
+                self.blob_path(hash).display()
+            ))
+        })
+    }
+
+    /// Makes a complete file on the store's filesystem the blob `hash`:
+    /// mode 0444, then an atomic rename that never replaces an existing blob.
+    /// If the blob exists already (same content by construction) the file is
+    /// removed. On any other failure the file is left where it was.
+    /// Returns whether the blob is new.
+    pub fn adopt_tmp_keep(&self, tmp: &Path, hash: &ContentHash) -> io::Result<bool> {
+        let dest = self.blob_path(hash);
+        fs::set_permissions(tmp, fs::Permissions::from_mode(BLOB_MODE))?;
+        let res = match rename_noreplace(tmp, &dest) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && tmp.exists() => {
+                fs::create_dir_all(dest.parent().expect("blob paths have a parent"))?;
+                rename_noreplace(tmp, &dest)
+            }
+            other => other,
+        };
+        match res {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                fs::remove_file(tmp).map(|()| false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Flushes everything written to the store's filesystem (one `syncfs`),
+    /// so that references committed afterwards never point at lost data.
+    pub fn sync(&self) -> Result<()> {
+        let dir = File::open(&self.root)
+            .with_context(|| format!("cannot open {}", self.root.display()))?;
+        // SAFETY: syncfs on an fd we own.
+        if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) } != 0 {
+            return Err(io::Error::last_os_error())
+                .with_context(|| format!("cannot flush the store at {}", self.root.display()));
+        }
+        Ok(())
+    }
+
+    /// Lists every blob (hash and path), skipping foreign files.
+    pub fn list_blobs(&self) -> Result<Vec<(ContentHash, PathBuf)>> {
+        let mut out = Vec::new();
+        let blobs = self.blobs_dir();
+        for fan in
+            fs::read_dir(&blobs).with_context(|| format!("cannot list {}", blobs.display()))?
+        {
+            let fan = fan?;
+            if !fan.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(fan.path())? {
+                let entry = entry?;
+                if let Some(hash) = ContentHash::from_hex(entry.file_name().as_bytes()) {
+                    out.push((hash, entry.path()));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Hashes everything readable from `r`.
+pub fn hash_reader(r: &mut impl Read) -> io::Result<ContentHash> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(ContentHash(*hasher.finalize().as_bytes()))
+}
+
+fn create_tmp(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// `renameat2(RENAME_NOREPLACE)`: EEXIST if `to` exists.
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    let from_c = CString::new(from.as_os_str().as_bytes())?;
+    let to_c = CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: valid NUL-terminated paths.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from_c.as_ptr(),
+            libc::AT_FDCWD,
+            to_c.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::EINVAL) {
+        return Err(err);
+    }
+    // The filesystem lacks RENAME_NOREPLACE: link() refuses to replace as well.
+    fs::hard_link(from, to)?;
+    fs::remove_file(from)
+}

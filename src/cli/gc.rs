@@ -1,0 +1,104 @@
+//! `vrift gc` and `vrift fsck`.
+
+use anyhow::Result;
+
+use super::Outcome;
+use crate::cas::{self, Cas};
+use crate::project::Project;
+use crate::{fsck as fsck_op, gc as gc_op, ui};
+
+/// The store: the current project's if inside one, else the environment's.
+fn store() -> Result<(Option<Project>, Cas)> {
+    match Project::current() {
+        Ok(p) => {
+            let cas = p.cas()?;
+            Ok((Some(p), cas))
+        }
+        Err(_) => Ok((None, Cas::open(&cas::resolve_root(None)?)?)),
+    }
+}
+
+pub fn gc(delete: bool) -> Result<Outcome> {
+    let (_, cas) = store()?;
+    let r = gc_op::gc(&cas, delete)?;
+    println!(
+        "store {}: {} blobs ({}) referenced by {} projects",
+        cas.root().display(),
+        r.blobs,
+        ui::bytes(r.blob_bytes),
+        r.projects.len()
+    );
+    for p in &r.stale_projects {
+        println!(
+            "project {} is gone{}",
+            p.display(),
+            if delete { "; unregistered" } else { "" }
+        );
+    }
+    if delete {
+        println!(
+            "deleted {} unreferenced blobs ({}){}",
+            r.deleted,
+            ui::bytes(r.unreferenced_bytes),
+            if r.stale_tmp > 0 {
+                format!(" and {} stale temp files", r.stale_tmp)
+            } else {
+                String::new()
+            }
+        );
+    } else {
+        println!(
+            "{} unreferenced blobs ({}) would be deleted; run `vrift gc --delete` to delete them",
+            r.unreferenced,
+            ui::bytes(r.unreferenced_bytes)
+        );
+    }
+    Ok(Outcome::Ok)
+}
+
+pub fn fsck() -> Result<Outcome> {
+    let (project, cas) = store()?;
+    let mut report = fsck_op::Report::default();
+    fsck_op::check_store(&cas, &mut report)?;
+    if let Some(project) = &project {
+        let _lock = project.lock()?;
+        let manifest = project.manifest()?;
+        fsck_op::check_manifest(&manifest.read()?, &cas, &mut report)?;
+    }
+    println!(
+        "checked {} blobs ({}) in {}",
+        report.blobs,
+        ui::bytes(report.bytes),
+        cas.root().display()
+    );
+    for (hash, dest) in &report.corrupt {
+        println!(
+            "corrupt blob {hash}: content does not match its name; quarantined to {}",
+            dest.display()
+        );
+    }
+    for (path, why) in &report.unreadable {
+        println!("unreadable blob {}: {why}", path.display());
+    }
+    if report.mode_fixed > 0 {
+        println!(
+            "repaired the mode of {} blobs (now 0444)",
+            report.mode_fixed
+        );
+    }
+    for line in fsck_op::describe_missing(&report) {
+        println!("{line}");
+    }
+    if report.ok() {
+        println!("no problems found");
+        Ok(Outcome::Ok)
+    } else {
+        eprintln!(
+            "vrift: fsck found {} corrupt, {} unreadable blobs and {} references to missing blobs",
+            report.corrupt.len(),
+            report.unreadable.len(),
+            report.missing.len()
+        );
+        Ok(Outcome::Partial)
+    }
+}

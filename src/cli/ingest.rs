@@ -1,0 +1,147 @@
+//! `vrift ingest` and `vrift materialize`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+
+use super::{current_project, Outcome};
+use crate::lock::LockMode;
+use crate::project::Project;
+use crate::{ingest as ingest_op, materialize as materialize_op, ui};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// First Ctrl-C: finish the current batch and stop cleanly. Second: exit now
+/// (the ingest journal makes that safe too).
+fn interrupt_flag() -> &'static AtomicBool {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let _ = ctrlc::set_handler(|| {
+            if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!(
+                "\nvrift: interrupted; finishing the current batch (Ctrl-C again to stop at once)"
+            );
+        });
+    });
+    &INTERRUPTED
+}
+
+fn rift_paths(project: &Project, paths: &[PathBuf]) -> Result<Vec<Vec<u8>>> {
+    paths
+        .iter()
+        .map(|p| Ok(project.rift_path(p)?.unwrap_or_default()))
+        .collect()
+}
+
+pub fn ingest(paths: Vec<PathBuf>) -> Result<Outcome> {
+    let project = current_project()?;
+    let paths = if paths.is_empty() {
+        let config = project.config()?;
+        if config.phantom.paths.is_empty() {
+            bail!(
+                "nothing to ingest: give paths, or list them under [phantom] paths in {}",
+                project.config_path().display()
+            );
+        }
+        config
+            .phantom
+            .paths
+            .iter()
+            .map(|p| project.root().join(p))
+            .collect()
+    } else {
+        paths
+    };
+    let targets = rift_paths(&project, &paths)?;
+    let cas = project.cas()?;
+    // Lock order: the store's gc lock, then the project.
+    let _gc = cas.gc_lock(LockMode::Shared)?;
+    let _lock = project.lock()?;
+    let manifest = project.manifest()?;
+    project.register(&cas)?;
+    let start = Instant::now();
+    let report = ingest_op::ingest(&project, &cas, &manifest, &targets, interrupt_flag())?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "ingested {} files ({}) and {} symlinks from {} in {secs:.2}s: {} new blobs ({}), {} duplicates",
+        report.files,
+        ui::bytes(report.bytes),
+        report.symlinks,
+        shown_targets(&paths),
+        report.new_blobs,
+        ui::bytes(report.new_bytes),
+        report.duplicates,
+    );
+    for (path, why) in &report.errors {
+        eprintln!("vrift: {}: {why}", path.display());
+    }
+    if !report.skipped.is_empty() {
+        eprintln!(
+            "vrift: skipped {} special files (left on disk)",
+            report.skipped.len()
+        );
+    }
+    if report.interrupted {
+        eprintln!("vrift: interrupted: the rift is consistent; run `vrift ingest` again to finish");
+        return Ok(Outcome::Interrupted);
+    }
+    if !report.errors.is_empty() {
+        eprintln!(
+            "vrift: {} files could not be ingested and stay on disk",
+            report.errors.len()
+        );
+        return Ok(Outcome::Partial);
+    }
+    Ok(Outcome::Ok)
+}
+
+fn shown_targets(paths: &[PathBuf]) -> String {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let names: Vec<String> = paths
+        .iter()
+        .map(|p| p.strip_prefix(&cwd).unwrap_or(p))
+        .map(|p: &Path| {
+            let s = p.display().to_string();
+            if s.is_empty() {
+                ".".into()
+            } else {
+                s
+            }
+        })
+        .collect();
+    names.join(", ")
+}
+
+pub fn materialize(paths: Vec<PathBuf>) -> Result<Outcome> {
+    let project = current_project()?;
+    let targets = rift_paths(&project, &paths)?;
+    let cas = project.cas()?;
+    let _lock = project.lock()?;
+    let manifest = project.manifest()?;
+    ingest_op::recover(&project, &cas, &manifest)?;
+    let report = materialize_op::materialize(&project, &cas, &manifest, &targets)?;
+    println!(
+        "materialized {} files ({}) and {} symlinks; removed {} hidden paths from disk",
+        report.files,
+        ui::bytes(report.bytes),
+        report.symlinks,
+        report.removed
+    );
+    for (path, why) in &report.errors {
+        eprintln!("vrift: {}: {why}", path.display());
+    }
+    if report.errors.is_empty() {
+        Ok(Outcome::Ok)
+    } else {
+        eprintln!(
+            "vrift: {} paths could not be materialized and stay in the rift",
+            report.errors.len()
+        );
+        Ok(Outcome::Partial)
+    }
+}

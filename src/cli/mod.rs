@@ -1,0 +1,167 @@
+//! The command-line interface: clap types here, one module per command.
+
+mod gc;
+mod ingest;
+mod init;
+mod output;
+mod snapshot;
+mod status;
+mod view_cmds;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::project::Project;
+
+/// vrift: make a project directory a content-addressed, snapshot-able overlay.
+#[derive(Parser, Debug)]
+#[command(name = "vrift", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Run as if vrift was started in DIR.
+    #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create (or repair) .vrift/ in DIR, register and trust the project.
+    Init {
+        /// Project root (default: the current directory).
+        dir: Option<PathBuf>,
+    },
+    /// Move files into the store and project them back through the rift.
+    ///
+    /// Directories stay on disk; files and symlinks below the paths move into
+    /// the content-addressed store (duplicates are stored once) and are
+    /// recorded in the manifest. Without paths, ingests the [phantom] paths of
+    /// .vrift/config.toml.
+    Ingest {
+        /// Files or directories inside the project.
+        paths: Vec<PathBuf>,
+    },
+    /// Write rift entries back to disk as real files and drop them from the rift.
+    Materialize {
+        /// Paths inside the project (default: everything in the rift).
+        paths: Vec<PathBuf>,
+    },
+    /// Show the project, the store, the rift and its snapshots.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a directory of the view (rift over disk), marking where each name comes from.
+    Ls {
+        /// Directory or file (default: the current directory).
+        path: Option<PathBuf>,
+    },
+    /// Print files of the view.
+    Cat {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Named, immutable snapshots of the rift.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Empty the rift (files, whiteouts, marks) and remove the empty directories it created.
+    ///
+    /// Files ingested from disk (the phantom layer) are kept.
+    Discard {
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        yes: bool,
+    },
+    /// What the rift adds (A), changes (M) and hides (D) relative to the disk.
+    Diff {
+        /// Also list files ingested from disk (P).
+        #[arg(long)]
+        phantom: bool,
+    },
+    /// Delete blobs no registered project or snapshot references (dry run by default).
+    Gc {
+        /// Delete them.
+        #[arg(long)]
+        delete: bool,
+    },
+    /// Verify every blob, quarantine corrupt ones, and check the project's references.
+    Fsck,
+    /// Trust the project in DIR so the shell hooks may enter it.
+    Allow { dir: Option<PathBuf> },
+    /// Revoke trust in the project in DIR.
+    Deny { dir: Option<PathBuf> },
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SnapshotCommand {
+    /// Freeze the current rift under NAME.
+    Save { name: String },
+    /// List snapshots.
+    List,
+    /// Replace the rift with snapshot NAME (no blob is copied).
+    Restore { name: String },
+    /// Delete snapshot NAME (its blobs go at the next `gc --delete`).
+    Drop { name: String },
+}
+
+/// How a command ended, beyond success.
+#[derive(Debug)]
+pub enum Outcome {
+    Ok,
+    /// Finished, but some items failed (already reported).
+    Partial,
+    Interrupted,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(dir) = &cli.directory {
+        if let Err(e) = std::env::set_current_dir(dir) {
+            eprintln!("vrift: error: cannot enter {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    }
+    match run(cli.command) {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Partial) => ExitCode::from(1),
+        Ok(Outcome::Interrupted) => ExitCode::from(130),
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vrift: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<Outcome> {
+    match command {
+        Command::Init { dir } => init::init(dir),
+        Command::Ingest { paths } => ingest::ingest(paths),
+        Command::Materialize { paths } => ingest::materialize(paths),
+        Command::Status { json } => status::status(json),
+        Command::Ls { path } => view_cmds::ls(path),
+        Command::Cat { paths } => view_cmds::cat(paths),
+        Command::Snapshot(cmd) => snapshot::snapshot(cmd),
+        Command::Discard { yes } => snapshot::discard(yes),
+        Command::Diff { phantom } => view_cmds::diff(phantom),
+        Command::Gc { delete } => gc::gc(delete),
+        Command::Fsck => gc::fsck(),
+        Command::Allow { dir } => init::allow(dir),
+        Command::Deny { dir } => init::deny(dir),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "vrift", &mut std::io::stdout());
+            Ok(Outcome::Ok)
+        }
+    }
+}
+
+/// The project a command acts on: the one containing the current directory.
+fn current_project() -> anyhow::Result<Project> {
+    Project::current()
+}

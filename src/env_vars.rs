@@ -1,0 +1,20 @@
+//! Every environment variable vrift reads or sets, named once.
+//!
+//! The shim, the hooks, the wrappers and the daemon all agree on these names.
+
+/// Canonical root of the project whose inception this process is in.
+pub const VRIFT_PROJECT_ROOT: &str = "VRIFT_PROJECT_ROOT";
+/// Set to `1` inside an inception.
+pub const VRIFT_INCEPTION: &str = "VRIFT_INCEPTION";
+/// Location of the content-addressed store; overrides the XDG data dir.
+pub const VR_THE_SOURCE: &str = "VR_THE_SOURCE";
+/// Path prefix under which the view is exposed (reserved for the shim).
+pub const VRIFT_VFS_PREFIX: &str = "VRIFT_VFS_PREFIX";
+/// Absolute path of `libvrift_shim.so`.
+pub const VRIFT_SHIM_PATH: &str = "VRIFT_SHIM_PATH";
+/// Enables diagnostic output on stderr.
+pub const VRIFT_DEBUG: &str = "VRIFT_DEBUG";
+/// Path of the project's manifest.
+pub const VRIFT_MANIFEST: &str = "VRIFT_MANIFEST";
+/// Silences the informational lines vrift prints on stderr.
+pub const VRIFT_QUIET: &str = "VRIFT_QUIET";

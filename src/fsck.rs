@@ -1,0 +1,124 @@
+//! `vrift fsck`: re-hash every blob, quarantine the corrupt ones, repair
+//! modes, and check that a project's manifest references only blobs that exist.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+use vrift_format::ContentHash;
+
+use crate::cas::{self, Cas, BLOB_MODE};
+use crate::manifest::{Layer, ReadTxn};
+use crate::paths::display;
+use crate::ui;
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub blobs: u64,
+    pub bytes: u64,
+    /// Blobs whose content does not match their name, moved to quarantine/.
+    pub corrupt: Vec<(ContentHash, PathBuf)>,
+    /// Blobs whose mode was not 0444 (repaired).
+    pub mode_fixed: u64,
+    /// Blobs that could not be read.
+    pub unreadable: Vec<(PathBuf, String)>,
+    /// Manifest records whose blob is missing: (where, path, hash).
+    pub missing: Vec<(String, Vec<u8>, ContentHash)>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.corrupt.is_empty() && self.unreadable.is_empty() && self.missing.is_empty()
+    }
+}
+
+pub fn check_store(cas: &Cas, report: &mut Report) -> Result<()> {
+    let blobs = cas.list_blobs()?;
+    let bar = ui::progress(blobs.len() as u64, "fsck");
+    let results: Vec<_> = blobs
+        .par_iter()
+        .map(|(hash, path)| {
+            let r = (|| -> std::io::Result<(ContentHash, u64, u32)> {
+                let meta = fs::symlink_metadata(path)?;
+                let mut f = File::open(path)?;
+                Ok((
+                    cas::hash_reader(&mut f)?,
+                    meta.len(),
+                    meta.permissions().mode() & 0o7777,
+                ))
+            })();
+            bar.inc(1);
+            (hash, path, r)
+        })
+        .collect();
+    bar.finish_and_clear();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    for (hash, path, r) in results {
+        match r {
+            Err(e) => report.unreadable.push((path.clone(), e.to_string())),
+            Ok((actual, size, mode)) => {
+                report.blobs += 1;
+                report.bytes += size;
+                if actual != *hash {
+                    let dest = cas.quarantine_dir().join(format!("{hash}.{stamp}"));
+                    fs::rename(path, &dest)
+                        .with_context(|| format!("cannot quarantine {}", path.display()))?;
+                    report.corrupt.push((*hash, dest));
+                } else if mode != BLOB_MODE {
+                    fs::set_permissions(path, fs::Permissions::from_mode(BLOB_MODE))
+                        .with_context(|| format!("cannot fix the mode of {}", path.display()))?;
+                    report.mode_fixed += 1;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records every reference of the manifest whose blob is not in the store.
+pub fn check_manifest(txn: &ReadTxn<'_>, cas: &Cas, report: &mut Report) -> Result<()> {
+    let mut present: HashSet<ContentHash> = HashSet::new();
+    let mut check = |place: &str, k: &[u8], h: ContentHash| {
+        if present.contains(&h) {
+            return;
+        }
+        if cas.has_blob(&h) {
+            present.insert(h);
+        } else {
+            report.missing.push((place.to_string(), k.to_vec(), h));
+        }
+    };
+    for (layer, place) in [(Layer::Rift, "rift"), (Layer::Phantom, "phantom")] {
+        txn.for_each(layer, b"", |k, rec| {
+            if let Some(h) = rec.blob() {
+                check(place, k, h);
+            }
+            Ok(())
+        })?;
+    }
+    for snap in txn.snapshots()? {
+        let place = format!("snapshot {}", snap.name);
+        txn.for_each_in_snapshot(&snap.name, |k, rec| {
+            if let Some(h) = rec.blob() {
+                check(&place, k, h);
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// One line per missing reference, for the CLI.
+pub fn describe_missing(report: &Report) -> Vec<String> {
+    report
+        .missing
+        .iter()
+        .map(|(place, k, h)| format!("{place}: {} references missing blob {h}", display(k)))
+        .collect()
+}

@@ -1,0 +1,138 @@
+//! `vrift gc`: mark every blob referenced by a registered project's rift,
+//! phantom layer, snapshots or ingest journal; sweep the rest.
+//!
+//! Safety: sweeping holds the store's gc lock exclusively, which every ingest
+//! holds shared from before it looks for a blob until it has committed its
+//! references (cas.rs, invariant 3). A registered project whose manifest
+//! cannot be read stops the sweep: gc cannot know what it needs.
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use vrift_format::ContentHash;
+
+use crate::cas::Cas;
+use crate::lock::LockMode;
+use crate::manifest::{Layer, ReadTxn};
+use crate::project::{self, Project};
+
+/// Every blob a manifest references.
+pub fn references(txn: &ReadTxn<'_>, into: &mut HashSet<ContentHash>) -> Result<()> {
+    for layer in [Layer::Rift, Layer::Phantom] {
+        txn.for_each(layer, b"", |_, rec| {
+            if let Some(h) = rec.blob() {
+                into.insert(h);
+            }
+            Ok(())
+        })?;
+    }
+    for snap in txn.snapshots()? {
+        txn.for_each_in_snapshot(&snap.name, |_, rec| {
+            if let Some(h) = rec.blob() {
+                into.insert(h);
+            }
+            Ok(())
+        })?;
+    }
+    for (_, p) in txn.pending()? {
+        into.insert(p.hash);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub projects: Vec<PathBuf>,
+    /// Registry entries whose project no longer exists.
+    pub stale_projects: Vec<PathBuf>,
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    pub unreferenced: u64,
+    pub unreferenced_bytes: u64,
+    pub deleted: u64,
+    /// Leftover temp files of killed writers.
+    pub stale_tmp: u64,
+}
+
+/// Temp files younger than this may belong to a writer that is still running.
+const TMP_GRACE: Duration = Duration::from_secs(3600);
+
+pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
+    let _gc_lock = cas.gc_lock(if delete {
+        LockMode::Exclusive
+    } else {
+        LockMode::Shared
+    })?;
+    let mut report = Report::default();
+    let mut live = HashSet::new();
+    for (entry, root) in project::registered(cas)? {
+        let manifest_path = root.join(project::STATE_DIR).join("manifest.redb");
+        if !manifest_path.exists() {
+            report.stale_projects.push(root.clone());
+            if delete {
+                fs::remove_file(&entry)
+                    .with_context(|| format!("cannot remove {}", entry.display()))?;
+            }
+            continue;
+        }
+        let p = Project::at(&root)?;
+        let _lock = p.lock()?;
+        let manifest = p.manifest().with_context(|| {
+            format!(
+                "gc needs every registered project's manifest; {} cannot be read \
+                 (fix it, or delete its registry entry {} if the project is gone)",
+                root.display(),
+                entry.display()
+            )
+        })?;
+        references(&manifest.read()?, &mut live)?;
+        report.projects.push(root);
+    }
+    for (hash, path) in cas.list_blobs()? {
+        let size = fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
+        report.blobs += 1;
+        report.blob_bytes += size;
+        if live.contains(&hash) {
+            continue;
+        }
+        report.unreferenced += 1;
+        report.unreferenced_bytes += size;
+        if delete {
+            match fs::remove_file(&path) {
+                Ok(()) => report.deleted += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot delete {}", path.display()))
+                }
+            }
+        }
+    }
+    let now = SystemTime::now();
+    for entry in fs::read_dir(cas.tmp_dir())? {
+        let entry = entry?;
+        let name = entry.file_name();
+        // An ingest's moved file is user data until recovery adopts it.
+        if let Some(hex) = name.as_bytes().strip_prefix(b"ingest.") {
+            let hash = hex.get(..64).and_then(ContentHash::from_hex);
+            if hash.is_some_and(|h| live.contains(&h)) {
+                continue;
+            }
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .map(|t| now.duration_since(t).unwrap_or_default() > TMP_GRACE)
+            .unwrap_or(false);
+        if old {
+            report.stale_tmp += 1;
+            if delete {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,21 @@
+//! vrift: a content-addressed, snapshot-able overlay for project directories.
+//!
+//! The library behind the `vrift` binary: the store ([`cas`]), the manifest
+//! ([`manifest`]), the view ([`view`]) and the operations on them.
+
+pub mod applets;
+pub mod cas;
+pub mod cli;
+pub mod env_vars;
+pub mod fsck;
+pub mod gc;
+pub mod ingest;
+pub mod init;
+pub mod lock;
+pub mod manifest;
+pub mod materialize;
+pub mod paths;
+pub mod project;
+pub mod trust;
+pub mod ui;
+pub mod view;

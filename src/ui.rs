@@ -1,0 +1,59 @@
+//! What vrift prints for people: notes, warnings and progress bars on stderr.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::env_vars;
+
+/// Whether informational lines are silenced (`VRIFT_QUIET`).
+pub fn quiet() -> bool {
+    std::env::var_os(env_vars::VRIFT_QUIET).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// An informational line on stderr.
+pub fn note(msg: &str) {
+    if !quiet() {
+        eprintln!("vrift: {msg}");
+    }
+}
+
+/// A warning on stderr; never silenced.
+pub fn warn(msg: &str) {
+    eprintln!("vrift: warning: {msg}");
+}
+
+/// A progress bar on stderr when it is a terminal, hidden otherwise.
+pub fn progress(len: u64, what: &str) -> ProgressBar {
+    if quiet() || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>10} [{bar:30}] {pos}/{len} files {binary_bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(what.to_string());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// Human-readable byte count (IEC units).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
