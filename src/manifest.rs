@@ -225,7 +225,10 @@ impl Manifest {
         if !create && !path.exists() {
             bail!("no manifest at {}; run `vrift init`", path.display());
         }
-        // redb may panic on some malformed files; a panic must become an error.
+        // redb may panic on some malformed files; a panic must become an
+        // error, printed once and without a backtrace.
+        let previous_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
         let opened = std::panic::catch_unwind(|| {
             let mut builder = Database::builder();
             builder.set_cache_size(64 * 1024 * 1024);
@@ -235,6 +238,7 @@ impl Manifest {
                 builder.open(path)
             }
         });
+        std::panic::set_hook(previous_hook);
         let db = match opened {
             Ok(Ok(db)) => db,
             Ok(Err(e)) => return Err(open_error(path, e)),

@@ -61,8 +61,7 @@ pub fn fsck() -> Result<Outcome> {
     let mut report = fsck_op::Report::default();
     fsck_op::check_store(&cas, &mut report)?;
     if let Some(project) = &project {
-        let _lock = project.lock()?;
-        let manifest = project.manifest()?;
+        let (_lock, _, manifest) = super::open_manifest(project)?;
         fsck_op::check_manifest(&manifest.read()?, &cas, &mut report)?;
     }
     println!(

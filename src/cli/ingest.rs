@@ -120,10 +120,7 @@ fn shown_targets(paths: &[PathBuf]) -> String {
 pub fn materialize(paths: Vec<PathBuf>) -> Result<Outcome> {
     let project = current_project()?;
     let targets = rift_paths(&project, &paths)?;
-    let cas = project.cas()?;
-    let _lock = project.lock()?;
-    let manifest = project.manifest()?;
-    ingest_op::recover(&project, &cas, &manifest)?;
+    let (_lock, cas, manifest) = super::open_manifest(&project)?;
     let report = materialize_op::materialize(&project, &cas, &manifest, &targets)?;
     println!(
         "materialized {} files ({}) and {} symlinks; removed {} hidden paths from disk",

@@ -165,3 +165,19 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
 fn current_project() -> anyhow::Result<Project> {
     Project::current()
 }
+
+/// Locks the project and opens its manifest, finishing an interrupted ingest
+/// first so that every command sees a consistent rift.
+fn open_manifest(
+    project: &Project,
+) -> anyhow::Result<(
+    crate::lock::FileLock,
+    crate::cas::Cas,
+    crate::manifest::Manifest,
+)> {
+    let cas = project.cas()?;
+    let lock = project.lock()?;
+    let manifest = project.manifest()?;
+    crate::ingest::recover(project, &cas, &manifest)?;
+    Ok((lock, cas, manifest))
+}

@@ -16,8 +16,7 @@ use crate::ui;
 
 pub fn snapshot(cmd: SnapshotCommand) -> Result<Outcome> {
     let project = current_project()?;
-    let _lock = project.lock()?;
-    let manifest = project.manifest()?;
+    let (_lock, _cas, manifest) = super::open_manifest(&project)?;
     match cmd {
         SnapshotCommand::Save { name } => {
             let now = std::time::SystemTime::now()
@@ -112,8 +111,7 @@ fn ensure_physical_dirs(project: &Project, txn: &WriteTxn<'_>) -> Result<u64> {
 
 pub fn discard(yes: bool) -> Result<Outcome> {
     let project = current_project()?;
-    let _lock = project.lock()?;
-    let manifest = project.manifest()?;
+    let (_lock, _cas, manifest) = super::open_manifest(&project)?;
     let (entries, marks) = {
         let r = manifest.read()?;
         (r.len(Layer::Rift)?, r.dirs()?)

@@ -20,9 +20,7 @@ struct LayerStats {
 
 pub fn status(json: bool) -> Result<Outcome> {
     let project = current_project()?;
-    let cas = project.cas()?;
-    let _lock = project.lock()?;
-    let manifest = project.manifest()?;
+    let (_lock, cas, manifest) = super::open_manifest(&project)?;
     let txn = manifest.read()?;
 
     // Unique content referenced by the live layers, for the dedup ratio.

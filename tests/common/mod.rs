@@ -1,0 +1,216 @@
+//! Shared helpers for the integration tests: a sandboxed environment (own
+//! HOME, own store) that runs the real `vrift` binary, and tree comparison.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const VRIFT: &str = env!("CARGO_BIN_EXE_vrift");
+
+/// A temp dir with its own HOME and store; nothing of the user's is touched.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::Builder::new()
+            .prefix("vrift-test-")
+            .tempdir()
+            .unwrap();
+        fs::create_dir_all(dir.path().join("home")).unwrap();
+        Sandbox { dir }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        fs::canonicalize(self.dir.path()).unwrap()
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.path().join("home")
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.path().join("store")
+    }
+
+    /// A new directory in the sandbox.
+    pub fn mkdir(&self, rel: &str) -> PathBuf {
+        let p = self.path().join(rel);
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// `vrift ARGS` in `cwd`, environment scrubbed of the user's vrift state.
+    pub fn cmd(&self, cwd: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(VRIFT);
+        c.args(args).current_dir(cwd);
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().to_string();
+            if k.starts_with("VRIFT_") || k.starts_with("XDG_") || k == "VR_THE_SOURCE" {
+                c.env_remove(&k);
+            }
+        }
+        c.env("HOME", self.home())
+            .env("VR_THE_SOURCE", self.store());
+        c
+    }
+
+    pub fn run(&self, cwd: &Path, args: &[&str]) -> Output {
+        self.cmd(cwd, args).output().unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, cwd: &Path, args: &[&str]) -> String {
+        let out = self.run(cwd, args);
+        assert!(
+            out.status.success(),
+            "vrift {args:?} failed ({:?})\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs and asserts failure; returns stderr.
+    pub fn fails(&self, cwd: &Path, args: &[&str]) -> String {
+        let out = self.run(cwd, args);
+        assert!(
+            !out.status.success(),
+            "vrift {args:?} should have failed\nstdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Number of blobs in the store.
+    pub fn blob_count(&self) -> usize {
+        let blobs = self.store().join("blobs");
+        let Ok(fans) = fs::read_dir(blobs) else {
+            return 0;
+        };
+        fans.map(|f| fs::read_dir(f.unwrap().path()).unwrap().count())
+            .sum()
+    }
+}
+
+/// What a tree holds, for comparisons: path → description.
+pub type TreeListing = BTreeMap<Vec<u8>, String>;
+
+/// Lists a tree: file contents (hashed), modes, symlink targets, directories.
+/// `skip` names top-level entries to leave out (such as `.vrift`).
+pub fn list_tree(root: &Path, skip: &[&str]) -> TreeListing {
+    let mut out = BTreeMap::new();
+    walk(root, root, skip, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, skip: &[&str], out: &mut TreeListing) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        let rel = path.strip_prefix(root).unwrap();
+        if dir == root && skip.iter().any(|s| entry.file_name() == OsStr::new(s)) {
+            continue;
+        }
+        let meta = fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o7777;
+        let desc = if meta.file_type().is_symlink() {
+            format!("link -> {}", fs::read_link(&path).unwrap().display())
+        } else if meta.is_dir() {
+            walk(root, &path, skip, out);
+            format!("dir {mode:o}")
+        } else if meta.is_file() {
+            let bytes = fs::read(&path).unwrap();
+            format!(
+                "file {mode:o} {} {} mtime={}",
+                bytes.len(),
+                blake3::hash(&bytes).to_hex(),
+                meta.mtime()
+            )
+        } else {
+            format!("special {:o}", meta.mode())
+        };
+        out.insert(rel.as_os_str().as_bytes().to_vec(), desc);
+    }
+}
+
+/// Asserts two listings are equal, printing the first differences.
+pub fn assert_same_tree(a: &TreeListing, b: &TreeListing) {
+    if a == b {
+        return;
+    }
+    let mut diffs = Vec::new();
+    for (k, v) in a {
+        match b.get(k) {
+            Some(w) if w == v => {}
+            Some(w) => diffs.push(format!("{}: {v} vs {w}", String::from_utf8_lossy(k))),
+            None => diffs.push(format!("{}: only in the first", String::from_utf8_lossy(k))),
+        }
+    }
+    for k in b.keys() {
+        if !a.contains_key(k) {
+            diffs.push(format!(
+                "{}: only in the second",
+                String::from_utf8_lossy(k)
+            ));
+        }
+    }
+    diffs.truncate(20);
+    panic!("trees differ:\n{}", diffs.join("\n"));
+}
+
+/// `cp -a src dst`.
+pub fn cp_a(src: &Path, dst: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(src)
+        .arg(dst)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// Writes a node_modules-like tree: `packages` packages with a few files
+/// each, shared content across packages, a symlink and a .bin entry.
+pub fn write_node_modules(dir: &Path, packages: usize, files_per_package: usize, file_size: usize) {
+    for p in 0..packages {
+        let pkg = dir.join(format!("pkg-{p}"));
+        fs::create_dir_all(pkg.join("lib")).unwrap();
+        fs::write(
+            pkg.join("package.json"),
+            format!("{{\"name\":\"pkg-{p}\",\"version\":\"1.0.{}\"}}\n", p % 7),
+        )
+        .unwrap();
+        // Every package ships the same LICENSE: real trees are full of duplicates.
+        fs::write(
+            pkg.join("LICENSE"),
+            "MIT License\n\nPermission is hereby granted...\n",
+        )
+        .unwrap();
+        for f in 0..files_per_package {
+            let mut body =
+                format!("// pkg {p} file {f}\nmodule.exports = {};\n", p * 1000 + f).into_bytes();
+            body.resize(file_size.max(body.len()), b'x');
+            fs::write(pkg.join("lib").join(format!("m{f}.js")), body).unwrap();
+        }
+    }
+    fs::create_dir_all(dir.join(".bin")).unwrap();
+    std::os::unix::fs::symlink("../pkg-0/lib/m0.js", dir.join(".bin/tool")).unwrap();
+    let script = dir.join("pkg-0/cli.sh");
+    fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Whether the tests run as root (some cases need another user).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
