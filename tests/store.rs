@@ -315,3 +315,52 @@ fn the_store_fans_out_on_demand() {
     let fans = fs::read_dir(sb.store().join("blobs")).unwrap().count();
     assert_eq!(fans, 1, "one blob, one fan-out directory");
 }
+
+#[test]
+fn a_manifest_held_open_by_another_process_is_reported_not_waited_on_forever() {
+    let sb = Sandbox::new();
+    let root = ingested_project(&sb, "p", 2);
+    // Another process (here: this test) has the database open without vrift's lock.
+    let held = vrift::manifest::Manifest::open(&root.join(".vrift/manifest.redb"), false).unwrap();
+    let stderr = sb.fails(&root, &["status"]);
+    assert!(stderr.contains("is in use by another process"), "{stderr}");
+    assert!(stderr.contains("manifest.redb"), "{stderr}");
+    drop(held);
+    sb.ok(&root, &["status"]);
+}
+
+#[test]
+fn projects_ingesting_the_same_content_at_once_share_blobs_safely() {
+    let sb = Sandbox::new();
+    let mut roots = Vec::new();
+    for name in ["a", "b", "c"] {
+        let root = sb.mkdir(name);
+        write_node_modules(&root.join("node_modules"), 200, 3, 400);
+        sb.ok(&root, &["init"]);
+        roots.push(root);
+    }
+    let pristine: Vec<_> = roots.iter().map(|r| list_tree(&r.join("node_modules"), &[])).collect();
+    let children: Vec<_> = roots
+        .iter()
+        .map(|r| sb.cmd(r, &["ingest"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let single = {
+        let sb2 = Sandbox::new();
+        let r = sb2.mkdir("x");
+        write_node_modules(&r.join("node_modules"), 200, 3, 400);
+        sb2.ok(&r, &["init"]);
+        sb2.ok(&r, &["ingest"]);
+        sb2.blob_count()
+    };
+    assert_eq!(sb.blob_count(), single, "three identical trees are stored once");
+    assert_eq!(fs::read_dir(sb.store().join("tmp")).unwrap().count(), 0);
+    for (r, pristine) in roots.iter().zip(&pristine) {
+        assert!(sb.ok(r, &["fsck"]).contains("no problems found"));
+        sb.ok(r, &["materialize"]);
+        assert_same_tree(pristine, &list_tree(&r.join("node_modules"), &[]));
+    }
+}
