@@ -496,11 +496,12 @@ fn move_into_store(cas: &Cas, h: &Hashed, cas_dev: u64, euid: u32) -> io::Result
     Ok(Moved::Copied { new })
 }
 
-/// Finishes or undoes the journalled moves of an interrupted ingest.
-pub fn recover(project: &Project, cas: &Cas, manifest: &Manifest) -> Result<()> {
+/// Finishes or undoes the journalled moves of an interrupted ingest;
+/// returns whether there was anything to do.
+pub fn recover(project: &Project, cas: &Cas, manifest: &Manifest) -> Result<bool> {
     let pending = manifest.read()?.pending()?;
     if pending.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     ui::note(&format!(
         "finishing an interrupted ingest ({} files)",
@@ -569,5 +570,5 @@ pub fn recover(project: &Project, cas: &Cas, manifest: &Manifest) -> Result<()> 
     }
     txn.clear_pending()?;
     txn.commit()?;
-    Ok(())
+    Ok(true)
 }

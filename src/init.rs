@@ -72,7 +72,8 @@ pub fn init(dir: &Path, cas: &Cas) -> Result<(Project, Outcome)> {
     if fs::read_to_string(&ignore).ok().as_deref() != Some(GITIGNORE_TEMPLATE) {
         write_atomic(&ignore, GITIGNORE_TEMPLATE.as_bytes())?;
     }
-    Manifest::open(&project.manifest_path(), true)?;
+    let manifest = Manifest::open(&project.manifest_path(), true)?;
+    crate::table::publish(&project, cas, &manifest)?;
     project.record_store(cas)?;
     project.register(cas)?;
     trust::allow(project.root(), &config)?;

@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod materialize;
 pub mod paths;
 pub mod project;
+pub mod table;
 pub mod trust;
 pub mod ui;
 pub mod view;

@@ -303,3 +303,60 @@ fn materialize_writes_the_rift_to_disk_and_applies_whiteouts() {
     assert_eq!(fs::metadata(root.join("build/tool")).unwrap().nlink(), 1);
     assert_eq!(sb.ok(&root, &["diff"]), "");
 }
+
+#[test]
+fn the_hot_table_follows_every_command_and_retires_old_generations() {
+    use std::os::unix::fs::FileExt;
+    use vrift_format::table::{FLAG_SUPERSEDED, TABLE_FILE};
+    use vrift_format::RecordRef;
+
+    let sb = Sandbox::new();
+    let root = project(&sb);
+    let table = root.join(".vrift").join(TABLE_FILE);
+    let count = || vrift::table::read_table(&table, |t| t.entry_count()).expect("a valid table");
+    assert_eq!(count(), 0, "init publishes an empty table");
+    let old = fs::File::open(&table).unwrap();
+    let flags = |f: &fs::File| {
+        let mut b = [0u8; 4];
+        f.read_exact_at(&mut b, 12).unwrap();
+        u32::from_le_bytes(b)
+    };
+    assert_eq!(flags(&old) & FLAG_SUPERSEDED, 0);
+
+    write_node_modules(&root.join("node_modules"), 2, 1, 10);
+    sb.ok(&root, &["ingest", "node_modules"]);
+    assert_eq!(count(), 8);
+    assert_eq!(
+        flags(&old) & FLAG_SUPERSEDED,
+        FLAG_SUPERSEDED,
+        "the old generation is retired"
+    );
+    vrift::table::read_table(&table, |t| {
+        assert_eq!(t.root(), root.as_os_str().as_encoded_bytes());
+        assert_eq!(t.cas_root(), sb.store().as_os_str().as_encoded_bytes());
+        assert!(matches!(
+            t.lookup(b"node_modules/pkg-1/LICENSE"),
+            Some(RecordRef::Entry { .. })
+        ));
+        let d = t.dir(b"node_modules/pkg-1").unwrap();
+        assert_eq!(d.len(), 2, "LICENSE and package.json");
+        assert!(t.generation() >= 2);
+    });
+
+    // A restore and a discard change the view: the table follows.
+    write_rift(&sb, &root, |txn, _| {
+        txn.put(Layer::Rift, b"src/main.c", &Record::Whiteout)
+            .unwrap();
+    });
+    sb.ok(&root, &["snapshot", "save", "hidden"]);
+    sb.ok(&root, &["discard", "--yes"]);
+    vrift::table::read_table(&table, |t| assert_eq!(t.lookup(b"src/main.c"), None)).unwrap();
+    sb.ok(&root, &["snapshot", "restore", "hidden"]);
+    vrift::table::read_table(&table, |t| {
+        assert_eq!(t.lookup(b"src/main.c"), Some(RecordRef::Whiteout));
+        assert!(t.may_hide());
+    })
+    .unwrap();
+    sb.ok(&root, &["materialize"]);
+    assert_eq!(count(), 0);
+}

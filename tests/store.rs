@@ -339,14 +339,27 @@ fn projects_ingesting_the_same_content_at_once_share_blobs_safely() {
         sb.ok(&root, &["init"]);
         roots.push(root);
     }
-    let pristine: Vec<_> = roots.iter().map(|r| list_tree(&r.join("node_modules"), &[])).collect();
+    let pristine: Vec<_> = roots
+        .iter()
+        .map(|r| list_tree(&r.join("node_modules"), &[]))
+        .collect();
     let children: Vec<_> = roots
         .iter()
-        .map(|r| sb.cmd(r, &["ingest"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
+        .map(|r| {
+            sb.cmd(r, &["ingest"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
         .collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let single = {
         let sb2 = Sandbox::new();
@@ -356,7 +369,11 @@ fn projects_ingesting_the_same_content_at_once_share_blobs_safely() {
         sb2.ok(&r, &["ingest"]);
         sb2.blob_count()
     };
-    assert_eq!(sb.blob_count(), single, "three identical trees are stored once");
+    assert_eq!(
+        sb.blob_count(),
+        single,
+        "three identical trees are stored once"
+    );
     assert_eq!(fs::read_dir(sb.store().join("tmp")).unwrap().count(), 0);
     for (r, pristine) in roots.iter().zip(&pristine) {
         assert!(sb.ok(r, &["fsck"]).contains("no problems found"));

@@ -65,7 +65,10 @@ pub fn ingest(paths: Vec<PathBuf>) -> Result<Outcome> {
     let manifest = project.manifest()?;
     project.register(&cas)?;
     let start = Instant::now();
-    let report = ingest_op::ingest(&project, &cas, &manifest, &targets, interrupt_flag())?;
+    let report = ingest_op::ingest(&project, &cas, &manifest, &targets, interrupt_flag());
+    // Whatever was committed (even by a failed run) becomes visible.
+    crate::table::publish(&project, &cas, &manifest)?;
+    let report = report?;
     let secs = start.elapsed().as_secs_f64();
     println!(
         "ingested {} files ({}) and {} symlinks from {} in {secs:.2}s: {} new blobs ({}), {} duplicates",
@@ -121,7 +124,9 @@ pub fn materialize(paths: Vec<PathBuf>) -> Result<Outcome> {
     let project = current_project()?;
     let targets = rift_paths(&project, &paths)?;
     let (_lock, cas, manifest) = super::open_manifest(&project)?;
-    let report = materialize_op::materialize(&project, &cas, &manifest, &targets)?;
+    let report = materialize_op::materialize(&project, &cas, &manifest, &targets);
+    crate::table::publish(&project, &cas, &manifest)?;
+    let report = report?;
     println!(
         "materialized {} files ({}) and {} symlinks; removed {} hidden paths from disk",
         report.files,

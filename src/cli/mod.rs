@@ -178,6 +178,8 @@ fn open_manifest(
     let cas = project.cas()?;
     let lock = project.lock()?;
     let manifest = project.manifest()?;
-    crate::ingest::recover(project, &cas, &manifest)?;
+    if crate::ingest::recover(project, &cas, &manifest)? {
+        crate::table::publish(project, &cas, &manifest)?;
+    }
     Ok((lock, cas, manifest))
 }

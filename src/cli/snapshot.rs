@@ -16,7 +16,7 @@ use crate::ui;
 
 pub fn snapshot(cmd: SnapshotCommand) -> Result<Outcome> {
     let project = current_project()?;
-    let (_lock, _cas, manifest) = super::open_manifest(&project)?;
+    let (_lock, cas, manifest) = super::open_manifest(&project)?;
     match cmd {
         SnapshotCommand::Save { name } => {
             let now = std::time::SystemTime::now()
@@ -52,6 +52,7 @@ pub fn snapshot(cmd: SnapshotCommand) -> Result<Outcome> {
             let info = txn.snapshot_restore(&name)?;
             let created = ensure_physical_dirs(&project, &txn)?;
             txn.commit()?;
+            crate::table::publish(&project, &cas, &manifest)?;
             println!(
                 "restored snapshot {:?}: {} entries ({}){}",
                 info.name,
@@ -111,7 +112,7 @@ fn ensure_physical_dirs(project: &Project, txn: &WriteTxn<'_>) -> Result<u64> {
 
 pub fn discard(yes: bool) -> Result<Outcome> {
     let project = current_project()?;
-    let (_lock, _cas, manifest) = super::open_manifest(&project)?;
+    let (_lock, cas, manifest) = super::open_manifest(&project)?;
     let (entries, marks) = {
         let r = manifest.read()?;
         (r.len(Layer::Rift)?, r.dirs()?)
@@ -151,6 +152,7 @@ pub fn discard(yes: bool) -> Result<Outcome> {
     }
     txn.clear_dir_marks()?;
     txn.commit()?;
+    crate::table::publish(&project, &cas, &manifest)?;
     println!("discarded {entries} rift entries; removed {removed_dirs} empty directories the rift had created");
     Ok(Outcome::Ok)
 }

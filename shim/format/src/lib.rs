@@ -18,6 +18,8 @@
 
 #![no_std]
 
+pub mod table;
+
 /// Version of the manifest schema and of the record encoding below.
 pub const SCHEMA_VERSION: u32 = 1;
 

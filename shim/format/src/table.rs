@@ -1,0 +1,328 @@
+//! The hot table: an mmap'd index of the view that the shim reads without IPC.
+//!
+//! vrift writes it (`.vrift/view.table`) from the manifest; the shim maps it
+//! read-only and answers "what does the rift hold at this path?" and "which
+//! rift names does this directory list?" with no syscall, no allocation and
+//! no lock.
+//!
+//! # Layout (little endian, offsets from the start of the file)
+//!
+//! ```text
+//! header (HEADER_LEN bytes)
+//!    0 magic "VRIFTHT1"          8 version u32      12 flags u32 (atomic)
+//!   16 generation u64           24 entry_count u64
+//!   32 slot_count u64 (2^k)     40 slots_off u64
+//!   48 dir_slot_count u64 (2^k) 56 dir_slots_off u64
+//!   64 arena_off u64            72 arena_len u64    80 file_len u64
+//!   88 hiding u64: records that can hide a physical subtree (whiteouts,
+//!      opaque directories, entries over physical directories); 0 lets the
+//!      shim skip the ancestor walk
+//!   96 root_off u64: the canonical project root (a string in the arena)
+//!  104 cas_off u64: the CAS root (a string in the arena)
+//! path slots: slot_count × { hash u64, key_off u64, rec_off u64 }
+//! dir slots:  dir_slot_count × { hash u64, key_off u64, list_off u64, flags u64 }
+//! arena:      strings  { len u32, bytes }    (keys, roots)
+//!             records  { len u32, record }   (see `decode_record`)
+//!             lists    { count u32, count × path-slot index u32 }
+//! ```
+//!
+//! # Invariants
+//!
+//! 1. Slots use open addressing with linear probing; a slot whose hash is 0
+//!    is empty (hashes are forced non-zero). Keys are full rift paths and are
+//!    always compared in full: a hash match alone never answers a lookup.
+//! 2. The arena is append-only: bytes a reader has seen never change. A
+//!    writer that updates a slot in place (the daemon) appends the new record
+//!    or list first, then publishes it with one atomic 8-byte store of the
+//!    offset (release); a new slot is published by storing its hash last.
+//!    Readers load those fields atomically (acquire), so they see either the
+//!    old or the new value, both complete. No seqlock is needed.
+//! 3. When a table is full it is replaced, never grown in place: the writer
+//!    publishes a new file by `rename` and then sets `FLAG_SUPERSEDED` in the
+//!    old one. A reader that sees the flag maps the new file; until it does,
+//!    the old mapping stays valid (it is never truncated).
+//! 4. Every offset read from the file is bounds-checked against the mapping:
+//!    a damaged table yields misses, never a crash.
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::{decode_record, RecordRef};
+
+pub const TABLE_MAGIC: [u8; 8] = *b"VRIFTHT1";
+pub const TABLE_VERSION: u32 = 1;
+pub const HEADER_LEN: usize = 128;
+pub const PATH_SLOT_LEN: usize = 24;
+pub const DIR_SLOT_LEN: usize = 32;
+
+/// Header flag: a newer table has replaced this one.
+pub const FLAG_SUPERSEDED: u32 = 1;
+
+/// File name of the table inside `.vrift/`.
+pub const TABLE_FILE: &str = "view.table";
+
+/// Header field offsets.
+pub mod field {
+    pub const MAGIC: usize = 0;
+    pub const VERSION: usize = 8;
+    pub const FLAGS: usize = 12;
+    pub const GENERATION: usize = 16;
+    pub const ENTRY_COUNT: usize = 24;
+    pub const SLOT_COUNT: usize = 32;
+    pub const SLOTS_OFF: usize = 40;
+    pub const DIR_SLOT_COUNT: usize = 48;
+    pub const DIR_SLOTS_OFF: usize = 56;
+    pub const ARENA_OFF: usize = 64;
+    pub const ARENA_LEN: usize = 72;
+    pub const FILE_LEN: usize = 80;
+    pub const HIDING: usize = 88;
+    pub const ROOT_OFF: usize = 96;
+    pub const CAS_OFF: usize = 104;
+}
+
+/// FNV-1a over the path bytes, never 0 (0 marks an empty slot).
+#[inline]
+pub fn path_hash(path: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in path {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    if h == 0 {
+        1
+    } else {
+        h
+    }
+}
+
+/// Why a table cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableError {
+    TooShort,
+    BadMagic,
+    BadVersion(u32),
+    BadLayout,
+}
+
+/// A mapped table. All accessors are bounds-checked and allocation-free.
+#[derive(Clone, Copy)]
+pub struct Table<'a> {
+    bytes: &'a [u8],
+    slot_mask: u64,
+    slots_off: usize,
+    dir_slot_mask: u64,
+    dir_slots_off: usize,
+}
+
+/// A directory the rift has something to say about.
+#[derive(Clone, Copy)]
+pub struct Dir<'a> {
+    table: Table<'a>,
+    /// Offset of the child list (0: none).
+    list_off: usize,
+    pub flags: u64,
+}
+
+fn read_u32(b: &[u8], off: usize) -> Option<u32> {
+    let s = b.get(off..off.checked_add(4)?)?;
+    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn read_u64(b: &[u8], off: usize) -> Option<u64> {
+    let s = b.get(off..off.checked_add(8)?)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(s);
+    Some(u64::from_le_bytes(a))
+}
+
+impl<'a> Table<'a> {
+    /// Validates the header of a mapped table.
+    pub fn new(bytes: &'a [u8]) -> Result<Table<'a>, TableError> {
+        if bytes.len() < HEADER_LEN || (bytes.as_ptr() as usize) % 8 != 0 {
+            return Err(TableError::TooShort);
+        }
+        if bytes[..8] != TABLE_MAGIC {
+            return Err(TableError::BadMagic);
+        }
+        let version = read_u32(bytes, field::VERSION).unwrap_or(0);
+        if version != TABLE_VERSION {
+            return Err(TableError::BadVersion(version));
+        }
+        let h = |f| read_u64(bytes, f).unwrap_or(u64::MAX);
+        let slot_count = h(field::SLOT_COUNT);
+        let dir_slot_count = h(field::DIR_SLOT_COUNT);
+        let slots_off = h(field::SLOTS_OFF);
+        let dir_slots_off = h(field::DIR_SLOTS_OFF);
+        let len = bytes.len() as u64;
+        let fits = |off: u64, count: u64, size: u64| {
+            count
+                .checked_mul(size)
+                .and_then(|n| n.checked_add(off))
+                .is_some_and(|end| end <= len)
+        };
+        if !slot_count.is_power_of_two()
+            || !dir_slot_count.is_power_of_two()
+            || slots_off % 8 != 0
+            || dir_slots_off % 8 != 0
+            || !fits(slots_off, slot_count, PATH_SLOT_LEN as u64)
+            || !fits(dir_slots_off, dir_slot_count, DIR_SLOT_LEN as u64)
+            || h(field::FILE_LEN) > len
+        {
+            return Err(TableError::BadLayout);
+        }
+        Ok(Table {
+            bytes,
+            slot_mask: slot_count - 1,
+            slots_off: slots_off as usize,
+            dir_slot_mask: dir_slot_count - 1,
+            dir_slots_off: dir_slots_off as usize,
+        })
+    }
+
+    fn atomic_u64(&self, off: usize) -> u64 {
+        debug_assert!(off % 8 == 0 && off + 8 <= self.bytes.len());
+        // SAFETY: `off` is 8-aligned (slot arrays are 8-aligned, checked in
+        // `new`) and within the mapping; the mapping outlives `self`.
+        unsafe {
+            AtomicU64::from_ptr(self.bytes.as_ptr().add(off) as *mut u64).load(Ordering::Acquire)
+        }
+    }
+
+    /// Whether a newer table has replaced this one (invariant 3).
+    #[inline]
+    pub fn superseded(&self) -> bool {
+        // SAFETY: the flags field is 4-aligned and inside the header.
+        let flags = unsafe {
+            AtomicU32::from_ptr(self.bytes.as_ptr().add(field::FLAGS) as *mut u32)
+                .load(Ordering::Acquire)
+        };
+        flags & FLAG_SUPERSEDED != 0
+    }
+
+    pub fn generation(&self) -> u64 {
+        read_u64(self.bytes, field::GENERATION).unwrap_or(0)
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        read_u64(self.bytes, field::ENTRY_COUNT).unwrap_or(0)
+    }
+
+    /// Whether any record may hide a physical subtree.
+    #[inline]
+    pub fn may_hide(&self) -> bool {
+        read_u64(self.bytes, field::HIDING).unwrap_or(0) != 0
+    }
+
+    /// The canonical project root this table describes.
+    pub fn root(&self) -> &'a [u8] {
+        self.string_at(read_u64(self.bytes, field::ROOT_OFF).unwrap_or(0) as usize)
+            .unwrap_or(&[])
+    }
+
+    /// The CAS root holding the blobs.
+    pub fn cas_root(&self) -> &'a [u8] {
+        self.string_at(read_u64(self.bytes, field::CAS_OFF).unwrap_or(0) as usize)
+            .unwrap_or(&[])
+    }
+
+    fn string_at(&self, off: usize) -> Option<&'a [u8]> {
+        if off == 0 {
+            return None;
+        }
+        let len = read_u32(self.bytes, off)? as usize;
+        self.bytes.get(off + 4..(off + 4).checked_add(len)?)
+    }
+
+    /// Finds the path slot holding `rel`; returns its index.
+    pub fn find_slot(&self, rel: &[u8]) -> Option<u32> {
+        let hash = path_hash(rel);
+        let mut i = hash & self.slot_mask;
+        for _ in 0..=self.slot_mask {
+            let base = self.slots_off + i as usize * PATH_SLOT_LEN;
+            let h = self.atomic_u64(base);
+            if h == 0 {
+                return None;
+            }
+            if h == hash {
+                let key_off = self.atomic_u64(base + 8) as usize;
+                if self.string_at(key_off) == Some(rel) {
+                    return Some(i as u32);
+                }
+            }
+            i = (i + 1) & self.slot_mask;
+        }
+        None
+    }
+
+    /// The key and record of a path slot.
+    pub fn slot(&self, index: u32) -> Option<(&'a [u8], RecordRef<'a>)> {
+        if index as u64 > self.slot_mask {
+            return None;
+        }
+        let base = self.slots_off + index as usize * PATH_SLOT_LEN;
+        if self.atomic_u64(base) == 0 {
+            return None;
+        }
+        let key = self.string_at(self.atomic_u64(base + 8) as usize)?;
+        let rec = self.string_at(self.atomic_u64(base + 16) as usize)?;
+        Some((key, decode_record(rec).ok()?))
+    }
+
+    /// The record the rift holds at `rel`, if any.
+    #[inline]
+    pub fn lookup(&self, rel: &[u8]) -> Option<RecordRef<'a>> {
+        self.slot(self.find_slot(rel)?).map(|(_, r)| r)
+    }
+
+    /// The directory entry for `rel` (children and flags), if any.
+    pub fn dir(&self, rel: &[u8]) -> Option<Dir<'a>> {
+        let hash = path_hash(rel);
+        let mut i = hash & self.dir_slot_mask;
+        for _ in 0..=self.dir_slot_mask {
+            let base = self.dir_slots_off + i as usize * DIR_SLOT_LEN;
+            let h = self.atomic_u64(base);
+            if h == 0 {
+                return None;
+            }
+            if h == hash && self.string_at(self.atomic_u64(base + 8) as usize) == Some(rel) {
+                return Some(Dir {
+                    table: *self,
+                    list_off: self.atomic_u64(base + 16) as usize,
+                    flags: self.atomic_u64(base + 24),
+                });
+            }
+            i = (i + 1) & self.dir_slot_mask;
+        }
+        None
+    }
+}
+
+impl<'a> Dir<'a> {
+    /// Number of rift children (records, whiteouts included).
+    pub fn len(&self) -> usize {
+        if self.list_off == 0 {
+            return 0;
+        }
+        let count = read_u32(self.table.bytes, self.list_off).unwrap_or(0) as usize;
+        // A damaged count must not make callers loop past the mapping.
+        let room = self.table.bytes.len().saturating_sub(self.list_off + 4) / 4;
+        count.min(room)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Child `i`: its name (last path component) and record.
+    pub fn child(&self, i: usize) -> Option<(&'a [u8], RecordRef<'a>)> {
+        if i >= self.len() {
+            return None;
+        }
+        let index = read_u32(self.table.bytes, self.list_off + 4 + 4 * i)?;
+        let (key, rec) = self.table.slot(index)?;
+        let name = match key.iter().rposition(|&c| c == b'/') {
+            Some(p) => &key[p + 1..],
+            None => key,
+        };
+        Some((name, rec))
+    }
+}

@@ -1,0 +1,300 @@
+//! The hot table writer: builds `.vrift/view.table` from the manifest (the
+//! format and the reader are in `vrift_format::table`).
+//!
+//! The CLI republishes the whole table after every command that changes the
+//! manifest; a new table replaces the old by `rename`, then the old one is
+//! marked superseded so processes that mapped it switch over.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use vrift_format::table::{
+    field, path_hash, Table, DIR_SLOT_LEN, FLAG_SUPERSEDED, HEADER_LEN, PATH_SLOT_LEN, TABLE_FILE,
+    TABLE_MAGIC, TABLE_VERSION,
+};
+use vrift_format::DIR_OPAQUE;
+
+use crate::cas::Cas;
+use crate::manifest::{Layer, Manifest, Record};
+use crate::paths::parent_rel;
+use crate::project::Project;
+
+/// Where a project's table lives.
+pub fn table_path(project: &Project) -> PathBuf {
+    project.state_dir().join(TABLE_FILE)
+}
+
+/// Builds the table bytes: `records` (path → encoded record) and `dir_flags`
+/// (path → DIR_* flags), for `root` over the store at `cas_root`.
+pub fn build(
+    records: &BTreeMap<Vec<u8>, Vec<u8>>,
+    dir_flags: &BTreeMap<Vec<u8>, u8>,
+    hiding: u64,
+    generation: u64,
+    root: &[u8],
+    cas_root: &[u8],
+) -> Vec<u8> {
+    // Children per directory, by path-slot index (assigned below).
+    let mut dirs: BTreeMap<&[u8], Vec<&[u8]>> = BTreeMap::new();
+    for path in records.keys() {
+        dirs.entry(parent_rel(path)).or_default().push(path);
+    }
+    for (path, flags) in dir_flags {
+        if flags & DIR_OPAQUE != 0 {
+            dirs.entry(path.as_slice()).or_default();
+        }
+    }
+    let slot_count = (records.len() * 2).max(16).next_power_of_two();
+    let dir_slot_count = (dirs.len() * 2).max(16).next_power_of_two();
+    let slots_off = HEADER_LEN;
+    let dir_slots_off = slots_off + slot_count * PATH_SLOT_LEN;
+    let arena_off = dir_slots_off + dir_slot_count * DIR_SLOT_LEN;
+
+    let mut slots = vec![0u8; slot_count * PATH_SLOT_LEN];
+    let mut dir_slots = vec![0u8; dir_slot_count * DIR_SLOT_LEN];
+    let mut arena: Vec<u8> = Vec::new();
+    let push_str = |arena: &mut Vec<u8>, bytes: &[u8]| -> u64 {
+        let off = (arena_off + arena.len()) as u64;
+        arena.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        arena.extend_from_slice(bytes);
+        off
+    };
+    let root_off = push_str(&mut arena, root);
+    let cas_off = push_str(&mut arena, cas_root);
+
+    let mut slot_of: BTreeMap<&[u8], u32> = BTreeMap::new();
+    for (path, rec) in records {
+        let key_off = push_str(&mut arena, path);
+        let rec_off = push_str(&mut arena, rec);
+        let hash = path_hash(path);
+        let mut i = (hash as usize) & (slot_count - 1);
+        while slots[i * PATH_SLOT_LEN..i * PATH_SLOT_LEN + 8] != [0u8; 8] {
+            i = (i + 1) & (slot_count - 1);
+        }
+        let s = &mut slots[i * PATH_SLOT_LEN..(i + 1) * PATH_SLOT_LEN];
+        s[0..8].copy_from_slice(&hash.to_le_bytes());
+        s[8..16].copy_from_slice(&key_off.to_le_bytes());
+        s[16..24].copy_from_slice(&rec_off.to_le_bytes());
+        slot_of.insert(path, i as u32);
+    }
+    for (dir, children) in &dirs {
+        let key_off = push_str(&mut arena, dir);
+        let list_off = (arena_off + arena.len()) as u64;
+        arena.extend_from_slice(&(children.len() as u32).to_le_bytes());
+        for child in children {
+            arena.extend_from_slice(&slot_of[child].to_le_bytes());
+        }
+        let flags = dir_flags.get(*dir).copied().unwrap_or(0) as u64;
+        let hash = path_hash(dir);
+        let mut i = (hash as usize) & (dir_slot_count - 1);
+        while dir_slots[i * DIR_SLOT_LEN..i * DIR_SLOT_LEN + 8] != [0u8; 8] {
+            i = (i + 1) & (dir_slot_count - 1);
+        }
+        let s = &mut dir_slots[i * DIR_SLOT_LEN..(i + 1) * DIR_SLOT_LEN];
+        s[0..8].copy_from_slice(&hash.to_le_bytes());
+        s[8..16].copy_from_slice(&key_off.to_le_bytes());
+        s[16..24].copy_from_slice(&list_off.to_le_bytes());
+        s[24..32].copy_from_slice(&flags.to_le_bytes());
+    }
+
+    let file_len = arena_off + arena.len();
+    let mut out = Vec::with_capacity(file_len);
+    let mut header = [0u8; HEADER_LEN];
+    let mut put = |off: usize, v: u64| header[off..off + 8].copy_from_slice(&v.to_le_bytes());
+    put(field::GENERATION, generation);
+    put(field::ENTRY_COUNT, records.len() as u64);
+    put(field::SLOT_COUNT, slot_count as u64);
+    put(field::SLOTS_OFF, slots_off as u64);
+    put(field::DIR_SLOT_COUNT, dir_slot_count as u64);
+    put(field::DIR_SLOTS_OFF, dir_slots_off as u64);
+    put(field::ARENA_OFF, arena_off as u64);
+    put(field::ARENA_LEN, arena.len() as u64);
+    put(field::FILE_LEN, file_len as u64);
+    put(field::HIDING, hiding);
+    put(field::ROOT_OFF, root_off);
+    put(field::CAS_OFF, cas_off);
+    header[field::MAGIC..field::MAGIC + 8].copy_from_slice(&TABLE_MAGIC);
+    header[field::VERSION..field::VERSION + 4].copy_from_slice(&TABLE_VERSION.to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&slots);
+    out.extend_from_slice(&dir_slots);
+    out.extend_from_slice(&arena);
+    out
+}
+
+/// Rebuilds the project's table from its manifest and publishes it.
+pub fn publish(project: &Project, cas: &Cas, manifest: &Manifest) -> Result<()> {
+    let txn = manifest.read()?;
+    let mut records: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut hiding = 0u64;
+    txn.for_each(Layer::Phantom, b"", |k, rec| {
+        records.insert(k.to_vec(), rec.encode());
+        Ok(())
+    })?;
+    txn.for_each(Layer::Rift, b"", |k, rec| {
+        // A whiteout, or an entry over a physical directory, hides a subtree.
+        if rec == Record::Whiteout
+            || fs::symlink_metadata(project.disk_path(k)).is_ok_and(|m| m.is_dir())
+        {
+            hiding += 1;
+        }
+        records.insert(k.to_vec(), rec.encode());
+        Ok(())
+    })?;
+    let dir_flags: BTreeMap<Vec<u8>, u8> = txn.dirs()?.into_iter().collect();
+    hiding += dir_flags.values().filter(|f| *f & DIR_OPAQUE != 0).count() as u64;
+    drop(txn);
+
+    let path = table_path(project);
+    let generation = read_table(&path, |t| t.generation()).unwrap_or(0) + 1;
+    // Open the old table before replacing it: this fd keeps naming its inode.
+    let old = OpenOptions::new().write(true).open(&path).ok();
+    let bytes = build(
+        &records,
+        &dir_flags,
+        hiding,
+        generation,
+        project.root().as_os_str().as_bytes(),
+        cas.root().as_os_str().as_bytes(),
+    );
+    let tmp = tempfile::NamedTempFile::new_in(project.state_dir())
+        .with_context(|| format!("cannot create a file in {}", project.state_dir().display()))?;
+    tmp.as_file()
+        .write_all(&bytes)
+        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
+    tmp.persist(&path)
+        .with_context(|| format!("cannot publish {}", path.display()))?;
+    if let Some(old) = old {
+        // Invariant 3: processes that mapped the old table switch over.
+        old.write_at(&FLAG_SUPERSEDED.to_le_bytes(), field::FLAGS as u64)
+            .with_context(|| format!("cannot retire the previous {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Reads the table at `path` and applies `f` to it (None if absent or invalid).
+pub fn read_table<R>(path: &std::path::Path, f: impl FnOnce(&Table<'_>) -> R) -> Option<R> {
+    let bytes = fs::read(path).ok()?;
+    // The reader needs an 8-aligned buffer, as a mapping is.
+    let mut words = vec![0u64; bytes.len().div_ceil(8)];
+    // SAFETY: `words` owns at least `bytes.len()` bytes; u8 has no alignment needs.
+    let buf = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, bytes.len()) };
+    buf.copy_from_slice(&bytes);
+    Table::new(buf).ok().map(|t| f(&t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Entry;
+    use vrift_format::{ContentHash, Kind, RecordRef};
+
+    fn entry(n: u64) -> Vec<u8> {
+        Record::Entry(Entry {
+            kind: Kind::File,
+            flags: 0,
+            mode: 0o100644,
+            size: n,
+            mtime_ns: 7,
+            ino: 100 + n,
+            hash: ContentHash([n as u8; 32]),
+            target: Vec::new(),
+        })
+        .encode()
+    }
+
+    fn with_table<R>(bytes: &[u8], f: impl FnOnce(&Table<'_>) -> R) -> R {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        fs::write(&p, bytes).unwrap();
+        read_table(&p, f).expect("valid table")
+    }
+
+    #[test]
+    fn lookups_compare_full_paths_and_list_children() {
+        let mut records = BTreeMap::new();
+        for i in 0..5000u64 {
+            records.insert(format!("dir{}/file{i}", i % 50).into_bytes(), entry(i));
+        }
+        records.insert(b"top".to_vec(), Record::Whiteout.encode());
+        let mut dirs = BTreeMap::new();
+        dirs.insert(b"opaque".to_vec(), DIR_OPAQUE);
+        let bytes = build(&records, &dirs, 2, 9, b"/p", b"/cas");
+        with_table(&bytes, |t| {
+            assert_eq!(t.generation(), 9);
+            assert_eq!(t.entry_count(), 5001);
+            assert_eq!(t.root(), b"/p");
+            assert_eq!(t.cas_root(), b"/cas");
+            assert!(t.may_hide());
+            assert!(!t.superseded());
+            for i in (0..5000u64).step_by(7) {
+                let key = format!("dir{}/file{i}", i % 50);
+                match t.lookup(key.as_bytes()) {
+                    Some(RecordRef::Entry { header, .. }) => assert_eq!(header.size, i),
+                    other => panic!("{key}: {other:?}"),
+                }
+            }
+            assert_eq!(t.lookup(b"top"), Some(RecordRef::Whiteout));
+            assert_eq!(t.lookup(b"dir1/file0"), None, "file0 lives in dir0");
+            assert_eq!(t.lookup(b""), None);
+            let d = t.dir(b"dir3").unwrap();
+            assert_eq!(d.len(), 100);
+            let mut names: Vec<Vec<u8>> = (0..d.len())
+                .map(|i| d.child(i).unwrap().0.to_vec())
+                .collect();
+            names.sort();
+            assert!(names.contains(&b"file3".to_vec()) && names.contains(&b"file4953".to_vec()));
+            let root = t.dir(b"").unwrap();
+            assert_eq!(root.len(), 1, "only `top` sits at the root");
+            assert_eq!(t.dir(b"opaque").unwrap().flags, DIR_OPAQUE as u64);
+            assert!(t.dir(b"dir3/file3").is_none());
+        });
+    }
+
+    #[test]
+    fn a_damaged_table_is_rejected_or_misses_but_never_crashes() {
+        let mut records = BTreeMap::new();
+        for i in 0..64u64 {
+            records.insert(format!("f{i}").into_bytes(), entry(i));
+        }
+        let good = build(&records, &BTreeMap::new(), 0, 1, b"/p", b"/c");
+        // Truncations and bit flips anywhere: every lookup must return.
+        for cut in [
+            0,
+            7,
+            HEADER_LEN - 1,
+            HEADER_LEN + 5,
+            good.len() / 2,
+            good.len() - 3,
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("t");
+            fs::write(&p, &good[..cut]).unwrap();
+            let _ = read_table(&p, |t| {
+                for i in 0..64 {
+                    let _ = t.lookup(format!("f{i}").as_bytes());
+                }
+            });
+        }
+        for pos in (0..good.len()).step_by(13) {
+            let mut bad = good.clone();
+            bad[pos] ^= 0x5a;
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("t");
+            fs::write(&p, &bad).unwrap();
+            let _ = read_table(&p, |t| {
+                for i in 0..64 {
+                    let _ = t.lookup(format!("f{i}").as_bytes());
+                    let _ = t
+                        .dir(b"")
+                        .map(|d| (0..d.len()).for_each(|j| drop(d.child(j))));
+                }
+            });
+        }
+    }
+}
