@@ -1,1 +1,86 @@
-fn main() {}
+//! Developer tasks for vrift, run as `cargo xtask <task>`.
+//!
+//! - `demo`: a guided tour of the CLI on a generated project, checked end to end.
+//! - `bench ingest`: ingest and snapshot timings on a large node_modules-like tree.
+//!
+//! Every task works in a fresh temporary directory with its own `HOME`,
+//! `XDG_DATA_HOME` and `VR_THE_SOURCE`, so the user's store and trust list
+//! are never touched.
+
+mod bench;
+mod cargo;
+mod compare;
+mod demo;
+mod gen;
+mod rift;
+mod sandbox;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", about = "Developer tasks for vrift")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand, Debug)]
+enum Task {
+    /// Build vrift and walk through init, ingest, snapshots and materialize on a sample project.
+    Demo {
+        /// Keep the temporary directory (project, store, HOME) afterwards.
+        #[arg(long)]
+        keep: bool,
+        /// Create the temporary directory below DIR (default: $TMPDIR or /tmp).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Benchmarks (without a name: list them).
+    Bench {
+        #[command(subcommand)]
+        bench: Option<Bench>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Bench {
+    /// Ingest, second-copy ingest and snapshot save/restore on a large node_modules-like tree.
+    Ingest(bench::IngestArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Demo { keep, dir } => demo::run(keep, dir),
+        Task::Bench { bench: None } => {
+            list_benches();
+            Ok(())
+        }
+        Task::Bench {
+            bench: Some(Bench::Ingest(args)),
+        } => bench::ingest(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Lists the benches from the clap definition, so the list cannot go stale.
+fn list_benches() {
+    let cli = Cli::command();
+    let bench = cli
+        .find_subcommand("bench")
+        .expect("the bench subcommand exists");
+    println!("available benches (run `cargo xtask bench <name> --help` for options):");
+    for sub in bench.get_subcommands().filter(|s| s.get_name() != "help") {
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        println!("  {:<10} {about}", sub.get_name());
+    }
+}

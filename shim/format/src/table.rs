@@ -137,7 +137,7 @@ fn read_u64(b: &[u8], off: usize) -> Option<u64> {
 impl<'a> Table<'a> {
     /// Validates the header of a mapped table.
     pub fn new(bytes: &'a [u8]) -> Result<Table<'a>, TableError> {
-        if bytes.len() < HEADER_LEN || (bytes.as_ptr() as usize) % 8 != 0 {
+        if bytes.len() < HEADER_LEN || !(bytes.as_ptr() as usize).is_multiple_of(8) {
             return Err(TableError::TooShort);
         }
         if bytes[..8] != TABLE_MAGIC {
@@ -179,7 +179,7 @@ impl<'a> Table<'a> {
     }
 
     fn atomic_u64(&self, off: usize) -> u64 {
-        debug_assert!(off % 8 == 0 && off + 8 <= self.bytes.len());
+        debug_assert!(off.is_multiple_of(8) && off + 8 <= self.bytes.len());
         // SAFETY: `off` is 8-aligned (slot arrays are 8-aligned, checked in
         // `new`) and within the mapping; the mapping outlives `self`.
         unsafe {
