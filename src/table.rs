@@ -290,9 +290,11 @@ mod tests {
             let _ = read_table(&p, |t| {
                 for i in 0..64 {
                     let _ = t.lookup(format!("f{i}").as_bytes());
-                    let _ = t
-                        .dir(b"")
-                        .map(|d| (0..d.len()).for_each(|j| drop(d.child(j))));
+                    let _ = t.dir(b"").map(|d| {
+                        (0..d.len()).for_each(|j| {
+                            let _ = d.child(j);
+                        })
+                    });
                 }
             });
         }
