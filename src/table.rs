@@ -118,6 +118,11 @@ pub fn build(
     put(field::HIDING, hiding);
     put(field::ROOT_OFF, root_off);
     put(field::CAS_OFF, cas_off);
+    let symlinks = records
+        .values()
+        .filter(|r| r.first() == Some(&(vrift_format::Kind::Symlink as u8)))
+        .count();
+    put(field::SYMLINKS, symlinks as u64);
     header[field::MAGIC..field::MAGIC + 8].copy_from_slice(&TABLE_MAGIC);
     header[field::VERSION..field::VERSION + 4].copy_from_slice(&TABLE_VERSION.to_le_bytes());
     out.extend_from_slice(&header);

@@ -4,6 +4,7 @@ mod gc;
 mod ingest;
 mod init;
 mod output;
+mod run;
 mod snapshot;
 mod status;
 mod view_cmds;
@@ -94,6 +95,14 @@ pub enum Command {
     Allow { dir: Option<PathBuf> },
     /// Revoke trust in the project in DIR.
     Deny { dir: Option<PathBuf> },
+    /// Run a command in the project's inception: it sees the view through the shim.
+    ///
+    /// The exit status is the command's own.
+    Run {
+        /// The command and its arguments (put `--` before options meant for it).
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<std::ffi::OsString>,
+    },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -154,6 +163,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Fsck => gc::fsck(),
         Command::Allow { dir } => init::allow(dir),
         Command::Deny { dir } => init::deny(dir),
+        Command::Run { cmd } => run::run(cmd),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "vrift", &mut std::io::stdout());
             Ok(Outcome::Ok)

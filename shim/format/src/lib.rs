@@ -18,6 +18,7 @@
 
 #![no_std]
 
+pub mod pathnorm;
 pub mod table;
 
 /// Version of the manifest schema and of the record encoding below.

@@ -19,6 +19,8 @@
 //!      shim skip the ancestor walk
 //!   96 root_off u64: the canonical project root (a string in the arena)
 //!  104 cas_off u64: the CAS root (a string in the arena)
+//!  112 symlinks u64: symlink records (0 lets the shim skip resolving
+//!      rift symlinks in intermediate path components)
 //! path slots: slot_count × { hash u64, key_off u64, rec_off u64 }
 //! dir slots:  dir_slot_count × { hash u64, key_off u64, list_off u64, flags u64 }
 //! arena:      strings  { len u32, bytes }    (keys, roots)
@@ -77,6 +79,7 @@ pub mod field {
     pub const HIDING: usize = 88;
     pub const ROOT_OFF: usize = 96;
     pub const CAS_OFF: usize = 104;
+    pub const SYMLINKS: usize = 112;
 }
 
 /// FNV-1a over the path bytes, never 0 (0 marks an empty slot).
@@ -210,6 +213,12 @@ impl<'a> Table<'a> {
     #[inline]
     pub fn may_hide(&self) -> bool {
         read_u64(self.bytes, field::HIDING).unwrap_or(0) != 0
+    }
+
+    /// Whether any record is a symlink (intermediate components need resolving).
+    #[inline]
+    pub fn has_symlinks(&self) -> bool {
+        read_u64(self.bytes, field::SYMLINKS).unwrap_or(0) != 0
     }
 
     /// The canonical project root this table describes.

@@ -1,0 +1,53 @@
+/* The variadic entry points of the shim. Stable Rust cannot define C-variadic
+ * functions, so these unpack the optional argument and forward to Rust
+ * (see open.rs). `which` tells Rust which real function a pass-through must
+ * call, so another preloaded library interposing one of them still sees it. */
+#include <fcntl.h>
+#include <stdarg.h>
+
+enum { W_OPEN, W_OPEN64, W_OPENAT, W_OPENAT64 };
+
+extern int vrift_openat(int dirfd, const char *path, int flags, unsigned mode, int which);
+extern int vrift_fcntl(int fd, int cmd, long arg, int is64);
+
+static unsigned take_mode(int flags, va_list ap) {
+    if (flags & (O_CREAT | __O_TMPFILE))
+        return va_arg(ap, unsigned);
+    return 0;
+}
+
+int open(const char *path, int flags, ...) {
+    va_list ap; va_start(ap, flags); unsigned mode = take_mode(flags, ap); va_end(ap);
+    return vrift_openat(AT_FDCWD, path, flags, mode, W_OPEN);
+}
+
+int open64(const char *path, int flags, ...) {
+    va_list ap; va_start(ap, flags); unsigned mode = take_mode(flags, ap); va_end(ap);
+    return vrift_openat(AT_FDCWD, path, flags, mode, W_OPEN64);
+}
+
+int openat(int dirfd, const char *path, int flags, ...) {
+    va_list ap; va_start(ap, flags); unsigned mode = take_mode(flags, ap); va_end(ap);
+    return vrift_openat(dirfd, path, flags, mode, W_OPENAT);
+}
+
+int openat64(int dirfd, const char *path, int flags, ...) {
+    va_list ap; va_start(ap, flags); unsigned mode = take_mode(flags, ap); va_end(ap);
+    return vrift_openat(dirfd, path, flags, mode, W_OPENAT64);
+}
+
+/* _FORTIFY_SOURCE variants: called when the compiler knows no mode is passed. */
+int __open_2(const char *path, int flags) { return vrift_openat(AT_FDCWD, path, flags, 0, W_OPEN); }
+int __open64_2(const char *path, int flags) { return vrift_openat(AT_FDCWD, path, flags, 0, W_OPEN64); }
+int __openat_2(int dirfd, const char *path, int flags) { return vrift_openat(dirfd, path, flags, 0, W_OPENAT); }
+int __openat64_2(int dirfd, const char *path, int flags) { return vrift_openat(dirfd, path, flags, 0, W_OPENAT64); }
+
+int fcntl(int fd, int cmd, ...) {
+    va_list ap; va_start(ap, cmd); long arg = va_arg(ap, long); va_end(ap);
+    return vrift_fcntl(fd, cmd, arg, 0);
+}
+
+int fcntl64(int fd, int cmd, ...) {
+    va_list ap; va_start(ap, cmd); long arg = va_arg(ap, long); va_end(ap);
+    return vrift_fcntl(fd, cmd, arg, 1);
+}

@@ -1,0 +1,67 @@
+//! A cache of the current directory, so relative paths are resolved without
+//! a syscall. Updated after every successful chdir/fchdir; read under a
+//! seqlock (word-sized atomics, so readers never see a torn path).
+
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use crate::state::PATH_MAX;
+use crate::sys;
+
+const WORDS: usize = PATH_MAX / 8;
+static SEQ: AtomicU64 = AtomicU64::new(0);
+static LEN: AtomicUsize = AtomicUsize::new(0);
+static WORD: [AtomicU64; WORDS] = [const { AtomicU64::new(0) }; WORDS];
+static WRITING: AtomicBool = AtomicBool::new(false);
+
+/// Re-reads the kernel's cwd into the cache.
+pub fn refresh() {
+    let mut buf = [0u8; PATH_MAX];
+    let Some(n) = sys::getcwd_raw(&mut buf) else {
+        LEN.store(0, Ordering::Release);
+        return;
+    };
+    while WRITING.swap(true, Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    SEQ.fetch_add(1, Ordering::AcqRel);
+    for (i, chunk) in buf[..n.div_ceil(8) * 8].chunks(8).enumerate() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        WORD[i].store(u64::from_le_bytes(w), Ordering::Relaxed);
+    }
+    LEN.store(n, Ordering::Relaxed);
+    SEQ.fetch_add(1, Ordering::AcqRel);
+    WRITING.store(false, Ordering::Release);
+}
+
+/// Copies the cached cwd into `out`; returns its length (0: unknown).
+pub fn read(out: &mut [u8; PATH_MAX]) -> usize {
+    loop {
+        let s1 = SEQ.load(Ordering::Acquire);
+        if s1 & 1 == 1 {
+            core::hint::spin_loop();
+            continue;
+        }
+        let n = LEN.load(Ordering::Relaxed).min(PATH_MAX);
+        for i in 0..n.div_ceil(8) {
+            let w = WORD[i].load(Ordering::Relaxed).to_le_bytes();
+            let end = (i * 8 + 8).min(PATH_MAX);
+            out[i * 8..end].copy_from_slice(&w[..end - i * 8]);
+        }
+        core::sync::atomic::fence(Ordering::Acquire);
+        if SEQ.load(Ordering::Relaxed) == s1 {
+            return n;
+        }
+    }
+}
+
+/// After fork, in the child: a writer that was mid-update in another thread
+/// no longer exists. Forget the cache rather than wait for it.
+pub extern "C" fn after_fork_in_child() {
+    WRITING.store(false, Ordering::Relaxed);
+    let s = SEQ.load(Ordering::Relaxed);
+    if s & 1 == 1 {
+        LEN.store(0, Ordering::Relaxed);
+        SEQ.store(s + 1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,53 @@
+//! Every real function the shim forwards to (one line each).
+
+crate::real! {
+    OPEN = "open": fn(*const c_char, c_int, c_uint) -> c_int;
+    OPEN64 = "open64": fn(*const c_char, c_int, c_uint) -> c_int;
+    OPENAT = "openat": fn(c_int, *const c_char, c_int, c_uint) -> c_int;
+    OPENAT64 = "openat64": fn(c_int, *const c_char, c_int, c_uint) -> c_int;
+    FOPEN = "fopen": fn(*const c_char, *const c_char) -> *mut FILE;
+    FOPEN64 = "fopen64": fn(*const c_char, *const c_char) -> *mut FILE;
+    FCNTL = "fcntl": fn(c_int, c_int, c_long) -> c_int;
+    FCNTL64 = "fcntl64": fn(c_int, c_int, c_long) -> c_int;
+    CLOSE = "close": fn(c_int) -> c_int;
+    DUP = "dup": fn(c_int) -> c_int;
+    DUP2 = "dup2": fn(c_int, c_int) -> c_int;
+    DUP3 = "dup3": fn(c_int, c_int, c_int) -> c_int;
+    STAT = "stat": fn(*const c_char, *mut libc::stat) -> c_int;
+    STAT64 = "stat64": fn(*const c_char, *mut libc::stat64) -> c_int;
+    LSTAT = "lstat": fn(*const c_char, *mut libc::stat) -> c_int;
+    LSTAT64 = "lstat64": fn(*const c_char, *mut libc::stat64) -> c_int;
+    FSTAT = "fstat": fn(c_int, *mut libc::stat) -> c_int;
+    FSTAT64 = "fstat64": fn(c_int, *mut libc::stat64) -> c_int;
+    FSTATAT = "fstatat": fn(c_int, *const c_char, *mut libc::stat, c_int) -> c_int;
+    FSTATAT64 = "fstatat64": fn(c_int, *const c_char, *mut libc::stat64, c_int) -> c_int;
+    XSTAT = "__xstat": fn(c_int, *const c_char, *mut libc::stat) -> c_int;
+    XSTAT64 = "__xstat64": fn(c_int, *const c_char, *mut libc::stat64) -> c_int;
+    LXSTAT = "__lxstat": fn(c_int, *const c_char, *mut libc::stat) -> c_int;
+    LXSTAT64 = "__lxstat64": fn(c_int, *const c_char, *mut libc::stat64) -> c_int;
+    FXSTAT = "__fxstat": fn(c_int, c_int, *mut libc::stat) -> c_int;
+    FXSTAT64 = "__fxstat64": fn(c_int, c_int, *mut libc::stat64) -> c_int;
+    FXSTATAT = "__fxstatat": fn(c_int, c_int, *const c_char, *mut libc::stat, c_int) -> c_int;
+    FXSTATAT64 = "__fxstatat64": fn(c_int, c_int, *const c_char, *mut libc::stat64, c_int) -> c_int;
+    STATX = "statx": fn(c_int, *const c_char, c_int, c_uint, *mut libc::statx) -> c_int;
+    ACCESS = "access": fn(*const c_char, c_int) -> c_int;
+    FACCESSAT = "faccessat": fn(c_int, *const c_char, c_int, c_int) -> c_int;
+    EACCESS = "eaccess": fn(*const c_char, c_int) -> c_int;
+    EUIDACCESS = "euidaccess": fn(*const c_char, c_int) -> c_int;
+    READLINK = "readlink": fn(*const c_char, *mut c_char, size_t) -> ssize_t;
+    READLINKAT = "readlinkat": fn(c_int, *const c_char, *mut c_char, size_t) -> ssize_t;
+    OPENDIR = "opendir": fn(*const c_char) -> *mut DIR;
+    FDOPENDIR = "fdopendir": fn(c_int) -> *mut DIR;
+    READDIR = "readdir": fn(*mut DIR) -> *mut dirent;
+    READDIR64 = "readdir64": fn(*mut DIR) -> *mut dirent64;
+    REWINDDIR = "rewinddir": fn(*mut DIR) -> ();
+    CLOSEDIR = "closedir": fn(*mut DIR) -> c_int;
+    CHDIR = "chdir": fn(*const c_char) -> c_int;
+    FCHDIR = "fchdir": fn(c_int) -> c_int;
+    GETXATTR = "getxattr": fn(*const c_char, *const c_char, *mut c_void, size_t) -> ssize_t;
+    LGETXATTR = "lgetxattr": fn(*const c_char, *const c_char, *mut c_void, size_t) -> ssize_t;
+    FGETXATTR = "fgetxattr": fn(c_int, *const c_char, *mut c_void, size_t) -> ssize_t;
+    LISTXATTR = "listxattr": fn(*const c_char, *mut c_char, size_t) -> ssize_t;
+    LLISTXATTR = "llistxattr": fn(*const c_char, *mut c_char, size_t) -> ssize_t;
+    FLISTXATTR = "flistxattr": fn(c_int, *mut c_char, size_t) -> ssize_t;
+}

@@ -1,0 +1,307 @@
+//! The stat and access families: rift entries report their own metadata;
+//! everything else goes to libc (with the rewritten path when a rift symlink
+//! was followed).
+
+use core::ffi::CStr;
+
+use libc::{c_char, c_int, c_uint};
+
+use crate::real::fail;
+use crate::resolve::{resolve, PathBuf, View};
+use crate::statbuf::{fill_stat, fill_stat64, fill_statx, Meta};
+use crate::{call_real, fdtable};
+
+/// What a stat-like call should do.
+pub enum Lk {
+    /// Call libc with the original arguments.
+    Real,
+    /// Call libc with `AT_FDCWD` and the absolute path in the buffer.
+    RealAt,
+    Meta(Meta),
+    Err(c_int),
+}
+
+pub fn lookup_meta(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut PathBuf) -> Lk {
+    if path.is_null() {
+        return Lk::Real;
+    }
+    // SAFETY: libc contract: a NUL-terminated path.
+    let p = unsafe { CStr::from_ptr(path) }.to_bytes();
+    if p.is_empty() {
+        return Lk::Real;
+    }
+    match resolve(dirfd, p, follow, buf).0 {
+        View::Pass | View::Disk { rewritten: false } => Lk::Real,
+        View::Disk { rewritten: true } => Lk::RealAt,
+        View::Entry { header, target } => Lk::Meta(Meta::of(&header, target)),
+        View::Error(e) => Lk::Err(e),
+    }
+}
+
+fn raw_fstatat(dirfd: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_int {
+    // SAFETY: arguments passed through to the kernel.
+    unsafe { libc::syscall(libc::SYS_newfstatat, dirfd, path, buf, flags) as c_int }
+}
+
+/// Generates a path-based stat export. `$fill` fills the caller's buffer.
+macro_rules! stat_export {
+    ($name:ident, $real:ident, $buf:ty, $follow:expr, $fill:ident) => {
+        #[no_mangle]
+        pub extern "C" fn $name(path: *const c_char, st: *mut $buf) -> c_int {
+            let mut buf = PathBuf::new();
+            let flags = if $follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
+            match lookup_meta(libc::AT_FDCWD, path, $follow, &mut buf) {
+                Lk::Real => call_real!($real(path, st) or raw_fstatat(libc::AT_FDCWD, path, st as *mut libc::stat, flags)),
+                Lk::RealAt => {
+                    let p = buf.c_ptr();
+                    call_real!($real(p, st) or raw_fstatat(libc::AT_FDCWD, p, st as *mut libc::stat, flags))
+                }
+                Lk::Meta(m) => {
+                    // SAFETY: libc contract: a valid out-buffer.
+                    $fill(unsafe { &mut *st }, &m);
+                    0
+                }
+                Lk::Err(e) => fail(e),
+            }
+        }
+    };
+}
+
+stat_export!(stat, STAT, libc::stat, true, fill_stat);
+stat_export!(stat64, STAT64, libc::stat64, true, fill_stat64);
+stat_export!(lstat, LSTAT, libc::stat, false, fill_stat);
+stat_export!(lstat64, LSTAT64, libc::stat64, false, fill_stat64);
+
+/// The pre-2.33 names: `__xstat(ver, path, buf)`.
+macro_rules! xstat_export {
+    ($name:ident, $real:ident, $buf:ty, $follow:expr, $fill:ident) => {
+        #[no_mangle]
+        pub extern "C" fn $name(ver: c_int, path: *const c_char, st: *mut $buf) -> c_int {
+            let mut buf = PathBuf::new();
+            let flags = if $follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
+            match lookup_meta(libc::AT_FDCWD, path, $follow, &mut buf) {
+                Lk::Real => call_real!($real(ver, path, st) or raw_fstatat(libc::AT_FDCWD, path, st as *mut libc::stat, flags)),
+                Lk::RealAt => {
+                    let p = buf.c_ptr();
+                    call_real!($real(ver, p, st) or raw_fstatat(libc::AT_FDCWD, p, st as *mut libc::stat, flags))
+                }
+                Lk::Meta(m) => {
+                    // SAFETY: libc contract: a valid out-buffer.
+                    $fill(unsafe { &mut *st }, &m);
+                    0
+                }
+                Lk::Err(e) => fail(e),
+            }
+        }
+    };
+}
+
+xstat_export!(__xstat, XSTAT, libc::stat, true, fill_stat);
+xstat_export!(__xstat64, XSTAT64, libc::stat64, true, fill_stat64);
+xstat_export!(__lxstat, LXSTAT, libc::stat, false, fill_stat);
+xstat_export!(__lxstat64, LXSTAT64, libc::stat64, false, fill_stat64);
+
+/// `fstat` family: a tracked fd reports the view.
+macro_rules! fstat_export {
+    ($name:ident, $real:ident, $buf:ty, $fill:ident) => {
+        #[no_mangle]
+        pub extern "C" fn $name(fd: c_int, st: *mut $buf) -> c_int {
+            if let Some(m) = fdtable::get(fd) {
+                // SAFETY: libc contract: a valid out-buffer.
+                $fill(unsafe { &mut *st }, &m);
+                return 0;
+            }
+            // SAFETY: passthrough of the caller's arguments to the kernel.
+            call_real!($real(fd, st) or unsafe { libc::syscall(libc::SYS_fstat, fd, st) as c_int })
+        }
+    };
+}
+
+fstat_export!(fstat, FSTAT, libc::stat, fill_stat);
+fstat_export!(fstat64, FSTAT64, libc::stat64, fill_stat64);
+
+#[no_mangle]
+pub extern "C" fn __fxstat(ver: c_int, fd: c_int, st: *mut libc::stat) -> c_int {
+    if let Some(m) = fdtable::get(fd) {
+        // SAFETY: libc contract: a valid out-buffer.
+        fill_stat(unsafe { &mut *st }, &m);
+        return 0;
+    }
+    // SAFETY: passthrough to the kernel.
+    call_real!(FXSTAT(ver, fd, st) or unsafe { libc::syscall(libc::SYS_fstat, fd, st) as c_int })
+}
+
+#[no_mangle]
+pub extern "C" fn __fxstat64(ver: c_int, fd: c_int, st: *mut libc::stat64) -> c_int {
+    if let Some(m) = fdtable::get(fd) {
+        // SAFETY: libc contract: a valid out-buffer.
+        fill_stat64(unsafe { &mut *st }, &m);
+        return 0;
+    }
+    // SAFETY: passthrough to the kernel.
+    call_real!(FXSTAT64(ver, fd, st) or unsafe { libc::syscall(libc::SYS_fstat, fd, st) as c_int })
+}
+
+fn is_empty_path(path: *const c_char) -> bool {
+    // SAFETY: checked for null first; libc contract otherwise.
+    !path.is_null() && unsafe { *path } == 0
+}
+
+/// `fstatat` family (with `AT_EMPTY_PATH` on tracked fds).
+macro_rules! fstatat_export {
+    ($name:ident, $real:ident, $buf:ty, $fill:ident) => {
+        #[no_mangle]
+        pub extern "C" fn $name(dirfd: c_int, path: *const c_char, st: *mut $buf, flags: c_int) -> c_int {
+            if flags & libc::AT_EMPTY_PATH != 0 && is_empty_path(path) {
+                if let Some(m) = fdtable::get(dirfd) {
+                    // SAFETY: libc contract: a valid out-buffer.
+                    $fill(unsafe { &mut *st }, &m);
+                    return 0;
+                }
+            }
+            let mut buf = PathBuf::new();
+            let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+            match lookup_meta(dirfd, path, follow, &mut buf) {
+                Lk::Real => call_real!($real(dirfd, path, st, flags) or raw_fstatat(dirfd, path, st as *mut libc::stat, flags)),
+                Lk::RealAt => {
+                    let p = buf.c_ptr();
+                    call_real!($real(libc::AT_FDCWD, p, st, flags) or raw_fstatat(libc::AT_FDCWD, p, st as *mut libc::stat, flags))
+                }
+                Lk::Meta(m) => {
+                    // SAFETY: libc contract: a valid out-buffer.
+                    $fill(unsafe { &mut *st }, &m);
+                    0
+                }
+                Lk::Err(e) => fail(e),
+            }
+        }
+    };
+}
+
+fstatat_export!(fstatat, FSTATAT, libc::stat, fill_stat);
+fstatat_export!(fstatat64, FSTATAT64, libc::stat64, fill_stat64);
+
+#[no_mangle]
+pub extern "C" fn __fxstatat(
+    ver: c_int,
+    dirfd: c_int,
+    path: *const c_char,
+    st: *mut libc::stat,
+    flags: c_int,
+) -> c_int {
+    let _ = ver;
+    fstatat(dirfd, path, st, flags)
+}
+
+#[no_mangle]
+pub extern "C" fn __fxstatat64(
+    ver: c_int,
+    dirfd: c_int,
+    path: *const c_char,
+    st: *mut libc::stat64,
+    flags: c_int,
+) -> c_int {
+    let _ = ver;
+    fstatat64(dirfd, path, st, flags)
+}
+
+#[no_mangle]
+pub extern "C" fn statx(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    mask: c_uint,
+    stx: *mut libc::statx,
+) -> c_int {
+    let raw = |d: c_int, p: *const c_char| {
+        // SAFETY: passthrough to the kernel.
+        unsafe { libc::syscall(libc::SYS_statx, d, p, flags, mask, stx) as c_int }
+    };
+    if flags & libc::AT_EMPTY_PATH != 0 && is_empty_path(path) {
+        if let Some(m) = fdtable::get(dirfd) {
+            // SAFETY: libc contract: a valid out-buffer.
+            fill_statx(unsafe { &mut *stx }, &m);
+            return 0;
+        }
+    }
+    let mut buf = PathBuf::new();
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+    match lookup_meta(dirfd, path, follow, &mut buf) {
+        Lk::Real => call_real!(STATX(dirfd, path, flags, mask, stx) or raw(dirfd, path)),
+        Lk::RealAt => {
+            let p = buf.c_ptr();
+            call_real!(STATX(libc::AT_FDCWD, p, flags, mask, stx) or raw(libc::AT_FDCWD, p))
+        }
+        Lk::Meta(m) => {
+            // SAFETY: libc contract: a valid out-buffer.
+            fill_statx(unsafe { &mut *stx }, &m);
+            0
+        }
+        Lk::Err(e) => fail(e),
+    }
+}
+
+/// Access check of a rift entry against its mode (as the owner; the shim
+/// reports the project root's owner for entries).
+fn access_meta(m: &Meta, amode: c_int) -> c_int {
+    if amode == libc::F_OK {
+        return 0;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let bits = (m.mode >> 6) & 7;
+    let want = (amode & 7) as u32;
+    let ok = if root {
+        // Root may read and write anything; execute needs some x bit.
+        want & 1 == 0 || m.mode & 0o111 != 0
+    } else {
+        bits & want == want
+    };
+    if ok {
+        0
+    } else {
+        fail(libc::EACCES)
+    }
+}
+
+macro_rules! access_export {
+    ($name:ident, $real:ident) => {
+        #[no_mangle]
+        pub extern "C" fn $name(path: *const c_char, amode: c_int) -> c_int {
+            let mut buf = PathBuf::new();
+            match lookup_meta(libc::AT_FDCWD, path, true, &mut buf) {
+                Lk::Real => call_real!($real(path, amode) or fail(libc::ENOSYS)),
+                Lk::RealAt => {
+                    let p = buf.c_ptr();
+                    call_real!($real(p, amode) or fail(libc::ENOSYS))
+                }
+                Lk::Meta(m) => access_meta(&m, amode),
+                Lk::Err(e) => fail(e),
+            }
+        }
+    };
+}
+
+access_export!(access, ACCESS);
+access_export!(eaccess, EACCESS);
+access_export!(euidaccess, EUIDACCESS);
+
+#[no_mangle]
+pub extern "C" fn faccessat(
+    dirfd: c_int,
+    path: *const c_char,
+    amode: c_int,
+    flags: c_int,
+) -> c_int {
+    let mut buf = PathBuf::new();
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+    match lookup_meta(dirfd, path, follow, &mut buf) {
+        Lk::Real => call_real!(FACCESSAT(dirfd, path, amode, flags) or fail(libc::ENOSYS)),
+        Lk::RealAt => {
+            let p = buf.c_ptr();
+            call_real!(FACCESSAT(libc::AT_FDCWD, p, amode, flags) or fail(libc::ENOSYS))
+        }
+        Lk::Meta(m) => access_meta(&m, amode),
+        Lk::Err(e) => fail(e),
+    }
+}

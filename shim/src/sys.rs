@@ -1,0 +1,159 @@
+//! Raw system calls for the shim's own needs. They bypass libc (and so the
+//! shim's own interposed functions) and never allocate.
+
+use core::ffi::CStr;
+
+use crate::state::PATH_MAX;
+
+/// A NUL-terminated copy of `path` on the stack.
+pub struct CPath {
+    buf: [u8; PATH_MAX + 1],
+}
+
+impl CPath {
+    pub fn new(path: &[u8]) -> Option<CPath> {
+        if path.len() > PATH_MAX || path.contains(&0) {
+            return None;
+        }
+        let mut buf = [0u8; PATH_MAX + 1];
+        buf[..path.len()].copy_from_slice(path);
+        Some(CPath { buf })
+    }
+
+    pub fn as_ptr(&self) -> *const libc::c_char {
+        self.buf.as_ptr() as *const libc::c_char
+    }
+}
+
+/// `getenv` from the constructor (environ is set up by then).
+pub fn getenv(name: &'static [u8]) -> Option<&'static [u8]> {
+    // SAFETY: NUL-terminated name; the returned string lives in environ.
+    let p = unsafe { libc::getenv(name.as_ptr() as *const libc::c_char) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: getenv returns a NUL-terminated string.
+    Some(unsafe { CStr::from_ptr(p) }.to_bytes())
+}
+
+pub fn stat_raw(path: &[u8]) -> Option<libc::stat> {
+    let c = CPath::new(path)?;
+    // SAFETY: zeroed stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: valid path and buffer.
+    let rc = unsafe { libc::syscall(libc::SYS_newfstatat, libc::AT_FDCWD, c.as_ptr(), &mut st, 0) };
+    (rc == 0).then_some(st)
+}
+
+pub fn openat_raw(dirfd: i32, path: *const libc::c_char, flags: i32, mode: u32) -> i32 {
+    // SAFETY: arguments are passed through to the kernel, which validates them.
+    unsafe { libc::syscall(libc::SYS_openat, dirfd, path, flags, mode) as i32 }
+}
+
+pub fn close_raw(fd: i32) {
+    // SAFETY: closing an fd we opened.
+    unsafe { libc::syscall(libc::SYS_close, fd) };
+}
+
+/// Maps a whole file read-only; returns (address, length).
+pub fn map_file(path: &[u8]) -> Option<(usize, usize)> {
+    let c = CPath::new(path)?;
+    let fd = openat_raw(
+        libc::AT_FDCWD,
+        c.as_ptr(),
+        libc::O_RDONLY | libc::O_CLOEXEC,
+        0,
+    );
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: zeroed stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: fd is open.
+    let ok = unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st) } == 0 && st.st_size > 0;
+    let len = st.st_size as usize;
+    let mut addr = libc::MAP_FAILED;
+    if ok {
+        // SAFETY: mapping an open file read-only and shared.
+        addr = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+    }
+    close_raw(fd);
+    if addr == libc::MAP_FAILED {
+        return None;
+    }
+    Some((addr as usize, len))
+}
+
+pub fn unmap(addr: usize, len: usize) {
+    // SAFETY: unmapping a mapping we made and never published.
+    unsafe { libc::munmap(addr as *mut libc::c_void, len) };
+}
+
+/// `readlink` into `out`; returns the length.
+pub fn readlink_raw(path: &[u8], out: &mut [u8]) -> Option<usize> {
+    let c = CPath::new(path)?;
+    // SAFETY: valid path and buffer.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_readlinkat,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            out.as_mut_ptr(),
+            out.len(),
+        )
+    };
+    (n >= 0 && (n as usize) < out.len()).then_some(n as usize)
+}
+
+/// The path the kernel has for an fd (`/proc/self/fd/N`).
+pub fn fd_path(fd: i32, out: &mut [u8]) -> Option<usize> {
+    let mut p = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0\0";
+    let mut n = 14;
+    let mut digits = [0u8; 12];
+    let mut d = 0;
+    let mut v = fd as u32;
+    loop {
+        digits[d] = b'0' + (v % 10) as u8;
+        d += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    while d > 0 {
+        d -= 1;
+        p[n] = digits[d];
+        n += 1;
+    }
+    readlink_raw(&p[..n], out)
+}
+
+/// The kernel's current directory.
+pub fn getcwd_raw(out: &mut [u8]) -> Option<usize> {
+    // SAFETY: valid buffer; the syscall returns the length including NUL.
+    let n = unsafe { libc::syscall(libc::SYS_getcwd, out.as_mut_ptr(), out.len()) };
+    (n > 1).then_some(n as usize - 1)
+}
+
+/// One line on stderr (error paths only).
+pub fn complain(parts: &[&[u8]]) {
+    let mut buf = [0u8; 1024];
+    let mut n = 0;
+    for p in parts {
+        let take = p.len().min(buf.len() - 1 - n);
+        buf[n..n + take].copy_from_slice(&p[..take]);
+        n += take;
+    }
+    buf[n] = b'\n';
+    // SAFETY: writing our own buffer to fd 2.
+    unsafe { libc::syscall(libc::SYS_write, 2, buf.as_ptr(), n + 1) };
+}

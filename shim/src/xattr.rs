@@ -1,0 +1,87 @@
+//! Extended attributes of rift entries: they have none (ls, cp -a and tar
+//! ask for ACLs and security labels on every file).
+
+use core::ffi::CStr;
+
+use libc::{c_char, c_int, c_void, size_t, ssize_t};
+
+use crate::real::fail;
+use crate::resolve::{resolve, PathBuf, View};
+use crate::{call_real, fdtable};
+
+/// None: let libc answer (with `rewritten` path if needed).
+fn entry_check(path: *const c_char, follow: bool, buf: &mut PathBuf) -> Result<bool, ssize_t> {
+    if path.is_null() {
+        return Ok(false);
+    }
+    // SAFETY: libc contract: a NUL-terminated path.
+    let p = unsafe { CStr::from_ptr(path) }.to_bytes();
+    match resolve(libc::AT_FDCWD, p, follow, buf).0 {
+        View::Pass | View::Disk { rewritten: false } => Ok(false),
+        View::Disk { rewritten: true } => Ok(true),
+        View::Entry { .. } => Err(0),
+        View::Error(e) => Err(fail(e) as ssize_t),
+    }
+}
+
+macro_rules! get_export {
+    ($name:ident, $real:ident, $follow:expr) => {
+        #[no_mangle]
+        pub extern "C" fn $name(path: *const c_char, name: *const c_char, value: *mut c_void, size: size_t) -> ssize_t {
+            let mut buf = PathBuf::new();
+            match entry_check(path, $follow, &mut buf) {
+                Ok(false) => call_real!($real(path, name, value, size) or fail(libc::ENOSYS) as ssize_t),
+                Ok(true) => {
+                    let p = buf.c_ptr();
+                    call_real!($real(p, name, value, size) or fail(libc::ENOSYS) as ssize_t)
+                }
+                Err(0) => fail(libc::ENODATA) as ssize_t,
+                Err(r) => r,
+            }
+        }
+    };
+}
+
+macro_rules! list_export {
+    ($name:ident, $real:ident, $follow:expr) => {
+        #[no_mangle]
+        pub extern "C" fn $name(path: *const c_char, list: *mut c_char, size: size_t) -> ssize_t {
+            let mut buf = PathBuf::new();
+            match entry_check(path, $follow, &mut buf) {
+                Ok(false) => call_real!($real(path, list, size) or fail(libc::ENOSYS) as ssize_t),
+                Ok(true) => {
+                    let p = buf.c_ptr();
+                    call_real!($real(p, list, size) or fail(libc::ENOSYS) as ssize_t)
+                }
+                Err(0) => 0,
+                Err(r) => r,
+            }
+        }
+    };
+}
+
+get_export!(getxattr, GETXATTR, true);
+get_export!(lgetxattr, LGETXATTR, false);
+list_export!(listxattr, LISTXATTR, true);
+list_export!(llistxattr, LLISTXATTR, false);
+
+#[no_mangle]
+pub extern "C" fn fgetxattr(
+    fd: c_int,
+    name: *const c_char,
+    value: *mut c_void,
+    size: size_t,
+) -> ssize_t {
+    if fdtable::get(fd).is_some() {
+        return fail(libc::ENODATA) as ssize_t;
+    }
+    call_real!(FGETXATTR(fd, name, value, size) or fail(libc::ENOSYS) as ssize_t)
+}
+
+#[no_mangle]
+pub extern "C" fn flistxattr(fd: c_int, list: *mut c_char, size: size_t) -> ssize_t {
+    if fdtable::get(fd).is_some() {
+        return 0;
+    }
+    call_real!(FLISTXATTR(fd, list, size) or fail(libc::ENOSYS) as ssize_t)
+}
