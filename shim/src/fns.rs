@@ -44,6 +44,7 @@ crate::real! {
     CLOSEDIR = "closedir": fn(*mut DIR) -> c_int;
     CHDIR = "chdir": fn(*const c_char) -> c_int;
     FCHDIR = "fchdir": fn(c_int) -> c_int;
+    SYSCALL = "syscall": fn(c_long, c_long, c_long, c_long, c_long, c_long, c_long) -> c_long;
     GETXATTR = "getxattr": fn(*const c_char, *const c_char, *mut c_void, size_t) -> ssize_t;
     LGETXATTR = "lgetxattr": fn(*const c_char, *const c_char, *mut c_void, size_t) -> ssize_t;
     FGETXATTR = "fgetxattr": fn(c_int, *const c_char, *mut c_void, size_t) -> ssize_t;

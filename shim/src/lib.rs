@@ -29,6 +29,7 @@ pub mod stat;
 pub mod statbuf;
 pub mod state;
 pub mod sys;
+pub mod syscall;
 pub mod xattr;
 
 /// The shim's version, for `vrift doctor` and the daemon to check which

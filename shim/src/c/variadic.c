@@ -51,3 +51,16 @@ int fcntl64(int fd, int cmd, ...) {
     va_list ap; va_start(ap, cmd); long arg = va_arg(ap, long); va_end(ap);
     return vrift_fcntl(fd, cmd, arg, 1);
 }
+
+/* Programs that bypass libc's wrappers (libuv, as node uses, calls statx
+ * through syscall()) still reach the view: Rust handles the numbers it knows
+ * and passes everything else to the real syscall(). */
+extern long vrift_syscall(long n, long a1, long a2, long a3, long a4, long a5, long a6);
+
+long syscall(long n, ...) {
+    va_list ap; va_start(ap, n);
+    long a1 = va_arg(ap, long), a2 = va_arg(ap, long), a3 = va_arg(ap, long);
+    long a4 = va_arg(ap, long), a5 = va_arg(ap, long), a6 = va_arg(ap, long);
+    va_end(ap);
+    return vrift_syscall(n, a1, a2, a3, a4, a5, a6);
+}

@@ -1,0 +1,362 @@
+//! The LD_PRELOAD library, read side: real tools under `vrift run` see the
+//! view exactly as they see a physical copy of the same tree.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use common::*;
+
+/// Builds libvrift_shim.so beside the vrift binary (once per test binary).
+fn shim() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let st = Command::new(cargo)
+                .args(["build", "--quiet", "-p", "vrift-shim"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("cargo build -p vrift-shim");
+            assert!(st.success(), "building the shim failed");
+            let so = Path::new(VRIFT).parent().unwrap().join("libvrift_shim.so");
+            assert!(so.is_file(), "{} missing", so.display());
+            so
+        })
+        .clone()
+}
+
+/// A project with an ingested tree, and a physical copy of the same tree.
+struct Twin {
+    sb: Sandbox,
+    root: PathBuf,
+    copy: PathBuf,
+}
+
+fn twin() -> Twin {
+    shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    let deps = root.join("deps");
+    write_node_modules(&deps, 12, 3, 300);
+    fs::create_dir_all(deps.join("pylib/greet")).unwrap();
+    fs::write(
+        deps.join("pylib/greet/__init__.py"),
+        "def hello():\n    return 'hello from the rift'\n",
+    )
+    .unwrap();
+    fs::create_dir_all(deps.join("include")).unwrap();
+    fs::write(deps.join("include/answer.h"), "#define ANSWER 42\n").unwrap();
+    fs::create_dir_all(deps.join("node/m")).unwrap();
+    fs::write(
+        deps.join("node/m/index.js"),
+        "module.exports = 'required from the rift';\n",
+    )
+    .unwrap();
+    fs::write(
+        deps.join("node/m/package.json"),
+        "{\"name\":\"m\",\"main\":\"index.js\"}\n",
+    )
+    .unwrap();
+    fs::create_dir_all(root.join("src")).unwrap();
+    fs::write(
+        root.join("src/main.c"),
+        "#include \"answer.h\"\nint main(void) { return ANSWER; }\n",
+    )
+    .unwrap();
+    let copy_parent = sb.mkdir("copy");
+    cp_a(&deps, &copy_parent.join("deps"));
+    cp_a(&root.join("src"), &copy_parent.join("src"));
+    sb.ok(&root, &["init"]);
+    sb.ok(&root, &["ingest", "deps"]);
+    assert!(
+        !deps.join("pkg-1/package.json").exists(),
+        "ingested off the disk"
+    );
+    Twin {
+        sb,
+        root,
+        copy: copy_parent,
+    }
+}
+
+impl Twin {
+    /// `sh -c SCRIPT` in the view (under vrift run) and in the copy.
+    fn both(&self, script: &str) -> (Output, Output) {
+        let view = self.sb.run(&self.root, &["run", "--", "sh", "-c", script]);
+        let copy = Command::new("sh")
+            .args(["-c", script])
+            .current_dir(&self.copy)
+            .output()
+            .unwrap();
+        (view, copy)
+    }
+
+    /// Asserts the script prints the same in the view and in the copy.
+    fn same(&self, script: &str) -> String {
+        let (view, copy) = self.both(script);
+        let v = String::from_utf8_lossy(&view.stdout).into_owned();
+        let c = String::from_utf8_lossy(&copy.stdout).into_owned();
+        assert!(
+            copy.status.success(),
+            "{script} failed on the copy: {}",
+            String::from_utf8_lossy(&copy.stderr)
+        );
+        assert_eq!(
+            v,
+            c,
+            "{script}: view and copy differ\nview stderr: {}",
+            String::from_utf8_lossy(&view.stderr)
+        );
+        assert_eq!(view.status.code(), copy.status.code(), "{script}");
+        assert!(
+            view.stderr.is_empty(),
+            "{script}: {}",
+            String::from_utf8_lossy(&view.stderr)
+        );
+        v
+    }
+}
+
+#[test]
+fn listing_and_walking_tools_see_the_view() {
+    let t = twin();
+    let out = t.same("ls -la deps/pkg-1 deps/pkg-1/lib | grep -v '^total'");
+    assert!(out.contains("package.json"));
+    // `..` of deps differs only by the project's own .vrift/ (its link count).
+    t.same("ls -laR deps | grep -v '^total' | grep -v ' \\.\\.$'");
+    let files = t.same("find deps -type f | sort");
+    assert_eq!(files.lines().count(), 12 * 5 + 1 + 4);
+    t.same("find deps -type l | sort");
+    t.same("find deps -type d | sort");
+    t.same("du -a --apparent-size deps | sort -k2");
+    t.same("tar cf - deps | tar tf - | sort");
+    t.same("tar cf - deps | tar tvf - | sort -k6");
+    t.same("find deps -type f | sort | xargs cat | md5sum");
+    t.same("grep -r 'module.exports' deps | sort");
+    t.same("bash -c 'echo deps/pkg-1*/lib/*.js'");
+    t.same("for f in deps/pkg-*/package.json; do cat \"$f\"; done");
+}
+
+#[test]
+fn stat_and_cat_report_each_entry_as_on_disk() {
+    let t = twin();
+    t.same("stat -c '%n %s %a %F %Y %h' deps/pkg-3/package.json deps/pkg-0/cli.sh deps/.bin/tool");
+    t.same("stat -L -c '%n %s %F' deps/.bin/tool");
+    t.same("cat deps/pkg-2/LICENSE deps/.bin/tool");
+    t.same("readlink deps/.bin/tool; readlink -f deps/.bin/tool | sed 's|.*/deps/|deps/|'");
+    t.same("test -x deps/pkg-0/cli.sh && echo exec; test -r deps/pkg-1/LICENSE && echo readable; test -e deps/nope || echo absent");
+    t.same("wc -c deps/pkg-*/lib/m1.js | sort");
+}
+
+#[test]
+fn copying_out_of_the_view_gives_the_original_tree() {
+    let t = twin();
+    let out = t.sb.path().join("out");
+    t.sb.ok(
+        &t.root,
+        &["run", "--", "cp", "-a", "deps", out.to_str().unwrap()],
+    );
+    assert_same_tree(&list_tree(&t.copy.join("deps"), &[]), &list_tree(&out, &[]));
+    let diff = t.sb.run(
+        &t.root,
+        &[
+            "run",
+            "--",
+            "diff",
+            "-r",
+            "deps",
+            t.copy.join("deps").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        diff.status.success(),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+    assert!(diff.stdout.is_empty());
+}
+
+#[test]
+fn interpreters_and_compilers_load_from_the_view() {
+    let t = twin();
+    t.same("python3 -c 'import sys; sys.path.insert(0, \"deps/pylib\"); import greet; print(greet.hello())'");
+    t.same("python3 -c 'import os; print(sorted(os.listdir(\"deps/pkg-4\")))'");
+    if Command::new("node").arg("--version").output().is_ok() {
+        t.same("node -e 'console.log(require(\"./deps/node/m\"))'");
+    } else {
+        eprintln!("skipped node: not installed");
+    }
+    if Command::new("cc").arg("--version").output().is_ok() {
+        t.same("cc -Ideps/include -fsyntax-only src/main.c && echo compiled");
+        t.same("cc -Ideps/include -E src/main.c | grep -c 42");
+    } else {
+        eprintln!("skipped cc: not installed");
+    }
+}
+
+#[test]
+fn writes_inside_the_domain_fail_loudly_until_the_write_side_exists() {
+    let t = twin();
+    let out = t.sb.run(
+        &t.root,
+        &["run", "--", "sh", "-c", "echo x > deps/pkg-1/new.txt"],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("writing inside the rift is not supported yet"),
+        "{stderr}"
+    );
+    assert!(
+        !t.root.join("deps/pkg-1/new.txt").exists(),
+        "nothing reached the disk"
+    );
+    let out = t.sb.run(
+        &t.root,
+        &["run", "--", "sh", "-c", "echo x >> deps/pkg-1/LICENSE"],
+    );
+    assert!(!out.status.success());
+    assert!(t
+        .sb
+        .ok(&t.root, &["cat", "deps/pkg-1/LICENSE"])
+        .starts_with("MIT"));
+    // Outside the domain, writing works as usual.
+    let outside = t.sb.path().join("outside.txt");
+    t.sb.ok(
+        &t.root,
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            &format!("cat deps/pkg-1/LICENSE > {}", outside.display()),
+        ],
+    );
+    assert!(fs::read_to_string(outside).unwrap().starts_with("MIT"));
+}
+
+/// A C program exercising calls tools use less visibly: fstat on an fd,
+/// /proc/self/fd readback, openat relative to a directory fd, readdir types.
+const PROBE_C: &str = r#"
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    struct stat a, b;
+    if (stat(argv[1], &a) != 0) { perror("stat"); return 1; }
+    int fd = open(argv[1], O_RDONLY | O_CLOEXEC);
+    if (fd < 0) { perror("open"); return 1; }
+    if (fstat(fd, &b) != 0) { perror("fstat"); return 1; }
+    printf("same-ino %d same-mode %d same-size %d\n", a.st_ino == b.st_ino, a.st_mode == b.st_mode, a.st_size == b.st_size);
+    struct stat c;
+    fstatat(fd, "", &c, AT_EMPTY_PATH);
+    printf("empty-path %d\n", c.st_ino == a.st_ino);
+    char link[64], target[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    target[n > 0 ? n : 0] = 0;
+    printf("fd-path-ends-with-arg %d\n", n > 0 && strlen(target) >= strlen(argv[1]) && strcmp(target + strlen(target) - strlen(argv[1]), argv[1]) == 0);
+    int fd2 = dup(fd);
+    struct stat d;
+    fstat(fd2, &d);
+    printf("dup-keeps-view %d\n", d.st_ino == a.st_ino);
+    int dfd = open(argv[2], O_RDONLY | O_DIRECTORY);
+    int rel = openat(dfd, "package.json", O_RDONLY);
+    char buf[64] = {0};
+    printf("openat-dirfd %d %.8s\n", rel >= 0, rel >= 0 && read(rel, buf, 8) > 0 ? buf : "");
+    DIR *dir = opendir(argv[2]);
+    struct dirent *e;
+    int files = 0, dirs = 0;
+    while ((e = readdir(dir)) != NULL) {
+        if (e->d_type == DT_REG) files++;
+        if (e->d_type == DT_DIR) dirs++;
+    }
+    closedir(dir);
+    printf("types files=%d dirs=%d\n", files, dirs);
+    return 0;
+}
+"#;
+
+#[test]
+fn fds_of_rift_files_report_the_view() {
+    let t = twin();
+    if Command::new("cc").arg("--version").output().is_err() {
+        eprintln!("skipped: no C compiler");
+        return;
+    }
+    let src = t.sb.path().join("probe.c");
+    let bin = t.sb.path().join("probe");
+    fs::write(&src, PROBE_C).unwrap();
+    let st = Command::new("cc")
+        .arg(&src)
+        .arg("-o")
+        .arg(&bin)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = t.sb.ok(
+        &t.root,
+        &[
+            "run",
+            "--",
+            bin.to_str().unwrap(),
+            "deps/pkg-1/LICENSE",
+            "deps/pkg-1",
+        ],
+    );
+    assert_eq!(
+        out,
+        "same-ino 1 same-mode 1 same-size 1\nempty-path 1\nfd-path-ends-with-arg 1\ndup-keeps-view 1\n\
+         openat-dirfd 1 {\"name\":\ntypes files=2 dirs=3\n"
+    );
+}
+
+#[test]
+fn whiteouts_and_rift_entries_shape_listings() {
+    use vrift::manifest::{Layer, Manifest, Record};
+    let t = twin();
+    {
+        let project = vrift::project::Project::at(&t.root).unwrap();
+        let cas = vrift::cas::Cas::open(&t.sb.store()).unwrap();
+        let manifest = Manifest::open(&project.manifest_path(), false).unwrap();
+        let txn = manifest.write().unwrap();
+        txn.put(Layer::Rift, b"deps/pkg-1/LICENSE", &Record::Whiteout)
+            .unwrap();
+        txn.put(Layer::Rift, b"src/main.c", &Record::Whiteout)
+            .unwrap();
+        txn.commit().unwrap();
+        vrift::table::publish(&project, &cas, &manifest).unwrap();
+    }
+    let out = t.sb.ok(&t.root, &["run", "--", "ls", "deps/pkg-1", "src"]);
+    assert_eq!(out, "deps/pkg-1:\nlib\npackage.json\n\nsrc:\n");
+    let out = t.sb.run(&t.root, &["run", "--", "cat", "src/main.c"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No such file or directory"));
+    assert!(t.root.join("src/main.c").exists(), "the disk is untouched");
+}
+
+#[test]
+fn vrift_itself_is_not_affected_inside_run() {
+    let t = twin();
+    // The CLI started inside an inception still reads its own state directly.
+    let out = t.sb.ok(&t.root, &["run", "--", VRIFT, "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["phantom"]["entries"].as_u64().unwrap(),
+        12 * 5 + 1 + 4 + 1
+    );
+    // Exit codes pass through.
+    let out = t.sb.run(&t.root, &["run", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+    let out = t.sb.run(&t.root, &["run", "--", "no-such-program-xyz"]);
+    assert_eq!(out.status.code(), Some(127));
+}
