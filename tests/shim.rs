@@ -61,6 +61,39 @@ fn twin() -> Twin {
         "{\"name\":\"m\",\"main\":\"index.js\"}\n",
     )
     .unwrap();
+    fs::create_dir_all(deps.join("bin")).unwrap();
+    fs::write(
+        deps.join("bin/hello.sh"),
+        "#!/bin/sh\necho \"script $0 $*\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(
+        deps.join("bin/hello.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    if has_cc() {
+        let c = sb.path().join("three.c");
+        fs::write(&c, "int main(void) { return 3; }\n").unwrap();
+        assert!(Command::new("cc")
+            .arg(&c)
+            .arg("-o")
+            .arg(deps.join("bin/three"))
+            .status()
+            .unwrap()
+            .success());
+        let l = sb.path().join("f.c");
+        fs::write(&l, "int f(void) { return 42; }\n").unwrap();
+        let so = deps.join("bin/libf.so");
+        assert!(Command::new("cc")
+            .args(["-shared", "-fPIC"])
+            .arg(&l)
+            .arg("-o")
+            .arg(so)
+            .status()
+            .unwrap()
+            .success());
+    }
     fs::create_dir_all(root.join("src")).unwrap();
     fs::write(
         root.join("src/main.c"),
@@ -81,6 +114,10 @@ fn twin() -> Twin {
         root,
         copy: copy_parent,
     }
+}
+
+fn has_cc() -> bool {
+    Command::new("cc").arg("--version").output().is_ok()
 }
 
 impl Twin {
@@ -129,7 +166,10 @@ fn listing_and_walking_tools_see_the_view() {
     // `..` of deps differs only by the project's own .vrift/ (its link count).
     t.same("ls -laR deps | grep -v '^total' | grep -v ' \\.\\.$'");
     let files = t.same("find deps -type f | sort");
-    assert_eq!(files.lines().count(), 12 * 5 + 1 + 4);
+    assert_eq!(
+        files.lines().count(),
+        12 * 5 + 1 + 4 + if has_cc() { 3 } else { 1 }
+    );
     t.same("find deps -type l | sort");
     t.same("find deps -type d | sort");
     t.same("du -a --apparent-size deps | sort -k2");
@@ -350,13 +390,95 @@ fn vrift_itself_is_not_affected_inside_run() {
     // The CLI started inside an inception still reads its own state directly.
     let out = t.sb.ok(&t.root, &["run", "--", VRIFT, "status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let bin = if has_cc() { 3 } else { 1 };
     assert_eq!(
         v["phantom"]["entries"].as_u64().unwrap(),
-        12 * 5 + 1 + 4 + 1
+        12 * 5 + 1 + 4 + 1 + bin
     );
     // Exit codes pass through.
     let out = t.sb.run(&t.root, &["run", "--", "sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7));
     let out = t.sb.run(&t.root, &["run", "--", "no-such-program-xyz"]);
     assert_eq!(out.status.code(), Some(127));
+}
+
+#[test]
+fn rift_executables_and_scripts_run_and_scrubbed_children_keep_the_view() {
+    let t = twin();
+    let root = t.root.display().to_string();
+    let out =
+        t.sb.ok(&t.root, &["run", "--", "./deps/bin/hello.sh", "a", "b"]);
+    assert_eq!(
+        out,
+        format!("script {root}/deps/bin/hello.sh a b\n"),
+        "$0 is the view path"
+    );
+    // env -i drops LD_PRELOAD: the child keeps the view all the same.
+    let out = t.sb.ok(
+        &t.root,
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "env -i /bin/cat deps/pkg-1/package.json; env -i sh -c './deps/bin/hello.sh x'",
+        ],
+    );
+    assert_eq!(
+        out,
+        format!(
+            "{{\"name\":\"pkg-1\",\"version\":\"1.0.1\"}}\nscript {root}/deps/bin/hello.sh x\n"
+        )
+    );
+    // posix_spawn, fork+exec with an empty env, system(), popen(), dlopen().
+    let py = r#"
+import ctypes, os, subprocess
+print(subprocess.run(['./deps/bin/hello.sh', 'py'], capture_output=True, text=True, env={}).stdout.strip())
+pid = os.posix_spawn('/bin/cat', ['cat', 'deps/pkg-2/package.json'], {})
+os.waitpid(pid, 0)
+os.system('cat deps/pkg-3/package.json')
+print(os.popen('cat deps/pkg-4/package.json').read().strip())
+"#;
+    let out = t.sb.ok(&t.root, &["run", "--", "python3", "-c", py]);
+    assert_eq!(
+        out,
+        format!(
+            "script {root}/deps/bin/hello.sh py\n{{\"name\":\"pkg-2\",\"version\":\"1.0.2\"}}\n\
+             {{\"name\":\"pkg-3\",\"version\":\"1.0.3\"}}\n{{\"name\":\"pkg-4\",\"version\":\"1.0.4\"}}\n"
+        )
+    );
+    if has_cc() {
+        let out = t.sb.run(&t.root, &["run", "--", "./deps/bin/three"]);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = t.sb.ok(
+            &t.root,
+            &[
+                "run",
+                "--",
+                "python3",
+                "-c",
+                "import ctypes; print(ctypes.CDLL('./deps/bin/libf.so').f())",
+            ],
+        );
+        assert_eq!(out, "42\n");
+        // The store's blobs stay non-executable; the copy is keyed by hash.
+        let exec_dir = t.sb.store().join("exec");
+        assert!(fs::read_dir(&exec_dir).unwrap().count() >= 2);
+    }
+    // A non-executable rift file is refused like on disk.
+    let out = t.sb.run(
+        &t.root,
+        &["run", "--", "sh", "-c", "./deps/pkg-1/package.json"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(126),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

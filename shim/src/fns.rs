@@ -44,6 +44,13 @@ crate::real! {
     CLOSEDIR = "closedir": fn(*mut DIR) -> c_int;
     CHDIR = "chdir": fn(*const c_char) -> c_int;
     FCHDIR = "fchdir": fn(c_int) -> c_int;
+    EXECVE = "execve": fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
+    FEXECVE = "fexecve": fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
+    POSIX_SPAWN = "posix_spawn": fn(*mut pid_t, *const c_char, *const posix_spawn_file_actions_t, *const posix_spawnattr_t, *const *const c_char, *const *const c_char) -> c_int;
+    SYSTEM = "system": fn(*const c_char) -> c_int;
+    POPEN = "popen": fn(*const c_char, *const c_char) -> *mut FILE;
+    DLOPEN = "dlopen": fn(*const c_char, c_int) -> *mut c_void;
+    DLMOPEN = "dlmopen": fn(Lmid_t, *const c_char, c_int) -> *mut c_void;
     SYSCALL = "syscall": fn(c_long, c_long, c_long, c_long, c_long, c_long, c_long) -> c_long;
     GETXATTR = "getxattr": fn(*const c_char, *const c_char, *mut c_void, size_t) -> ssize_t;
     LGETXATTR = "lgetxattr": fn(*const c_char, *const c_char, *mut c_void, size_t) -> ssize_t;

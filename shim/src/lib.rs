@@ -19,6 +19,7 @@
 
 pub mod cwd;
 pub mod dir;
+pub mod exec;
 pub mod fds;
 pub mod fdtable;
 pub mod fns;
@@ -51,7 +52,11 @@ fn exe_is_vrift() -> bool {
 }
 
 extern "C" fn init() {
-    state::init(exe_is_vrift());
+    let is_vrift = exe_is_vrift();
+    state::init(is_vrift);
+    if !is_vrift {
+        exec::capture_env();
+    }
     // SAFETY: registering a plain function; no allocation on this path.
     unsafe { libc::pthread_atfork(None, None, Some(cwd::after_fork_in_child)) };
 }

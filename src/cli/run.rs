@@ -65,8 +65,25 @@ pub fn run(cmd: Vec<OsString>) -> Result<Outcome> {
             preload.push(existing);
         }
     }
-    let err = std::process::Command::new(program)
-        .args(args)
+    // vrift itself never loads the shim, so a program that exists only in the
+    // view (a rift executable) is started through a shimmed `sh`.
+    let physically_there = if program.as_encoded_bytes().contains(&b'/') {
+        std::path::Path::new(program).exists()
+    } else {
+        crate::applets::find_real(&program.to_string_lossy(), None).is_some()
+    };
+    let mut command = if physically_there {
+        let mut c = std::process::Command::new(program);
+        c.args(args);
+        c
+    } else {
+        let mut c = std::process::Command::new("/bin/sh");
+        c.args(["-c", "exec \"$@\"", "vrift-run"])
+            .arg(program)
+            .args(args);
+        c
+    };
+    let err = command
         .env("LD_PRELOAD", preload)
         .env(env_vars::VRIFT_PROJECT_ROOT, project.root())
         .env(env_vars::VRIFT_INCEPTION, "1")

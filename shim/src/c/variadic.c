@@ -64,3 +64,42 @@ long syscall(long n, ...) {
     va_end(ap);
     return vrift_syscall(n, a1, a2, a3, a4, a5, a6);
 }
+
+/* execl family: collect the variadic argv (NULL-terminated) on the stack and
+ * forward to the shim's execv/execvp/execve, which keep the inception's
+ * environment and run rift executables. */
+#include <stddef.h>
+#include <unistd.h>
+
+#define VRIFT_MAX_ARGS 4096
+
+int execl(const char *path, const char *arg, ...) {
+    const char *argv[VRIFT_MAX_ARGS];
+    va_list ap; va_start(ap, arg);
+    size_t n = 0; argv[n++] = arg;
+    while (n < VRIFT_MAX_ARGS && (argv[n++] = va_arg(ap, const char *)) != NULL) {}
+    va_end(ap);
+    argv[VRIFT_MAX_ARGS - 1] = NULL;
+    return execv(path, (char *const *)argv);
+}
+
+int execlp(const char *file, const char *arg, ...) {
+    const char *argv[VRIFT_MAX_ARGS];
+    va_list ap; va_start(ap, arg);
+    size_t n = 0; argv[n++] = arg;
+    while (n < VRIFT_MAX_ARGS && (argv[n++] = va_arg(ap, const char *)) != NULL) {}
+    va_end(ap);
+    argv[VRIFT_MAX_ARGS - 1] = NULL;
+    return execvp(file, (char *const *)argv);
+}
+
+int execle(const char *path, const char *arg, ...) {
+    const char *argv[VRIFT_MAX_ARGS];
+    va_list ap; va_start(ap, arg);
+    size_t n = 0; argv[n++] = arg;
+    while (n < VRIFT_MAX_ARGS && (argv[n++] = va_arg(ap, const char *)) != NULL) {}
+    char *const *envp = va_arg(ap, char *const *);
+    va_end(ap);
+    argv[VRIFT_MAX_ARGS - 1] = NULL;
+    return execve(path, (char *const *)argv, envp);
+}

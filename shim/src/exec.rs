@@ -1,0 +1,723 @@
+//! The exec family, posix_spawn, system/popen and dlopen.
+//!
+//! Two jobs:
+//! 1. The inception survives: a child started with a scrubbed environment
+//!    (`env -i`, an explicit envp) still gets `LD_PRELOAD` and the `VRIFT_*`
+//!    variables, rebuilt on the stack (these run in vfork children: nothing
+//!    here allocates or locks).
+//! 2. Rift executables run: blobs are never executable, so a rift file is
+//!    run from an executable copy keyed by its hash (`<cas>/exec/<hash>`,
+//!    made once, atomically). A `#!` script is run by its interpreter with
+//!    the view path as the script argument, so `$0` is what the user typed.
+
+use core::ffi::CStr;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use libc::{c_char, c_int, c_void, pid_t};
+use vrift_format::{ContentHash, Kind, HASH_HEX_LEN};
+
+use crate::real::fail;
+use crate::resolve::{resolve, PathBuf, View};
+use crate::state::{self, PATH_MAX};
+use crate::{call_real, sys};
+
+/// The variables an inception must keep, as captured at start-up.
+const KEEP: [&[u8]; 6] = [
+    b"LD_PRELOAD",
+    b"VRIFT_PROJECT_ROOT",
+    b"VRIFT_INCEPTION",
+    b"VR_THE_SOURCE",
+    b"VRIFT_SHIM_PATH",
+    b"VRIFT_MANIFEST",
+];
+/// Pointers to the `NAME=value` strings of KEEP in the initial environment.
+static CAPTURED: [AtomicUsize; 6] = [const { AtomicUsize::new(0) }; 6];
+
+/// Records where the inception's variables live (constructor).
+pub fn capture_env() {
+    for (i, name) in KEEP.iter().enumerate() {
+        let mut cname = [0u8; 32];
+        cname[..name.len()].copy_from_slice(name);
+        // SAFETY: NUL-terminated name.
+        let v = unsafe { libc::getenv(cname.as_ptr() as *const c_char) };
+        if !v.is_null() {
+            // The value follows "NAME=" in the same environment string.
+            CAPTURED[i].store(v as usize - name.len() - 1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn captured(i: usize) -> Option<&'static [u8]> {
+    let p = CAPTURED[i].load(Ordering::Relaxed);
+    if p == 0 {
+        return None;
+    }
+    // SAFETY: a string of the initial environment; it lives for the process.
+    Some(unsafe { CStr::from_ptr(p as *const c_char) }.to_bytes())
+}
+
+fn shim_path() -> Option<&'static [u8]> {
+    captured(4).map(|s| &s[KEEP[4].len() + 1..])
+}
+
+fn var_name(entry: &[u8]) -> &[u8] {
+    match entry.iter().position(|&c| c == b'=') {
+        Some(i) => &entry[..i],
+        None => entry,
+    }
+}
+
+fn preload_has_shim(entry: &[u8], shim: &[u8]) -> bool {
+    entry[KEEP[0].len() + 1..]
+        .split(|&c| c == b':' || c == b' ')
+        .any(|p| p == shim)
+}
+
+const MAX_ENV: usize = 4096;
+
+/// Calls `f` with an environment that keeps the inception (either `envp`
+/// itself, or a copy on the stack with the missing variables added).
+pub fn with_env<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char) -> R) -> R {
+    let Some(shim) = shim_path() else {
+        return f(envp);
+    };
+    if envp.is_null() {
+        return f(envp);
+    }
+    let mut present = [false; 6];
+    let mut preload_other: Option<&[u8]> = None;
+    let mut n = 0usize;
+    // SAFETY: envp is a NULL-terminated array of C strings (exec contract).
+    unsafe {
+        while !(*envp.add(n)).is_null() {
+            let e = CStr::from_ptr(*envp.add(n)).to_bytes();
+            let name = var_name(e);
+            if let Some(i) = KEEP.iter().position(|k| *k == name) {
+                if i == 0 && !preload_has_shim(e, shim) {
+                    preload_other = Some(&e[KEEP[0].len() + 1..]);
+                } else {
+                    present[i] = true;
+                }
+            }
+            n += 1;
+        }
+    }
+    if present
+        .iter()
+        .enumerate()
+        .all(|(i, p)| *p || captured(i).is_none())
+    {
+        return f(envp);
+    }
+    if n + KEEP.len() + 1 > MAX_ENV {
+        return f(envp);
+    }
+    let mut out: [*const c_char; MAX_ENV] = [core::ptr::null(); MAX_ENV];
+    let mut m = 0;
+    for i in 0..n {
+        // SAFETY: as above.
+        let p = unsafe { *envp.add(i) };
+        // SAFETY: as above.
+        let e = unsafe { CStr::from_ptr(p) }.to_bytes();
+        if preload_other.is_some() && var_name(e) == KEEP[0] {
+            continue; // replaced below
+        }
+        out[m] = p;
+        m += 1;
+    }
+    let mut preload_buf = [0u8; 8192];
+    for (i, was_present) in present.iter().enumerate() {
+        if *was_present {
+            continue;
+        }
+        let Some(cap) = captured(i) else { continue };
+        if i == 0 {
+            if let Some(other) = preload_other {
+                // LD_PRELOAD=<shim>:<theirs>
+                let parts: [&[u8]; 4] = [b"LD_PRELOAD=", shim, b":", other];
+                let total: usize = parts.iter().map(|p| p.len()).sum();
+                if total < preload_buf.len() {
+                    let mut k = 0;
+                    for part in parts {
+                        preload_buf[k..k + part.len()].copy_from_slice(part);
+                        k += part.len();
+                    }
+                    preload_buf[k] = 0;
+                    out[m] = preload_buf.as_ptr() as *const c_char;
+                    m += 1;
+                    continue;
+                }
+            }
+        }
+        out[m] = cap.as_ptr() as *const c_char;
+        m += 1;
+    }
+    out[m] = core::ptr::null();
+    f(out.as_ptr())
+}
+
+/// Makes sure the process's own environ keeps the inception (before
+/// system/popen, which spawn with environ).
+fn restore_environ() {
+    for i in 0..KEEP.len() {
+        let Some(cap) = captured(i) else { continue };
+        let mut cname = [0u8; 32];
+        cname[..KEEP[i].len()].copy_from_slice(KEEP[i]);
+        // SAFETY: NUL-terminated name.
+        let cur = unsafe { libc::getenv(cname.as_ptr() as *const c_char) };
+        let ok = !cur.is_null() && {
+            // SAFETY: getenv returns a C string.
+            let v = unsafe { CStr::from_ptr(cur) }.to_bytes();
+            i != 0
+                || v.split(|&c| c == b':' || c == b' ')
+                    .any(|p| Some(p) == shim_path())
+        };
+        if !ok {
+            // SAFETY: the captured string lives for the process; putenv keeps the pointer.
+            unsafe { libc::putenv(cap.as_ptr() as *mut c_char) };
+        }
+    }
+}
+
+/// `<cas>/exec/<hex>`: an executable copy of a blob, made on first use.
+fn exec_copy(hash: &ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> {
+    let table = state::table()?;
+    let cas = table.cas_root();
+    let mut hex = [0u8; HASH_HEX_LEN];
+    hash.write_hex(&mut hex);
+    let dir_len = cas.len() + 5;
+    let total = dir_len + 1 + HASH_HEX_LEN;
+    if total + 32 > PATH_MAX {
+        return None;
+    }
+    out[..cas.len()].copy_from_slice(cas);
+    out[cas.len()..dir_len].copy_from_slice(b"/exec");
+    out[dir_len] = b'/';
+    out[dir_len + 1..total].copy_from_slice(&hex);
+    out[total] = 0;
+    if let Some(st) = sys::stat_raw(&out[..total]) {
+        if st.st_mode & 0o111 != 0 {
+            return Some(total);
+        }
+    }
+    // Build it: blob → temp file beside it → 0555 → rename.
+    let mut dir = [0u8; PATH_MAX + 1];
+    dir[..dir_len].copy_from_slice(&out[..dir_len]);
+    // SAFETY: NUL-terminated path.
+    unsafe { libc::syscall(libc::SYS_mkdirat, libc::AT_FDCWD, dir.as_ptr(), 0o755) };
+    let mut blob = [0u8; PATH_MAX + 1];
+    crate::resolve::blob_path(hash, &mut blob)?;
+    let src = sys::openat_raw(
+        libc::AT_FDCWD,
+        blob.as_ptr() as *const c_char,
+        libc::O_RDONLY | libc::O_CLOEXEC,
+        0,
+    );
+    if src < 0 {
+        return None;
+    }
+    let mut tmp = [0u8; PATH_MAX + 1];
+    tmp[..total].copy_from_slice(&out[..total]);
+    let suffix = b".tmp.";
+    tmp[total..total + suffix.len()].copy_from_slice(suffix);
+    let mut k = total + suffix.len();
+    // SAFETY: getpid has no preconditions.
+    let mut pid = unsafe { libc::getpid() } as u32;
+    loop {
+        tmp[k] = b'0' + (pid % 10) as u8;
+        k += 1;
+        pid /= 10;
+        if pid == 0 {
+            break;
+        }
+    }
+    tmp[k] = 0;
+    let dst = sys::openat_raw(
+        libc::AT_FDCWD,
+        tmp.as_ptr() as *const c_char,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+        0o700,
+    );
+    if dst < 0 {
+        sys::close_raw(src);
+        return None;
+    }
+    let mut ok = true;
+    loop {
+        // SAFETY: copying between two fds we opened.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_copy_file_range,
+                src,
+                core::ptr::null_mut::<i64>(),
+                dst,
+                core::ptr::null_mut::<i64>(),
+                1usize << 30,
+                0,
+            )
+        };
+        if n == 0 {
+            break;
+        }
+        if n < 0 {
+            ok = copy_by_read(src, dst);
+            break;
+        }
+    }
+    // SAFETY: fds we own.
+    unsafe { libc::syscall(libc::SYS_fchmod, dst, 0o555) };
+    sys::close_raw(dst);
+    sys::close_raw(src);
+    // SAFETY: NUL-terminated paths.
+    let renamed = ok
+        && unsafe {
+            libc::syscall(
+                libc::SYS_renameat,
+                libc::AT_FDCWD,
+                tmp.as_ptr(),
+                libc::AT_FDCWD,
+                out.as_ptr(),
+            )
+        } == 0;
+    if !renamed {
+        // SAFETY: NUL-terminated path.
+        unsafe { libc::syscall(libc::SYS_unlinkat, libc::AT_FDCWD, tmp.as_ptr(), 0) };
+        return None;
+    }
+    Some(total)
+}
+
+fn copy_by_read(src: c_int, dst: c_int) -> bool {
+    // SAFETY: rewinding fds we own.
+    unsafe {
+        libc::syscall(libc::SYS_lseek, src, 0, libc::SEEK_SET);
+        libc::syscall(libc::SYS_ftruncate, dst, 0);
+        libc::syscall(libc::SYS_lseek, dst, 0, libc::SEEK_SET);
+    }
+    let mut buf = [0u8; 16384];
+    loop {
+        // SAFETY: reading into our buffer.
+        let n = unsafe { libc::syscall(libc::SYS_read, src, buf.as_mut_ptr(), buf.len()) };
+        if n == 0 {
+            return true;
+        }
+        if n < 0 {
+            return false;
+        }
+        // SAFETY: writing what we read.
+        if unsafe { libc::syscall(libc::SYS_write, dst, buf.as_ptr(), n as usize) } != n {
+            return false;
+        }
+    }
+}
+
+/// Where a `#!` line's parts start in the buffer it was read into (each is
+/// NUL-terminated in place).
+struct Shebang {
+    interp: usize,
+    arg: Option<usize>,
+}
+
+/// The `#!` line of a blob, read into `line`.
+fn shebang(hash: &ContentHash, line: &mut [u8; 256]) -> Option<Shebang> {
+    let mut blob = [0u8; PATH_MAX + 1];
+    crate::resolve::blob_path(hash, &mut blob)?;
+    let fd = sys::openat_raw(
+        libc::AT_FDCWD,
+        blob.as_ptr() as *const c_char,
+        libc::O_RDONLY | libc::O_CLOEXEC,
+        0,
+    );
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: reading into our buffer.
+    let n = unsafe { libc::syscall(libc::SYS_read, fd, line.as_mut_ptr(), line.len() - 1) };
+    sys::close_raw(fd);
+    if n < 3 || line[0] != b'#' || line[1] != b'!' {
+        return None;
+    }
+    let n = n as usize;
+    let end = line[..n].iter().position(|&c| c == b'\n').unwrap_or(n);
+    let is_space = |c: u8| c == b' ' || c == b'\t' || c == b'\r';
+    let mut i = 2;
+    while i < end && is_space(line[i]) {
+        i += 1;
+    }
+    let interp_start = i;
+    while i < end && !is_space(line[i]) {
+        i += 1;
+    }
+    let interp_end = i;
+    if interp_end == interp_start {
+        return None;
+    }
+    while i < end && is_space(line[i]) {
+        i += 1;
+    }
+    let mut arg_end = end;
+    while arg_end > i && is_space(line[arg_end - 1]) {
+        arg_end -= 1;
+    }
+    line[interp_end] = 0;
+    let arg = (arg_end > i).then(|| {
+        line[arg_end] = 0;
+        i
+    });
+    Some(Shebang {
+        interp: interp_start,
+        arg,
+    })
+}
+
+/// Longest argv a rewritten script invocation may have (stack-bound: these
+/// run in vfork children).
+const MAX_ARGS: usize = 1024;
+
+/// Runs `path` (resolved in the view) with `argv` and an already fixed `env`.
+fn exec_resolved(
+    path: *const c_char,
+    argv: *const *const c_char,
+    env: *const *const c_char,
+) -> c_int {
+    let real = |p: *const c_char, a: *const *const c_char| call_real!(EXECVE(p, a, env) or fail(libc::ENOSYS));
+    if path.is_null() {
+        return real(path, argv);
+    }
+    // SAFETY: exec contract: a NUL-terminated path.
+    let p = unsafe { CStr::from_ptr(path) }.to_bytes();
+    let mut buf = PathBuf::new();
+    match resolve(libc::AT_FDCWD, p, true, &mut buf).0 {
+        View::Pass | View::Disk { rewritten: false } => real(path, argv),
+        View::Disk { rewritten: true } => real(buf.c_ptr(), argv),
+        View::Error(e) => fail(e),
+        View::Entry { header, .. } => {
+            if header.kind != Kind::File {
+                return fail(libc::ELOOP);
+            }
+            if header.mode & 0o111 == 0 {
+                return fail(libc::EACCES);
+            }
+            let mut line = [0u8; 256];
+            if let Some(Shebang { interp: start, arg }) = shebang(&header.hash, &mut line) {
+                // interpreter [arg] /view/path argv[1..]
+                let mut args: [*const c_char; MAX_ARGS] = [core::ptr::null(); MAX_ARGS];
+                let mut k = 0;
+                args[k] = line[start..].as_ptr() as *const c_char;
+                k += 1;
+                if let Some(a) = arg {
+                    args[k] = line[a..].as_ptr() as *const c_char;
+                    k += 1;
+                }
+                let view = buf.c_ptr();
+                args[k] = view;
+                k += 1;
+                let mut i = 1;
+                // SAFETY: argv is NULL-terminated (exec contract).
+                unsafe {
+                    if !argv.is_null() && !(*argv).is_null() {
+                        while !(*argv.add(i)).is_null() && k < MAX_ARGS - 1 {
+                            args[k] = *argv.add(i);
+                            k += 1;
+                            i += 1;
+                        }
+                    }
+                }
+                // SAFETY: argv is NULL-terminated.
+                if !argv.is_null() && unsafe { !(*argv).is_null() && !(*argv.add(i)).is_null() } {
+                    return fail(libc::E2BIG);
+                }
+                args[k] = core::ptr::null();
+                // The interpreter may itself live in the rift.
+                return exec_resolved(args[0], args.as_ptr(), env);
+            }
+            let mut copy = [0u8; PATH_MAX + 1];
+            if exec_copy(&header.hash, &mut copy).is_none() {
+                sys::complain(&[b"vrift: cannot prepare the rift executable ", buf.abs()]);
+                return fail(libc::EIO);
+            }
+            real(copy.as_ptr() as *const c_char, argv)
+        }
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn execve(
+    path: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    with_env(envp, |env| exec_resolved(path, argv, env))
+}
+
+extern "C" {
+    static environ: *const *const c_char;
+}
+
+fn current_environ() -> *const *const c_char {
+    // SAFETY: reading the libc global.
+    unsafe { environ }
+}
+
+#[no_mangle]
+pub extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
+    execve(path, argv, current_environ())
+}
+
+/// PATH search as glibc's execvpe does, running each candidate in the view.
+fn execvpe_impl(
+    file: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    if file.is_null() {
+        return fail(libc::ENOENT);
+    }
+    // SAFETY: exec contract: a NUL-terminated name.
+    let f = unsafe { CStr::from_ptr(file) }.to_bytes();
+    if f.is_empty() {
+        return fail(libc::ENOENT);
+    }
+    if f.contains(&b'/') {
+        return execve(file, argv, envp);
+    }
+    // SAFETY: NUL-terminated name.
+    let path_var = unsafe { libc::getenv(c"PATH".as_ptr()) };
+    let path_list: &[u8] = if path_var.is_null() {
+        b"/bin:/usr/bin"
+    } else {
+        // SAFETY: getenv returns a C string.
+        unsafe { CStr::from_ptr(path_var) }.to_bytes()
+    };
+    let mut saw_eacces = false;
+    for dir in path_list.split(|&c| c == b':') {
+        let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+        let mut cand = [0u8; PATH_MAX + 1];
+        if dir.len() + 1 + f.len() > PATH_MAX {
+            continue;
+        }
+        cand[..dir.len()].copy_from_slice(dir);
+        cand[dir.len()] = b'/';
+        cand[dir.len() + 1..dir.len() + 1 + f.len()].copy_from_slice(f);
+        execve(cand.as_ptr() as *const c_char, argv, envp);
+        // SAFETY: errno is thread-local.
+        match unsafe { *libc::__errno_location() } {
+            libc::EACCES => saw_eacces = true,
+            libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+            _ => return -1,
+        }
+    }
+    fail(if saw_eacces {
+        libc::EACCES
+    } else {
+        libc::ENOENT
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
+    execvpe_impl(file, argv, current_environ())
+}
+
+#[no_mangle]
+pub extern "C" fn execvpe(
+    file: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    execvpe_impl(file, argv, envp)
+}
+
+#[no_mangle]
+pub extern "C" fn fexecve(
+    fd: c_int,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    with_env(
+        envp,
+        |env| call_real!(FEXECVE(fd, argv, env) or fail(libc::ENOSYS)),
+    )
+}
+
+/// The program posix_spawn should really start: a rift executable's copy
+/// (scripts: the interpreter, with argv rewritten into `args`).
+fn spawn_target(
+    path: *const c_char,
+    argv: *const *const c_char,
+    buf: &mut PathBuf,
+    copy: &mut [u8; PATH_MAX + 1],
+    line: &mut [u8; 256],
+    args: &mut [*const c_char; MAX_ARGS],
+) -> Result<(*const c_char, *const *const c_char), c_int> {
+    if path.is_null() {
+        return Ok((path, argv));
+    }
+    // SAFETY: a NUL-terminated path (spawn contract).
+    let p = unsafe { CStr::from_ptr(path) }.to_bytes();
+    match resolve(libc::AT_FDCWD, p, true, buf).0 {
+        View::Pass | View::Disk { rewritten: false } => Ok((path, argv)),
+        View::Disk { rewritten: true } => Ok((buf.c_ptr(), argv)),
+        View::Error(e) => Err(e),
+        View::Entry { header, .. } => {
+            if header.kind != Kind::File || header.mode & 0o111 == 0 {
+                return Err(libc::EACCES);
+            }
+            if let Some(Shebang { interp: start, arg }) = shebang(&header.hash, line) {
+                let mut k = 0;
+                args[k] = line[start..].as_ptr() as *const c_char;
+                k += 1;
+                if let Some(a) = arg {
+                    args[k] = line[a..].as_ptr() as *const c_char;
+                    k += 1;
+                }
+                args[k] = buf.c_ptr();
+                k += 1;
+                let mut i = 1;
+                // SAFETY: argv is NULL-terminated.
+                unsafe {
+                    if !argv.is_null() && !(*argv).is_null() {
+                        while !(*argv.add(i)).is_null() && k < MAX_ARGS - 1 {
+                            args[k] = *argv.add(i);
+                            k += 1;
+                            i += 1;
+                        }
+                    }
+                }
+                // SAFETY: argv is NULL-terminated.
+                if !argv.is_null() && unsafe { !(*argv).is_null() && !(*argv.add(i)).is_null() } {
+                    return Err(libc::E2BIG);
+                }
+                args[k] = core::ptr::null();
+                return Ok((args[0], args.as_ptr()));
+            }
+            exec_copy(&header.hash, copy).ok_or(libc::EIO)?;
+            Ok((copy.as_ptr() as *const c_char, argv))
+        }
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn posix_spawn(
+    pid: *mut pid_t,
+    path: *const c_char,
+    actions: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    let mut buf = PathBuf::new();
+    let mut copy = [0u8; PATH_MAX + 1];
+    let mut line = [0u8; 256];
+    let mut args: [*const c_char; MAX_ARGS] = [core::ptr::null(); MAX_ARGS];
+    let (target, argv) = match spawn_target(path, argv, &mut buf, &mut copy, &mut line, &mut args) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    with_env(
+        envp,
+        |env| call_real!(POSIX_SPAWN(pid, target, actions, attr, argv, env) or libc::ENOSYS),
+    )
+}
+
+#[no_mangle]
+pub extern "C" fn posix_spawnp(
+    pid: *mut pid_t,
+    file: *const c_char,
+    actions: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    if file.is_null() {
+        return libc::ENOENT;
+    }
+    // SAFETY: a NUL-terminated name.
+    let f = unsafe { CStr::from_ptr(file) }.to_bytes();
+    if f.contains(&b'/') {
+        return posix_spawn(pid, file, actions, attr, argv, envp);
+    }
+    // PATH search in the view: the first candidate that exists and is executable.
+    // SAFETY: NUL-terminated name.
+    let path_var = unsafe { libc::getenv(c"PATH".as_ptr()) };
+    let path_list: &[u8] = if path_var.is_null() {
+        b"/bin:/usr/bin"
+    } else {
+        // SAFETY: getenv returns a C string.
+        unsafe { CStr::from_ptr(path_var) }.to_bytes()
+    };
+    for dir in path_list.split(|&c| c == b':') {
+        let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+        let mut cand = [0u8; PATH_MAX + 1];
+        if dir.len() + 1 + f.len() > PATH_MAX {
+            continue;
+        }
+        cand[..dir.len()].copy_from_slice(dir);
+        cand[dir.len()] = b'/';
+        cand[dir.len() + 1..dir.len() + 1 + f.len()].copy_from_slice(f);
+        let c = cand.as_ptr() as *const c_char;
+        if crate::stat::access(c, libc::X_OK) == 0 {
+            let mut st: libc::stat = unsafe { core::mem::zeroed() };
+            if crate::stat::stat(c, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG {
+                return posix_spawn(pid, c, actions, attr, argv, envp);
+            }
+        }
+    }
+    libc::ENOENT
+}
+
+#[no_mangle]
+pub extern "C" fn system(cmd: *const c_char) -> c_int {
+    restore_environ();
+    call_real!(SYSTEM(cmd) or -1)
+}
+
+#[no_mangle]
+pub extern "C" fn popen(cmd: *const c_char, mode: *const c_char) -> *mut libc::FILE {
+    restore_environ();
+    call_real!(POPEN(cmd, mode) or core::ptr::null_mut())
+}
+
+/// dlopen of a rift library loads its executable copy (the loader opens
+/// files with its own internal calls, which the shim cannot see).
+fn dl_target(
+    path: *const c_char,
+    copy: &mut [u8; PATH_MAX + 1],
+    buf: &mut PathBuf,
+) -> *const c_char {
+    if path.is_null() {
+        return path;
+    }
+    // SAFETY: a NUL-terminated path.
+    let p = unsafe { CStr::from_ptr(path) }.to_bytes();
+    if !p.contains(&b'/') {
+        return path; // a soname: searched by the loader
+    }
+    match resolve(libc::AT_FDCWD, p, true, buf).0 {
+        View::Entry { header, .. } if header.kind == Kind::File => {
+            if exec_copy(&header.hash, copy).is_some() {
+                copy.as_ptr() as *const c_char
+            } else {
+                path
+            }
+        }
+        View::Disk { rewritten: true } => buf.c_ptr(),
+        _ => path,
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn dlopen(path: *const c_char, flags: c_int) -> *mut c_void {
+    let mut copy = [0u8; PATH_MAX + 1];
+    let mut buf = PathBuf::new();
+    let target = dl_target(path, &mut copy, &mut buf);
+    call_real!(DLOPEN(target, flags) or core::ptr::null_mut())
+}
+
+#[no_mangle]
+pub extern "C" fn dlmopen(lmid: libc::Lmid_t, path: *const c_char, flags: c_int) -> *mut c_void {
+    let mut copy = [0u8; PATH_MAX + 1];
+    let mut buf = PathBuf::new();
+    let target = dl_target(path, &mut copy, &mut buf);
+    call_real!(DLMOPEN(lmid, target, flags) or core::ptr::null_mut())
+}
