@@ -482,3 +482,63 @@ print(os.popen('cat deps/pkg-4/package.json').read().strip())
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// glibc's own walkers and name functions (glob, nftw, scandir, realpath,
+/// canonicalize_file_name) must see the view too. (glibc's fts_* is not
+/// rebuilt yet; find, du and the coreutils use gnulib's fts, tested above.)
+const WALK_C: &str = r#"
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <ftw.h>
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+static int files, links;
+static int cb(const char *p, const struct stat *s, int t, struct FTW *f) {
+    if (t == FTW_F) files++;
+    if (t == FTW_SL) links++;
+    return 0;
+}
+static const char *tail(const char *p) { const char *d = strstr(p, "/deps/"); return d ? d + 1 : p; }
+int main(void) {
+    glob_t g;
+    if (glob("deps/pkg-1*/lib/*.js", 0, NULL, &g) == 0)
+        for (size_t i = 0; i < g.gl_pathc; i++) printf("glob %s\n", g.gl_pathv[i]);
+    nftw("deps", cb, 16, FTW_PHYS);
+    printf("nftw files=%d links=%d\n", files, links);
+    struct dirent **list;
+    int k = scandir("deps/pkg-2", &list, NULL, alphasort);
+    for (int i = 0; i < k; i++) printf("scandir %s\n", list[i]->d_name);
+    char *rp = realpath("deps/.bin/tool", NULL);
+    printf("realpath %s\n", rp ? tail(rp) : "(null)");
+    char *cf = canonicalize_file_name("deps/pkg-3/../pkg-3/package.json");
+    printf("canonical %s\n", cf ? tail(cf) : "(null)");
+    return 0;
+}
+"#;
+
+#[test]
+fn glibc_walkers_and_realpath_see_the_view() {
+    let t = twin();
+    if !has_cc() {
+        eprintln!("skipped: no C compiler");
+        return;
+    }
+    let src = t.sb.path().join("walk.c");
+    let bin = t.sb.path().join("walk");
+    fs::write(&src, WALK_C).unwrap();
+    assert!(Command::new("cc")
+        .arg(&src)
+        .arg("-o")
+        .arg(&bin)
+        .status()
+        .unwrap()
+        .success());
+    let out = t.same(bin.to_str().unwrap());
+    assert!(out.contains("glob deps/pkg-1/lib/m0.js"), "{out}");
+    assert!(out.contains("scandir package.json"), "{out}");
+    assert!(out.contains("realpath deps/pkg-0/lib/m0.js"), "{out}");
+    assert!(out.contains("canonical deps/pkg-3/package.json"), "{out}");
+}

@@ -51,6 +51,10 @@ crate::real! {
     POPEN = "popen": fn(*const c_char, *const c_char) -> *mut FILE;
     DLOPEN = "dlopen": fn(*const c_char, c_int) -> *mut c_void;
     DLMOPEN = "dlmopen": fn(Lmid_t, *const c_char, c_int) -> *mut c_void;
+    GLOB = "glob": fn(*const c_char, c_int, Option<extern "C" fn(*const c_char, c_int) -> c_int>, *mut c_void) -> c_int;
+    GLOB64 = "glob64": fn(*const c_char, c_int, Option<extern "C" fn(*const c_char, c_int) -> c_int>, *mut c_void) -> c_int;
+    REALPATH = "realpath": fn(*const c_char, *mut c_char) -> *mut c_char;
+    NFTW = "nftw": fn(*const c_char, extern "C" fn(*const c_char, *const stat, c_int, *mut crate::walk::Ftw) -> c_int, c_int, c_int) -> c_int;
     SYSCALL = "syscall": fn(c_long, c_long, c_long, c_long, c_long, c_long, c_long) -> c_long;
     GETXATTR = "getxattr": fn(*const c_char, *const c_char, *mut c_void, size_t) -> ssize_t;
     LGETXATTR = "lgetxattr": fn(*const c_char, *const c_char, *mut c_void, size_t) -> ssize_t;

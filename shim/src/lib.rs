@@ -31,6 +31,7 @@ pub mod statbuf;
 pub mod state;
 pub mod sys;
 pub mod syscall;
+pub mod walk;
 pub mod xattr;
 
 /// The shim's version, for `vrift doctor` and the daemon to check which
