@@ -56,6 +56,8 @@ pub struct Report {
     pub deleted: u64,
     /// Leftover temp files of killed writers.
     pub stale_tmp: u64,
+    /// Executable copies (`exec/`, made by the shim) of unreferenced blobs.
+    pub stale_exec: u64,
 }
 
 /// Temp files younger than this may belong to a writer that is still running.
@@ -107,6 +109,21 @@ pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
                     return Err(e).with_context(|| format!("cannot delete {}", path.display()))
+                }
+            }
+        }
+    }
+    // Executable copies the shim made of rift executables: derived data,
+    // kept while their blob is live.
+    if let Ok(entries) = fs::read_dir(cas.root().join("exec")) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let live_copy =
+                ContentHash::from_hex(name.as_bytes()).is_some_and(|h| live.contains(&h));
+            if !live_copy {
+                report.stale_exec += 1;
+                if delete {
+                    let _ = fs::remove_file(entry.path());
                 }
             }
         }

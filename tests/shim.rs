@@ -6,28 +6,8 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use common::*;
-
-/// Builds libvrift_shim.so beside the vrift binary (once per test binary).
-fn shim() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let st = Command::new(cargo)
-                .args(["build", "--quiet", "-p", "vrift-shim"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("cargo build -p vrift-shim");
-            assert!(st.success(), "building the shim failed");
-            let so = Path::new(VRIFT).parent().unwrap().join("libvrift_shim.so");
-            assert!(so.is_file(), "{} missing", so.display());
-            so
-        })
-        .clone()
-}
 
 /// A project with an ingested tree, and a physical copy of the same tree.
 struct Twin {
@@ -37,7 +17,7 @@ struct Twin {
 }
 
 fn twin() -> Twin {
-    shim();
+    build_shim();
     let sb = Sandbox::new();
     let root = sb.mkdir("p");
     let deps = root.join("deps");
@@ -114,10 +94,6 @@ fn twin() -> Twin {
         root,
         copy: copy_parent,
     }
-}
-
-fn has_cc() -> bool {
-    Command::new("cc").arg("--version").output().is_ok()
 }
 
 impl Twin {

@@ -10,6 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 pub const VRIFT: &str = env!("CARGO_BIN_EXE_vrift");
 
@@ -213,4 +214,45 @@ pub fn write_node_modules(dir: &Path, packages: usize, files_per_package: usize,
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Builds libvrift_shim.so beside the vrift binary (once per test binary).
+pub fn build_shim() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let st = Command::new(cargo)
+                .args(["build", "--quiet", "-p", "vrift-shim"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("cargo build -p vrift-shim");
+            assert!(st.success(), "building the shim failed");
+            let so = Path::new(VRIFT).parent().unwrap().join("libvrift_shim.so");
+            assert!(so.is_file(), "{} missing", so.display());
+            so
+        })
+        .clone()
+}
+
+/// Whether a C compiler is available.
+pub fn has_cc() -> bool {
+    Command::new("cc").arg("--version").output().is_ok()
+}
+
+/// Compiles `tests/c/NAME.c` into the sandbox with extra flags.
+pub fn compile_c(sb: &Sandbox, name: &str, flags: &[&str]) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/c")
+        .join(format!("{name}.c"));
+    let out = sb.path().join(name);
+    let st = Command::new("cc")
+        .arg(&src)
+        .args(flags)
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success(), "compiling {}", src.display());
+    out
 }

@@ -1,0 +1,184 @@
+//! The LD_PRELOAD library under stress: threads, fork, vfork, signals,
+//! process start-up, an interposed malloc, closefrom, errno, and the cost
+//! rules of its hot path (no syscall, no allocation on a miss).
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+/// A project whose `deps/` was ingested: (sandbox, root).
+fn project() -> Option<(Sandbox, PathBuf)> {
+    if !has_cc() {
+        eprintln!("skipped: no C compiler");
+        return None;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    write_node_modules(&root.join("deps"), 4, 3, 100);
+    sb.ok(&root, &["init"]);
+    sb.ok(&root, &["ingest", "deps"]);
+    Some((sb, root))
+}
+
+fn safety(sb: &Sandbox, root: &PathBuf, mode: &str) -> String {
+    let bin = compile_c(sb, "safety", &["-pthread"]);
+    let file = root.join("deps/pkg-1/package.json");
+    let dir = root.join("deps/pkg-1");
+    sb.ok(
+        root,
+        &[
+            "run",
+            "--",
+            bin.to_str().unwrap(),
+            mode,
+            file.to_str().unwrap(),
+            dir.to_str().unwrap(),
+        ],
+    )
+}
+
+#[test]
+fn threads_share_the_view_without_tearing() {
+    let Some((sb, root)) = project() else { return };
+    assert_eq!(safety(&sb, &root, "threads"), "threads bad=0\n");
+}
+
+#[test]
+fn fork_and_vfork_children_see_the_view() {
+    let Some((sb, root)) = project() else { return };
+    let out = safety(&sb, &root, "fork");
+    assert!(out.starts_with("fork child sees=1\n"), "{out}");
+    // The vfork child execs cat on a rift file with a scrubbed environment.
+    assert!(out.contains("{\"name\":\"pkg-1\""), "{out}");
+    assert!(out.ends_with("vfork exec status=0\n"), "{out}");
+}
+
+#[test]
+fn signal_handlers_can_use_the_shim_mid_call() {
+    let Some((sb, root)) = project() else { return };
+    assert_eq!(
+        safety(&sb, &root, "signals"),
+        "signals bad=0 handler_bad=0 handler_ran=1\n"
+    );
+}
+
+#[test]
+fn closefrom_does_not_break_the_shim_and_its_fds_stay_out_of_the_way() {
+    let Some((sb, root)) = project() else { return };
+    assert_eq!(
+        safety(&sb, &root, "closefrom"),
+        "after closefrom sees=1 dir=1\nfd>2=1 cloexec-kept=1\n"
+    );
+}
+
+#[test]
+fn errno_is_preserved_on_success() {
+    let Some((sb, root)) = project() else { return };
+    assert_eq!(safety(&sb, &root, "errno"), "errno kept hit=1 miss=1\n");
+}
+
+#[test]
+fn constructors_and_an_interposed_malloc_neither_deadlock_nor_allocate() {
+    let Some((sb, root)) = project() else { return };
+    let bin = compile_c(&sb, "early", &[]);
+    let lib = compile_c(&sb, "early_lib", &["-shared", "-fPIC"]);
+    let target = root.join("deps/pkg-2/package.json");
+    // Another preloaded library whose constructor may run before the shim's.
+    let out = sb
+        .cmd(&root, &["run", "--", bin.to_str().unwrap()])
+        .env("LD_PRELOAD", &lib)
+        .env("EARLY_TARGET", &target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ctor_saw=1 malloc_stats=1 allocations_in_lookups=0\n"
+    );
+}
+
+#[test]
+fn a_miss_makes_no_syscall_beyond_the_one_it_replaces() {
+    let Some((sb, root)) = project() else { return };
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("skipped: strace is not installed");
+        return;
+    }
+    let src = sb.path().join("loop.c");
+    fs::write(
+        &src,
+        r#"#include <stdlib.h>
+#include <sys/stat.h>
+int main(int argc, char **argv) { struct stat st; int n = atoi(argv[2]);
+for (int i = 0; i < n; i++) stat(argv[1], &st); return 0; }"#,
+    )
+    .unwrap();
+    let bin = sb.path().join("loop");
+    assert!(Command::new("cc")
+        .arg(&src)
+        .arg("-o")
+        .arg(&bin)
+        .status()
+        .unwrap()
+        .success());
+    let count = |path: &str, n: u32| -> u64 {
+        let log = sb.path().join(format!("trace-{n}-{}", path.len()));
+        let st = sb
+            .cmd(
+                &root,
+                &[
+                    "run",
+                    "--",
+                    "strace",
+                    "-f",
+                    "-c",
+                    "-o",
+                    log.to_str().unwrap(),
+                    bin.to_str().unwrap(),
+                    path,
+                    &n.to_string(),
+                ],
+            )
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        let text = fs::read_to_string(&log).unwrap();
+        // "100.00  seconds  usecs/call  calls  [errors]  total"
+        let total = text
+            .lines()
+            .last()
+            .unwrap()
+            .split_whitespace()
+            .nth(3)
+            .unwrap();
+        total.parse().unwrap()
+    };
+    // The difference between 1000 and 3000 calls is what the loop costs.
+    for path in [
+        "/usr",
+        "deps",
+        "deps/missing-on-disk",
+        "deps/pkg-1/package.json",
+    ] {
+        let per_call = (count(path, 3000) - count(path, 1000)) as f64 / 2000.0;
+        let expected = if path.ends_with("package.json") {
+            0.0
+        } else {
+            1.0
+        };
+        assert_eq!(per_call, expected, "{path}: syscalls per stat");
+    }
+}
