@@ -25,7 +25,7 @@ fn project() -> Option<(Sandbox, PathBuf)> {
     Some((sb, root))
 }
 
-fn safety(sb: &Sandbox, root: &PathBuf, mode: &str) -> String {
+fn safety(sb: &Sandbox, root: &std::path::Path, mode: &str) -> String {
     let bin = compile_c(sb, "safety", &["-pthread"]);
     let file = root.join("deps/pkg-1/package.json");
     let dir = root.join("deps/pkg-1");
