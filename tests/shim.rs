@@ -518,3 +518,60 @@ fn glibc_walkers_and_realpath_see_the_view() {
     assert!(out.contains("realpath deps/pkg-0/lib/m0.js"), "{out}");
     assert!(out.contains("canonical deps/pkg-3/package.json"), "{out}");
 }
+
+#[test]
+fn freopen_readdir_r_statfs_and_access_match_the_copy() {
+    let t = twin();
+    if !has_cc() {
+        eprintln!("skipped: no C compiler");
+        return;
+    }
+    let bin = compile_c(&t.sb, "misc", &["-Wno-deprecated-declarations"]);
+    let out = t.same(&format!(
+        "{} deps/pkg-1/package.json deps/pkg-1",
+        bin.display()
+    ));
+    assert!(out.starts_with("freopen {\"name\":\"pkg-1\""), "{out}");
+    assert!(
+        out.contains("readdir_r 5\n") && out.contains("statfs 1 statvfs 1"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_version_script_and_the_exports_agree() {
+    // Every symbol the version script names is defined, and nothing else
+    // leaks out of the library.
+    let so = build_shim();
+    let map = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shim/shim.map"),
+    )
+    .unwrap();
+    let body = map
+        .split("global:")
+        .nth(1)
+        .unwrap()
+        .split("local:")
+        .next()
+        .unwrap();
+    let mut wanted: Vec<String> = body
+        .split(';')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    wanted.sort();
+    let nm = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&so)
+        .output();
+    let Ok(nm) = nm else {
+        eprintln!("skipped: nm is not installed");
+        return;
+    };
+    let mut exported: Vec<String> = String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
+        .collect();
+    exported.sort();
+    assert_eq!(exported, wanted);
+}

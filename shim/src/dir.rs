@@ -292,3 +292,31 @@ pub extern "C" fn closedir(dirp: *mut DIR) -> c_int {
     unregister(dirp);
     call_real!(CLOSEDIR(dirp) or fail(libc::ENOSYS))
 }
+
+/// `readdir_r`: the deprecated reentrant form, on the merged stream.
+#[no_mangle]
+pub extern "C" fn readdir64_r(
+    dirp: *mut DIR,
+    entry: *mut dirent64,
+    result: *mut *mut dirent64,
+) -> c_int {
+    if find(dirp).is_none() {
+        return call_real!(READDIR64_R(dirp, entry, result) or libc::ENOSYS);
+    }
+    let e = readdir64(dirp);
+    // SAFETY: caller-provided buffers (readdir_r contract).
+    unsafe {
+        if e.is_null() {
+            *result = core::ptr::null_mut();
+        } else {
+            core::ptr::copy_nonoverlapping(e, entry, 1);
+            *result = entry;
+        }
+    }
+    0
+}
+
+#[no_mangle]
+pub extern "C" fn readdir_r(dirp: *mut DIR, entry: *mut dirent, result: *mut *mut dirent) -> c_int {
+    readdir64_r(dirp, entry as *mut dirent64, result as *mut *mut dirent64)
+}

@@ -55,6 +55,13 @@ crate::real! {
     GLOB64 = "glob64": fn(*const c_char, c_int, Option<extern "C" fn(*const c_char, c_int) -> c_int>, *mut c_void) -> c_int;
     REALPATH = "realpath": fn(*const c_char, *mut c_char) -> *mut c_char;
     NFTW = "nftw": fn(*const c_char, extern "C" fn(*const c_char, *const stat, c_int, *mut crate::walk::Ftw) -> c_int, c_int, c_int) -> c_int;
+    FREOPEN = "freopen": fn(*const c_char, *const c_char, *mut FILE) -> *mut FILE;
+    FREOPEN64 = "freopen64": fn(*const c_char, *const c_char, *mut FILE) -> *mut FILE;
+    READDIR64_R = "readdir64_r": fn(*mut DIR, *mut dirent64, *mut *mut dirent64) -> c_int;
+    STATFS = "statfs": fn(*const c_char, *mut statfs) -> c_int;
+    STATFS64 = "statfs64": fn(*const c_char, *mut statfs64) -> c_int;
+    STATVFS = "statvfs": fn(*const c_char, *mut statvfs) -> c_int;
+    STATVFS64 = "statvfs64": fn(*const c_char, *mut statvfs64) -> c_int;
     SYSCALL = "syscall": fn(c_long, c_long, c_long, c_long, c_long, c_long, c_long) -> c_long;
     GETXATTR = "getxattr": fn(*const c_char, *const c_char, *mut c_void, size_t) -> ssize_t;
     LGETXATTR = "lgetxattr": fn(*const c_char, *const c_char, *mut c_void, size_t) -> ssize_t;

@@ -239,3 +239,80 @@ pub extern "C" fn creat64(path: *const c_char, mode: libc::mode_t) -> c_int {
         W_OPEN64,
     )
 }
+
+fn freopen_impl(
+    path: *const c_char,
+    mode: *const c_char,
+    stream: *mut FILE,
+    is64: bool,
+) -> *mut FILE {
+    let real = |p: *const c_char| {
+        if is64 {
+            call_real!(FREOPEN64(p, mode, stream) or core::ptr::null_mut())
+        } else {
+            call_real!(FREOPEN(p, mode, stream) or core::ptr::null_mut())
+        }
+    };
+    if path.is_null() || mode.is_null() {
+        return real(path);
+    }
+    // SAFETY: libc contract: NUL-terminated strings.
+    let (p, m) = unsafe {
+        (
+            CStr::from_ptr(path).to_bytes(),
+            CStr::from_ptr(mode).to_bytes(),
+        )
+    };
+    let mut buf = PathBuf::new();
+    match resolve(libc::AT_FDCWD, p, true, &mut buf).0 {
+        View::Pass => real(path),
+        View::Disk { rewritten } if !mode_writes(m) => {
+            if rewritten {
+                real(buf.c_ptr())
+            } else {
+                real(path)
+            }
+        }
+        View::Entry { header, .. } if !mode_writes(m) && header.kind == Kind::File => {
+            // Reopen on the blob, then record the view for the new fd.
+            let mut blob = [0u8; PATH_MAX + 1];
+            if blob_path(&header.hash, &mut blob).is_none() {
+                fail(libc::ENAMETOOLONG);
+                return core::ptr::null_mut();
+            }
+            let f = real(blob.as_ptr() as *const c_char);
+            if !f.is_null() {
+                // SAFETY: a stream libc just opened.
+                let fd = unsafe { libc::fileno(f) };
+                fdtable::set(fd, &Meta::of(&header, &[]), buf.abs());
+            }
+            f
+        }
+        View::Error(e) if !mode_writes(m) => {
+            fail(e);
+            core::ptr::null_mut()
+        }
+        _ => {
+            refuse_write(buf.abs());
+            core::ptr::null_mut()
+        }
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn freopen(
+    path: *const c_char,
+    mode: *const c_char,
+    stream: *mut FILE,
+) -> *mut FILE {
+    freopen_impl(path, mode, stream, false)
+}
+
+#[no_mangle]
+pub extern "C" fn freopen64(
+    path: *const c_char,
+    mode: *const c_char,
+    stream: *mut FILE,
+) -> *mut FILE {
+    freopen_impl(path, mode, stream, true)
+}

@@ -305,3 +305,35 @@ pub extern "C" fn faccessat(
         Lk::Err(e) => fail(e),
     }
 }
+
+/// statfs/statvfs of a rift entry describe the filesystem of the project
+/// root (where the view lives); anything else goes to libc.
+macro_rules! fs_export {
+    ($name:ident, $real:ident, $buf:ty) => {
+        #[no_mangle]
+        pub extern "C" fn $name(path: *const c_char, out: *mut $buf) -> c_int {
+            let mut buf = PathBuf::new();
+            match lookup_meta(libc::AT_FDCWD, path, true, &mut buf) {
+                Lk::Real => call_real!($real(path, out) or fail(libc::ENOSYS)),
+                Lk::RealAt => {
+                    let p = buf.c_ptr();
+                    call_real!($real(p, out) or fail(libc::ENOSYS))
+                }
+                Lk::Meta(_) => {
+                    let mut root = crate::resolve::PathBuf::new();
+                    let r = crate::state::ROOT.get();
+                    root.buf[..r.len()].copy_from_slice(r);
+                    root.len = r.len();
+                    let p = root.c_ptr();
+                    call_real!($real(p, out) or fail(libc::ENOSYS))
+                }
+                Lk::Err(e) => fail(e),
+            }
+        }
+    };
+}
+
+fs_export!(statfs, STATFS, libc::statfs);
+fs_export!(statfs64, STATFS64, libc::statfs64);
+fs_export!(statvfs, STATVFS, libc::statvfs);
+fs_export!(statvfs64, STATVFS64, libc::statvfs64);
