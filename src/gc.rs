@@ -132,6 +132,22 @@ pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
     for entry in fs::read_dir(cas.tmp_dir())? {
         let entry = entry?;
         let name = entry.file_name();
+        // Duplicates an ingest set aside: gone once their reaper is gone.
+        if let Some(rest) = name.as_bytes().strip_prefix(b"trash.") {
+            let pid = std::str::from_utf8(rest)
+                .ok()
+                .and_then(|r| r.split('.').next())
+                .and_then(|p| p.parse::<i32>().ok());
+            // SAFETY: kill with signal 0 only checks that the process exists.
+            let alive = pid.is_some_and(|p| unsafe { libc::kill(p, 0) } == 0);
+            if !alive {
+                report.stale_tmp += 1;
+                if delete {
+                    let _ = fs::remove_dir_all(entry.path());
+                }
+            }
+            continue;
+        }
         // An ingest's moved file is user data until recovery adopts it.
         if let Some(hex) = name.as_bytes().strip_prefix(b"ingest.") {
             let hash = hex.get(..64).and_then(ContentHash::from_hex);

@@ -23,7 +23,7 @@ use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -56,12 +56,62 @@ pub struct Report {
     pub interrupted: bool,
 }
 
-/// A file or symlink found on disk.
+/// A file or symlink found on disk (its metadata is read when hashing, so
+/// the walk costs no stat per file).
 struct Candidate {
     rel: Vec<u8>,
     abs: PathBuf,
-    meta: fs::Metadata,
+    symlink: bool,
 }
+
+/// Where duplicates go instead of being unlinked one by one in the
+/// foreground: on some filesystems (ext4 mounted with `discard`) an unlink of
+/// a file with data costs hundreds of microseconds. A rename into this
+/// directory (on the store's filesystem) is cheap; the directory is deleted
+/// by a detached `vrift` after the run, or by `gc --delete` if that dies.
+pub struct Trash {
+    dir: PathBuf,
+    seq: AtomicU64,
+    used: std::sync::atomic::AtomicBool,
+}
+
+impl Trash {
+    pub fn new_in(cas: &Cas) -> Trash {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        Trash {
+            dir: cas
+                .tmp_dir()
+                .join(format!("trash.{}.{nanos}", std::process::id())),
+            seq: AtomicU64::new(0),
+            used: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Removes `path` from the disk: renamed into the trash when it can be,
+    /// unlinked otherwise.
+    fn discard(&self, path: &Path) -> io::Result<()> {
+        if !self.used.swap(true, Ordering::AcqRel) {
+            let _ = fs::create_dir(&self.dir);
+        }
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        match fs::rename(path, self.dir.join(n.to_string())) {
+            Ok(()) => Ok(()),
+            Err(_) => fs::remove_file(path),
+        }
+    }
+
+    /// The trash directory, if anything was put in it.
+    pub fn dir(&self) -> Option<&Path> {
+        (self.used.load(Ordering::Acquire) && self.dir.is_dir()).then_some(self.dir.as_path())
+    }
+}
+
+/// Threads for the move step: renames and unlinks wait on the filesystem
+/// journal more than on the CPU, so more of them overlap than there are cores.
+const MOVE_THREADS: usize = 8;
 
 /// A candidate after step 1.
 struct Hashed {
@@ -94,15 +144,19 @@ pub fn ingest(
     manifest: &Manifest,
     targets: &[Vec<u8>],
     interrupted: &AtomicBool,
+    trash: &Trash,
 ) -> Result<Report> {
     recover(project, cas, manifest)?;
     let mut report = Report::default();
     let candidates = collect(project, cas, targets, &mut report)?;
-    let total_bytes: u64 = candidates.iter().map(|c| c.meta.len()).sum();
     let bar = ui::progress(candidates.len() as u64, "ingest");
+    // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     let cas_dev = fs::metadata(cas.root())?.dev();
-    let _ = total_bytes;
+    let move_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(MOVE_THREADS)
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the ingest threads: {e}"))?;
 
     // Entries to drop in the next commit (files that were left on disk).
     let mut left_behind: Vec<Vec<u8>> = Vec::new();
@@ -172,39 +226,41 @@ pub fn ingest(
         let new_blobs = AtomicU64::new(0);
         let new_bytes = AtomicU64::new(0);
         let dups = AtomicU64::new(0);
-        let outcomes: Vec<(usize, Moved)> = hashed
-            .par_iter()
-            .enumerate()
-            .map(|(i, h)| {
-                let out = move_into_store(cas, h, cas_dev, euid);
-                match &out {
-                    Ok(Moved::Stored) | Ok(Moved::Copied { new: true }) => {
-                        new_blobs.fetch_add(1, Ordering::Relaxed);
-                        new_bytes.fetch_add(h.pending.size, Ordering::Relaxed);
-                    }
-                    Ok(Moved::Duplicate) | Ok(Moved::Copied { new: false }) => {
-                        dups.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {}
-                }
-                match out {
-                    Ok(m) => (i, m),
-                    Err(e) => {
-                        if is_out_of_space(&e) {
-                            let mut slot = stop_error.lock().unwrap();
-                            if slot.is_none() {
-                                *slot = Some(anyhow::anyhow!(
-                                    "the store {} is out of space ({e}); nothing was lost: \
-                                     files not yet moved are still on disk",
-                                    cas.root().display()
-                                ));
-                            }
+        let outcomes: Vec<(usize, Moved)> = move_pool.install(|| {
+            hashed
+                .par_iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    let out = move_into_store(cas, h, cas_dev, euid, Some(trash));
+                    match &out {
+                        Ok(Moved::Stored) | Ok(Moved::Copied { new: true }) => {
+                            new_blobs.fetch_add(1, Ordering::Relaxed);
+                            new_bytes.fetch_add(h.pending.size, Ordering::Relaxed);
                         }
-                        (i, Moved::Left(e.to_string()))
+                        Ok(Moved::Duplicate) | Ok(Moved::Copied { new: false }) => {
+                            dups.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {}
                     }
-                }
-            })
-            .collect();
+                    match out {
+                        Ok(m) => (i, m),
+                        Err(e) => {
+                            if is_out_of_space(&e) {
+                                let mut slot = stop_error.lock().unwrap();
+                                if slot.is_none() {
+                                    *slot = Some(anyhow::anyhow!(
+                                        "the store {} is out of space ({e}); nothing was lost: \
+                                     files not yet moved are still on disk",
+                                        cas.root().display()
+                                    ));
+                                }
+                            }
+                            (i, Moved::Left(e.to_string()))
+                        }
+                    }
+                })
+                .collect()
+        });
         let mut copied = Vec::new();
         for (i, m) in outcomes {
             let h = &hashed[i];
@@ -291,7 +347,16 @@ fn collect(
             Err(e) => bail!("cannot read {}: {e}", top.display()),
         };
         if !meta.is_dir() {
-            consider(project, top, meta, &mut out, &mut seen, report);
+            let ft = meta.file_type();
+            consider(
+                project,
+                top,
+                ft,
+                || Ok(meta.clone()),
+                &mut out,
+                &mut seen,
+                report,
+            );
             continue;
         }
         let walker = walkdir::WalkDir::new(&top)
@@ -302,10 +367,19 @@ fn collect(
         for item in walker {
             match item {
                 Ok(e) if e.file_type().is_dir() => {}
-                Ok(e) => match e.metadata() {
-                    Ok(m) => consider(project, e.into_path(), m, &mut out, &mut seen, report),
-                    Err(err) => report.errors.push((e.into_path(), io_text(err))),
-                },
+                Ok(e) => {
+                    let ft = e.file_type();
+                    let path = e.path().to_path_buf();
+                    consider(
+                        project,
+                        path,
+                        ft,
+                        || e.metadata().map_err(io_error),
+                        &mut out,
+                        &mut seen,
+                        report,
+                    )
+                }
                 Err(err) => {
                     let path = err.path().map(Path::to_path_buf).unwrap_or_default();
                     report.errors.push((path, io_text(err)));
@@ -323,17 +397,23 @@ fn io_text(err: walkdir::Error) -> String {
     }
 }
 
+fn io_error(err: walkdir::Error) -> io::Error {
+    io::Error::other(io_text(err))
+}
+
 fn consider(
     project: &Project,
     abs: PathBuf,
-    meta: fs::Metadata,
+    ft: fs::FileType,
+    meta: impl FnOnce() -> io::Result<fs::Metadata>,
     out: &mut Vec<Candidate>,
     seen: &mut HashSet<PathBuf>,
     report: &mut Report,
 ) {
-    let ft = meta.file_type();
     if !(ft.is_file() || ft.is_symlink()) {
-        let what = special_kind(&meta);
+        let what = meta()
+            .map(|m| special_kind(&m))
+            .unwrap_or("not a regular file");
         ui::warn(&format!("skipping {} ({what})", abs.display()));
         report.skipped.push((abs, what.to_string()));
         return;
@@ -348,7 +428,11 @@ fn consider(
         return;
     }
     if seen.insert(abs.clone()) {
-        out.push(Candidate { rel, abs, meta });
+        out.push(Candidate {
+            rel,
+            abs,
+            symlink: ft.is_symlink(),
+        });
     }
 }
 
@@ -379,8 +463,14 @@ fn identity(meta: &fs::Metadata) -> (u64, u64, u64, i64) {
 
 /// Step 1 for one candidate.
 fn hash_candidate(c: &Candidate) -> io::Result<Hashed> {
-    let (dev, ino, size, mtime_ns) = identity(&c.meta);
-    if c.meta.file_type().is_symlink() {
+    if c.symlink {
+        let meta = fs::symlink_metadata(&c.abs)?;
+        if !meta.file_type().is_symlink() {
+            return Err(io::Error::other(
+                "changed type during ingest; run ingest again",
+            ));
+        }
+        let (dev, ino, _, mtime_ns) = identity(&meta);
         let target = fs::read_link(&c.abs)?.into_os_string().into_vec();
         return Ok(Hashed {
             rel: c.rel.clone(),
@@ -393,9 +483,9 @@ fn hash_candidate(c: &Candidate) -> io::Result<Hashed> {
                 size: target.len() as u64,
                 mtime_ns,
             },
-            mode: c.meta.mode(),
-            nlink: c.meta.nlink(),
-            uid: c.meta.uid(),
+            mode: meta.mode(),
+            nlink: meta.nlink(),
+            uid: meta.uid(),
             target,
         });
     }
@@ -414,12 +504,11 @@ fn hash_candidate(c: &Candidate) -> io::Result<Hashed> {
     let before = identity(&meta);
     let hash = cas::hash_reader(&mut file)?;
     let after = identity(&file.metadata()?);
-    if before != after || before.1 != ino {
+    if before != after {
         return Err(io::Error::other(
             "changed while being read; run ingest again",
         ));
     }
-    let _ = size;
     Ok(Hashed {
         rel: c.rel.clone(),
         abs: c.abs.clone(),
@@ -448,7 +537,13 @@ fn unchanged(abs: &Path, p: &PendingIngest) -> io::Result<bool> {
 }
 
 /// Step 3 for one file.
-fn move_into_store(cas: &Cas, h: &Hashed, cas_dev: u64, euid: u32) -> io::Result<Moved> {
+fn move_into_store(
+    cas: &Cas,
+    h: &Hashed,
+    cas_dev: u64,
+    euid: u32,
+    trash: Option<&Trash>,
+) -> io::Result<Moved> {
     if !unchanged(&h.abs, &h.pending)? {
         return Ok(Moved::Left(
             "changed during ingest; run ingest again".into(),
@@ -459,28 +554,40 @@ fn move_into_store(cas: &Cas, h: &Hashed, cas_dev: u64, euid: u32) -> io::Result
         return Ok(Moved::Symlink);
     }
     let hash = &h.pending.hash;
+    let discard = |p: &Path| match trash {
+        Some(t) => t.discard(p),
+        None => fs::remove_file(p),
+    };
+    let movable = h.pending.dev == cas_dev && h.nlink == 1 && h.uid == euid;
+    if movable {
+        // The file itself becomes the blob: 0444 first (a blob is never seen
+        // writable), then a rename that never replaces an existing blob.
+        let dest = cas.blob_path(hash);
+        fs::set_permissions(&h.abs, fs::Permissions::from_mode(cas::BLOB_MODE))?;
+        let mut res = cas::rename_noreplace(&h.abs, &dest);
+        if matches!(&res, Err(e) if e.raw_os_error() == Some(libc::ENOENT)) && h.abs.exists() {
+            fs::create_dir_all(dest.parent().expect("blob paths have a parent"))?;
+            res = cas::rename_noreplace(&h.abs, &dest);
+        }
+        match res {
+            Ok(()) => return Ok(Moved::Stored),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                discard(&h.abs)?;
+                return Ok(Moved::Duplicate);
+            }
+            Err(e) => {
+                // Give the user's file its mode back; fall back to a copy
+                // across filesystems.
+                fs::set_permissions(&h.abs, fs::Permissions::from_mode(h.mode & 0o7777))?;
+                if e.raw_os_error() != Some(libc::EXDEV) {
+                    return Err(e);
+                }
+            }
+        }
+    }
     if cas.has_blob(hash) {
         fs::remove_file(&h.abs)?;
         return Ok(Moved::Duplicate);
-    }
-    let movable = h.pending.dev == cas_dev && h.nlink == 1 && h.uid == euid;
-    if movable {
-        let tmp = cas.tmp_path(&format!("ingest.{hash}"));
-        match fs::rename(&h.abs, &tmp) {
-            Ok(()) => {
-                return match cas.adopt_tmp_keep(&tmp, hash) {
-                    Ok(true) => Ok(Moved::Stored),
-                    Ok(false) => Ok(Moved::Duplicate),
-                    Err(e) => {
-                        // Put the user's file back where it was.
-                        fs::rename(&tmp, &h.abs)?;
-                        Err(e)
-                    }
-                };
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {}
-            Err(e) => return Err(e),
-        }
     }
     // Copy: the original stays until the store is flushed.
     let mut src = File::open(&h.abs)?;
@@ -533,7 +640,7 @@ pub fn recover(project: &Project, cas: &Cas, manifest: &Manifest) -> Result<bool
                         uid: meta.uid(),
                         target: Vec::new(),
                     };
-                    match move_into_store(cas, &h, cas_dev, euid) {
+                    match move_into_store(cas, &h, cas_dev, euid, None) {
                         Ok(Moved::Copied { .. }) => {
                             cas.sync()?;
                             fs::remove_file(&abs)?;

@@ -51,9 +51,36 @@ pub fn build(
     }
     let slot_count = (records.len() * 2).max(16).next_power_of_two();
     let dir_slot_count = (dirs.len() * 2).max(16).next_power_of_two();
+    // The Bloom filter of stopping points: symlinks, whiteouts, hiding
+    // entries, opaque directories; ~16 bits per point keeps false hits rare.
+    let stops: Vec<&[u8]> = records
+        .iter()
+        .filter(|(_, r)| {
+            let kind = r.first().copied().unwrap_or(0);
+            kind == vrift_format::Kind::Symlink as u8
+                || kind == vrift_format::Kind::Whiteout as u8
+                || r.get(1)
+                    .is_some_and(|f| f & vrift_format::FLAG_HIDES_DIR != 0)
+        })
+        .map(|(k, _)| k.as_slice())
+        .chain(
+            dir_flags
+                .iter()
+                .filter(|(_, f)| *f & DIR_OPAQUE != 0)
+                .map(|(k, _)| k.as_slice()),
+        )
+        .collect();
+    let bloom_words = (stops.len() * 16 / 64).max(8).next_power_of_two();
+    let mut bloom = vec![0u64; bloom_words];
+    for stop in &stops {
+        let (a, b) = vrift_format::table::bloom_bits(path_hash(stop), bloom_words as u64);
+        bloom[(a / 64) as usize] |= 1 << (a % 64);
+        bloom[(b / 64) as usize] |= 1 << (b % 64);
+    }
     let slots_off = HEADER_LEN;
     let dir_slots_off = slots_off + slot_count * PATH_SLOT_LEN;
-    let arena_off = dir_slots_off + dir_slot_count * DIR_SLOT_LEN;
+    let bloom_off = dir_slots_off + dir_slot_count * DIR_SLOT_LEN;
+    let arena_off = bloom_off + bloom_words * 8;
 
     let mut slots = vec![0u8; slot_count * PATH_SLOT_LEN];
     let mut dir_slots = vec![0u8; dir_slot_count * DIR_SLOT_LEN];
@@ -123,11 +150,16 @@ pub fn build(
         .filter(|r| r.first() == Some(&(vrift_format::Kind::Symlink as u8)))
         .count();
     put(field::SYMLINKS, symlinks as u64);
+    put(field::BLOOM_OFF, bloom_off as u64);
+    put(field::BLOOM_WORDS, bloom_words as u64);
     header[field::MAGIC..field::MAGIC + 8].copy_from_slice(&TABLE_MAGIC);
     header[field::VERSION..field::VERSION + 4].copy_from_slice(&TABLE_VERSION.to_le_bytes());
     out.extend_from_slice(&header);
     out.extend_from_slice(&slots);
     out.extend_from_slice(&dir_slots);
+    for w in &bloom {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
     out.extend_from_slice(&arena);
     out
 }
@@ -258,6 +290,20 @@ mod tests {
             assert_eq!(root.len(), 1, "only `top` sits at the root");
             assert_eq!(t.dir(b"opaque").unwrap().flags, DIR_OPAQUE as u64);
             assert!(t.dir(b"dir3/file3").is_none());
+            // The one-pass scan flags paths below a stopping point (the
+            // whiteout `top`, the opaque dir), never misses one, and its hash
+            // is the path's.
+            assert!(t.scan(b"top/x").prefix_suspect);
+            assert!(t.scan(b"opaque/a/b").prefix_suspect);
+            assert!(!t.scan(b"top").prefix_suspect, "only proper prefixes count");
+            assert_eq!(t.scan(b"dir3/file3").hash, path_hash(b"dir3/file3"));
+            let false_hits = (0..5000)
+                .filter(|i| {
+                    t.scan(format!("dir{}/file{i}", i % 50).as_bytes())
+                        .prefix_suspect
+                })
+                .count();
+            assert!(false_hits < 250, "{false_hits} false Bloom hits");
         });
     }
 

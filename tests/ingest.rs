@@ -108,6 +108,12 @@ fn a_second_identical_tree_adds_no_blobs() {
     let out = sb.ok(&b, &["ingest", "node_modules"]);
     assert!(out.contains(" 0 new blobs"), "{out}");
     assert_eq!(sb.blob_count(), blobs);
+    // The duplicates are deleted by a detached cleanup shortly after.
+    assert!(
+        sb.wait_trash_gone(),
+        "the trash of duplicates was not cleaned up"
+    );
+    assert_eq!(sb.staged_leftovers(), 0);
 }
 
 #[test]
@@ -391,8 +397,10 @@ fn kill_9_mid_ingest_loses_nothing() {
     sb.ok(&root, &["status"]);
     sb.ok(&root, &["ingest", "deps"]);
     assert_eq!(files_left_on_disk(&root.join("deps")), 0);
-    let tmp_left = fs::read_dir(sb.store().join("tmp")).unwrap().count();
-    assert_eq!(tmp_left, 0, "no staged file leaks");
+    assert_eq!(sb.staged_leftovers(), 0, "no staged file leaks");
+    // The killed run's set-aside duplicates go at the next gc.
+    sb.ok(&root, &["gc", "--delete"]);
+    assert!(sb.wait_trash_gone(), "trash left after gc --delete");
     let fsck = sb.ok(&root, &["fsck"]);
     assert!(fsck.contains("no problems found"), "{fsck}");
     sb.ok(&root, &["materialize"]);
@@ -452,7 +460,7 @@ fn a_full_store_gives_a_clean_error_and_loses_nothing() {
     // No partial blob: every blob verifies, no temp file is left.
     let fsck = sb.ok(&root, &["fsck"]);
     assert!(fsck.contains("no problems found"), "{fsck}");
-    assert_eq!(fs::read_dir(sb.store().join("tmp")).unwrap().count(), 0);
+    assert_eq!(sb.staged_leftovers(), 0);
     // Every file is still reachable: the view equals the original tree.
     sb.ok(&root, &["materialize"]);
     assert_same_tree(&pristine, &list_tree(&root, &[".vrift"]));

@@ -30,10 +30,26 @@ impl Real {
 
     fn same(&self, script: &str) -> String {
         let view = self.sb.run(&self.root, &["run", "--", "sh", "-c", script]);
-        let copy = Command::new("sh").args(["-c", script]).current_dir(&self.copy).output().unwrap();
-        let (v, c) = (String::from_utf8_lossy(&view.stdout), String::from_utf8_lossy(&copy.stdout));
-        assert!(copy.status.success(), "{script} on the copy: {}", String::from_utf8_lossy(&copy.stderr));
-        assert_eq!(v, c, "{script}\nview stderr: {}", String::from_utf8_lossy(&view.stderr));
+        let copy = Command::new("sh")
+            .args(["-c", script])
+            .current_dir(&self.copy)
+            .output()
+            .unwrap();
+        let (v, c) = (
+            String::from_utf8_lossy(&view.stdout),
+            String::from_utf8_lossy(&copy.stdout),
+        );
+        assert!(
+            copy.status.success(),
+            "{script} on the copy: {}",
+            String::from_utf8_lossy(&copy.stderr)
+        );
+        assert_eq!(
+            v,
+            c,
+            "{script}\nview stderr: {}",
+            String::from_utf8_lossy(&view.stderr)
+        );
         assert_eq!(view.status.code(), copy.status.code(), "{script}");
         v.into_owned()
     }
@@ -41,16 +57,34 @@ impl Real {
 
 fn tool_walks(r: &Real, tree: &str) {
     r.same(&format!("find {tree} | sort"));
-    r.same(&format!("find {tree} -type f -exec md5sum {{}} + | sort -k2"));
+    r.same(&format!(
+        "find {tree} -type f -exec md5sum {{}} + | sort -k2"
+    ));
     r.same(&format!("du -a --apparent-size {tree} | sort -k2"));
-    r.same(&format!("ls -laR {tree} | grep -v '^total' | grep -v ' \\.\\.$' | md5sum"));
+    r.same(&format!(
+        "ls -laR {tree} | grep -v '^total' | grep -v ' \\.\\.$' | md5sum"
+    ));
     r.same(&format!("tar cf - {tree} | tar tvf - | sort -k6"));
-    r.same(&format!("stat -c '%n %s %a %F %Y' $(find {tree} -type f | sort | head -50)"));
+    r.same(&format!(
+        "stat -c '%n %s %a %F %Y' $(find {tree} -type f | sort | head -50)"
+    ));
     let diff = r.sb.run(
         &r.root,
-        &["run", "--", "diff", "-r", tree, r.copy.join(tree).to_str().unwrap()],
+        &[
+            "run",
+            "--",
+            "diff",
+            "-r",
+            tree,
+            r.copy.join(tree).to_str().unwrap(),
+        ],
     );
-    assert!(diff.status.success() && diff.stdout.is_empty(), "{}", String::from_utf8_lossy(&diff.stdout));
+    assert!(
+        diff.status.success() && diff.stdout.is_empty(),
+        "{}{}",
+        String::from_utf8_lossy(&diff.stdout),
+        String::from_utf8_lossy(&diff.stderr)
+    );
 }
 
 #[test]
@@ -58,15 +92,24 @@ fn a_python_venv_with_pip_runs_from_the_rift() {
     build_shim();
     let sb = Sandbox::new();
     let root = sb.mkdir("p");
-    let made = Command::new("python3").args(["-m", "venv"]).arg(root.join("venv")).status();
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(root.join("venv"))
+        .status();
     if !made.is_ok_and(|s| s.success()) {
         eprintln!("skipped: python3 -m venv (with ensurepip) is not available");
         return;
     }
     let r = Real::ingest(sb, root, "venv");
-    assert_eq!(r.root.join("venv/bin").read_dir().unwrap().count(), 0, "ingested off the disk");
+    assert_eq!(
+        r.root.join("venv/bin").read_dir().unwrap().count(),
+        0,
+        "ingested off the disk"
+    );
     tool_walks(&r, "venv");
-    let out = r.same("venv/bin/python -c 'import pip, json, email.mime.text; print(pip.__version__ != \"\")'");
+    let out = r.same(
+        "venv/bin/python -c 'import pip, json, email.mime.text; print(pip.__version__ != \"\")'",
+    );
     assert_eq!(out, "True\n");
     r.same("venv/bin/python -m pip --version | cut -d' ' -f1-2");
     r.same("venv/bin/python -m pip list --format=freeze --disable-pip-version-check 2>/dev/null | sort");
@@ -81,9 +124,21 @@ fn an_npm_node_modules_runs_from_the_rift() {
     }
     let sb = Sandbox::new();
     let root = sb.mkdir("p");
-    std::fs::write(root.join("package.json"), r#"{"name":"p","version":"1.0.0","private":true}"#).unwrap();
+    std::fs::write(
+        root.join("package.json"),
+        r#"{"name":"p","version":"1.0.0","private":true}"#,
+    )
+    .unwrap();
     let install = Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--silent", "is-number@7.0.0", "semver@7.6.0", "chalk@4.1.2"])
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--silent",
+            "is-number@7.0.0",
+            "semver@7.6.0",
+            "chalk@4.1.2",
+        ])
         .current_dir(&root)
         .env("npm_config_cache", sb.path().join("npm-cache"))
         .output()
@@ -91,11 +146,18 @@ fn an_npm_node_modules_runs_from_the_rift() {
     if !install.status.success() {
         eprintln!(
             "skipped: npm install failed (registry unreachable?): {}",
-            String::from_utf8_lossy(&install.stderr).lines().next().unwrap_or("")
+            String::from_utf8_lossy(&install.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
         );
         return;
     }
-    std::fs::copy(root.join("package.json"), sb.mkdir("copy").join("package.json")).unwrap();
+    std::fs::copy(
+        root.join("package.json"),
+        sb.mkdir("copy").join("package.json"),
+    )
+    .unwrap();
     let r = Real::ingest(sb, root, "node_modules");
     tool_walks(&r, "node_modules");
     if Command::new("node").arg("--version").output().is_ok() {

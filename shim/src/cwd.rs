@@ -34,8 +34,12 @@ pub fn refresh() {
     WRITING.store(false, Ordering::Release);
 }
 
-/// Copies the cached cwd into `out`; returns its length (0: unknown).
-pub fn read(out: &mut [u8; PATH_MAX]) -> usize {
+/// Copies the cached cwd into `out` (raw memory of at least PATH_MAX bytes);
+/// returns its length (0: unknown).
+///
+/// # Safety
+/// `out` must be valid for writes of PATH_MAX bytes.
+pub unsafe fn read_into(out: *mut u8) -> usize {
     loop {
         let s1 = SEQ.load(Ordering::Acquire);
         if s1 & 1 == 1 {
@@ -46,7 +50,7 @@ pub fn read(out: &mut [u8; PATH_MAX]) -> usize {
         for i in 0..n.div_ceil(8) {
             let w = WORD[i].load(Ordering::Relaxed).to_le_bytes();
             let end = (i * 8 + 8).min(PATH_MAX);
-            out[i * 8..end].copy_from_slice(&w[..end - i * 8]);
+            core::ptr::copy_nonoverlapping(w.as_ptr(), out.add(i * 8), end - i * 8);
         }
         core::sync::atomic::fence(Ordering::Acquire);
         if SEQ.load(Ordering::Relaxed) == s1 {

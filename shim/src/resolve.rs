@@ -7,7 +7,9 @@
 //! consulted. A path outside the domain costs a normalization and a prefix
 //! comparison: no syscall, no allocation, no lock.
 
-use vrift_format::pathnorm::{domain_rel, normalize_into};
+use core::mem::MaybeUninit;
+
+use vrift_format::pathnorm::{append_components, domain_rel};
 use vrift_format::table::Table;
 use vrift_format::{Kind, RecordHeader, RecordRef, DIR_CREATED, DIR_OPAQUE};
 
@@ -30,11 +32,13 @@ pub enum View<'t> {
     Error(i32),
 }
 
-/// A resolution's scratch space: the absolute path, NUL-terminated.
+/// A resolution's scratch space: the absolute path, NUL-terminated on
+/// demand. Left uninitialized (only the written prefix is ever read): a
+/// 4 KiB memset per call would cost more than the whole lookup.
 pub struct PathBuf {
-    pub buf: [u8; PATH_MAX + 1],
+    buf: [MaybeUninit<u8>; PATH_MAX + 1],
     pub len: usize,
-    /// Offset of the rift-relative part in `buf` (valid for Disk/Entry).
+    /// Offset of the rift-relative part (valid for Disk/Entry).
     pub rel_start: usize,
 }
 
@@ -45,25 +49,55 @@ impl Default for PathBuf {
 }
 
 impl PathBuf {
+    #[inline]
     pub fn new() -> PathBuf {
         PathBuf {
-            buf: [0; PATH_MAX + 1],
+            buf: [const { MaybeUninit::uninit() }; PATH_MAX + 1],
             len: 0,
             rel_start: 0,
         }
     }
 
+    fn ptr(&mut self) -> *mut u8 {
+        self.buf.as_mut_ptr() as *mut u8
+    }
+
+    /// The path written so far.
     pub fn abs(&self) -> &[u8] {
-        &self.buf[..self.len]
+        // SAFETY: buf[..len] is always initialized (every writer keeps that).
+        unsafe { core::slice::from_raw_parts(self.buf.as_ptr() as *const u8, self.len) }
     }
 
     pub fn rel(&self) -> &[u8] {
-        &self.buf[self.rel_start.min(self.len)..self.len]
+        &self.abs()[self.rel_start.min(self.len)..]
+    }
+
+    /// Replaces the content with `bytes`.
+    pub fn set(&mut self, bytes: &[u8]) -> bool {
+        if bytes.len() > PATH_MAX {
+            return false;
+        }
+        // SAFETY: within capacity.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr(), bytes.len()) };
+        self.len = bytes.len();
+        true
     }
 
     pub fn c_ptr(&mut self) -> *const libc::c_char {
-        self.buf[self.len] = 0;
+        self.buf[self.len] = MaybeUninit::new(0);
         self.buf.as_ptr() as *const libc::c_char
+    }
+
+    /// Appends (normalizing) `path` onto the absolute path in the buffer.
+    fn append(&mut self, path: &[u8]) -> bool {
+        // SAFETY: buf[..len] is initialized, capacity is PATH_MAX.
+        match unsafe { append_components(self.ptr(), PATH_MAX, self.len, path) } {
+            Some(n) => {
+                self.len = n;
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -74,33 +108,38 @@ fn is_state_path(rel: &[u8]) -> bool {
     rel.starts_with(STATE_DIR) && matches!(rel.get(STATE_DIR.len()), None | Some(b'/'))
 }
 
-/// Makes `path` absolute into `out.buf`; false if the base is unknown.
+/// Makes `path` absolute (and normalized) into `out`; false if the base is
+/// unknown or the result too long.
 fn absolutize(dirfd: i32, path: &[u8], out: &mut PathBuf) -> bool {
-    let mut base = [0u8; PATH_MAX];
     let base_len = if path.first() == Some(&b'/') {
-        base[0] = b'/';
+        out.buf[0] = MaybeUninit::new(b'/');
         1
     } else if dirfd == libc::AT_FDCWD {
-        match cwd::read(&mut base) {
-            0 => match sys::getcwd_raw(&mut base) {
+        // SAFETY: the buffer holds PATH_MAX + 1 bytes.
+        match unsafe { cwd::read_into(out.ptr()) } {
+            // SAFETY: as above.
+            0 => match unsafe { sys::getcwd_into(out.ptr(), PATH_MAX) } {
                 Some(n) => n,
                 None => return false,
             },
             n => n,
         }
     } else {
-        match sys::fd_path(dirfd, &mut base) {
-            Some(n) if base[0] == b'/' => n,
+        // SAFETY: as above.
+        match unsafe { sys::fd_path_into(dirfd, out.ptr(), PATH_MAX) } {
+            Some(n)
+                if n > 0 && {
+                    out.len = n;
+                    out.abs()[0] == b'/'
+                } =>
+            {
+                n
+            }
             _ => return false,
         }
     };
-    match normalize_into(&base[..base_len], path, &mut out.buf[..PATH_MAX]) {
-        Some(n) => {
-            out.len = n;
-            true
-        }
-        None => false,
-    }
+    out.len = base_len;
+    out.append(path)
 }
 
 /// Resolves `path` (relative to `dirfd`) in the view. `follow`: whether a
@@ -172,15 +211,18 @@ fn walk<'t>(table: &Table<'t>, out: &mut PathBuf, follow: bool) -> Step<'t> {
     let rel_start = out.rel_start;
     let rel_len = out.len - rel_start;
     let mut opaque_below = false;
-    if table.has_symlinks() || table.may_hide() {
-        // Every proper prefix, at component boundaries.
+    let path = out.abs();
+    // One pass hashes the path and tests its prefixes against the table's
+    // Bloom filter of stopping points; only a hit walks the prefixes.
+    let scan = table.scan(&path[rel_start..]);
+    if scan.prefix_suspect {
         let mut i = 0;
         while i < rel_len {
-            if out.buf[rel_start + i] != b'/' {
+            if path[rel_start + i] != b'/' {
                 i += 1;
                 continue;
             }
-            let prefix = &out.buf[rel_start..rel_start + i];
+            let prefix = &path[rel_start..rel_start + i];
             match table.lookup(prefix) {
                 Some(RecordRef::Whiteout) => return Step::Done(View::Error(libc::ENOENT)),
                 Some(RecordRef::Entry { header, target }) => {
@@ -194,15 +236,13 @@ fn walk<'t>(table: &Table<'t>, out: &mut PathBuf, follow: bool) -> Step<'t> {
             if let Some(d) = table.dir(prefix) {
                 if d.flags & DIR_OPAQUE as u64 != 0 {
                     opaque_below = true;
-                } else if d.flags & DIR_CREATED as u64 != 0 {
-                    // A directory created in the rift under an opaque one is visible.
                 }
             }
             i += 1;
         }
     }
-    let rel = &out.buf[rel_start..out.len];
-    match table.lookup(rel) {
+    let rel = &path[rel_start..];
+    match table.lookup_hashed(rel, scan.hash) {
         Some(RecordRef::Whiteout) => Step::Done(View::Error(libc::ENOENT)),
         Some(RecordRef::Entry { header, target }) => {
             if follow && header.kind == Kind::Symlink {
@@ -226,44 +266,41 @@ fn walk<'t>(table: &Table<'t>, out: &mut PathBuf, follow: bool) -> Step<'t> {
     }
 }
 
-/// Replaces `out.buf[..link_end]` (a symlink at that path) by its target,
-/// keeping the rest of the path after `rest_start`.
+/// Replaces the symlink at `out[..link_end]` by its target, keeping the
+/// rest of the path from `rest_start` on.
 fn substitute<'t>(
     out: &mut PathBuf,
     link_end: usize,
     target: &[u8],
     rest_start: usize,
 ) -> Step<'t> {
-    let mut rest = [0u8; PATH_MAX];
+    let mut rest = [const { MaybeUninit::<u8>::uninit() }; PATH_MAX];
     let rest_len = out.len - rest_start;
-    rest[..rest_len].copy_from_slice(&out.buf[rest_start..out.len]);
-    // The link's directory.
+    // SAFETY: copying the initialized tail of the path into our buffer.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            out.abs().as_ptr().add(rest_start),
+            rest.as_mut_ptr() as *mut u8,
+            rest_len,
+        )
+    };
+    // SAFETY: rest[..rest_len] was just written.
+    let rest = unsafe { core::slice::from_raw_parts(rest.as_ptr() as *const u8, rest_len) };
+    // Keep the link's directory, or restart from `/` for an absolute target.
+    let abs = out.abs();
     let mut dir_end = link_end;
-    while dir_end > 0 && out.buf[dir_end - 1] != b'/' {
+    while dir_end > 0 && abs[dir_end - 1] != b'/' {
         dir_end -= 1;
     }
-    let mut base = [0u8; PATH_MAX];
-    let base_len = dir_end.max(1);
-    base[..base_len].copy_from_slice(&out.buf[..base_len]);
-    let mut joined = [0u8; PATH_MAX];
-    let Some(tlen) = ({
-        let t_end = target.len();
-        if t_end + rest_len > PATH_MAX {
-            None
-        } else {
-            joined[..t_end].copy_from_slice(target);
-            joined[t_end..t_end + rest_len].copy_from_slice(&rest[..rest_len]);
-            Some(t_end + rest_len)
-        }
-    }) else {
-        return Step::Done(View::Error(libc::ENAMETOOLONG));
+    out.len = if target.first() == Some(&b'/') {
+        1
+    } else {
+        dir_end.max(1)
     };
-    match normalize_into(&base[..base_len], &joined[..tlen], &mut out.buf[..PATH_MAX]) {
-        Some(n) => {
-            out.len = n;
-            Step::Restart
-        }
-        None => Step::Done(View::Error(libc::ENAMETOOLONG)),
+    if out.append(target) && out.append(rest) {
+        Step::Restart
+    } else {
+        Step::Done(View::Error(libc::ENAMETOOLONG))
     }
 }
 

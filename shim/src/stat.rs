@@ -321,9 +321,7 @@ macro_rules! fs_export {
                 }
                 Lk::Meta(_) => {
                     let mut root = crate::resolve::PathBuf::new();
-                    let r = crate::state::ROOT.get();
-                    root.buf[..r.len()].copy_from_slice(r);
-                    root.len = r.len();
+                    root.set(crate::state::ROOT.get());
                     let p = root.c_ptr();
                     call_real!($real(p, out) or fail(libc::ENOSYS))
                 }

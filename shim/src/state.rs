@@ -58,8 +58,13 @@ pub static GID: AtomicU32 = AtomicU32::new(0);
 /// Mappings of the table, newest last. Old ones are never unmapped: another
 /// thread may still be reading one (hot table invariant 3).
 const MAX_MAPS: usize = 256;
-static MAP_PTR: [AtomicUsize; MAX_MAPS] = [const { AtomicUsize::new(0) }; MAX_MAPS];
-static MAP_LEN: [AtomicUsize; MAX_MAPS] = [const { AtomicUsize::new(0) }; MAX_MAPS];
+/// The validated table of each mapping, written once before `CURRENT`
+/// publishes it (so a lookup does not re-validate the header).
+struct TableSlot(UnsafeCell<core::mem::MaybeUninit<Table<'static>>>);
+// SAFETY: each slot is written once, before being published with Release.
+unsafe impl Sync for TableSlot {}
+static TABLES: [TableSlot; MAX_MAPS] =
+    [const { TableSlot(UnsafeCell::new(core::mem::MaybeUninit::uninit())) }; MAX_MAPS];
 /// Index of the current mapping + 1 (0: none).
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
 static REMAPPING: AtomicBool = AtomicBool::new(false);
@@ -114,14 +119,14 @@ fn map_table() {
     let Some((ptr, len)) = sys::map_file(TABLE_PATH.get()) else {
         return;
     };
-    // SAFETY: the mapping is live and page-aligned.
-    let bytes = unsafe { core::slice::from_raw_parts(ptr as *const u8, len) };
-    if Table::new(bytes).is_err() {
+    // SAFETY: the mapping is live, page-aligned, and never unmapped once published.
+    let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(ptr as *const u8, len) };
+    let Ok(table) = Table::new(bytes) else {
         sys::unmap(ptr, len);
         return;
-    }
-    MAP_PTR[cur].store(ptr, Ordering::Relaxed);
-    MAP_LEN[cur].store(len, Ordering::Relaxed);
+    };
+    // SAFETY: slot `cur` is not yet visible to readers (CURRENT <= cur).
+    unsafe { (*TABLES[cur].0.get()).write(table) };
     CURRENT.store(cur + 1, Ordering::Release);
 }
 
@@ -142,16 +147,14 @@ pub fn table() -> Option<Table<'static>> {
     current_table()
 }
 
+#[inline]
 fn current_table() -> Option<Table<'static>> {
     let cur = CURRENT.load(Ordering::Acquire);
     if cur == 0 {
         return None;
     }
-    let ptr = MAP_PTR[cur - 1].load(Ordering::Relaxed);
-    let len = MAP_LEN[cur - 1].load(Ordering::Relaxed);
-    // SAFETY: mappings are never unmapped once published.
-    let bytes = unsafe { core::slice::from_raw_parts(ptr as *const u8, len) };
-    Table::new(bytes).ok()
+    // SAFETY: slots below CURRENT were written before it was published.
+    Some(unsafe { (*TABLES[cur - 1].0.get()).assume_init() })
 }
 
 #[cold]

@@ -100,22 +100,31 @@ pub fn unmap(addr: usize, len: usize) {
 
 /// `readlink` into `out`; returns the length.
 pub fn readlink_raw(path: &[u8], out: &mut [u8]) -> Option<usize> {
+    // SAFETY: `out` is valid for its length.
+    unsafe { readlink_into(path, out.as_mut_ptr(), out.len()) }
+}
+
+/// `readlink` into raw memory (which need not be initialized).
+///
+/// # Safety
+/// `out` must be valid for writes of `cap` bytes.
+pub unsafe fn readlink_into(path: &[u8], out: *mut u8, cap: usize) -> Option<usize> {
     let c = CPath::new(path)?;
-    // SAFETY: valid path and buffer.
-    let n = unsafe {
-        libc::syscall(
-            libc::SYS_readlinkat,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            out.as_mut_ptr(),
-            out.len(),
-        )
-    };
-    (n >= 0 && (n as usize) < out.len()).then_some(n as usize)
+    let n = libc::syscall(libc::SYS_readlinkat, libc::AT_FDCWD, c.as_ptr(), out, cap);
+    (n >= 0 && (n as usize) < cap).then_some(n as usize)
 }
 
 /// The path the kernel has for an fd (`/proc/self/fd/N`).
 pub fn fd_path(fd: i32, out: &mut [u8]) -> Option<usize> {
+    // SAFETY: `out` is valid for its length.
+    unsafe { fd_path_into(fd, out.as_mut_ptr(), out.len()) }
+}
+
+/// [`fd_path`] into raw memory.
+///
+/// # Safety
+/// `out` must be valid for writes of `cap` bytes.
+pub unsafe fn fd_path_into(fd: i32, out: *mut u8, cap: usize) -> Option<usize> {
     let mut p = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0\0";
     let mut n = 14;
     let mut digits = [0u8; 12];
@@ -134,13 +143,22 @@ pub fn fd_path(fd: i32, out: &mut [u8]) -> Option<usize> {
         p[n] = digits[d];
         n += 1;
     }
-    readlink_raw(&p[..n], out)
+    readlink_into(&p[..n], out, cap)
 }
 
 /// The kernel's current directory.
 pub fn getcwd_raw(out: &mut [u8]) -> Option<usize> {
-    // SAFETY: valid buffer; the syscall returns the length including NUL.
-    let n = unsafe { libc::syscall(libc::SYS_getcwd, out.as_mut_ptr(), out.len()) };
+    // SAFETY: `out` is valid for its length.
+    unsafe { getcwd_into(out.as_mut_ptr(), out.len()) }
+}
+
+/// [`getcwd_raw`] into raw memory.
+///
+/// # Safety
+/// `out` must be valid for writes of `cap` bytes.
+pub unsafe fn getcwd_into(out: *mut u8, cap: usize) -> Option<usize> {
+    // The syscall returns the length including the NUL.
+    let n = libc::syscall(libc::SYS_getcwd, out, cap);
     (n > 1).then_some(n as usize - 1)
 }
 

@@ -65,11 +65,22 @@ pub fn ingest(paths: Vec<PathBuf>) -> Result<Outcome> {
     let manifest = project.manifest()?;
     project.register(&cas)?;
     let start = Instant::now();
-    let report = ingest_op::ingest(&project, &cas, &manifest, &targets, interrupt_flag());
+    let trash = ingest_op::Trash::new_in(&cas);
+    let report = ingest_op::ingest(
+        &project,
+        &cas,
+        &manifest,
+        &targets,
+        interrupt_flag(),
+        &trash,
+    );
     // Whatever was committed (even by a failed run) becomes visible.
     crate::table::publish(&project, &cas, &manifest)?;
     let report = report?;
     let secs = start.elapsed().as_secs_f64();
+    if let Some(dir) = trash.dir() {
+        reap_in_background(dir);
+    }
     println!(
         "ingested {} files ({}) and {} symlinks from {} in {secs:.2}s: {} new blobs ({}), {} duplicates",
         report.files,
@@ -146,4 +157,47 @@ pub fn materialize(paths: Vec<PathBuf>) -> Result<Outcome> {
         );
         Ok(Outcome::Partial)
     }
+}
+
+/// Deletes the duplicates ingest set aside, in a detached process so the
+/// command returns as soon as the rift is consistent.
+fn reap_in_background(dir: &Path) {
+    use std::os::unix::process::CommandExt;
+    let spawned = std::env::current_exe().and_then(|exe| {
+        let mut c = std::process::Command::new(exe);
+        c.arg("__reap")
+            .arg(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: setsid in the child before exec; detaches from the terminal
+        // so a Ctrl-C meant for the shell does not stop the cleanup.
+        unsafe {
+            c.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        c.spawn()
+    });
+    if spawned.is_err() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// `vrift __reap DIR`: the detached cleanup above. Only ever deletes a
+/// `tmp/trash.*` directory of a store.
+pub fn reap(dir: PathBuf) -> Result<Outcome> {
+    let is_trash = dir
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("trash."))
+        && dir
+            .parent()
+            .and_then(|p| p.file_name())
+            .is_some_and(|n| n == "tmp");
+    if !is_trash {
+        bail!("{} is not a vrift trash directory", dir.display());
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(Outcome::Ok)
 }

@@ -105,6 +105,9 @@ pub enum Command {
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+    /// Internal: delete a trash directory ingest left behind (run detached).
+    #[command(name = "__reap", hide = true)]
+    Reap { dir: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -164,6 +167,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Allow { dir } => init::allow(dir),
         Command::Deny { dir } => init::deny(dir),
         Command::Run { cmd } => run::run(cmd),
+        Command::Reap { dir } => ingest::reap(dir),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "vrift", &mut std::io::stdout());
             Ok(Outcome::Ok)

@@ -91,6 +91,38 @@ impl Sandbox {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// Files staged in the store's tmp/ (excluding the trash of duplicates
+    /// that a detached cleanup deletes after an ingest).
+    pub fn staged_leftovers(&self) -> usize {
+        fs::read_dir(self.store().join("tmp"))
+            .unwrap()
+            .filter(|e| {
+                !e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("trash.")
+            })
+            .count()
+    }
+
+    /// Waits (up to 30 s) until no trash directory is left in the store.
+    pub fn wait_trash_gone(&self) -> bool {
+        for _ in 0..300 {
+            let any = fs::read_dir(self.store().join("tmp")).unwrap().any(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("trash.")
+            });
+            if !any {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    }
+
     /// Number of blobs in the store.
     pub fn blob_count(&self) -> usize {
         let blobs = self.store().join("blobs");

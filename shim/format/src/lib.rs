@@ -133,6 +133,10 @@ impl Kind {
 
 /// Record flag: the entry was moved into the rift from the disk by `vrift ingest`.
 pub const FLAG_PHANTOM: u8 = 1;
+/// Record flag: the entry stands where the disk has a directory (the rift
+/// replaced a directory by a file or symlink), so it hides that subtree.
+/// Set by whoever writes such a record; the table counts these as hiding.
+pub const FLAG_HIDES_DIR: u8 = 2;
 
 /// Encoded size of a file or symlink record without its symlink target.
 pub const RECORD_HEADER_LEN: usize = 64;

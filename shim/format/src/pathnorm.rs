@@ -1,46 +1,119 @@
 //! Lexical path normalization into caller-provided buffers (no allocation):
 //! the shim's domain test (DESIGN.md §2) runs on every intercepted call.
 
-/// Joins `path` onto the absolute directory `base` (ignored when `path` is
-/// absolute) and normalizes the result into `out`: `//` and `.` collapse,
-/// `..` pops a component (never above `/`). Returns the length written, or
-/// `None` if it does not fit.
-pub fn normalize_into(base: &[u8], path: &[u8], out: &mut [u8]) -> Option<usize> {
-    let push_components = |src: &[u8], out: &mut [u8], len: &mut usize| -> Option<()> {
-        for comp in src.split(|&c| c == b'/') {
-            match comp {
-                b"" | b"." => {}
-                b".." => {
-                    while *len > 0 && out[*len - 1] != b'/' {
-                        *len -= 1;
-                    }
-                    // Drop the separator too, except the root's.
-                    if *len > 1 {
-                        *len -= 1;
-                    } else {
-                        *len = 1.min(*len);
-                    }
+/// Appends the components of `path` onto the absolute path already in
+/// `out[..len]` (`len >= 1`, `out[0] == b'/'`), normalizing as it goes: `//`
+/// and `.` collapse, `..` pops a component (never above `/`). Returns the
+/// new length, or `None` if it does not fit in `cap` bytes.
+///
+/// # Safety
+/// `out` must be valid for writes of `cap` bytes and `out[..len]` must be
+/// initialized. Only bytes below the returned length are written or read.
+pub unsafe fn append_components(
+    out: *mut u8,
+    cap: usize,
+    mut len: usize,
+    path: &[u8],
+) -> Option<usize> {
+    // A base that ends in `/` (other than the root) is the same directory.
+    while len > 1 && *out.add(len - 1) == b'/' {
+        len -= 1;
+    }
+    // Fast path: a clean relative or absolute path (no `//`, `.` or `..`
+    // component, no trailing `/`) is copied as is.
+    if is_clean(path) {
+        let body = path.strip_prefix(b"/").unwrap_or(path);
+        if body.is_empty() {
+            return Some(len);
+        }
+        let sep = usize::from(*out.add(len - 1) != b'/');
+        let end = len.checked_add(sep)?.checked_add(body.len())?;
+        if end > cap {
+            return None;
+        }
+        if sep == 1 {
+            *out.add(len) = b'/';
+        }
+        core::ptr::copy_nonoverlapping(body.as_ptr(), out.add(len + sep), body.len());
+        return Some(end);
+    }
+    for comp in path.split(|&c| c == b'/') {
+        match comp {
+            b"" | b"." => {}
+            b".." => {
+                while len > 1 && *out.add(len - 1) != b'/' {
+                    len -= 1;
                 }
-                name => {
-                    if *len == 0 || out[*len - 1] != b'/' {
-                        *out.get_mut(*len)? = b'/';
-                        *len += 1;
-                    }
-                    let end = len.checked_add(name.len())?;
-                    out.get_mut(*len..end)?.copy_from_slice(name);
-                    *len = end;
+                // Drop the separator too, except the root's.
+                if len > 1 {
+                    len -= 1;
+                }
+            }
+            name => {
+                let sep = usize::from(*out.add(len - 1) != b'/');
+                let end = len.checked_add(sep)?.checked_add(name.len())?;
+                if end > cap {
+                    return None;
+                }
+                if sep == 1 {
+                    *out.add(len) = b'/';
+                }
+                core::ptr::copy_nonoverlapping(name.as_ptr(), out.add(len + sep), name.len());
+                len = end;
+            }
+        }
+    }
+    Some(len)
+}
+
+/// Whether `path` needs no normalization beyond dropping a leading `/`.
+#[inline]
+fn is_clean(path: &[u8]) -> bool {
+    if path.last() == Some(&b'/') && path.len() > 1 {
+        return false;
+    }
+    // Every component must be non-empty and not `.` or `..`: look at each
+    // byte that starts a component.
+    let mut start = true;
+    let mut i = 0;
+    let n = path.len();
+    while i < n {
+        let c = path[i];
+        if start && (i > 0 || c != b'/') {
+            if c == b'/' {
+                return false; // empty component (`//`)
+            }
+            if c == b'.' {
+                let next = path.get(i + 1).copied();
+                if next.is_none() || next == Some(b'/') {
+                    return false; // `.`
+                }
+                if next == Some(b'.') && matches!(path.get(i + 2), None | Some(b'/')) {
+                    return false; // `..`
                 }
             }
         }
-        Some(())
-    };
-    *out.get_mut(0)? = b'/';
-    let mut len = 1;
-    if path.first() != Some(&b'/') {
-        push_components(base, out, &mut len)?;
+        start = c == b'/';
+        i += 1;
     }
-    push_components(path, out, &mut len)?;
-    Some(len)
+    true
+}
+
+/// Joins `path` onto the absolute directory `base` (ignored when `path` is
+/// absolute) and normalizes the result into `out` (see [`append_components`]).
+pub fn normalize_into(base: &[u8], path: &[u8], out: &mut [u8]) -> Option<usize> {
+    *out.first_mut()? = b'/';
+    let cap = out.len();
+    let ptr = out.as_mut_ptr();
+    // SAFETY: `out` is an initialized slice of `cap` bytes; out[0] is written.
+    unsafe {
+        let len = if path.first() == Some(&b'/') {
+            1
+        } else {
+            append_components(ptr, cap, 1, base)?
+        };
+        append_components(ptr, cap, len, path)
+    }
 }
 
 /// If the normalized absolute `abs` is `root` or below it, the rift path
@@ -75,6 +148,29 @@ mod tests {
         check("/p", ".", "/p");
         check("/p/q", "..", "/p");
         check("/", "a/../../b", "/b");
+    }
+
+    #[test]
+    fn clean_paths_take_the_fast_path_with_the_same_result() {
+        for (base, path, want) in [
+            ("/x", "a/b.c/.d/..e", "/x/a/b.c/.d/..e"),
+            ("/x", "/abs/p", "/abs/p"),
+            ("/", "a", "/a"),
+            ("/x", "a/./b", "/x/a/b"),
+            ("/x", "./a", "/x/a"),
+            ("/x", "a/", "/x/a"),
+            ("/x", "/", "/"),
+            ("/x", "", "/x"),
+            ("/x/y/", "../z", "/x/z"),
+            ("/x/y/", "z", "/x/y/z"),
+        ] {
+            check(base, path, want);
+        }
+        assert!(is_clean(b"a/b.c/.d"));
+        assert!(!is_clean(b"a//b"));
+        assert!(!is_clean(b"a/../b"));
+        assert!(!is_clean(b"./a"));
+        assert!(!is_clean(b"a/."));
     }
 
     #[test]

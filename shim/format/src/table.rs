@@ -21,6 +21,11 @@
 //!  104 cas_off u64: the CAS root (a string in the arena)
 //!  112 symlinks u64: symlink records (0 lets the shim skip resolving
 //!      rift symlinks in intermediate path components)
+//!  120 bloom_off u64   128 bloom_words u64 (2^k): a Bloom filter over the
+//!      paths a lookup must stop at on its way down (symlinks, whiteouts,
+//!      hiding entries, opaque directories), two bits per path taken from
+//!      its `path_hash`; lets the shim test every prefix of a path in the
+//!      same pass that hashes it
 //! path slots: slot_count × { hash u64, key_off u64, rec_off u64 }
 //! dir slots:  dir_slot_count × { hash u64, key_off u64, list_off u64, flags u64 }
 //! arena:      strings  { len u32, bytes }    (keys, roots)
@@ -52,7 +57,7 @@ use crate::{decode_record, RecordRef};
 
 pub const TABLE_MAGIC: [u8; 8] = *b"VRIFTHT1";
 pub const TABLE_VERSION: u32 = 1;
-pub const HEADER_LEN: usize = 128;
+pub const HEADER_LEN: usize = 192;
 pub const PATH_SLOT_LEN: usize = 24;
 pub const DIR_SLOT_LEN: usize = 32;
 
@@ -80,21 +85,37 @@ pub mod field {
     pub const ROOT_OFF: usize = 96;
     pub const CAS_OFF: usize = 104;
     pub const SYMLINKS: usize = 112;
+    pub const BLOOM_OFF: usize = 120;
+    pub const BLOOM_WORDS: usize = 128;
 }
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 /// FNV-1a over the path bytes, never 0 (0 marks an empty slot).
 #[inline]
 pub fn path_hash(path: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = FNV_OFFSET;
     for &b in path {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        h = (h ^ b as u64).wrapping_mul(FNV_PRIME);
     }
+    nonzero(h)
+}
+
+#[inline]
+fn nonzero(h: u64) -> u64 {
     if h == 0 {
         1
     } else {
         h
     }
+}
+
+/// The two Bloom bits of a path hash, for a filter of `words` u64 words.
+#[inline]
+pub fn bloom_bits(hash: u64, words: u64) -> (u64, u64) {
+    let mask = words * 64 - 1;
+    (hash & mask, (hash >> 32) & mask)
 }
 
 /// Why a table cannot be used.
@@ -114,6 +135,16 @@ pub struct Table<'a> {
     slots_off: usize,
     dir_slot_mask: u64,
     dir_slots_off: usize,
+    bloom_off: usize,
+    bloom_words: u64,
+}
+
+/// What one pass over a path learned: its hash, and whether any proper
+/// prefix may be a symlink or hide what lies below (Bloom filter hit).
+#[derive(Clone, Copy, Debug)]
+pub struct Scan {
+    pub hash: u64,
+    pub prefix_suspect: bool,
 }
 
 /// A directory the rift has something to say about.
@@ -155,6 +186,8 @@ impl<'a> Table<'a> {
         let dir_slot_count = h(field::DIR_SLOT_COUNT);
         let slots_off = h(field::SLOTS_OFF);
         let dir_slots_off = h(field::DIR_SLOTS_OFF);
+        let bloom_off = h(field::BLOOM_OFF);
+        let bloom_words = h(field::BLOOM_WORDS);
         let len = bytes.len() as u64;
         let fits = |off: u64, count: u64, size: u64| {
             count
@@ -168,6 +201,8 @@ impl<'a> Table<'a> {
             || dir_slots_off % 8 != 0
             || !fits(slots_off, slot_count, PATH_SLOT_LEN as u64)
             || !fits(dir_slots_off, dir_slot_count, DIR_SLOT_LEN as u64)
+            || !bloom_words.is_power_of_two()
+            || !fits(bloom_off, bloom_words, 8)
             || h(field::FILE_LEN) > len
         {
             return Err(TableError::BadLayout);
@@ -178,7 +213,37 @@ impl<'a> Table<'a> {
             slots_off: slots_off as usize,
             dir_slot_mask: dir_slot_count - 1,
             dir_slots_off: dir_slots_off as usize,
+            bloom_off: bloom_off as usize,
+            bloom_words,
         })
+    }
+
+    #[inline]
+    fn bloom_has(&self, hash: u64) -> bool {
+        let (a, b) = bloom_bits(hash, self.bloom_words);
+        let word = |bit: u64| {
+            let off = self.bloom_off + (bit / 64) as usize * 8;
+            read_u64(self.bytes, off).unwrap_or(u64::MAX) >> (bit % 64) & 1 == 1
+        };
+        word(a) && word(b)
+    }
+
+    /// Hashes `rel` in one pass, testing every proper prefix (at `/`
+    /// boundaries) against the Bloom filter of stopping points.
+    #[inline]
+    pub fn scan(&self, rel: &[u8]) -> Scan {
+        let mut h = FNV_OFFSET;
+        let mut suspect = false;
+        for &b in rel {
+            if b == b'/' && !suspect {
+                suspect = self.bloom_has(nonzero(h));
+            }
+            h = (h ^ b as u64).wrapping_mul(FNV_PRIME);
+        }
+        Scan {
+            hash: nonzero(h),
+            prefix_suspect: suspect,
+        }
     }
 
     fn atomic_u64(&self, off: usize) -> u64 {
@@ -243,7 +308,11 @@ impl<'a> Table<'a> {
 
     /// Finds the path slot holding `rel`; returns its index.
     pub fn find_slot(&self, rel: &[u8]) -> Option<u32> {
-        let hash = path_hash(rel);
+        self.find_slot_hashed(rel, path_hash(rel))
+    }
+
+    /// [`Table::find_slot`] with the path's hash already computed.
+    pub fn find_slot_hashed(&self, rel: &[u8], hash: u64) -> Option<u32> {
         let mut i = hash & self.slot_mask;
         for _ in 0..=self.slot_mask {
             let base = self.slots_off + i as usize * PATH_SLOT_LEN;
@@ -280,6 +349,12 @@ impl<'a> Table<'a> {
     #[inline]
     pub fn lookup(&self, rel: &[u8]) -> Option<RecordRef<'a>> {
         self.slot(self.find_slot(rel)?).map(|(_, r)| r)
+    }
+
+    /// [`Table::lookup`] with the path's hash already computed.
+    #[inline]
+    pub fn lookup_hashed(&self, rel: &[u8], hash: u64) -> Option<RecordRef<'a>> {
+        self.slot(self.find_slot_hashed(rel, hash)?).map(|(_, r)| r)
     }
 
     /// The directory entry for `rel` (children and flags), if any.
