@@ -47,10 +47,9 @@ pub unsafe fn read_into(out: *mut u8) -> usize {
             continue;
         }
         let n = LEN.load(Ordering::Relaxed).min(PATH_MAX);
-        for i in 0..n.div_ceil(8) {
-            let w = WORD[i].load(Ordering::Relaxed).to_le_bytes();
-            let end = (i * 8 + 8).min(PATH_MAX);
-            core::ptr::copy_nonoverlapping(w.as_ptr(), out.add(i * 8), end - i * 8);
+        for (i, word) in WORD.iter().take(n.div_ceil(8)).enumerate() {
+            let w = word.load(Ordering::Relaxed).to_le_bytes();
+            core::ptr::copy_nonoverlapping(w.as_ptr(), out.add(i * 8), 8);
         }
         core::sync::atomic::fence(Ordering::Acquire);
         if SEQ.load(Ordering::Relaxed) == s1 {
