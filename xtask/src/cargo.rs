@@ -20,34 +20,82 @@ pub fn workspace_root() -> &'static Path {
 /// `CARGO_TARGET_DIR`, `build.target-dir` and the default `<workspace>/target`
 /// exactly as the build did, instead of guessing.
 pub fn build_release_vrift() -> Result<PathBuf> {
+    let artifacts = build_release(&["-p", "vrift", "--bin", "vrift"])?;
+    artifacts
+        .iter()
+        .find_map(vrift_executable)
+        .context("cargo built vrift but reported no executable for it")
+}
+
+/// The release `vrift` binary and the release shim (`libvrift_shim.so`).
+pub struct Release {
+    pub vrift: PathBuf,
+    pub shim: PathBuf,
+}
+
+/// Builds the release `vrift` and the release shim in one cargo run; the
+/// paths are the ones cargo reports, as in [`build_release_vrift`].
+pub fn build_release_vrift_and_shim() -> Result<Release> {
+    let artifacts = build_release(&["-p", "vrift", "-p", "vrift-shim", "--bin", "vrift", "--lib"])?;
+    let vrift = artifacts
+        .iter()
+        .find_map(vrift_executable)
+        .context("cargo built vrift but reported no executable for it")?;
+    let shim = artifacts
+        .iter()
+        .find_map(shim_library)
+        .context("cargo built vrift-shim but reported no libvrift_shim.so")?;
+    Ok(Release { vrift, shim })
+}
+
+/// Runs `cargo build --release ARGS` and returns its `compiler-artifact`
+/// messages.
+fn build_release(args: &[&str]) -> Result<Vec<serde_json::Value>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("xtask: cargo build --release -p vrift");
+    let shown = format!("cargo build --release {}", args.join(" "));
+    eprintln!("xtask: {shown}");
     let mut child = Command::new(cargo)
-        .args(["build", "--release", "-p", "vrift", "--bin", "vrift"])
+        .args(["build", "--release"])
+        .args(args)
         .arg("--message-format=json-render-diagnostics")
         .current_dir(workspace_root())
         .stdout(Stdio::piped())
         .spawn()
         .context("cannot run cargo")?;
     let stdout = child.stdout.take().expect("stdout is piped");
-    let mut executable = None;
+    let mut artifacts = Vec::new();
     for line in BufReader::new(stdout).lines() {
-        if let Some(path) = vrift_executable(&line?) {
-            executable = Some(path);
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line?) else {
+            continue;
+        };
+        if msg["reason"] == "compiler-artifact" {
+            artifacts.push(msg);
         }
     }
     let status = child.wait()?;
     if !status.success() {
-        bail!("cargo build --release -p vrift failed ({status})");
+        bail!("`{shown}` failed ({status})");
     }
-    executable.context("cargo built vrift but reported no executable for it")
+    Ok(artifacts)
 }
 
-/// The executable of a `compiler-artifact` message for the `vrift` binary.
-fn vrift_executable(line: &str) -> Option<PathBuf> {
-    let msg: serde_json::Value = serde_json::from_str(line).ok()?;
-    if msg["reason"] != "compiler-artifact" || msg["target"]["name"] != "vrift" {
+/// The executable of the artifact message for the `vrift` binary.
+fn vrift_executable(msg: &serde_json::Value) -> Option<PathBuf> {
+    if msg["target"]["name"] != "vrift" {
         return None;
     }
     msg["executable"].as_str().map(PathBuf::from)
+}
+
+/// The shared library of the artifact message for the shim's cdylib.
+fn shim_library(msg: &serde_json::Value) -> Option<PathBuf> {
+    if msg["target"]["name"] != "vrift_shim" {
+        return None;
+    }
+    msg["filenames"]
+        .as_array()?
+        .iter()
+        .filter_map(|f| f.as_str())
+        .find(|f| f.ends_with(".so"))
+        .map(PathBuf::from)
 }

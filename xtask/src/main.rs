@@ -2,12 +2,14 @@
 //!
 //! - `demo`: a guided tour of the CLI on a generated project, checked end to end.
 //! - `bench ingest`: ingest and snapshot timings on a large node_modules-like tree.
+//! - `bench shim`: what the LD_PRELOAD shim costs per call and for whole tools.
 //!
 //! Every task works in a fresh temporary directory with its own `HOME`,
 //! `XDG_DATA_HOME` and `VR_THE_SOURCE`, so the user's store and trust list
 //! are never touched.
 
 mod bench;
+mod bench_shim;
 mod cargo;
 mod compare;
 mod demo;
@@ -49,6 +51,8 @@ enum Task {
 enum Bench {
     /// Ingest, second-copy ingest and snapshot save/restore on a large node_modules-like tree.
     Ingest(bench::IngestArgs),
+    /// Per-call and whole-tool costs under `vrift run` against native and fakechroot.
+    Shim(bench_shim::ShimArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +66,9 @@ fn main() -> ExitCode {
         Task::Bench {
             bench: Some(Bench::Ingest(args)),
         } => bench::ingest(args),
+        Task::Bench {
+            bench: Some(Bench::Shim(args)),
+        } => bench_shim::shim(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
