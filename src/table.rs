@@ -214,6 +214,29 @@ pub fn publish(project: &Project, cas: &Cas, manifest: &Manifest) -> Result<()> 
     Ok(())
 }
 
+/// The project root a published table describes, read from its header
+/// alone (a table is megabytes; `vrift run` only needs to know it is there).
+pub fn published_root(path: &std::path::Path) -> Option<Vec<u8>> {
+    let file = fs::File::open(path).ok()?;
+    let mut header = [0u8; HEADER_LEN];
+    file.read_exact_at(&mut header, 0).ok()?;
+    if header[field::MAGIC..field::MAGIC + 8] != TABLE_MAGIC
+        || header[field::VERSION..field::VERSION + 4] != TABLE_VERSION.to_le_bytes()
+    {
+        return None;
+    }
+    let root_off = u64::from_le_bytes(
+        header[field::ROOT_OFF..field::ROOT_OFF + 8]
+            .try_into()
+            .ok()?,
+    );
+    let mut len = [0u8; 4];
+    file.read_exact_at(&mut len, root_off).ok()?;
+    let mut root = vec![0u8; u32::from_le_bytes(len) as usize];
+    file.read_exact_at(&mut root, root_off + 4).ok()?;
+    Some(root)
+}
+
 /// Reads the table at `path` and applies `f` to it (None if absent or invalid).
 pub fn read_table<R>(path: &std::path::Path, f: impl FnOnce(&Table<'_>) -> R) -> Option<R> {
     let bytes = fs::read(path).ok()?;

@@ -77,6 +77,15 @@ fn closefrom_does_not_break_the_shim_and_its_fds_stay_out_of_the_way() {
 }
 
 #[test]
+fn fds_closed_inside_libc_leave_nothing_stale() {
+    let Some((sb, root)) = project() else { return };
+    assert_eq!(
+        safety(&sb, &root, "stale"),
+        "fclose same-fd=1 fresh=1\nclosedir same-fd=1 fresh=1\ndirfd-relative=1\n"
+    );
+}
+
+#[test]
 fn errno_is_preserved_on_success() {
     let Some((sb, root)) = project() else { return };
     assert_eq!(safety(&sb, &root, "errno"), "errno kept hit=1 miss=1\n");

@@ -162,6 +162,8 @@ pub extern "C" fn opendir(path: *const c_char) -> *mut DIR {
             };
             if !dirp.is_null() {
                 maybe_register(dirp, buf.rel());
+                // SAFETY: a stream libc just opened.
+                crate::fdtable::set_dir(unsafe { libc::dirfd(dirp) }, buf.abs());
             }
             dirp
         }
@@ -290,6 +292,11 @@ pub extern "C" fn rewinddir(dirp: *mut DIR) {
 #[no_mangle]
 pub extern "C" fn closedir(dirp: *mut DIR) -> c_int {
     unregister(dirp);
+    if !dirp.is_null() {
+        // libc closes the fd internally, out of the shim's sight.
+        // SAFETY: the caller's open stream.
+        crate::fdtable::clear(unsafe { libc::dirfd(dirp) });
+    }
     call_real!(CLOSEDIR(dirp) or fail(libc::ENOSYS))
 }
 

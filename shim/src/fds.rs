@@ -186,3 +186,20 @@ pub extern "C" fn fchdir(fd: c_int) -> c_int {
     }
     r
 }
+
+#[no_mangle]
+pub extern "C" fn closefrom(lowfd: c_int) {
+    if lowfd >= 0 {
+        fdtable::clear_range(lowfd as u32, u32::MAX);
+    }
+    call_real!(CLOSEFROM(lowfd) or ())
+}
+
+#[no_mangle]
+pub extern "C" fn close_range(first: libc::c_uint, last: libc::c_uint, flags: c_int) -> c_int {
+    let r = call_real!(CLOSE_RANGE(first, last, flags) or fail(libc::ENOSYS));
+    if r == 0 && flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
+        fdtable::clear_range(first, last);
+    }
+    r
+}

@@ -1,20 +1,28 @@
-//! Fds the shim opened on blobs: what `fstat` must report for them, and the
-//! view path `/proc/self/fd/N` must read back.
+//! What the shim knows about fds: for fds it opened on blobs, what `fstat`
+//! must report and the view path `/proc/self/fd/N` must read back; for
+//! directory fds, their absolute path, so `openat(dirfd, …)` resolves without
+//! asking the kernel (`find` and fts walk with dirfds).
 //!
 //! A fixed array indexed by fd (untouched pages cost nothing). Each slot is
-//! owned by whoever owns the fd; `used` is published last (release).
+//! owned by whoever owns the fd; `kind` is published last (release). Every
+//! way an fd can close (close, fclose, closedir, closefrom, close_range, dup2
+//! over it) clears its slot, and every successful open overwrites it.
 
-use core::sync::atomic::{
-    AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
-};
+use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use crate::statbuf::Meta;
 
 pub const MAX_FDS: usize = 4096;
 const PATH_CAP: usize = 224;
 
+const UNUSED: u8 = 0;
+/// An fd on a blob, showing a rift entry.
+const ENTRY: u8 = 1;
+/// A directory fd whose absolute path is known.
+const DIR: u8 = 2;
+
 struct Slot {
-    used: AtomicBool,
+    kind: AtomicU8,
     mode: AtomicU32,
     size: AtomicU64,
     mtime_ns: AtomicI64,
@@ -25,7 +33,7 @@ struct Slot {
 
 static SLOTS: [Slot; MAX_FDS] = [const {
     Slot {
-        used: AtomicBool::new(false),
+        kind: AtomicU8::new(UNUSED),
         mode: AtomicU32::new(0),
         size: AtomicU64::new(0),
         mtime_ns: AtomicI64::new(0),
@@ -41,7 +49,21 @@ fn slot(fd: i32) -> Option<&'static Slot> {
 
 /// Records that `fd` shows the rift entry `meta` at view path `path`.
 pub fn set(fd: i32, meta: &Meta, path: &[u8]) {
+    store(fd, ENTRY, meta, path);
+}
+
+/// Records that `fd` is the directory at absolute path `path` (if it fits).
+pub fn set_dir(fd: i32, path: &[u8]) {
+    if path.len() <= PATH_CAP {
+        store(fd, DIR, &Meta::default(), path);
+    } else {
+        clear(fd);
+    }
+}
+
+fn store(fd: i32, kind: u8, meta: &Meta, path: &[u8]) {
     let Some(s) = slot(fd) else { return };
+    s.kind.store(UNUSED, Ordering::Release);
     s.mode.store(meta.mode, Ordering::Relaxed);
     s.size.store(meta.size, Ordering::Relaxed);
     s.mtime_ns.store(meta.mtime_ns, Ordering::Relaxed);
@@ -55,13 +77,13 @@ pub fn set(fd: i32, meta: &Meta, path: &[u8]) {
         s.path[i].store(*b, Ordering::Relaxed);
     }
     s.path_len.store(n, Ordering::Relaxed);
-    s.used.store(true, Ordering::Release);
+    s.kind.store(kind, Ordering::Release);
 }
 
 #[inline]
 pub fn get(fd: i32) -> Option<Meta> {
     let s = slot(fd)?;
-    if !s.used.load(Ordering::Acquire) {
+    if s.kind.load(Ordering::Acquire) != ENTRY {
         return None;
     }
     Some(Meta {
@@ -72,15 +94,35 @@ pub fn get(fd: i32) -> Option<Meta> {
     })
 }
 
-/// The view path of a tracked fd into `out`; its length (0: unknown).
+/// The view path of a rift-entry fd into `out`; its length (0: unknown).
 pub fn path(fd: i32, out: &mut [u8]) -> usize {
+    copy_path(fd, ENTRY, out.as_mut_ptr(), out.len())
+}
+
+/// The absolute path of a directory fd into raw memory of `cap` bytes;
+/// `None` if the shim does not know it.
+///
+/// # Safety
+/// `out` must be valid for writes of `cap` bytes.
+pub unsafe fn dir_path_into(fd: i32, out: *mut u8, cap: usize) -> Option<usize> {
+    match copy_path(fd, DIR, out, cap) {
+        0 => None,
+        n => Some(n),
+    }
+}
+
+fn copy_path(fd: i32, kind: u8, out: *mut u8, cap: usize) -> usize {
     let Some(s) = slot(fd) else { return 0 };
-    if !s.used.load(Ordering::Acquire) {
+    if s.kind.load(Ordering::Acquire) != kind {
         return 0;
     }
-    let n = s.path_len.load(Ordering::Relaxed).min(out.len());
-    for (i, o) in out[..n].iter_mut().enumerate() {
-        *o = s.path[i].load(Ordering::Relaxed);
+    let n = s.path_len.load(Ordering::Relaxed);
+    if n > cap {
+        return 0;
+    }
+    for i in 0..n {
+        // SAFETY: i < n <= cap.
+        unsafe { *out.add(i) = s.path[i].load(Ordering::Relaxed) };
     }
     n
 }
@@ -88,18 +130,32 @@ pub fn path(fd: i32, out: &mut [u8]) -> usize {
 #[inline]
 pub fn clear(fd: i32) {
     if let Some(s) = slot(fd) {
-        if s.used.load(Ordering::Relaxed) {
-            s.used.store(false, Ordering::Release);
+        if s.kind.load(Ordering::Relaxed) != UNUSED {
+            s.kind.store(UNUSED, Ordering::Release);
         }
+    }
+}
+
+/// Clears fds `lo..=hi` (closefrom, close_range).
+pub fn clear_range(lo: u32, hi: u32) {
+    let hi = (hi as usize).min(MAX_FDS - 1);
+    for fd in lo as usize..=hi {
+        clear(fd as i32);
     }
 }
 
 /// `new` now refers to what `old` refers to (dup family).
 pub fn copy(old: i32, new: i32) {
     clear(new);
-    if let (Some(meta), Some(_)) = (get(old), slot(new)) {
-        let mut p = [0u8; PATH_CAP];
-        let n = path(old, &mut p);
-        set(new, &meta, &p[..n]);
+    let (Some(from), Some(_)) = (slot(old), slot(new)) else {
+        return;
+    };
+    let kind = from.kind.load(Ordering::Acquire);
+    if kind == UNUSED {
+        return;
     }
+    let mut p = [0u8; PATH_CAP];
+    let n = copy_path(old, kind, p.as_mut_ptr(), PATH_CAP);
+    let meta = get(old).unwrap_or_default();
+    store(new, kind, &meta, &p[..n]);
 }

@@ -62,6 +62,9 @@ crate::real! {
     STATFS64 = "statfs64": fn(*const c_char, *mut statfs64) -> c_int;
     STATVFS = "statvfs": fn(*const c_char, *mut statvfs) -> c_int;
     STATVFS64 = "statvfs64": fn(*const c_char, *mut statvfs64) -> c_int;
+    FCLOSE = "fclose": fn(*mut FILE) -> c_int;
+    CLOSEFROM = "closefrom": fn(c_int) -> ();
+    CLOSE_RANGE = "close_range": fn(c_uint, c_uint, c_int) -> c_int;
     SYSCALL = "syscall": fn(c_long, c_long, c_long, c_long, c_long, c_long, c_long) -> c_long;
     GETXATTR = "getxattr": fn(*const c_char, *const c_char, *mut c_void, size_t) -> ssize_t;
     LGETXATTR = "lgetxattr": fn(*const c_char, *const c_char, *mut c_void, size_t) -> ssize_t;

@@ -86,6 +86,19 @@ fn open_entry(
     fd
 }
 
+/// A new fd from libc overwrites whatever the table held for that number;
+/// a directory fd remembers its path (for later `openat(dirfd, …)`).
+fn remember(fd: c_int, flags: c_int, buf: &PathBuf) {
+    if fd < 0 {
+        return;
+    }
+    if flags & libc::O_DIRECTORY != 0 && buf.len > 0 {
+        fdtable::set_dir(fd, buf.abs());
+    } else {
+        fdtable::clear(fd);
+    }
+}
+
 #[no_mangle]
 pub extern "C" fn vrift_openat(
     dirfd: c_int,
@@ -103,17 +116,23 @@ pub extern "C" fn vrift_openat(
     let follow = flags & libc::O_NOFOLLOW == 0;
     let (view, _) = resolve(dirfd, p, follow, &mut buf);
     match view {
-        View::Pass => real_open(which, dirfd, path, flags, mode),
+        View::Pass => {
+            let fd = real_open(which, dirfd, path, flags, mode);
+            remember(fd, flags, &buf);
+            fd
+        }
         View::Disk { rewritten } => {
             if writes(flags) {
                 return refuse_write(buf.abs());
             }
-            if rewritten {
+            let fd = if rewritten {
                 let c = buf.c_ptr();
                 real_open(W_OPENAT, libc::AT_FDCWD, c, flags, mode)
             } else {
                 real_open(which, dirfd, path, flags, mode)
-            }
+            };
+            remember(fd, flags, &buf);
+            fd
         }
         View::Error(e) => {
             if e == libc::ENOENT && flags & libc::O_CREAT != 0 {
@@ -315,4 +334,14 @@ pub extern "C" fn freopen64(
     stream: *mut FILE,
 ) -> *mut FILE {
     freopen_impl(path, mode, stream, true)
+}
+
+#[no_mangle]
+pub extern "C" fn fclose(f: *mut FILE) -> c_int {
+    if !f.is_null() {
+        // SAFETY: a stream the caller owns; fileno does not close it.
+        let fd = unsafe { libc::fileno(f) };
+        fdtable::clear(fd);
+    }
+    call_real!(FCLOSE(f) or fail(libc::ENOSYS))
 }

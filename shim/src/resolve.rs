@@ -124,6 +124,9 @@ fn absolutize(dirfd: i32, path: &[u8], out: &mut PathBuf) -> bool {
             },
             n => n,
         }
+    } else if let Some(n) = unsafe { crate::fdtable::dir_path_into(dirfd, out.ptr(), PATH_MAX) } {
+        // A directory fd the shim saw being opened: no syscall.
+        n
     } else {
         // SAFETY: as above.
         match unsafe { sys::fd_path_into(dirfd, out.ptr(), PATH_MAX) } {

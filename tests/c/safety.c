@@ -134,6 +134,30 @@ static int mode_errno(void) {
     return 0;
 }
 
+/* ---- fds closed behind the shim's back (fclose, closedir, closefrom) must
+ * not leave stale knowledge for the next fd with the same number */
+static int mode_stale(const char *self) {
+    FILE *f = fopen(file, "r");
+    int fd1 = fileno(f);
+    fclose(f);
+    int fd2 = open(self, O_RDONLY);
+    struct stat a, b;
+    fstat(fd2, &a);
+    stat(self, &b);
+    printf("fclose same-fd=%d fresh=%d\n", fd1 == fd2, a.st_ino == b.st_ino);
+    close(fd2);
+    DIR *d = opendir(dir);
+    int dfd = dirfd(d);
+    closedir(d);
+    int root = open("/", O_RDONLY | O_DIRECTORY);
+    int proc = openat(root, "proc", O_RDONLY | O_DIRECTORY);
+    printf("closedir same-fd=%d fresh=%d\n", dfd == root, proc >= 0);
+    int in_dir = open(dir, O_RDONLY | O_DIRECTORY);
+    int rel = openat(in_dir, "package.json", O_RDONLY);
+    printf("dirfd-relative=%d\n", rel >= 0);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 4) return 2;
     file = argv[2];
@@ -143,5 +167,6 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "signals")) return mode_signals();
     if (!strcmp(argv[1], "closefrom")) return mode_closefrom();
     if (!strcmp(argv[1], "errno")) return mode_errno();
+    if (!strcmp(argv[1], "stale")) return mode_stale(argv[0]);
     return 2;
 }
