@@ -66,35 +66,35 @@ pub unsafe fn append_components(
     Some(len)
 }
 
-/// Whether `path` needs no normalization beyond dropping a leading `/`.
+/// Whether `path` needs no normalization beyond dropping a leading `/`:
+/// no empty, `.` or `..` component and no trailing `/`. Only the bytes that
+/// start a component are examined closely.
 #[inline]
 fn is_clean(path: &[u8]) -> bool {
-    if path.last() == Some(&b'/') && path.len() > 1 {
+    let n = path.len();
+    if n > 1 && path[n - 1] == b'/' {
         return false;
     }
-    // Every component must be non-empty and not `.` or `..`: look at each
-    // byte that starts a component.
-    let mut start = true;
-    let mut i = 0;
-    let n = path.len();
+    let mut i = usize::from(path.first() == Some(&b'/'));
     while i < n {
-        let c = path[i];
-        if start && (i > 0 || c != b'/') {
-            if c == b'/' {
-                return false; // empty component (`//`)
-            }
-            if c == b'.' {
+        // `i` starts a component.
+        match path[i] {
+            b'/' => return false, // `//`
+            b'.' => {
                 let next = path.get(i + 1).copied();
-                if next.is_none() || next == Some(b'/') {
+                if matches!(next, None | Some(b'/')) {
                     return false; // `.`
                 }
                 if next == Some(b'.') && matches!(path.get(i + 2), None | Some(b'/')) {
                     return false; // `..`
                 }
             }
+            _ => {}
         }
-        start = c == b'/';
-        i += 1;
+        match path[i..].iter().position(|&c| c == b'/') {
+            Some(p) => i += p + 1,
+            None => break,
+        }
     }
     true
 }

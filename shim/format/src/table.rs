@@ -56,7 +56,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::{decode_record, RecordRef};
 
 pub const TABLE_MAGIC: [u8; 8] = *b"VRIFTHT1";
-pub const TABLE_VERSION: u32 = 1;
+pub const TABLE_VERSION: u32 = 2;
 pub const HEADER_LEN: usize = 192;
 pub const PATH_SLOT_LEN: usize = 24;
 pub const DIR_SLOT_LEN: usize = 32;
@@ -89,59 +89,29 @@ pub mod field {
     pub const BLOOM_WORDS: usize = 128;
 }
 
-const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
+/// FNV-1a over the path bytes, never 0 (0 marks an empty slot). Byte-serial
+/// but short on instructions; the hash of every prefix falls out of the same
+/// pass ([`Table::scan`]). (A component-wise word hash was tried: more
+/// instructions per lookup on the short components of real paths.)
 #[inline]
-fn mix(h: u64, v: u64) -> u64 {
-    (h ^ v).wrapping_mul(0x2545_f491_4f6c_dd1d).rotate_left(29)
+pub fn path_hash(path: &[u8]) -> u64 {
+    let mut h = FNV_OFFSET;
+    for &b in path {
+        h = (h ^ b as u64).wrapping_mul(FNV_PRIME);
+    }
+    nonzero(h)
 }
 
-/// murmur3's 64-bit finalizer: every input bit reaches the low bits that
-/// index the slots.
 #[inline]
-fn finish(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^= h >> 33;
+fn nonzero(h: u64) -> u64 {
     if h == 0 {
         1
     } else {
         h
     }
-}
-
-/// Hash of one path component, eight bytes at a time.
-#[inline]
-fn component(c: &[u8]) -> u64 {
-    let mut h = c.len() as u64;
-    let mut chunks = c.chunks_exact(8);
-    for w in &mut chunks {
-        h = mix(
-            h,
-            u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]),
-        );
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = mix(h, u64::from_le_bytes(w));
-    }
-    h
-}
-
-/// The hash of a rift path, never 0 (0 marks an empty slot). It folds the
-/// components in order, so the hash of every prefix (at a `/`) falls out of
-/// the same pass ([`Table::scan`]).
-#[inline]
-pub fn path_hash(path: &[u8]) -> u64 {
-    let mut h = SEED;
-    for c in path.split(|&b| b == b'/') {
-        h = mix(h, component(c));
-    }
-    finish(h)
 }
 
 /// The two Bloom bits of a path hash, for a filter of `words` u64 words.
@@ -265,17 +235,16 @@ impl<'a> Table<'a> {
     /// boundaries) against the Bloom filter of stopping points.
     #[inline]
     pub fn scan(&self, rel: &[u8]) -> Scan {
-        let mut h = SEED;
+        let mut h = FNV_OFFSET;
         let mut suspect = false;
-        let mut comps = rel.split(|&b| b == b'/').peekable();
-        while let Some(c) = comps.next() {
-            h = mix(h, component(c));
-            if !suspect && comps.peek().is_some() {
-                suspect = self.bloom_has(finish(h));
+        for &b in rel {
+            if b == b'/' && !suspect {
+                suspect = self.bloom_has(nonzero(h));
             }
+            h = (h ^ b as u64).wrapping_mul(FNV_PRIME);
         }
         Scan {
-            hash: finish(h),
+            hash: nonzero(h),
             prefix_suspect: suspect,
         }
     }
