@@ -558,6 +558,12 @@ fn move_into_store(
         Some(t) => t.discard(p),
         None => fs::remove_file(p),
     };
+    // A duplicate of a blob the store has: set aside at once (no chmod, no
+    // failed rename).
+    if cas.has_blob(hash) {
+        discard(&h.abs)?;
+        return Ok(Moved::Duplicate);
+    }
     let movable = h.pending.dev == cas_dev && h.nlink == 1 && h.uid == euid;
     if movable {
         // The file itself becomes the blob: 0444 first (a blob is never seen
@@ -584,10 +590,6 @@ fn move_into_store(
                 }
             }
         }
-    }
-    if cas.has_blob(hash) {
-        fs::remove_file(&h.abs)?;
-        return Ok(Moved::Duplicate);
     }
     // Copy: the original stays until the store is flushed.
     let mut src = File::open(&h.abs)?;

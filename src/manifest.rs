@@ -382,6 +382,17 @@ macro_rules! read_ops {
             })
         }
 
+        /// Calls `f` with the encoded bytes of every record of `layer`, in
+        /// byte order of the path (no decoding: the hot table copies them).
+        pub fn for_each_raw(&self, layer: Layer, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
+            let table = self.txn.open_table(layer.table())?;
+            for item in table.iter()? {
+                let (k, v) = item?;
+                f(k.value(), v.value());
+            }
+            Ok(())
+        }
+
         /// Number of records in a layer.
         pub fn len(&self, layer: Layer) -> Result<u64> {
             Ok(self.txn.open_table(layer.table())?.len()?)

@@ -20,7 +20,7 @@ use vrift_format::table::{
 use vrift_format::DIR_OPAQUE;
 
 use crate::cas::Cas;
-use crate::manifest::{Layer, Manifest, Record};
+use crate::manifest::{Layer, Manifest};
 use crate::paths::parent_rel;
 use crate::project::Project;
 
@@ -29,20 +29,23 @@ pub fn table_path(project: &Project) -> PathBuf {
     project.state_dir().join(TABLE_FILE)
 }
 
-/// Builds the table bytes: `records` (path → encoded record) and `dir_flags`
-/// (path → DIR_* flags), for `root` over the store at `cas_root`.
+/// Records in path order: (path, encoded record).
+pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Builds the table bytes: `records` (sorted by path, each path once) and
+/// `dir_flags` (path → DIR_* flags), for `root` over the store at `cas_root`.
 pub fn build(
-    records: &BTreeMap<Vec<u8>, Vec<u8>>,
+    records: &[(Vec<u8>, Vec<u8>)],
     dir_flags: &BTreeMap<Vec<u8>, u8>,
     hiding: u64,
     generation: u64,
     root: &[u8],
     cas_root: &[u8],
 ) -> Vec<u8> {
-    // Children per directory, by path-slot index (assigned below).
-    let mut dirs: BTreeMap<&[u8], Vec<&[u8]>> = BTreeMap::new();
-    for path in records.keys() {
-        dirs.entry(parent_rel(path)).or_default().push(path);
+    // Children per directory, as indices into `records`.
+    let mut dirs: std::collections::HashMap<&[u8], Vec<usize>> = std::collections::HashMap::new();
+    for (i, (path, _)) in records.iter().enumerate() {
+        dirs.entry(parent_rel(path)).or_default().push(i);
     }
     for (path, flags) in dir_flags {
         if flags & DIR_OPAQUE != 0 {
@@ -94,7 +97,7 @@ pub fn build(
     let root_off = push_str(&mut arena, root);
     let cas_off = push_str(&mut arena, cas_root);
 
-    let mut slot_of: BTreeMap<&[u8], u32> = BTreeMap::new();
+    let mut slot_of: Vec<u32> = Vec::with_capacity(records.len());
     for (path, rec) in records {
         let key_off = push_str(&mut arena, path);
         let rec_off = push_str(&mut arena, rec);
@@ -107,13 +110,13 @@ pub fn build(
         s[0..8].copy_from_slice(&hash.to_le_bytes());
         s[8..16].copy_from_slice(&key_off.to_le_bytes());
         s[16..24].copy_from_slice(&rec_off.to_le_bytes());
-        slot_of.insert(path, i as u32);
+        slot_of.push(i as u32);
     }
     for (dir, children) in &dirs {
         let key_off = push_str(&mut arena, dir);
         let list_off = (arena_off + arena.len()) as u64;
         arena.extend_from_slice(&(children.len() as u32).to_le_bytes());
-        for child in children {
+        for &child in children {
             arena.extend_from_slice(&slot_of[child].to_le_bytes());
         }
         let flags = dir_flags.get(*dir).copied().unwrap_or(0) as u64;
@@ -146,8 +149,8 @@ pub fn build(
     put(field::ROOT_OFF, root_off);
     put(field::CAS_OFF, cas_off);
     let symlinks = records
-        .values()
-        .filter(|r| r.first() == Some(&(vrift_format::Kind::Symlink as u8)))
+        .iter()
+        .filter(|(_, r)| r.first() == Some(&(vrift_format::Kind::Symlink as u8)))
         .count();
     put(field::SYMLINKS, symlinks as u64);
     put(field::BLOOM_OFF, bloom_off as u64);
@@ -164,31 +167,67 @@ pub fn build(
     out
 }
 
+/// Merges two path-sorted layers; where both hold a path, the rift wins.
+fn merge_layers(phantom: Records, rift: Records) -> Records {
+    let mut out = Vec::with_capacity(phantom.len() + rift.len());
+    let mut p = phantom.into_iter().peekable();
+    let mut r = rift.into_iter().peekable();
+    loop {
+        let take_rift = match (p.peek(), r.peek()) {
+            (None, None) => break,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some((pk, _)), Some((rk, _))) => {
+                if pk == rk {
+                    p.next();
+                    true
+                } else {
+                    rk < pk
+                }
+            }
+        };
+        out.extend(if take_rift { r.next() } else { p.next() });
+    }
+    out
+}
+
 /// Rebuilds the project's table from its manifest and publishes it.
 pub fn publish(project: &Project, cas: &Cas, manifest: &Manifest) -> Result<()> {
     let txn = manifest.read()?;
-    let mut records: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-    let mut hiding = 0u64;
-    txn.for_each(Layer::Phantom, b"", |k, rec| {
-        records.insert(k.to_vec(), rec.encode());
-        Ok(())
+    let mut phantom: Records = Vec::new();
+    txn.for_each_raw(Layer::Phantom, |k, v| {
+        phantom.push((k.to_vec(), v.to_vec()))
     })?;
-    txn.for_each(Layer::Rift, b"", |k, rec| {
-        // A whiteout, or an entry over a physical directory, hides a subtree.
-        if rec == Record::Whiteout
-            || fs::symlink_metadata(project.disk_path(k)).is_ok_and(|m| m.is_dir())
+    let mut rift: Records = Vec::new();
+    let mut hiding = 0u64;
+    txn.for_each_raw(Layer::Rift, |k, v| {
+        // A whiteout, or an entry written over a physical directory, hides a
+        // subtree; the writer of such an entry flags it (no stat here).
+        let whiteout = v.first() == Some(&(vrift_format::Kind::Whiteout as u8));
+        if whiteout
+            || v.get(1)
+                .is_some_and(|f| f & vrift_format::FLAG_HIDES_DIR != 0)
         {
             hiding += 1;
         }
-        records.insert(k.to_vec(), rec.encode());
-        Ok(())
+        rift.push((k.to_vec(), v.to_vec()));
     })?;
+    let records = merge_layers(phantom, rift);
     let dir_flags: BTreeMap<Vec<u8>, u8> = txn.dirs()?.into_iter().collect();
     hiding += dir_flags.values().filter(|f| *f & DIR_OPAQUE != 0).count() as u64;
     drop(txn);
 
     let path = table_path(project);
-    let generation = read_table(&path, |t| t.generation()).unwrap_or(0) + 1;
+    let generation = published_header(&path)
+        .map(|h| {
+            u64::from_le_bytes(
+                h[field::GENERATION..field::GENERATION + 8]
+                    .try_into()
+                    .unwrap_or_default(),
+            )
+        })
+        .unwrap_or(0)
+        + 1;
     // Open the old table before replacing it: this fd keeps naming its inode.
     let old = OpenOptions::new().write(true).open(&path).ok();
     let bytes = build(
@@ -214,17 +253,21 @@ pub fn publish(project: &Project, cas: &Cas, manifest: &Manifest) -> Result<()> 
     Ok(())
 }
 
-/// The project root a published table describes, read from its header
-/// alone (a table is megabytes; `vrift run` only needs to know it is there).
-pub fn published_root(path: &std::path::Path) -> Option<Vec<u8>> {
+/// The header of a published table of this version (not the megabytes after it).
+fn published_header(path: &std::path::Path) -> Option<[u8; HEADER_LEN]> {
     let file = fs::File::open(path).ok()?;
     let mut header = [0u8; HEADER_LEN];
     file.read_exact_at(&mut header, 0).ok()?;
-    if header[field::MAGIC..field::MAGIC + 8] != TABLE_MAGIC
-        || header[field::VERSION..field::VERSION + 4] != TABLE_VERSION.to_le_bytes()
-    {
-        return None;
-    }
+    let ok = header[field::MAGIC..field::MAGIC + 8] == TABLE_MAGIC
+        && header[field::VERSION..field::VERSION + 4] == TABLE_VERSION.to_le_bytes();
+    ok.then_some(header)
+}
+
+/// The project root a published table describes, read from its header
+/// alone (a table is megabytes; `vrift run` only needs to know it is there).
+pub fn published_root(path: &std::path::Path) -> Option<Vec<u8>> {
+    let header = published_header(path)?;
+    let file = fs::File::open(path).ok()?;
     let root_off = u64::from_le_bytes(
         header[field::ROOT_OFF..field::ROOT_OFF + 8]
             .try_into()
@@ -251,7 +294,7 @@ pub fn read_table<R>(path: &std::path::Path, f: impl FnOnce(&Table<'_>) -> R) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Entry;
+    use crate::manifest::{Entry, Record};
     use vrift_format::{ContentHash, Kind, RecordRef};
 
     fn entry(n: u64) -> Vec<u8> {
@@ -284,6 +327,7 @@ mod tests {
         records.insert(b"top".to_vec(), Record::Whiteout.encode());
         let mut dirs = BTreeMap::new();
         dirs.insert(b"opaque".to_vec(), DIR_OPAQUE);
+        let records: Records = records.into_iter().collect();
         let bytes = build(&records, &dirs, 2, 9, b"/p", b"/cas");
         with_table(&bytes, |t| {
             assert_eq!(t.generation(), 9);
@@ -331,11 +375,25 @@ mod tests {
     }
 
     #[test]
+    fn merging_layers_keeps_order_and_lets_the_rift_win() {
+        let v = |k: &str, r: &str| (k.as_bytes().to_vec(), r.as_bytes().to_vec());
+        let merged = merge_layers(
+            vec![v("a", "p"), v("b", "p"), v("d", "p")],
+            vec![v("b", "r"), v("c", "r")],
+        );
+        assert_eq!(
+            merged,
+            vec![v("a", "p"), v("b", "r"), v("c", "r"), v("d", "p")]
+        );
+    }
+
+    #[test]
     fn a_damaged_table_is_rejected_or_misses_but_never_crashes() {
         let mut records = BTreeMap::new();
         for i in 0..64u64 {
             records.insert(format!("f{i}").into_bytes(), entry(i));
         }
+        let records: Records = records.into_iter().collect();
         let good = build(&records, &BTreeMap::new(), 0, 1, b"/p", b"/c");
         // Truncations and bit flips anywhere: every lookup must return.
         for cut in [
