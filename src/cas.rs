@@ -281,6 +281,27 @@ pub fn hash_reader(r: &mut impl Read) -> io::Result<ContentHash> {
     Ok(ContentHash(*hasher.finalize().as_bytes()))
 }
 
+/// Hashes the first `len` bytes readable from `r`; returns the hash and how
+/// many bytes there were (fewer than `len` if `r` ended early).
+pub fn hash_prefix(r: &mut impl Read, len: u64) -> io::Result<(ContentHash, u64)> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = [0u8; 64 * 1024];
+    let mut done = 0u64;
+    while done < len {
+        let want = (len - done).min(buf.len() as u64) as usize;
+        match r.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                done += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((ContentHash(*hasher.finalize().as_bytes()), done))
+}
+
 fn create_tmp(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .write(true)

@@ -502,9 +502,11 @@ fn hash_candidate(c: &Candidate) -> io::Result<Hashed> {
         ));
     }
     let before = identity(&meta);
-    let hash = cas::hash_reader(&mut file)?;
-    let after = identity(&file.metadata()?);
-    if before != after {
+    // Exactly the size fstat reported: a file written meanwhile has a new
+    // mtime or size, which the move step's identity check catches (so no
+    // second fstat, and no read just to see EOF).
+    let (hash, got) = cas::hash_prefix(&mut file, before.2)?;
+    if got != before.2 {
         return Err(io::Error::other(
             "changed while being read; run ingest again",
         ));

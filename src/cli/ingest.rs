@@ -198,6 +198,20 @@ pub fn reap(dir: PathBuf) -> Result<Outcome> {
     if !is_trash {
         bail!("{} is not a vrift trash directory", dir.display());
     }
+    // Background work: the lowest CPU and I/O priority, so the deletes yield
+    // to whatever the user runs next.
+    // SAFETY: adjusting this process's own priorities.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+        const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+        const IOPRIO_CLASS_IDLE: libc::c_long = 3;
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0,
+            IOPRIO_CLASS_IDLE << 13,
+        );
+    }
     std::fs::remove_dir_all(&dir)?;
     Ok(Outcome::Ok)
 }
