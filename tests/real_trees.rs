@@ -29,29 +29,7 @@ impl Real {
     }
 
     fn same(&self, script: &str) -> String {
-        let view = self.sb.run(&self.root, &["run", "--", "sh", "-c", script]);
-        let copy = Command::new("sh")
-            .args(["-c", script])
-            .current_dir(&self.copy)
-            .output()
-            .unwrap();
-        let (v, c) = (
-            String::from_utf8_lossy(&view.stdout),
-            String::from_utf8_lossy(&copy.stdout),
-        );
-        assert!(
-            copy.status.success(),
-            "{script} on the copy: {}",
-            String::from_utf8_lossy(&copy.stderr)
-        );
-        assert_eq!(
-            v,
-            c,
-            "{script}\nview stderr: {}",
-            String::from_utf8_lossy(&view.stderr)
-        );
-        assert_eq!(view.status.code(), copy.status.code(), "{script}");
-        v.into_owned()
+        same_in_view_and_copy(&self.sb, &self.root, &self.copy, script, false)
     }
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::*;
 
@@ -97,40 +97,9 @@ fn twin() -> Twin {
 }
 
 impl Twin {
-    /// `sh -c SCRIPT` in the view (under vrift run) and in the copy.
-    fn both(&self, script: &str) -> (Output, Output) {
-        let view = self.sb.run(&self.root, &["run", "--", "sh", "-c", script]);
-        let copy = Command::new("sh")
-            .args(["-c", script])
-            .current_dir(&self.copy)
-            .output()
-            .unwrap();
-        (view, copy)
-    }
-
     /// Asserts the script prints the same in the view and in the copy.
     fn same(&self, script: &str) -> String {
-        let (view, copy) = self.both(script);
-        let v = String::from_utf8_lossy(&view.stdout).into_owned();
-        let c = String::from_utf8_lossy(&copy.stdout).into_owned();
-        assert!(
-            copy.status.success(),
-            "{script} failed on the copy: {}",
-            String::from_utf8_lossy(&copy.stderr)
-        );
-        assert_eq!(
-            v,
-            c,
-            "{script}: view and copy differ\nview stderr: {}",
-            String::from_utf8_lossy(&view.stderr)
-        );
-        assert_eq!(view.status.code(), copy.status.code(), "{script}");
-        assert!(
-            view.stderr.is_empty(),
-            "{script}: {}",
-            String::from_utf8_lossy(&view.stderr)
-        );
-        v
+        same_in_view_and_copy(&self.sb, &self.root, &self.copy, script, true)
     }
 }
 

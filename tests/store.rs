@@ -136,7 +136,7 @@ fn gc_sweeps_only_what_no_project_or_snapshot_references() {
     fs::remove_dir_all(&a).unwrap();
     let out = sb.ok(&b, &["gc", "--delete"]);
     assert!(out.contains("is gone; unregistered"), "{out}");
-    assert!(sb.ok(&b, &["gc"]).contains("referenced by 1 projects"));
+    assert!(sb.ok(&b, &["gc"]).contains("referenced by 1 project"));
 }
 
 #[test]

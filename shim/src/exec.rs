@@ -318,6 +318,45 @@ struct Shebang {
     arg: Option<usize>,
 }
 
+/// Fills `args` with `interpreter [arg] VIEW-PATH argv[1..] NULL`: how the
+/// kernel runs a script, but with the view path as the script argument.
+/// E2BIG if it does not fit.
+fn script_argv(
+    line: &[u8; 256],
+    sb: &Shebang,
+    view: *const c_char,
+    argv: *const *const c_char,
+    args: &mut [*const c_char; MAX_ARGS],
+) -> Result<(), c_int> {
+    let mut k = 0;
+    args[k] = line[sb.interp..].as_ptr() as *const c_char;
+    k += 1;
+    if let Some(a) = sb.arg {
+        args[k] = line[a..].as_ptr() as *const c_char;
+        k += 1;
+    }
+    args[k] = view;
+    k += 1;
+    if !argv.is_null() {
+        // SAFETY: argv is NULL-terminated (exec contract).
+        unsafe {
+            if !(*argv).is_null() {
+                let mut i = 1;
+                while !(*argv.add(i)).is_null() {
+                    if k >= MAX_ARGS - 1 {
+                        return Err(libc::E2BIG);
+                    }
+                    args[k] = *argv.add(i);
+                    k += 1;
+                    i += 1;
+                }
+            }
+        }
+    }
+    args[k] = core::ptr::null();
+    Ok(())
+}
+
 /// The `#!` line of a blob, read into `line`.
 fn shebang(hash: &ContentHash, line: &mut [u8; 256]) -> Option<Shebang> {
     let mut blob = [0u8; PATH_MAX + 1];
@@ -399,35 +438,12 @@ fn exec_resolved(
                 return fail(libc::EACCES);
             }
             let mut line = [0u8; 256];
-            if let Some(Shebang { interp: start, arg }) = shebang(&header.hash, &mut line) {
-                // interpreter [arg] /view/path argv[1..]
+            if let Some(sb) = shebang(&header.hash, &mut line) {
                 let mut args: [*const c_char; MAX_ARGS] = [core::ptr::null(); MAX_ARGS];
-                let mut k = 0;
-                args[k] = line[start..].as_ptr() as *const c_char;
-                k += 1;
-                if let Some(a) = arg {
-                    args[k] = line[a..].as_ptr() as *const c_char;
-                    k += 1;
-                }
                 let view = buf.c_ptr();
-                args[k] = view;
-                k += 1;
-                let mut i = 1;
-                // SAFETY: argv is NULL-terminated (exec contract).
-                unsafe {
-                    if !argv.is_null() && !(*argv).is_null() {
-                        while !(*argv.add(i)).is_null() && k < MAX_ARGS - 1 {
-                            args[k] = *argv.add(i);
-                            k += 1;
-                            i += 1;
-                        }
-                    }
+                if let Err(e) = script_argv(&line, &sb, view, argv, &mut args) {
+                    return fail(e);
                 }
-                // SAFETY: argv is NULL-terminated.
-                if !argv.is_null() && unsafe { !(*argv).is_null() && !(*argv.add(i)).is_null() } {
-                    return fail(libc::E2BIG);
-                }
-                args[k] = core::ptr::null();
                 // The interpreter may itself live in the rift.
                 return exec_resolved(args[0], args.as_ptr(), env);
             }
@@ -563,32 +579,8 @@ fn spawn_target(
             if header.kind != Kind::File || header.mode & 0o111 == 0 {
                 return Err(libc::EACCES);
             }
-            if let Some(Shebang { interp: start, arg }) = shebang(&header.hash, line) {
-                let mut k = 0;
-                args[k] = line[start..].as_ptr() as *const c_char;
-                k += 1;
-                if let Some(a) = arg {
-                    args[k] = line[a..].as_ptr() as *const c_char;
-                    k += 1;
-                }
-                args[k] = buf.c_ptr();
-                k += 1;
-                let mut i = 1;
-                // SAFETY: argv is NULL-terminated.
-                unsafe {
-                    if !argv.is_null() && !(*argv).is_null() {
-                        while !(*argv.add(i)).is_null() && k < MAX_ARGS - 1 {
-                            args[k] = *argv.add(i);
-                            k += 1;
-                            i += 1;
-                        }
-                    }
-                }
-                // SAFETY: argv is NULL-terminated.
-                if !argv.is_null() && unsafe { !(*argv).is_null() && !(*argv.add(i)).is_null() } {
-                    return Err(libc::E2BIG);
-                }
-                args[k] = core::ptr::null();
+            if let Some(sb) = shebang(&header.hash, line) {
+                script_argv(line, &sb, buf.c_ptr(), argv, args)?;
                 return Ok((args[0], args.as_ptr()));
             }
             exec_copy(&header.hash, copy).ok_or(libc::EIO)?;

@@ -161,14 +161,14 @@ fn mode_writes(mode: &[u8]) -> bool {
     mode.iter().any(|c| matches!(c, b'w' | b'a' | b'+'))
 }
 
-fn fopen_impl(path: *const c_char, mode: *const c_char, is64: bool) -> *mut FILE {
-    let real = |p: *const c_char| {
-        if is64 {
-            call_real!(FOPEN64(p, mode) or core::ptr::null_mut())
-        } else {
-            call_real!(FOPEN(p, mode) or core::ptr::null_mut())
-        }
-    };
+/// fopen/freopen on the view: `real` opens a path with the caller's mode
+/// (and stream, for freopen). A rift file opens its blob, and the new fd
+/// reports the view.
+fn stream_open(
+    path: *const c_char,
+    mode: *const c_char,
+    real: impl Fn(*const c_char) -> *mut FILE,
+) -> *mut FILE {
     if path.is_null() || mode.is_null() {
         return real(path);
     }
@@ -181,47 +181,48 @@ fn fopen_impl(path: *const c_char, mode: *const c_char, is64: bool) -> *mut FILE
     };
     let mut buf = PathBuf::new();
     let (view, _) = resolve(libc::AT_FDCWD, p, true, &mut buf);
+    let writes = mode_writes(m);
     match view {
         View::Pass => real(path),
-        View::Error(e) => {
-            if e == libc::ENOENT && mode_writes(m) {
-                refuse_write(buf.abs());
-            } else {
-                fail(e);
-            }
+        View::Disk { .. } | View::Entry { .. } if writes => {
+            refuse_write(buf.abs());
             core::ptr::null_mut()
         }
-        View::Disk { rewritten } => {
-            if mode_writes(m) {
-                refuse_write(buf.abs());
-                return core::ptr::null_mut();
-            }
-            if rewritten {
-                real(buf.c_ptr())
-            } else {
-                real(path)
-            }
+        View::Error(libc::ENOENT) if writes => {
+            refuse_write(buf.abs());
+            core::ptr::null_mut()
         }
+        View::Error(e) => {
+            fail(e);
+            core::ptr::null_mut()
+        }
+        View::Disk { rewritten: false } => real(path),
+        View::Disk { rewritten: true } => real(buf.c_ptr()),
         View::Entry { header, target } => {
-            if mode_writes(m) {
-                refuse_write(buf.abs());
+            if header.kind != Kind::File {
+                fail(libc::ELOOP);
                 return core::ptr::null_mut();
             }
-            let flags = if m.contains(&b'e') {
-                libc::O_CLOEXEC
-            } else {
-                0
-            };
-            let fd = open_entry(&Meta::of(&header, target), &header.hash, flags, buf.abs());
-            if fd < 0 {
+            let mut blob = [0u8; PATH_MAX + 1];
+            if blob_path(&header.hash, &mut blob).is_none() {
+                fail(libc::ENAMETOOLONG);
                 return core::ptr::null_mut();
             }
-            // SAFETY: fd is open; "r" matches how it was opened.
-            let f = unsafe { libc::fdopen(fd, c"r".as_ptr()) };
+            let f = real(blob.as_ptr() as *const c_char);
             if f.is_null() {
-                fdtable::clear(fd);
-                sys::close_raw(fd);
+                // SAFETY: errno is thread-local.
+                if unsafe { *libc::__errno_location() } == libc::ENOENT {
+                    sys::complain(&[
+                        b"vrift: a blob is missing from the store (run `vrift fsck`) for ",
+                        buf.abs(),
+                    ]);
+                    fail(libc::EIO);
+                }
+                return f;
             }
+            // SAFETY: a stream libc just opened.
+            let fd = unsafe { libc::fileno(f) };
+            fdtable::set(fd, &Meta::of(&header, target), buf.abs());
             f
         }
     }
@@ -229,12 +230,20 @@ fn fopen_impl(path: *const c_char, mode: *const c_char, is64: bool) -> *mut FILE
 
 #[no_mangle]
 pub extern "C" fn fopen(path: *const c_char, mode: *const c_char) -> *mut FILE {
-    fopen_impl(path, mode, false)
+    stream_open(
+        path,
+        mode,
+        |p| call_real!(FOPEN(p, mode) or core::ptr::null_mut()),
+    )
 }
 
 #[no_mangle]
 pub extern "C" fn fopen64(path: *const c_char, mode: *const c_char) -> *mut FILE {
-    fopen_impl(path, mode, true)
+    stream_open(
+        path,
+        mode,
+        |p| call_real!(FOPEN64(p, mode) or core::ptr::null_mut()),
+    )
 }
 
 #[no_mangle]
@@ -259,72 +268,17 @@ pub extern "C" fn creat64(path: *const c_char, mode: libc::mode_t) -> c_int {
     )
 }
 
-fn freopen_impl(
-    path: *const c_char,
-    mode: *const c_char,
-    stream: *mut FILE,
-    is64: bool,
-) -> *mut FILE {
-    let real = |p: *const c_char| {
-        if is64 {
-            call_real!(FREOPEN64(p, mode, stream) or core::ptr::null_mut())
-        } else {
-            call_real!(FREOPEN(p, mode, stream) or core::ptr::null_mut())
-        }
-    };
-    if path.is_null() || mode.is_null() {
-        return real(path);
-    }
-    // SAFETY: libc contract: NUL-terminated strings.
-    let (p, m) = unsafe {
-        (
-            CStr::from_ptr(path).to_bytes(),
-            CStr::from_ptr(mode).to_bytes(),
-        )
-    };
-    let mut buf = PathBuf::new();
-    match resolve(libc::AT_FDCWD, p, true, &mut buf).0 {
-        View::Pass => real(path),
-        View::Disk { rewritten } if !mode_writes(m) => {
-            if rewritten {
-                real(buf.c_ptr())
-            } else {
-                real(path)
-            }
-        }
-        View::Entry { header, .. } if !mode_writes(m) && header.kind == Kind::File => {
-            // Reopen on the blob, then record the view for the new fd.
-            let mut blob = [0u8; PATH_MAX + 1];
-            if blob_path(&header.hash, &mut blob).is_none() {
-                fail(libc::ENAMETOOLONG);
-                return core::ptr::null_mut();
-            }
-            let f = real(blob.as_ptr() as *const c_char);
-            if !f.is_null() {
-                // SAFETY: a stream libc just opened.
-                let fd = unsafe { libc::fileno(f) };
-                fdtable::set(fd, &Meta::of(&header, &[]), buf.abs());
-            }
-            f
-        }
-        View::Error(e) if !mode_writes(m) => {
-            fail(e);
-            core::ptr::null_mut()
-        }
-        _ => {
-            refuse_write(buf.abs());
-            core::ptr::null_mut()
-        }
-    }
-}
-
 #[no_mangle]
 pub extern "C" fn freopen(
     path: *const c_char,
     mode: *const c_char,
     stream: *mut FILE,
 ) -> *mut FILE {
-    freopen_impl(path, mode, stream, false)
+    stream_open(
+        path,
+        mode,
+        |p| call_real!(FREOPEN(p, mode, stream) or core::ptr::null_mut()),
+    )
 }
 
 #[no_mangle]
@@ -333,7 +287,11 @@ pub extern "C" fn freopen64(
     mode: *const c_char,
     stream: *mut FILE,
 ) -> *mut FILE {
-    freopen_impl(path, mode, stream, true)
+    stream_open(
+        path,
+        mode,
+        |p| call_real!(FREOPEN64(p, mode, stream) or core::ptr::null_mut()),
+    )
 }
 
 #[no_mangle]

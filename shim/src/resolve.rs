@@ -165,26 +165,15 @@ pub fn resolve<'t>(
     let root = state::ROOT.get();
     let mut rewritten = false;
     for _ in 0..MAX_SYMLINKS {
-        let Some(rel) = domain_rel(out.abs(), root) else {
-            return (
-                if rewritten {
-                    View::Disk { rewritten }
-                } else {
-                    View::Pass
-                },
-                None,
-            );
+        // Outside the domain, or vrift's own state: not the view's business.
+        let Some(rel) = domain_rel(out.abs(), root).filter(|r| !is_state_path(r)) else {
+            let view = if rewritten {
+                View::Disk { rewritten }
+            } else {
+                View::Pass
+            };
+            return (view, None);
         };
-        if is_state_path(rel) {
-            return (
-                if rewritten {
-                    View::Disk { rewritten }
-                } else {
-                    View::Pass
-                },
-                None,
-            );
-        }
         let (rel_len, rel_empty) = (rel.len(), rel.is_empty());
         out.rel_start = out.len - rel_len;
         if rel_empty {

@@ -22,11 +22,11 @@ pub fn gc(delete: bool) -> Result<Outcome> {
     let (_, cas) = store()?;
     let r = gc_op::gc(&cas, delete)?;
     println!(
-        "store {}: {} blobs ({}) referenced by {} projects",
+        "store {}: {} blobs ({}) referenced by {}",
         cas.root().display(),
         r.blobs,
         ui::bytes(r.blob_bytes),
-        r.projects.len()
+        ui::count(r.projects.len() as u64, "project", "projects")
     );
     for p in &r.stale_projects {
         println!(

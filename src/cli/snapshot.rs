@@ -153,7 +153,11 @@ pub fn discard(yes: bool) -> Result<Outcome> {
     txn.clear_dir_marks()?;
     txn.commit()?;
     crate::table::publish(&project, &cas, &manifest)?;
-    println!("discarded {entries} rift entries; removed {removed_dirs} empty directories the rift had created");
+    println!(
+        "discarded {}; removed {} the rift had created",
+        ui::count(entries, "rift entry", "rift entries"),
+        ui::count(removed_dirs, "empty directory", "empty directories")
+    );
     Ok(Outcome::Ok)
 }
 

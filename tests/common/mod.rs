@@ -288,3 +288,45 @@ pub fn compile_c(sb: &Sandbox, name: &str, flags: &[&str]) -> PathBuf {
     assert!(st.success(), "compiling {}", src.display());
     out
 }
+
+/// Runs `sh -c SCRIPT` in the view (`vrift run` in `root`) and in the
+/// physical `copy`; asserts the same stdout and exit status (and, if
+/// `quiet`, nothing on the view's stderr). Returns the stdout.
+pub fn same_in_view_and_copy(
+    sb: &Sandbox,
+    root: &Path,
+    copy: &Path,
+    script: &str,
+    quiet: bool,
+) -> String {
+    let view = sb.run(root, &["run", "--", "sh", "-c", script]);
+    let phys = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(copy)
+        .output()
+        .unwrap();
+    let (v, c) = (
+        String::from_utf8_lossy(&view.stdout),
+        String::from_utf8_lossy(&phys.stdout),
+    );
+    assert!(
+        phys.status.success(),
+        "{script} failed on the copy: {}",
+        String::from_utf8_lossy(&phys.stderr)
+    );
+    assert_eq!(
+        v,
+        c,
+        "{script}: view and copy differ\nview stderr: {}",
+        String::from_utf8_lossy(&view.stderr)
+    );
+    assert_eq!(view.status.code(), phys.status.code(), "{script}");
+    if quiet {
+        assert!(
+            view.stderr.is_empty(),
+            "{script}: {}",
+            String::from_utf8_lossy(&view.stderr)
+        );
+    }
+    v.into_owned()
+}

@@ -73,33 +73,36 @@ long syscall(long n, ...) {
 
 #define VRIFT_MAX_ARGS 4096
 
+/* Collects `arg, ...` up to and including the terminating NULL into argv. */
+#define COLLECT_ARGS(argv, arg, ap)                                            \
+    do {                                                                       \
+        size_t n_ = 0;                                                         \
+        (argv)[n_++] = (arg);                                                  \
+        while (n_ < VRIFT_MAX_ARGS && ((argv)[n_++] = va_arg(ap, const char *)) != NULL) {} \
+        (argv)[VRIFT_MAX_ARGS - 1] = NULL;                                     \
+    } while (0)
+
 int execl(const char *path, const char *arg, ...) {
     const char *argv[VRIFT_MAX_ARGS];
     va_list ap; va_start(ap, arg);
-    size_t n = 0; argv[n++] = arg;
-    while (n < VRIFT_MAX_ARGS && (argv[n++] = va_arg(ap, const char *)) != NULL) {}
+    COLLECT_ARGS(argv, arg, ap);
     va_end(ap);
-    argv[VRIFT_MAX_ARGS - 1] = NULL;
     return execv(path, (char *const *)argv);
 }
 
 int execlp(const char *file, const char *arg, ...) {
     const char *argv[VRIFT_MAX_ARGS];
     va_list ap; va_start(ap, arg);
-    size_t n = 0; argv[n++] = arg;
-    while (n < VRIFT_MAX_ARGS && (argv[n++] = va_arg(ap, const char *)) != NULL) {}
+    COLLECT_ARGS(argv, arg, ap);
     va_end(ap);
-    argv[VRIFT_MAX_ARGS - 1] = NULL;
     return execvp(file, (char *const *)argv);
 }
 
 int execle(const char *path, const char *arg, ...) {
     const char *argv[VRIFT_MAX_ARGS];
     va_list ap; va_start(ap, arg);
-    size_t n = 0; argv[n++] = arg;
-    while (n < VRIFT_MAX_ARGS && (argv[n++] = va_arg(ap, const char *)) != NULL) {}
+    COLLECT_ARGS(argv, arg, ap);
     char *const *envp = va_arg(ap, char *const *);
     va_end(ap);
-    argv[VRIFT_MAX_ARGS - 1] = NULL;
     return execve(path, (char *const *)argv, envp);
 }
