@@ -544,3 +544,18 @@ fn the_version_script_and_the_exports_agree() {
     exported.sort();
     assert_eq!(exported, wanted);
 }
+
+#[test]
+fn physical_symlinks_into_ingested_trees_reach_the_rift() {
+    let t = twin();
+    // Made after the ingest: a physical link to an ingested directory and
+    // one to an ingested file, as pnpm workspaces and vendored links do.
+    for base in [&t.root, &t.copy] {
+        std::os::unix::fs::symlink("deps/pkg-1", base.join("link-dir")).unwrap();
+        std::os::unix::fs::symlink("deps/pkg-2/package.json", base.join("link-file")).unwrap();
+    }
+    t.same("cat link-dir/package.json link-file");
+    t.same("stat -c '%n %s %F' link-dir/package.json link-file");
+    t.same("python3 -c 'print(open(\"link-dir/LICENSE\").read()[:3])'");
+    t.same("test -e link-dir/nope || echo absent");
+}

@@ -131,6 +131,21 @@ pub extern "C" fn vrift_openat(
             } else {
                 real_open(which, dirfd, path, flags, mode)
             };
+            if fd < 0 {
+                let mut view = PathBuf::new();
+                if let Some((header, target)) =
+                    crate::resolve::physical_fallback(&buf, follow, &mut view)
+                {
+                    if header.kind == Kind::File && flags & libc::O_DIRECTORY == 0 {
+                        return open_entry(
+                            &Meta::of(&header, target),
+                            &header.hash,
+                            flags,
+                            view.abs(),
+                        );
+                    }
+                }
+            }
             remember(fd, flags, &buf);
             fd
         }

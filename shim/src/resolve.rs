@@ -38,6 +38,10 @@ pub enum View<'t> {
 pub struct PathBuf {
     buf: [MaybeUninit<u8>; PATH_MAX + 1],
     pub len: usize,
+    /// Set when the path is in the domain and the table knew nothing of it
+    /// (so libc's ENOENT may still hide a rift entry behind a physical
+    /// symlink: see [`physical_fallback`]).
+    pub in_domain_miss: bool,
     /// Offset of the rift-relative part (valid for Disk/Entry).
     pub rel_start: usize,
 }
@@ -54,6 +58,7 @@ impl PathBuf {
         PathBuf {
             buf: [const { MaybeUninit::uninit() }; PATH_MAX + 1],
             len: 0,
+            in_domain_miss: false,
             rel_start: 0,
         }
     }
@@ -182,7 +187,10 @@ pub fn resolve<'t>(
         match walk(&table, out, follow) {
             Step::Done(v) => {
                 let v = match v {
-                    View::Disk { .. } => View::Disk { rewritten },
+                    View::Disk { .. } => {
+                        out.in_domain_miss = !rewritten;
+                        View::Disk { rewritten }
+                    }
                     other => other,
                 };
                 return (v, Some(table));
@@ -311,4 +319,103 @@ pub fn blob_path(hash: &vrift_format::ContentHash, out: &mut [u8; PATH_MAX + 1])
     out[cas.len() + 1..total].copy_from_slice(&rel[..n]);
     out[total] = 0;
     Some(total)
+}
+
+/// Parent directories already found to have no physical symlink on the way
+/// (direct-mapped by path hash; racy updates only lose an entry).
+static VERIFIED: [core::sync::atomic::AtomicU64; 256] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; 256];
+
+/// After libc answered ENOENT for an in-domain path the table knew nothing
+/// of: the domain test is lexical, so a *physical* symlink on the way may
+/// lead to a rift entry. Asks the kernel for the parent's canonical path
+/// (O_PATH open + /proc readlink), follows a final physical symlink when
+/// `follow`, and resolves again. Costs syscalls only on that error path, and
+/// not again for a parent already verified. Returns the rift entry found
+/// (its view path in `view`), or None with errno left at ENOENT.
+pub fn physical_fallback<'t>(
+    miss: &PathBuf,
+    follow: bool,
+    view: &mut PathBuf,
+) -> Option<(RecordHeader, &'t [u8])> {
+    // SAFETY: errno is thread-local.
+    if !miss.in_domain_miss || unsafe { *libc::__errno_location() } != libc::ENOENT {
+        return None;
+    }
+    let abs = miss.abs();
+    let cut = abs.iter().rposition(|&c| c == b'/')?;
+    let (parent, name) = (&abs[..cut.max(1)], &abs[cut + 1..]);
+    if name.is_empty() {
+        return None;
+    }
+    let key = vrift_format::table::path_hash(parent);
+    let slot = &VERIFIED[(key & 255) as usize];
+    if slot.load(core::sync::atomic::Ordering::Relaxed) == key {
+        return None;
+    }
+    let c = sys::CPath::new(parent)?;
+    let fd = sys::openat_raw(
+        libc::AT_FDCWD,
+        c.as_ptr(),
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+    );
+    if fd < 0 {
+        crate::real::fail(libc::ENOENT);
+        return None;
+    }
+    let mut canon = PathBuf::new();
+    // SAFETY: the buffer holds PATH_MAX + 1 bytes.
+    let canon_len = unsafe { sys::fd_path_into(fd, canon.ptr(), PATH_MAX) };
+    let mut target = [0u8; PATH_MAX];
+    let mut target_len = None;
+    if follow {
+        let cname = sys::CPath::new(name);
+        if let Some(cname) = cname {
+            // SAFETY: valid fd, name and buffer.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_readlinkat,
+                    fd,
+                    cname.as_ptr(),
+                    target.as_mut_ptr(),
+                    PATH_MAX,
+                )
+            };
+            if n > 0 && (n as usize) < PATH_MAX {
+                target_len = Some(n as usize);
+            }
+        }
+    }
+    sys::close_raw(fd);
+    let Some(canon_len) = canon_len else {
+        crate::real::fail(libc::ENOENT);
+        return None;
+    };
+    canon.len = canon_len;
+    if canon.abs() == parent && target_len.is_none() {
+        slot.store(key, core::sync::atomic::Ordering::Relaxed);
+        crate::real::fail(libc::ENOENT);
+        return None;
+    }
+    // The real location: canonical parent + (symlink target or name).
+    let tail: &[u8] = match target_len {
+        Some(n) => &target[..n],
+        None => name,
+    };
+    if tail.first() == Some(&b'/') {
+        canon.len = 1;
+    }
+    if !canon.append(tail) {
+        crate::real::fail(libc::ENOENT);
+        return None;
+    }
+    let found = match resolve(libc::AT_FDCWD, canon.abs(), follow, view).0 {
+        View::Entry { header, target } => Some((header, target)),
+        _ => None,
+    };
+    if found.is_none() {
+        crate::real::fail(libc::ENOENT);
+    }
+    found
 }

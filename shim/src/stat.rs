@@ -38,6 +38,15 @@ pub fn lookup_meta(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut Pa
     }
 }
 
+/// The rift entry behind a physical symlink, after libc's ENOENT.
+fn fallback_meta(miss: &PathBuf, follow: bool) -> Option<Meta> {
+    if !miss.in_domain_miss {
+        return None;
+    }
+    let mut view = PathBuf::new();
+    crate::resolve::physical_fallback(miss, follow, &mut view).map(|(h, t)| Meta::of(&h, t))
+}
+
 fn raw_fstatat(dirfd: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_int {
     // SAFETY: arguments passed through to the kernel.
     unsafe { libc::syscall(libc::SYS_newfstatat, dirfd, path, buf, flags) as c_int }
@@ -51,7 +60,17 @@ macro_rules! stat_export {
             let mut buf = PathBuf::new();
             let flags = if $follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
             match lookup_meta(libc::AT_FDCWD, path, $follow, &mut buf) {
-                Lk::Real => call_real!($real(path, st) or raw_fstatat(libc::AT_FDCWD, path, st as *mut libc::stat, flags)),
+                Lk::Real => {
+                    let r = call_real!($real(path, st) or raw_fstatat(libc::AT_FDCWD, path, st as *mut libc::stat, flags));
+                    if r != 0 {
+                        if let Some(m) = fallback_meta(&buf, $follow) {
+                            // SAFETY: libc contract: a valid out-buffer.
+                            $fill(unsafe { &mut *st }, &m);
+                            return 0;
+                        }
+                    }
+                    r
+                }
                 Lk::RealAt => {
                     let p = buf.c_ptr();
                     call_real!($real(p, st) or raw_fstatat(libc::AT_FDCWD, p, st as *mut libc::stat, flags))
@@ -80,7 +99,17 @@ macro_rules! xstat_export {
             let mut buf = PathBuf::new();
             let flags = if $follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
             match lookup_meta(libc::AT_FDCWD, path, $follow, &mut buf) {
-                Lk::Real => call_real!($real(ver, path, st) or raw_fstatat(libc::AT_FDCWD, path, st as *mut libc::stat, flags)),
+                Lk::Real => {
+                    let r = call_real!($real(ver, path, st) or raw_fstatat(libc::AT_FDCWD, path, st as *mut libc::stat, flags));
+                    if r != 0 {
+                        if let Some(m) = fallback_meta(&buf, $follow) {
+                            // SAFETY: libc contract: a valid out-buffer.
+                            $fill(unsafe { &mut *st }, &m);
+                            return 0;
+                        }
+                    }
+                    r
+                }
                 Lk::RealAt => {
                     let p = buf.c_ptr();
                     call_real!($real(ver, p, st) or raw_fstatat(libc::AT_FDCWD, p, st as *mut libc::stat, flags))
@@ -162,7 +191,17 @@ macro_rules! fstatat_export {
             let mut buf = PathBuf::new();
             let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
             match lookup_meta(dirfd, path, follow, &mut buf) {
-                Lk::Real => call_real!($real(dirfd, path, st, flags) or raw_fstatat(dirfd, path, st as *mut libc::stat, flags)),
+                Lk::Real => {
+                    let r = call_real!($real(dirfd, path, st, flags) or raw_fstatat(dirfd, path, st as *mut libc::stat, flags));
+                    if r != 0 {
+                        if let Some(m) = fallback_meta(&buf, follow) {
+                            // SAFETY: libc contract: a valid out-buffer.
+                            $fill(unsafe { &mut *st }, &m);
+                            return 0;
+                        }
+                    }
+                    r
+                }
                 Lk::RealAt => {
                     let p = buf.c_ptr();
                     call_real!($real(libc::AT_FDCWD, p, st, flags) or raw_fstatat(libc::AT_FDCWD, p, st as *mut libc::stat, flags))
@@ -227,7 +266,17 @@ pub extern "C" fn statx(
     let mut buf = PathBuf::new();
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
     match lookup_meta(dirfd, path, follow, &mut buf) {
-        Lk::Real => call_real!(STATX(dirfd, path, flags, mask, stx) or raw(dirfd, path)),
+        Lk::Real => {
+            let r = call_real!(STATX(dirfd, path, flags, mask, stx) or raw(dirfd, path));
+            if r != 0 {
+                if let Some(m) = fallback_meta(&buf, follow) {
+                    // SAFETY: libc contract: a valid out-buffer.
+                    fill_statx(unsafe { &mut *stx }, &m);
+                    return 0;
+                }
+            }
+            r
+        }
         Lk::RealAt => {
             let p = buf.c_ptr();
             call_real!(STATX(libc::AT_FDCWD, p, flags, mask, stx) or raw(libc::AT_FDCWD, p))
