@@ -18,3 +18,7 @@ pub const VRIFT_DEBUG: &str = "VRIFT_DEBUG";
 pub const VRIFT_MANIFEST: &str = "VRIFT_MANIFEST";
 /// Silences the informational lines vrift prints on stderr.
 pub const VRIFT_QUIET: &str = "VRIFT_QUIET";
+/// Set by `vrift inception` and the shell hooks: the prior value of every
+/// variable the inception changed, for `vrift wake` (`NAME=hex;NAME=-…`,
+/// `-` meaning unset).
+pub const VRIFT_SAVED: &str = "VRIFT_SAVED";

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod env_vars;
 pub mod fsck;
 pub mod gc;
+pub mod inception;
 pub mod ingest;
 pub mod init;
 pub mod lock;

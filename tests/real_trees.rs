@@ -40,9 +40,11 @@ fn tool_walks(r: &Real, tree: &str) {
     ));
     r.same(&format!("du -a --apparent-size {tree} | sort -k2"));
     r.same(&format!(
-        "ls -laR {tree} | grep -v '^total' | grep -v ' \\.\\.$' | md5sum"
+        "ls -laR --time-style=+ {tree} | grep -v '^total' | grep -v ' \\.\\.$' | md5sum"
     ));
-    r.same(&format!("tar cf - {tree} | tar tvf - | sort -k6"));
+    r.same(&format!(
+        "tar cf - {tree} | tar tvf - | grep -v '^d' | sort -k6"
+    ));
     r.same(&format!(
         "stat -c '%n %s %a %F %Y' $(find {tree} -type f | sort | head -50)"
     ));

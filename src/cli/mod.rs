@@ -1,6 +1,7 @@
 //! The command-line interface: clap types here, one module per command.
 
 mod gc;
+mod inception;
 mod ingest;
 mod init;
 mod output;
@@ -103,6 +104,39 @@ pub enum Command {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         cmd: Vec<std::ffi::OsString>,
     },
+    /// Print shell code entering the project's inception (for `eval`).
+    ///
+    /// Sets the inception's variables, puts `.vrift/bin` first on PATH,
+    /// marks the prompt, and records the prior values for `vrift wake`.
+    /// Refuses projects that are not trusted (`vrift allow`).
+    Inception {
+        /// A directory of the project (default: the current directory).
+        dir: Option<PathBuf>,
+        /// Shell to write code for (default: from $SHELL, else bash).
+        #[arg(long, value_enum)]
+        shell: Option<crate::inception::shell::Shell>,
+    },
+    /// Print shell code leaving the inception: every variable it changed and
+    /// the prompt get their exact prior values back.
+    Wake {
+        /// Shell to write code for (default: from $SHELL, else bash).
+        #[arg(long, value_enum)]
+        shell: Option<crate::inception::shell::Shell>,
+    },
+    /// Print the shell hook that enters trusted projects on `cd` and wakes on leaving.
+    ///
+    /// bash, zsh: `eval "$(vrift hook bash)"` in ~/.bashrc (~/.zshrc);
+    /// fish: `vrift hook fish | source` in config.fish.
+    Hook {
+        #[arg(value_enum)]
+        shell: crate::inception::shell::Shell,
+    },
+    /// Internal: what the hook evaluates at each prompt.
+    #[command(name = "__hook-env", hide = true)]
+    HookEnv {
+        #[arg(long, value_enum)]
+        shell: crate::inception::shell::Shell,
+    },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
     /// Internal: delete a trash directory ingest left behind (run detached).
@@ -132,7 +166,11 @@ pub enum Outcome {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(code) = inception::hook_env_fast(&args) {
+        return code;
+    }
+    let cli = Cli::parse_from(args);
     if let Some(dir) = &cli.directory {
         if let Err(e) = std::env::set_current_dir(dir) {
             eprintln!("vrift: error: cannot enter {}: {e}", dir.display());
@@ -167,6 +205,10 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Allow { dir } => init::allow(dir),
         Command::Deny { dir } => init::deny(dir),
         Command::Run { cmd } => run::run(cmd),
+        Command::Inception { dir, shell } => inception::inception(dir, shell),
+        Command::Wake { shell } => inception::wake(shell),
+        Command::Hook { shell } => inception::hook(shell),
+        Command::HookEnv { shell } => inception::hook_env(shell),
         Command::Reap { dir } => ingest::reap(dir),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "vrift", &mut std::io::stdout());

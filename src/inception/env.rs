@@ -1,0 +1,107 @@
+//! The environment of an inception, shared by `vrift run` and the shell
+//! hooks: where the shim is, the hot table published, the variables set.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+
+use crate::project::Project;
+use crate::{env_vars, table};
+
+/// Where the shim library is: `$VRIFT_SHIM_PATH`, else beside the binary.
+pub fn shim_path() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os(env_vars::VRIFT_SHIM_PATH).filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        bail!(
+            "{} is set to {}, which does not exist",
+            env_vars::VRIFT_SHIM_PATH,
+            p.display()
+        );
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+    for cand in [
+        dir.join("libvrift_shim.so"),
+        dir.join("../lib/vrift/libvrift_shim.so"),
+    ] {
+        if cand.is_file() {
+            return Ok(std::fs::canonicalize(cand)?);
+        }
+    }
+    bail!(
+        "cannot find libvrift_shim.so beside {} (build it with `cargo build -p vrift-shim`, or set {})",
+        exe.display(),
+        env_vars::VRIFT_SHIM_PATH
+    )
+}
+
+/// What an inception of one project needs, resolved once.
+#[derive(Clone, Debug)]
+pub struct InceptionEnv {
+    pub root: PathBuf,
+    pub shim: PathBuf,
+    pub store: PathBuf,
+    pub manifest: PathBuf,
+}
+
+/// Finds the shim, finishes an interrupted ingest and makes sure the hot
+/// table the shim reads is published for `project`.
+pub fn prepare(project: &Project) -> Result<InceptionEnv> {
+    let shim = shim_path()?;
+    let cas = project.cas()?;
+    // Every command that changes the view republishes the table; only a
+    // missing or foreign one needs the manifest (its lock, its fsyncs) here.
+    let published = table::published_root(&table::table_path(project));
+    if published.as_deref() != Some(project.root().as_os_str().as_encoded_bytes()) {
+        let _lock = project.lock()?;
+        let manifest = project.manifest()?;
+        crate::ingest::recover(project, &cas, &manifest)?;
+        table::publish(project, &cas, &manifest)?;
+    }
+    Ok(InceptionEnv {
+        root: project.root().to_path_buf(),
+        shim,
+        store: cas.root().to_path_buf(),
+        manifest: project.manifest_path(),
+    })
+}
+
+/// `LD_PRELOAD` with the shim first; an existing value is kept after it
+/// (or kept as is when it already lists the shim).
+pub fn ld_preload(shim: &Path, existing: Option<&OsStr>) -> OsString {
+    let mut preload = shim.as_os_str().to_os_string();
+    if let Some(existing) = existing.filter(|v| !v.is_empty()) {
+        let already = std::env::split_paths(existing).any(|p| p == shim);
+        if already {
+            preload = existing.to_os_string();
+        } else {
+            preload.push(":");
+            preload.push(existing);
+        }
+    }
+    preload
+}
+
+impl InceptionEnv {
+    /// The variables a process in the inception gets, given the `LD_PRELOAD`
+    /// it would otherwise have.
+    pub fn vars(&self, existing_preload: Option<&OsStr>) -> Vec<(&'static str, OsString)> {
+        vec![
+            ("LD_PRELOAD", ld_preload(&self.shim, existing_preload)),
+            (env_vars::VRIFT_PROJECT_ROOT, self.root.clone().into()),
+            (env_vars::VRIFT_INCEPTION, "1".into()),
+            (env_vars::VR_THE_SOURCE, self.store.clone().into()),
+            (env_vars::VRIFT_SHIM_PATH, self.shim.clone().into()),
+            (env_vars::VRIFT_MANIFEST, self.manifest.clone().into()),
+        ]
+    }
+
+    /// The project's wrapper directory, first on `PATH` in a shell inception.
+    pub fn bin_dir(&self) -> PathBuf {
+        self.root.join(crate::project::STATE_DIR).join("bin")
+    }
+}
