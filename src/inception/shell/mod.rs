@@ -1,8 +1,7 @@
 //! Shell syntax: one module per shell behind [`ShellSyntax`].
 
-mod bash;
 mod fish;
-mod zsh;
+mod posix;
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -31,8 +30,8 @@ impl Shell {
 
     pub fn syntax(self) -> &'static dyn ShellSyntax {
         match self {
-            Shell::Bash => &bash::Bash,
-            Shell::Zsh => &zsh::Zsh,
+            Shell::Bash => &posix::BASH,
+            Shell::Zsh => &posix::ZSH,
             Shell::Fish => &fish::Fish,
         }
     }

@@ -1,15 +1,25 @@
-//! bash: `PROMPT_COMMAND` hook, `PS1` marker.
+//! bash and zsh: the same sh syntax for variables and the `PS1` marker; they
+//! differ only in how the hook is installed (bash: `PROMPT_COMMAND`; zsh:
+//! `precmd` and `chpwd` via `add-zsh-hook`).
 
 use std::ffi::OsStr;
 use std::path::Path;
 
 use super::{fill, sh_quote, ShellSyntax};
 
-pub struct Bash;
+pub struct Posix {
+    hook: &'static str,
+}
 
-const HOOK: &str = include_str!("../../../shells/bash.sh");
+pub const BASH: Posix = Posix {
+    hook: include_str!("../../../shells/bash.sh"),
+};
 
-impl ShellSyntax for Bash {
+pub const ZSH: Posix = Posix {
+    hook: include_str!("../../../shells/zsh.zsh"),
+};
+
+impl ShellSyntax for Posix {
     fn set_env(&self, out: &mut Vec<u8>, name: &str, value: &OsStr) {
         super::sh_set_env(out, name, value)
     }
@@ -23,6 +33,6 @@ impl ShellSyntax for Bash {
         super::sh_prompt_off(out)
     }
     fn hook(&self, vrift: &Path) -> Vec<u8> {
-        fill(HOOK, &sh_quote(vrift.as_os_str().as_encoded_bytes()))
+        fill(self.hook, &sh_quote(vrift.as_os_str().as_encoded_bytes()))
     }
 }
