@@ -205,17 +205,7 @@ fn exec_copy(hash: &ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> 
     dir[..dir_len].copy_from_slice(&out[..dir_len]);
     // SAFETY: NUL-terminated path.
     unsafe { libc::syscall(libc::SYS_mkdirat, libc::AT_FDCWD, dir.as_ptr(), 0o755) };
-    let mut blob = [0u8; PATH_MAX + 1];
-    crate::resolve::blob_path(hash, &mut blob)?;
-    let src = sys::openat_raw(
-        libc::AT_FDCWD,
-        blob.as_ptr() as *const c_char,
-        libc::O_RDONLY | libc::O_CLOEXEC,
-        0,
-    );
-    if src < 0 {
-        return None;
-    }
+    let src = open_blob(hash)?;
     let mut tmp = [0u8; PATH_MAX + 1];
     tmp[..total].copy_from_slice(&out[..total]);
     let suffix = b".tmp.";
@@ -357,8 +347,8 @@ fn script_argv(
     Ok(())
 }
 
-/// The `#!` line of a blob, read into `line`.
-fn shebang(hash: &ContentHash, line: &mut [u8; 256]) -> Option<Shebang> {
+/// A blob opened read-only (raw syscall: no interposed open).
+fn open_blob(hash: &ContentHash) -> Option<c_int> {
     let mut blob = [0u8; PATH_MAX + 1];
     crate::resolve::blob_path(hash, &mut blob)?;
     let fd = sys::openat_raw(
@@ -367,9 +357,12 @@ fn shebang(hash: &ContentHash, line: &mut [u8; 256]) -> Option<Shebang> {
         libc::O_RDONLY | libc::O_CLOEXEC,
         0,
     );
-    if fd < 0 {
-        return None;
-    }
+    (fd >= 0).then_some(fd)
+}
+
+/// The `#!` line of a blob, read into `line`.
+fn shebang(hash: &ContentHash, line: &mut [u8; 256]) -> Option<Shebang> {
+    let fd = open_blob(hash)?;
     // SAFETY: reading into our buffer.
     let n = unsafe { libc::syscall(libc::SYS_read, fd, line.as_mut_ptr(), line.len() - 1) };
     sys::close_raw(fd);

@@ -38,13 +38,20 @@ pub fn lookup_meta(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut Pa
     }
 }
 
-/// The rift entry behind a physical symlink, after libc's ENOENT.
-fn fallback_meta(miss: &PathBuf, follow: bool) -> Option<Meta> {
-    if !miss.in_domain_miss {
-        return None;
+/// libc's answer `r`, unless it failed where a physical symlink leads to a
+/// rift entry: then the entry's metadata goes to `fill` and the call succeeds.
+fn with_fallback(r: c_int, miss: &PathBuf, follow: bool, fill: impl FnOnce(&Meta)) -> c_int {
+    if r == 0 || !miss.in_domain_miss {
+        return r;
     }
     let mut view = PathBuf::new();
-    crate::resolve::physical_fallback(miss, follow, &mut view).map(|(h, t)| Meta::of(&h, t))
+    match crate::resolve::physical_fallback(miss, follow, &mut view) {
+        Some((h, t)) => {
+            fill(&Meta::of(&h, t));
+            0
+        }
+        None => r,
+    }
 }
 
 fn raw_fstatat(dirfd: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_int {
@@ -62,14 +69,8 @@ macro_rules! stat_export {
             match lookup_meta(libc::AT_FDCWD, path, $follow, &mut buf) {
                 Lk::Real => {
                     let r = call_real!($real(path, st) or raw_fstatat(libc::AT_FDCWD, path, st as *mut libc::stat, flags));
-                    if r != 0 {
-                        if let Some(m) = fallback_meta(&buf, $follow) {
-                            // SAFETY: libc contract: a valid out-buffer.
-                            $fill(unsafe { &mut *st }, &m);
-                            return 0;
-                        }
-                    }
-                    r
+                    // SAFETY: libc contract: a valid out-buffer.
+                    with_fallback(r, &buf, $follow, |m| $fill(unsafe { &mut *st }, m))
                 }
                 Lk::RealAt => {
                     let p = buf.c_ptr();
@@ -101,14 +102,8 @@ macro_rules! xstat_export {
             match lookup_meta(libc::AT_FDCWD, path, $follow, &mut buf) {
                 Lk::Real => {
                     let r = call_real!($real(ver, path, st) or raw_fstatat(libc::AT_FDCWD, path, st as *mut libc::stat, flags));
-                    if r != 0 {
-                        if let Some(m) = fallback_meta(&buf, $follow) {
-                            // SAFETY: libc contract: a valid out-buffer.
-                            $fill(unsafe { &mut *st }, &m);
-                            return 0;
-                        }
-                    }
-                    r
+                    // SAFETY: libc contract: a valid out-buffer.
+                    with_fallback(r, &buf, $follow, |m| $fill(unsafe { &mut *st }, m))
                 }
                 Lk::RealAt => {
                     let p = buf.c_ptr();
@@ -193,14 +188,8 @@ macro_rules! fstatat_export {
             match lookup_meta(dirfd, path, follow, &mut buf) {
                 Lk::Real => {
                     let r = call_real!($real(dirfd, path, st, flags) or raw_fstatat(dirfd, path, st as *mut libc::stat, flags));
-                    if r != 0 {
-                        if let Some(m) = fallback_meta(&buf, follow) {
-                            // SAFETY: libc contract: a valid out-buffer.
-                            $fill(unsafe { &mut *st }, &m);
-                            return 0;
-                        }
-                    }
-                    r
+                    // SAFETY: libc contract: a valid out-buffer.
+                    with_fallback(r, &buf, follow, |m| $fill(unsafe { &mut *st }, m))
                 }
                 Lk::RealAt => {
                     let p = buf.c_ptr();
@@ -268,14 +257,8 @@ pub extern "C" fn statx(
     match lookup_meta(dirfd, path, follow, &mut buf) {
         Lk::Real => {
             let r = call_real!(STATX(dirfd, path, flags, mask, stx) or raw(dirfd, path));
-            if r != 0 {
-                if let Some(m) = fallback_meta(&buf, follow) {
-                    // SAFETY: libc contract: a valid out-buffer.
-                    fill_statx(unsafe { &mut *stx }, &m);
-                    return 0;
-                }
-            }
-            r
+            // SAFETY: libc contract: a valid out-buffer.
+            with_fallback(r, &buf, follow, |m| fill_statx(unsafe { &mut *stx }, m))
         }
         Lk::RealAt => {
             let p = buf.c_ptr();
