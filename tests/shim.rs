@@ -280,16 +280,7 @@ fn fds_of_rift_files_report_the_view() {
         eprintln!("skipped: no C compiler");
         return;
     }
-    let src = t.sb.path().join("probe.c");
-    let bin = t.sb.path().join("probe");
-    fs::write(&src, PROBE_C).unwrap();
-    let st = Command::new("cc")
-        .arg(&src)
-        .arg("-o")
-        .arg(&bin)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let bin = compile_c_source(&t.sb, "probe", PROBE_C);
     let out = t.sb.ok(
         &t.root,
         &[
@@ -473,16 +464,7 @@ fn glibc_walkers_and_realpath_see_the_view() {
         eprintln!("skipped: no C compiler");
         return;
     }
-    let src = t.sb.path().join("walk.c");
-    let bin = t.sb.path().join("walk");
-    fs::write(&src, WALK_C).unwrap();
-    assert!(Command::new("cc")
-        .arg(&src)
-        .arg("-o")
-        .arg(&bin)
-        .status()
-        .unwrap()
-        .success());
+    let bin = compile_c_source(&t.sb, "walk", WALK_C);
     let out = t.same(bin.to_str().unwrap());
     assert!(out.contains("glob deps/pkg-1/lib/m0.js"), "{out}");
     assert!(out.contains("scandir package.json"), "{out}");

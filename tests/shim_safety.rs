@@ -122,23 +122,14 @@ fn a_miss_makes_no_syscall_beyond_the_one_it_replaces() {
         eprintln!("skipped: strace is not installed");
         return;
     }
-    let src = sb.path().join("loop.c");
-    fs::write(
-        &src,
+    let bin = compile_c_source(
+        &sb,
+        "loop",
         r#"#include <stdlib.h>
 #include <sys/stat.h>
 int main(int argc, char **argv) { struct stat st; int n = atoi(argv[2]);
 for (int i = 0; i < n; i++) stat(argv[1], &st); return 0; }"#,
-    )
-    .unwrap();
-    let bin = sb.path().join("loop");
-    assert!(Command::new("cc")
-        .arg(&src)
-        .arg("-o")
-        .arg(&bin)
-        .status()
-        .unwrap()
-        .success());
+    );
     let count = |path: &str, n: u32| -> u64 {
         let log = sb.path().join(format!("trace-{n}-{}", path.len()));
         let st = sb

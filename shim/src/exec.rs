@@ -473,6 +473,32 @@ pub extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_in
     execve(path, argv, current_environ())
 }
 
+/// Calls `f` with `dir/file` for each directory of `$PATH` (glibc's default
+/// when unset; an empty entry is `.`) until `f` returns true.
+fn for_each_on_path(file: &[u8], mut f: impl FnMut(*const c_char) -> bool) {
+    // SAFETY: NUL-terminated name.
+    let path_var = unsafe { libc::getenv(c"PATH".as_ptr()) };
+    let path_list: &[u8] = if path_var.is_null() {
+        b"/bin:/usr/bin"
+    } else {
+        // SAFETY: getenv returns a C string.
+        unsafe { CStr::from_ptr(path_var) }.to_bytes()
+    };
+    for dir in path_list.split(|&c| c == b':') {
+        let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+        if dir.len() + 1 + file.len() > PATH_MAX {
+            continue;
+        }
+        let mut cand = [0u8; PATH_MAX + 1];
+        cand[..dir.len()].copy_from_slice(dir);
+        cand[dir.len()] = b'/';
+        cand[dir.len() + 1..dir.len() + 1 + file.len()].copy_from_slice(file);
+        if f(cand.as_ptr() as *const c_char) {
+            return;
+        }
+    }
+}
+
 /// PATH search as glibc's execvpe does, running each candidate in the view.
 fn execvpe_impl(
     file: *const c_char,
@@ -490,31 +516,20 @@ fn execvpe_impl(
     if f.contains(&b'/') {
         return execve(file, argv, envp);
     }
-    // SAFETY: NUL-terminated name.
-    let path_var = unsafe { libc::getenv(c"PATH".as_ptr()) };
-    let path_list: &[u8] = if path_var.is_null() {
-        b"/bin:/usr/bin"
-    } else {
-        // SAFETY: getenv returns a C string.
-        unsafe { CStr::from_ptr(path_var) }.to_bytes()
-    };
     let mut saw_eacces = false;
-    for dir in path_list.split(|&c| c == b':') {
-        let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
-        let mut cand = [0u8; PATH_MAX + 1];
-        if dir.len() + 1 + f.len() > PATH_MAX {
-            continue;
-        }
-        cand[..dir.len()].copy_from_slice(dir);
-        cand[dir.len()] = b'/';
-        cand[dir.len() + 1..dir.len() + 1 + f.len()].copy_from_slice(f);
-        execve(cand.as_ptr() as *const c_char, argv, envp);
+    let mut stop = false;
+    for_each_on_path(f, |cand| {
+        execve(cand, argv, envp);
         // SAFETY: errno is thread-local.
         match unsafe { *libc::__errno_location() } {
             libc::EACCES => saw_eacces = true,
             libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
-            _ => return -1,
+            _ => stop = true,
         }
+        stop
+    });
+    if stop {
+        return -1;
     }
     fail(if saw_eacces {
         libc::EACCES
@@ -623,30 +638,21 @@ pub extern "C" fn posix_spawnp(
         return posix_spawn(pid, file, actions, attr, argv, envp);
     }
     // PATH search in the view: the first candidate that exists and is executable.
-    // SAFETY: NUL-terminated name.
-    let path_var = unsafe { libc::getenv(c"PATH".as_ptr()) };
-    let path_list: &[u8] = if path_var.is_null() {
-        b"/bin:/usr/bin"
-    } else {
-        // SAFETY: getenv returns a C string.
-        unsafe { CStr::from_ptr(path_var) }.to_bytes()
-    };
-    for dir in path_list.split(|&c| c == b':') {
-        let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
-        let mut cand = [0u8; PATH_MAX + 1];
-        if dir.len() + 1 + f.len() > PATH_MAX {
-            continue;
+    let mut spawned = None;
+    for_each_on_path(f, |c| {
+        if crate::stat::access(c, libc::X_OK) != 0 {
+            return false;
         }
-        cand[..dir.len()].copy_from_slice(dir);
-        cand[dir.len()] = b'/';
-        cand[dir.len() + 1..dir.len() + 1 + f.len()].copy_from_slice(f);
-        let c = cand.as_ptr() as *const c_char;
-        if crate::stat::access(c, libc::X_OK) == 0 {
-            let mut st: libc::stat = unsafe { core::mem::zeroed() };
-            if crate::stat::stat(c, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG {
-                return posix_spawn(pid, c, actions, attr, argv, envp);
-            }
+        // SAFETY: all-zero is a valid stat buffer.
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        if crate::stat::stat(c, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG {
+            spawned = Some(posix_spawn(pid, c, actions, attr, argv, envp));
+            return true;
         }
+        false
+    });
+    if let Some(r) = spawned {
+        return r;
     }
     libc::ENOENT
 }

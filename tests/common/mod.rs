@@ -272,6 +272,21 @@ pub fn has_cc() -> bool {
     Command::new("cc").arg("--version").output().is_ok()
 }
 
+/// Compiles C `source` into the sandbox as `name`.
+pub fn compile_c_source(sb: &Sandbox, name: &str, source: &str) -> PathBuf {
+    let src = sb.path().join(format!("{name}.c"));
+    fs::write(&src, source).unwrap();
+    let out = sb.path().join(name);
+    let st = Command::new("cc")
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success(), "compiling {}", src.display());
+    out
+}
+
 /// Compiles `tests/c/NAME.c` into the sandbox with extra flags.
 pub fn compile_c(sb: &Sandbox, name: &str, flags: &[&str]) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
