@@ -214,6 +214,9 @@ pub fn ingest(
                     ino,
                     hash: h.pending.hash,
                     target: h.target.clone(),
+                    uid: vrift_format::OWNER_INHERIT,
+                    gid: vrift_format::OWNER_INHERIT,
+                    atime_ns: 0,
                 };
                 txn.put(Layer::Phantom, &h.rel, &Record::Entry(entry))?;
                 txn.put_pending(&h.rel, &h.pending)?;

@@ -6,6 +6,7 @@
 pub mod applets;
 pub mod cas;
 pub mod cli;
+pub mod daemon;
 pub mod env_vars;
 pub mod fsck;
 pub mod gc;

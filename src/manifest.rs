@@ -78,10 +78,14 @@ pub struct Entry {
     pub size: u64,
     pub mtime_ns: i64,
     pub ino: u64,
-    /// Content (files); zero for symlinks.
+    /// Content (files); zero for symlinks and staged files.
     pub hash: ContentHash,
-    /// Link target (symlinks); empty for files.
+    /// Link target (symlinks); staging file name (staged files); else empty.
     pub target: Vec<u8>,
+    /// Owner; `OWNER_INHERIT` reports the project root's.
+    pub uid: u32,
+    pub gid: u32,
+    pub atime_ns: i64,
 }
 
 /// What a layer holds at a path.
@@ -104,6 +108,9 @@ impl Record {
                     mtime_ns: e.mtime_ns,
                     ino: e.ino,
                     hash: e.hash,
+                    uid: e.uid,
+                    gid: e.gid,
+                    atime_ns: e.atime_ns,
                 };
                 let mut v = header.encode().to_vec();
                 v.extend_from_slice(&e.target);
@@ -124,6 +131,9 @@ impl Record {
                 ino: header.ino,
                 hash: header.hash,
                 target: target.to_vec(),
+                uid: header.uid,
+                gid: header.gid,
+                atime_ns: header.atime_ns,
             }),
         })
     }
@@ -131,7 +141,9 @@ impl Record {
     /// The blob this record references, if any.
     pub fn blob(&self) -> Option<ContentHash> {
         match self {
-            Record::Entry(e) if e.kind == Kind::File => Some(e.hash),
+            Record::Entry(e) if e.kind == Kind::File && e.flags & vrift_format::FLAG_STAGED == 0 => {
+                Some(e.hash)
+            }
             _ => None,
         }
     }

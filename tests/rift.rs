@@ -35,6 +35,9 @@ fn file(txn: &vrift::manifest::WriteTxn<'_>, cas: &Cas, path: &str, content: &[u
         ino,
         hash,
         target: Vec::new(),
+        uid: vrift_format::OWNER_INHERIT,
+        gid: vrift_format::OWNER_INHERIT,
+        atime_ns: 0,
     };
     txn.put(Layer::Rift, path.as_bytes(), &Record::Entry(entry))
         .unwrap();
@@ -217,6 +220,9 @@ fn ls_marks_where_each_name_comes_from() {
             ino: txn.alloc_inos(1).unwrap(),
             hash: Default::default(),
             target: b"src/main.c".to_vec(),
+            uid: vrift_format::OWNER_INHERIT,
+            gid: vrift_format::OWNER_INHERIT,
+            atime_ns: 0,
         };
         txn.put(Layer::Rift, b"main-link", &Record::Entry(link))
             .unwrap();

@@ -11,7 +11,8 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::cell::UnsafeCell;
 
 use libc::{c_char, c_int, dirent, dirent64, DIR};
-use vrift_format::{Kind, RecordRef, DIR_OPAQUE};
+use vrift_format::table::Children;
+use vrift_format::{Kind, RecordRef, DIR_CREATED, DIR_OPAQUE};
 
 use crate::real::fail;
 use crate::resolve::{resolve, PathBuf, View};
@@ -27,10 +28,12 @@ struct Merge {
     /// Rift path of the directory.
     rel: [u8; REL_CAP],
     rel_len: usize,
-    /// Phase 1 (disk) done; next rift child index.
+    /// Phase 1 (disk) done; phase 2 walks the rift children (the table it
+    /// started on stays mapped even if a newer one supersedes it).
     disk_done: bool,
     opaque: bool,
-    next_child: usize,
+    children: Option<Children<'static>>,
+    served: i64,
     ent: dirent64,
 }
 
@@ -56,7 +59,8 @@ static TABLE: [Slot; SLOTS] = [const {
             rel_len: 0,
             disk_done: false,
             opaque: false,
-            next_child: 0,
+            children: None,
+            served: 0,
             // SAFETY: dirent64 is plain old data; zero is valid.
             ent: unsafe { core::mem::zeroed() },
         }),
@@ -99,9 +103,10 @@ fn register(dirp: *mut DIR, rel: &[u8], opaque: bool) {
             let m = unsafe { &mut *s.merge.get() };
             m.rel[..rel.len()].copy_from_slice(rel);
             m.rel_len = rel.len();
-            m.disk_done = opaque;
+            m.disk_done = false;
             m.opaque = opaque;
-            m.next_child = 0;
+            m.children = None;
+            m.served = 0;
             s.dirp.store(key, Ordering::Release);
             return;
         }
@@ -212,20 +217,33 @@ fn next_merged(
         let name = unsafe { CStr::from_ptr(name_ptr as *const c_char) }.to_bytes();
         if name != b"." && name != b".." && prefix + name.len() <= PATH_MAX {
             key[prefix..prefix + name.len()].copy_from_slice(name);
+            let child = &key[..prefix + name.len()];
             if rel_len == 0 && name == b".vrift" {
                 // vrift's state is passed through as is.
-            } else if table.lookup(&key[..prefix + name.len()]).is_some() {
+            } else if table.lookup(child).is_some() {
                 continue; // shadowed or hidden: the rift's view comes in phase 2
+            } else if m.opaque
+                && table
+                    .dir(child)
+                    .is_none_or(|d| d.flags & DIR_CREATED as u64 == 0)
+            {
+                // An opaque directory shows only what the rift made in it
+                // (its files in phase 2, the directories it created here).
+                continue;
             }
+        } else if m.opaque && name != b"." && name != b".." {
+            continue;
         }
         return Some(fill(&mut m.ent, name, dtype, ino, off));
     }
-    let dir = table.dir(&m.rel[..rel_len])?;
-    while m.next_child < dir.len() {
-        let i = m.next_child;
-        m.next_child += 1;
-        if let Some((name, RecordRef::Entry { header, .. })) = dir.child(i) {
-            let off = (1i64 << 62) + i as i64;
+    if m.children.is_none() {
+        m.children = Some(table.dir(&m.rel[..rel_len])?.children());
+    }
+    let children = m.children.as_mut()?;
+    for (name, rec) in children {
+        m.served += 1;
+        if let RecordRef::Entry { header, .. } = rec {
+            let off = (1i64 << 62) + m.served;
             return Some(fill(
                 &mut m.ent,
                 name,
@@ -283,8 +301,9 @@ pub extern "C" fn rewinddir(dirp: *mut DIR) {
     if let Some(slot) = find(dirp) {
         // SAFETY: the slot belongs to this stream.
         let m = unsafe { &mut *slot.merge.get() };
-        m.disk_done = m.opaque;
-        m.next_child = 0;
+        m.disk_done = false;
+        m.children = None;
+        m.served = 0;
     }
     call_real!(REWINDDIR(dirp) or ())
 }

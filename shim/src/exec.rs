@@ -423,6 +423,13 @@ fn exec_resolved(
         View::Pass | View::Disk { rewritten: false } => real(path, argv),
         View::Disk { rewritten: true } => real(buf.c_ptr(), argv),
         View::Error(e) => fail(e),
+        View::Entry { header, .. } if header.is_staged() => {
+            // Just written (a linker's output): sealed first, then run.
+            if crate::write::seal_for_exec(buf.rel()) != 0 {
+                return -1;
+            }
+            exec_resolved(path, argv, env)
+        }
         View::Entry { header, .. } => {
             if header.kind != Kind::File {
                 return fail(libc::ELOOP);
@@ -583,6 +590,13 @@ fn spawn_target(
         View::Pass | View::Disk { rewritten: false } => Ok((path, argv)),
         View::Disk { rewritten: true } => Ok((buf.c_ptr(), argv)),
         View::Error(e) => Err(e),
+        View::Entry { header, .. } if header.is_staged() => {
+            if crate::write::seal_for_exec(buf.rel()) != 0 {
+                // SAFETY: errno is thread-local.
+                return Err(unsafe { *libc::__errno_location() });
+            }
+            spawn_target(path, argv, buf, copy, line, args)
+        }
         View::Entry { header, .. } => {
             if header.kind != Kind::File || header.mode & 0o111 == 0 {
                 return Err(libc::EACCES);
@@ -684,8 +698,14 @@ fn dl_target(
     if !p.contains(&b'/') {
         return path; // a soname: searched by the loader
     }
-    match resolve(libc::AT_FDCWD, p, true, buf).0 {
-        View::Entry { header, .. } if header.kind == Kind::File => {
+    let mut view = resolve(libc::AT_FDCWD, p, true, buf).0;
+    if let View::Entry { header, .. } = &view {
+        if header.is_staged() && crate::write::seal_for_exec(buf.rel()) == 0 {
+            view = resolve(libc::AT_FDCWD, p, true, buf).0;
+        }
+    }
+    match view {
+        View::Entry { header, .. } if header.kind == Kind::File && !header.is_staged() => {
             if exec_copy(&header.hash, copy).is_some() {
                 copy.as_ptr() as *const c_char
             } else {

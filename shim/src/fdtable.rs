@@ -20,6 +20,11 @@ const UNUSED: u8 = 0;
 const ENTRY: u8 = 1;
 /// A directory fd whose absolute path is known.
 const DIR: u8 = 2;
+/// An fd on a staging file (a rift file being written): `fstat` takes size
+/// and times from the fd itself, the rest from the entry.
+const STAGED: u8 = 3;
+/// An O_TMPFILE fd in the domain; its path slot holds the staging name.
+const TMPFILE: u8 = 4;
 
 struct Slot {
     kind: AtomicU8,
@@ -27,6 +32,7 @@ struct Slot {
     size: AtomicU64,
     mtime_ns: AtomicI64,
     ino: AtomicU64,
+    owner: AtomicU64,
     path_len: AtomicUsize,
     path: [AtomicU8; PATH_CAP],
 }
@@ -38,6 +44,7 @@ static SLOTS: [Slot; MAX_FDS] = [const {
         size: AtomicU64::new(0),
         mtime_ns: AtomicI64::new(0),
         ino: AtomicU64::new(0),
+        owner: AtomicU64::new(0),
         path_len: AtomicUsize::new(0),
         path: [const { AtomicU8::new(0) }; PATH_CAP],
     }
@@ -50,6 +57,43 @@ fn slot(fd: i32) -> Option<&'static Slot> {
 /// Records that `fd` shows the rift entry `meta` at view path `path`.
 pub fn set(fd: i32, meta: &Meta, path: &[u8]) {
     store(fd, ENTRY, meta, path);
+}
+
+/// Records that `fd` is a staging file showing the entry `meta` at `path`.
+pub fn set_staged(fd: i32, meta: &Meta, path: &[u8]) {
+    store(fd, STAGED, meta, path);
+}
+
+/// Records an O_TMPFILE fd and its staging file's name (for `linkat`).
+pub fn set_tmpfile(fd: i32, meta: &Meta, name: &[u8]) {
+    store(fd, TMPFILE, meta, name);
+}
+
+/// Whether `fd` is an O_TMPFILE file made in the domain.
+pub fn is_tmpfile(fd: i32) -> bool {
+    slot(fd).is_some_and(|s| s.kind.load(Ordering::Acquire) == TMPFILE)
+}
+
+/// The staging name of an O_TMPFILE fd into `out`; its length (0: none).
+pub fn tmpfile_name(fd: i32, out: &mut [u8]) -> usize {
+    copy_path(fd, TMPFILE, out.as_mut_ptr(), out.len())
+}
+
+/// Whether `fd` is a staging file of a rift entry.
+pub fn is_staged(fd: i32) -> bool {
+    slot(fd).is_some_and(|s| {
+        let k = s.kind.load(Ordering::Acquire);
+        k == STAGED || k == TMPFILE
+    })
+}
+
+/// Updates the mode a tracked fd reports (after fchmod).
+pub fn set_mode(fd: i32, mode: u32) {
+    if let Some(s) = slot(fd) {
+        let old = s.mode.load(Ordering::Relaxed);
+        s.mode
+            .store((old & libc::S_IFMT) | (mode & 0o7777), Ordering::Relaxed);
+    }
 }
 
 /// Records that `fd` is the directory at absolute path `path` (if it fits).
@@ -68,6 +112,8 @@ fn store(fd: i32, kind: u8, meta: &Meta, path: &[u8]) {
     s.size.store(meta.size, Ordering::Relaxed);
     s.mtime_ns.store(meta.mtime_ns, Ordering::Relaxed);
     s.ino.store(meta.ino, Ordering::Relaxed);
+    s.owner
+        .store((meta.uid as u64) << 32 | meta.gid as u64, Ordering::Relaxed);
     let n = if path.len() <= PATH_CAP {
         path.len()
     } else {
@@ -80,23 +126,43 @@ fn store(fd: i32, kind: u8, meta: &Meta, path: &[u8]) {
     s.kind.store(kind, Ordering::Release);
 }
 
+/// What `fstat(fd)` must report, if `fd` shows a rift entry. For a staged
+/// fd, size and times come from the fd (the caller's real fstat).
 #[inline]
 pub fn get(fd: i32) -> Option<Meta> {
     let s = slot(fd)?;
-    if s.kind.load(Ordering::Acquire) != ENTRY {
+    let kind = s.kind.load(Ordering::Acquire);
+    if kind != ENTRY && kind != STAGED && kind != TMPFILE {
         return None;
     }
-    Some(Meta {
+    let owner = s.owner.load(Ordering::Relaxed);
+    let mut m = Meta {
         mode: s.mode.load(Ordering::Relaxed),
         size: s.size.load(Ordering::Relaxed),
         mtime_ns: s.mtime_ns.load(Ordering::Relaxed),
+        atime_ns: s.mtime_ns.load(Ordering::Relaxed),
         ino: s.ino.load(Ordering::Relaxed),
-    })
+        uid: (owner >> 32) as u32,
+        gid: owner as u32,
+    };
+    if kind == STAGED || kind == TMPFILE {
+        // SAFETY: all-zero is a valid stat; fstat on the caller's fd.
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        if unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) } == 0 {
+            m.absorb(&st);
+        }
+    }
+    Some(m)
 }
 
-/// The view path of a rift-entry fd into `out`; its length (0: unknown).
+/// The view path of a rift-entry fd (staged or not) into `out`; its length
+/// (0: unknown).
 pub fn path(fd: i32, out: &mut [u8]) -> usize {
-    copy_path(fd, ENTRY, out.as_mut_ptr(), out.len())
+    let n = copy_path(fd, ENTRY, out.as_mut_ptr(), out.len());
+    if n > 0 {
+        return n;
+    }
+    copy_path(fd, STAGED, out.as_mut_ptr(), out.len())
 }
 
 /// The absolute path of a directory fd into raw memory of `cap` bytes;
@@ -156,6 +222,15 @@ pub fn copy(old: i32, new: i32) {
     }
     let mut p = [0u8; PATH_CAP];
     let n = copy_path(old, kind, p.as_mut_ptr(), PATH_CAP);
-    let meta = get(old).unwrap_or_default();
+    let owner = from.owner.load(Ordering::Relaxed);
+    let meta = Meta {
+        mode: from.mode.load(Ordering::Relaxed),
+        size: from.size.load(Ordering::Relaxed),
+        mtime_ns: from.mtime_ns.load(Ordering::Relaxed),
+        atime_ns: 0,
+        ino: from.ino.load(Ordering::Relaxed),
+        uid: (owner >> 32) as u32,
+        gid: owner as u32,
+    };
     store(new, kind, &meta, &p[..n]);
 }

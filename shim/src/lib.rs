@@ -17,6 +17,7 @@
 // `call_real!` forwards those same arguments to the real function.
 #![allow(clippy::macro_metavars_in_unsafe)]
 
+pub mod client;
 pub mod cwd;
 pub mod dir;
 pub mod exec;
@@ -32,6 +33,7 @@ pub mod state;
 pub mod sys;
 pub mod syscall;
 pub mod walk;
+pub mod write;
 pub mod xattr;
 
 /// The shim's version, for `vrift doctor` and the daemon to check which
@@ -57,6 +59,7 @@ extern "C" fn init() {
     state::init(is_vrift);
     if !is_vrift {
         exec::capture_env();
+        write::init_umask();
     }
     // SAFETY: registering a plain function; no allocation on this path.
     unsafe { libc::pthread_atfork(None, None, Some(cwd::after_fork_in_child)) };

@@ -1,15 +1,16 @@
-//! The open family (read side): a rift file opens its blob read-only and the
-//! fd is tracked so `fstat` reports the view. Writes inside the domain are
-//! refused with EROFS and one line on stderr until the write side exists:
-//! never silently written to a blob or to the disk.
+//! The open family: a rift file opens its blob (or, while it is being
+//! written, its staging file) read-only and the fd is tracked so `fstat`
+//! reports the view. Opening for writing inside the domain goes to the
+//! daemon (`write::open_write`), which hands back an fd on a staging file:
+//! never a blob or a disk file.
 
 use core::ffi::CStr;
 
 use libc::{c_char, c_int, c_uint, FILE};
-use vrift_format::Kind;
+use vrift_format::{Kind, RecordHeader};
 
 use crate::real::fail;
-use crate::resolve::{blob_path, resolve, PathBuf, View};
+use crate::resolve::{blob_path, resolve, staging_path, PathBuf, View};
 use crate::statbuf::Meta;
 use crate::state::PATH_MAX;
 use crate::{call_real, fdtable, sys};
@@ -26,12 +27,20 @@ fn writes(flags: c_int) -> bool {
         || flags & libc::O_TMPFILE == libc::O_TMPFILE
 }
 
-fn refuse_write(path: &[u8]) -> c_int {
-    sys::complain(&[
-        b"vrift: writing inside the rift is not supported yet (read-only view): ",
-        path,
-    ]);
-    fail(libc::EROFS)
+/// Opens `buf` for writing through the daemon; a special file (fifo,
+/// device) is opened by libc.
+fn write_open(
+    buf: &mut PathBuf,
+    which: c_int,
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    mode: c_uint,
+) -> c_int {
+    match crate::write::open_write(buf, flags, mode) {
+        Ok(fd) => fd,
+        Err(()) => real_open(which, dirfd, path, flags, mode),
+    }
 }
 
 fn real_open(which: c_int, dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
@@ -51,15 +60,18 @@ fn real_open(which: c_int, dirfd: c_int, path: *const c_char, flags: c_int, mode
     }
 }
 
-/// Opens the blob behind a rift file with the caller's non-access flags.
-fn open_entry(
-    meta: &Meta,
-    hash: &vrift_format::ContentHash,
-    flags: c_int,
-    view_path: &[u8],
-) -> c_int {
-    let mut blob = [0u8; PATH_MAX + 1];
-    if blob_path(hash, &mut blob).is_none() {
+/// Opens the content behind a rift file (its blob, or its staging file
+/// while it is being written) with the caller's non-access flags.
+fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u8]) -> c_int {
+    let meta = Meta::of(header, target);
+    let mut path = [0u8; PATH_MAX + 1];
+    let staged = header.is_staged();
+    let ok = if staged {
+        staging_path(target, &mut path).is_some()
+    } else {
+        blob_path(&header.hash, &mut path).is_some()
+    };
+    if !ok {
         return fail(libc::ENAMETOOLONG);
     }
     let keep = flags
@@ -68,12 +80,23 @@ fn open_entry(
             | libc::O_NOCTTY
             | libc::O_NOATIME
             | libc::O_LARGEFILE);
-    let fd = call_real!(OPENAT(libc::AT_FDCWD, blob.as_ptr() as *const c_char, libc::O_RDONLY | keep, 0)
-        or sys::openat_raw(libc::AT_FDCWD, blob.as_ptr() as *const c_char, libc::O_RDONLY | keep, 0));
+    let fd = call_real!(OPENAT(libc::AT_FDCWD, path.as_ptr() as *const c_char, libc::O_RDONLY | keep, 0)
+        or sys::openat_raw(libc::AT_FDCWD, path.as_ptr() as *const c_char, libc::O_RDONLY | keep, 0));
     if fd < 0 {
         // SAFETY: errno is thread-local.
         let e = unsafe { *libc::__errno_location() };
-        if e == libc::ENOENT {
+        if e == libc::ENOENT && staged {
+            // Sealed meanwhile: the table now names its blob.
+            let mut buf = PathBuf::new();
+            if let (View::Entry { header, target }, _) =
+                resolve(libc::AT_FDCWD, view_path, false, &mut buf)
+            {
+                if !header.is_staged() {
+                    return open_entry(&header, target, flags, view_path);
+                }
+            }
+        }
+        if e == libc::ENOENT && !staged {
             sys::complain(&[
                 b"vrift: a blob is missing from the store (run `vrift fsck`) for ",
                 view_path,
@@ -82,7 +105,11 @@ fn open_entry(
         }
         return -1;
     }
-    fdtable::set(fd, meta, view_path);
+    if staged {
+        fdtable::set_staged(fd, &meta, view_path);
+    } else {
+        fdtable::set(fd, &meta, view_path);
+    }
     fd
 }
 
@@ -123,7 +150,7 @@ pub extern "C" fn vrift_openat(
         }
         View::Disk { rewritten } => {
             if writes(flags) {
-                return refuse_write(buf.abs());
+                return write_open(&mut buf, which, dirfd, path, flags, mode);
             }
             let fd = if rewritten {
                 let c = buf.c_ptr();
@@ -137,12 +164,7 @@ pub extern "C" fn vrift_openat(
                     crate::resolve::physical_fallback(&buf, follow, &mut view)
                 {
                     if header.kind == Kind::File && flags & libc::O_DIRECTORY == 0 {
-                        return open_entry(
-                            &Meta::of(&header, target),
-                            &header.hash,
-                            flags,
-                            view.abs(),
-                        );
+                        return open_entry(&header, target, flags, view.abs());
                     }
                 }
             }
@@ -150,8 +172,8 @@ pub extern "C" fn vrift_openat(
             fd
         }
         View::Error(e) => {
-            if e == libc::ENOENT && flags & libc::O_CREAT != 0 {
-                return refuse_write(buf.abs());
+            if (e == libc::ENOENT && flags & libc::O_CREAT != 0) || (e == libc::ENOENT && writes(flags) && flags & libc::O_TMPFILE == libc::O_TMPFILE) {
+                return write_open(&mut buf, which, dirfd, path, flags, mode);
             }
             fail(e)
         }
@@ -159,13 +181,13 @@ pub extern "C" fn vrift_openat(
             if flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0 {
                 return fail(libc::EEXIST);
             }
-            if writes(flags) {
-                return refuse_write(buf.abs());
+            if writes(flags) && header.kind == Kind::File {
+                return write_open(&mut buf, which, dirfd, path, flags, mode);
             }
             match header.kind {
                 Kind::Symlink => fail(libc::ELOOP), // only reached with O_NOFOLLOW
                 _ if flags & libc::O_DIRECTORY != 0 => fail(libc::ENOTDIR),
-                _ => open_entry(&Meta::of(&header, target), &header.hash, flags, buf.abs()),
+                _ => open_entry(&header, target, flags, buf.abs()),
             }
         }
     }
@@ -182,8 +204,9 @@ fn mode_writes(mode: &[u8]) -> bool {
 fn stream_open(
     path: *const c_char,
     mode: *const c_char,
-    real: impl Fn(*const c_char) -> *mut FILE,
+    real_mode: impl Fn(*const c_char, *const c_char) -> *mut FILE,
 ) -> *mut FILE {
+    let real = |p: *const c_char| real_mode(p, mode);
     if path.is_null() || mode.is_null() {
         return real(path);
     }
@@ -195,17 +218,44 @@ fn stream_open(
         )
     };
     let mut buf = PathBuf::new();
-    let (view, _) = resolve(libc::AT_FDCWD, p, true, &mut buf);
+    let (view, table) = resolve(libc::AT_FDCWD, p, true, &mut buf);
     let writes = mode_writes(m);
+    let in_domain = table.is_some();
     match view {
         View::Pass => real(path),
-        View::Disk { .. } | View::Entry { .. } if writes => {
-            refuse_write(buf.abs());
-            core::ptr::null_mut()
-        }
-        View::Error(libc::ENOENT) if writes => {
-            refuse_write(buf.abs());
-            core::ptr::null_mut()
+        View::Disk { .. } | View::Entry { .. } | View::Error(libc::ENOENT) | View::Error(libc::ENOTDIR)
+            if writes && in_domain =>
+        {
+            let fd = match crate::write::open_write(&buf, fopen_flags(m), 0o666) {
+                Ok(fd) => fd,
+                Err(()) => return real(path), // a fifo or device
+            };
+            if fd < 0 {
+                return core::ptr::null_mut();
+            }
+            // The stream is opened on the fd the daemon handed over, by its
+            // /proc name, with the caller's mode (truncation already done).
+            let mut proc_path = [0u8; 32];
+            let n = proc_fd_path(fd, &mut proc_path);
+            // The name exists now: "x" would fail on it.
+            let mut m2 = [0u8; 16];
+            let mut k = 0;
+            for &c in m.iter().filter(|&&c| c != b'x').take(15) {
+                m2[k] = c;
+                k += 1;
+            }
+            let f = real_mode(proc_path[..=n].as_ptr() as *const c_char, m2.as_ptr() as *const c_char);
+            if f.is_null() {
+                fdtable::clear(fd);
+                sys::close_raw(fd);
+                return f;
+            }
+            // SAFETY: a stream libc just opened.
+            let new_fd = unsafe { libc::fileno(f) };
+            fdtable::copy(fd, new_fd);
+            fdtable::clear(fd);
+            sys::close_raw(fd);
+            f
         }
         View::Error(e) => {
             fail(e);
@@ -219,14 +269,19 @@ fn stream_open(
                 return core::ptr::null_mut();
             }
             let mut blob = [0u8; PATH_MAX + 1];
-            if blob_path(&header.hash, &mut blob).is_none() {
+            let ok = if header.is_staged() {
+                staging_path(target, &mut blob).is_some()
+            } else {
+                blob_path(&header.hash, &mut blob).is_some()
+            };
+            if !ok {
                 fail(libc::ENAMETOOLONG);
                 return core::ptr::null_mut();
             }
             let f = real(blob.as_ptr() as *const c_char);
             if f.is_null() {
                 // SAFETY: errno is thread-local.
-                if unsafe { *libc::__errno_location() } == libc::ENOENT {
+                if unsafe { *libc::__errno_location() } == libc::ENOENT && !header.is_staged() {
                     sys::complain(&[
                         b"vrift: a blob is missing from the store (run `vrift fsck`) for ",
                         buf.abs(),
@@ -237,10 +292,54 @@ fn stream_open(
             }
             // SAFETY: a stream libc just opened.
             let fd = unsafe { libc::fileno(f) };
-            fdtable::set(fd, &Meta::of(&header, target), buf.abs());
+            if header.is_staged() {
+                fdtable::set_staged(fd, &Meta::of(&header, target), buf.abs());
+            } else {
+                fdtable::set(fd, &Meta::of(&header, target), buf.abs());
+            }
             f
         }
     }
+}
+
+/// open(2) flags of an fopen mode string.
+fn fopen_flags(mode: &[u8]) -> c_int {
+    let plus = mode.contains(&b'+');
+    let mut flags = match mode.first() {
+        Some(b'w') => libc::O_CREAT | libc::O_TRUNC | if plus { libc::O_RDWR } else { libc::O_WRONLY },
+        Some(b'a') => libc::O_CREAT | libc::O_APPEND | if plus { libc::O_RDWR } else { libc::O_WRONLY },
+        _ => if plus { libc::O_RDWR } else { libc::O_RDONLY },
+    };
+    if mode.contains(&b'x') {
+        flags |= libc::O_EXCL;
+    }
+    if mode.contains(&b'e') {
+        flags |= libc::O_CLOEXEC;
+    }
+    flags
+}
+
+/// `/proc/self/fd/N` (NUL-terminated) into `out`; returns its length.
+fn proc_fd_path(fd: c_int, out: &mut [u8; 32]) -> usize {
+    let prefix = b"/proc/self/fd/";
+    out[..prefix.len()].copy_from_slice(prefix);
+    let mut digits = [0u8; 12];
+    let mut n = 0;
+    let mut v = fd.max(0) as u32;
+    loop {
+        digits[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for i in 0..n {
+        out[prefix.len() + i] = digits[n - 1 - i];
+    }
+    let len = prefix.len() + n;
+    out[len] = 0;
+    len
 }
 
 #[no_mangle]
@@ -248,7 +347,7 @@ pub extern "C" fn fopen(path: *const c_char, mode: *const c_char) -> *mut FILE {
     stream_open(
         path,
         mode,
-        |p| call_real!(FOPEN(p, mode) or core::ptr::null_mut()),
+        |p, m| call_real!(FOPEN(p, m) or core::ptr::null_mut()),
     )
 }
 
@@ -257,7 +356,7 @@ pub extern "C" fn fopen64(path: *const c_char, mode: *const c_char) -> *mut FILE
     stream_open(
         path,
         mode,
-        |p| call_real!(FOPEN64(p, mode) or core::ptr::null_mut()),
+        |p, m| call_real!(FOPEN64(p, m) or core::ptr::null_mut()),
     )
 }
 
@@ -292,7 +391,7 @@ pub extern "C" fn freopen(
     stream_open(
         path,
         mode,
-        |p| call_real!(FREOPEN(p, mode, stream) or core::ptr::null_mut()),
+        |p, m| call_real!(FREOPEN(p, m, stream) or core::ptr::null_mut()),
     )
 }
 
@@ -305,7 +404,7 @@ pub extern "C" fn freopen64(
     stream_open(
         path,
         mode,
-        |p| call_real!(FREOPEN64(p, mode, stream) or core::ptr::null_mut()),
+        |p, m| call_real!(FREOPEN64(p, m, stream) or core::ptr::null_mut()),
     )
 }
 

@@ -304,6 +304,25 @@ fn substitute<'t>(
     }
 }
 
+/// Builds the path of the staging file `name` (`<cas>/staging/<name>`,
+/// NUL-terminated) into `out`; returns its length.
+pub fn staging_path(name: &[u8], out: &mut [u8; PATH_MAX + 1]) -> Option<usize> {
+    let table = state::table()?;
+    let cas = table.cas_root();
+    let dir = vrift_format::STAGING_DIR.as_bytes();
+    let total = cas.len() + 1 + dir.len() + 1 + name.len();
+    if total > PATH_MAX || name.is_empty() || name.contains(&b'/') {
+        return None;
+    }
+    let mut n = 0;
+    for part in [cas, b"/", dir, b"/", name] {
+        out[n..n + part.len()].copy_from_slice(part);
+        n += part.len();
+    }
+    out[n] = 0;
+    Some(n)
+}
+
 /// Builds the blob path of `hash` into `out`; returns its length.
 pub fn blob_path(hash: &vrift_format::ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> {
     let table = state::table()?;

@@ -1,5 +1,6 @@
 //! The command-line interface: clap types here, one module per command.
 
+mod daemon;
 mod gc;
 mod inception;
 mod ingest;
@@ -99,6 +100,9 @@ pub enum Command {
     /// Run a command in the project's inception: it sees the view through the shim.
     ///
     /// The exit status is the command's own.
+    /// The project's daemon: the only writer of its rift (started on demand).
+    #[command(subcommand)]
+    Daemon(DaemonCommand),
     Run {
         /// The command and its arguments (put `--` before options meant for it).
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -205,6 +209,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Allow { dir } => init::allow(dir),
         Command::Deny { dir } => init::deny(dir),
         Command::Run { cmd } => run::run(cmd),
+        Command::Daemon(cmd) => daemon::daemon(cmd),
         Command::Inception { dir, shell } => inception::inception(dir, shell),
         Command::Wake { shell } => inception::wake(shell),
         Command::Hook { shell } => inception::hook(shell),
@@ -215,6 +220,18 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
             Ok(Outcome::Ok)
         }
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DaemonCommand {
+    /// Start the daemon in the background (if it is not running) and wait until it answers.
+    Start,
+    /// Show whether the daemon runs, and what it holds.
+    Status,
+    /// Stop the daemon after committing everything it holds.
+    Stop,
+    /// Run the daemon in the foreground (what `start` runs).
+    Run,
 }
 
 /// The project a command acts on: the one containing the current directory.
@@ -232,9 +249,15 @@ fn open_manifest(
     crate::manifest::Manifest,
 )> {
     let cas = project.cas()?;
+    // The daemon holds the manifest while it runs: it commits and exits first.
+    crate::daemon::client::stop(project)?;
     let lock = project.lock()?;
     let manifest = project.manifest()?;
-    if crate::ingest::recover(project, &cas, &manifest)? {
+    let replayed = crate::daemon::journal::replay(
+        &crate::daemon::rift::journal_path(project),
+        &manifest,
+    )?;
+    if crate::ingest::recover(project, &cas, &manifest)? || replayed > 0 {
         crate::table::publish(project, &cas, &manifest)?;
     }
     Ok((lock, cas, manifest))

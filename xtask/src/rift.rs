@@ -53,6 +53,9 @@ pub fn apply(root: &Path, store: &Path, changes: &[Change<'_>]) -> Result<()> {
                     ino: first_ino + i as u64,
                     hash: cas.put_bytes(content)?,
                     target: Vec::new(),
+                    uid: vrift_format::OWNER_INHERIT,
+                    gid: vrift_format::OWNER_INHERIT,
+                    atime_ns: 0,
                 };
                 txn.put(Layer::Rift, path.as_bytes(), &Record::Entry(entry))?;
             }

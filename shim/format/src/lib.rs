@@ -19,10 +19,11 @@
 #![no_std]
 
 pub mod pathnorm;
+pub mod proto;
 pub mod table;
 
 /// Version of the manifest schema and of the record encoding below.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// First synthetic inode number handed to rift entries.
 pub const SYNTHETIC_INO_BASE: u64 = 1 << 60;
@@ -137,23 +138,36 @@ pub const FLAG_PHANTOM: u8 = 1;
 /// replaced a directory by a file or symlink), so it hides that subtree.
 /// Set by whoever writes such a record; the table counts these as hiding.
 pub const FLAG_HIDES_DIR: u8 = 2;
+/// Record flag: the file is being written. Its content (and size and times)
+/// is the staging file `<cas>/staging/<target>`, not a blob; the daemon
+/// seals it into the CAS once no process has it open for writing.
+pub const FLAG_STAGED: u8 = 4;
+
+/// Owner value meaning "the project root's owner" (what ingest records).
+pub const OWNER_INHERIT: u32 = u32::MAX;
+
+/// Name of the staging directory below the CAS root.
+pub const STAGING_DIR: &str = "staging";
 
 /// Encoded size of a file or symlink record without its symlink target.
-pub const RECORD_HEADER_LEN: usize = 64;
+pub const RECORD_HEADER_LEN: usize = 80;
 
 /// Longest symlink target a record may carry (Linux `PATH_MAX`).
 pub const MAX_SYMLINK_TARGET: usize = 4096;
 
 /// The fixed part of a file or symlink record.
 ///
-/// Encoding (little endian), 64 bytes followed by the symlink target:
+/// Encoding (little endian), 80 bytes followed by the symlink target (or,
+/// for a staged file, the staging file's name):
 ///
 /// ```text
 ///  0  kind u8        1  flags u8       2..4 reserved (zero)
 ///  4  mode u32 (permission bits and file-type bits as in st_mode)
 ///  8  size u64       16 mtime_ns i64   24 ino u64
-/// 32  hash [u8; 32] (zero for symlinks)
-/// 64  symlink target bytes (symlinks only)
+/// 32  hash [u8; 32] (zero for symlinks and staged files)
+/// 64  uid u32        68 gid u32 (OWNER_INHERIT: the project root's)
+/// 72  atime_ns i64
+/// 80  symlink target bytes (symlinks) / staging name (staged files)
 /// ```
 ///
 /// A whiteout is encoded as the single byte `3`.
@@ -166,6 +180,9 @@ pub struct RecordHeader {
     pub mtime_ns: i64,
     pub ino: u64,
     pub hash: ContentHash,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime_ns: i64,
 }
 
 /// A decoded record borrowing its symlink target from the encoded bytes.
@@ -208,7 +225,15 @@ impl RecordHeader {
         b[16..24].copy_from_slice(&self.mtime_ns.to_le_bytes());
         b[24..32].copy_from_slice(&self.ino.to_le_bytes());
         b[32..64].copy_from_slice(&self.hash.0);
+        b[64..68].copy_from_slice(&self.uid.to_le_bytes());
+        b[68..72].copy_from_slice(&self.gid.to_le_bytes());
+        b[72..80].copy_from_slice(&self.atime_ns.to_le_bytes());
         b
+    }
+
+    /// Whether the content is a staging file still being written.
+    pub fn is_staged(&self) -> bool {
+        self.kind == Kind::File && self.flags & FLAG_STAGED != 0
     }
 }
 
@@ -242,6 +267,9 @@ pub fn decode_record(bytes: &[u8]) -> Result<RecordRef<'_>, DecodeError> {
         mtime_ns: u64_at(16) as i64,
         ino: u64_at(24),
         hash: ContentHash(hash),
+        uid: u32_at(64),
+        gid: u32_at(68),
+        atime_ns: u64_at(72) as i64,
     };
     Ok(RecordRef::Entry {
         header,
@@ -300,6 +328,9 @@ mod tests {
             mtime_ns: -3,
             ino: SYNTHETIC_INO_BASE + 9,
             hash: ContentHash::default(),
+            uid: 7,
+            gid: OWNER_INHERIT,
+            atime_ns: 11,
         };
         let mut buf = [0u8; RECORD_HEADER_LEN + 5];
         buf[..RECORD_HEADER_LEN].copy_from_slice(&header.encode());

@@ -26,11 +26,16 @@
 //!      hiding entries, opaque directories), two bits per path taken from
 //!      its `path_hash`; lets the shim test every prefix of a path in the
 //!      same pass that hashes it
+//!  136 socket_off u64: the daemon's socket path (a string in the arena)
+//!  144 exe_off u64: the vrift binary that starts the daemon (a string)
 //! path slots: slot_count × { hash u64, key_off u64, rec_off u64 }
 //! dir slots:  dir_slot_count × { hash u64, key_off u64, list_off u64, flags u64 }
 //! arena:      strings  { len u32, bytes }    (keys, roots)
 //!             records  { len u32, record }   (see `decode_record`)
-//!             lists    { count u32, count × path-slot index u32 }
+//!             lists    chunks { count u32, pad u32, prev u64,
+//!                               count × path-slot index u32 }
+//!                      chained newest first through `prev` (0 ends);
+//!                      a writer adds children by publishing a new chunk
 //! ```
 //!
 //! # Invariants
@@ -43,7 +48,9 @@
 //!    or list first, then publishes it with one atomic 8-byte store of the
 //!    offset (release); a new slot is published by storing its hash last.
 //!    Readers load those fields atomically (acquire), so they see either the
-//!    old or the new value, both complete. No seqlock is needed.
+//!    old or the new value, both complete. No seqlock is needed. A path
+//!    slot whose record offset is 0 is a tombstone: the rift no longer
+//!    holds anything there (the disk decides).
 //! 3. When a table is full it is replaced, never grown in place: the writer
 //!    publishes a new file by `rename` and then sets `FLAG_SUPERSEDED` in the
 //!    old one. A reader that sees the flag maps the new file; until it does,
@@ -56,7 +63,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::{decode_record, RecordRef};
 
 pub const TABLE_MAGIC: [u8; 8] = *b"VRIFTHT1";
-pub const TABLE_VERSION: u32 = 2;
+pub const TABLE_VERSION: u32 = 3;
 pub const HEADER_LEN: usize = 192;
 pub const PATH_SLOT_LEN: usize = 24;
 pub const DIR_SLOT_LEN: usize = 32;
@@ -87,7 +94,12 @@ pub mod field {
     pub const SYMLINKS: usize = 112;
     pub const BLOOM_OFF: usize = 120;
     pub const BLOOM_WORDS: usize = 128;
+    pub const SOCKET_OFF: usize = 136;
+    pub const EXE_OFF: usize = 144;
 }
+
+/// Length of a list chunk's header (count, pad, prev).
+pub const LIST_CHUNK_HEADER: usize = 16;
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -157,6 +169,8 @@ pub struct Dir<'a> {
     /// Offset of the child list (0: none).
     list_off: usize,
     pub flags: u64,
+    /// Index of the directory slot (the daemon updates it in place).
+    pub slot: u32,
 }
 
 fn read_u32(b: &[u8], off: usize) -> Option<u32> {
@@ -226,7 +240,8 @@ impl<'a> Table<'a> {
         let (a, b) = bloom_bits(hash, self.bloom_words);
         let word = |bit: u64| {
             let off = self.bloom_off + (bit / 64) as usize * 8;
-            read_u64(self.bytes, off).unwrap_or(u64::MAX) >> (bit % 64) & 1 == 1
+            // The daemon sets bits in place: load atomically (bounds checked in `new`).
+            self.atomic_u64(off) >> (bit % 64) & 1 == 1
         };
         word(a) && word(b)
     }
@@ -280,13 +295,35 @@ impl<'a> Table<'a> {
     /// Whether any record may hide a physical subtree.
     #[inline]
     pub fn may_hide(&self) -> bool {
-        read_u64(self.bytes, field::HIDING).unwrap_or(0) != 0
+        self.atomic_u64(field::HIDING) != 0
     }
 
     /// Whether any record is a symlink (intermediate components need resolving).
     #[inline]
     pub fn has_symlinks(&self) -> bool {
-        read_u64(self.bytes, field::SYMLINKS).unwrap_or(0) != 0
+        self.atomic_u64(field::SYMLINKS) != 0
+    }
+
+    /// The daemon's socket path (empty if the writer recorded none).
+    pub fn socket_path(&self) -> &'a [u8] {
+        self.string_at(read_u64(self.bytes, field::SOCKET_OFF).unwrap_or(0) as usize)
+            .unwrap_or(&[])
+    }
+
+    /// The vrift binary that starts the daemon.
+    pub fn exe_path(&self) -> &'a [u8] {
+        self.string_at(read_u64(self.bytes, field::EXE_OFF).unwrap_or(0) as usize)
+            .unwrap_or(&[])
+    }
+
+    /// The raw bytes (the daemon's writer reads its own mapping through this).
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Number of path slots.
+    pub fn slot_count(&self) -> u32 {
+        (self.slot_mask + 1) as u32
     }
 
     /// The canonical project root this table describes.
@@ -301,7 +338,7 @@ impl<'a> Table<'a> {
             .unwrap_or(&[])
     }
 
-    fn string_at(&self, off: usize) -> Option<&'a [u8]> {
+    pub fn string_at(&self, off: usize) -> Option<&'a [u8]> {
         if off == 0 {
             return None;
         }
@@ -375,6 +412,7 @@ impl<'a> Table<'a> {
                     table: *self,
                     list_off: self.atomic_u64(base + 16) as usize,
                     flags: self.atomic_u64(base + 24),
+                    slot: i as u32,
                 });
             }
             i = (i + 1) & self.dir_slot_mask;
@@ -384,32 +422,119 @@ impl<'a> Table<'a> {
 }
 
 impl<'a> Dir<'a> {
-    /// Number of rift children (records, whiteouts included).
-    pub fn len(&self) -> usize {
-        if self.list_off == 0 {
-            return 0;
-        }
-        let count = read_u32(self.table.bytes, self.list_off).unwrap_or(0) as usize;
-        // A damaged count must not make callers loop past the mapping.
-        let room = self.table.bytes.len().saturating_sub(self.list_off + 4) / 4;
-        count.min(room)
+    /// Offset of the newest list chunk (0: no children).
+    pub fn list_off(&self) -> usize {
+        self.list_off
     }
 
+    /// Whether the rift lists nothing here.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.children().next().is_none()
     }
 
-    /// Child `i`: its name (last path component) and record.
-    pub fn child(&self, i: usize) -> Option<(&'a [u8], RecordRef<'a>)> {
-        if i >= self.len() {
-            return None;
+    /// The rift children, newest chunk first: (name, record) per path slot
+    /// that holds a record (tombstones are skipped). Whiteouts are included.
+    pub fn children(&self) -> Children<'a> {
+        Children {
+            table: self.table,
+            chunk: self.list_off,
+            i: 0,
+            count: 0,
+            hops: 0,
         }
-        let index = read_u32(self.table.bytes, self.list_off + 4 + 4 * i)?;
-        let (key, rec) = self.table.slot(index)?;
-        let name = match key.iter().rposition(|&c| c == b'/') {
-            Some(p) => &key[p + 1..],
-            None => key,
+    }
+
+    /// The path-slot index of every child (tombstones included), for writers.
+    pub fn child_slots(&self) -> ChildSlots<'a> {
+        ChildSlots {
+            table: self.table,
+            chunk: self.list_off,
+            i: 0,
+            count: 0,
+            hops: 0,
+        }
+    }
+}
+
+/// Walks the chunks of a child list, bounds-checked: a damaged or cyclic
+/// chain ends the walk instead of looping past the mapping.
+pub struct ChildSlots<'a> {
+    table: Table<'a>,
+    chunk: usize,
+    i: usize,
+    count: usize,
+    hops: usize,
+}
+
+impl Iterator for ChildSlots<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        loop {
+            if self.chunk == 0 {
+                return None;
+            }
+            let bytes = self.table.bytes;
+            if self.i == 0 && self.count == 0 {
+                let count = read_u32(bytes, self.chunk)? as usize;
+                let room = bytes.len().saturating_sub(self.chunk + LIST_CHUNK_HEADER) / 4;
+                self.count = count.min(room);
+            }
+            if self.i < self.count {
+                let idx = read_u32(bytes, self.chunk + LIST_CHUNK_HEADER + 4 * self.i)?;
+                self.i += 1;
+                return Some(idx);
+            }
+            let prev = read_u64(bytes, self.chunk + 8)? as usize;
+            self.hops += 1;
+            // Chunks are appended, so a valid chain only goes backwards.
+            if prev >= self.chunk || self.hops > 1 << 24 {
+                self.chunk = 0;
+                return None;
+            }
+            self.chunk = prev;
+            self.i = 0;
+            self.count = 0;
+        }
+    }
+}
+
+/// Children with their names and records (see [`Dir::children`]).
+pub struct Children<'a> {
+    table: Table<'a>,
+    chunk: usize,
+    i: usize,
+    count: usize,
+    hops: usize,
+}
+
+impl<'a> Iterator for Children<'a> {
+    type Item = (&'a [u8], RecordRef<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut slots = ChildSlots {
+            table: self.table,
+            chunk: self.chunk,
+            i: self.i,
+            count: self.count,
+            hops: self.hops,
         };
-        Some((name, rec))
+        let out = loop {
+            let Some(index) = slots.next() else {
+                break None;
+            };
+            if let Some((key, rec)) = self.table.slot(index) {
+                let name = match key.iter().rposition(|&c| c == b'/') {
+                    Some(p) => &key[p + 1..],
+                    None => key,
+                };
+                break Some((name, rec));
+            }
+        };
+        self.chunk = slots.chunk;
+        self.i = slots.i;
+        self.count = slots.count;
+        self.hops = slots.hops;
+        out
     }
 }

@@ -1,0 +1,326 @@
+//! The shim's client of the project daemon: one connection per request
+//! (nothing shared between threads, nothing to repair after fork or vfork),
+//! frames built on the stack, the answer's fd received with
+//! `MSG_CMSG_CLOEXEC`. If no daemon answers, it is started with the vrift
+//! binary the hot table names, and the request is retried.
+//!
+//! Only the write side calls this: lookups never talk to the daemon.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use libc::{c_char, c_int};
+use vrift_format::proto::{decode_reply, encode_request, frame_len, Op, Request, MAX_FRAME};
+
+use crate::state::{self, PATH_MAX};
+use crate::{call_real, sys};
+
+/// The daemon's answer (data copied out of the frame).
+pub struct Answer {
+    pub errno: i32,
+    pub a: u64,
+    pub b: u64,
+    pub data: [u8; 256],
+    pub data_len: usize,
+    /// A received fd (close-on-exec), or -1.
+    pub fd: c_int,
+}
+
+impl Answer {
+    pub fn data(&self) -> &[u8] {
+        &self.data[..self.data_len]
+    }
+}
+
+/// Set once a start was attempted in this process (one message is enough).
+static COMPLAINED: AtomicBool = AtomicBool::new(false);
+
+fn errno() -> i32 {
+    // SAFETY: errno is thread-local.
+    unsafe { *libc::__errno_location() }
+}
+
+/// A socket fd never 0–2 (a process that closed its stdio must not have our
+/// socket land there) and close-on-exec.
+fn connect(path: &[u8]) -> Result<c_int, i32> {
+    // SAFETY: plain syscalls on our own fd.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(errno());
+        }
+        let fd = if fd < 3 {
+            let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3);
+            sys::close_raw(fd);
+            if high < 0 {
+                return Err(errno());
+            }
+            high
+        } else {
+            fd
+        };
+        let mut addr: libc::sockaddr_un = core::mem::zeroed();
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        if path.len() >= addr.sun_path.len() {
+            sys::close_raw(fd);
+            return Err(libc::ENAMETOOLONG);
+        }
+        for (d, s) in addr.sun_path.iter_mut().zip(path) {
+            *d = *s as c_char;
+        }
+        let len = core::mem::size_of::<libc::sa_family_t>() + path.len() + 1;
+        loop {
+            let r = libc::connect(
+                fd,
+                &addr as *const libc::sockaddr_un as *const libc::sockaddr,
+                len as libc::socklen_t,
+            );
+            if r == 0 {
+                return Ok(fd);
+            }
+            let e = errno();
+            if e != libc::EINTR {
+                sys::close_raw(fd);
+                return Err(e);
+            }
+        }
+    }
+}
+
+fn write_all(fd: c_int, mut buf: &[u8]) -> bool {
+    while !buf.is_empty() {
+        // SAFETY: writing our own buffer to our socket.
+        let n = unsafe {
+            libc::send(
+                fd,
+                buf.as_ptr() as *const libc::c_void,
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            return false;
+        }
+        buf = &buf[n as usize..];
+    }
+    true
+}
+
+/// Reads one reply frame into `buf`; returns its length and any fd.
+fn read_reply(fd: c_int, buf: &mut [u8]) -> Option<(usize, c_int)> {
+    let mut have = 0usize;
+    let mut got_fd: c_int = -1;
+    loop {
+        let want = match frame_len(&buf[..have]) {
+            Ok(n) => n,
+            Err(vrift_format::proto::FrameError::Incomplete) => 4,
+            Err(_) => return None,
+        };
+        if have >= 4 && have >= want {
+            return Some((want, got_fd));
+        }
+        if want > buf.len() {
+            return None;
+        }
+        let mut iov = libc::iovec {
+            iov_base: buf[have..].as_mut_ptr() as *mut libc::c_void,
+            iov_len: want - have,
+        };
+        let mut cbuf = [0u64; 8];
+        // SAFETY: all-zero is a valid msghdr; the pointers are set below.
+        let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = core::mem::size_of_val(&cbuf);
+        // SAFETY: msg points at live buffers.
+        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            return None;
+        }
+        if n == 0 {
+            return None;
+        }
+        // SAFETY: walking control messages the kernel wrote into cbuf.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                    got_fd = core::ptr::read_unaligned(libc::CMSG_DATA(c) as *const c_int);
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        have += n as usize;
+    }
+}
+
+/// Starts the daemon (`vrift -C <root> daemon start`) and waits for it.
+fn start_daemon() -> bool {
+    let Some(table) = state::table() else {
+        return false;
+    };
+    let exe = table.exe_path();
+    let root = state::ROOT.get();
+    let (Some(exe_c), Some(root_c)) = (sys::CPath::new(exe), sys::CPath::new(root)) else {
+        return false;
+    };
+    let argv: [*const c_char; 6] = [
+        exe_c.as_ptr(),
+        b"-C\0".as_ptr() as *const c_char,
+        root_c.as_ptr(),
+        b"daemon\0".as_ptr() as *const c_char,
+        b"start\0".as_ptr() as *const c_char,
+        core::ptr::null(),
+    ];
+    extern "C" {
+        static environ: *const *const c_char;
+    }
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: valid argv/envp; the real posix_spawn (vrift itself never
+    // runs through the shim).
+    let env = unsafe { environ };
+    let r = {
+        call_real!(POSIX_SPAWN(
+            &mut pid,
+            exe_c.as_ptr(),
+            core::ptr::null(),
+            core::ptr::null(),
+            argv.as_ptr(),
+            env
+        ) or libc::ENOSYS)
+    };
+    if r != 0 {
+        return false;
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let w = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if w >= 0 || errno() != libc::EINTR {
+            break;
+        }
+    }
+    true
+}
+
+/// Sends one request and returns the answer; EIO (with one line on
+/// stderr) if the daemon cannot be reached.
+pub fn call(op: Op, a: u64, b: u64, path1: &[u8], path2: &[u8]) -> Answer {
+    let mut ans = Answer {
+        errno: libc::EIO,
+        a: 0,
+        b: 0,
+        data: [0; 256],
+        data_len: 0,
+        fd: -1,
+    };
+    let Some(table) = state::table() else {
+        return ans;
+    };
+    let mut socket = [0u8; PATH_MAX];
+    let sp = table.socket_path();
+    if sp.is_empty() || sp.len() >= socket.len() {
+        return unreachable(ans);
+    }
+    socket[..sp.len()].copy_from_slice(sp);
+    let socket = &socket[..sp.len()];
+    let mut frame = [0u8; MAX_FRAME + 4];
+    let req = Request {
+        op,
+        a,
+        b,
+        c: 0,
+        path1,
+        path2,
+    };
+    let Some(n) = encode_request(&mut frame, &req) else {
+        ans.errno = libc::ENAMETOOLONG;
+        return ans;
+    };
+    let mut fd = -1;
+    let mut started = false;
+    for attempt in 0..3000u32 {
+        match connect(socket) {
+            Ok(s) => {
+                fd = s;
+                break;
+            }
+            Err(e) if e == libc::ENOENT || e == libc::ECONNREFUSED || e == libc::EAGAIN => {
+                if !started {
+                    started = true;
+                    if !start_daemon() {
+                        break;
+                    }
+                    continue;
+                }
+                // SAFETY: plain sleep.
+                let ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: if attempt < 100 { 2_000_000 } else { 10_000_000 },
+                };
+                unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
+            }
+            Err(_) => break,
+        }
+    }
+    if fd < 0 {
+        return unreachable(ans);
+    }
+    let mut reply = [0u8; MAX_FRAME + 4];
+    let got = if write_all(fd, &frame[..n]) {
+        read_reply(fd, &mut reply)
+    } else {
+        None
+    };
+    sys::close_raw(fd);
+    let Some((len, mut rfd)) = got else {
+        return unreachable(ans);
+    };
+    if rfd > fd {
+        // The caller gets the lowest free fd, as open(2) would give (the
+        // socket held it while the answer came in).
+        // SAFETY: duplicating our fresh fd; the old one is closed after.
+        let low = unsafe { libc::fcntl(rfd, libc::F_DUPFD_CLOEXEC, 0) };
+        if low >= 0 && low < rfd {
+            sys::close_raw(rfd);
+            rfd = low;
+        } else if low >= 0 {
+            sys::close_raw(low);
+        }
+    }
+    match decode_reply(&reply[..len]) {
+        Ok(r) => {
+            ans.errno = r.errno;
+            ans.a = r.a;
+            ans.b = r.b;
+            let k = r.data.len().min(ans.data.len());
+            ans.data[..k].copy_from_slice(&r.data[..k]);
+            ans.data_len = k;
+            ans.fd = rfd;
+            ans
+        }
+        Err(_) => {
+            if rfd >= 0 {
+                sys::close_raw(rfd);
+            }
+            unreachable(ans)
+        }
+    }
+}
+
+fn unreachable(mut ans: Answer) -> Answer {
+    if !COMPLAINED.swap(true, Ordering::Relaxed) {
+        sys::complain(&[
+            b"vrift: the rift's daemon cannot be reached (see .vrift/daemon.log); writes fail with EIO in ",
+            state::ROOT.get(),
+        ]);
+    }
+    ans.errno = libc::EIO;
+    ans
+}

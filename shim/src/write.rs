@@ -1,0 +1,758 @@
+//! The write side: every mutation of a path in the domain is a request to
+//! the project's daemon, which decides on the view and answers with the
+//! errno Linux would give (DESIGN.md §2). Paths outside the domain go to
+//! libc untouched. Nothing here runs on the lookup hot path.
+
+use core::ffi::CStr;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use libc::{c_char, c_int, c_uint, mode_t};
+use vrift_format::proto::{Op, TIME_NOW, TIME_OMIT};
+
+use crate::client::{self, Answer};
+use crate::real::fail;
+use crate::resolve::{resolve, PathBuf, View};
+use crate::statbuf::Meta;
+use crate::state::{self, PATH_MAX};
+use crate::{call_real, fdtable, sys};
+
+/// The daemon's "not mine: call libc" answer (a fifo or device in the domain).
+const PASS: i32 = -1;
+
+/// The process umask, tracked so creation modes are applied as the kernel
+/// would (the daemon creates with umask 0).
+static UMASK: AtomicU32 = AtomicU32::new(0o022);
+
+/// Reads the umask once at start-up (single-threaded constructor).
+pub fn init_umask() {
+    // SAFETY: the umask syscall cannot fail; restored at once.
+    let old = unsafe { libc::syscall(libc::SYS_umask, 0o022) } as u32;
+    unsafe { libc::syscall(libc::SYS_umask, old) };
+    UMASK.store(old, Ordering::Relaxed);
+}
+
+#[no_mangle]
+pub extern "C" fn umask(mask: mode_t) -> mode_t {
+    // SAFETY: plain syscall.
+    let old = unsafe { libc::syscall(libc::SYS_umask, mask & 0o777) } as mode_t;
+    UMASK.store(mask & 0o777, Ordering::Relaxed);
+    old
+}
+
+fn masked(mode: u32) -> u64 {
+    (mode & 0o7777 & !UMASK.load(Ordering::Relaxed)) as u64
+}
+
+/// Where a path argument leads.
+pub enum Route {
+    /// Outside the domain: libc with the caller's arguments.
+    Real,
+    /// Outside the domain after a rift symlink: libc with the buffer's path.
+    RealAt,
+    /// In the domain: the daemon, with `buf.rel()`.
+    Rift,
+    Fail(c_int),
+}
+
+pub fn route(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut PathBuf) -> Route {
+    if path.is_null() {
+        return Route::Real;
+    }
+    // SAFETY: libc contract: a NUL-terminated path.
+    let p = unsafe { CStr::from_ptr(path) }.to_bytes();
+    if p.is_empty() {
+        return Route::Real; // ENOENT (or AT_EMPTY_PATH) from libc
+    }
+    match resolve(dirfd, p, follow, buf) {
+        (View::Pass, _) => Route::Real,
+        (View::Disk { rewritten: true }, None) => Route::RealAt,
+        (View::Disk { .. }, None) => Route::Real,
+        (View::Error(e), Some(_)) if e == libc::ENOENT || e == libc::ENOTDIR => Route::Rift,
+        (View::Error(e), _) => Route::Fail(e),
+        (_, Some(_)) => Route::Rift,
+        (View::Entry { .. }, None) => Route::Real,
+    }
+}
+
+/// The daemon's answer as a libc return value. `Err(())`: call libc.
+fn answer(ans: Answer) -> Result<c_int, ()> {
+    if ans.fd >= 0 {
+        sys::close_raw(ans.fd);
+    }
+    match ans.errno {
+        0 => Ok(0),
+        PASS => Err(()),
+        e => Ok(fail(e)),
+    }
+}
+
+fn rift(op: Op, a: u64, b: u64, p1: &[u8], p2: &[u8]) -> Result<c_int, ()> {
+    answer(client::call(op, a, b, p1, p2))
+}
+
+/// One-path mutations: `$real` is the libc call with the caller's
+/// arguments, `$at` the same call on the absolute path (AT_FDCWD).
+macro_rules! one_path {
+    ($dirfd:expr, $path:expr, $follow:expr, |$rel:ident| $rift:expr, $real:expr, |$abs:ident| $at:expr) => {{
+        let mut buf = PathBuf::new();
+        match route($dirfd, $path, $follow, &mut buf) {
+            Route::Real => $real,
+            Route::RealAt => {
+                let $abs = buf.c_ptr();
+                $at
+            }
+            Route::Fail(e) => fail(e),
+            Route::Rift => {
+                let $rel = buf.rel();
+                match $rift {
+                    Ok(r) => r,
+                    Err(()) => $real,
+                }
+            }
+        }
+    }};
+}
+
+fn raw(nr: libc::c_long, a: usize, b: usize, c: usize, d: usize, e: usize) -> c_int {
+    // SAFETY: arguments passed through to the kernel unchanged.
+    unsafe { libc::syscall(nr, a, b, c, d, e) as c_int }
+}
+
+const FD: usize = libc::AT_FDCWD as usize;
+
+// ---- open for writing ---------------------------------------------------------
+
+/// Opens the entry at `buf` for writing through the daemon. `Err(())`: the
+/// path is a special file libc must open itself.
+pub fn open_write(buf: &PathBuf, flags: c_int, mode: c_uint) -> Result<c_int, ()> {
+    let ans = client::call(Op::OpenWrite, flags as u32 as u64, masked(mode), buf.rel(), b"");
+    if ans.errno == PASS {
+        return Err(());
+    }
+    if ans.errno != 0 {
+        if ans.fd >= 0 {
+            sys::close_raw(ans.fd);
+        }
+        return Ok(fail(ans.errno));
+    }
+    let fd = ans.fd;
+    if fd < 0 {
+        return Ok(fail(libc::EIO));
+    }
+    if flags & libc::O_CLOEXEC == 0 {
+        // SAFETY: our fresh fd.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
+    let (uid, gid) = match state::table().and_then(|t| t.lookup(buf.rel())) {
+        Some(vrift_format::RecordRef::Entry { header, .. }) => (header.uid, header.gid),
+        _ => (vrift_format::OWNER_INHERIT, vrift_format::OWNER_INHERIT),
+    };
+    let meta = Meta {
+        mode: ans.b as u32,
+        ino: ans.a,
+        uid,
+        gid,
+        ..Meta::default()
+    };
+    if flags & libc::O_TMPFILE == libc::O_TMPFILE {
+        fdtable::set_tmpfile(fd, &meta, ans.data());
+    } else {
+        fdtable::set_staged(fd, &meta, buf.abs());
+    }
+    Ok(fd)
+}
+
+// ---- unlink, rmdir, mkdir -------------------------------------------------------
+
+#[no_mangle]
+pub extern "C" fn unlink(path: *const c_char) -> c_int {
+    one_path!(libc::AT_FDCWD, path, false,
+        |rel| rift(Op::Unlink, 0, 0, rel, b""),
+        call_real!(UNLINK(path) or raw(libc::SYS_unlinkat, FD, path as usize, 0, 0, 0)),
+        |abs| call_real!(UNLINK(abs) or raw(libc::SYS_unlinkat, FD, abs as usize, 0, 0, 0)))
+}
+
+#[no_mangle]
+pub extern "C" fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
+    let op = if flags & libc::AT_REMOVEDIR != 0 {
+        Op::Rmdir
+    } else {
+        Op::Unlink
+    };
+    one_path!(dirfd, path, false,
+        |rel| rift(op, 0, 0, rel, b""),
+        call_real!(UNLINKAT(dirfd, path, flags) or raw(libc::SYS_unlinkat, dirfd as usize, path as usize, flags as usize, 0, 0)),
+        |abs| call_real!(UNLINKAT(libc::AT_FDCWD, abs, flags) or raw(libc::SYS_unlinkat, FD, abs as usize, flags as usize, 0, 0)))
+}
+
+#[no_mangle]
+pub extern "C" fn rmdir(path: *const c_char) -> c_int {
+    one_path!(libc::AT_FDCWD, path, false,
+        |rel| rift(Op::Rmdir, 0, 0, rel, b""),
+        call_real!(RMDIR(path) or raw(libc::SYS_unlinkat, FD, path as usize, libc::AT_REMOVEDIR as usize, 0, 0)),
+        |abs| call_real!(RMDIR(abs) or raw(libc::SYS_unlinkat, FD, abs as usize, libc::AT_REMOVEDIR as usize, 0, 0)))
+}
+
+#[no_mangle]
+pub extern "C" fn remove(path: *const c_char) -> c_int {
+    one_path!(libc::AT_FDCWD, path, false,
+        |rel| {
+            let r = rift(Op::Unlink, 0, 0, rel, b"");
+            // SAFETY: errno is thread-local.
+            if r == Ok(-1) && unsafe { *libc::__errno_location() } == libc::EISDIR {
+                rift(Op::Rmdir, 0, 0, rel, b"")
+            } else {
+                r
+            }
+        },
+        call_real!(REMOVE(path) or fail(libc::ENOSYS)),
+        |abs| call_real!(REMOVE(abs) or fail(libc::ENOSYS)))
+}
+
+#[no_mangle]
+pub extern "C" fn mkdir(path: *const c_char, mode: mode_t) -> c_int {
+    one_path!(libc::AT_FDCWD, path, false,
+        |rel| rift(Op::Mkdir, masked(mode), 0, rel, b""),
+        call_real!(MKDIR(path, mode) or raw(libc::SYS_mkdirat, FD, path as usize, mode as usize, 0, 0)),
+        |abs| call_real!(MKDIR(abs, mode) or raw(libc::SYS_mkdirat, FD, abs as usize, mode as usize, 0, 0)))
+}
+
+#[no_mangle]
+pub extern "C" fn mkdirat(dirfd: c_int, path: *const c_char, mode: mode_t) -> c_int {
+    one_path!(dirfd, path, false,
+        |rel| rift(Op::Mkdir, masked(mode), 0, rel, b""),
+        call_real!(MKDIRAT(dirfd, path, mode) or raw(libc::SYS_mkdirat, dirfd as usize, path as usize, mode as usize, 0, 0)),
+        |abs| call_real!(MKDIRAT(libc::AT_FDCWD, abs, mode) or raw(libc::SYS_mkdirat, FD, abs as usize, mode as usize, 0, 0)))
+}
+
+// ---- two-path operations ----------------------------------------------------------
+
+/// Routes both paths of a rename or link: both in the domain → the daemon;
+/// both outside → libc; one of each → EXDEV (POSIX allows it across
+/// filesystems, and tools then copy).
+fn two_paths(
+    od: c_int,
+    old: *const c_char,
+    nd: c_int,
+    new: *const c_char,
+    follow_old: bool,
+    rift_call: impl FnOnce(&[u8], &[u8]) -> Result<c_int, ()>,
+    real: impl Fn(c_int, *const c_char, c_int, *const c_char) -> c_int,
+) -> c_int {
+    let mut ob = PathBuf::new();
+    let mut nb = PathBuf::new();
+    let ro = route(od, old, follow_old, &mut ob);
+    let rn = route(nd, new, false, &mut nb);
+    match (ro, rn) {
+        (Route::Fail(e), _) | (_, Route::Fail(e)) => fail(e),
+        (Route::Rift, Route::Rift) => match rift_call(ob.rel(), nb.rel()) {
+            Ok(r) => r,
+            Err(()) => fail(libc::EXDEV),
+        },
+        (Route::Rift, _) | (_, Route::Rift) => fail(libc::EXDEV),
+        (ro, rn) => {
+            let (od, old) = match ro {
+                Route::RealAt => (libc::AT_FDCWD, ob.c_ptr()),
+                _ => (od, old),
+            };
+            let (nd, new) = match rn {
+                Route::RealAt => (libc::AT_FDCWD, nb.c_ptr()),
+                _ => (nd, new),
+            };
+            real(od, old, nd, new)
+        }
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn rename(old: *const c_char, new: *const c_char) -> c_int {
+    renameat2(libc::AT_FDCWD, old, libc::AT_FDCWD, new, 0)
+}
+
+#[no_mangle]
+pub extern "C" fn renameat(od: c_int, old: *const c_char, nd: c_int, new: *const c_char) -> c_int {
+    renameat2(od, old, nd, new, 0)
+}
+
+#[no_mangle]
+pub extern "C" fn renameat2(
+    od: c_int,
+    old: *const c_char,
+    nd: c_int,
+    new: *const c_char,
+    flags: c_uint,
+) -> c_int {
+    two_paths(
+        od,
+        old,
+        nd,
+        new,
+        false,
+        |o, n| rift(Op::Rename, flags as u64, 0, o, n),
+        |od, old, nd, new| {
+            raw(libc::SYS_renameat2, od as usize, old as usize, nd as usize, new as usize, flags as usize)
+        },
+    )
+}
+
+#[no_mangle]
+pub extern "C" fn link(old: *const c_char, new: *const c_char) -> c_int {
+    linkat(libc::AT_FDCWD, old, libc::AT_FDCWD, new, 0)
+}
+
+#[no_mangle]
+pub extern "C" fn linkat(
+    od: c_int,
+    old: *const c_char,
+    nd: c_int,
+    new: *const c_char,
+    flags: c_int,
+) -> c_int {
+    let real = |od: c_int, old: *const c_char, nd: c_int, new: *const c_char| {
+        raw(libc::SYS_linkat, od as usize, old as usize, nd as usize, new as usize, flags as usize)
+    };
+    // An O_TMPFILE file given a name: by its fd, or by /proc/self/fd/N.
+    if let Some(fd) = tmpfile_source(od, old, flags) {
+        let mut name = [0u8; 256];
+        let n = fdtable::tmpfile_name(fd, &mut name);
+        let mut nb = PathBuf::new();
+        return match route(nd, new, false, &mut nb) {
+            Route::Rift if n > 0 => {
+                let mode = fdtable::get(fd).map(|m| m.mode).unwrap_or(0o600);
+                match rift(Op::LinkTmp, mode as u64, 0, nb.rel(), &name[..n]) {
+                    Ok(r) => r,
+                    Err(()) => fail(libc::EXDEV),
+                }
+            }
+            Route::Fail(e) => fail(e),
+            _ => fail(libc::EXDEV),
+        };
+    }
+    two_paths(
+        od,
+        old,
+        nd,
+        new,
+        flags & libc::AT_SYMLINK_FOLLOW != 0,
+        |o, n| rift(Op::Link, 0, 0, o, n),
+        real,
+    )
+}
+
+/// The fd of an O_TMPFILE file that a linkat call names, if any.
+fn tmpfile_source(od: c_int, old: *const c_char, flags: c_int) -> Option<c_int> {
+    if old.is_null() {
+        return None;
+    }
+    // SAFETY: a NUL-terminated path.
+    let p = unsafe { CStr::from_ptr(old) }.to_bytes();
+    let fd = if p.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
+        od
+    } else if let Some(n) = p.strip_prefix(b"/proc/self/fd/") {
+        let mut v: c_int = 0;
+        for &c in n {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v.checked_mul(10)?.checked_add((c - b'0') as c_int)?;
+        }
+        v
+    } else {
+        return None;
+    };
+    fdtable::is_tmpfile(fd).then_some(fd)
+}
+
+#[no_mangle]
+pub extern "C" fn symlink(target: *const c_char, path: *const c_char) -> c_int {
+    symlinkat(target, libc::AT_FDCWD, path)
+}
+
+#[no_mangle]
+pub extern "C" fn symlinkat(target: *const c_char, dirfd: c_int, path: *const c_char) -> c_int {
+    if target.is_null() {
+        return fail(libc::EFAULT);
+    }
+    // SAFETY: a NUL-terminated target.
+    let t = unsafe { CStr::from_ptr(target) }.to_bytes();
+    if t.is_empty() {
+        return fail(libc::ENOENT);
+    }
+    one_path!(dirfd, path, false,
+        |rel| rift(Op::Symlink, 0, 0, rel, t),
+        call_real!(SYMLINKAT(target, dirfd, path) or raw(libc::SYS_symlinkat, target as usize, dirfd as usize, path as usize, 0, 0)),
+        |abs| call_real!(SYMLINKAT(target, libc::AT_FDCWD, abs) or raw(libc::SYS_symlinkat, target as usize, FD, abs as usize, 0, 0)))
+}
+
+// ---- metadata ---------------------------------------------------------------------
+
+/// The view path of an fd the shim opened on a rift entry (not a staged
+/// one, whose own fd carries what the kernel can change), as an absolute
+/// path in `buf`.
+fn fd_entry_path(fd: c_int, buf: &mut PathBuf) -> bool {
+    if fdtable::is_staged(fd) {
+        return false;
+    }
+    let mut p = [0u8; PATH_MAX];
+    let n = fdtable::path(fd, &mut p);
+    n > 0 && buf.set(&p[..n])
+}
+
+/// Routes an fd-based metadata call: a blob-backed rift entry goes to the
+/// daemon by its view path; anything else to libc.
+macro_rules! by_fd {
+    ($fd:expr, |$rel:ident| $rift:expr, $real:expr) => {{
+        let mut path = PathBuf::new();
+        if fd_entry_path($fd, &mut path) {
+            let mut buf = PathBuf::new();
+            let c = path.c_ptr();
+            match route(libc::AT_FDCWD, c, false, &mut buf) {
+                Route::Rift => {
+                    let $rel = buf.rel();
+                    match $rift {
+                        Ok(r) => r,
+                        Err(()) => $real,
+                    }
+                }
+                _ => $real,
+            }
+        } else {
+            $real
+        }
+    }};
+}
+
+#[no_mangle]
+pub extern "C" fn chmod(path: *const c_char, mode: mode_t) -> c_int {
+    fchmodat(libc::AT_FDCWD, path, mode, 0)
+}
+
+#[no_mangle]
+pub extern "C" fn fchmodat(dirfd: c_int, path: *const c_char, mode: mode_t, flags: c_int) -> c_int {
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+    one_path!(dirfd, path, follow,
+        |rel| rift(Op::Chmod, mode as u64, 0, rel, b""),
+        call_real!(FCHMODAT(dirfd, path, mode, flags) or raw(libc::SYS_fchmodat, dirfd as usize, path as usize, mode as usize, 0, 0)),
+        |abs| call_real!(FCHMODAT(libc::AT_FDCWD, abs, mode, flags) or raw(libc::SYS_fchmodat, FD, abs as usize, mode as usize, 0, 0)))
+}
+
+#[no_mangle]
+pub extern "C" fn fchmod(fd: c_int, mode: mode_t) -> c_int {
+    if fdtable::is_staged(fd) {
+        // The mode is the entry's, not the staging file's.
+        let mut p = [0u8; PATH_MAX];
+        let n = fdtable::path(fd, &mut p);
+        let mut buf = PathBuf::new();
+        if n > 0 && buf.set(&p[..n]) {
+            let mut rb = PathBuf::new();
+            if let Route::Rift = route(libc::AT_FDCWD, buf.c_ptr(), false, &mut rb) {
+                if let Ok(r) = rift(Op::Chmod, mode as u64, 0, rb.rel(), b"") {
+                    fdtable::set_mode(fd, mode);
+                    return r;
+                }
+            }
+        }
+    }
+    by_fd!(fd, |rel| rift(Op::Chmod, mode as u64, 0, rel, b""),
+        call_real!(FCHMOD(fd, mode) or raw(libc::SYS_fchmod, fd as usize, mode as usize, 0, 0, 0)))
+}
+
+#[no_mangle]
+pub extern "C" fn chown(path: *const c_char, uid: libc::uid_t, gid: libc::gid_t) -> c_int {
+    fchownat(libc::AT_FDCWD, path, uid, gid, 0)
+}
+
+#[no_mangle]
+pub extern "C" fn lchown(path: *const c_char, uid: libc::uid_t, gid: libc::gid_t) -> c_int {
+    fchownat(libc::AT_FDCWD, path, uid, gid, libc::AT_SYMLINK_NOFOLLOW)
+}
+
+#[no_mangle]
+pub extern "C" fn fchownat(
+    dirfd: c_int,
+    path: *const c_char,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    flags: c_int,
+) -> c_int {
+    if !path.is_null() && unsafe { *path } == 0 && flags & libc::AT_EMPTY_PATH != 0 {
+        return fchown(dirfd, uid, gid);
+    }
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+    one_path!(dirfd, path, follow,
+        |rel| rift(Op::Chown, uid as u64, gid as u64, rel, b""),
+        call_real!(FCHOWNAT(dirfd, path, uid, gid, flags) or raw(libc::SYS_fchownat, dirfd as usize, path as usize, uid as usize, gid as usize, flags as usize)),
+        |abs| call_real!(FCHOWNAT(libc::AT_FDCWD, abs, uid, gid, flags) or raw(libc::SYS_fchownat, FD, abs as usize, uid as usize, gid as usize, flags as usize)))
+}
+
+#[no_mangle]
+pub extern "C" fn fchown(fd: c_int, uid: libc::uid_t, gid: libc::gid_t) -> c_int {
+    if fdtable::is_staged(fd) {
+        let mut p = [0u8; PATH_MAX];
+        let n = fdtable::path(fd, &mut p);
+        let mut buf = PathBuf::new();
+        if n > 0 && buf.set(&p[..n]) {
+            let mut rb = PathBuf::new();
+            if let Route::Rift = route(libc::AT_FDCWD, buf.c_ptr(), false, &mut rb) {
+                if let Ok(r) = rift(Op::Chown, uid as u64, gid as u64, rb.rel(), b"") {
+                    return r;
+                }
+            }
+        }
+    }
+    by_fd!(fd, |rel| rift(Op::Chown, uid as u64, gid as u64, rel, b""),
+        call_real!(FCHOWN(fd, uid, gid) or raw(libc::SYS_fchown, fd as usize, uid as usize, gid as usize, 0, 0)))
+}
+
+fn ts_ns(t: &libc::timespec) -> u64 {
+    match t.tv_nsec {
+        libc::UTIME_NOW => TIME_NOW,
+        libc::UTIME_OMIT => TIME_OMIT,
+        n => (t.tv_sec * 1_000_000_000 + n) as u64,
+    }
+}
+
+fn tv_ns(t: &libc::timeval) -> u64 {
+    (t.tv_sec * 1_000_000_000 + t.tv_usec * 1000) as u64
+}
+
+/// (atime, mtime) in the protocol's encoding; None: both "now".
+fn times_ts(ts: *const libc::timespec) -> (u64, u64) {
+    if ts.is_null() {
+        return (TIME_NOW, TIME_NOW);
+    }
+    // SAFETY: libc contract: two timespecs.
+    let t = unsafe { core::slice::from_raw_parts(ts, 2) };
+    (ts_ns(&t[0]), ts_ns(&t[1]))
+}
+
+fn times_tv(tv: *const libc::timeval) -> (u64, u64) {
+    if tv.is_null() {
+        return (TIME_NOW, TIME_NOW);
+    }
+    // SAFETY: libc contract: two timevals.
+    let t = unsafe { core::slice::from_raw_parts(tv, 2) };
+    (tv_ns(&t[0]), tv_ns(&t[1]))
+}
+
+#[no_mangle]
+pub extern "C" fn utimensat(
+    dirfd: c_int,
+    path: *const c_char,
+    ts: *const libc::timespec,
+    flags: c_int,
+) -> c_int {
+    if path.is_null() {
+        return futimens(dirfd, ts);
+    }
+    let (a, m) = times_ts(ts);
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+    one_path!(dirfd, path, follow,
+        |rel| rift(Op::Utimes, a, m, rel, b""),
+        call_real!(UTIMENSAT(dirfd, path, ts, flags) or raw(libc::SYS_utimensat, dirfd as usize, path as usize, ts as usize, flags as usize, 0)),
+        |abs| call_real!(UTIMENSAT(libc::AT_FDCWD, abs, ts, flags) or raw(libc::SYS_utimensat, FD, abs as usize, ts as usize, flags as usize, 0)))
+}
+
+#[no_mangle]
+pub extern "C" fn futimens(fd: c_int, ts: *const libc::timespec) -> c_int {
+    let (a, m) = times_ts(ts);
+    by_fd!(fd, |rel| rift(Op::Utimes, a, m, rel, b""),
+        call_real!(FUTIMENS(fd, ts) or raw(libc::SYS_utimensat, fd as usize, 0, ts as usize, 0, 0)))
+}
+
+#[no_mangle]
+pub extern "C" fn utimes(path: *const c_char, tv: *const libc::timeval) -> c_int {
+    let (a, m) = times_tv(tv);
+    one_path!(libc::AT_FDCWD, path, true,
+        |rel| rift(Op::Utimes, a, m, rel, b""),
+        call_real!(UTIMES(path, tv) or fail(libc::ENOSYS)),
+        |abs| call_real!(UTIMES(abs, tv) or fail(libc::ENOSYS)))
+}
+
+#[no_mangle]
+pub extern "C" fn lutimes(path: *const c_char, tv: *const libc::timeval) -> c_int {
+    let (a, m) = times_tv(tv);
+    one_path!(libc::AT_FDCWD, path, false,
+        |rel| rift(Op::Utimes, a, m, rel, b""),
+        call_real!(LUTIMES(path, tv) or fail(libc::ENOSYS)),
+        |abs| call_real!(LUTIMES(abs, tv) or fail(libc::ENOSYS)))
+}
+
+#[no_mangle]
+pub extern "C" fn futimesat(dirfd: c_int, path: *const c_char, tv: *const libc::timeval) -> c_int {
+    if path.is_null() {
+        return futimes(dirfd, tv);
+    }
+    let (a, m) = times_tv(tv);
+    one_path!(dirfd, path, true,
+        |rel| rift(Op::Utimes, a, m, rel, b""),
+        call_real!(FUTIMESAT(dirfd, path, tv) or fail(libc::ENOSYS)),
+        |abs| call_real!(FUTIMESAT(libc::AT_FDCWD, abs, tv) or fail(libc::ENOSYS)))
+}
+
+#[no_mangle]
+pub extern "C" fn futimes(fd: c_int, tv: *const libc::timeval) -> c_int {
+    let (a, m) = times_tv(tv);
+    by_fd!(fd, |rel| rift(Op::Utimes, a, m, rel, b""),
+        call_real!(FUTIMES(fd, tv) or fail(libc::ENOSYS)))
+}
+
+#[no_mangle]
+pub extern "C" fn utime(path: *const c_char, times: *const libc::utimbuf) -> c_int {
+    let (a, m) = if times.is_null() {
+        (TIME_NOW, TIME_NOW)
+    } else {
+        // SAFETY: libc contract: a valid utimbuf.
+        let t = unsafe { &*times };
+        (
+            (t.actime * 1_000_000_000) as u64,
+            (t.modtime * 1_000_000_000) as u64,
+        )
+    };
+    one_path!(libc::AT_FDCWD, path, true,
+        |rel| rift(Op::Utimes, a, m, rel, b""),
+        call_real!(UTIME(path, times) or fail(libc::ENOSYS)),
+        |abs| call_real!(UTIME(abs, times) or fail(libc::ENOSYS)))
+}
+
+#[no_mangle]
+pub extern "C" fn truncate(path: *const c_char, len: libc::off_t) -> c_int {
+    if len < 0 {
+        return fail(libc::EINVAL);
+    }
+    one_path!(libc::AT_FDCWD, path, true,
+        |rel| rift(Op::Truncate, len as u64, 0, rel, b""),
+        call_real!(TRUNCATE(path, len) or raw(libc::SYS_truncate, path as usize, len as usize, 0, 0, 0)),
+        |abs| call_real!(TRUNCATE(abs, len) or raw(libc::SYS_truncate, abs as usize, len as usize, 0, 0, 0)))
+}
+
+#[no_mangle]
+pub extern "C" fn truncate64(path: *const c_char, len: libc::off64_t) -> c_int {
+    truncate(path, len)
+}
+
+// ---- temporary files ------------------------------------------------------------------
+
+const LETTERS: &[u8; 62] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+/// Fills the six `X`s before `suffix` bytes with random letters; false if
+/// the template is malformed.
+fn fill_template(t: &mut [u8], suffix: usize, seed: &mut u64) -> bool {
+    if t.len() < 6 + suffix {
+        return false;
+    }
+    let end = t.len() - suffix;
+    if t[end - 6..end].iter().any(|&c| c != b'X') {
+        return false;
+    }
+    true && {
+        for c in &mut t[end - 6..end] {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            *c = LETTERS[(*seed % 62) as usize];
+        }
+        true
+    }
+}
+
+fn seed() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: plain syscalls.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let pid = unsafe { libc::getpid() } as u64;
+    (ts.tv_nsec as u64) ^ ((ts.tv_sec as u64) << 20) ^ (pid << 40) | 1
+}
+
+/// mkstemp and friends for a template in the domain: O_CREAT|O_EXCL
+/// through the daemon until a name is free. None: not in the domain.
+fn mktemp_rift(template: *mut c_char, suffix: c_int, flags: c_int) -> Option<c_int> {
+    if template.is_null() || suffix < 0 {
+        return None;
+    }
+    // SAFETY: a NUL-terminated, writable template (libc contract).
+    let len = unsafe { libc::strlen(template) };
+    let t = unsafe { core::slice::from_raw_parts_mut(template as *mut u8, len) };
+    let mut buf = PathBuf::new();
+    if !matches!(route(libc::AT_FDCWD, template, false, &mut buf), Route::Rift) {
+        return None;
+    }
+    let mut s = seed();
+    for _ in 0..1000 {
+        if !fill_template(t, suffix as usize, &mut s) {
+            return Some(fail(libc::EINVAL));
+        }
+        let mut b = PathBuf::new();
+        if !matches!(route(libc::AT_FDCWD, template, false, &mut b), Route::Rift) {
+            return Some(fail(libc::EINVAL));
+        }
+        let keep = flags & (libc::O_APPEND | libc::O_CLOEXEC | libc::O_SYNC | libc::O_DSYNC);
+        match open_write(&b, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | keep, 0o600) {
+            Ok(fd) if fd >= 0 => return Some(fd),
+            // SAFETY: errno is thread-local.
+            Ok(_) if unsafe { *libc::__errno_location() } == libc::EEXIST => continue,
+            Ok(r) => return Some(r),
+            Err(()) => return Some(fail(libc::EEXIST)),
+        }
+    }
+    Some(fail(libc::EEXIST))
+}
+
+macro_rules! mkstemp_export {
+    ($name:ident, $real:ident, ($($arg:ident : $ty:ty),*), $suffix:expr, $flags:expr) => {
+        #[no_mangle]
+        pub extern "C" fn $name(template: *mut c_char $(, $arg: $ty)*) -> c_int {
+            if let Some(r) = mktemp_rift(template, $suffix, $flags) {
+                return r;
+            }
+            call_real!($real(template $(, $arg)*) or fail(libc::ENOSYS))
+        }
+    };
+}
+
+mkstemp_export!(mkstemp, MKSTEMP, (), 0, 0);
+mkstemp_export!(mkstemp64, MKSTEMP64, (), 0, 0);
+mkstemp_export!(mkostemp, MKOSTEMP, (flags: c_int), 0, flags);
+mkstemp_export!(mkostemp64, MKOSTEMP64, (flags: c_int), 0, flags);
+mkstemp_export!(mkstemps, MKSTEMPS, (suffix: c_int), suffix, 0);
+mkstemp_export!(mkstemps64, MKSTEMPS64, (suffix: c_int), suffix, 0);
+mkstemp_export!(mkostemps, MKOSTEMPS, (suffix: c_int, flags: c_int), suffix, flags);
+mkstemp_export!(mkostemps64, MKOSTEMPS64, (suffix: c_int, flags: c_int), suffix, flags);
+
+#[no_mangle]
+pub extern "C" fn mkdtemp(template: *mut c_char) -> *mut c_char {
+    let mut buf = PathBuf::new();
+    if template.is_null() || !matches!(route(libc::AT_FDCWD, template, false, &mut buf), Route::Rift) {
+        return call_real!(MKDTEMP(template) or core::ptr::null_mut());
+    }
+    // SAFETY: a NUL-terminated, writable template.
+    let len = unsafe { libc::strlen(template) };
+    let t = unsafe { core::slice::from_raw_parts_mut(template as *mut u8, len) };
+    let mut s = seed();
+    for _ in 0..1000 {
+        if !fill_template(t, 0, &mut s) {
+            fail(libc::EINVAL);
+            return core::ptr::null_mut();
+        }
+        match mkdir(template, 0o700) {
+            0 => return template,
+            // SAFETY: errno is thread-local.
+            _ if unsafe { *libc::__errno_location() } == libc::EEXIST => continue,
+            _ => return core::ptr::null_mut(),
+        }
+    }
+    fail(libc::EEXIST);
+    core::ptr::null_mut()
+}
+
+/// Seals a staged entry before it is executed or loaded (ETXTBSY while a
+/// process still writes it, as Linux answers).
+pub fn seal_for_exec(rel: &[u8]) -> c_int {
+    match rift(Op::Seal, 0, 0, rel, b"") {
+        Ok(r) => r,
+        Err(()) => 0,
+    }
+}

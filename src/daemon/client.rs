@@ -1,0 +1,116 @@
+//! The daemon's Rust client (the CLI, the coreutil applets, tests). The
+//! shim has its own allocation-free client over the same protocol.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use vrift_format::proto::{decode_reply, encode_request, Op, Request, MAX_FRAME};
+
+use super::wire::{recv_frame, send_frame};
+use crate::project::Project;
+
+/// A reply, owned.
+#[derive(Debug)]
+pub struct Answer {
+    pub errno: i32,
+    pub a: u64,
+    pub b: u64,
+    pub data: Vec<u8>,
+    pub fd: Option<OwnedFd>,
+}
+
+/// Sends one request over `sock` and reads the answer.
+pub fn call(sock: &UnixStream, req: &Request<'_>) -> Result<Answer> {
+    let mut buf = vec![0u8; MAX_FRAME + 4];
+    let n = encode_request(&mut buf, req).context("request too large for the protocol")?;
+    send_frame(sock, &buf[..n], None).context("cannot write to the daemon")?;
+    let (frame, fd) = recv_frame(sock).context("no answer from the daemon")?;
+    let r = decode_reply(&frame).map_err(|e| anyhow::anyhow!("bad answer from the daemon: {e}"))?;
+    Ok(Answer {
+        errno: r.errno,
+        a: r.a,
+        b: r.b,
+        data: r.data.to_vec(),
+        fd,
+    })
+}
+
+fn simple(op: Op) -> Request<'static> {
+    Request {
+        op,
+        a: 0,
+        b: 0,
+        c: 0,
+        path1: b"",
+        path2: b"",
+    }
+}
+
+pub fn connect(socket: &Path) -> std::io::Result<UnixStream> {
+    let s = UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    Ok(s)
+}
+
+/// Whether a daemon answers on `socket`.
+pub fn ping_socket(socket: &Path) -> Result<()> {
+    let s = connect(socket)?;
+    let a = call(&s, &simple(Op::Ping))?;
+    if a.errno != 0 || a.data != b"pong" {
+        bail!("unexpected answer to ping");
+    }
+    Ok(())
+}
+
+/// The daemon's status text, or None if none runs.
+pub fn status(project: &Project) -> Result<Option<String>> {
+    let Ok(s) = connect(&super::socket_path(project)) else {
+        return Ok(None);
+    };
+    let a = call(&s, &simple(Op::Status))?;
+    Ok(Some(String::from_utf8_lossy(&a.data).into_owned()))
+}
+
+/// Connects to the project's daemon, starting it if needed.
+pub fn connect_or_start(project: &Project) -> Result<UnixStream> {
+    let socket = super::socket_path(project);
+    if let Ok(s) = connect(&socket) {
+        return Ok(s);
+    }
+    super::start(project)?;
+    connect(&socket).with_context(|| format!("cannot connect to {}", socket.display()))
+}
+
+/// Stops the project's daemon (its changes committed) and waits until it
+/// has let go of the project. Returns whether one was running.
+pub fn stop(project: &Project) -> Result<bool> {
+    let socket = super::socket_path(project);
+    let Ok(s) = connect(&socket) else {
+        return Ok(false);
+    };
+    let a = call(&s, &simple(Op::Stop))?;
+    if a.errno == libc::EBUSY {
+        bail!(
+            "{} file(s) of {} are still open for writing by running processes; let them finish first",
+            a.a,
+            project.root().display()
+        );
+    }
+    if a.errno != 0 {
+        bail!(
+            "the daemon could not stop: {}",
+            String::from_utf8_lossy(&a.data)
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while connect(&socket).is_ok() {
+        if Instant::now() > deadline {
+            bail!("the daemon of {} did not exit", project.root().display());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(true)
+}

@@ -1,0 +1,104 @@
+//! `vrift daemon`: one per project, the only writer of its manifest and hot
+//! table. Started on demand (by the shim or the CLI), serves the write side
+//! over a Unix socket, seals staged files into the CAS, group-commits the
+//! journal, and exits when idle.
+//!
+//! Start-up is race-free: every daemon takes the project lock before it
+//! binds the socket, so of many processes starting one at once, one serves
+//! and the others find it answering.
+
+pub mod client;
+pub mod journal;
+pub mod live;
+pub mod rift;
+mod server;
+mod wire;
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::project::Project;
+
+/// Environment variable: seconds of idleness before the daemon exits.
+pub const IDLE_ENV: &str = "VRIFT_DAEMON_IDLE";
+const DEFAULT_IDLE: Duration = Duration::from_secs(30);
+
+/// A short stable key for a project (its canonical root).
+pub fn project_key(project: &Project) -> String {
+    let h = blake3::hash(project.root().as_os_str().as_bytes());
+    h.to_hex()[..16].to_string()
+}
+
+/// The per-user runtime directory (not created): `$XDG_RUNTIME_DIR/vrift`,
+/// else `/tmp/vrift-<uid>`.
+pub fn runtime_dir() -> PathBuf {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir).join("vrift"),
+        _ => PathBuf::from(format!("/tmp/vrift-{uid}")),
+    }
+}
+
+/// Where the daemon of `project` listens.
+pub fn socket_path(project: &Project) -> PathBuf {
+    let p = runtime_dir().join(format!("{}.sock", project_key(project)));
+    // sun_path holds 108 bytes.
+    if p.as_os_str().len() < 100 {
+        return p;
+    }
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    PathBuf::from(format!("/tmp/vrift-{uid}/{}.sock", project_key(project)))
+}
+
+/// Creates the runtime directory 0700, refusing one that another user owns
+/// or that others can enter (the socket's first line of defence).
+pub fn ensure_runtime_dir(dir: &Path) -> Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+    }
+    let m = fs::symlink_metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    if !m.is_dir() || m.uid() != uid {
+        bail!(
+            "{} is not a directory owned by you (uid {uid}); remove it or set XDG_RUNTIME_DIR",
+            dir.display()
+        );
+    }
+    if m.mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict {} to mode 0700", dir.display()))?;
+    }
+    Ok(())
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+/// How long the daemon waits idle before exiting.
+pub fn idle_timeout() -> Duration {
+    std::env::var(IDLE_ENV)
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| *v > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(DEFAULT_IDLE)
+}
+
+/// Runs the daemon in the foreground until it is idle or stopped.
+pub fn run(project: Project) -> Result<()> {
+    server::run(project)
+}
+
+/// Starts the daemon in the background unless one answers; returns once it does.
+pub fn start(project: &Project) -> Result<()> {
+    server::start(project)
+}

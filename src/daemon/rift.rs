@@ -1,0 +1,1284 @@
+//! The rift as the daemon keeps it: the live hot table (what every process
+//! sees), the staged files being written, and the changes on their way to
+//! the manifest (journal first, then group commits).
+//!
+//! Every operation decides on the *view* (rift over disk), with the errno a
+//! normal Linux filesystem would give, and changes only the rift: the disk's
+//! files and the CAS's blobs are never written. Directories are physical
+//! (DESIGN.md §2): mkdir/rmdir act on the disk for directories the rift made.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use vrift_format::table::Table;
+use vrift_format::{
+    ContentHash, Kind, RecordHeader, RecordRef, DIR_CREATED, DIR_OPAQUE, FLAG_HIDES_DIR,
+    FLAG_PHANTOM, FLAG_STAGED, OWNER_INHERIT, STAGING_DIR, WHITEOUT_RECORD,
+};
+
+use super::journal::{self, Change, Journal};
+use super::live::{Identity, LiveTable};
+use crate::cas::Cas;
+use crate::lock::LockMode;
+use crate::manifest::{Layer, Manifest};
+use crate::paths::{join_rel, parent_rel};
+use crate::project::Project;
+
+/// An errno for the client, or an internal failure (reported as EIO).
+pub type OpResult<T> = std::result::Result<T, Errno>;
+
+#[derive(Debug)]
+pub enum Errno {
+    Posix(i32),
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Errno {
+    fn from(e: anyhow::Error) -> Errno {
+        Errno::Internal(e)
+    }
+}
+
+impl From<io::Error> for Errno {
+    fn from(e: io::Error) -> Errno {
+        match e.raw_os_error() {
+            Some(code) if code == libc::ENOSPC || code == libc::EDQUOT => Errno::Posix(code),
+            _ => Errno::Internal(e.into()),
+        }
+    }
+}
+
+fn posix<T>(code: i32) -> OpResult<T> {
+    Err(Errno::Posix(code))
+}
+
+/// What a path names in the view.
+#[derive(Debug)]
+pub enum Node {
+    /// A rift file or symlink (its record and symlink target / staging name).
+    Entry(RecordHeader, Vec<u8>),
+    /// A physical directory (not hidden).
+    Dir,
+    /// A physical non-directory (not hidden).
+    Phys(fs::Metadata),
+    Absent,
+    /// A component on the way is not a directory.
+    NotDir,
+}
+
+impl Node {
+    fn exists(&self) -> bool {
+        !matches!(self, Node::Absent | Node::NotDir)
+    }
+    fn is_dir(&self) -> bool {
+        matches!(self, Node::Dir)
+    }
+}
+
+/// A file being written: its view path, and the daemon's read-only probe
+/// fd (held open so the "no writer left" test needs no further open).
+struct Staged {
+    rel: Vec<u8>,
+    probe: File,
+}
+
+/// The caller of an operation (SO_PEERCRED).
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub uid: u32,
+}
+
+pub struct Rift {
+    pub project: Project,
+    pub cas: Cas,
+    manifest: Manifest,
+    table: LiveTable,
+    id: Identity,
+    staging_dir: PathBuf,
+    staged: HashMap<Vec<u8>, Staged>,
+    /// Anonymous (O_TMPFILE) staging files not linked into the view yet.
+    anon: HashMap<Vec<u8>, File>,
+    /// Changes journaled and not yet committed to the manifest.
+    uncommitted: Vec<Change>,
+    journal: Journal,
+    next_ino: u64,
+    ino_end: u64,
+    name_prefix: String,
+    name_seq: u64,
+}
+
+/// How a file opened for writing comes back to the client.
+pub struct Opened {
+    pub fd: OwnedFd,
+    pub ino: u64,
+    pub mode: u32,
+    pub name: Vec<u8>,
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn mtime_ns(m: &fs::Metadata) -> i64 {
+    m.mtime() * 1_000_000_000 + m.mtime_nsec()
+}
+
+fn atime_ns(m: &fs::Metadata) -> i64 {
+    m.atime() * 1_000_000_000 + m.atime_nsec()
+}
+
+fn encode(h: &RecordHeader, target: &[u8]) -> Vec<u8> {
+    let mut v = h.encode().to_vec();
+    v.extend_from_slice(target);
+    v
+}
+
+/// The journal file of a project.
+pub fn journal_path(project: &Project) -> PathBuf {
+    project.state_dir().join("daemon.journal")
+}
+
+/// The staging directory of a store.
+pub fn staging_dir(cas: &Cas) -> PathBuf {
+    cas.root().join(STAGING_DIR)
+}
+
+impl Rift {
+    /// Loads the project: replays a leftover journal, builds the live
+    /// table, and picks up files that were staged when a daemon died.
+    pub fn open(project: Project, cas: Cas, manifest: Manifest, id: Identity) -> Result<Rift> {
+        let jpath = journal_path(&project);
+        journal::replay(&jpath, &manifest)?;
+        let view = crate::table::collect(&manifest)?;
+        let table = LiveTable::create(&project, &id, &view.records, &view.dir_flags, view.hiding)?;
+        let staging_dir = staging_dir(&cas);
+        fs::create_dir_all(&staging_dir)
+            .with_context(|| format!("cannot create {}", staging_dir.display()))?;
+        let txn = manifest.write()?;
+        let next_ino = txn.alloc_inos(1 << 16)?;
+        txn.commit()?;
+        let pid = std::process::id();
+        let mut rift = Rift {
+            name_prefix: format!("{}.{}.{}", super::project_key(&project), pid, now_ns()),
+            project,
+            cas,
+            manifest,
+            table,
+            id,
+            staging_dir,
+            staged: HashMap::new(),
+            anon: HashMap::new(),
+            uncommitted: Vec::new(),
+            journal: Journal::open(&jpath)?,
+            next_ino,
+            ino_end: next_ino + (1 << 16),
+            name_seq: 0,
+        };
+        for (rel, rec) in &view.records {
+            if let Ok(RecordRef::Entry { header, target }) = vrift_format::decode_record(rec) {
+                if header.is_staged() {
+                    let probe = File::open(rift.staging_dir.join(std::ffi::OsStr::from_bytes(target)));
+                    match probe {
+                        Ok(probe) => {
+                            rift.staged.insert(
+                                target.to_vec(),
+                                Staged {
+                                    rel: rel.clone(),
+                                    probe,
+                                },
+                            );
+                        }
+                        Err(e) => eprintln!(
+                            "vrift daemon: the staging file of {} is gone ({e}); the entry is dropped",
+                            crate::paths::display(rel)
+                        ),
+                    }
+                }
+            }
+        }
+        Ok(rift)
+    }
+
+    pub fn table(&self) -> Table<'_> {
+        self.table.table().expect("the live table validated at creation")
+    }
+
+    pub fn staged_count(&self) -> usize {
+        self.staged.len() + self.anon.len()
+    }
+
+    pub fn uncommitted(&self) -> usize {
+        self.uncommitted.len()
+    }
+
+    fn alloc_ino(&mut self) -> Result<u64> {
+        if self.next_ino >= self.ino_end {
+            let txn = self.manifest.write()?;
+            self.next_ino = txn.alloc_inos(1 << 16)?;
+            txn.commit()?;
+            self.ino_end = self.next_ino + (1 << 16);
+        }
+        self.next_ino += 1;
+        Ok(self.next_ino - 1)
+    }
+
+    fn disk(&self, rel: &[u8]) -> PathBuf {
+        self.project.disk_path(rel)
+    }
+
+    fn phantom(&self, rel: &[u8]) -> Result<Option<Vec<u8>>> {
+        let txn = self.manifest.read()?;
+        Ok(txn.get(Layer::Phantom, rel)?.map(|r| r.encode()))
+    }
+
+    // ---- recording changes -------------------------------------------------
+
+    fn record(&mut self, changes: Vec<Change>) -> Result<()> {
+        self.journal.append(&changes)?;
+        for c in &changes {
+            self.apply_to_table(c)?;
+        }
+        self.uncommitted.extend(changes);
+        Ok(())
+    }
+
+    fn apply_to_table(&mut self, c: &Change) -> Result<()> {
+        loop {
+            let res = match c {
+                Change::Set(p, r) => self.table.set(p, r),
+                Change::Remove(p) => match self.phantom(p)? {
+                    Some(r) => self.table.set(p, &r),
+                    None => {
+                        self.table.tombstone(p);
+                        Ok(())
+                    }
+                },
+                Change::Dir(p, f) => self.table.set_dir_flags(p, *f),
+            };
+            match res {
+                Ok(()) => return Ok(()),
+                Err(super::live::Full) => self.table.rebuild(&self.project, &self.id)?,
+            }
+        }
+    }
+
+    /// Sets the rift record at `rel`.
+    fn set(&mut self, rel: &[u8], rec: Vec<u8>) -> Result<()> {
+        self.record(vec![Change::Set(rel.to_vec(), rec)])
+    }
+
+    /// Removes `rel` from the view: a whiteout where something lies below
+    /// (the disk or the phantom layer), else no record at all.
+    fn delete(&mut self, rel: &[u8]) -> Result<()> {
+        let below = fs::symlink_metadata(self.disk(rel)).is_ok() || self.phantom(rel)?.is_some();
+        if below {
+            self.set(rel, WHITEOUT_RECORD.to_vec())
+        } else {
+            self.record(vec![Change::Remove(rel.to_vec())])
+        }
+    }
+
+    fn dir_flags(&self, rel: &[u8]) -> u8 {
+        self.table().dir(rel).map(|d| d.flags as u8).unwrap_or(0)
+    }
+
+    fn set_dir(&mut self, rel: &[u8], flags: u8) -> Result<()> {
+        self.record(vec![Change::Dir(rel.to_vec(), flags)])
+    }
+
+    /// Commits the journaled changes to the manifest (one transaction).
+    pub fn commit(&mut self) -> Result<()> {
+        if self.uncommitted.is_empty() {
+            return Ok(());
+        }
+        journal::apply(&self.manifest, &self.uncommitted)?;
+        self.journal.clear()?;
+        self.uncommitted.clear();
+        Ok(())
+    }
+
+    // ---- the view ------------------------------------------------------------
+
+    /// What `rel` names in the view.
+    pub fn node(&self, rel: &[u8]) -> Node {
+        let t = self.table();
+        let mut opaque_above = false;
+        for (i, &c) in rel.iter().enumerate() {
+            if c != b'/' {
+                continue;
+            }
+            let prefix = &rel[..i];
+            match t.lookup(prefix) {
+                Some(RecordRef::Whiteout) => return Node::Absent,
+                Some(RecordRef::Entry { .. }) => return Node::NotDir,
+                None => {}
+            }
+            if t.dir(prefix)
+                .is_some_and(|d| d.flags & DIR_OPAQUE as u64 != 0)
+            {
+                opaque_above = true;
+            }
+        }
+        match t.lookup(rel) {
+            Some(RecordRef::Whiteout) => return Node::Absent,
+            Some(RecordRef::Entry { header, target }) => {
+                return Node::Entry(header, target.to_vec())
+            }
+            None => {}
+        }
+        if opaque_above && self.dir_flags(rel) & DIR_CREATED == 0 {
+            return Node::Absent;
+        }
+        match fs::symlink_metadata(self.disk(rel)) {
+            Ok(m) if m.is_dir() => Node::Dir,
+            Ok(m) => Node::Phys(m),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Node::NotDir,
+            Err(_) => Node::Absent,
+        }
+    }
+
+    /// The parent of a path about to be created must be a directory.
+    fn check_parent(&self, rel: &[u8]) -> OpResult<()> {
+        if rel.is_empty() {
+            return posix(libc::EEXIST);
+        }
+        match self.node(parent_rel(rel)) {
+            Node::Dir => Ok(()),
+            Node::Absent => posix(libc::ENOENT),
+            _ => posix(libc::ENOTDIR),
+        }
+    }
+
+    /// The names a directory of the view lists (rift and disk merged).
+    pub fn list(&self, rel: &[u8]) -> Vec<Vec<u8>> {
+        let t = self.table();
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        let dir = t.dir(rel);
+        let opaque = dir.is_some_and(|d| d.flags & DIR_OPAQUE as u64 != 0);
+        if let Some(d) = dir {
+            for (name, rec) in d.children() {
+                if matches!(rec, RecordRef::Entry { .. }) {
+                    names.push(name.to_vec());
+                }
+            }
+        }
+        if let Ok(rd) = fs::read_dir(self.disk(rel)) {
+            for e in rd.flatten() {
+                let name = e.file_name().as_bytes().to_vec();
+                if rel.is_empty() && name == crate::project::STATE_DIR.as_bytes() {
+                    continue;
+                }
+                let child = join_rel(rel, &name);
+                if t.lookup(&child).is_some() {
+                    continue; // listed above, or hidden
+                }
+                if opaque && self.dir_flags(&child) & DIR_CREATED == 0 {
+                    continue;
+                }
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    fn is_empty_dir(&self, rel: &[u8]) -> bool {
+        self.list(rel).is_empty()
+    }
+
+    // ---- staging -------------------------------------------------------------
+
+    fn new_staging(&mut self) -> Result<(Vec<u8>, PathBuf, File)> {
+        self.name_seq += 1;
+        let name = format!("{}.{}", self.name_prefix, self.name_seq).into_bytes();
+        let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(&name));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot create the staging file {}", path.display()))?;
+        Ok((name, path, file))
+    }
+
+    /// Copies the current content of `node` into a new staging file.
+    fn stage_copy(&mut self, node: &Node, rel: &[u8], truncate: bool) -> Result<(Vec<u8>, PathBuf)> {
+        let (name, path, mut file) = self.new_staging()?;
+        if !truncate {
+            let src = match node {
+                Node::Entry(h, target) if h.is_staged() => {
+                    Some(self.staging_dir.join(std::ffi::OsStr::from_bytes(target)))
+                }
+                Node::Entry(h, _) => Some(self.cas.blob_path(&h.hash)),
+                Node::Phys(_) => Some(self.disk(rel)),
+                _ => None,
+            };
+            if let Some(src) = src {
+                let mut from = File::open(&src)
+                    .with_context(|| format!("cannot read {}", src.display()))?;
+                // std's copy uses copy_file_range (reflinks where the fs can).
+                io::copy(&mut from, &mut file)
+                    .with_context(|| format!("cannot copy {} to {}", src.display(), path.display()))?;
+            }
+        }
+        Ok((name, path))
+    }
+
+    fn register_staged(&mut self, name: &[u8], rel: &[u8]) -> Result<()> {
+        let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(name));
+        let probe = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        self.staged.insert(
+            name.to_vec(),
+            Staged {
+                rel: rel.to_vec(),
+                probe,
+            },
+        );
+        Ok(())
+    }
+
+    /// A staged record for `rel` with the metadata of `like`.
+    fn staged_record(&mut self, like: Option<&RecordHeader>, mode: u32, hides: bool, name: &[u8]) -> Result<Vec<u8>> {
+        let h = RecordHeader {
+            kind: Kind::File,
+            flags: FLAG_STAGED | if hides { FLAG_HIDES_DIR } else { 0 },
+            mode: like.map(|h| h.mode).unwrap_or(mode),
+            size: 0,
+            mtime_ns: 0,
+            ino: match like {
+                Some(h) => h.ino,
+                None => self.alloc_ino()?,
+            },
+            hash: ContentHash::default(),
+            uid: like.map(|h| h.uid).unwrap_or(OWNER_INHERIT),
+            gid: like.map(|h| h.gid).unwrap_or(OWNER_INHERIT),
+            atime_ns: 0,
+        };
+        Ok(encode(&h, name))
+    }
+
+    /// Opens `rel` for writing (DESIGN.md §2: a staging file, visible at once).
+    pub fn open_write(&mut self, caller: Caller, rel: &[u8], flags: i32, mode: u32) -> OpResult<Opened> {
+        let creat = flags & libc::O_CREAT != 0;
+        let excl = flags & libc::O_EXCL != 0;
+        let trunc = flags & libc::O_TRUNC != 0;
+        let access = flags & libc::O_ACCMODE;
+        if flags & libc::O_TMPFILE == libc::O_TMPFILE {
+            return self.open_tmpfile(rel, flags, mode);
+        }
+        let node = self.node(rel);
+        let (name, header_mode, ino) = match &node {
+            Node::NotDir => return posix(libc::ENOTDIR),
+            Node::Dir => {
+                return posix(if creat && excl { libc::EEXIST } else { libc::EISDIR })
+            }
+            Node::Entry(h, _) if h.kind == Kind::Symlink => {
+                return posix(if creat && excl { libc::EEXIST } else { libc::ELOOP })
+            }
+            Node::Phys(m) if !m.file_type().is_file() => {
+                // A fifo, socket or device: writing it changes no file.
+                return posix(if creat && excl { libc::EEXIST } else { PASS });
+            }
+            Node::Entry(..) | Node::Phys(_) if creat && excl => return posix(libc::EEXIST),
+            Node::Entry(h, target) => {
+                if caller.uid != 0 && h.mode & 0o200 == 0 && access != libc::O_RDONLY {
+                    return posix(libc::EACCES);
+                }
+                if h.is_staged() {
+                    if trunc && access != libc::O_RDONLY {
+                        let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(target));
+                        OpenOptions::new().write(true).open(&path)?.set_len(0)?;
+                    }
+                    (target.clone(), h.mode, h.ino)
+                } else {
+                    let (name, _) = self.stage_copy(&node, rel, trunc)?;
+                    let h = *h;
+                    let rec = self.staged_record(Some(&h), 0, h.flags & FLAG_HIDES_DIR != 0, &name)?;
+                    self.register_staged(&name, rel)?;
+                    self.set(rel, rec)?;
+                    (name, h.mode, h.ino)
+                }
+            }
+            Node::Phys(m) => {
+                if caller.uid != 0 && m.mode() & 0o200 == 0 && access != libc::O_RDONLY {
+                    return posix(libc::EACCES);
+                }
+                let (name, _) = self.stage_copy(&node, rel, trunc)?;
+                let mode = m.mode();
+                let rec = self.staged_record(None, mode, false, &name)?;
+                self.register_staged(&name, rel)?;
+                self.set(rel, rec)?;
+                let ino = record_ino(&self.table(), rel);
+                (name, mode, ino)
+            }
+            Node::Absent => {
+                if !creat {
+                    return posix(libc::ENOENT);
+                }
+                self.check_parent(rel)?;
+                let hides = fs::symlink_metadata(self.disk(rel)).is_ok_and(|m| m.is_dir());
+                let (name, _) = self.stage_copy(&Node::Absent, rel, true)?;
+                let mode = libc::S_IFREG | (mode & 0o7777);
+                let rec = self.staged_record(None, mode, hides, &name)?;
+                self.register_staged(&name, rel)?;
+                self.set(rel, rec)?;
+                let ino = record_ino(&self.table(), rel);
+                (name, mode, ino)
+            }
+        };
+        let fd = self.open_staging(&name, flags)?;
+        Ok(Opened {
+            fd,
+            ino,
+            mode: header_mode,
+            name,
+        })
+    }
+
+    fn open_staging(&self, name: &[u8], flags: i32) -> OpResult<OwnedFd> {
+        let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(name));
+        let keep = flags
+            & (libc::O_ACCMODE
+                | libc::O_APPEND
+                | libc::O_NONBLOCK
+                | libc::O_SYNC
+                | libc::O_DSYNC
+                | libc::O_DIRECT
+                | libc::O_NOATIME);
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| anyhow::anyhow!(e))?;
+        // SAFETY: a valid C string; the fd is owned right after.
+        let fd = unsafe { libc::open(c.as_ptr(), keep | libc::O_CLOEXEC | libc::O_LARGEFILE) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+        // SAFETY: a fresh fd we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    fn open_tmpfile(&mut self, dir: &[u8], flags: i32, _mode: u32) -> OpResult<Opened> {
+        match self.node(dir) {
+            Node::Dir => {}
+            Node::Absent => return posix(libc::ENOENT),
+            _ => return posix(libc::ENOTDIR),
+        }
+        let (name, path, file) = self.new_staging()?;
+        drop(file);
+        // A read-only probe: the lease test needs every writer to be the client's.
+        let probe = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        self.anon.insert(name.clone(), probe);
+        let fd = self.open_staging(&name, flags)?;
+        Ok(Opened {
+            fd,
+            ino: self.alloc_ino()?,
+            mode: libc::S_IFREG | 0o600,
+            name,
+        })
+    }
+
+    /// `linkat` of an O_TMPFILE file into the view.
+    pub fn link_tmp(&mut self, rel: &[u8], name: &[u8], mode: u32) -> OpResult<()> {
+        if !self.anon.contains_key(name) {
+            return posix(libc::ENOENT);
+        }
+        if self.node(rel).exists() {
+            return posix(libc::EEXIST);
+        }
+        self.check_parent(rel)?;
+        let file = self.anon.remove(name).expect("checked above");
+        drop(file);
+        let rec = self.staged_record(None, libc::S_IFREG | (mode & 0o7777), false, name)?;
+        self.register_staged(name, rel)?;
+        self.set(rel, rec)?;
+        Ok(())
+    }
+
+    // ---- sealing ---------------------------------------------------------------
+
+    /// Seals every staged file no process has open for writing any more.
+    /// Returns how many were sealed.
+    pub fn seal_idle(&mut self) -> usize {
+        let names: Vec<Vec<u8>> = self.staged.keys().cloned().collect();
+        let mut n = 0;
+        for name in names {
+            match self.try_seal(&name) {
+                Ok(true) => n += 1,
+                Ok(false) => {}
+                Err(e) => eprintln!("vrift daemon: cannot seal a staged file: {e:#}"),
+            }
+        }
+        n
+    }
+
+    /// Seals the staged file `name` if no process has it open for writing
+    /// (a read lease is granted only then, and breaks if one opens it).
+    pub fn try_seal(&mut self, name: &[u8]) -> Result<bool> {
+        let Some(st) = self.staged.get(name) else {
+            return Ok(false);
+        };
+        let fd = st.probe.as_raw_fd();
+        // SAFETY: fcntl on our own fd.
+        if unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EAGAIN) {
+                return Ok(false);
+            }
+            return Err(e).context("cannot take a lease on a staging file");
+        }
+        let res = self.seal_leased(name);
+        if let Some(st) = self.staged.get(name) {
+            // SAFETY: as above.
+            unsafe { libc::fcntl(st.probe.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
+        }
+        res.map(|()| true)
+    }
+
+    fn seal_leased(&mut self, name: &[u8]) -> Result<()> {
+        let st = self.staged.get(name).expect("caller checked");
+        let rel = st.rel.clone();
+        let meta = st.probe.metadata()?;
+        let mut reader = &st.probe;
+        let hash = {
+            use std::io::Seek;
+            reader.seek(io::SeekFrom::Start(0))?;
+            crate::cas::hash_reader(&mut reader)?
+        };
+        let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(name));
+        let _gc = self.cas.gc_lock(LockMode::Shared)?;
+        self.cas
+            .adopt_tmp_keep(&path, &hash)
+            .with_context(|| format!("cannot move {} into the store", path.display()))?;
+        let header = match self.table().lookup(&rel) {
+            Some(RecordRef::Entry { header, target }) if header.is_staged() && target == name => {
+                Some(header)
+            }
+            _ => None,
+        };
+        self.staged.remove(name);
+        let Some(mut h) = header else {
+            return Ok(()); // the entry moved on (unlinked or replaced) meanwhile
+        };
+        h.flags &= !FLAG_STAGED;
+        h.hash = hash;
+        h.size = meta.len();
+        h.mtime_ns = mtime_ns(&meta);
+        h.atime_ns = atime_ns(&meta);
+        self.set(&rel, encode(&h, &[]))?;
+        Ok(())
+    }
+
+    /// Seals `rel` now if it is staged (before it is executed).
+    pub fn seal_path(&mut self, rel: &[u8]) -> OpResult<Vec<u8>> {
+        match self.node(rel) {
+            Node::Entry(h, target) if h.is_staged() => {
+                if self.try_seal(&target)? {
+                    Ok(Vec::new())
+                } else {
+                    posix(libc::ETXTBSY)
+                }
+            }
+            Node::Entry(..) | Node::Phys(_) => Ok(Vec::new()),
+            Node::Dir => posix(libc::EISDIR),
+            _ => posix(libc::ENOENT),
+        }
+    }
+
+    /// Forgets a staged file whose entry left the view (the writers keep
+    /// their fds, as with an unlinked file).
+    fn drop_staged(&mut self, h: &RecordHeader, target: &[u8]) {
+        if h.is_staged() {
+            self.staged.remove(target);
+            let _ = fs::remove_file(self.staging_dir.join(std::ffi::OsStr::from_bytes(target)));
+        }
+    }
+
+    /// A sealed record of the physical file at `rel` (copied into the CAS).
+    fn copy_up(&mut self, rel: &[u8], m: &fs::Metadata) -> Result<RecordHeader> {
+        let path = self.disk(rel);
+        let (kind, hash, target) = if m.file_type().is_symlink() {
+            let t = fs::read_link(&path)?;
+            (Kind::Symlink, ContentHash::default(), t.as_os_str().as_bytes().to_vec())
+        } else {
+            let _gc = self.cas.gc_lock(LockMode::Shared)?;
+            let mut f = File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let (hash, _) = self.cas.put_reader(&mut f)?;
+            (Kind::File, hash, Vec::new())
+        };
+        let h = RecordHeader {
+            kind,
+            flags: 0,
+            mode: m.mode(),
+            size: if kind == Kind::Symlink { target.len() as u64 } else { m.len() },
+            mtime_ns: mtime_ns(m),
+            ino: self.alloc_ino()?,
+            hash,
+            uid: OWNER_INHERIT,
+            gid: OWNER_INHERIT,
+            atime_ns: atime_ns(m),
+        };
+        let _ = target;
+        Ok(h)
+    }
+
+    /// The record of a non-directory in the view, copied up from the disk
+    /// if needed (with its symlink target).
+    fn entry_of(&mut self, rel: &[u8], node: &Node) -> OpResult<(RecordHeader, Vec<u8>)> {
+        match node {
+            Node::Entry(h, t) => Ok((*h, t.clone())),
+            Node::Phys(m) => {
+                let h = self.copy_up(rel, m)?;
+                let target = if h.kind == Kind::Symlink {
+                    fs::read_link(self.disk(rel))?.as_os_str().as_bytes().to_vec()
+                } else {
+                    Vec::new()
+                };
+                Ok((h, target))
+            }
+            Node::Dir => posix(libc::EISDIR),
+            Node::NotDir => posix(libc::ENOTDIR),
+            Node::Absent => posix(libc::ENOENT),
+        }
+    }
+
+    // ---- mutations -------------------------------------------------------------
+
+    pub fn unlink(&mut self, rel: &[u8]) -> OpResult<()> {
+        match self.node(rel) {
+            Node::Absent => posix(libc::ENOENT),
+            Node::NotDir => posix(libc::ENOTDIR),
+            Node::Dir => posix(libc::EISDIR),
+            Node::Entry(h, t) => {
+                self.drop_staged(&h, &t);
+                self.delete(rel)?;
+                Ok(())
+            }
+            Node::Phys(_) => {
+                self.delete(rel)?;
+                Ok(())
+            }
+        }
+    }
+
+    pub fn mkdir(&mut self, rel: &[u8], mode: u32) -> OpResult<()> {
+        match self.node(rel) {
+            Node::NotDir => return posix(libc::ENOTDIR),
+            Node::Absent => {}
+            _ => return posix(libc::EEXIST),
+        }
+        self.check_parent(rel)?;
+        let path = self.disk(rel);
+        let physical = fs::symlink_metadata(&path).ok();
+        let flags = self.dir_flags(rel);
+        match physical {
+            Some(m) if m.is_dir() => {
+                // Hidden by a whiteout (or an opaque parent): it comes back
+                // empty, its old content stays hidden.
+                if matches!(self.table().lookup(rel), Some(RecordRef::Whiteout)) {
+                    self.record(vec![Change::Remove(rel.to_vec())])?;
+                }
+                self.set_dir(rel, flags | DIR_OPAQUE | DIR_CREATED)?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o7777))?;
+            }
+            Some(_) => {
+                // A hidden physical file stands there: the directory cannot
+                // be made on disk.
+                return posix(libc::EEXIST);
+            }
+            None => {
+                let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                // SAFETY: a valid C string. The daemon's umask is 0: the
+                // client applied its own.
+                if unsafe { libc::mkdir(c.as_ptr(), mode & 0o7777) } != 0 {
+                    return Err(io::Error::last_os_error().into());
+                }
+                if matches!(self.table().lookup(rel), Some(RecordRef::Whiteout)) {
+                    self.record(vec![Change::Remove(rel.to_vec())])?;
+                }
+                self.set_dir(rel, flags | DIR_CREATED)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn rmdir(&mut self, rel: &[u8]) -> OpResult<()> {
+        if rel.is_empty() {
+            return posix(libc::EBUSY);
+        }
+        match self.node(rel) {
+            Node::Dir => {}
+            Node::Absent => return posix(libc::ENOENT),
+            _ => return posix(libc::ENOTDIR),
+        }
+        if !self.is_empty_dir(rel) {
+            return posix(libc::ENOTEMPTY);
+        }
+        self.remove_dir_in_view(rel)?;
+        Ok(())
+    }
+
+    /// Removes an empty-in-view directory: from the disk if the rift made it
+    /// and nothing physical is left in it, else by a whiteout.
+    fn remove_dir_in_view(&mut self, rel: &[u8]) -> Result<()> {
+        // The records below (whiteouts of what was deleted) go with it.
+        let below: Vec<Vec<u8>> = self.records_under(rel);
+        let mut changes: Vec<Change> = below.into_iter().map(Change::Remove).collect();
+        let flags = self.dir_flags(rel);
+        let path = self.disk(rel);
+        let physically_empty = fs::read_dir(&path).map(|mut d| d.next().is_none()).unwrap_or(false);
+        if flags != 0 {
+            changes.push(Change::Dir(rel.to_vec(), 0));
+        }
+        if flags & DIR_CREATED != 0 && physically_empty && self.phantom(rel)?.is_none() {
+            fs::remove_dir(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+            self.record(changes)?;
+            if matches!(self.table().lookup(rel), Some(RecordRef::Whiteout)) {
+                self.record(vec![Change::Remove(rel.to_vec())])?;
+            }
+        } else {
+            changes.push(Change::Set(rel.to_vec(), WHITEOUT_RECORD.to_vec()));
+            self.record(changes)?;
+        }
+        Ok(())
+    }
+
+    /// Paths of the records (and marked directories) strictly below `rel`.
+    fn records_under(&self, rel: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut stack = vec![rel.to_vec()];
+        let t = self.table();
+        while let Some(d) = stack.pop() {
+            if let Some(dir) = t.dir(&d) {
+                for (name, _) in dir.children() {
+                    let child = join_rel(&d, name);
+                    stack.push(child.clone());
+                    out.push(child);
+                }
+            }
+        }
+        out
+    }
+
+    pub fn symlink(&mut self, rel: &[u8], target: &[u8]) -> OpResult<()> {
+        if self.node(rel).exists() {
+            return posix(libc::EEXIST);
+        }
+        self.check_parent(rel)?;
+        let hides = fs::symlink_metadata(self.disk(rel)).is_ok_and(|m| m.is_dir());
+        let now = now_ns();
+        let h = RecordHeader {
+            kind: Kind::Symlink,
+            flags: if hides { FLAG_HIDES_DIR } else { 0 },
+            mode: libc::S_IFLNK | 0o777,
+            size: target.len() as u64,
+            mtime_ns: now,
+            ino: self.alloc_ino()?,
+            hash: ContentHash::default(),
+            uid: OWNER_INHERIT,
+            gid: OWNER_INHERIT,
+            atime_ns: now,
+        };
+        self.set(rel, encode(&h, target))?;
+        Ok(())
+    }
+
+    pub fn link(&mut self, old: &[u8], new: &[u8]) -> OpResult<()> {
+        let node = self.node(old);
+        if node.is_dir() {
+            return posix(libc::EPERM);
+        }
+        if self.node(new).exists() {
+            return posix(libc::EEXIST);
+        }
+        self.check_parent(new)?;
+        if let Node::Entry(h, t) = &node {
+            if h.is_staged() && !self.try_seal(t)? {
+                // Still being written: the link gets its content so far.
+                let (name, _) = self.stage_copy(&node, old, false)?;
+                let h = *h;
+                let mut rec = self.staged_record(Some(&h), 0, false, &name)?;
+                rec[24..32].copy_from_slice(&self.alloc_ino()?.to_le_bytes());
+                self.register_staged(&name, new)?;
+                self.set(new, rec)?;
+                return Ok(());
+            }
+        }
+        let node = self.node(old);
+        let (mut h, target) = self.entry_of(old, &node)?;
+        h.ino = self.alloc_ino()?;
+        h.flags &= !(FLAG_PHANTOM | FLAG_HIDES_DIR);
+        if fs::symlink_metadata(self.disk(new)).is_ok_and(|m| m.is_dir()) {
+            h.flags |= FLAG_HIDES_DIR;
+        }
+        self.set(new, encode(&h, &target))?;
+        Ok(())
+    }
+
+    pub fn rename(&mut self, old: &[u8], new: &[u8], flags: u32) -> OpResult<()> {
+        let noreplace = flags & libc::RENAME_NOREPLACE != 0;
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        if (noreplace && exchange) || flags & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0 {
+            return posix(libc::EINVAL);
+        }
+        if old.is_empty() || new.is_empty() {
+            return posix(libc::EBUSY);
+        }
+        let src = self.node(old);
+        match src {
+            Node::Absent => return posix(libc::ENOENT),
+            Node::NotDir => return posix(libc::ENOTDIR),
+            _ => {}
+        }
+        if old == new {
+            return Ok(());
+        }
+        if new.starts_with(old) && new.get(old.len()) == Some(&b'/') && src.is_dir() {
+            return posix(libc::EINVAL);
+        }
+        let dst = self.node(new);
+        if let Node::NotDir = dst {
+            return posix(libc::ENOTDIR);
+        }
+        if !dst.exists() {
+            if exchange {
+                return posix(libc::ENOENT);
+            }
+            self.check_parent(new)?;
+        } else if noreplace {
+            return posix(libc::EEXIST);
+        }
+        if exchange {
+            if src.is_dir() || dst.is_dir() {
+                if old.starts_with(new) && old.get(new.len()) == Some(&b'/') {
+                    return posix(libc::EINVAL);
+                }
+                return self.exchange_dirs(old, new, &src, &dst);
+            }
+            let (a, at) = self.entry_of(old, &src)?;
+            let (b, bt) = self.entry_of(new, &dst)?;
+            self.move_staged(&at, &a, new);
+            self.move_staged(&bt, &b, old);
+            let a = self.with_hides(new, a);
+            let b = self.with_hides(old, b);
+            self.record(vec![
+                Change::Set(new.to_vec(), encode(&a, &at)),
+                Change::Set(old.to_vec(), encode(&b, &bt)),
+            ])?;
+            return Ok(());
+        }
+        if src.is_dir() {
+            match &dst {
+                Node::Dir => {
+                    if !self.is_empty_dir(new) {
+                        return posix(libc::ENOTEMPTY);
+                    }
+                }
+                Node::Absent => {}
+                _ => return posix(libc::ENOTDIR),
+            }
+            return self.rename_dir(old, new, &dst);
+        }
+        if dst.is_dir() {
+            return posix(libc::EISDIR);
+        }
+        let (h, target) = self.entry_of(old, &src)?;
+        if let Node::Entry(dh, dt) = &dst {
+            if !(dh.is_staged() && h.is_staged() && dt == &target) {
+                self.drop_staged(dh, dt);
+            }
+        }
+        self.move_staged(&target, &h, new);
+        let h = self.with_hides(new, h);
+        let mut changes = vec![Change::Set(new.to_vec(), encode(&h, &target))];
+        let below = fs::symlink_metadata(self.disk(old)).is_ok() || self.phantom(old)?.is_some();
+        changes.push(if below {
+            Change::Set(old.to_vec(), WHITEOUT_RECORD.to_vec())
+        } else {
+            Change::Remove(old.to_vec())
+        });
+        self.record(changes)?;
+        Ok(())
+    }
+
+    fn with_hides(&self, rel: &[u8], mut h: RecordHeader) -> RecordHeader {
+        h.flags &= !(FLAG_PHANTOM | FLAG_HIDES_DIR);
+        if fs::symlink_metadata(self.disk(rel)).is_ok_and(|m| m.is_dir()) {
+            h.flags |= FLAG_HIDES_DIR;
+        }
+        h
+    }
+
+    fn move_staged(&mut self, target: &[u8], h: &RecordHeader, to: &[u8]) {
+        if h.is_staged() {
+            if let Some(st) = self.staged.get_mut(target) {
+                st.rel = to.to_vec();
+            }
+        }
+    }
+
+    /// Renames a directory of the view. A directory the rift made, with
+    /// nothing physical but directories below it, moves on disk with its
+    /// records; any other is copied up into the rift at the new place and
+    /// hidden at the old one.
+    fn rename_dir(&mut self, old: &[u8], new: &[u8], dst: &Node) -> OpResult<()> {
+        if let Node::Dir = dst {
+            self.remove_dir_in_view(new)?;
+        }
+        // Build the new tree: directories on disk, entries in the rift.
+        let mut changes = Vec::new();
+        let mut dirs = vec![(old.to_vec(), new.to_vec())];
+        let mut staged_moves = Vec::new();
+        while let Some((from, to)) = dirs.pop() {
+            let to_path = self.disk(&to);
+            match fs::symlink_metadata(&to_path) {
+                Ok(m) if m.is_dir() => changes.push(Change::Dir(to.clone(), DIR_OPAQUE | DIR_CREATED)),
+                Ok(_) => return posix(libc::EEXIST),
+                Err(_) => {
+                    let mode = fs::metadata(self.disk(&from)).map(|m| m.mode()).unwrap_or(0o755);
+                    fs::create_dir(&to_path)?;
+                    fs::set_permissions(&to_path, fs::Permissions::from_mode(mode & 0o7777))?;
+                    changes.push(Change::Dir(to.clone(), DIR_CREATED));
+                }
+            }
+            if matches!(self.table().lookup(&to), Some(RecordRef::Whiteout)) {
+                changes.push(Change::Remove(to.clone()));
+            }
+            for name in self.list(&from) {
+                let f = join_rel(&from, &name);
+                let t = join_rel(&to, &name);
+                let node = self.node(&f);
+                if node.is_dir() {
+                    dirs.push((f, t));
+                    continue;
+                }
+                let (h, target) = self.entry_of(&f, &node)?;
+                if h.is_staged() {
+                    staged_moves.push((target.clone(), t.clone()));
+                }
+                let h = self.with_hides(&t, h);
+                changes.push(Change::Set(t, encode(&h, &target)));
+            }
+        }
+        for (name, to) in staged_moves {
+            if let Some(st) = self.staged.get_mut(&name) {
+                st.rel = to;
+            }
+        }
+        self.record(changes)?;
+        // The old tree leaves the view: empty rift-made directories leave
+        // the disk, everything else is hidden.
+        self.remove_tree_in_view(old)?;
+        Ok(())
+    }
+
+    /// Removes a whole subtree from the view (after its content moved).
+    fn remove_tree_in_view(&mut self, rel: &[u8]) -> Result<()> {
+        let mut order = Vec::new();
+        let mut stack = vec![rel.to_vec()];
+        while let Some(d) = stack.pop() {
+            for name in self.list(&d) {
+                let c = join_rel(&d, &name);
+                if self.node(&c).is_dir() {
+                    stack.push(c.clone());
+                } else {
+                    // Entries were moved (staged ones keep their file).
+                    let below = fs::symlink_metadata(self.disk(&c)).is_ok() || self.phantom(&c)?.is_some();
+                    self.record(vec![if below {
+                        Change::Set(c.clone(), WHITEOUT_RECORD.to_vec())
+                    } else {
+                        Change::Remove(c.clone())
+                    }])?;
+                }
+            }
+            order.push(d);
+        }
+        for d in order.iter().rev() {
+            self.remove_dir_in_view(d)?;
+        }
+        Ok(())
+    }
+
+    fn exchange_dirs(&mut self, a: &[u8], b: &[u8], na: &Node, nb: &Node) -> OpResult<()> {
+        // Through a temporary name in a's parent: a → tmp, b → a, tmp → b.
+        let mut tmp = parent_rel(a).to_vec();
+        if !tmp.is_empty() {
+            tmp.push(b'/');
+        }
+        tmp.extend_from_slice(format!(".vrift-exchange.{}", std::process::id()).as_bytes());
+        let _ = (na, nb);
+        self.rename(a, &tmp, 0)?;
+        self.rename(b, a, 0)?;
+        self.rename(&tmp, b, 0)?;
+        Ok(())
+    }
+
+    /// Sets metadata of a view entry, copying a physical file up first.
+    fn update_entry(&mut self, rel: &[u8], f: impl FnOnce(&mut RecordHeader)) -> OpResult<()> {
+        let node = self.node(rel);
+        let (mut h, target) = self.entry_of(rel, &node)?;
+        f(&mut h);
+        self.set(rel, encode(&h, &target))?;
+        Ok(())
+    }
+
+    pub fn chmod(&mut self, rel: &[u8], mode: u32) -> OpResult<()> {
+        match self.node(rel) {
+            Node::Dir => {
+                // Directories are physical.
+                fs::set_permissions(self.disk(rel), fs::Permissions::from_mode(mode & 0o7777))?;
+                Ok(())
+            }
+            Node::Entry(h, _) if h.kind == Kind::Symlink => posix(libc::EOPNOTSUPP),
+            Node::Phys(m) if m.file_type().is_symlink() => posix(libc::EOPNOTSUPP),
+            _ => self.update_entry(rel, |h| h.mode = (h.mode & libc::S_IFMT) | (mode & 0o7777)),
+        }
+    }
+
+    pub fn chown(&mut self, caller: Caller, rel: &[u8], uid: u32, gid: u32) -> OpResult<()> {
+        if caller.uid != 0 && (uid != u32::MAX && uid != caller.uid) {
+            return posix(libc::EPERM);
+        }
+        match self.node(rel) {
+            Node::Dir => {
+                let c = std::ffi::CString::new(self.disk(rel).as_os_str().as_bytes())
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                // SAFETY: a valid C string.
+                if unsafe { libc::lchown(c.as_ptr(), uid, gid) } != 0 {
+                    return Err(io::Error::last_os_error().into());
+                }
+                Ok(())
+            }
+            _ => self.update_entry(rel, |h| {
+                if uid != u32::MAX {
+                    h.uid = uid;
+                }
+                if gid != u32::MAX {
+                    h.gid = gid;
+                }
+                // chown clears set-user/group-ID on regular files.
+                if h.kind == Kind::File {
+                    h.mode &= !(libc::S_ISUID | libc::S_ISGID);
+                }
+            }),
+        }
+    }
+
+    pub fn utimes(&mut self, rel: &[u8], atime: u64, mtime: u64) -> OpResult<()> {
+        use vrift_format::proto::{TIME_NOW, TIME_OMIT};
+        let now = now_ns();
+        let pick = |v: u64, old: i64| match v {
+            TIME_OMIT => old,
+            TIME_NOW => now,
+            v => v as i64,
+        };
+        match self.node(rel) {
+            Node::Dir => {
+                let path = self.disk(rel);
+                let m = fs::metadata(&path)?;
+                let ts = |ns: i64| libc::timespec {
+                    tv_sec: ns.div_euclid(1_000_000_000),
+                    tv_nsec: ns.rem_euclid(1_000_000_000),
+                };
+                let times = [ts(pick(atime, atime_ns(&m))), ts(pick(mtime, mtime_ns(&m)))];
+                let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                // SAFETY: valid path and times.
+                if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) } != 0 {
+                    return Err(io::Error::last_os_error().into());
+                }
+                Ok(())
+            }
+            Node::Entry(h, target) if h.is_staged() => {
+                // A staged file's times are its staging file's.
+                let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(&target));
+                let m = fs::metadata(&path)?;
+                let ts = |ns: i64| libc::timespec {
+                    tv_sec: ns.div_euclid(1_000_000_000),
+                    tv_nsec: ns.rem_euclid(1_000_000_000),
+                };
+                let times = [ts(pick(atime, atime_ns(&m))), ts(pick(mtime, mtime_ns(&m)))];
+                let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                // SAFETY: valid path and times.
+                if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) } != 0 {
+                    return Err(io::Error::last_os_error().into());
+                }
+                Ok(())
+            }
+            _ => self.update_entry(rel, |h| {
+                let old_a = if h.atime_ns == 0 { h.mtime_ns } else { h.atime_ns };
+                h.atime_ns = pick(atime, old_a);
+                h.mtime_ns = pick(mtime, h.mtime_ns);
+            }),
+        }
+    }
+
+    pub fn truncate(&mut self, caller: Caller, rel: &[u8], len: u64) -> OpResult<()> {
+        let opened = self.open_write(caller, rel, libc::O_WRONLY, 0)?;
+        let file = File::from(opened.fd);
+        file.set_len(len)?;
+        drop(file);
+        let _ = self.try_seal(&opened.name);
+        Ok(())
+    }
+
+    /// A short human-readable state summary.
+    pub fn status(&self) -> String {
+        format!(
+            "project {}\nstaged files: {}\nuncommitted changes: {}\ntable generation: {}\n",
+            self.project.root().display(),
+            self.staged_count(),
+            self.uncommitted.len(),
+            self.table.generation()
+        )
+    }
+
+    /// Whether `name` (a staging file name) belongs to this daemon's project.
+    pub fn owns_staging_name(&self, name: &[u8]) -> bool {
+        self.staged.contains_key(name) || self.anon.contains_key(name)
+    }
+
+    /// Drops anonymous staging files no process holds any more.
+    pub fn reap_anon(&mut self) {
+        let names: Vec<Vec<u8>> = self.anon.keys().cloned().collect();
+        for name in names {
+            let f = &self.anon[&name];
+            // SAFETY: fcntl on our own fd.
+            if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) } == 0 {
+                // SAFETY: as above.
+                unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
+                // No writer left and never linked: it is gone.
+                let _ = fs::remove_file(self.staging_dir.join(std::ffi::OsStr::from_bytes(&name)));
+                self.anon.remove(&name);
+            }
+        }
+    }
+
+    pub fn staging_path(&self, name: &[u8]) -> PathBuf {
+        self.staging_dir.join(std::ffi::OsStr::from_bytes(name))
+    }
+
+    pub fn root(&self) -> &Path {
+        self.project.root()
+    }
+}
+
+/// errno value telling the client to pass the call to libc unchanged
+/// (a fifo, socket or device in the domain).
+pub const PASS: i32 = -1;
+
+fn record_ino(t: &Table<'_>, rel: &[u8]) -> u64 {
+    match t.lookup(rel) {
+        Some(RecordRef::Entry { header, .. }) => header.ino,
+        _ => 0,
+    }
+}

@@ -1,0 +1,475 @@
+//! The daemon's event loop: one thread, `poll` over the listening socket,
+//! the client connections and an inotify watch of the staging directory.
+//!
+//! Requests are answered in arrival order by the one thread that owns the
+//! rift, so every decision (O_EXCL, rename) is atomic across processes.
+//! Changes are journaled before the answer; the journal is committed to the
+//! manifest in groups (every [`COMMIT_EVERY`] at most, and on exit).
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use vrift_format::proto::{
+    decode_request, encode_reply, frame_len, FrameError, Op, Reply, Request, MAX_FRAME,
+};
+
+use super::live::Identity;
+use super::rift::{Caller, Errno, Rift};
+use super::wire::{peer_cred, read_some, send_frame};
+use crate::lock::{FileLock, LockMode};
+use crate::project::Project;
+
+/// Longest a journaled change waits for its group commit.
+const COMMIT_EVERY: Duration = Duration::from_millis(500);
+/// How often staged files are re-checked without an inotify event.
+const SEAL_SWEEP: Duration = Duration::from_secs(2);
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_term(_: libc::c_int) {
+    STOP.store(true, Ordering::Release);
+}
+
+struct Conn {
+    sock: UnixStream,
+    uid: u32,
+    buf: Vec<u8>,
+}
+
+/// Closes every inherited fd above stderr: a daemon must not keep a build's
+/// pipes (make's jobserver, a test harness's stdout) open after it.
+fn close_inherited_fds() {
+    // SAFETY: close_range on a range of fds this process does not use yet.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+}
+
+fn lock_path(project: &Project) -> std::path::PathBuf {
+    project.state_dir().join("lock")
+}
+
+/// Runs the daemon in the foreground.
+pub fn run(project: Project) -> Result<()> {
+    close_inherited_fds();
+    // SAFETY: installing handlers / ignoring signals at start-up.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_term as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        // A lease break is signalled with SIGIO; we release leases at once.
+        libc::signal(libc::SIGIO, libc::SIG_IGN);
+        libc::umask(0);
+    }
+    raise_fd_limit();
+    let socket = super::socket_path(&project);
+    if super::client::ping_socket(&socket).is_ok() {
+        return Ok(()); // another daemon serves this project
+    }
+    let _lock = FileLock::acquire(&lock_path(&project), LockMode::Exclusive, || {})
+        .with_context(|| format!("cannot lock {}", lock_path(&project).display()))?;
+    if super::client::ping_socket(&socket).is_ok() {
+        return Ok(());
+    }
+    let dir = socket.parent().expect("socket paths have a parent");
+    super::ensure_runtime_dir(dir)?;
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+
+    let cas = project.cas()?;
+    let manifest = project.manifest()?;
+    crate::ingest::recover(&project, &cas, &manifest)?;
+    let exe = std::env::current_exe().unwrap_or_default();
+    let id = Identity {
+        root: project.root().as_os_str().as_bytes().to_vec(),
+        cas_root: cas.root().as_os_str().as_bytes().to_vec(),
+        socket: socket.as_os_str().as_bytes().to_vec(),
+        exe: exe.as_os_str().as_bytes().to_vec(),
+    };
+    let mut rift = Rift::open(project, cas, manifest, id)?;
+    let inotify = watch_staging(&rift)?;
+    let result = serve(&mut rift, &listener, &inotify);
+    // Whatever happened, what was journaled goes into the manifest.
+    let sealed = rift.seal_idle();
+    let commit = rift.commit();
+    let _ = std::fs::remove_file(&socket);
+    if sealed > 0 {
+        eprintln!("vrift daemon: sealed {sealed} files on exit");
+    }
+    result.and(commit)
+}
+
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on our own process.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max.min(1 << 20);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn watch_staging(rift: &Rift) -> Result<OwnedFd> {
+    // SAFETY: plain syscalls; the fd is owned right after.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error()).context("inotify_init1");
+    }
+    // SAFETY: a fresh fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let dir = rift.staging_path(b"");
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+    // SAFETY: valid fd and path.
+    if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_CLOSE_WRITE) } < 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("cannot watch {}", dir.display()));
+    }
+    Ok(fd)
+}
+
+/// Names of staging files closed by their last writer since the last call.
+fn closed_names(inotify: &OwnedFd) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        // SAFETY: reading into our buffer.
+        let n = unsafe {
+            libc::read(
+                inotify.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+            )
+        };
+        if n <= 0 {
+            break;
+        }
+        let mut off = 0usize;
+        while off + 16 <= n as usize {
+            let len = u32::from_ne_bytes(buf[off + 12..off + 16].try_into().unwrap_or_default())
+                as usize;
+            let name = &buf[off + 16..(off + 16 + len).min(n as usize)];
+            let name = match name.iter().position(|&c| c == 0) {
+                Some(p) => &name[..p],
+                None => name,
+            };
+            if !name.is_empty() {
+                out.push(name.to_vec());
+            }
+            off += 16 + len;
+        }
+    }
+    out
+}
+
+fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<()> {
+    // SAFETY: getuid cannot fail.
+    let my_uid = unsafe { libc::getuid() };
+    let idle = super::idle_timeout();
+    let mut conns: HashMap<RawFd, Conn> = HashMap::new();
+    let mut last_activity = Instant::now();
+    let mut last_commit = Instant::now();
+    let mut last_sweep = Instant::now();
+    loop {
+        if STOP.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut fds = vec![
+            libc::pollfd {
+                fd: listener.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: inotify.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        fds.extend(conns.keys().map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        }));
+        let timeout = if rift.uncommitted() > 0 {
+            COMMIT_EVERY.saturating_sub(last_commit.elapsed())
+        } else {
+            SEAL_SWEEP
+        };
+        // SAFETY: fds is a live array of pollfd.
+        let n = unsafe {
+            libc::poll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                timeout.as_millis().min(10_000) as i32,
+            )
+        };
+        if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            bail!("poll: {}", io::Error::last_os_error());
+        }
+        if fds[0].revents & libc::POLLIN != 0 {
+            loop {
+                match listener.accept() {
+                    Ok((sock, _)) => {
+                        let Ok(cred) = peer_cred(&sock) else { continue };
+                        if cred.uid != my_uid && cred.uid != 0 {
+                            eprintln!(
+                                "vrift daemon: refused a connection from uid {} (pid {})",
+                                cred.uid, cred.pid
+                            );
+                            continue;
+                        }
+                        let _ = sock.set_nonblocking(true);
+                        conns.insert(
+                            sock.as_raw_fd(),
+                            Conn {
+                                sock,
+                                uid: cred.uid,
+                                buf: Vec::new(),
+                            },
+                        );
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        eprintln!("vrift daemon: accept: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        if fds[1].revents & libc::POLLIN != 0 {
+            for name in closed_names(inotify) {
+                if rift.owns_staging_name(&name) {
+                    if let Err(e) = rift.try_seal(&name) {
+                        eprintln!("vrift daemon: cannot seal a staged file: {e:#}");
+                    }
+                }
+            }
+        }
+        for p in &fds[2..] {
+            if p.revents == 0 {
+                continue;
+            }
+            last_activity = Instant::now();
+            let Some(conn) = conns.get_mut(&p.fd) else {
+                continue;
+            };
+            let keep = match read_some(&conn.sock, &mut conn.buf) {
+                Ok(0) => false,
+                Ok(_) => handle_frames(rift, conn),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+                Err(_) => false,
+            };
+            if !keep {
+                conns.remove(&p.fd);
+            }
+            if STOP.load(Ordering::Acquire) {
+                break;
+            }
+        }
+        if rift.uncommitted() > 0 && last_commit.elapsed() >= COMMIT_EVERY {
+            if let Err(e) = rift.commit() {
+                eprintln!("vrift daemon: group commit failed (kept in the journal): {e:#}");
+            }
+            last_commit = Instant::now();
+        }
+        if last_sweep.elapsed() >= SEAL_SWEEP {
+            rift.seal_idle();
+            rift.reap_anon();
+            last_sweep = Instant::now();
+        }
+        if conns.is_empty() && rift.staged_count() == 0 && last_activity.elapsed() >= idle {
+            return Ok(());
+        }
+    }
+}
+
+/// Answers every whole frame in the connection's buffer. False: drop it.
+fn handle_frames(rift: &mut Rift, conn: &mut Conn) -> bool {
+    loop {
+        let total = match frame_len(&conn.buf) {
+            Ok(n) => n,
+            Err(FrameError::Incomplete) => return true,
+            Err(e) => {
+                eprintln!("vrift daemon: refused a frame: {e}");
+                return false;
+            }
+        };
+        if conn.buf.len() < total {
+            return true;
+        }
+        let frame: Vec<u8> = conn.buf.drain(..total).collect();
+        let req = match decode_request(&frame) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("vrift daemon: refused a frame: {e}");
+                return false;
+            }
+        };
+        let caller = Caller { uid: conn.uid };
+        let (errno, a, b, data, fd) = dispatch(rift, caller, &req);
+        let mut out = vec![0u8; MAX_FRAME + 4];
+        let reply = Reply {
+            op: req.op,
+            errno,
+            a,
+            b,
+            data: &data,
+        };
+        let Some(n) = encode_reply(&mut out, &reply) else {
+            return false;
+        };
+        // The reply is small; a client that does not read it loses it.
+        let _ = conn.sock.set_nonblocking(false);
+        let _ = conn
+            .sock
+            .set_write_timeout(Some(Duration::from_secs(5)));
+        let sent = send_frame(&conn.sock, &out[..n], fd.as_ref().map(|f| f.as_raw_fd()));
+        let _ = conn.sock.set_nonblocking(true);
+        if sent.is_err() {
+            return false;
+        }
+        if req.op == Op::Stop && errno == 0 {
+            STOP.store(true, Ordering::Release);
+            return false;
+        }
+    }
+}
+
+type Answer = (i32, u64, u64, Vec<u8>, Option<OwnedFd>);
+
+fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
+    let ok = |data: Vec<u8>| (0, 0, 0, data, None);
+    let p1 = req.path1;
+    let valid = |p: &[u8]| p.is_empty() || vrift_format::is_valid_rift_path(p);
+    if !valid(p1) || (req.op != Op::Symlink && !valid(req.path2)) {
+        return (libc::EINVAL, 0, 0, Vec::new(), None);
+    }
+    let res: Result<Answer, Errno> = match req.op {
+        Op::Ping => Ok(ok(b"pong".to_vec())),
+        Op::Status => Ok(ok(rift.status().into_bytes())),
+        Op::Stop => {
+            rift.seal_idle();
+            if rift.staged_count() > 0 {
+                Ok((
+                    libc::EBUSY,
+                    rift.staged_count() as u64,
+                    0,
+                    b"files of this project are still open for writing".to_vec(),
+                    None,
+                ))
+            } else {
+                rift.commit().map(|()| ok(Vec::new())).map_err(Errno::from)
+            }
+        }
+        Op::OpenWrite => rift
+            .open_write(caller, p1, req.a as i32, req.b as u32)
+            .map(|o| (0, o.ino, o.mode as u64, o.name, Some(o.fd))),
+        Op::Unlink => rift.unlink(p1).map(|()| ok(Vec::new())),
+        Op::Rmdir => rift.rmdir(p1).map(|()| ok(Vec::new())),
+        Op::Mkdir => rift.mkdir(p1, req.a as u32).map(|()| ok(Vec::new())),
+        Op::Rename => rift
+            .rename(p1, req.path2, req.a as u32)
+            .map(|()| ok(Vec::new())),
+        Op::Symlink => rift.symlink(p1, req.path2).map(|()| ok(Vec::new())),
+        Op::Link => rift.link(p1, req.path2).map(|()| ok(Vec::new())),
+        Op::Chmod => rift.chmod(p1, req.a as u32).map(|()| ok(Vec::new())),
+        Op::Chown => rift
+            .chown(caller, p1, req.a as u32, req.b as u32)
+            .map(|()| ok(Vec::new())),
+        Op::Utimes => rift.utimes(p1, req.a, req.b).map(|()| ok(Vec::new())),
+        Op::Truncate => rift.truncate(caller, p1, req.a).map(|()| ok(Vec::new())),
+        Op::Seal => rift.seal_path(p1).map(ok),
+        Op::LinkTmp => rift
+            .link_tmp(p1, req.path2, req.a as u32)
+            .map(|()| ok(Vec::new())),
+    };
+    match res {
+        Ok(a) => a,
+        Err(Errno::Posix(e)) => (e, 0, 0, Vec::new(), None),
+        Err(Errno::Internal(e)) => {
+            eprintln!(
+                "vrift daemon: {:?} {}: {e:#}",
+                req.op,
+                crate::paths::display(p1)
+            );
+            (libc::EIO, 0, 0, format!("{e:#}").into_bytes(), None)
+        }
+    }
+}
+
+/// Starts a detached daemon unless one answers, and waits until it does.
+pub fn start(project: &Project) -> Result<()> {
+    let socket = super::socket_path(project);
+    if super::client::ping_socket(&socket).is_ok() {
+        return Ok(());
+    }
+    let log_path = project.state_dir().join("daemon.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("cannot find the vrift binary")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("-C")
+        .arg(project.root())
+        .args(["daemon", "run"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    // The daemon must not die with the terminal or the build that started it.
+    // SAFETY: setsid in the child before exec is async-signal-safe.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("cannot start the daemon")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if super::client::ping_socket(&socket).is_ok() {
+            // Reaped by init once we exit; we do not wait for it.
+            std::mem::forget(child);
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // It may have lost a start race to another daemon that answers now.
+            if super::client::ping_socket(&socket).is_ok() {
+                return Ok(());
+            }
+            bail!(
+                "the daemon exited ({status}) before answering; see {}",
+                log_path.display()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the daemon did not answer on {} within 30 s; see {}",
+                socket.display(),
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[allow(dead_code)]
+fn flush_stderr() {
+    let _ = io::stderr().flush();
+}
