@@ -185,47 +185,6 @@ fn interpreters_and_compilers_load_from_the_view() {
     }
 }
 
-#[test]
-fn writes_inside_the_domain_fail_loudly_until_the_write_side_exists() {
-    let t = twin();
-    let out = t.sb.run(
-        &t.root,
-        &["run", "--", "sh", "-c", "echo x > deps/pkg-1/new.txt"],
-    );
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("writing inside the rift is not supported yet"),
-        "{stderr}"
-    );
-    assert!(
-        !t.root.join("deps/pkg-1/new.txt").exists(),
-        "nothing reached the disk"
-    );
-    let out = t.sb.run(
-        &t.root,
-        &["run", "--", "sh", "-c", "echo x >> deps/pkg-1/LICENSE"],
-    );
-    assert!(!out.status.success());
-    assert!(t
-        .sb
-        .ok(&t.root, &["cat", "deps/pkg-1/LICENSE"])
-        .starts_with("MIT"));
-    // Outside the domain, writing works as usual.
-    let outside = t.sb.path().join("outside.txt");
-    t.sb.ok(
-        &t.root,
-        &[
-            "run",
-            "--",
-            "sh",
-            "-c",
-            &format!("cat deps/pkg-1/LICENSE > {}", outside.display()),
-        ],
-    );
-    assert!(fs::read_to_string(outside).unwrap().starts_with("MIT"));
-}
-
 /// A C program exercising calls tools use less visibly: fstat on an fd,
 /// /proc/self/fd readback, openat relative to a directory fd, readdir types.
 const PROBE_C: &str = r#"

@@ -565,7 +565,7 @@ impl Rift {
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
-    fn open_tmpfile(&mut self, dir: &[u8], flags: i32, _mode: u32) -> OpResult<Opened> {
+    fn open_tmpfile(&mut self, dir: &[u8], flags: i32, mode: u32) -> OpResult<Opened> {
         match self.node(dir) {
             Node::Dir => {}
             Node::Absent => return posix(libc::ENOENT),
@@ -580,7 +580,7 @@ impl Rift {
         Ok(Opened {
             fd,
             ino: self.alloc_ino()?,
-            mode: libc::S_IFREG | 0o600,
+            mode: libc::S_IFREG | (mode & 0o7777),
             name,
         })
     }
@@ -1234,7 +1234,8 @@ impl Rift {
     /// A short human-readable state summary.
     pub fn status(&self) -> String {
         format!(
-            "project {}\nstaged files: {}\nuncommitted changes: {}\ntable generation: {}\n",
+            "pid {}\nproject {}\nstaged files: {}\nuncommitted changes: {}\ntable generation: {}\n",
+            std::process::id(),
             self.project.root().display(),
             self.staged_count(),
             self.uncommitted.len(),

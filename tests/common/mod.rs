@@ -59,7 +59,9 @@ impl Sandbox {
             }
         }
         c.env("HOME", self.home())
-            .env("VR_THE_SOURCE", self.store());
+            .env("VR_THE_SOURCE", self.store())
+            // Daemons of finished tests do not linger.
+            .env("VRIFT_DAEMON_IDLE", "5");
         c
     }
 

@@ -1,0 +1,303 @@
+//! The write side: real programs under `vrift run` create, change, rename
+//! and delete files exactly as on a normal filesystem, everything lands in
+//! the rift, and the project's files on disk are never touched.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// The regular files and symlinks below `root` (not `.vrift`), with their
+/// content: what "the disk is untouched" means. Directories are left out:
+/// the view's directories are physical by design (DESIGN.md §2).
+fn disk_files(root: &Path) -> BTreeMap<String, String> {
+    list_tree(root, &[".vrift"])
+        .into_iter()
+        .filter(|(_, v)| !v.starts_with("dir "))
+        .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
+        .collect()
+}
+
+fn seed_tree(dir: &Path) {
+    fs::create_dir_all(dir.join("src/sub")).unwrap();
+    fs::write(dir.join("src/a.txt"), "alpha\n").unwrap();
+    fs::write(dir.join("src/b.txt"), "bravo\n").unwrap();
+    fs::write(dir.join("src/sub/c.txt"), "charlie\n").unwrap();
+    fs::write(dir.join("ro.txt"), "ro\n").unwrap();
+    fs::set_permissions(dir.join("ro.txt"), fs::Permissions::from_mode(0o444)).unwrap();
+}
+
+/// A project (initialised) and a physical twin with the same files.
+fn project_and_twin(sb: &Sandbox) -> (PathBuf, PathBuf) {
+    let root = sb.mkdir("p");
+    let twin = sb.mkdir("twin");
+    seed_tree(&root);
+    seed_tree(&twin);
+    sb.ok(&root, &["init"]);
+    (root, twin)
+}
+
+#[test]
+fn every_mutation_gives_the_linux_result_and_leaves_the_disk_alone() {
+    if !has_cc() {
+        eprintln!("skipped: no C compiler");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let prog = compile_c(&sb, "mutations", &[]);
+    let (root, twin) = project_and_twin(&sb);
+    let before = disk_files(&root);
+
+    let native = Command::new(&prog).arg(&twin).output().unwrap();
+    assert!(native.status.success());
+    let prog_s = prog.to_str().unwrap();
+    let view = sb.run(&root, &["run", "--", prog_s, "."]);
+    assert!(
+        view.status.success(),
+        "{}",
+        String::from_utf8_lossy(&view.stderr)
+    );
+    let (n, v) = (
+        String::from_utf8_lossy(&native.stdout),
+        String::from_utf8_lossy(&view.stdout),
+    );
+    for (a, b) in n.lines().zip(v.lines()) {
+        assert_eq!(a, b, "native vs rift");
+    }
+    assert_eq!(n.lines().count(), v.lines().count());
+    assert!(n.contains("creat-excl again             -1 EEXIST"), "{n}");
+    assert_eq!(disk_files(&root), before, "the project's files changed on disk");
+
+    // What the rift holds survives the daemon (committed, then reloaded):
+    // the whole view equals the twin's tree.
+    sb.ok(&root, &["daemon", "stop"]);
+    let script = "find . -path ./.vrift -prune -o -print | LC_ALL=C sort | while read -r f; do \
+                  if [ -L \"$f\" ]; then echo \"$f -> $(readlink \"$f\")\"; \
+                  elif [ -f \"$f\" ]; then echo \"$f $(stat -c %a:%s \"$f\") $(cksum < \"$f\")\"; \
+                  else echo \"$f/\"; fi; done";
+    same_in_view_and_copy(&sb, &root, &twin, script, true);
+}
+
+#[test]
+fn a_write_is_visible_to_other_processes_at_once_and_after_close() {
+    build_shim();
+    let sb = Sandbox::new();
+    let (root, _) = project_and_twin(&sb);
+    // A writer keeps its file open while another process reads it.
+    let out = sb.ok(
+        &root,
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "exec 3>log.txt; echo first >&3; cat log.txt; echo second >&3; cat log.txt; exec 3>&-; \
+             sleep 0.2; cat log.txt; ls",
+        ],
+    );
+    assert_eq!(
+        out,
+        "first\nfirst\nsecond\nfirst\nsecond\nlog.txt\nro.txt\nsrc\n"
+    );
+    assert!(!root.join("log.txt").exists());
+    // `vrift cat` reads the committed rift (the daemon stops first).
+    assert_eq!(sb.ok(&root, &["cat", "log.txt"]), "first\nsecond\n");
+    let status = sb.ok(&root, &["status"]);
+    assert!(status.contains("rift"), "{status}");
+}
+
+#[test]
+fn exclusive_create_is_atomic_across_processes() {
+    build_shim();
+    let sb = Sandbox::new();
+    let (root, _) = project_and_twin(&sb);
+    // 16 shells race to create one lock file with O_EXCL (noclobber).
+    let script = "for i in $(seq 16); do (set -C; echo $i > lock 2>/dev/null && echo won) & done; wait";
+    let out = sb.ok(&root, &["run", "--", "sh", "-c", script]);
+    assert_eq!(out.matches("won").count(), 1, "{out}");
+    assert!(!root.join("lock").exists());
+}
+
+#[test]
+fn many_writers_lose_nothing() {
+    build_shim();
+    let sb = Sandbox::new();
+    let (root, twin) = project_and_twin(&sb);
+    // 8 processes × 40 rounds of create, append, rename, unlink on their own
+    // names and on shared ones; the same script on the twin is the model.
+    let script = r#"
+        work() {
+            p=$1
+            mkdir -p "w/$p"
+            i=0
+            while [ $i -lt 40 ]; do
+                echo "$p $i" > "w/$p/f$i.tmp"
+                echo "more" >> "w/$p/f$i.tmp"
+                mv "w/$p/f$i.tmp" "w/$p/f$i"
+                if [ $((i % 3)) -eq 0 ]; then rm "w/$p/f$i"; fi
+                echo "$p" >> "shared-$p.log"
+                i=$((i + 1))
+            done
+        }
+        mkdir -p w
+        for p in 1 2 3 4 5 6 7 8; do work $p & done
+        wait
+        find w -type f | LC_ALL=C sort | xargs cksum
+        cat shared-*.log | LC_ALL=C sort | uniq -c
+    "#;
+    let before = disk_files(&root);
+    same_in_view_and_copy(&sb, &root, &twin, script, true);
+    assert_eq!(disk_files(&root), before);
+    let _ = twin;
+}
+
+#[test]
+fn a_killed_daemon_loses_no_write_whose_close_returned() {
+    build_shim();
+    let sb = Sandbox::new();
+    let (root, _) = project_and_twin(&sb);
+    sb.ok(
+        &root,
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "for i in $(seq 50); do echo $i > out-$i.txt; done; mv src/a.txt src/moved.txt",
+        ],
+    );
+    // kill -9 the daemon before its group commit or seal can run.
+    let pid = daemon_pid(&sb, &root);
+    Command::new("kill").args(["-9", &pid]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // A fresh daemon (started by the next write) replays the journal.
+    let out = sb.ok(
+        &root,
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "cat out-1.txt out-50.txt src/moved.txt; ls src; echo again > again.txt",
+        ],
+    );
+    assert_eq!(out, "1\n50\nalpha\nb.txt\nmoved.txt\nsub\n");
+    let pid2 = daemon_pid(&sb, &root);
+    assert_ne!(pid, pid2);
+    Command::new("kill").args(["-9", &pid2]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // And a CLI command does too, with nothing running.
+    assert_eq!(sb.ok(&root, &["cat", "out-7.txt"]), "7\n");
+    let fsck = sb.ok(&root, &["fsck"]);
+    assert!(!fsck.contains("missing"), "{fsck}");
+    // No staging file leaked: all were sealed into the store.
+    let staging = sb.store().join("staging");
+    let left: Vec<_> = fs::read_dir(&staging).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+fn daemon_pid(sb: &Sandbox, root: &Path) -> String {
+    let status = sb.ok(root, &["daemon", "status"]);
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("pid "))
+        .unwrap_or_else(|| panic!("no pid in {status}"))
+        .trim()
+        .to_string()
+}
+
+fn socket_of(sb: &Sandbox, root: &Path) -> PathBuf {
+    let status = sb.ok(root, &["daemon", "status"]);
+    PathBuf::from(
+        status
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("running on "))
+            .unwrap_or_else(|| panic!("{status}")),
+    )
+}
+
+#[test]
+fn the_daemon_refuses_garbage_and_oversized_frames_and_stays_up() {
+    build_shim();
+    let sb = Sandbox::new();
+    let (root, _) = project_and_twin(&sb);
+    sb.ok(&root, &["daemon", "start"]);
+    let socket = socket_of(&sb, &root);
+    let mode = fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode");
+    let dir_mode = fs::metadata(socket.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(dir_mode, 0o700, "runtime dir mode");
+    for frame in [
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        u32::MAX.to_le_bytes().to_vec(),
+        [&8u32.to_le_bytes()[..], &[9, 1, 0, 0, 0, 0, 0, 0]].concat(), // wrong version
+        [&8u32.to_le_bytes()[..], &[1, 200, 0, 0, 0, 0, 0, 0]].concat(), // unknown op
+        [&40u32.to_le_bytes()[..], &[1, 2, 0, 0], &[0u8; 24], &[255, 255, 255, 0]].concat(),
+    ] {
+        let mut s = UnixStream::connect(&socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(&frame);
+        let mut buf = [0u8; 64];
+        // The daemon drops the connection; it never answers garbage.
+        assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)));
+    }
+    // A path escaping the project is refused, and nothing is created.
+    let out = sb.run(&root, &["run", "--", "sh", "-c", "echo x > ../escape.txt"]);
+    assert!(out.status.success());
+    assert!(sb.path().join("escape.txt").exists(), "outside the domain is the disk's");
+    let status = sb.ok(&root, &["daemon", "status"]);
+    assert!(status.starts_with("running on"), "{status}");
+    let out = sb.ok(&root, &["run", "--", "sh", "-c", "echo ok > ok.txt; cat ok.txt"]);
+    assert_eq!(out, "ok\n");
+    sb.ok(&root, &["daemon", "stop"]);
+    assert!(!socket.exists());
+}
+
+#[test]
+fn an_unreachable_daemon_fails_writes_with_eio_and_one_line() {
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    seed_tree(&root);
+    // The table names the vrift binary that starts the daemon: publish it
+    // with a copy, then remove the copy.
+    let gone = sb.path().join("bin/vrift");
+    fs::create_dir_all(gone.parent().unwrap()).unwrap();
+    fs::copy(VRIFT, &gone).unwrap();
+    let st = Command::new(&gone)
+        .arg("init")
+        .current_dir(&root)
+        .env("HOME", sb.home())
+        .env("VR_THE_SOURCE", sb.store())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    fs::remove_file(&gone).unwrap();
+    let out = sb.run(
+        &root,
+        &["run", "--", "sh", "-c", "echo x > new.txt; echo rc=$?; cat src/a.txt"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("rc=1") || stdout.contains("rc=2"), "{stdout}");
+    assert!(stdout.contains("alpha"), "reads still work: {stdout}");
+    assert!(
+        stderr.contains("daemon cannot be reached") && stderr.contains("Input/output error"),
+        "{stderr}"
+    );
+    assert!(!root.join("new.txt").exists(), "never falls back to the disk");
+}
