@@ -1,0 +1,199 @@
+//! Real open-source projects from the registries build under `vrift run`
+//! as they do natively, with nothing written to the project's files on
+//! disk: Lua (Debian's source package, built with its own Makefile), a
+//! crates.io crate with `cargo build`, an npm project with `npm install &&
+//! npm run build`. Each skips with a message when its registry cannot be
+//! reached.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// Regular files and symlinks below `root` (not `.vrift`), with content.
+fn disk_files(root: &Path) -> BTreeMap<Vec<u8>, String> {
+    list_tree(root, &[".vrift"])
+        .into_iter()
+        .filter(|(_, v)| !v.starts_with("dir "))
+        .collect()
+}
+
+fn tool_ok(cmd: &str) -> bool {
+    Command::new(cmd)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Checksums of the files `find ARGS` lists, in the view or natively.
+fn checksums(sb: &Sandbox, dir: &Path, find_args: &str, view: bool) -> String {
+    let script = format!("find {find_args} -type f | LC_ALL=C sort | xargs cksum");
+    if view {
+        sb.ok(dir, &["run", "--", "sh", "-c", &script])
+    } else {
+        let out = Command::new("sh")
+            .args(["-c", &script])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+const LUA_URL: &str = "http://deb.debian.org/debian/pool/main/l/lua5.4/lua5.4_5.4.4.orig.tar.gz";
+
+#[test]
+fn lua_from_debian_builds_with_its_makefile() {
+    if !has_cc() || !tool_ok("make") || !tool_ok("curl") {
+        eprintln!("skipped: cc, make or curl is missing");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let tgz = sb.path().join("lua.tar.gz");
+    let got = Command::new("curl")
+        .args(["-sSfL", "--max-time", "60", "-o"])
+        .arg(&tgz)
+        .arg(LUA_URL)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !got {
+        eprintln!("skipped: {LUA_URL} is unreachable");
+        return;
+    }
+    for d in ["proj", "twin"] {
+        let dir = sb.mkdir(d);
+        let st = Command::new("tar")
+            .args(["xzf"])
+            .arg(&tgz)
+            .args(["--strip-components=1", "-C"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let (root, twin) = (sb.path().join("proj"), sb.path().join("twin"));
+    sb.ok(&root, &["init"]);
+    let before = disk_files(&root);
+
+    let native = Command::new("make")
+        .args(["-j2", "posix"])
+        .current_dir(&twin)
+        .output()
+        .unwrap();
+    assert!(native.status.success(), "{}", String::from_utf8_lossy(&native.stderr));
+    sb.ok(&root, &["run", "--", "make", "-j2", "posix"]);
+    let outputs = "src \\( -name '*.o' -o -name liblua.a -o -name lua -o -name luac \\)";
+    let (r, n) = (
+        checksums(&sb, &root, outputs, true),
+        checksums(&sb, &twin, outputs, false),
+    );
+    assert!(r.lines().count() > 30, "{r}");
+    assert_eq!(r, n, "outputs are byte-identical");
+    assert_eq!(
+        sb.ok(&root, &["run", "--", "./src/lua", "-e", "print(6 * 7, _VERSION)"]),
+        "42\tLua 5.4\n"
+    );
+    // Up to date: make has nothing to do.
+    let again = sb.ok(&root, &["run", "--", "make", "posix"]);
+    assert!(!again.contains("gcc"), "{again}");
+    assert_eq!(disk_files(&root), before, "nothing written to the project's disk");
+}
+
+#[test]
+fn a_crate_builds_with_cargo() {
+    if !tool_ok("cargo") {
+        eprintln!("skipped: cargo is missing");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("crate");
+    fs::create_dir_all(root.join("src")).unwrap();
+    fs::write(
+        root.join("Cargo.toml"),
+        "[package]\nname = \"demo\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nitoa = \"1\"\n\n[workspace]\n",
+    )
+    .unwrap();
+    fs::write(
+        root.join("src/main.rs"),
+        "fn main() { let mut b = itoa::Buffer::new(); println!(\"n={}\", b.format(6 * 7)); }\n",
+    )
+    .unwrap();
+    // Fetch the dependency natively (into ~/.cargo, outside the project).
+    let fetch = Command::new("cargo")
+        .args(["generate-lockfile", "--quiet"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    if !fetch.status.success() {
+        eprintln!(
+            "skipped: crates.io is unreachable: {}",
+            String::from_utf8_lossy(&fetch.stderr)
+        );
+        return;
+    }
+    sb.ok(&root, &["init"]);
+    let before = disk_files(&root);
+    let out = sb.run(&root, &["run", "--", "cargo", "build", "--quiet"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        sb.ok(&root, &["run", "--", "./target/debug/demo"]),
+        "n=42\n"
+    );
+    // A second build does nothing; the project's files are untouched.
+    let again = sb.run(&root, &["run", "--", "cargo", "build"]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success() && !err.contains("Compiling"), "{err}");
+    assert_eq!(disk_files(&root), before);
+}
+
+#[test]
+fn an_npm_project_installs_and_builds() {
+    if !tool_ok("npm") || !tool_ok("node") {
+        eprintln!("skipped: node or npm is missing");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("web");
+    fs::write(
+        root.join("package.json"),
+        r#"{"name":"web","version":"1.0.0","private":true,"scripts":{"build":"node build.js"},"dependencies":{"is-number":"7.0.0"}}"#,
+    )
+    .unwrap();
+    fs::write(
+        root.join("build.js"),
+        "const fs = require('fs'); const isNumber = require('is-number');\n\
+         fs.mkdirSync('dist', { recursive: true });\n\
+         fs.writeFileSync('dist/out.txt', 'built ' + isNumber(5) + '\\n');\n",
+    )
+    .unwrap();
+    sb.ok(&root, &["init"]);
+    let before = disk_files(&root);
+    let install = sb.run(
+        &root,
+        &["run", "--", "npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+    );
+    if !install.status.success() {
+        let err = String::from_utf8_lossy(&install.stderr);
+        if err.contains("ENOTFOUND") || err.contains("ETIMEDOUT") || err.contains("EAI_AGAIN") {
+            eprintln!("skipped: the npm registry is unreachable: {err}");
+            return;
+        }
+        panic!("npm install failed: {err}");
+    }
+    sb.ok(&root, &["run", "--", "npm", "run", "--silent", "build"]);
+    assert_eq!(
+        sb.ok(&root, &["run", "--", "cat", "dist/out.txt"]),
+        "built true\n"
+    );
+    let listing = sb.ok(&root, &["run", "--", "ls", "node_modules/is-number"]);
+    assert!(listing.contains("index.js"), "{listing}");
+    assert!(!root.join("node_modules/is-number/index.js").exists());
+    assert_eq!(disk_files(&root), before);
+}
