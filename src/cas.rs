@@ -68,7 +68,13 @@ pub fn resolve_root(fallback: Option<&Path>) -> Result<PathBuf> {
 impl Cas {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Cas> {
-        for sub in [BLOBS_DIR, "tmp", "quarantine", "projects", vrift_format::STAGING_DIR] {
+        for sub in [
+            BLOBS_DIR,
+            "tmp",
+            "quarantine",
+            "projects",
+            vrift_format::STAGING_DIR,
+        ] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create the store directory {}", dir.display()))?;

@@ -141,7 +141,9 @@ impl Record {
     /// The blob this record references, if any.
     pub fn blob(&self) -> Option<ContentHash> {
         match self {
-            Record::Entry(e) if e.kind == Kind::File && e.flags & vrift_format::FLAG_STAGED == 0 => {
+            Record::Entry(e)
+                if e.kind == Kind::File && e.flags & vrift_format::FLAG_STAGED == 0 =>
+            {
                 Some(e.hash)
             }
             _ => None,

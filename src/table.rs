@@ -19,7 +19,6 @@ use vrift_format::table::{
 };
 use vrift_format::DIR_OPAQUE;
 
-
 use crate::cas::Cas;
 use crate::manifest::{Layer, Manifest};
 use crate::paths::parent_rel;

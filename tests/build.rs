@@ -205,9 +205,18 @@ fn a_makefile_project_builds_in_the_rift_exactly_as_natively() {
     // Programs built in the rift run from it. (One that needs a shared
     // library from the rift at start-up does not yet: the dynamic loader's
     // own opens bypass LD_PRELOAD; see the issue note.)
-    assert_eq!(sb.ok(&root, &["run", "--", "./build/bin/tool"]), "TOOL 3 v1.2.3\n");
-    let app = Command::new("./build/bin/app").current_dir(&twin).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&app.stdout), "hello RIFT 42 v1.2.3\n");
+    assert_eq!(
+        sb.ok(&root, &["run", "--", "./build/bin/tool"]),
+        "TOOL 3 v1.2.3\n"
+    );
+    let app = Command::new("./build/bin/app")
+        .current_dir(&twin)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&app.stdout),
+        "hello RIFT 42 v1.2.3\n"
+    );
 
     // Nothing reached the project's disk but the build's directories.
     let disk_after = list_tree(&root, &[".vrift"]);
@@ -254,8 +263,14 @@ fn a_makefile_project_builds_in_the_rift_exactly_as_natively() {
     native_make(&twin, &["install", "DESTDIR=$(CURDIR)/stage"]);
     let staged = outputs(&sb, &root, "stage", true);
     assert!(staged.contains("./usr/local/bin/app 755"), "{staged}");
-    assert!(staged.contains("./usr/local/lib/libgreet.so 644"), "{staged}");
-    assert!(staged.contains("./usr/local/bin/app-link -> app"), "{staged}");
+    assert!(
+        staged.contains("./usr/local/lib/libgreet.so 644"),
+        "{staged}"
+    );
+    assert!(
+        staged.contains("./usr/local/bin/app-link -> app"),
+        "{staged}"
+    );
     assert_eq!(staged, outputs(&sb, &twin, "stage", false));
 
     // Snapshots: save, discard (the next make rebuilds), restore (it does not).

@@ -85,7 +85,11 @@ fn lua_from_debian_builds_with_its_makefile() {
         .current_dir(&twin)
         .output()
         .unwrap();
-    assert!(native.status.success(), "{}", String::from_utf8_lossy(&native.stderr));
+    assert!(
+        native.status.success(),
+        "{}",
+        String::from_utf8_lossy(&native.stderr)
+    );
     sb.ok(&root, &["run", "--", "make", "-j2", "posix"]);
     let outputs = "src \\( -name '*.o' -o -name liblua.a -o -name lua -o -name luac \\)";
     let (r, n) = (
@@ -95,13 +99,20 @@ fn lua_from_debian_builds_with_its_makefile() {
     assert!(r.lines().count() > 30, "{r}");
     assert_eq!(r, n, "outputs are byte-identical");
     assert_eq!(
-        sb.ok(&root, &["run", "--", "./src/lua", "-e", "print(6 * 7, _VERSION)"]),
+        sb.ok(
+            &root,
+            &["run", "--", "./src/lua", "-e", "print(6 * 7, _VERSION)"]
+        ),
         "42\tLua 5.4\n"
     );
     // Up to date: make has nothing to do.
     let again = sb.ok(&root, &["run", "--", "make", "posix"]);
     assert!(!again.contains("gcc"), "{again}");
-    assert_eq!(disk_files(&root), before, "nothing written to the project's disk");
+    assert_eq!(
+        disk_files(&root),
+        before,
+        "nothing written to the project's disk"
+    );
 }
 
 #[test]
@@ -140,7 +151,11 @@ fn a_crate_builds_with_cargo() {
     sb.ok(&root, &["init"]);
     let before = disk_files(&root);
     let out = sb.run(&root, &["run", "--", "cargo", "build", "--quiet"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         sb.ok(&root, &["run", "--", "./target/debug/demo"]),
         "n=42\n"
@@ -148,7 +163,10 @@ fn a_crate_builds_with_cargo() {
     // A second build does nothing; the project's files are untouched.
     let again = sb.run(&root, &["run", "--", "cargo", "build"]);
     let err = String::from_utf8_lossy(&again.stderr);
-    assert!(again.status.success() && !err.contains("Compiling"), "{err}");
+    assert!(
+        again.status.success() && !err.contains("Compiling"),
+        "{err}"
+    );
     assert_eq!(disk_files(&root), before);
 }
 
@@ -177,7 +195,15 @@ fn an_npm_project_installs_and_builds() {
     let before = disk_files(&root);
     let install = sb.run(
         &root,
-        &["run", "--", "npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+        &[
+            "run",
+            "--",
+            "npm",
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+        ],
     );
     if !install.status.success() {
         let err = String::from_utf8_lossy(&install.stderr);

@@ -75,7 +75,11 @@ fn every_mutation_gives_the_linux_result_and_leaves_the_disk_alone() {
     }
     assert_eq!(n.lines().count(), v.lines().count());
     assert!(n.contains("creat-excl again             -1 EEXIST"), "{n}");
-    assert_eq!(disk_files(&root), before, "the project's files changed on disk");
+    assert_eq!(
+        disk_files(&root),
+        before,
+        "the project's files changed on disk"
+    );
 
     // What the rift holds survives the daemon (committed, then reloaded):
     // the whole view equals the twin's tree.
@@ -121,7 +125,8 @@ fn exclusive_create_is_atomic_across_processes() {
     let sb = Sandbox::new();
     let (root, _) = project_and_twin(&sb);
     // 16 shells race to create one lock file with O_EXCL (noclobber).
-    let script = "for i in $(seq 16); do (set -C; echo $i > lock 2>/dev/null && echo won) & done; wait";
+    let script =
+        "for i in $(seq 16); do (set -C; echo $i > lock 2>/dev/null && echo won) & done; wait";
     let out = sb.ok(&root, &["run", "--", "sh", "-c", script]);
     assert_eq!(out.matches("won").count(), 1, "{out}");
     assert!(!root.join("lock").exists());
@@ -246,7 +251,14 @@ fn the_daemon_refuses_garbage_and_oversized_frames_and_stays_up() {
         u32::MAX.to_le_bytes().to_vec(),
         [&8u32.to_le_bytes()[..], &[9, 1, 0, 0, 0, 0, 0, 0]].concat(), // wrong version
         [&8u32.to_le_bytes()[..], &[1, 200, 0, 0, 0, 0, 0, 0]].concat(), // unknown op
-        [&40u32.to_le_bytes()[..], &[1, 2, 0, 0], &[0u8; 24], &[255, 255, 255, 0]].concat(),
+        // A path length pointing past the end of a complete frame.
+        [
+            &32u32.to_le_bytes()[..],
+            &[1, 2, 0, 0],
+            &[0u8; 24],
+            &[255, 255, 255, 0],
+        ]
+        .concat(),
     ] {
         let mut s = UnixStream::connect(&socket).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -258,10 +270,16 @@ fn the_daemon_refuses_garbage_and_oversized_frames_and_stays_up() {
     // A path escaping the project is refused, and nothing is created.
     let out = sb.run(&root, &["run", "--", "sh", "-c", "echo x > ../escape.txt"]);
     assert!(out.status.success());
-    assert!(sb.path().join("escape.txt").exists(), "outside the domain is the disk's");
+    assert!(
+        sb.path().join("escape.txt").exists(),
+        "outside the domain is the disk's"
+    );
     let status = sb.ok(&root, &["daemon", "status"]);
     assert!(status.starts_with("running on"), "{status}");
-    let out = sb.ok(&root, &["run", "--", "sh", "-c", "echo ok > ok.txt; cat ok.txt"]);
+    let out = sb.ok(
+        &root,
+        &["run", "--", "sh", "-c", "echo ok > ok.txt; cat ok.txt"],
+    );
     assert_eq!(out, "ok\n");
     sb.ok(&root, &["daemon", "stop"]);
     assert!(!socket.exists());
@@ -289,15 +307,80 @@ fn an_unreachable_daemon_fails_writes_with_eio_and_one_line() {
     fs::remove_file(&gone).unwrap();
     let out = sb.run(
         &root,
-        &["run", "--", "sh", "-c", "echo x > new.txt; echo rc=$?; cat src/a.txt"],
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "echo x > new.txt; echo rc=$?; cat src/a.txt",
+        ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stdout.contains("rc=1") || stdout.contains("rc=2"), "{stdout}");
+    assert!(
+        stdout.contains("rc=1") || stdout.contains("rc=2"),
+        "{stdout}"
+    );
     assert!(stdout.contains("alpha"), "reads still work: {stdout}");
     assert!(
         stderr.contains("daemon cannot be reached") && stderr.contains("Input/output error"),
         "{stderr}"
     );
-    assert!(!root.join("new.txt").exists(), "never falls back to the disk");
+    assert!(
+        !root.join("new.txt").exists(),
+        "never falls back to the disk"
+    );
+}
+
+#[test]
+fn an_idle_daemon_commits_and_exits_and_strangers_cannot_connect() {
+    build_shim();
+    let sb = Sandbox::new();
+    let (root, _) = project_and_twin(&sb);
+    if is_root()
+        && Command::new("setpriv").arg("--help").output().is_ok()
+        && Path::new("/usr/bin/python3").exists()
+    {
+        // The runtime directory is 0700: another user cannot reach the socket.
+        sb.ok(&root, &["daemon", "start"]);
+        let socket = socket_of(&sb, &root);
+        let probe = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(["/usr/bin/python3", "-c"])
+            .arg(format!(
+                "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ntry:\n s.connect({:?})\nexcept OSError as e:\n print(e.errno); sys.exit(0)\nprint('connected')",
+                socket.to_str().unwrap()
+            ))
+            .current_dir("/")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&probe.stdout);
+        assert_eq!(
+            said.trim(),
+            libc::EACCES.to_string(),
+            "{said} {}",
+            String::from_utf8_lossy(&probe.stderr)
+        );
+        sb.ok(&root, &["daemon", "stop"]);
+    }
+    let out = sb
+        .cmd(&root, &["run", "--", "sh", "-c", "echo kept > kept.txt"])
+        .env("VRIFT_DAEMON_IDLE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // After the idle period it is gone, its journal empty, the change committed.
+    let mut gone = false;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(100));
+        let st = sb.run(&root, &["daemon", "status"]);
+        if !st.status.success() {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the daemon did not exit when idle");
+    let journal = root.join(".vrift/daemon.journal");
+    assert_eq!(fs::metadata(&journal).map(|m| m.len()).unwrap_or(0), 0);
+    assert_eq!(sb.ok(&root, &["cat", "kept.txt"]), "kept\n");
 }

@@ -172,10 +172,10 @@ fn start_daemon() -> bool {
     };
     let argv: [*const c_char; 6] = [
         exe_c.as_ptr(),
-        b"-C\0".as_ptr() as *const c_char,
+        c"-C".as_ptr(),
         root_c.as_ptr(),
-        b"daemon\0".as_ptr() as *const c_char,
-        b"start\0".as_ptr() as *const c_char,
+        c"daemon".as_ptr(),
+        c"start".as_ptr(),
         core::ptr::null(),
     ];
     extern "C" {

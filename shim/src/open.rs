@@ -13,6 +13,7 @@ use crate::real::fail;
 use crate::resolve::{blob_path, resolve, staging_path, PathBuf, View};
 use crate::statbuf::Meta;
 use crate::state::PATH_MAX;
+use crate::write::PassToLibc;
 use crate::{call_real, fdtable, sys};
 
 const W_OPEN: c_int = 0;
@@ -39,7 +40,7 @@ fn write_open(
 ) -> c_int {
     match crate::write::open_write(buf, flags, mode) {
         Ok(fd) => fd,
-        Err(()) => real_open(which, dirfd, path, flags, mode),
+        Err(PassToLibc) => real_open(which, dirfd, path, flags, mode),
     }
 }
 
@@ -172,7 +173,11 @@ pub extern "C" fn vrift_openat(
             fd
         }
         View::Error(e) => {
-            if (e == libc::ENOENT && flags & libc::O_CREAT != 0) || (e == libc::ENOENT && writes(flags) && flags & libc::O_TMPFILE == libc::O_TMPFILE) {
+            if (e == libc::ENOENT && flags & libc::O_CREAT != 0)
+                || (e == libc::ENOENT
+                    && writes(flags)
+                    && flags & libc::O_TMPFILE == libc::O_TMPFILE)
+            {
                 return write_open(&mut buf, which, dirfd, path, flags, mode);
             }
             fail(e)
@@ -223,12 +228,15 @@ fn stream_open(
     let in_domain = table.is_some();
     match view {
         View::Pass => real(path),
-        View::Disk { .. } | View::Entry { .. } | View::Error(libc::ENOENT) | View::Error(libc::ENOTDIR)
+        View::Disk { .. }
+        | View::Entry { .. }
+        | View::Error(libc::ENOENT)
+        | View::Error(libc::ENOTDIR)
             if writes && in_domain =>
         {
             let fd = match crate::write::open_write(&buf, fopen_flags(m), 0o666) {
                 Ok(fd) => fd,
-                Err(()) => return real(path), // a fifo or device
+                Err(PassToLibc) => return real(path), // a fifo or device
             };
             if fd < 0 {
                 return core::ptr::null_mut();
@@ -239,12 +247,13 @@ fn stream_open(
             let n = proc_fd_path(fd, &mut proc_path);
             // The name exists now: "x" would fail on it.
             let mut m2 = [0u8; 16];
-            let mut k = 0;
-            for &c in m.iter().filter(|&&c| c != b'x').take(15) {
+            for (k, &c) in m.iter().filter(|&&c| c != b'x').take(15).enumerate() {
                 m2[k] = c;
-                k += 1;
             }
-            let f = real_mode(proc_path[..=n].as_ptr() as *const c_char, m2.as_ptr() as *const c_char);
+            let f = real_mode(
+                proc_path[..=n].as_ptr() as *const c_char,
+                m2.as_ptr() as *const c_char,
+            );
             if f.is_null() {
                 fdtable::clear(fd);
                 sys::close_raw(fd);
@@ -306,9 +315,19 @@ fn stream_open(
 fn fopen_flags(mode: &[u8]) -> c_int {
     let plus = mode.contains(&b'+');
     let mut flags = match mode.first() {
-        Some(b'w') => libc::O_CREAT | libc::O_TRUNC | if plus { libc::O_RDWR } else { libc::O_WRONLY },
-        Some(b'a') => libc::O_CREAT | libc::O_APPEND | if plus { libc::O_RDWR } else { libc::O_WRONLY },
-        _ => if plus { libc::O_RDWR } else { libc::O_RDONLY },
+        Some(b'w') => {
+            libc::O_CREAT | libc::O_TRUNC | if plus { libc::O_RDWR } else { libc::O_WRONLY }
+        }
+        Some(b'a') => {
+            libc::O_CREAT | libc::O_APPEND | if plus { libc::O_RDWR } else { libc::O_WRONLY }
+        }
+        _ => {
+            if plus {
+                libc::O_RDWR
+            } else {
+                libc::O_RDONLY
+            }
+        }
     };
     if mode.contains(&b'x') {
         flags |= libc::O_EXCL;

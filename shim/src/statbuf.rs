@@ -33,7 +33,11 @@ impl Meta {
                 h.size
             },
             mtime_ns: h.mtime_ns,
-            atime_ns: if h.atime_ns == 0 { h.mtime_ns } else { h.atime_ns },
+            atime_ns: if h.atime_ns == 0 {
+                h.mtime_ns
+            } else {
+                h.atime_ns
+            },
             ino: h.ino,
             uid: h.uid,
             gid: h.gid,

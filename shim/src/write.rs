@@ -19,6 +19,10 @@ use crate::{call_real, fdtable, sys};
 /// The daemon's "not mine: call libc" answer (a fifo or device in the domain).
 const PASS: i32 = -1;
 
+/// The call is not the rift's to serve: the caller passes it to libc.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PassToLibc;
+
 /// The process umask, tracked so creation modes are applied as the kernel
 /// would (the daemon creates with umask 0).
 static UMASK: AtomicU32 = AtomicU32::new(0o022);
@@ -74,19 +78,19 @@ pub fn route(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut PathBuf)
     }
 }
 
-/// The daemon's answer as a libc return value. `Err(())`: call libc.
-fn answer(ans: Answer) -> Result<c_int, ()> {
+/// The daemon's answer as a libc return value. `Err(PassToLibc)`: call libc.
+fn answer(ans: Answer) -> Result<c_int, PassToLibc> {
     if ans.fd >= 0 {
         sys::close_raw(ans.fd);
     }
     match ans.errno {
         0 => Ok(0),
-        PASS => Err(()),
+        PASS => Err(PassToLibc),
         e => Ok(fail(e)),
     }
 }
 
-fn rift(op: Op, a: u64, b: u64, p1: &[u8], p2: &[u8]) -> Result<c_int, ()> {
+fn rift(op: Op, a: u64, b: u64, p1: &[u8], p2: &[u8]) -> Result<c_int, PassToLibc> {
     answer(client::call(op, a, b, p1, p2))
 }
 
@@ -106,7 +110,7 @@ macro_rules! one_path {
                 let $rel = buf.rel();
                 match $rift {
                     Ok(r) => r,
-                    Err(()) => $real,
+                    Err(PassToLibc) => $real,
                 }
             }
         }
@@ -122,12 +126,18 @@ const FD: usize = libc::AT_FDCWD as usize;
 
 // ---- open for writing ---------------------------------------------------------
 
-/// Opens the entry at `buf` for writing through the daemon. `Err(())`: the
+/// Opens the entry at `buf` for writing through the daemon. `Err(PassToLibc)`: the
 /// path is a special file libc must open itself.
-pub fn open_write(buf: &PathBuf, flags: c_int, mode: c_uint) -> Result<c_int, ()> {
-    let ans = client::call(Op::OpenWrite, flags as u32 as u64, masked(mode), buf.rel(), b"");
+pub fn open_write(buf: &PathBuf, flags: c_int, mode: c_uint) -> Result<c_int, PassToLibc> {
+    let ans = client::call(
+        Op::OpenWrite,
+        flags as u32 as u64,
+        masked(mode),
+        buf.rel(),
+        b"",
+    );
     if ans.errno == PASS {
-        return Err(());
+        return Err(PassToLibc);
     }
     if ans.errno != 0 {
         if ans.fd >= 0 {
@@ -166,10 +176,14 @@ pub fn open_write(buf: &PathBuf, flags: c_int, mode: c_uint) -> Result<c_int, ()
 
 #[no_mangle]
 pub extern "C" fn unlink(path: *const c_char) -> c_int {
-    one_path!(libc::AT_FDCWD, path, false,
+    one_path!(
+        libc::AT_FDCWD,
+        path,
+        false,
         |rel| rift(Op::Unlink, 0, 0, rel, b""),
         call_real!(UNLINK(path) or raw(libc::SYS_unlinkat, FD, path as usize, 0, 0, 0)),
-        |abs| call_real!(UNLINK(abs) or raw(libc::SYS_unlinkat, FD, abs as usize, 0, 0, 0)))
+        |abs| call_real!(UNLINK(abs) or raw(libc::SYS_unlinkat, FD, abs as usize, 0, 0, 0))
+    )
 }
 
 #[no_mangle]
@@ -179,23 +193,34 @@ pub extern "C" fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c
     } else {
         Op::Unlink
     };
-    one_path!(dirfd, path, false,
+    one_path!(
+        dirfd,
+        path,
+        false,
         |rel| rift(op, 0, 0, rel, b""),
         call_real!(UNLINKAT(dirfd, path, flags) or raw(libc::SYS_unlinkat, dirfd as usize, path as usize, flags as usize, 0, 0)),
-        |abs| call_real!(UNLINKAT(libc::AT_FDCWD, abs, flags) or raw(libc::SYS_unlinkat, FD, abs as usize, flags as usize, 0, 0)))
+        |abs| call_real!(UNLINKAT(libc::AT_FDCWD, abs, flags) or raw(libc::SYS_unlinkat, FD, abs as usize, flags as usize, 0, 0))
+    )
 }
 
 #[no_mangle]
 pub extern "C" fn rmdir(path: *const c_char) -> c_int {
-    one_path!(libc::AT_FDCWD, path, false,
+    one_path!(
+        libc::AT_FDCWD,
+        path,
+        false,
         |rel| rift(Op::Rmdir, 0, 0, rel, b""),
         call_real!(RMDIR(path) or raw(libc::SYS_unlinkat, FD, path as usize, libc::AT_REMOVEDIR as usize, 0, 0)),
-        |abs| call_real!(RMDIR(abs) or raw(libc::SYS_unlinkat, FD, abs as usize, libc::AT_REMOVEDIR as usize, 0, 0)))
+        |abs| call_real!(RMDIR(abs) or raw(libc::SYS_unlinkat, FD, abs as usize, libc::AT_REMOVEDIR as usize, 0, 0))
+    )
 }
 
 #[no_mangle]
 pub extern "C" fn remove(path: *const c_char) -> c_int {
-    one_path!(libc::AT_FDCWD, path, false,
+    one_path!(
+        libc::AT_FDCWD,
+        path,
+        false,
         |rel| {
             let r = rift(Op::Unlink, 0, 0, rel, b"");
             // SAFETY: errno is thread-local.
@@ -206,23 +231,32 @@ pub extern "C" fn remove(path: *const c_char) -> c_int {
             }
         },
         call_real!(REMOVE(path) or fail(libc::ENOSYS)),
-        |abs| call_real!(REMOVE(abs) or fail(libc::ENOSYS)))
+        |abs| call_real!(REMOVE(abs) or fail(libc::ENOSYS))
+    )
 }
 
 #[no_mangle]
 pub extern "C" fn mkdir(path: *const c_char, mode: mode_t) -> c_int {
-    one_path!(libc::AT_FDCWD, path, false,
+    one_path!(
+        libc::AT_FDCWD,
+        path,
+        false,
         |rel| rift(Op::Mkdir, masked(mode), 0, rel, b""),
         call_real!(MKDIR(path, mode) or raw(libc::SYS_mkdirat, FD, path as usize, mode as usize, 0, 0)),
-        |abs| call_real!(MKDIR(abs, mode) or raw(libc::SYS_mkdirat, FD, abs as usize, mode as usize, 0, 0)))
+        |abs| call_real!(MKDIR(abs, mode) or raw(libc::SYS_mkdirat, FD, abs as usize, mode as usize, 0, 0))
+    )
 }
 
 #[no_mangle]
 pub extern "C" fn mkdirat(dirfd: c_int, path: *const c_char, mode: mode_t) -> c_int {
-    one_path!(dirfd, path, false,
+    one_path!(
+        dirfd,
+        path,
+        false,
         |rel| rift(Op::Mkdir, masked(mode), 0, rel, b""),
         call_real!(MKDIRAT(dirfd, path, mode) or raw(libc::SYS_mkdirat, dirfd as usize, path as usize, mode as usize, 0, 0)),
-        |abs| call_real!(MKDIRAT(libc::AT_FDCWD, abs, mode) or raw(libc::SYS_mkdirat, FD, abs as usize, mode as usize, 0, 0)))
+        |abs| call_real!(MKDIRAT(libc::AT_FDCWD, abs, mode) or raw(libc::SYS_mkdirat, FD, abs as usize, mode as usize, 0, 0))
+    )
 }
 
 // ---- two-path operations ----------------------------------------------------------
@@ -236,7 +270,7 @@ fn two_paths(
     nd: c_int,
     new: *const c_char,
     follow_old: bool,
-    rift_call: impl FnOnce(&[u8], &[u8]) -> Result<c_int, ()>,
+    rift_call: impl FnOnce(&[u8], &[u8]) -> Result<c_int, PassToLibc>,
     real: impl Fn(c_int, *const c_char, c_int, *const c_char) -> c_int,
 ) -> c_int {
     let mut ob = PathBuf::new();
@@ -247,7 +281,7 @@ fn two_paths(
         (Route::Fail(e), _) | (_, Route::Fail(e)) => fail(e),
         (Route::Rift, Route::Rift) => match rift_call(ob.rel(), nb.rel()) {
             Ok(r) => r,
-            Err(()) => fail(libc::EXDEV),
+            Err(PassToLibc) => fail(libc::EXDEV),
         },
         (Route::Rift, _) | (_, Route::Rift) => fail(libc::EXDEV),
         (ro, rn) => {
@@ -290,7 +324,14 @@ pub extern "C" fn renameat2(
         false,
         |o, n| rift(Op::Rename, flags as u64, 0, o, n),
         |od, old, nd, new| {
-            raw(libc::SYS_renameat2, od as usize, old as usize, nd as usize, new as usize, flags as usize)
+            raw(
+                libc::SYS_renameat2,
+                od as usize,
+                old as usize,
+                nd as usize,
+                new as usize,
+                flags as usize,
+            )
         },
     )
 }
@@ -309,7 +350,14 @@ pub extern "C" fn linkat(
     flags: c_int,
 ) -> c_int {
     let real = |od: c_int, old: *const c_char, nd: c_int, new: *const c_char| {
-        raw(libc::SYS_linkat, od as usize, old as usize, nd as usize, new as usize, flags as usize)
+        raw(
+            libc::SYS_linkat,
+            od as usize,
+            old as usize,
+            nd as usize,
+            new as usize,
+            flags as usize,
+        )
     };
     // An O_TMPFILE file given a name: by its fd, or by /proc/self/fd/N.
     if let Some(fd) = tmpfile_source(od, old, flags) {
@@ -321,7 +369,7 @@ pub extern "C" fn linkat(
                 let mode = fdtable::get(fd).map(|m| m.mode).unwrap_or(0o600);
                 match rift(Op::LinkTmp, mode as u64, 0, nb.rel(), &name[..n]) {
                     Ok(r) => r,
-                    Err(()) => fail(libc::EXDEV),
+                    Err(PassToLibc) => fail(libc::EXDEV),
                 }
             }
             Route::Fail(e) => fail(e),
@@ -378,10 +426,14 @@ pub extern "C" fn symlinkat(target: *const c_char, dirfd: c_int, path: *const c_
     if t.is_empty() {
         return fail(libc::ENOENT);
     }
-    one_path!(dirfd, path, false,
+    one_path!(
+        dirfd,
+        path,
+        false,
         |rel| rift(Op::Symlink, 0, 0, rel, t),
         call_real!(SYMLINKAT(target, dirfd, path) or raw(libc::SYS_symlinkat, target as usize, dirfd as usize, path as usize, 0, 0)),
-        |abs| call_real!(SYMLINKAT(target, libc::AT_FDCWD, abs) or raw(libc::SYS_symlinkat, target as usize, FD, abs as usize, 0, 0)))
+        |abs| call_real!(SYMLINKAT(target, libc::AT_FDCWD, abs) or raw(libc::SYS_symlinkat, target as usize, FD, abs as usize, 0, 0))
+    )
 }
 
 // ---- metadata ---------------------------------------------------------------------
@@ -411,7 +463,7 @@ macro_rules! by_fd {
                     let $rel = buf.rel();
                     match $rift {
                         Ok(r) => r,
-                        Err(()) => $real,
+                        Err(PassToLibc) => $real,
                     }
                 }
                 _ => $real,
@@ -430,10 +482,14 @@ pub extern "C" fn chmod(path: *const c_char, mode: mode_t) -> c_int {
 #[no_mangle]
 pub extern "C" fn fchmodat(dirfd: c_int, path: *const c_char, mode: mode_t, flags: c_int) -> c_int {
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
-    one_path!(dirfd, path, follow,
+    one_path!(
+        dirfd,
+        path,
+        follow,
         |rel| rift(Op::Chmod, mode as u64, 0, rel, b""),
         call_real!(FCHMODAT(dirfd, path, mode, flags) or raw(libc::SYS_fchmodat, dirfd as usize, path as usize, mode as usize, 0, 0)),
-        |abs| call_real!(FCHMODAT(libc::AT_FDCWD, abs, mode, flags) or raw(libc::SYS_fchmodat, FD, abs as usize, mode as usize, 0, 0)))
+        |abs| call_real!(FCHMODAT(libc::AT_FDCWD, abs, mode, flags) or raw(libc::SYS_fchmodat, FD, abs as usize, mode as usize, 0, 0))
+    )
 }
 
 #[no_mangle]
@@ -453,8 +509,11 @@ pub extern "C" fn fchmod(fd: c_int, mode: mode_t) -> c_int {
             }
         }
     }
-    by_fd!(fd, |rel| rift(Op::Chmod, mode as u64, 0, rel, b""),
-        call_real!(FCHMOD(fd, mode) or raw(libc::SYS_fchmod, fd as usize, mode as usize, 0, 0, 0)))
+    by_fd!(
+        fd,
+        |rel| rift(Op::Chmod, mode as u64, 0, rel, b""),
+        call_real!(FCHMOD(fd, mode) or raw(libc::SYS_fchmod, fd as usize, mode as usize, 0, 0, 0))
+    )
 }
 
 #[no_mangle]
@@ -479,10 +538,14 @@ pub extern "C" fn fchownat(
         return fchown(dirfd, uid, gid);
     }
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
-    one_path!(dirfd, path, follow,
+    one_path!(
+        dirfd,
+        path,
+        follow,
         |rel| rift(Op::Chown, uid as u64, gid as u64, rel, b""),
         call_real!(FCHOWNAT(dirfd, path, uid, gid, flags) or raw(libc::SYS_fchownat, dirfd as usize, path as usize, uid as usize, gid as usize, flags as usize)),
-        |abs| call_real!(FCHOWNAT(libc::AT_FDCWD, abs, uid, gid, flags) or raw(libc::SYS_fchownat, FD, abs as usize, uid as usize, gid as usize, flags as usize)))
+        |abs| call_real!(FCHOWNAT(libc::AT_FDCWD, abs, uid, gid, flags) or raw(libc::SYS_fchownat, FD, abs as usize, uid as usize, gid as usize, flags as usize))
+    )
 }
 
 #[no_mangle]
@@ -500,8 +563,11 @@ pub extern "C" fn fchown(fd: c_int, uid: libc::uid_t, gid: libc::gid_t) -> c_int
             }
         }
     }
-    by_fd!(fd, |rel| rift(Op::Chown, uid as u64, gid as u64, rel, b""),
-        call_real!(FCHOWN(fd, uid, gid) or raw(libc::SYS_fchown, fd as usize, uid as usize, gid as usize, 0, 0)))
+    by_fd!(
+        fd,
+        |rel| rift(Op::Chown, uid as u64, gid as u64, rel, b""),
+        call_real!(FCHOWN(fd, uid, gid) or raw(libc::SYS_fchown, fd as usize, uid as usize, gid as usize, 0, 0))
+    )
 }
 
 fn ts_ns(t: &libc::timespec) -> u64 {
@@ -547,35 +613,50 @@ pub extern "C" fn utimensat(
     }
     let (a, m) = times_ts(ts);
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
-    one_path!(dirfd, path, follow,
+    one_path!(
+        dirfd,
+        path,
+        follow,
         |rel| rift(Op::Utimes, a, m, rel, b""),
         call_real!(UTIMENSAT(dirfd, path, ts, flags) or raw(libc::SYS_utimensat, dirfd as usize, path as usize, ts as usize, flags as usize, 0)),
-        |abs| call_real!(UTIMENSAT(libc::AT_FDCWD, abs, ts, flags) or raw(libc::SYS_utimensat, FD, abs as usize, ts as usize, flags as usize, 0)))
+        |abs| call_real!(UTIMENSAT(libc::AT_FDCWD, abs, ts, flags) or raw(libc::SYS_utimensat, FD, abs as usize, ts as usize, flags as usize, 0))
+    )
 }
 
 #[no_mangle]
 pub extern "C" fn futimens(fd: c_int, ts: *const libc::timespec) -> c_int {
     let (a, m) = times_ts(ts);
-    by_fd!(fd, |rel| rift(Op::Utimes, a, m, rel, b""),
-        call_real!(FUTIMENS(fd, ts) or raw(libc::SYS_utimensat, fd as usize, 0, ts as usize, 0, 0)))
+    by_fd!(
+        fd,
+        |rel| rift(Op::Utimes, a, m, rel, b""),
+        call_real!(FUTIMENS(fd, ts) or raw(libc::SYS_utimensat, fd as usize, 0, ts as usize, 0, 0))
+    )
 }
 
 #[no_mangle]
 pub extern "C" fn utimes(path: *const c_char, tv: *const libc::timeval) -> c_int {
     let (a, m) = times_tv(tv);
-    one_path!(libc::AT_FDCWD, path, true,
+    one_path!(
+        libc::AT_FDCWD,
+        path,
+        true,
         |rel| rift(Op::Utimes, a, m, rel, b""),
         call_real!(UTIMES(path, tv) or fail(libc::ENOSYS)),
-        |abs| call_real!(UTIMES(abs, tv) or fail(libc::ENOSYS)))
+        |abs| call_real!(UTIMES(abs, tv) or fail(libc::ENOSYS))
+    )
 }
 
 #[no_mangle]
 pub extern "C" fn lutimes(path: *const c_char, tv: *const libc::timeval) -> c_int {
     let (a, m) = times_tv(tv);
-    one_path!(libc::AT_FDCWD, path, false,
+    one_path!(
+        libc::AT_FDCWD,
+        path,
+        false,
         |rel| rift(Op::Utimes, a, m, rel, b""),
         call_real!(LUTIMES(path, tv) or fail(libc::ENOSYS)),
-        |abs| call_real!(LUTIMES(abs, tv) or fail(libc::ENOSYS)))
+        |abs| call_real!(LUTIMES(abs, tv) or fail(libc::ENOSYS))
+    )
 }
 
 #[no_mangle]
@@ -584,17 +665,24 @@ pub extern "C" fn futimesat(dirfd: c_int, path: *const c_char, tv: *const libc::
         return futimes(dirfd, tv);
     }
     let (a, m) = times_tv(tv);
-    one_path!(dirfd, path, true,
+    one_path!(
+        dirfd,
+        path,
+        true,
         |rel| rift(Op::Utimes, a, m, rel, b""),
         call_real!(FUTIMESAT(dirfd, path, tv) or fail(libc::ENOSYS)),
-        |abs| call_real!(FUTIMESAT(libc::AT_FDCWD, abs, tv) or fail(libc::ENOSYS)))
+        |abs| call_real!(FUTIMESAT(libc::AT_FDCWD, abs, tv) or fail(libc::ENOSYS))
+    )
 }
 
 #[no_mangle]
 pub extern "C" fn futimes(fd: c_int, tv: *const libc::timeval) -> c_int {
     let (a, m) = times_tv(tv);
-    by_fd!(fd, |rel| rift(Op::Utimes, a, m, rel, b""),
-        call_real!(FUTIMES(fd, tv) or fail(libc::ENOSYS)))
+    by_fd!(
+        fd,
+        |rel| rift(Op::Utimes, a, m, rel, b""),
+        call_real!(FUTIMES(fd, tv) or fail(libc::ENOSYS))
+    )
 }
 
 #[no_mangle]
@@ -609,10 +697,14 @@ pub extern "C" fn utime(path: *const c_char, times: *const libc::utimbuf) -> c_i
             (t.modtime * 1_000_000_000) as u64,
         )
     };
-    one_path!(libc::AT_FDCWD, path, true,
+    one_path!(
+        libc::AT_FDCWD,
+        path,
+        true,
         |rel| rift(Op::Utimes, a, m, rel, b""),
         call_real!(UTIME(path, times) or fail(libc::ENOSYS)),
-        |abs| call_real!(UTIME(abs, times) or fail(libc::ENOSYS)))
+        |abs| call_real!(UTIME(abs, times) or fail(libc::ENOSYS))
+    )
 }
 
 #[no_mangle]
@@ -620,10 +712,14 @@ pub extern "C" fn truncate(path: *const c_char, len: libc::off_t) -> c_int {
     if len < 0 {
         return fail(libc::EINVAL);
     }
-    one_path!(libc::AT_FDCWD, path, true,
+    one_path!(
+        libc::AT_FDCWD,
+        path,
+        true,
         |rel| rift(Op::Truncate, len as u64, 0, rel, b""),
         call_real!(TRUNCATE(path, len) or raw(libc::SYS_truncate, path as usize, len as usize, 0, 0, 0)),
-        |abs| call_real!(TRUNCATE(abs, len) or raw(libc::SYS_truncate, abs as usize, len as usize, 0, 0, 0)))
+        |abs| call_real!(TRUNCATE(abs, len) or raw(libc::SYS_truncate, abs as usize, len as usize, 0, 0, 0))
+    )
 }
 
 #[no_mangle]
@@ -645,15 +741,13 @@ fn fill_template(t: &mut [u8], suffix: usize, seed: &mut u64) -> bool {
     if t[end - 6..end].iter().any(|&c| c != b'X') {
         return false;
     }
-    true && {
-        for c in &mut t[end - 6..end] {
-            *seed ^= *seed << 13;
-            *seed ^= *seed >> 7;
-            *seed ^= *seed << 17;
-            *c = LETTERS[(*seed % 62) as usize];
-        }
-        true
+    for c in &mut t[end - 6..end] {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *c = LETTERS[(*seed % 62) as usize];
     }
+    true
 }
 
 fn seed() -> u64 {
@@ -677,7 +771,10 @@ fn mktemp_rift(template: *mut c_char, suffix: c_int, flags: c_int) -> Option<c_i
     let len = unsafe { libc::strlen(template) };
     let t = unsafe { core::slice::from_raw_parts_mut(template as *mut u8, len) };
     let mut buf = PathBuf::new();
-    if !matches!(route(libc::AT_FDCWD, template, false, &mut buf), Route::Rift) {
+    if !matches!(
+        route(libc::AT_FDCWD, template, false, &mut buf),
+        Route::Rift
+    ) {
         return None;
     }
     let mut s = seed();
@@ -690,12 +787,16 @@ fn mktemp_rift(template: *mut c_char, suffix: c_int, flags: c_int) -> Option<c_i
             return Some(fail(libc::EINVAL));
         }
         let keep = flags & (libc::O_APPEND | libc::O_CLOEXEC | libc::O_SYNC | libc::O_DSYNC);
-        match open_write(&b, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | keep, 0o600) {
+        match open_write(
+            &b,
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | keep,
+            0o600,
+        ) {
             Ok(fd) if fd >= 0 => return Some(fd),
             // SAFETY: errno is thread-local.
             Ok(_) if unsafe { *libc::__errno_location() } == libc::EEXIST => continue,
             Ok(r) => return Some(r),
-            Err(()) => return Some(fail(libc::EEXIST)),
+            Err(PassToLibc) => return Some(fail(libc::EEXIST)),
         }
     }
     Some(fail(libc::EEXIST))
@@ -725,7 +826,12 @@ mkstemp_export!(mkostemps64, MKOSTEMPS64, (suffix: c_int, flags: c_int), suffix,
 #[no_mangle]
 pub extern "C" fn mkdtemp(template: *mut c_char) -> *mut c_char {
     let mut buf = PathBuf::new();
-    if template.is_null() || !matches!(route(libc::AT_FDCWD, template, false, &mut buf), Route::Rift) {
+    if template.is_null()
+        || !matches!(
+            route(libc::AT_FDCWD, template, false, &mut buf),
+            Route::Rift
+        )
+    {
         return call_real!(MKDTEMP(template) or core::ptr::null_mut());
     }
     // SAFETY: a NUL-terminated, writable template.
@@ -751,8 +857,5 @@ pub extern "C" fn mkdtemp(template: *mut c_char) -> *mut c_char {
 /// Seals a staged entry before it is executed or loaded (ETXTBSY while a
 /// process still writes it, as Linux answers).
 pub fn seal_for_exec(rel: &[u8]) -> c_int {
-    match rift(Op::Seal, 0, 0, rel, b"") {
-        Ok(r) => r,
-        Err(()) => 0,
-    }
+    rift(Op::Seal, 0, 0, rel, b"").unwrap_or_default()
 }

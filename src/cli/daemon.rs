@@ -1,5 +1,7 @@
 //! `vrift daemon start|status|stop|run`.
 
+use std::io::Write;
+
 use anyhow::Result;
 
 use super::{current_project, DaemonCommand, Outcome};
@@ -11,9 +13,20 @@ pub fn daemon(cmd: DaemonCommand) -> Result<Outcome> {
         DaemonCommand::Run => daemon::run(project)?,
         DaemonCommand::Start => daemon::start(&project)?,
         DaemonCommand::Status => match daemon::client::status(&project)? {
-            Some(text) => print!("running on {}\n{text}", daemon::socket_path(&project).display()),
+            Some(text) => {
+                // A closed pipe (`| head`) is not an error worth a panic.
+                let _ = write!(
+                    std::io::stdout(),
+                    "running on {}\n{text}",
+                    daemon::socket_path(&project).display()
+                );
+            }
             None => {
-                println!("not running ({})", project.root().display());
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "not running ({})",
+                    project.root().display()
+                );
                 return Ok(Outcome::Partial);
             }
         },

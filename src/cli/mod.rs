@@ -253,10 +253,8 @@ fn open_manifest(
     crate::daemon::client::stop(project)?;
     let lock = project.lock()?;
     let manifest = project.manifest()?;
-    let replayed = crate::daemon::journal::replay(
-        &crate::daemon::rift::journal_path(project),
-        &manifest,
-    )?;
+    let replayed =
+        crate::daemon::journal::replay(&crate::daemon::rift::journal_path(project), &manifest)?;
     if crate::ingest::recover(project, &cas, &manifest)? || replayed > 0 {
         crate::table::publish(project, &cas, &manifest)?;
     }

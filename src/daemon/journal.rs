@@ -60,8 +60,7 @@ fn decode(mut buf: &[u8]) -> Vec<Change> {
         *b = &b[4..];
         Some(v)
     };
-    loop {
-        let Some(len) = word(&mut buf) else { break };
+    while let Some(len) = word(&mut buf) {
         let Some(mut entry) = take(&mut buf, len) else {
             break;
         };

@@ -141,7 +141,7 @@ impl LiveTable {
     }
 
     fn atomic(&self, off: usize) -> &AtomicU64 {
-        debug_assert!(off % 8 == 0 && off + 8 <= self.len);
+        debug_assert!(off.is_multiple_of(8) && off + 8 <= self.len);
         // SAFETY: 8-aligned offset inside our mapping (slot arrays, header and
         // Bloom filter are 8-aligned by construction).
         unsafe { AtomicU64::from_ptr(self.ptr.add(off) as *mut u64) }
@@ -161,8 +161,10 @@ impl LiveTable {
             at += p.len();
         }
         self.arena_end = at;
-        self.atomic(field::ARENA_LEN)
-            .store((at - u64_at(self.bytes(), field::ARENA_OFF) as usize) as u64, Ordering::Relaxed);
+        self.atomic(field::ARENA_LEN).store(
+            (at - u64_at(self.bytes(), field::ARENA_OFF) as usize) as u64,
+            Ordering::Relaxed,
+        );
         Ok(off)
     }
 
@@ -226,7 +228,8 @@ impl LiveTable {
             return Err(Full);
         }
         let key_off = self.append_str(rel)?;
-        self.atomic(base + 8).store(key_off as u64, Ordering::Relaxed);
+        self.atomic(base + 8)
+            .store(key_off as u64, Ordering::Relaxed);
         self.atomic(base + 16).store(0, Ordering::Relaxed);
         self.atomic(base + 24).store(0, Ordering::Relaxed);
         self.atomic(base).store(path_hash(rel), Ordering::Release);
@@ -241,7 +244,8 @@ impl LiveTable {
         let (a, b) = bloom_bits(path_hash(rel), self.bloom_words);
         for bit in [a, b] {
             let off = self.bloom_off + (bit / 64) as usize * 8;
-            self.atomic(off).fetch_or(1 << (bit % 64), Ordering::Release);
+            self.atomic(off)
+                .fetch_or(1 << (bit % 64), Ordering::Release);
         }
         self.stops += 1;
         Ok(())
@@ -285,8 +289,10 @@ impl LiveTable {
             &(i as u32).to_le_bytes(),
         ])?;
         debug_assert_eq!(LIST_CHUNK_HEADER, 16);
-        self.atomic(base + 8).store(key_off as u64, Ordering::Relaxed);
-        self.atomic(base + 16).store(rec_off as u64, Ordering::Relaxed);
+        self.atomic(base + 8)
+            .store(key_off as u64, Ordering::Relaxed);
+        self.atomic(base + 16)
+            .store(rec_off as u64, Ordering::Relaxed);
         self.atomic(base).store(path_hash(rel), Ordering::Release);
         self.atomic(dir_base + 16)
             .store(chunk as u64, Ordering::Release);

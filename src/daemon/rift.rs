@@ -187,7 +187,8 @@ impl Rift {
         for (rel, rec) in &view.records {
             if let Ok(RecordRef::Entry { header, target }) = vrift_format::decode_record(rec) {
                 if header.is_staged() {
-                    let probe = File::open(rift.staging_dir.join(std::ffi::OsStr::from_bytes(target)));
+                    let probe =
+                        File::open(rift.staging_dir.join(std::ffi::OsStr::from_bytes(target)));
                     match probe {
                         Ok(probe) => {
                             rift.staged.insert(
@@ -210,7 +211,9 @@ impl Rift {
     }
 
     pub fn table(&self) -> Table<'_> {
-        self.table.table().expect("the live table validated at creation")
+        self.table
+            .table()
+            .expect("the live table validated at creation")
     }
 
     pub fn staged_count(&self) -> usize {
@@ -412,7 +415,12 @@ impl Rift {
     }
 
     /// Copies the current content of `node` into a new staging file.
-    fn stage_copy(&mut self, node: &Node, rel: &[u8], truncate: bool) -> Result<(Vec<u8>, PathBuf)> {
+    fn stage_copy(
+        &mut self,
+        node: &Node,
+        rel: &[u8],
+        truncate: bool,
+    ) -> Result<(Vec<u8>, PathBuf)> {
         let (name, path, mut file) = self.new_staging()?;
         if !truncate {
             let src = match node {
@@ -424,11 +432,18 @@ impl Rift {
                 _ => None,
             };
             if let Some(src) = src {
-                let mut from = File::open(&src)
-                    .with_context(|| format!("cannot read {}", src.display()))?;
-                // std's copy uses copy_file_range (reflinks where the fs can).
-                io::copy(&mut from, &mut file)
-                    .with_context(|| format!("cannot copy {} to {}", src.display(), path.display()))?;
+                let mut from =
+                    File::open(&src).with_context(|| format!("cannot read {}", src.display()))?;
+                // A reflink where the filesystem shares extents (btrfs, xfs);
+                // else std's copy, which uses copy_file_range.
+                // SAFETY: FICLONE between two fds we own.
+                let cloned =
+                    unsafe { libc::ioctl(file.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) } == 0;
+                if !cloned {
+                    io::copy(&mut from, &mut file).with_context(|| {
+                        format!("cannot copy {} to {}", src.display(), path.display())
+                    })?;
+                }
             }
         }
         Ok((name, path))
@@ -448,7 +463,13 @@ impl Rift {
     }
 
     /// A staged record for `rel` with the metadata of `like`.
-    fn staged_record(&mut self, like: Option<&RecordHeader>, mode: u32, hides: bool, name: &[u8]) -> Result<Vec<u8>> {
+    fn staged_record(
+        &mut self,
+        like: Option<&RecordHeader>,
+        mode: u32,
+        hides: bool,
+        name: &[u8],
+    ) -> Result<Vec<u8>> {
         let h = RecordHeader {
             kind: Kind::File,
             flags: FLAG_STAGED | if hides { FLAG_HIDES_DIR } else { 0 },
@@ -468,7 +489,13 @@ impl Rift {
     }
 
     /// Opens `rel` for writing (DESIGN.md §2: a staging file, visible at once).
-    pub fn open_write(&mut self, caller: Caller, rel: &[u8], flags: i32, mode: u32) -> OpResult<Opened> {
+    pub fn open_write(
+        &mut self,
+        caller: Caller,
+        rel: &[u8],
+        flags: i32,
+        mode: u32,
+    ) -> OpResult<Opened> {
         let creat = flags & libc::O_CREAT != 0;
         let excl = flags & libc::O_EXCL != 0;
         let trunc = flags & libc::O_TRUNC != 0;
@@ -480,10 +507,18 @@ impl Rift {
         let (name, header_mode, ino) = match &node {
             Node::NotDir => return posix(libc::ENOTDIR),
             Node::Dir => {
-                return posix(if creat && excl { libc::EEXIST } else { libc::EISDIR })
+                return posix(if creat && excl {
+                    libc::EEXIST
+                } else {
+                    libc::EISDIR
+                })
             }
             Node::Entry(h, _) if h.kind == Kind::Symlink => {
-                return posix(if creat && excl { libc::EEXIST } else { libc::ELOOP })
+                return posix(if creat && excl {
+                    libc::EEXIST
+                } else {
+                    libc::ELOOP
+                })
             }
             Node::Phys(m) if !m.file_type().is_file() => {
                 // A fifo, socket or device: writing it changes no file.
@@ -503,7 +538,8 @@ impl Rift {
                 } else {
                     let (name, _) = self.stage_copy(&node, rel, trunc)?;
                     let h = *h;
-                    let rec = self.staged_record(Some(&h), 0, h.flags & FLAG_HIDES_DIR != 0, &name)?;
+                    let rec =
+                        self.staged_record(Some(&h), 0, h.flags & FLAG_HIDES_DIR != 0, &name)?;
                     self.register_staged(&name, rel)?;
                     self.set(rel, rec)?;
                     (name, h.mode, h.ino)
@@ -555,7 +591,8 @@ impl Rift {
                 | libc::O_DSYNC
                 | libc::O_DIRECT
                 | libc::O_NOATIME);
-        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| anyhow::anyhow!(e))?;
+        let c =
+            std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| anyhow::anyhow!(e))?;
         // SAFETY: a valid C string; the fd is owned right after.
         let fd = unsafe { libc::open(c.as_ptr(), keep | libc::O_CLOEXEC | libc::O_LARGEFILE) };
         if fd < 0 {
@@ -706,10 +743,15 @@ impl Rift {
         let path = self.disk(rel);
         let (kind, hash, target) = if m.file_type().is_symlink() {
             let t = fs::read_link(&path)?;
-            (Kind::Symlink, ContentHash::default(), t.as_os_str().as_bytes().to_vec())
+            (
+                Kind::Symlink,
+                ContentHash::default(),
+                t.as_os_str().as_bytes().to_vec(),
+            )
         } else {
             let _gc = self.cas.gc_lock(LockMode::Shared)?;
-            let mut f = File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let mut f =
+                File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
             let (hash, _) = self.cas.put_reader(&mut f)?;
             (Kind::File, hash, Vec::new())
         };
@@ -717,7 +759,11 @@ impl Rift {
             kind,
             flags: 0,
             mode: m.mode(),
-            size: if kind == Kind::Symlink { target.len() as u64 } else { m.len() },
+            size: if kind == Kind::Symlink {
+                target.len() as u64
+            } else {
+                m.len()
+            },
             mtime_ns: mtime_ns(m),
             ino: self.alloc_ino()?,
             hash,
@@ -737,7 +783,10 @@ impl Rift {
             Node::Phys(m) => {
                 let h = self.copy_up(rel, m)?;
                 let target = if h.kind == Kind::Symlink {
-                    fs::read_link(self.disk(rel))?.as_os_str().as_bytes().to_vec()
+                    fs::read_link(self.disk(rel))?
+                        .as_os_str()
+                        .as_bytes()
+                        .to_vec()
                 } else {
                     Vec::new()
                 };
@@ -834,7 +883,9 @@ impl Rift {
         let mut changes: Vec<Change> = below.into_iter().map(Change::Remove).collect();
         let flags = self.dir_flags(rel);
         let path = self.disk(rel);
-        let physically_empty = fs::read_dir(&path).map(|mut d| d.next().is_none()).unwrap_or(false);
+        let physically_empty = fs::read_dir(&path)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
         if flags != 0 {
             changes.push(Change::Dir(rel.to_vec(), 0));
         }
@@ -926,7 +977,8 @@ impl Rift {
     pub fn rename(&mut self, old: &[u8], new: &[u8], flags: u32) -> OpResult<()> {
         let noreplace = flags & libc::RENAME_NOREPLACE != 0;
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
-        if (noreplace && exchange) || flags & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0 {
+        if (noreplace && exchange) || flags & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0
+        {
             return posix(libc::EINVAL);
         }
         if old.is_empty() || new.is_empty() {
@@ -1040,10 +1092,14 @@ impl Rift {
         while let Some((from, to)) = dirs.pop() {
             let to_path = self.disk(&to);
             match fs::symlink_metadata(&to_path) {
-                Ok(m) if m.is_dir() => changes.push(Change::Dir(to.clone(), DIR_OPAQUE | DIR_CREATED)),
+                Ok(m) if m.is_dir() => {
+                    changes.push(Change::Dir(to.clone(), DIR_OPAQUE | DIR_CREATED))
+                }
                 Ok(_) => return posix(libc::EEXIST),
                 Err(_) => {
-                    let mode = fs::metadata(self.disk(&from)).map(|m| m.mode()).unwrap_or(0o755);
+                    let mode = fs::metadata(self.disk(&from))
+                        .map(|m| m.mode())
+                        .unwrap_or(0o755);
                     fs::create_dir(&to_path)?;
                     fs::set_permissions(&to_path, fs::Permissions::from_mode(mode & 0o7777))?;
                     changes.push(Change::Dir(to.clone(), DIR_CREATED));
@@ -1091,7 +1147,8 @@ impl Rift {
                     stack.push(c.clone());
                 } else {
                     // Entries were moved (staged ones keep their file).
-                    let below = fs::symlink_metadata(self.disk(&c)).is_ok() || self.phantom(&c)?.is_some();
+                    let below =
+                        fs::symlink_metadata(self.disk(&c)).is_ok() || self.phantom(&c)?.is_some();
                     self.record(vec![if below {
                         Change::Set(c.clone(), WHITEOUT_RECORD.to_vec())
                     } else {
@@ -1215,7 +1272,11 @@ impl Rift {
                 Ok(())
             }
             _ => self.update_entry(rel, |h| {
-                let old_a = if h.atime_ns == 0 { h.mtime_ns } else { h.atime_ns };
+                let old_a = if h.atime_ns == 0 {
+                    h.mtime_ns
+                } else {
+                    h.atime_ns
+                };
                 h.atime_ns = pick(atime, old_a);
                 h.mtime_ns = pick(mtime, h.mtime_ns);
             }),

@@ -157,8 +157,8 @@ fn closed_names(inotify: &OwnedFd) -> Vec<Vec<u8>> {
         }
         let mut off = 0usize;
         while off + 16 <= n as usize {
-            let len = u32::from_ne_bytes(buf[off + 12..off + 16].try_into().unwrap_or_default())
-                as usize;
+            let len =
+                u32::from_ne_bytes(buf[off + 12..off + 16].try_into().unwrap_or_default()) as usize;
             let name = &buf[off + 16..(off + 16 + len).min(n as usize)];
             let name = match name.iter().position(|&c| c == 0) {
                 Some(p) => &name[..p],
@@ -262,13 +262,12 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
             if p.revents == 0 {
                 continue;
             }
-            last_activity = Instant::now();
             let Some(conn) = conns.get_mut(&p.fd) else {
                 continue;
             };
             let keep = match read_some(&conn.sock, &mut conn.buf) {
                 Ok(0) => false,
-                Ok(_) => handle_frames(rift, conn),
+                Ok(_) => handle_frames(rift, conn, &mut last_activity),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
                 Err(_) => false,
@@ -298,7 +297,7 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
 }
 
 /// Answers every whole frame in the connection's buffer. False: drop it.
-fn handle_frames(rift: &mut Rift, conn: &mut Conn) -> bool {
+fn handle_frames(rift: &mut Rift, conn: &mut Conn, last_activity: &mut Instant) -> bool {
     loop {
         let total = match frame_len(&conn.buf) {
             Ok(n) => n,
@@ -319,6 +318,10 @@ fn handle_frames(rift: &mut Rift, conn: &mut Conn) -> bool {
                 return false;
             }
         };
+        if !matches!(req.op, Op::Ping | Op::Status) {
+            // Asking whether the daemon is up does not keep it up.
+            *last_activity = Instant::now();
+        }
         let caller = Caller { uid: conn.uid };
         let (errno, a, b, data, fd) = dispatch(rift, caller, &req);
         let mut out = vec![0u8; MAX_FRAME + 4];
@@ -334,9 +337,7 @@ fn handle_frames(rift: &mut Rift, conn: &mut Conn) -> bool {
         };
         // The reply is small; a client that does not read it loses it.
         let _ = conn.sock.set_nonblocking(false);
-        let _ = conn
-            .sock
-            .set_write_timeout(Some(Duration::from_secs(5)));
+        let _ = conn.sock.set_write_timeout(Some(Duration::from_secs(5)));
         let sent = send_frame(&conn.sock, &out[..n], fd.as_ref().map(|f| f.as_raw_fd()));
         let _ = conn.sock.set_nonblocking(true);
         if sent.is_err() {

@@ -130,7 +130,10 @@ impl core::fmt::Display for FrameError {
             FrameError::Incomplete => f.write_str("incomplete frame"),
             FrameError::TooLong => write!(f, "frame longer than {MAX_FRAME} bytes"),
             FrameError::BadVersion(v) => {
-                write!(f, "protocol version {v} (this daemon speaks {PROTO_VERSION})")
+                write!(
+                    f,
+                    "protocol version {v} (this daemon speaks {PROTO_VERSION})"
+                )
             }
             FrameError::BadOp(o) => write!(f, "unknown operation {o}"),
             FrameError::Malformed => f.write_str("malformed frame"),
