@@ -384,3 +384,40 @@ fn an_idle_daemon_commits_and_exits_and_strangers_cannot_connect() {
     assert_eq!(fs::metadata(&journal).map(|m| m.len()).unwrap_or(0), 0);
     assert_eq!(sb.ok(&root, &["cat", "kept.txt"]), "kept\n");
 }
+
+#[test]
+fn threads_fork_and_vfork_write_without_deadlock() {
+    if !has_cc() {
+        eprintln!("skipped: no C compiler");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let prog = compile_c(&sb, "write_safety", &["-pthread"]);
+    let (root, _) = project_and_twin(&sb);
+    let before = disk_files(&root);
+    let mut child = sb
+        .cmd(&root, &["run", "--", prog.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A deadlock would hang: give it a generous bound, then fail loudly.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write side hung under threads/fork/vfork"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "threads 200/200 fork 1 vfork 1 readback 1 1\n"
+    );
+    assert_eq!(disk_files(&root), before);
+}
