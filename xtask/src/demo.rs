@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use anyhow::{bail, ensure, Context, Result};
 
 use crate::gen::{Tree, TreeSpec};
-use crate::rift::{self, Change};
 use crate::sandbox::{copy_tree, print_output, Sandbox, Vrift};
 use crate::{cargo, compare};
 
@@ -40,7 +39,8 @@ const SOURCES: &[(&str, &str)] = &[
 ];
 
 pub fn run(keep: bool, dir: Option<PathBuf>) -> Result<()> {
-    let bin = cargo::build_release_vrift()?;
+    // The shim is found beside the binary by `vrift run`.
+    let bin = cargo::build_release_vrift_and_shim()?.vrift;
     let sandbox = Sandbox::create(dir.as_deref(), "vrift-demo-")?;
     println!(
         "demo directory: {} (HOME, store and project live here; {})",
@@ -62,7 +62,6 @@ pub fn run(keep: bool, dir: Option<PathBuf>) -> Result<()> {
 
 struct Demo<'a> {
     vrift: &'a Vrift<'a>,
-    store: PathBuf,
     project: PathBuf,
     pristine: PathBuf,
     step: usize,
@@ -72,7 +71,6 @@ impl<'a> Demo<'a> {
     fn new(vrift: &'a Vrift<'a>, sandbox: &Sandbox) -> Demo<'a> {
         Demo {
             vrift,
-            store: sandbox.store().to_path_buf(),
             project: sandbox.path().join("project"),
             pristine: sandbox.path().join("pristine"),
             step: 0,
@@ -108,7 +106,7 @@ impl<'a> Demo<'a> {
         self.cat(&format!("node_modules/{}", tree.first_manifest()))?;
 
         self.header("a build inside the inception writes to the rift");
-        self.simulate_build()?;
+        self.build_in_the_rift()?;
         self.vrift_step(&["snapshot", "save", "deps"])?;
         self.vrift_step(&["snapshot", "list"])?;
         self.vrift_step(&["diff"])?;
@@ -176,24 +174,27 @@ impl<'a> Demo<'a> {
         Ok(())
     }
 
-    fn simulate_build(&self) -> Result<()> {
-        println!(
-            "(the LD_PRELOAD shim is not built yet: the demo writes what a build would, \
-             through the vrift library)"
+    /// A real build step under `vrift run`: its processes write, rewrite and
+    /// delete files; the view shows it, the disk does not change.
+    fn build_in_the_rift(&mut self) -> Result<()> {
+        let script = "mkdir -p dist && cat src/lib/util.js src/index.js > dist/app.js \
+                      && echo \"console.log('edited inside the inception');\" > src/index.js \
+                      && rm README.md && ls";
+        self.vrift_step(&["run", "--", "sh", "-c", script])?;
+        ensure!(
+            !self.project.join("dist/app.js").exists()
+                && self.project.join("README.md").exists()
+                && fs::read(self.project.join("src/index.js"))?
+                    == fs::read(self.pristine.join("src/index.js"))?,
+            "the build reached the project's disk"
         );
-        let changes = [
-            Change::Write(
-                "dist/app.js",
-                b"// bundled by the build\nconsole.log('hello, vrift');\n",
-            ),
-            Change::Write(
-                "src/index.js",
-                b"console.log('edited inside the inception');\n",
-            ),
-            Change::Delete("README.md"),
-        ];
-        rift::apply(&self.project, &self.store, &changes)?;
-        println!("wrote dist/app.js (new), rewrote src/index.js, deleted README.md");
+        println!("(on disk: no dist/app.js, README.md still there, src/index.js unchanged)");
+        let out = self.vrift.output(&self.project, &["cat", "src/index.js"])?;
+        ensure!(
+            out.stdout == b"console.log('edited inside the inception');\n",
+            "the view does not show the rewritten src/index.js"
+        );
+        println!("(in the view: src/index.js rewritten, dist/app.js new, README.md gone)");
         Ok(())
     }
 
