@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use vrift_format::proto::{
-    decode_request, encode_reply, frame_len, FrameError, Op, Reply, Request, MAX_FRAME,
+    decode_request, encode_reply, frame_len, FrameError, Op, Reply, Request,
 };
 
 use super::live::Identity;
@@ -324,7 +324,8 @@ fn handle_frames(rift: &mut Rift, conn: &mut Conn, last_activity: &mut Instant) 
         }
         let caller = Caller { uid: conn.uid };
         let (errno, a, b, data, fd) = dispatch(rift, caller, &req);
-        let mut out = vec![0u8; MAX_FRAME + 4];
+        // Sized to the reply: a whole-frame buffer would be zeroed per request.
+        let mut out = vec![0u8; 64 + data.len()];
         let reply = Reply {
             op: req.op,
             errno,
