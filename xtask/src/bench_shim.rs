@@ -91,7 +91,7 @@ pub fn shim(args: ShimArgs) -> Result<()> {
 }
 
 /// The command line and what the figures depend on: cores, CPU, kernel.
-fn print_machine() -> Result<()> {
+pub(crate) fn print_machine() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     println!("command: cargo xtask {}", args.join(" "));
     let nproc = Command::new("nproc").output().context("cannot run nproc")?;
@@ -209,7 +209,7 @@ impl<'a> ShimBench<'a> {
     ) -> Result<ShimBench<'a>> {
         // The shim sees absolute paths: resolve symlinks such as /tmp → /private/tmp.
         let root = fs::canonicalize(sandbox.path())?;
-        let driver = compile_driver(&root)?;
+        let driver = cargo::compile_c_driver("shim_bench", &root)?;
         let fakechroot = fakechroot_version();
         match &fakechroot {
             Some(v) => println!("reference layer: {v}"),
@@ -594,24 +594,6 @@ struct Timed {
     native: f64,
     view_out: String,
     native_out: String,
-}
-
-/// Compiles `xtask/c/shim_bench.c` with `cc -O2` into `dir`.
-fn compile_driver(dir: &Path) -> Result<PathBuf> {
-    let src = cargo::workspace_root().join("xtask/c/shim_bench.c");
-    let out = dir.join("shim_bench");
-    println!("$ cc -O2 -o {} {}", out.display(), src.display());
-    let status = Command::new("cc")
-        .arg("-O2")
-        .arg("-o")
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .context("cannot run cc")?;
-    if !status.success() {
-        bail!("cc -O2 {} failed ({status})", src.display());
-    }
-    Ok(out)
 }
 
 fn fakechroot_version() -> Option<String> {

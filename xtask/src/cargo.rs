@@ -99,3 +99,21 @@ fn shim_library(msg: &serde_json::Value) -> Option<PathBuf> {
         .find(|f| f.ends_with(".so"))
         .map(PathBuf::from)
 }
+
+/// Compiles the benchmark driver `xtask/c/NAME.c` with `cc -O2` into `dir`.
+pub fn compile_c_driver(name: &str, dir: &Path) -> Result<PathBuf> {
+    let src = workspace_root().join(format!("xtask/c/{name}.c"));
+    let out = dir.join(name);
+    println!("$ cc -O2 -o {} {}", out.display(), src.display());
+    let status = Command::new("cc")
+        .arg("-O2")
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .context("cannot run cc")?;
+    if !status.success() {
+        bail!("cc -O2 {} failed ({status})", src.display());
+    }
+    Ok(out)
+}

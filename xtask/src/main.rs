@@ -3,17 +3,21 @@
 //! - `demo`: a guided tour of the CLI on a generated project, checked end to end.
 //! - `bench ingest`: ingest and snapshot timings on a large node_modules-like tree.
 //! - `bench shim`: what the LD_PRELOAD shim costs per call and for whole tools.
+//! - `bench build`: a clean and a no-op `make` of a C project, and write
+//!   latency, under `vrift run` against native.
 //!
 //! Every task works in a fresh temporary directory with its own `HOME`,
 //! `XDG_DATA_HOME` and `VR_THE_SOURCE`, so the user's store and trust list
 //! are never touched.
 
 mod bench;
+mod bench_build;
 mod bench_shim;
 mod cargo;
 mod compare;
 mod demo;
 mod gen;
+mod gen_c;
 mod rift;
 mod sandbox;
 
@@ -53,6 +57,8 @@ enum Bench {
     Ingest(bench::IngestArgs),
     /// Per-call and whole-tool costs under `vrift run` against native and fakechroot.
     Shim(bench_shim::ShimArgs),
+    /// Clean and no-op `make` of a Lua-sized C project and write latency under `vrift run` against native.
+    Build(bench_build::BuildArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +75,9 @@ fn main() -> ExitCode {
         Task::Bench {
             bench: Some(Bench::Shim(args)),
         } => bench_shim::shim(args),
+        Task::Bench {
+            bench: Some(Bench::Build(args)),
+        } => bench_build::build(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
