@@ -698,7 +698,7 @@ fn the_shadow_wrapper_restores_dyld_insert_libraries() {
     assert!(st.success());
 }
 
-#[cfg(not(feature = "macos-sign"))]
+#[cfg(not(any(feature = "macos-sign", target_os = "macos")))]
 #[test]
 fn shadow_without_signing_support_says_so_and_exits_2() {
     let sb = Sandbox::new();
@@ -715,7 +715,7 @@ fn shadow_without_signing_support_says_so_and_exits_2() {
     assert!(!p.join(".vrift/bin/sh").exists());
 }
 
-#[cfg(feature = "macos-sign")]
+#[cfg(any(feature = "macos-sign", target_os = "macos"))]
 mod signing {
     use super::*;
     use apple_codesign::{
