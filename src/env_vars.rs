@@ -22,3 +22,7 @@ pub const VRIFT_QUIET: &str = "VRIFT_QUIET";
 /// variable the inception changed, for `vrift wake` (`NAME=hex;NAME=-…`,
 /// `-` meaning unset).
 pub const VRIFT_SAVED: &str = "VRIFT_SAVED";
+/// Set by the shell hooks to the root of the untrusted project the shell is
+/// in, so that its "not trusted" line is printed once per visit, not at
+/// every prompt.
+pub const VRIFT_BLOCKED: &str = "VRIFT_BLOCKED";

@@ -35,6 +35,7 @@ pub struct Project {
 pub struct Config {
     pub phantom: PhantomConfig,
     pub inception: InceptionConfig,
+    pub wrappers: WrappersConfig,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -47,6 +48,14 @@ pub struct PhantomConfig {
 #[serde(default)]
 pub struct InceptionConfig {
     pub quiet: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WrappersConfig {
+    /// Commands the project's builds run besides make, cc, gcc, cargo and
+    /// sh: `vrift doctor` checks that each can load the shim.
+    pub commands: Vec<String>,
 }
 
 impl Project {

@@ -91,6 +91,16 @@ impl Tmux {
         String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned()
     }
 
+    /// The whole scrollback, wrapped lines joined.
+    fn history(&self) -> String {
+        String::from_utf8_lossy(
+            &self
+                .cmd(&["capture-pane", "-p", "-J", "-S", "-", "-t", "t"])
+                .stdout,
+        )
+        .into_owned()
+    }
+
     /// The last non-blank line of the pane.
     fn last_line(&self) -> String {
         self.screen()
@@ -353,14 +363,56 @@ fn shell_test(sh: Sh) {
     assert_eq!(s.env(), before);
     assert!(!s.prompt_marked(), "{}", s.t.screen());
 
-    // Untrusted projects are not entered.
-    for dir in [&untrusted, &denied] {
+    // Untrusted projects are not entered; the hook says why on entering,
+    // once per visit (not at every prompt, not in subdirectories).
+    let not_trusted = |dir: &Path| {
+        format!(
+            "vrift: {} is not trusted; run `vrift allow` in it to enter its rift",
+            dir.display()
+        )
+    };
+    let said = |msg: &str| s.t.history().matches(msg).count();
+    fs::create_dir_all(untrusted.join("sub")).unwrap();
+    for dir in [&denied, &untrusted] {
         s.run(&format!("cd {}", q(dir)));
         let e = s.env();
-        assert_eq!(without(e, &["PWD"]), without(before.clone(), &["PWD"]));
+        assert_eq!(e["VRIFT_BLOCKED"], dir.display().to_string());
+        assert_eq!(
+            without(e, &["PWD", "VRIFT_BLOCKED"]),
+            without(before.clone(), &["PWD"])
+        );
         assert!(!s.prompt_marked());
+        assert_eq!(said(&not_trusted(dir)), 1, "{}", s.t.screen());
     }
+    s.run(&format!("cd {}", q(&untrusted.join("sub"))));
+    s.run("true");
+    assert_eq!(said(&not_trusted(&untrusted)), 1, "{}", s.t.screen());
     s.run(&format!("cd {}", q(&outside)));
+    assert_eq!(s.env(), before, "VRIFT_BLOCKED is dropped on leaving");
+    s.run(&format!("cd {}", q(&untrusted)));
+    assert_eq!(said(&not_trusted(&untrusted)), 2, "{}", s.t.screen());
+    s.run(&format!("cd {}", q(&outside)));
+
+    // A trusted project whose config changed is blocked with what to run;
+    // `vrift allow` there enters it at the next prompt.
+    let config = p2.join(".vrift/config.toml");
+    let mut text = fs::read_to_string(&config).unwrap();
+    text.push_str("\n# edited\n");
+    fs::write(&config, text).unwrap();
+    s.run(&format!("cd {}", q(&p2)));
+    assert!(!s.prompt_marked());
+    let changed = format!(
+        "vrift: {} is not trusted: its .vrift/config.toml changed since it was allowed; review it, then run `vrift allow` to enter its rift",
+        p2.display()
+    );
+    assert_eq!(said(&changed), 1, "{}", s.t.screen());
+    s.run(&format!("{vrift_q} allow"));
+    let e = s.env();
+    assert_eq!(e["VRIFT_PROJECT_ROOT"], p2.display().to_string());
+    assert!(!e.contains_key("VRIFT_BLOCKED"), "{e:?}");
+    assert!(s.prompt_marked());
+    s.run(&format!("cd {}", q(&outside)));
+    assert_eq!(s.env(), before);
 
     // `$?` survives the hook, also when it enters a project.
     let st = s.dir.join("status");

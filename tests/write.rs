@@ -421,3 +421,22 @@ fn threads_fork_and_vfork_write_without_deadlock() {
     );
     assert_eq!(disk_files(&root), before);
 }
+
+#[test]
+fn entering_the_inception_starts_the_daemon() {
+    build_shim();
+    let sb = Sandbox::new();
+    let (root, _) = project_and_twin(&sb);
+    let code = sb.ok(&root, &["inception", "--shell", "bash"]);
+    assert!(code.contains("VRIFT_INCEPTION"), "{code}");
+    let mut up = false;
+    for _ in 0..100 {
+        if sb.run(&root, &["daemon", "status"]).status.success() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(up, "no daemon after entering the inception");
+    sb.ok(&root, &["daemon", "stop"]);
+}

@@ -28,6 +28,7 @@ pub fn inception(dir: Option<PathBuf>, shell: Option<Shell>) -> Result<Outcome> 
         bail!("{why}");
     }
     let inc = inception::env::prepare(&project)?;
+    inception::wake_daemon(&project);
     let code = inception::enter_code(shell, &inc, inception::current_saved().as_ref());
     emit(&code)?;
     inception::announce(&project);

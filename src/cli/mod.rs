@@ -1,12 +1,14 @@
 //! The command-line interface: clap types here, one module per command.
 
 mod daemon;
+mod doctor;
 mod gc;
 mod inception;
 mod ingest;
 mod init;
 mod output;
 mod run;
+mod shadow;
 mod snapshot;
 mod status;
 mod view_cmds;
@@ -141,6 +143,24 @@ pub enum Command {
         #[arg(long, value_enum)]
         shell: crate::inception::shell::Shell,
     },
+    /// Check the set-up: the shim, the store, trust, the shell hook, and
+    /// whether the commands builds run can load the shim.
+    ///
+    /// One line per check; exit status 1 when any failed.
+    Doctor {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// macOS: make a copy of a hardened-runtime program that can load the
+    /// shim (ad-hoc signed, hardened runtime cleared) in .vrift/helpers, and
+    /// a wrapper for it in .vrift/bin.
+    ///
+    /// Needs a build with the `macos-sign` feature; the original is never changed.
+    Shadow {
+        /// A program name (looked up on PATH) or path.
+        bin: PathBuf,
+    },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
     /// Internal: delete a trash directory ingest left behind (run detached).
@@ -215,6 +235,8 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Hook { shell } => inception::hook(shell),
         Command::HookEnv { shell } => inception::hook_env(shell),
         Command::Reap { dir } => ingest::reap(dir),
+        Command::Doctor { json } => doctor::doctor(json),
+        Command::Shadow { bin } => shadow::shadow(bin),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "vrift", &mut std::io::stdout());
             Ok(Outcome::Ok)

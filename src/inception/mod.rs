@@ -153,7 +153,7 @@ pub fn trusted(project: &Project) -> Result<std::result::Result<(), String>> {
         match crate::trust::check(project.root(), &project.config_path())? {
             crate::trust::Trust::Trusted => Ok(()),
             crate::trust::Trust::ConfigChanged => Err(format!(
-                "{}/.vrift/config.toml changed since it was trusted; review it and run `vrift allow` to enter its rift",
+                "{} is not trusted: its .vrift/config.toml changed since it was allowed; review it, then run `vrift allow` to enter its rift",
                 project.root().display()
             )),
             crate::trust::Trust::Unknown => Err(format!(
@@ -162,6 +162,26 @@ pub fn trusted(project: &Project) -> Result<std::result::Result<(), String>> {
             )),
         },
     )
+}
+
+/// Starts the project's daemon in the background (without waiting for it),
+/// so the first write in the inception does not pay for its start.
+pub fn wake_daemon(project: &Project) {
+    if crate::daemon::client::connect(&crate::daemon::socket_path(project)).is_ok() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    // `daemon start` waits until the daemon answers; nobody waits for it.
+    let _ = std::process::Command::new(exe)
+        .arg("-C")
+        .arg(project.root())
+        .args(["daemon", "start"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
 }
 
 /// The "entering" line, unless silenced by `VRIFT_QUIET` or the config.
@@ -188,7 +208,10 @@ fn find_root(dir: &Path) -> Option<PathBuf> {
 }
 
 /// What the per-prompt hook prints: nothing when nothing changed, wake code
-/// on leaving, inception code on entering a trusted project.
+/// on leaving, inception code on entering a trusted project. Entering an
+/// untrusted one prints why on stderr, once per visit (remembered in
+/// `VRIFT_BLOCKED`; its trust is still checked at each prompt there, so
+/// `vrift allow` takes effect at the next one).
 pub fn hook_env(shell: Shell) -> Result<Vec<u8>> {
     // Fast path: still inside the current inception's root.
     let root = std::env::var_os(env_vars::VRIFT_PROJECT_ROOT).filter(|r| !r.is_empty());
@@ -204,18 +227,43 @@ pub fn hook_env(shell: Shell) -> Result<Vec<u8>> {
         return Ok(Vec::new());
     }
     let saved = current_saved();
+    let blocked = std::env::var_os(env_vars::VRIFT_BLOCKED).filter(|b| !b.is_empty());
+    let sx = shell.syntax();
     if let Some(target) = target {
         let project = Project::at(&target)?;
-        if trusted(&project)?.is_ok() {
-            let inc = env::prepare(&project)?;
-            announce(&project);
-            return Ok(enter_code(shell, &inc, saved.as_ref()));
+        match trusted(&project)? {
+            Ok(()) => {
+                let inc = env::prepare(&project)?;
+                wake_daemon(&project);
+                announce(&project);
+                let mut code = enter_code(shell, &inc, saved.as_ref());
+                if blocked.is_some() {
+                    sx.unset_env(&mut code, env_vars::VRIFT_BLOCKED);
+                }
+                return Ok(code);
+            }
+            Err(why) => {
+                let mut code = wake_if_in(shell, saved.as_ref());
+                if blocked.as_deref() != Some(target.as_os_str()) {
+                    if !crate::ui::quiet() {
+                        eprintln!("vrift: {why}");
+                    }
+                    sx.set_env(&mut code, env_vars::VRIFT_BLOCKED, target.as_os_str());
+                }
+                return Ok(code);
+            }
         }
     }
-    Ok(match saved {
-        Some(s) => wake_code(shell, &s),
-        None => Vec::new(),
-    })
+    let mut code = wake_if_in(shell, saved.as_ref());
+    if blocked.is_some() {
+        sx.unset_env(&mut code, env_vars::VRIFT_BLOCKED);
+    }
+    Ok(code)
+}
+
+/// Wake code for the inception `saved` describes, if the shell is in one.
+fn wake_if_in(shell: Shell, saved: Option<&Saved>) -> Vec<u8> {
+    saved.map_or_else(Vec::new, |s| wake_code(shell, s))
 }
 
 #[cfg(test)]
