@@ -22,3 +22,6 @@ pub const VRIFT_QUIET: &str = "VRIFT_QUIET";
 /// variable the inception changed, for `vrift wake` (`NAME=hex;NAME=-…`,
 /// `-` meaning unset).
 pub const VRIFT_SAVED: &str = "VRIFT_SAVED";
+/// Set by the `.vrift/bin` wrappers: how many wrappers are running above
+/// this process (a loop of wrappers stops at 32; see wrappers/wrapper.sh).
+pub const VRIFT_WRAPPER_DEPTH: &str = "VRIFT_WRAPPER_DEPTH";

@@ -35,6 +35,7 @@ pub struct Project {
 pub struct Config {
     pub phantom: PhantomConfig,
     pub inception: InceptionConfig,
+    pub wrappers: WrappersConfig,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -47,6 +48,14 @@ pub struct PhantomConfig {
 #[serde(default)]
 pub struct InceptionConfig {
     pub quiet: bool,
+}
+
+/// `[wrappers]`: commands that get a `.vrift/bin` wrapper besides the
+/// coreutils vrift has applets for (see `wrappers`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WrappersConfig {
+    pub commands: Vec<String>,
 }
 
 impl Project {

@@ -174,6 +174,9 @@ pub fn main() -> ExitCode {
     if let Some(code) = inception::hook_env_fast(&args) {
         return code;
     }
+    if let Some(code) = crate::applets::dispatch(&args) {
+        return code;
+    }
     let cli = Cli::parse_from(args);
     if let Some(dir) = &cli.directory {
         if let Err(e) = std::env::set_current_dir(dir) {
