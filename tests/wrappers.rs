@@ -703,7 +703,7 @@ fn same_messages(sb: &Sandbox, root: &Path, twin: &Path, script: &str) {
 }
 
 #[test]
-fn errors_read_as_gnu_writes_them() {
+fn messages_and_results_match_gnu_case_by_case() {
     build_shim();
     let sb = Sandbox::new();
     let (root, twin) = project_and_twin(&sb);
@@ -797,12 +797,38 @@ fn errors_read_as_gnu_writes_them() {
         "cat nothing src/a.txt",
         "cat src",
         "echo from-stdin | cat - src/a.txt",
+        // and what succeeds, read back through the shim
+        "chown daemon: src/a.txt && stat -c %U:%G src/a.txt",
+        "chown bin.daemon src/a.txt && stat -c %U:%G src/a.txt",
+        "ln -s a.txt src/l && chown -h 1:1 src/l && stat -c %u:%g src/l src/a.txt",
+        "ln -s a.txt src/l && chown 2 src/l && stat -c %u:%g src/l src/a.txt",
+        "ln -s a.txt src/l && cp src/l x && cp -P src/l y && readlink y; stat -c %F x",
+        "ln -s ../ro.txt src/l && cp -r src x && readlink x/l && cp -rL src y && stat -c %F y/l",
+        "cp -a src x && chmod -R 700 x && stat -c '%a %n' x x/sub x/a.txt",
+        "chmod 4755 src/a.txt && chmod g+s,o-x src/a.txt && stat -c %a src/a.txt",
+        "chmod =r,u+w src && stat -c %a src",
+        "mkdir -p -m 711 x/y/z && stat -c '%a %n' x x/y x/y/z",
+        "mkdir -m u=rwx,g=rx,o= x && stat -c %a x",
+        "touch -d '2001-09-09T01:46:40.5' x && stat -c '%Y %y' x",
+        "touch -t 0101010101 x && stat -c %Y x",
+        "touch -d @1 x && touch -m -r ro.txt x && stat -c %X x",
+        "mv -T src x && ls x",
+        "mv src/a.txt src/b.txt && cat src/b.txt && ls src",
+        "ln -s src s && mv s/a.txt s/z.txt && ls src",
+        "rm -rf src && ls",
+        "rm -d keep src/sub; ls keep src",
+        "rm -v ro.txt src/a.txt",
+        "cat src/a.txt src/b.txt src/sub/c.txt",
+        "rmdir -p src/sub; ls src",
+        "ln -s src s && rm -r s/; ls -a s/ src",
+        "ln -s src s && rmdir s/",
+        "ln -s src s && mv s/ x; ls",
     ] {
         // Every script starts from the same trees.
         for dir in [&root, &twin] {
             native(
                 dir,
-                "rm -rf src keep ro.txt x y z d d2 e tmp dangling; true",
+                "rm -rf src keep ro.txt x y z d d2 e tmp dangling s; true",
             );
         }
         sb.ok(&root, &["discard", "--yes"]);
@@ -810,6 +836,58 @@ fn errors_read_as_gnu_writes_them() {
         seed_tree(&twin);
         same_messages(&sb, &root, &twin, script);
     }
+}
+
+#[test]
+fn trees_cross_the_edge_of_the_project_and_rift_entries_read_back() {
+    build_shim();
+    let sb = Sandbox::new();
+    let (root, twin) = project_and_twin(&sb);
+    // Ingested files (phantom entries: content in the store only).
+    sb.ok(&root, &["ingest", "keep"]);
+    let before = disk_files(&root);
+    let (ov, ot) = (sb.mkdir("outside-view"), sb.mkdir("outside-twin"));
+    for dir in [&ov, &ot] {
+        fs::create_dir_all(dir.join("dir/inner")).unwrap();
+        fs::write(dir.join("f"), "from outside\n").unwrap();
+        fs::write(dir.join("dir/inner/g"), "deep\n").unwrap();
+        std::os::unix::fs::symlink("inner/g", dir.join("dir/link")).unwrap();
+    }
+    let script = "set -e; \
+        cp src/a.txt src/new.txt && ln src/a.txt src/hard && ln -s sub src/subl; \
+        cp src/subl/c.txt from-rift-link.txt; touch src/subl/made-through-link; \
+        mv src/new.txt \"$O/\" && mv \"$O/f\" src/ && mv \"$O/dir\" src/; \
+        cp -a src \"$O/copy\"; mv keep \"$O/keep\"; cp -r \"$O/keep\" back; \
+        cat src/f \"$O/new.txt\" src/dir/link back/k.txt; \
+        rm -r src/dir/inner; mv src/sub src/moved; chmod -R a+w src/moved; \
+        cd \"$O\" && find . | LC_ALL=C sort && cat copy/hard copy/subl/c.txt";
+    let run = |out_dir: &Path, view: bool| {
+        let s = format!("O='{}'; {script}", out_dir.display());
+        let o = if view {
+            with_applets(&sb, &root, &s)
+        } else {
+            native(&twin, &s)
+        };
+        (
+            String::from_utf8_lossy(&o.stdout).replace(&out_dir.display().to_string(), "$O"),
+            String::from_utf8_lossy(&o.stderr).replace(&out_dir.display().to_string(), "$O"),
+            o.status.code(),
+        )
+    };
+    let v = run(&ov, true);
+    let t = run(&ot, false);
+    assert_eq!(v, t, "view (left) vs GNU on the twin");
+    assert_same_listing(&sb, &root, &twin);
+    // What left the project is real files outside it, as on the twin.
+    let strip = |l: TreeListing| -> Vec<(Vec<u8>, String)> {
+        l.into_iter()
+            .map(|(k, v)| (k, v.split(" mtime=").next().unwrap().to_string()))
+            .collect()
+    };
+    assert_eq!(strip(list_tree(&ov, &[])), strip(list_tree(&ot, &[])));
+    // Inside, the disk kept its files; only directories were made.
+    let now = disk_files(&root);
+    assert_eq!(now, before, "the project's files changed on disk");
 }
 
 #[test]

@@ -119,7 +119,11 @@ impl Spec {
                     .map_err(|_| Fallback::new("an option that is not UTF-8"))?;
                 let (full, takes, key) = *self.find_long(name)?;
                 let Some(key) = key else {
-                    return Err(Fallback::new(format!("option --{full} is not implemented")));
+                    return Err(Fallback::new(if matches!(full, "help" | "version") {
+                        format!("--{full} is the real tool's to answer")
+                    } else {
+                        format!("option --{full} is not implemented")
+                    }));
                 };
                 let value = match (takes, attached) {
                     (Takes::No, Some(_)) => {

@@ -250,11 +250,6 @@ impl<'a> Vfs<'a> {
         }
     }
 
-    /// The project root, if there is a domain.
-    pub fn root(&self) -> Option<&Path> {
-        self.dom.as_ref().map(|d| d.root.as_path())
-    }
-
     /// Where a canonical absolute path is.
     pub fn where_of(&self, abs: &Path) -> Where {
         if let Some(d) = &self.dom {
@@ -283,11 +278,6 @@ impl<'a> Vfs<'a> {
                 }
             }
         }
-    }
-
-    /// A path for messages and for the disk: the canonical path.
-    pub fn display_path(&self, at: &Where) -> PathBuf {
-        self.disk_path(at)
     }
 
     // ---- lookups ---------------------------------------------------------
@@ -402,6 +392,20 @@ impl<'a> Vfs<'a> {
                 _ => return Err(errno(libc::ENOTDIR)),
             }
         }
+    }
+
+    /// Whether `path` ends in `/` after a symlink (`link/`): the kernel
+    /// follows it for lookups but refuses to remove or rename through it.
+    pub fn slash_after_symlink(&self, path: &Path) -> bool {
+        let b = path.as_os_str().as_bytes();
+        let mut end = b.len();
+        while end > 1 && b[end - 1] == b'/' {
+            end -= 1;
+        }
+        end < b.len()
+            && self
+                .locate(Path::new(OsStr::from_bytes(&b[..end])), false)
+                .is_ok_and(|l| l.is_symlink())
     }
 
     /// Where `path` lies, even when it or its parents do not exist yet (the

@@ -59,14 +59,15 @@ fn numeric(s: &str) -> Option<u32> {
     d.parse::<u32>().ok().filter(|&n| n != KEEP)
 }
 
-/// GNU's `parse_user_spec`: (uid, gid), KEEP for "unchanged", or the error.
-pub fn parse_spec(spec: &str) -> Result<(u32, u32), &'static str> {
-    let (user, group) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
+/// GNU's `parse_user_spec`: (uid, gid), KEEP for "unchanged", and
+/// whether the old `user.group` form was used; or the error.
+pub fn parse_spec(spec: &str) -> Result<(u32, u32, bool), &'static str> {
+    let (user, group, dot) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g), false),
         // The old `user.group` form, when `user.group` is no user name.
         None => match spec.split_once('.') {
-            Some((u, g)) if user_by_name(spec).is_none() && !u.is_empty() => (u, Some(g)),
-            _ => (spec, None),
+            Some((u, g)) if user_by_name(spec).is_none() && !u.is_empty() => (u, Some(g), true),
+            _ => (spec, None, false),
         },
     };
     let mut uid = KEEP;
@@ -97,7 +98,7 @@ pub fn parse_spec(spec: &str) -> Result<(u32, u32), &'static str> {
             None => return Err("invalid group"),
         };
     }
-    Ok((uid, gid))
+    Ok((uid, gid, dot))
 }
 
 struct Run<'a> {
@@ -129,7 +130,12 @@ pub fn main(args: &[OsString], fs: &Vfs<'_>, ui: &Ui) -> Result<i32, Fallback> {
         .to_str()
         .ok_or_else(|| Fallback::new("an owner that is not UTF-8"))?;
     let (uid, gid) = match parse_spec(spec_text) {
-        Ok(ids) => ids,
+        Ok((uid, gid, dot)) => {
+            if dot {
+                eprintln!("chown: warning: '.' should be ':': {}", quote(&spec));
+            }
+            (uid, gid)
+        }
         Err(what) => {
             ui.error(&format!("{what}: {}", quote(&spec)));
             return Ok(1);

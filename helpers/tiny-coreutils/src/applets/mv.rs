@@ -67,6 +67,10 @@ fn move_one(fs: &Vfs<'_>, ui: &Ui, src: &Path, dst: &Path, no_clobber: bool, ver
     };
     let cannot =
         |e: &io::Error| ui.error_io(&format!("cannot move {} to {}", quote(src), quote(dst)), e);
+    if fs.slash_after_symlink(src) {
+        // rename(2) goes through no symlink.
+        return cannot(&io::Error::from_raw_os_error(libc::ENOTDIR));
+    }
     let sst = match fs.stat_loc(&sloc) {
         Ok(s) => s,
         Err(e) => return ui.error_io(&format!("cannot stat {}", quote(src)), &e),

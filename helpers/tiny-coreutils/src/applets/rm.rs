@@ -92,6 +92,15 @@ pub fn main(args: &[OsString], fs: &Vfs<'_>, ui: &Ui) -> Result<i32, Fallback> {
             ui.error("use --no-preserve-root to override this failsafe");
             continue;
         }
+        if o.recursive && loc.is_dir() && fs.slash_after_symlink(Path::new(op)) {
+            // `link/`: what it leads to is emptied (as GNU rm does), but
+            // the kernel removes nothing through a symlink.
+            if let Ok(names) = fs.read_dir(&loc) {
+                remove_children(fs, ui, &o, &loc, Path::new(op), &names);
+            }
+            ui.error(&format!("cannot remove {}: Not a directory", quote(op)));
+            continue;
+        }
         remove(fs, ui, &o, &loc, Path::new(op));
     }
     Ok(ui.status())
@@ -138,17 +147,7 @@ fn remove(fs: &Vfs<'_>, ui: &Ui, o: &Opts, loc: &Loc, shown: &Path) -> bool {
                 return false;
             }
         }
-        let mut all_gone = true;
-        for name in &names {
-            let child_shown = join(shown.as_os_str(), name);
-            match fs.child(loc, name) {
-                Ok(child) => all_gone &= remove(fs, ui, o, &child, &child_shown),
-                Err(e) => {
-                    ui.error_io(&format!("cannot remove {}", quote(&child_shown)), &e);
-                    all_gone = false;
-                }
-            }
-        }
+        let all_gone = remove_children(fs, ui, o, loc, shown, &names);
         if (o.interactive || (protected && !o.force && o.stdin_tty))
             && !ui.ask(&format!(
                 "remove {}directory {}? ",
@@ -189,6 +188,29 @@ fn remove(fs: &Vfs<'_>, ui: &Ui, o: &Opts, loc: &Loc, shown: &Path) -> bool {
             false
         }
     }
+}
+
+/// Removes the entries `names` of the directory `loc`; whether all went.
+fn remove_children(
+    fs: &Vfs<'_>,
+    ui: &Ui,
+    o: &Opts,
+    loc: &Loc,
+    shown: &Path,
+    names: &[std::ffi::OsString],
+) -> bool {
+    let mut all_gone = true;
+    for name in names {
+        let child_shown = join(shown.as_os_str(), name);
+        match fs.child(loc, name) {
+            Ok(child) => all_gone &= remove(fs, ui, o, &child, &child_shown),
+            Err(e) => {
+                ui.error_io(&format!("cannot remove {}", quote(&child_shown)), &e);
+                all_gone = false;
+            }
+        }
+    }
+    all_gone
 }
 
 fn finish_dir(fs: &Vfs<'_>, ui: &Ui, o: &Opts, loc: &Loc, shown: &Path) -> bool {

@@ -23,6 +23,9 @@ const SPEC: Spec = Spec {
 };
 
 fn remove(fs: &Vfs<'_>, path: &Path) -> io::Result<()> {
+    if fs.slash_after_symlink(path) {
+        return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+    }
     let loc = fs.locate(path, false)?;
     if !loc.exists() {
         return Err(io::Error::from_raw_os_error(libc::ENOENT));
@@ -49,7 +52,13 @@ pub fn main(args: &[OsString], fs: &Vfs<'_>, ui: &Ui) -> Result<i32, Fallback> {
             println!("rmdir: removing directory, {}", quote(op));
         }
         if let Err(e) = remove(fs, Path::new(op)) {
-            if !(ignore && not_empty(&e)) {
+            if e.raw_os_error() == Some(libc::ENOTDIR) && fs.slash_after_symlink(Path::new(op)) {
+                // GNU's wording for `rmdir link/`.
+                ui.error(&format!(
+                    "failed to remove {}: Symbolic link not followed",
+                    quote(op)
+                ));
+            } else if !(ignore && not_empty(&e)) {
                 ui.error_io(&format!("failed to remove {}", quote(op)), &e);
             }
             continue;
