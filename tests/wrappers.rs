@@ -772,6 +772,8 @@ fn messages_and_results_match_gnu_case_by_case() {
         "cp -n src/a.txt src/b.txt; cat src/b.txt",
         "cp -T src/a.txt src/b.txt x",
         "cp -t nothing src/a.txt",
+        "ln -s nowhere x && cp src/a.txt x",
+        "ln -s b.txt src/l && cp src/a.txt src/l && cat src/b.txt",
         // mv
         "mv",
         "mv src/a.txt",

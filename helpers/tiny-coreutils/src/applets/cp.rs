@@ -210,7 +210,14 @@ impl<'a> Copier<'a> {
         // An existing destination: what it is once followed.
         let (dloc, dst_st) = if dloc.exists() {
             let followed = if dloc.is_symlink() && !sst.is_symlink() {
-                fs.locate(dst, true).ok().filter(|l| l.exists())
+                let target = fs.locate(dst, true).ok().filter(|l| l.exists());
+                if target.is_none() {
+                    return self.err(&format!(
+                        "not writing through dangling symlink {}",
+                        quote(dst)
+                    ));
+                }
+                target
             } else {
                 None
             };
