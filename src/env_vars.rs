@@ -26,3 +26,7 @@ pub const VRIFT_SAVED: &str = "VRIFT_SAVED";
 /// in, so that its "not trusted" line is printed once per visit, not at
 /// every prompt.
 pub const VRIFT_BLOCKED: &str = "VRIFT_BLOCKED";
+
+/// Set by the `.vrift/bin` wrappers: how many wrappers are running above
+/// this process (a loop of wrappers stops at 32; see wrappers/wrapper.sh).
+pub const VRIFT_WRAPPER_DEPTH: &str = "VRIFT_WRAPPER_DEPTH";

@@ -24,3 +24,4 @@ pub mod table;
 pub mod trust;
 pub mod ui;
 pub mod view;
+pub mod wrappers;

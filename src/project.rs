@@ -50,11 +50,13 @@ pub struct InceptionConfig {
     pub quiet: bool,
 }
 
+/// `[wrappers]`: commands the project's builds run besides make, cc, gcc,
+/// cargo and sh. Each gets a `.vrift/bin` wrapper (besides the coreutils
+/// vrift has applets for; see `wrappers`), and `vrift doctor` checks that
+/// each can load the shim.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct WrappersConfig {
-    /// Commands the project's builds run besides make, cc, gcc, cargo and
-    /// sh: `vrift doctor` checks that each can load the shim.
     pub commands: Vec<String>,
 }
 

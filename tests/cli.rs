@@ -183,22 +183,45 @@ fn the_store_location_follows_vr_the_source_then_the_project_record() {
 }
 
 #[test]
-fn invoked_as_an_applet_it_runs_the_real_tool_past_itself() {
+fn invoked_as_an_applet_it_acts_itself_and_hands_the_rest_to_the_real_tool() {
     let sb = Sandbox::new();
     let bin = sb.mkdir("bin");
     let link = bin.join("cat");
     std::os::unix::fs::symlink(VRIFT, &link).unwrap();
-    fs::write(sb.path().join("f"), b"through the applet\n").unwrap();
+    let f = sb.path().join("f");
+    fs::write(&f, b"through the applet\n").unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let out = Command::new(&link)
-        .arg(sb.path().join("f"))
-        .env("PATH", path)
+        .arg(&f)
+        .env("PATH", &path)
         .output()
         .unwrap();
     assert_eq!(out.stdout, b"through the applet\n");
-    // With no real tool on PATH past itself it fails clearly.
-    let out = Command::new(&link).env("PATH", &bin).output().unwrap();
+    // The applet needs no real tool for what it implements…
+    let out = Command::new(&link)
+        .arg(&f)
+        .env("PATH", &bin)
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"through the applet\n");
+    assert_eq!(out.status.code(), Some(0));
+    // …and hands the rest to the real one past itself, saying so.
+    let out = Command::new(&link)
+        .args(["-n".as_ref(), f.as_os_str()])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "     1\tthrough the applet\n"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("running /"));
+    let out = Command::new(&link)
+        .args(["-n".as_ref(), f.as_os_str()])
+        .env("PATH", &bin)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(127));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cat: command not found"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no other cat is on PATH"));
     let _ = fs::Permissions::from_mode(0o755);
 }

@@ -23,6 +23,9 @@ use crate::project::Project;
 /// vrift: make a project directory a content-addressed, snapshot-able overlay.
 #[derive(Parser, Debug)]
 #[command(name = "vrift", version, about, propagate_version = true)]
+#[command(
+    after_help = "Coreutils on the view, without the shim (GNU options, messages, exit codes):\n  vrift chmod|chown|rm|cp|mv|touch|mkdir|rmdir|ln ARGS…"
+)]
 pub struct Cli {
     /// Run as if vrift was started in DIR.
     #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
@@ -192,6 +195,9 @@ pub enum Outcome {
 pub fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Some(code) = inception::hook_env_fast(&args) {
+        return code;
+    }
+    if let Some(code) = crate::applets::dispatch(&args) {
         return code;
     }
     let cli = Cli::parse_from(args);

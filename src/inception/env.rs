@@ -62,6 +62,7 @@ pub fn prepare(project: &Project) -> Result<InceptionEnv> {
         crate::ingest::recover(project, &cas, &manifest)?;
         table::publish(project, &cas, &manifest)?;
     }
+    crate::wrappers::refresh(project);
     Ok(InceptionEnv {
         root: project.root().to_path_buf(),
         shim,

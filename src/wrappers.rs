@@ -1,0 +1,225 @@
+//! `.vrift/bin`: the wrappers (DESIGN.md §3) for the coreutils vrift has an
+//! applet for and for the commands listed under `[wrappers]` in
+//! `.vrift/config.toml`, rendered from `wrappers/wrapper.sh`.
+//!
+//! A wrapper bakes in the project root, its own directory and the vrift
+//! binary that wrote it, so it is regenerated whenever that changes: `vrift
+//! init`, `vrift run` and entering the inception compare each wrapper with
+//! what this vrift would write, and rewrite the ones that differ (atomic
+//! renames: a build running a wrapper meanwhile runs the old or the new
+//! file, never half of one). Files in `.vrift/bin` that carry the wrapper
+//! mark but are no longer wanted are removed; other files are left alone.
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::project::{write_atomic, Project};
+use crate::ui;
+
+/// The template (POSIX sh). Placeholders: `{{name}}`, `{{root}}`, `{{bin}}`,
+/// `{{vrift}}`, `{{os}}` (inside single quotes in the template, so that it
+/// passes shellcheck as it is) and `{{stamp}}` (in a comment).
+pub const TEMPLATE: &str = include_str!("../wrappers/wrapper.sh");
+
+/// The line that marks a file as a vrift wrapper.
+const MARK: &str = "# vrift-wrapper: ";
+
+/// The project's wrapper directory.
+pub fn bin_dir(project: &Project) -> PathBuf {
+    project.state_dir().join("bin")
+}
+
+/// `s` for the inside of a single-quoted shell word (`'` as `'\''`).
+pub fn sh_single_quoted(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    for &c in s {
+        if c == b'\'' {
+            out.extend_from_slice(b"'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn replace(hay: &[u8], pat: &str, with: &[u8]) -> Vec<u8> {
+    let pat = pat.as_bytes();
+    let mut out = Vec::with_capacity(hay.len() + with.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(pat) {
+            out.extend_from_slice(with);
+            i += pat.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The `uname -s` of this system, which the wrapper tests for Darwin.
+fn os_name() -> &'static str {
+    if cfg!(target_os = "macos") {
+        "Darwin"
+    } else if cfg!(target_os = "linux") {
+        "Linux"
+    } else {
+        std::env::consts::OS
+    }
+}
+
+/// The stamp: vrift's version and the template's hash.
+pub fn stamp() -> String {
+    let hash = blake3::hash(TEMPLATE.as_bytes()).to_hex();
+    format!("{} template {}", env!("CARGO_PKG_VERSION"), &hash[..16])
+}
+
+/// The wrapper for `name` in the project rooted at `root`, calling `vrift`
+/// (paths as bytes: a project's path need not be UTF-8).
+pub fn render(name: &str, root: &Path, bin: &Path, vrift: &Path) -> Vec<u8> {
+    let q = |p: &Path| sh_single_quoted(p.as_os_str().as_bytes());
+    let mut text = TEMPLATE.as_bytes().to_vec();
+    for (pat, value) in [
+        ("{{stamp}}", stamp().into_bytes()),
+        ("{{name}}", sh_single_quoted(name.as_bytes())),
+        ("{{root}}", q(root)),
+        ("{{bin}}", q(bin)),
+        ("{{vrift}}", q(vrift)),
+        ("{{os}}", sh_single_quoted(os_name().as_bytes())),
+    ] {
+        text = replace(&text, pat, &value);
+    }
+    text
+}
+
+/// Whether `name` can be a wrapper: a plain command name.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(['.', '-'])
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"._+-".contains(&c))
+}
+
+/// The commands the project wraps: vrift's applets, then `[wrappers]
+/// commands` (invalid names are reported and skipped).
+pub fn wanted(project: &Project) -> Result<Vec<String>> {
+    let mut names: Vec<String> = vrift_coreutils::APPLETS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for name in project.config()?.wrappers.commands {
+        if !valid_name(&name) {
+            ui::warn(&format!(
+                "[wrappers] commands: {name:?} is not a command name; no wrapper for it"
+            ));
+        } else if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// What [`ensure`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub written: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Brings `.vrift/bin` up to date for the running vrift binary.
+pub fn ensure(project: &Project) -> Result<Changes> {
+    let exe = std::env::current_exe().context("cannot find the vrift binary")?;
+    let exe = fs::canonicalize(&exe).unwrap_or(exe);
+    ensure_with(project, &exe)
+}
+
+/// [`ensure`] with the vrift binary given.
+pub fn ensure_with(project: &Project, vrift: &Path) -> Result<Changes> {
+    let bin = bin_dir(project);
+    fs::create_dir_all(&bin).with_context(|| format!("cannot create {}", bin.display()))?;
+    let mut changes = Changes::default();
+    let names = wanted(project)?;
+    for name in &names {
+        let path = bin.join(name);
+        let text = render(name, project.root(), &bin, vrift);
+        let current = fs::read(&path).ok();
+        let executable = fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
+        if current.as_deref() == Some(&text[..]) && executable {
+            continue;
+        }
+        write_atomic(&path, &text)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot make {} executable", path.display()))?;
+        changes.written.push(name.clone());
+    }
+    for entry in fs::read_dir(&bin).with_context(|| format!("cannot list {}", bin.display()))? {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        // Dot files are other vrifts' temporary files, about to be renamed
+        // into place: no wrapper name starts with a dot.
+        if names.contains(&name) || name.starts_with('.') || !is_wrapper(&entry.path()) {
+            continue;
+        }
+        fs::remove_file(entry.path())
+            .with_context(|| format!("cannot remove {}", entry.path().display()))?;
+        changes.removed.push(name);
+    }
+    Ok(changes)
+}
+
+/// Whether the file at `path` is a wrapper vrift wrote.
+fn is_wrapper(path: &Path) -> bool {
+    let Ok(text) = fs::read(path) else {
+        return false;
+    };
+    text.len() < 64 * 1024
+        && String::from_utf8_lossy(&text)
+            .lines()
+            .take(8)
+            .any(|l| l.starts_with(MARK))
+}
+
+/// [`ensure`] where a failure must not stop the command (entering the
+/// inception): a warning instead.
+pub fn refresh(project: &Project) {
+    if let Err(e) = ensure(project) {
+        ui::warn(&format!(
+            "cannot update the wrappers in {}: {e:#}",
+            bin_dir(project).display()
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_quoted_and_every_placeholder_filled() {
+        assert_eq!(sh_single_quoted(b"a'b c"), b"a'\\''b c");
+        let text = render(
+            "rm",
+            Path::new("/p/it's"),
+            Path::new("/p/it's/.vrift/bin"),
+            Path::new("/usr/bin/vrift"),
+        );
+        let text = String::from_utf8(text).unwrap();
+        assert!(!text.contains("{{"), "{text}");
+        assert!(text.contains("vrift_root='/p/it'\\''s'"), "{text}");
+        assert!(text.lines().nth(3).unwrap().starts_with(MARK));
+        for name in ["make", "g++", "x.y", "c-c"] {
+            assert!(valid_name(name), "{name}");
+        }
+        for name in ["", ".", "..", "-x", "a/b", "a b", "$(x)"] {
+            assert!(!valid_name(name), "{name}");
+        }
+    }
+}
