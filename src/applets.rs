@@ -132,6 +132,7 @@ pub fn wrap(mut args: Vec<OsString>) -> i32 {
         eprintln!("{name}: command not found");
         return 127;
     };
+    warn_if_unpreloadable(&name, &real, root.as_deref(), &rest);
     let err = std::process::Command::new(&real)
         .arg0(&*name)
         .args(rest)
@@ -141,6 +142,25 @@ pub fn wrap(mut args: Vec<OsString>) -> i32 {
         127
     } else {
         126
+    }
+}
+
+/// A command that cannot load the library, called on paths of the project,
+/// writes past the rift: say so (one line) before running it.
+fn warn_if_unpreloadable(name: &str, real: &Path, root: Option<&Path>, args: &[OsString]) {
+    let Some(root) = root else { return };
+    if !vrift_coreutils::touches_domain(root, args) {
+        return;
+    }
+    if let Ok(found) = crate::inspect::inspect(real) {
+        if !found.can_preload() {
+            eprintln!(
+                "vrift: {name} ({}) cannot load vrift's library ({}): what it writes in {} goes to the disk, not the rift",
+                real.display(),
+                found.why(),
+                root.display()
+            );
+        }
     }
 }
 

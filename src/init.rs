@@ -77,6 +77,7 @@ pub fn init(dir: &Path, cas: &Cas) -> Result<(Project, Outcome)> {
     project.record_store(cas)?;
     project.register(cas)?;
     trust::allow(project.root(), &config)?;
+    crate::wrappers::detect_unpreloadable(&project)?;
     crate::wrappers::ensure(&project)?;
     Ok((project, outcome))
 }

@@ -106,13 +106,20 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b"._+-".contains(&c))
 }
 
-/// The commands the project wraps: vrift's applets, then `[wrappers]
-/// commands` (invalid names are reported and skipped).
+/// The commands the project wraps: vrift's applets, the build commands on
+/// PATH that cannot load the library (static, setuid, capabilities: see
+/// `inspect`), then `[wrappers] commands` (invalid names are reported and
+/// skipped).
 pub fn wanted(project: &Project) -> Result<Vec<String>> {
     let mut names: Vec<String> = vrift_coreutils::APPLETS
         .iter()
         .map(|s| s.to_string())
         .collect();
+    for name in auto_wrapped(project) {
+        if valid_name(&name) && !names.contains(&name) {
+            names.push(name);
+        }
+    }
     for name in project.config()?.wrappers.commands {
         if !valid_name(&name) {
             ui::warn(&format!(
@@ -123,6 +130,36 @@ pub fn wanted(project: &Project) -> Result<Vec<String>> {
         }
     }
     Ok(names)
+}
+
+/// The file listing the build commands `vrift init` found unable to load
+/// the library (inspecting binaries reads them whole: done once, not on
+/// every `vrift run`).
+fn auto_list(project: &Project) -> PathBuf {
+    project.state_dir().join("auto-wrapped")
+}
+
+fn auto_wrapped(project: &Project) -> Vec<String> {
+    fs::read_to_string(auto_list(project))
+        .map(|t| t.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Finds the build commands on PATH that cannot load the library, reports
+/// them, and records them so they get a wrapper (run by `vrift init`).
+pub fn detect_unpreloadable(project: &Project) -> Result<()> {
+    let found = crate::inspect::unpreloadable_build_commands();
+    let mut text = String::new();
+    for (name, inspection) in &found {
+        ui::warn(&format!(
+            "{name} ({}) cannot load vrift's library ({}); it gets a wrapper in .vrift/bin",
+            inspection.path.display(),
+            inspection.why()
+        ));
+        text.push_str(name);
+        text.push('\n');
+    }
+    write_atomic(&auto_list(project), text.as_bytes())
 }
 
 /// What [`ensure`] changed.

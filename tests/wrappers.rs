@@ -1016,3 +1016,68 @@ fn wrapper_templates_pass_shellcheck() {
         );
     }
 }
+
+#[test]
+fn init_wraps_build_commands_that_cannot_load_the_library() {
+    if !has_cc() {
+        eprintln!("skipped: no C compiler");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    // A static program standing in for `make` (as a static busybox or Go
+    // tool would), first on PATH.
+    let Some(rm) = static_rm(&sb) else {
+        eprintln!("skipped: cannot link statically (libc6-dev's libc.a missing?)");
+        return;
+    };
+    let make = rm.with_file_name("make");
+    fs::rename(&rm, &make).unwrap();
+    let path = format!(
+        "{}:{}",
+        make.parent().unwrap().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let root = sb.mkdir("p");
+    seed_tree(&root);
+    let out = sb
+        .cmd(&root, &["init"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "make ({}) cannot load vrift's library (statically linked",
+            make.display()
+        )),
+        "{err}"
+    );
+    let wrapper = bin(&root).join("make");
+    assert!(wrapper.is_file(), "init wrapped it");
+    // Called on a path of the project it says, in one line, that its writes
+    // go past the rift, then runs; elsewhere it is silent.
+    let run = |arg: &str| {
+        Command::new(&wrapper)
+            .arg(arg)
+            .current_dir(&root)
+            .env("PATH", format!("{}:{path}", bin(&root).display()))
+            .output()
+            .unwrap()
+    };
+    let inside = run("src/b.txt");
+    let said = String::from_utf8_lossy(&inside.stderr);
+    assert_eq!(
+        said.lines()
+            .filter(|l| l.contains("goes to the disk, not the rift"))
+            .count(),
+        1,
+        "{said}"
+    );
+    let outside = run("/nonexistent-vrift-test");
+    assert!(
+        !String::from_utf8_lossy(&outside.stderr).contains("vrift:"),
+        "silent outside the project"
+    );
+}

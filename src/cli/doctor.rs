@@ -19,7 +19,7 @@ use crate::project::Project;
 use crate::{cas, env_vars, trust};
 
 /// The commands builds call, checked whatever the project says.
-const BUILD_COMMANDS: [&str; 5] = ["make", "cc", "gcc", "cargo", "sh"];
+use crate::inspect::BUILD_COMMANDS;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -114,6 +114,26 @@ fn write_list(f: &mut fmt::Formatter<'_>, blockers: &[Blocker]) -> fmt::Result {
     Ok(())
 }
 
+/// The commands builds call that `vrift doctor` inspects, and that `vrift
+/// init` wraps automatically when they cannot load the library.
+pub const BUILD_COMMANDS: [&str; 5] = ["make", "cc", "gcc", "cargo", "sh"];
+
+/// The build commands on PATH (past `.vrift/bin`) that cannot load the
+/// library, with why: they get a wrapper without being configured.
+pub fn unpreloadable_build_commands() -> Vec<(String, Inspection)> {
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|p| std::fs::canonicalize(p).ok());
+    BUILD_COMMANDS
+        .iter()
+        .filter_map(|name| {
+            let real = crate::applets::find_real(name, me.as_deref())?;
+            let found = inspect(&real).ok()?;
+            (!found.can_preload()).then(|| (name.to_string(), found))
+        })
+        .collect()
+}
+
 /// The answer for one file.
 #[derive(Clone, Debug, Serialize)]
 pub struct Inspection {
