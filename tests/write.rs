@@ -440,3 +440,54 @@ fn entering_the_inception_starts_the_daemon() {
     assert!(up, "no daemon after entering the inception");
     sb.ok(&root, &["daemon", "stop"]);
 }
+
+/// Mutations made with syscall(2) directly, as runtimes that bypass libc's
+/// wrappers do.
+const RAW_SYSCALLS_C: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(void) {
+    int fd = syscall(SYS_openat, AT_FDCWD, "raw.txt", O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0 || write(fd, "raw\n", 4) != 4) return 1;
+    close(fd);
+    printf("mkdirat %ld\n", syscall(SYS_mkdirat, AT_FDCWD, "rawdir", 0755));
+    printf("renameat2 %ld\n", syscall(SYS_renameat2, AT_FDCWD, "raw.txt", AT_FDCWD, "rawdir/moved.txt", 0));
+    printf("symlinkat %ld\n", syscall(SYS_symlinkat, "moved.txt", AT_FDCWD, "rawdir/ln"));
+    printf("unlinkat %ld\n", syscall(SYS_unlinkat, AT_FDCWD, "src/a.txt", 0));
+    printf("fchmodat %ld\n", syscall(SYS_fchmodat, AT_FDCWD, "rawdir/moved.txt", 0600));
+    return 0;
+}
+"#;
+
+#[test]
+fn direct_syscalls_of_the_write_family_are_served_by_the_rift() {
+    if !has_cc() {
+        eprintln!("skipped: no C compiler");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let prog = compile_c_source(&sb, "raw_syscalls", RAW_SYSCALLS_C);
+    let (root, _) = project_and_twin(&sb);
+    let before = disk_files(&root);
+    let out = sb.ok(&root, &["run", "--", prog.to_str().unwrap()]);
+    assert_eq!(
+        out,
+        "mkdirat 0\nrenameat2 0\nsymlinkat 0\nunlinkat 0\nfchmodat 0\n"
+    );
+    let view = sb.ok(
+        &root,
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "cat rawdir/ln; stat -c %a rawdir/moved.txt; ls src",
+        ],
+    );
+    assert_eq!(view, "raw\n600\nb.txt\nsub\n");
+    assert_eq!(disk_files(&root), before);
+}

@@ -204,7 +204,7 @@ fn exec_copy(hash: &ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> 
     let mut dir = [0u8; PATH_MAX + 1];
     dir[..dir_len].copy_from_slice(&out[..dir_len]);
     // SAFETY: NUL-terminated path.
-    unsafe { libc::syscall(libc::SYS_mkdirat, libc::AT_FDCWD, dir.as_ptr(), 0o755) };
+    unsafe { crate::raw_syscall!(libc::SYS_mkdirat, libc::AT_FDCWD, dir.as_ptr(), 0o755) };
     let src = open_blob(hash)?;
     let mut tmp = [0u8; PATH_MAX + 1];
     tmp[..total].copy_from_slice(&out[..total]);
@@ -236,7 +236,7 @@ fn exec_copy(hash: &ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> 
     loop {
         // SAFETY: copying between two fds we opened.
         let n = unsafe {
-            libc::syscall(
+            crate::raw_syscall!(
                 libc::SYS_copy_file_range,
                 src,
                 core::ptr::null_mut::<i64>(),
@@ -255,13 +255,13 @@ fn exec_copy(hash: &ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> 
         }
     }
     // SAFETY: fds we own.
-    unsafe { libc::syscall(libc::SYS_fchmod, dst, 0o555) };
+    unsafe { crate::raw_syscall!(libc::SYS_fchmod, dst, 0o555) };
     sys::close_raw(dst);
     sys::close_raw(src);
     // SAFETY: NUL-terminated paths.
     let renamed = ok
         && unsafe {
-            libc::syscall(
+            crate::raw_syscall!(
                 libc::SYS_renameat,
                 libc::AT_FDCWD,
                 tmp.as_ptr(),
@@ -271,7 +271,7 @@ fn exec_copy(hash: &ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> 
         } == 0;
     if !renamed {
         // SAFETY: NUL-terminated path.
-        unsafe { libc::syscall(libc::SYS_unlinkat, libc::AT_FDCWD, tmp.as_ptr(), 0) };
+        unsafe { crate::raw_syscall!(libc::SYS_unlinkat, libc::AT_FDCWD, tmp.as_ptr(), 0) };
         return None;
     }
     Some(total)
@@ -280,14 +280,14 @@ fn exec_copy(hash: &ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> 
 fn copy_by_read(src: c_int, dst: c_int) -> bool {
     // SAFETY: rewinding fds we own.
     unsafe {
-        libc::syscall(libc::SYS_lseek, src, 0, libc::SEEK_SET);
-        libc::syscall(libc::SYS_ftruncate, dst, 0);
-        libc::syscall(libc::SYS_lseek, dst, 0, libc::SEEK_SET);
+        crate::raw_syscall!(libc::SYS_lseek, src, 0, libc::SEEK_SET);
+        crate::raw_syscall!(libc::SYS_ftruncate, dst, 0);
+        crate::raw_syscall!(libc::SYS_lseek, dst, 0, libc::SEEK_SET);
     }
     let mut buf = [0u8; 16384];
     loop {
         // SAFETY: reading into our buffer.
-        let n = unsafe { libc::syscall(libc::SYS_read, src, buf.as_mut_ptr(), buf.len()) };
+        let n = unsafe { crate::raw_syscall!(libc::SYS_read, src, buf.as_mut_ptr(), buf.len()) };
         if n == 0 {
             return true;
         }
@@ -295,7 +295,7 @@ fn copy_by_read(src: c_int, dst: c_int) -> bool {
             return false;
         }
         // SAFETY: writing what we read.
-        if unsafe { libc::syscall(libc::SYS_write, dst, buf.as_ptr(), n as usize) } != n {
+        if unsafe { crate::raw_syscall!(libc::SYS_write, dst, buf.as_ptr(), n as usize) } != n {
             return false;
         }
     }
@@ -364,7 +364,7 @@ fn open_blob(hash: &ContentHash) -> Option<c_int> {
 fn shebang(hash: &ContentHash, line: &mut [u8; 256]) -> Option<Shebang> {
     let fd = open_blob(hash)?;
     // SAFETY: reading into our buffer.
-    let n = unsafe { libc::syscall(libc::SYS_read, fd, line.as_mut_ptr(), line.len() - 1) };
+    let n = unsafe { crate::raw_syscall!(libc::SYS_read, fd, line.as_mut_ptr(), line.len() - 1) };
     sys::close_raw(fd);
     if n < 3 || line[0] != b'#' || line[1] != b'!' {
         return None;

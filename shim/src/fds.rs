@@ -14,7 +14,7 @@ use crate::{call_real, cwd, fdtable};
 pub extern "C" fn close(fd: c_int) -> c_int {
     fdtable::clear(fd);
     // SAFETY: passthrough to the kernel.
-    call_real!(CLOSE(fd) or unsafe { libc::syscall(libc::SYS_close, fd) as c_int })
+    call_real!(CLOSE(fd) or unsafe { crate::raw_syscall!(libc::SYS_close, fd) as c_int })
 }
 
 #[no_mangle]

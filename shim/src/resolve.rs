@@ -393,7 +393,7 @@ pub fn physical_fallback<'t>(
         if let Some(cname) = cname {
             // SAFETY: valid fd, name and buffer.
             let n = unsafe {
-                libc::syscall(
+                crate::raw_syscall!(
                     libc::SYS_readlinkat,
                     fd,
                     cname.as_ptr(),

@@ -56,7 +56,7 @@ fn with_fallback(r: c_int, miss: &PathBuf, follow: bool, fill: impl FnOnce(&Meta
 
 fn raw_fstatat(dirfd: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_int {
     // SAFETY: arguments passed through to the kernel.
-    unsafe { libc::syscall(libc::SYS_newfstatat, dirfd, path, buf, flags) as c_int }
+    unsafe { crate::raw_syscall!(libc::SYS_newfstatat, dirfd, path, buf, flags) as c_int }
 }
 
 /// Generates a path-based stat export. `$fill` fills the caller's buffer.
@@ -136,7 +136,7 @@ macro_rules! fstat_export {
                 return 0;
             }
             // SAFETY: passthrough of the caller's arguments to the kernel.
-            call_real!($real(fd, st) or unsafe { libc::syscall(libc::SYS_fstat, fd, st) as c_int })
+            call_real!($real(fd, st) or unsafe { crate::raw_syscall!(libc::SYS_fstat, fd, st) as c_int })
         }
     };
 }
@@ -152,7 +152,7 @@ pub extern "C" fn __fxstat(ver: c_int, fd: c_int, st: *mut libc::stat) -> c_int 
         return 0;
     }
     // SAFETY: passthrough to the kernel.
-    call_real!(FXSTAT(ver, fd, st) or unsafe { libc::syscall(libc::SYS_fstat, fd, st) as c_int })
+    call_real!(FXSTAT(ver, fd, st) or unsafe { crate::raw_syscall!(libc::SYS_fstat, fd, st) as c_int })
 }
 
 #[no_mangle]
@@ -163,7 +163,7 @@ pub extern "C" fn __fxstat64(ver: c_int, fd: c_int, st: *mut libc::stat64) -> c_
         return 0;
     }
     // SAFETY: passthrough to the kernel.
-    call_real!(FXSTAT64(ver, fd, st) or unsafe { libc::syscall(libc::SYS_fstat, fd, st) as c_int })
+    call_real!(FXSTAT64(ver, fd, st) or unsafe { crate::raw_syscall!(libc::SYS_fstat, fd, st) as c_int })
 }
 
 fn is_empty_path(path: *const c_char) -> bool {
@@ -243,7 +243,7 @@ pub extern "C" fn statx(
 ) -> c_int {
     let raw = |d: c_int, p: *const c_char| {
         // SAFETY: passthrough to the kernel.
-        unsafe { libc::syscall(libc::SYS_statx, d, p, flags, mask, stx) as c_int }
+        unsafe { crate::raw_syscall!(libc::SYS_statx, d, p, flags, mask, stx) as c_int }
     };
     if flags & libc::AT_EMPTY_PATH != 0 && is_empty_path(path) {
         if let Some(m) = fdtable::get(dirfd) {

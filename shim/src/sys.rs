@@ -41,18 +41,26 @@ pub fn stat_raw(path: &[u8]) -> Option<libc::stat> {
     // SAFETY: zeroed stat is a valid out-buffer.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: valid path and buffer.
-    let rc = unsafe { libc::syscall(libc::SYS_newfstatat, libc::AT_FDCWD, c.as_ptr(), &mut st, 0) };
+    let rc = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_newfstatat,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            &mut st as *mut libc::stat,
+            0
+        )
+    };
     (rc == 0).then_some(st)
 }
 
 pub fn openat_raw(dirfd: i32, path: *const libc::c_char, flags: i32, mode: u32) -> i32 {
     // SAFETY: arguments are passed through to the kernel, which validates them.
-    unsafe { libc::syscall(libc::SYS_openat, dirfd, path, flags, mode) as i32 }
+    unsafe { crate::raw_syscall!(libc::SYS_openat, dirfd, path, flags, mode) as i32 }
 }
 
 pub fn close_raw(fd: i32) {
     // SAFETY: closing an fd we opened.
-    unsafe { libc::syscall(libc::SYS_close, fd) };
+    unsafe { crate::raw_syscall!(libc::SYS_close, fd) };
 }
 
 /// Maps a whole file read-only; returns (address, length).
@@ -70,7 +78,8 @@ pub fn map_file(path: &[u8]) -> Option<(usize, usize)> {
     // SAFETY: zeroed stat is a valid out-buffer.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: fd is open.
-    let ok = unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st) } == 0 && st.st_size > 0;
+    let ok = unsafe { crate::raw_syscall!(libc::SYS_fstat, fd, &mut st as *mut libc::stat) } == 0
+        && st.st_size > 0;
     let len = st.st_size as usize;
     let mut addr = libc::MAP_FAILED;
     if ok {
@@ -110,7 +119,7 @@ pub fn readlink_raw(path: &[u8], out: &mut [u8]) -> Option<usize> {
 /// `out` must be valid for writes of `cap` bytes.
 pub unsafe fn readlink_into(path: &[u8], out: *mut u8, cap: usize) -> Option<usize> {
     let c = CPath::new(path)?;
-    let n = libc::syscall(libc::SYS_readlinkat, libc::AT_FDCWD, c.as_ptr(), out, cap);
+    let n = crate::raw_syscall!(libc::SYS_readlinkat, libc::AT_FDCWD, c.as_ptr(), out, cap);
     (n >= 0 && (n as usize) < cap).then_some(n as usize)
 }
 
@@ -158,7 +167,7 @@ pub fn getcwd_raw(out: &mut [u8]) -> Option<usize> {
 /// `out` must be valid for writes of `cap` bytes.
 pub unsafe fn getcwd_into(out: *mut u8, cap: usize) -> Option<usize> {
     // The syscall returns the length including the NUL.
-    let n = libc::syscall(libc::SYS_getcwd, out, cap);
+    let n = crate::raw_syscall!(libc::SYS_getcwd, out, cap);
     (n > 1).then_some(n as usize - 1)
 }
 
@@ -173,5 +182,52 @@ pub fn complain(parts: &[&[u8]]) {
     }
     buf[n] = b'\n';
     // SAFETY: writing our own buffer to fd 2.
-    unsafe { libc::syscall(libc::SYS_write, 2, buf.as_ptr(), n + 1) };
+    unsafe { crate::raw_syscall!(libc::SYS_write, 2, buf.as_ptr(), n + 1) };
+}
+
+/// A system call made directly, never through the `syscall` symbol: that
+/// symbol is the shim's own export (interposed for the program), so calling
+/// it from inside the shim would route the call back into the shim. libc's
+/// convention: -1 and errno on failure.
+///
+/// # Safety
+/// The arguments must be valid for system call `n`.
+#[inline]
+pub unsafe fn syscall6(n: libc::c_long, a: [usize; 6]) -> libc::c_long {
+    let ret: libc::c_long;
+    #[cfg(target_arch = "x86_64")]
+    core::arch::asm!(
+        "syscall",
+        inlateout("rax") n => ret,
+        in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
+        in("r10") a[3], in("r8") a[4], in("r9") a[5],
+        lateout("rcx") _, lateout("r11") _,
+        options(nostack)
+    );
+    #[cfg(target_arch = "aarch64")]
+    core::arch::asm!(
+        "svc 0",
+        in("x8") n,
+        inlateout("x0") a[0] => ret,
+        in("x1") a[1], in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5],
+        options(nostack)
+    );
+    if (-4095..0).contains(&ret) {
+        *libc::__errno_location() = -ret as i32;
+        -1
+    } else {
+        ret
+    }
+}
+
+/// `crate::raw_syscall!(n, args…)` without going through the `syscall` symbol
+/// (see [`syscall6`]). Up to six arguments, each cast to a machine word.
+#[macro_export]
+macro_rules! raw_syscall {
+    ($n:expr $(, $a:expr)* $(,)?) => {{
+        let mut args = [0usize; 6];
+        let given: &[usize] = &[$(($a) as usize),*];
+        args[..given.len()].copy_from_slice(given);
+        $crate::sys::syscall6(($n) as libc::c_long, args)
+    }};
 }

@@ -30,15 +30,15 @@ static UMASK: AtomicU32 = AtomicU32::new(0o022);
 /// Reads the umask once at start-up (single-threaded constructor).
 pub fn init_umask() {
     // SAFETY: the umask syscall cannot fail; restored at once.
-    let old = unsafe { libc::syscall(libc::SYS_umask, 0o022) } as u32;
-    unsafe { libc::syscall(libc::SYS_umask, old) };
+    let old = unsafe { crate::raw_syscall!(libc::SYS_umask, 0o022) } as u32;
+    unsafe { crate::raw_syscall!(libc::SYS_umask, old) };
     UMASK.store(old, Ordering::Relaxed);
 }
 
 #[no_mangle]
 pub extern "C" fn umask(mask: mode_t) -> mode_t {
     // SAFETY: plain syscall.
-    let old = unsafe { libc::syscall(libc::SYS_umask, mask & 0o777) } as mode_t;
+    let old = unsafe { crate::raw_syscall!(libc::SYS_umask, mask & 0o777) } as mode_t;
     UMASK.store(mask & 0o777, Ordering::Relaxed);
     old
 }
@@ -119,7 +119,7 @@ macro_rules! one_path {
 
 fn raw(nr: libc::c_long, a: usize, b: usize, c: usize, d: usize, e: usize) -> c_int {
     // SAFETY: arguments passed through to the kernel unchanged.
-    unsafe { libc::syscall(nr, a, b, c, d, e) as c_int }
+    unsafe { crate::raw_syscall!(nr, a, b, c, d, e) as c_int }
 }
 
 const FD: usize = libc::AT_FDCWD as usize;
