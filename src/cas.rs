@@ -140,6 +140,14 @@ impl Cas {
         .with_context(|| format!("cannot lock {}", path.display()))
     }
 
+    /// The gc lock shared, if no `gc --delete` holds it now (the daemon never
+    /// waits for gc: gc waits for the daemons it stops).
+    pub fn try_gc_lock_shared(&self) -> Result<Option<FileLock>> {
+        let path = self.root.join("gc.lock");
+        FileLock::try_acquire(&path, LockMode::Shared)
+            .with_context(|| format!("cannot lock {}", path.display()))
+    }
+
     /// A fresh, unique path in `tmp/` (nothing is created).
     pub fn tmp_path(&self, tag: &str) -> PathBuf {
         let n = TMP_SEQ.fetch_add(1, Ordering::Relaxed);

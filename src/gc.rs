@@ -64,6 +64,14 @@ pub struct Report {
 const TMP_GRACE: Duration = Duration::from_secs(3600);
 
 pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
+    // Running daemons commit what they journaled and exit, sealing their
+    // staged files while they still can (they never wait for the gc lock).
+    for (_, root) in project::registered(cas)? {
+        if let Ok(p) = Project::at(&root) {
+            crate::daemon::client::stop(&p)
+                .with_context(|| format!("gc needs {}'s daemon stopped", root.display()))?;
+        }
+    }
     let _gc_lock = cas.gc_lock(if delete {
         LockMode::Exclusive
     } else {
@@ -82,6 +90,14 @@ pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
             continue;
         }
         let p = Project::at(&root)?;
+        // A daemon started again meanwhile (a build is writing) commits and
+        // exits too; one that cannot seal while gc holds the lock says so.
+        crate::daemon::client::stop(&p).with_context(|| {
+            format!(
+                "a build is writing in {}; run gc again when it has finished",
+                root.display()
+            )
+        })?;
         let _lock = p.lock()?;
         let manifest = p.manifest().with_context(|| {
             format!(

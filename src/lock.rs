@@ -64,6 +64,35 @@ impl FileLock {
         })
     }
 
+    /// Takes the lock if no other holder conflicts; None if one does.
+    pub fn try_acquire(path: &Path, mode: LockMode) -> io::Result<Option<FileLock>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let op = match mode {
+            LockMode::Shared => libc::LOCK_SH,
+            LockMode::Exclusive => libc::LOCK_EX,
+        };
+        loop {
+            // SAFETY: flock on an fd we own.
+            if unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) } == 0 {
+                return Ok(Some(FileLock {
+                    _file: file,
+                    path: path.to_path_buf(),
+                }));
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EWOULDBLOCK) => return Ok(None),
+                Some(libc::EINTR) => continue,
+                _ => return Err(err),
+            }
+        }
+    }
+
     /// The locked file.
     pub fn path(&self) -> &Path {
         &self.path

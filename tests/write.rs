@@ -491,3 +491,42 @@ fn direct_syscalls_of_the_write_family_are_served_by_the_rift() {
     assert_eq!(view, "raw\n600\nb.txt\nsub\n");
     assert_eq!(disk_files(&root), before);
 }
+
+#[test]
+fn gc_with_a_running_daemon_keeps_what_the_rift_references() {
+    build_shim();
+    let sb = Sandbox::new();
+    let (root, _) = project_and_twin(&sb);
+    // Written, sealed and journaled, not yet committed: the daemon is up.
+    let out = sb
+        .cmd(
+            &root,
+            &[
+                "run",
+                "--",
+                "sh",
+                "-c",
+                "for i in 1 2 3; do echo kept-$i > k$i.txt; done; echo gone > g.txt; rm g.txt",
+            ],
+        )
+        .env("VRIFT_DAEMON_IDLE", "60")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(sb.run(&root, &["daemon", "status"]).status.success());
+    let start = std::time::Instant::now();
+    let gc = sb.ok(&root, &["gc", "--delete"]);
+    assert!(
+        start.elapsed() < Duration::from_secs(45),
+        "gc waited for the daemon"
+    );
+    assert!(gc.contains("deleted"), "{gc}");
+    for i in 1..=3 {
+        assert_eq!(
+            sb.ok(&root, &["cat", &format!("k{i}.txt")]),
+            format!("kept-{i}\n")
+        );
+    }
+    let fsck = sb.ok(&root, &["fsck"]);
+    assert!(fsck.contains("no problems"), "{fsck}");
+}

@@ -663,6 +663,11 @@ impl Rift {
             return Ok(false);
         };
         let fd = st.probe.as_raw_fd();
+        // A `gc --delete` in progress: seal after it (it may be stopping
+        // this daemon, and must not wait for a seal waiting for it).
+        let Some(gc) = self.cas.try_gc_lock_shared()? else {
+            return Ok(false);
+        };
         // SAFETY: fcntl on our own fd.
         if unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) } != 0 {
             let e = io::Error::last_os_error();
@@ -672,6 +677,7 @@ impl Rift {
             return Err(e).context("cannot take a lease on a staging file");
         }
         let res = self.seal_leased(name);
+        drop(gc);
         if let Some(st) = self.staged.get(name) {
             // SAFETY: as above.
             unsafe { libc::fcntl(st.probe.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
@@ -690,7 +696,7 @@ impl Rift {
             crate::cas::hash_reader(&mut reader)?
         };
         let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(name));
-        let _gc = self.cas.gc_lock(LockMode::Shared)?;
+        // (The caller holds the gc lock shared.)
         self.cas
             .adopt_tmp_keep(&path, &hash)
             .with_context(|| format!("cannot move {} into the store", path.display()))?;
