@@ -28,28 +28,11 @@ impl FileLock {
     /// After a short grace period `on_wait` is called once, so the user learns
     /// why the command is not progressing.
     pub fn acquire(path: &Path, mode: LockMode, on_wait: impl FnOnce()) -> io::Result<FileLock> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        let op = match mode {
-            LockMode::Shared => libc::LOCK_SH,
-            LockMode::Exclusive => libc::LOCK_EX,
-        };
         let start = Instant::now();
         let mut on_wait = Some(on_wait);
         loop {
-            // SAFETY: flock on an fd we own.
-            if unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) } == 0 {
-                break;
-            }
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EWOULDBLOCK) => {}
-                Some(libc::EINTR) => continue,
-                _ => return Err(err),
+            if let Some(lock) = FileLock::try_acquire(path, mode)? {
+                return Ok(lock);
             }
             if start.elapsed() > Duration::from_millis(300) {
                 if let Some(f) = on_wait.take() {
@@ -58,10 +41,6 @@ impl FileLock {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        Ok(FileLock {
-            _file: file,
-            path: path.to_path_buf(),
-        })
     }
 
     /// Takes the lock if no other holder conflicts; None if one does.

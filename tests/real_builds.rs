@@ -7,20 +7,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
 use common::*;
-
-/// Regular files and symlinks below `root` (not `.vrift`), with content.
-fn disk_files(root: &Path) -> BTreeMap<Vec<u8>, String> {
-    list_tree(root, &[".vrift"])
-        .into_iter()
-        .filter(|(_, v)| !v.starts_with("dir "))
-        .collect()
-}
 
 fn tool_ok(cmd: &str) -> bool {
     Command::new(cmd)

@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -31,27 +30,11 @@ fn seed_tree(dir: &Path) {
 
 /// A project (initialised: it has its wrappers) and a physical twin.
 fn project_and_twin(sb: &Sandbox) -> (PathBuf, PathBuf) {
-    let root = sb.mkdir("p");
-    let twin = sb.mkdir("twin");
-    seed_tree(&root);
-    seed_tree(&twin);
-    sb.ok(&root, &["init"]);
-    (root, twin)
+    project_and_twin_with(sb, seed_tree)
 }
 
 fn bin(root: &Path) -> PathBuf {
     root.join(".vrift/bin")
-}
-
-/// The regular files and symlinks below `root` (not `.vrift`) with their
-/// content: what "the disk is untouched" means (directories are physical
-/// by design, DESIGN.md §2).
-fn disk_files(root: &Path) -> BTreeMap<String, String> {
-    list_tree(root, &[".vrift"])
-        .into_iter()
-        .filter(|(_, v)| !v.starts_with("dir "))
-        .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
-        .collect()
 }
 
 /// Every path with its type, mode, size, owner and content (no times:

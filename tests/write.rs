@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -14,17 +13,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-/// The regular files and symlinks below `root` (not `.vrift`), with their
-/// content: what "the disk is untouched" means. Directories are left out:
-/// the view's directories are physical by design (DESIGN.md §2).
-fn disk_files(root: &Path) -> BTreeMap<String, String> {
-    list_tree(root, &[".vrift"])
-        .into_iter()
-        .filter(|(_, v)| !v.starts_with("dir "))
-        .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
-        .collect()
-}
 
 fn seed_tree(dir: &Path) {
     fs::create_dir_all(dir.join("src/sub")).unwrap();
@@ -37,12 +25,7 @@ fn seed_tree(dir: &Path) {
 
 /// A project (initialised) and a physical twin with the same files.
 fn project_and_twin(sb: &Sandbox) -> (PathBuf, PathBuf) {
-    let root = sb.mkdir("p");
-    let twin = sb.mkdir("twin");
-    seed_tree(&root);
-    seed_tree(&twin);
-    sb.ok(&root, &["init"]);
-    (root, twin)
+    project_and_twin_with(sb, seed_tree)
 }
 
 #[test]

@@ -438,11 +438,11 @@ pub extern "C" fn symlinkat(target: *const c_char, dirfd: c_int, path: *const c_
 
 // ---- metadata ---------------------------------------------------------------------
 
-/// The view path of an fd the shim opened on a rift entry (not a staged
-/// one, whose own fd carries what the kernel can change), as an absolute
-/// path in `buf`.
-fn fd_entry_path(fd: c_int, buf: &mut PathBuf) -> bool {
-    if fdtable::is_staged(fd) {
+/// The view path of an fd the shim opened on a rift entry, as an absolute
+/// path in `buf`. A staged fd counts only with `staged_too`: its own file
+/// carries its times, but its mode and owner are the entry's.
+fn fd_entry_path(fd: c_int, staged_too: bool, buf: &mut PathBuf) -> bool {
+    if !staged_too && fdtable::is_staged(fd) {
         return false;
     }
     let mut p = [0u8; PATH_MAX];
@@ -450,12 +450,13 @@ fn fd_entry_path(fd: c_int, buf: &mut PathBuf) -> bool {
     n > 0 && buf.set(&p[..n])
 }
 
-/// Routes an fd-based metadata call: a blob-backed rift entry goes to the
-/// daemon by its view path; anything else to libc.
+/// Routes an fd-based metadata call: a rift entry's fd (a staged one too
+/// with `staged_too`) goes to the daemon by its view path; anything else to
+/// libc.
 macro_rules! by_fd {
-    ($fd:expr, |$rel:ident| $rift:expr, $real:expr) => {{
+    ($fd:expr, $staged_too:expr, |$rel:ident| $rift:expr, $real:expr) => {{
         let mut path = PathBuf::new();
-        if fd_entry_path($fd, &mut path) {
+        if fd_entry_path($fd, $staged_too, &mut path) {
             let mut buf = PathBuf::new();
             let c = path.c_ptr();
             match route(libc::AT_FDCWD, c, false, &mut buf) {
@@ -494,26 +495,17 @@ pub extern "C" fn fchmodat(dirfd: c_int, path: *const c_char, mode: mode_t, flag
 
 #[no_mangle]
 pub extern "C" fn fchmod(fd: c_int, mode: mode_t) -> c_int {
-    if fdtable::is_staged(fd) {
-        // The mode is the entry's, not the staging file's.
-        let mut p = [0u8; PATH_MAX];
-        let n = fdtable::path(fd, &mut p);
-        let mut buf = PathBuf::new();
-        if n > 0 && buf.set(&p[..n]) {
-            let mut rb = PathBuf::new();
-            if let Route::Rift = route(libc::AT_FDCWD, buf.c_ptr(), false, &mut rb) {
-                if let Ok(r) = rift(Op::Chmod, mode as u64, 0, rb.rel(), b"") {
-                    fdtable::set_mode(fd, mode);
-                    return r;
-                }
-            }
-        }
-    }
-    by_fd!(
+    let r = by_fd!(
         fd,
+        true,
         |rel| rift(Op::Chmod, mode as u64, 0, rel, b""),
         call_real!(FCHMOD(fd, mode) or raw(libc::SYS_fchmod, fd as usize, mode as usize, 0, 0, 0))
-    )
+    );
+    if r == 0 {
+        // What fstat on this fd reports follows.
+        fdtable::set_mode(fd, mode);
+    }
+    r
 }
 
 #[no_mangle]
@@ -550,21 +542,9 @@ pub extern "C" fn fchownat(
 
 #[no_mangle]
 pub extern "C" fn fchown(fd: c_int, uid: libc::uid_t, gid: libc::gid_t) -> c_int {
-    if fdtable::is_staged(fd) {
-        let mut p = [0u8; PATH_MAX];
-        let n = fdtable::path(fd, &mut p);
-        let mut buf = PathBuf::new();
-        if n > 0 && buf.set(&p[..n]) {
-            let mut rb = PathBuf::new();
-            if let Route::Rift = route(libc::AT_FDCWD, buf.c_ptr(), false, &mut rb) {
-                if let Ok(r) = rift(Op::Chown, uid as u64, gid as u64, rb.rel(), b"") {
-                    return r;
-                }
-            }
-        }
-    }
     by_fd!(
         fd,
+        true,
         |rel| rift(Op::Chown, uid as u64, gid as u64, rel, b""),
         call_real!(FCHOWN(fd, uid, gid) or raw(libc::SYS_fchown, fd as usize, uid as usize, gid as usize, 0, 0))
     )
@@ -628,6 +608,7 @@ pub extern "C" fn futimens(fd: c_int, ts: *const libc::timespec) -> c_int {
     let (a, m) = times_ts(ts);
     by_fd!(
         fd,
+        false,
         |rel| rift(Op::Utimes, a, m, rel, b""),
         call_real!(FUTIMENS(fd, ts) or raw(libc::SYS_utimensat, fd as usize, 0, ts as usize, 0, 0))
     )
@@ -680,6 +661,7 @@ pub extern "C" fn futimes(fd: c_int, tv: *const libc::timeval) -> c_int {
     let (a, m) = times_tv(tv);
     by_fd!(
         fd,
+        false,
         |rel| rift(Op::Utimes, a, m, rel, b""),
         call_real!(FUTIMES(fd, tv) or fail(libc::ENOSYS))
     )

@@ -177,12 +177,15 @@ impl LiveTable {
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 
-    fn find_slot(&self, rel: &[u8]) -> (usize, bool) {
+    /// Probes an open-addressing array (path or directory slots: hash first,
+    /// key offset second) for `rel`: its index, and whether it is there (else
+    /// the index is the free slot where it belongs).
+    fn probe(&self, off: usize, slot_len: usize, count: usize, rel: &[u8]) -> (usize, bool) {
         let hash = path_hash(rel);
-        let mask = self.slot_count - 1;
+        let mask = count - 1;
         let mut i = hash as usize & mask;
         loop {
-            let base = self.slots_off + i * PATH_SLOT_LEN;
+            let base = off + i * slot_len;
             let h = self.atomic(base).load(Ordering::Acquire);
             if h == 0 {
                 return (i, false);
@@ -197,24 +200,12 @@ impl LiveTable {
         }
     }
 
+    fn find_slot(&self, rel: &[u8]) -> (usize, bool) {
+        self.probe(self.slots_off, PATH_SLOT_LEN, self.slot_count, rel)
+    }
+
     fn find_dir_slot(&self, rel: &[u8]) -> (usize, bool) {
-        let hash = path_hash(rel);
-        let mask = self.dir_slot_count - 1;
-        let mut i = hash as usize & mask;
-        loop {
-            let base = self.dir_slots_off + i * DIR_SLOT_LEN;
-            let h = self.atomic(base).load(Ordering::Acquire);
-            if h == 0 {
-                return (i, false);
-            }
-            if h == hash {
-                let key_off = self.atomic(base + 8).load(Ordering::Acquire) as usize;
-                if self.table().ok().and_then(|t| t.string_at(key_off)) == Some(rel) {
-                    return (i, true);
-                }
-            }
-            i = (i + 1) & mask;
-        }
+        self.probe(self.dir_slots_off, DIR_SLOT_LEN, self.dir_slot_count, rel)
     }
 
     /// The directory slot for `rel`, created if missing.

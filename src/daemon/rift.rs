@@ -1243,50 +1243,39 @@ impl Rift {
             TIME_NOW => now,
             v => v as i64,
         };
-        match self.node(rel) {
-            Node::Dir => {
-                let path = self.disk(rel);
-                let m = fs::metadata(&path)?;
-                let ts = |ns: i64| libc::timespec {
-                    tv_sec: ns.div_euclid(1_000_000_000),
-                    tv_nsec: ns.rem_euclid(1_000_000_000),
-                };
-                let times = [ts(pick(atime, atime_ns(&m))), ts(pick(mtime, mtime_ns(&m)))];
-                let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-                    .map_err(|e| anyhow::anyhow!(e))?;
-                // SAFETY: valid path and times.
-                if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) } != 0 {
-                    return Err(io::Error::last_os_error().into());
-                }
-                Ok(())
-            }
+        // Directories are physical, and a staged file's times are its
+        // staging file's: both are set on the real file.
+        let real_file = match self.node(rel) {
+            Node::Dir => Some(self.disk(rel)),
             Node::Entry(h, target) if h.is_staged() => {
-                // A staged file's times are its staging file's.
-                let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(&target));
-                let m = fs::metadata(&path)?;
-                let ts = |ns: i64| libc::timespec {
-                    tv_sec: ns.div_euclid(1_000_000_000),
-                    tv_nsec: ns.rem_euclid(1_000_000_000),
-                };
-                let times = [ts(pick(atime, atime_ns(&m))), ts(pick(mtime, mtime_ns(&m)))];
-                let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-                    .map_err(|e| anyhow::anyhow!(e))?;
-                // SAFETY: valid path and times.
-                if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) } != 0 {
-                    return Err(io::Error::last_os_error().into());
-                }
-                Ok(())
+                Some(self.staging_dir.join(std::ffi::OsStr::from_bytes(&target)))
             }
-            _ => self.update_entry(rel, |h| {
-                let old_a = if h.atime_ns == 0 {
-                    h.mtime_ns
-                } else {
-                    h.atime_ns
-                };
-                h.atime_ns = pick(atime, old_a);
-                h.mtime_ns = pick(mtime, h.mtime_ns);
-            }),
+            _ => None,
+        };
+        if let Some(path) = real_file {
+            let m = fs::metadata(&path)?;
+            let ts = |ns: i64| libc::timespec {
+                tv_sec: ns.div_euclid(1_000_000_000),
+                tv_nsec: ns.rem_euclid(1_000_000_000),
+            };
+            let times = [ts(pick(atime, atime_ns(&m))), ts(pick(mtime, mtime_ns(&m)))];
+            let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+                .map_err(|e| anyhow::anyhow!(e))?;
+            // SAFETY: valid path and times.
+            if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) } != 0 {
+                return Err(io::Error::last_os_error().into());
+            }
+            return Ok(());
         }
+        self.update_entry(rel, |h| {
+            let old_a = if h.atime_ns == 0 {
+                h.mtime_ns
+            } else {
+                h.atime_ns
+            };
+            h.atime_ns = pick(atime, old_a);
+            h.mtime_ns = pick(mtime, h.mtime_ns);
+        })
     }
 
     pub fn truncate(&mut self, caller: Caller, rel: &[u8], len: u64) -> OpResult<()> {

@@ -177,6 +177,27 @@ fn walk(root: &Path, dir: &Path, skip: &[&str], out: &mut TreeListing) {
     }
 }
 
+/// The regular files and symlinks below `root` (not `.vrift`), with their
+/// content: what "the disk is untouched" means. Directories are left out:
+/// the view's directories are physical by design (DESIGN.md §2).
+pub fn disk_files(root: &Path) -> BTreeMap<String, String> {
+    list_tree(root, &[".vrift"])
+        .into_iter()
+        .filter(|(_, v)| !v.starts_with("dir "))
+        .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
+        .collect()
+}
+
+/// A project `p` (initialised) and a physical twin `twin`, both filled by `seed`.
+pub fn project_and_twin_with(sb: &Sandbox, seed: fn(&Path)) -> (PathBuf, PathBuf) {
+    let root = sb.mkdir("p");
+    let twin = sb.mkdir("twin");
+    seed(&root);
+    seed(&twin);
+    sb.ok(&root, &["init"]);
+    (root, twin)
+}
+
 /// Asserts two listings are equal, printing the first differences.
 pub fn assert_same_tree(a: &TreeListing, b: &TreeListing) {
     if a == b {
