@@ -24,4 +24,11 @@ fn main() {
         std::env::var("OUT_DIR").unwrap()
     );
     println!("cargo:rustc-cdylib-link-arg=-Wl,--no-whole-archive");
+    // Without std (the shipped panic=abort build) nothing else names libc:
+    // record it as needed so the shim's references bind to its versions.
+    println!("cargo:rustc-cdylib-link-arg=-lc");
+    // No crt start files: the library's constructor is in .init_array, and
+    // crtbegin's _init/__do_global_dtors_aux would only add page faults to
+    // every process start and exit.
+    println!("cargo:rustc-cdylib-link-arg=-nostartfiles");
 }

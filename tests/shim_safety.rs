@@ -182,3 +182,34 @@ for (int i = 0; i < n; i++) stat(argv[1], &st); return 0; }"#,
         assert_eq!(per_call, expected, "{path}: syscalls per stat");
     }
 }
+
+/// Every process of an inception loads the library: it must bring no library
+/// of its own (the shipped build has no std, so no libgcc_s), and its fds
+/// and mappings are the only trace it leaves.
+#[test]
+fn the_library_loads_nothing_but_itself_into_a_process() {
+    let Some((sb, root)) = project() else { return };
+    let maps = sb.ok(&root, &["run", "--", "cat", "/proc/self/maps"]);
+    let libs: std::collections::BTreeSet<&str> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.contains(".so"))
+        .map(|p| p.rsplit('/').next().unwrap())
+        .collect();
+    assert!(
+        libs.contains("libvrift_shim.so"),
+        "shim not loaded: {libs:?}"
+    );
+    let baseline = Command::new("cat").arg("/proc/self/maps").output().unwrap();
+    let native_libs: std::collections::BTreeSet<String> = String::from_utf8_lossy(&baseline.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.contains(".so"))
+        .map(|p| p.rsplit('/').next().unwrap().to_string())
+        .collect();
+    let extra: Vec<&&str> = libs
+        .iter()
+        .filter(|l| **l != "libvrift_shim.so" && !native_libs.contains(**l))
+        .collect();
+    assert!(extra.is_empty(), "the shim pulled in {extra:?}");
+}

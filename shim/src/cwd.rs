@@ -4,14 +4,36 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use crate::state::PATH_MAX;
+use crate::state::{self, PATH_MAX};
 use crate::sys;
 
 const WORDS: usize = PATH_MAX / 8;
-static SEQ: AtomicU64 = AtomicU64::new(0);
-static LEN: AtomicUsize = AtomicUsize::new(0);
-static WORD: [AtomicU64; WORDS] = [const { AtomicU64::new(0) }; WORDS];
-static WRITING: AtomicBool = AtomicBool::new(false);
+
+/// The cache: a sequence counter, the length and the path as words. It
+/// lives in the constructor's page (`state::CWD`), with its counters first.
+#[repr(C)]
+pub(crate) struct Cache {
+    seq: AtomicU64,
+    len: AtomicUsize,
+    writing: AtomicBool,
+    word: [AtomicU64; WORDS],
+}
+
+impl Cache {
+    pub(crate) const fn new() -> Cache {
+        Cache {
+            seq: AtomicU64::new(0),
+            len: AtomicUsize::new(0),
+            writing: AtomicBool::new(false),
+            word: [const { AtomicU64::new(0) }; WORDS],
+        }
+    }
+}
+
+static SEQ: &AtomicU64 = &state::CWD.seq;
+static LEN: &AtomicUsize = &state::CWD.len;
+static WORD: &[AtomicU64; WORDS] = &state::CWD.word;
+static WRITING: &AtomicBool = &state::CWD.writing;
 
 /// Re-reads the kernel's cwd into the cache.
 pub fn refresh() {

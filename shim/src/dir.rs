@@ -6,9 +6,9 @@
 //! in a fixed table (open addressing on the pointer); every other `DIR*`
 //! costs one probe and goes straight to libc.
 
+use core::cell::UnsafeCell;
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::cell::UnsafeCell;
 
 use libc::{c_char, c_int, dirent, dirent64, DIR};
 use vrift_format::table::Children;

@@ -16,6 +16,19 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 // `call_real!` forwards those same arguments to the real function.
 #![allow(clippy::macro_metavars_in_unsafe)]
+// Built with panic=abort (the `shim` profiles), the library links no std and
+// so no libgcc_s: every process of an inception loads it, and each library
+// more costs an open, its mappings and its relocations at every exec.
+#![cfg_attr(panic = "abort", no_std)]
+
+/// A panic in the shim cannot unwind into the C caller: end the process as
+/// an `extern "C"` function panicking under std would.
+#[cfg(panic = "abort")]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}
 
 pub mod client;
 pub mod cwd;
@@ -42,16 +55,59 @@ pub mod xattr;
 pub static VRIFT_SHIM_VERSION: [u8; 8] = *b"0.1.0\0\0\0";
 
 /// Whether this process is vrift itself (which never acts through the shim).
+///
+/// The vrift binary carries an ELF note (owner "vrift", type 1; see
+/// `src/main.rs`), found through the program headers the kernel passed in
+/// the auxiliary vector: no syscall, no allocation, whatever name or path
+/// vrift was started under.
 fn exe_is_vrift() -> bool {
-    let mut buf = [0u8; state::PATH_MAX];
-    match sys::readlink_raw(b"/proc/self/exe", &mut buf) {
-        Some(n) => {
-            let exe = &buf[..n];
-            let name = exe.rsplit(|&c| c == b'/').next().unwrap_or(exe);
-            name == b"vrift"
-        }
-        None => false,
+    // SAFETY: getauxval only reads the saved auxiliary vector.
+    let (phdr, phnum) = unsafe {
+        (
+            libc::getauxval(libc::AT_PHDR),
+            libc::getauxval(libc::AT_PHNUM),
+        )
+    };
+    if phdr == 0 {
+        return false;
     }
+    // SAFETY: the kernel maps the program headers for the process's lifetime.
+    let phdrs =
+        unsafe { core::slice::from_raw_parts(phdr as *const libc::Elf64_Phdr, phnum as usize) };
+    // The load bias: where PT_PHDR says the headers are vs where they are.
+    let Some(bias) = phdrs
+        .iter()
+        .find(|p| p.p_type == libc::PT_PHDR)
+        .map(|p| phdr.wrapping_sub(p.p_vaddr))
+    else {
+        return false;
+    };
+    phdrs
+        .iter()
+        .filter(|p| p.p_type == libc::PT_NOTE)
+        // SAFETY: PT_NOTE segments lie inside loaded, readable segments.
+        .any(|p| unsafe { notes_have_vrift(bias.wrapping_add(p.p_vaddr), p.p_memsz as usize) })
+}
+
+/// Whether the notes at `addr..addr+len` include owner "vrift", type 1.
+///
+/// # Safety
+/// The range must be readable.
+unsafe fn notes_have_vrift(addr: u64, len: usize) -> bool {
+    let bytes = core::slice::from_raw_parts(addr as usize as *const u8, len);
+    let word = |at: usize| -> Option<usize> {
+        let b = bytes.get(at..at + 4)?;
+        Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let mut at = 0;
+    while let (Some(namesz), Some(descsz), Some(kind)) = (word(at), word(at + 4), word(at + 8)) {
+        let name = at + 12;
+        if kind == 1 && bytes.get(name..name + namesz) == Some(b"vrift\0") {
+            return true;
+        }
+        at = name + namesz.next_multiple_of(4) + descsz.next_multiple_of(4);
+    }
+    false
 }
 
 extern "C" fn init() {

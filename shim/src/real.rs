@@ -6,11 +6,13 @@
 //! calls see "unresolved", and the callers then use raw syscalls or fail
 //! softly with ENOSYS instead of recursing or deadlocking.
 
-use core::cell::Cell;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-thread_local! {
-    static RESOLVING: Cell<bool> = const { Cell::new(false) };
+extern "C" {
+    /// Sets this thread's guard; returns whether it was already set (C layer:
+    /// an initial-exec `__thread`, since the shipped library has no std).
+    fn vrift_resolving_enter() -> libc::c_int;
+    fn vrift_resolving_leave();
 }
 
 /// A lazily resolved real function.
@@ -40,13 +42,15 @@ impl RealFn {
 
     #[cold]
     fn resolve(&self) -> usize {
-        if RESOLVING.with(|r| r.replace(true)) {
+        // SAFETY: plain thread-local flag accessors.
+        if unsafe { vrift_resolving_enter() } != 0 {
             return 0;
         }
         // SAFETY: `name` is NUL-terminated; RTLD_NEXT is valid in a shared object.
         let a = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr() as *const libc::c_char) }
             as usize;
-        RESOLVING.with(|r| r.set(false));
+        // SAFETY: as above.
+        unsafe { vrift_resolving_leave() };
         self.addr.store(a, Ordering::Release);
         a
     }

@@ -68,7 +68,7 @@ impl Meta {
                 v
             }
         };
-        (pick(self.uid, &state::UID), pick(self.gid, &state::GID))
+        (pick(self.uid, state::UID), pick(self.gid, state::GID))
     }
 }
 

@@ -7,7 +7,9 @@ use crate::state::PATH_MAX;
 
 /// A NUL-terminated copy of `path` on the stack.
 pub struct CPath {
-    buf: [u8; PATH_MAX + 1],
+    /// Only `path` and its NUL are written: zeroing 4 KiB would cost more
+    /// than the syscall the path is for.
+    buf: core::mem::MaybeUninit<[u8; PATH_MAX + 1]>,
 }
 
 impl CPath {
@@ -15,8 +17,13 @@ impl CPath {
         if path.len() > PATH_MAX || path.contains(&0) {
             return None;
         }
-        let mut buf = [0u8; PATH_MAX + 1];
-        buf[..path.len()].copy_from_slice(path);
+        let mut buf = core::mem::MaybeUninit::<[u8; PATH_MAX + 1]>::uninit();
+        let p = buf.as_mut_ptr() as *mut u8;
+        // SAFETY: path.len() + 1 <= PATH_MAX + 1 bytes of the buffer.
+        unsafe {
+            core::ptr::copy_nonoverlapping(path.as_ptr(), p, path.len());
+            *p.add(path.len()) = 0;
+        }
         Some(CPath { buf })
     }
 
@@ -64,11 +71,10 @@ pub fn close_raw(fd: i32) {
 }
 
 /// Maps a whole file read-only; returns (address, length).
-pub fn map_file(path: &[u8]) -> Option<(usize, usize)> {
-    let c = CPath::new(path)?;
+pub fn map_file(path: &CStr) -> Option<(usize, usize)> {
     let fd = openat_raw(
         libc::AT_FDCWD,
-        c.as_ptr(),
+        path.as_ptr(),
         libc::O_RDONLY | libc::O_CLOEXEC,
         0,
     );

@@ -33,7 +33,7 @@ pub fn shim_path() -> Result<PathBuf> {
         }
     }
     bail!(
-        "cannot find libvrift_shim.so beside {} (build it with `cargo build -p vrift-shim`, or set {})",
+        "cannot find libvrift_shim.so beside {} (build it with `cargo build -p vrift-shim --profile shim` and copy target/shim/libvrift_shim.so there, or set {})",
         exe.display(),
         env_vars::VRIFT_SHIM_PATH
     )

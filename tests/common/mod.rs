@@ -271,20 +271,36 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Builds libvrift_shim.so beside the vrift binary (once per test binary).
+/// Builds libvrift_shim.so as it ships (panic=abort, no std: profile
+/// `shim-dev`) and puts it beside the vrift binary, where vrift looks for it
+/// (once per test binary).
 pub fn build_shim() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let st = Command::new(cargo)
-                .args(["build", "--quiet", "-p", "vrift-shim"])
+                .args([
+                    "build",
+                    "--quiet",
+                    "--profile",
+                    "shim-dev",
+                    "-p",
+                    "vrift-shim",
+                ])
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .status()
                 .expect("cargo build -p vrift-shim");
             assert!(st.success(), "building the shim failed");
-            let so = Path::new(VRIFT).parent().unwrap().join("libvrift_shim.so");
-            assert!(so.is_file(), "{} missing", so.display());
+            // target/debug/vrift -> target/shim-dev/libvrift_shim.so
+            let bin_dir = Path::new(VRIFT).parent().unwrap();
+            let built = bin_dir.parent().unwrap().join("shim-dev/libvrift_shim.so");
+            assert!(built.is_file(), "{} missing", built.display());
+            let so = bin_dir.join("libvrift_shim.so");
+            // Copy, then rename: processes of other tests may have it mapped.
+            let tmp = bin_dir.join(format!("libvrift_shim.so.{}", std::process::id()));
+            fs::copy(&built, &tmp).unwrap();
+            fs::rename(&tmp, &so).unwrap();
             so
         })
         .clone()

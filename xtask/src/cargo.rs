@@ -33,29 +33,44 @@ pub struct Release {
     pub shim: PathBuf,
 }
 
-/// Builds the release `vrift` and the release shim in one cargo run; the
-/// paths are the ones cargo reports, as in [`build_release_vrift`].
+/// Builds the release `vrift` and the shim as it ships (profile `shim`:
+/// panic=abort, no std, no libgcc_s), and puts the shim beside `vrift`,
+/// where `vrift` looks for it. The paths are the ones cargo reports, as in
+/// [`build_release_vrift`].
 pub fn build_release_vrift_and_shim() -> Result<Release> {
-    let artifacts = build_release(&["-p", "vrift", "-p", "vrift-shim", "--bin", "vrift", "--lib"])?;
-    let vrift = artifacts
-        .iter()
-        .find_map(vrift_executable)
-        .context("cargo built vrift but reported no executable for it")?;
-    let shim = artifacts
+    let vrift = build_release_vrift()?;
+    let built = build_with(&["--profile", "shim", "-p", "vrift-shim", "--lib"])?
         .iter()
         .find_map(shim_library)
         .context("cargo built vrift-shim but reported no libvrift_shim.so")?;
+    let shim = vrift
+        .parent()
+        .context("the vrift executable has no parent directory")?
+        .join("libvrift_shim.so");
+    // Copy, then rename: running processes may have the old library mapped.
+    let tmp = shim.with_extension("so.tmp");
+    std::fs::copy(&built, &tmp)
+        .with_context(|| format!("cannot copy {} to {}", built.display(), tmp.display()))?;
+    std::fs::rename(&tmp, &shim)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), shim.display()))?;
     Ok(Release { vrift, shim })
 }
 
 /// Runs `cargo build --release ARGS` and returns its `compiler-artifact`
 /// messages.
 fn build_release(args: &[&str]) -> Result<Vec<serde_json::Value>> {
+    let mut all = vec!["--release"];
+    all.extend_from_slice(args);
+    build_with(&all)
+}
+
+/// Runs `cargo build ARGS` and returns its `compiler-artifact` messages.
+fn build_with(args: &[&str]) -> Result<Vec<serde_json::Value>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let shown = format!("cargo build --release {}", args.join(" "));
+    let shown = format!("cargo build {}", args.join(" "));
     eprintln!("xtask: {shown}");
     let mut child = Command::new(cargo)
-        .args(["build", "--release"])
+        .arg("build")
         .args(args)
         .arg("--message-format=json-render-diagnostics")
         .current_dir(workspace_root())

@@ -106,3 +106,23 @@ int execle(const char *path, const char *arg, ...) {
     va_end(ap);
     return execve(path, (char *const *)argv, envp);
 }
+
+/* The resolving guard of real.rs, per thread. Rust's thread_local! needs std,
+ * which the shipped (panic=abort, no_std) library does not link. Initial-exec:
+ * the library is loaded at start, so its TLS is in the static block and an
+ * access is one instruction (no __tls_get_addr, no allocation). */
+static __thread int resolving __attribute__((tls_model("initial-exec")));
+
+int vrift_resolving_enter(void) {
+    int was = resolving;
+    resolving = 1;
+    return was;
+}
+
+void vrift_resolving_leave(void) { resolving = 0; }
+
+/* The precompiled Rust `core` carries unwind tables that name this
+ * personality routine. The shipped library is built with panic=abort and
+ * no std, so nothing unwinds and it is never called; it only has to exist.
+ * Weak, so a std build's own definition wins; hidden, so it is not exported. */
+__attribute__((weak, visibility("hidden"))) void rust_eh_personality(void) {}
