@@ -108,6 +108,19 @@ pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
             )
         })?;
         references(&manifest.read()?, &mut live)?;
+        // The project's mirror of rift programs and libraries for the loader
+        // (hard links to executable copies; remade on the next run): with
+        // --delete it goes, so the copies' space is really freed.
+        if delete {
+            let mirror = root.join(".vrift/exec");
+            match fs::remove_dir_all(&mirror) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot delete {}", mirror.display()))
+                }
+            }
+        }
         report.projects.push(root);
     }
     for (hash, path) in cas.list_blobs()? {

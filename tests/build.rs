@@ -201,9 +201,8 @@ fn a_makefile_project_builds_in_the_rift_exactly_as_natively() {
         outputs(&sb, &twin, "build", false),
         "outputs are byte-identical"
     );
-    // Programs built in the rift run from it. (One that needs a shared
-    // library from the rift at start-up does not yet: the dynamic loader's
-    // own opens bypass LD_PRELOAD; see the issue note.)
+    // Programs built in the rift run from it, with the shared library built
+    // in the rift (found through $ORIGIN).
     assert_eq!(
         sb.ok(&root, &["run", "--", "./build/bin/tool"]),
         "TOOL 3 v1.2.3\n"
@@ -214,6 +213,10 @@ fn a_makefile_project_builds_in_the_rift_exactly_as_natively() {
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&app.stdout),
+        "hello RIFT 42 v1.2.3\n"
+    );
+    assert_eq!(
+        sb.ok(&root, &["run", "--", "./build/bin/app"]),
         "hello RIFT 42 v1.2.3\n"
     );
 

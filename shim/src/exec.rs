@@ -179,6 +179,65 @@ fn restore_environ() {
     }
 }
 
+/// Calls `f` with `env` plus this library in `LD_AUDIT` (after any audit
+/// modules already named there), for a rift program: the loader then asks
+/// `audit::la_objsearch` where each library it looks for really is.
+/// Built on the stack: this may run in a vfork child.
+fn with_audit<R>(env: *const *const c_char, f: impl FnOnce(*const *const c_char) -> R) -> R {
+    const NAME: &[u8] = b"LD_AUDIT";
+    let Some(shim) = shim_path() else {
+        return f(env);
+    };
+    if env.is_null() {
+        return f(env);
+    }
+    let mut theirs: Option<&[u8]> = None;
+    let mut n = 0usize;
+    // SAFETY: env is a NULL-terminated array of C strings (exec contract).
+    unsafe {
+        while !(*env.add(n)).is_null() {
+            let e = CStr::from_ptr(*env.add(n)).to_bytes();
+            if var_name(e) == NAME {
+                let value = &e[NAME.len() + 1..];
+                if value.split(|&c| c == b':').any(|p| p == shim) {
+                    return f(env);
+                }
+                theirs = Some(value);
+            }
+            n += 1;
+        }
+    }
+    let mut entry = [0u8; PATH_MAX + 64];
+    let parts: [&[u8]; 4] = match theirs {
+        Some(t) => [b"LD_AUDIT=", t, b":", shim],
+        None => [b"LD_AUDIT=", shim, b"", b""],
+    };
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    if total >= entry.len() || n + 2 > MAX_ENV {
+        return f(env);
+    }
+    let mut k = 0;
+    for part in parts {
+        entry[k..k + part.len()].copy_from_slice(part);
+        k += part.len();
+    }
+    entry[k] = 0;
+    let mut out: [*const c_char; MAX_ENV] = [core::ptr::null(); MAX_ENV];
+    let mut m = 0;
+    for i in 0..n {
+        // SAFETY: as above.
+        let p = unsafe { *env.add(i) };
+        // SAFETY: as above.
+        if var_name(unsafe { CStr::from_ptr(p) }.to_bytes()) != NAME {
+            out[m] = p;
+            m += 1;
+        }
+    }
+    out[m] = entry.as_ptr() as *const c_char;
+    out[m + 1] = core::ptr::null();
+    f(out.as_ptr())
+}
+
 /// `<cas>/exec/<hex>`: an executable copy of a blob, made on first use.
 fn exec_copy(hash: &ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> {
     let table = state::table()?;
@@ -207,7 +266,17 @@ fn exec_copy(hash: &ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> 
     unsafe { crate::raw_syscall!(libc::SYS_mkdirat, libc::AT_FDCWD, dir.as_ptr(), 0o755) };
     let src = open_blob(hash)?;
     let mut tmp = [0u8; PATH_MAX + 1];
-    tmp[..total].copy_from_slice(&out[..total]);
+    temp_name(&out[..total], &mut tmp);
+    let ok = copy_to_executable(src, &tmp, None);
+    sys::close_raw(src);
+    (ok && rename_into_place(&tmp, out)).then_some(total)
+}
+
+/// `PATH.tmp.<pid>` (NUL-terminated) into `tmp`; `path` is at most
+/// PATH_MAX - 32 bytes.
+fn temp_name(path: &[u8], tmp: &mut [u8; PATH_MAX + 1]) {
+    let total = path.len();
+    tmp[..total].copy_from_slice(path);
     let suffix = b".tmp.";
     tmp[total..total + suffix.len()].copy_from_slice(suffix);
     let mut k = total + suffix.len();
@@ -222,6 +291,11 @@ fn exec_copy(hash: &ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> 
         }
     }
     tmp[k] = 0;
+}
+
+/// Writes the contents of `src` into a new file `tmp` (NUL-terminated),
+/// mode 0555, with `mtime` if given. False (and no file) on failure.
+fn copy_to_executable(src: c_int, tmp: &[u8; PATH_MAX + 1], mtime: Option<libc::timespec>) -> bool {
     let dst = sys::openat_raw(
         libc::AT_FDCWD,
         tmp.as_ptr() as *const c_char,
@@ -229,8 +303,7 @@ fn exec_copy(hash: &ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> 
         0o700,
     );
     if dst < 0 {
-        sys::close_raw(src);
-        return None;
+        return false;
     }
     let mut ok = true;
     loop {
@@ -256,25 +329,211 @@ fn exec_copy(hash: &ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> 
     }
     // SAFETY: fds we own.
     unsafe { crate::raw_syscall!(libc::SYS_fchmod, dst, 0o555) };
-    sys::close_raw(dst);
-    sys::close_raw(src);
-    // SAFETY: NUL-terminated paths.
-    let renamed = ok
-        && unsafe {
+    if let Some(t) = mtime {
+        let times = [t, t];
+        // SAFETY: an fd we own and two valid timespecs.
+        unsafe {
             crate::raw_syscall!(
-                libc::SYS_renameat,
-                libc::AT_FDCWD,
-                tmp.as_ptr(),
-                libc::AT_FDCWD,
-                out.as_ptr(),
+                libc::SYS_utimensat,
+                dst,
+                core::ptr::null::<c_char>(),
+                times.as_ptr(),
+                0
             )
-        } == 0;
+        };
+    }
+    sys::close_raw(dst);
+    if !ok {
+        // SAFETY: NUL-terminated path.
+        unsafe { crate::raw_syscall!(libc::SYS_unlinkat, libc::AT_FDCWD, tmp.as_ptr(), 0) };
+    }
+    ok
+}
+
+/// Renames `tmp` over `dst` (both NUL-terminated); removes `tmp` on failure.
+fn rename_into_place(tmp: &[u8; PATH_MAX + 1], dst: &[u8; PATH_MAX + 1]) -> bool {
+    // SAFETY: NUL-terminated paths.
+    let renamed = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_renameat,
+            libc::AT_FDCWD,
+            tmp.as_ptr(),
+            libc::AT_FDCWD,
+            dst.as_ptr()
+        )
+    } == 0;
     if !renamed {
         // SAFETY: NUL-terminated path.
         unsafe { crate::raw_syscall!(libc::SYS_unlinkat, libc::AT_FDCWD, tmp.as_ptr(), 0) };
+    }
+    renamed
+}
+
+/// Where rift files are mirrored for the loader, below the project root.
+pub const MIRROR_DIR: &[u8] = b"/.vrift/exec/";
+
+/// `ROOT/.vrift/exec/REL`: the rift file REL as a physical file that the
+/// kernel can exec and the dynamic loader can open — a hard link to its
+/// executable copy (a copy, if the store is on another filesystem).
+///
+/// Running a program from here rather than from `<cas>/exec/<hash>` keeps
+/// `$ORIGIN` in a tree shaped like the project, so `RUNPATH=$ORIGIN/../lib`
+/// leads the loader (through `audit::la_objsearch`) to the rift libraries
+/// beside it; `/proc/self/exe` maps back to the view path (fds.rs).
+/// Refreshed when the rift entry changes; concurrent refreshes are atomic
+/// renames of identical content.
+pub fn exec_mirror(rel: &[u8], hash: &ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> {
+    let mut copy = [0u8; PATH_MAX + 1];
+    let copy_len = exec_copy(hash, &mut copy)?;
+    let root = state::ROOT.get();
+    let base = root.len() + MIRROR_DIR.len();
+    let total = base + rel.len();
+    if rel.is_empty() || total + 32 > PATH_MAX {
         return None;
     }
-    Some(total)
+    out[..root.len()].copy_from_slice(root);
+    out[root.len()..base].copy_from_slice(MIRROR_DIR);
+    out[base..total].copy_from_slice(rel);
+    out[total] = 0;
+    let want = sys::stat_raw(&copy[..copy_len])?;
+    let stamp = hash_stamp(hash);
+    let fresh = |st: &libc::stat| {
+        (st.st_dev == want.st_dev && st.st_ino == want.st_ino)
+            || (st.st_size == want.st_size
+                && st.st_mtime == stamp.tv_sec
+                && st.st_mtime_nsec == stamp.tv_nsec)
+    };
+    if sys::stat_raw(&out[..total]).is_some_and(|st| fresh(&st)) {
+        return Some(total);
+    }
+    let mut tmp = [0u8; PATH_MAX + 1];
+    temp_name(&out[..total], &mut tmp);
+    let link = |tmp: &[u8; PATH_MAX + 1]| {
+        // SAFETY: NUL-terminated paths.
+        let r = unsafe {
+            crate::raw_syscall!(
+                libc::SYS_linkat,
+                libc::AT_FDCWD,
+                copy.as_ptr(),
+                libc::AT_FDCWD,
+                tmp.as_ptr(),
+                0
+            )
+        };
+        if r < 0 {
+            // SAFETY: errno is thread-local.
+            unsafe { *libc::__errno_location() }
+        } else {
+            0
+        }
+    };
+    let mut err = link(&tmp);
+    if err == libc::ENOENT {
+        make_parents(&mut tmp, root.len() + 1);
+        err = link(&tmp);
+    }
+    if err == libc::EEXIST {
+        // A leftover of a killed process with our pid: replace it.
+        // SAFETY: NUL-terminated path.
+        unsafe { crate::raw_syscall!(libc::SYS_unlinkat, libc::AT_FDCWD, tmp.as_ptr(), 0) };
+        err = link(&tmp);
+    }
+    if err != 0 {
+        // Another filesystem (EXDEV) or no hard links here: a copy, whose
+        // time stamp says which content it holds.
+        let src = sys::openat_raw(
+            libc::AT_FDCWD,
+            copy.as_ptr() as *const c_char,
+            libc::O_RDONLY | libc::O_CLOEXEC,
+            0,
+        );
+        if src < 0 {
+            return None;
+        }
+        let ok = copy_to_executable(src, &tmp, Some(stamp));
+        sys::close_raw(src);
+        if !ok {
+            return None;
+        }
+    }
+    rename_into_place(&tmp, out).then_some(total)
+}
+
+/// Makes the mirrors of the directories a program's run path names through
+/// `$ORIGIN` (those the view has): the loader checks that each search
+/// directory exists — the first time while loading the audit hook itself,
+/// before the hook can answer — and never looks in one again.
+/// `mirror`: the program's mirror (NUL-terminated); `view`: its view path.
+fn prepare_origin_dirs(mirror: &[u8; PATH_MAX + 1], view: &[u8]) {
+    let mlen = mirror.iter().position(|&c| c == 0).unwrap_or(0);
+    let (Some(md), Some(vd)) = (
+        mirror[..mlen].iter().rposition(|&c| c == b'/'),
+        view.iter().rposition(|&c| c == b'/'),
+    ) else {
+        return;
+    };
+    let fd = sys::openat_raw(
+        libc::AT_FDCWD,
+        mirror.as_ptr() as *const c_char,
+        libc::O_RDONLY | libc::O_CLOEXEC,
+        0,
+    );
+    if fd < 0 {
+        return;
+    }
+    let root_len = state::ROOT.get().len();
+    crate::elfdyn::for_each_run_path_entry(fd, |entry| {
+        let rest = entry
+            .strip_prefix(b"$ORIGIN")
+            .or_else(|| entry.strip_prefix(b"${ORIGIN}"));
+        let Some(rest) = rest else { return };
+        let mut p = [0u8; PATH_MAX + 1];
+        // The view's directory first: mirror only what the view has.
+        let vn = vd + rest.len();
+        if vn + 2 > PATH_MAX || md + rest.len() + 2 > PATH_MAX {
+            return;
+        }
+        p[..vd].copy_from_slice(&view[..vd]);
+        p[vd..vn].copy_from_slice(rest);
+        p[vn] = 0;
+        // SAFETY: all-zero is a valid stat buffer.
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        if crate::stat::stat(p.as_ptr() as *const c_char, &mut st) != 0
+            || st.st_mode & libc::S_IFMT != libc::S_IFDIR
+        {
+            return;
+        }
+        let mn = md + rest.len();
+        p[..md].copy_from_slice(&mirror[..md]);
+        p[md..mn].copy_from_slice(rest);
+        p[mn] = b'/';
+        p[mn + 1] = 0;
+        make_parents(&mut p, root_len + 1);
+    });
+    sys::close_raw(fd);
+}
+
+/// A modification time derived from the content hash: how a mirror that
+/// had to be copied (not linked) is known to be current.
+fn hash_stamp(hash: &ContentHash) -> libc::timespec {
+    let b = &hash.0;
+    libc::timespec {
+        tv_sec: u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as libc::time_t,
+        tv_nsec: (u32::from_le_bytes([b[4], b[5], b[6], b[7]]) % 1_000_000_000) as libc::c_long,
+    }
+}
+
+/// `mkdir -p` of the directories of `path` (NUL-terminated) below `from`.
+pub(crate) fn make_parents(path: &mut [u8; PATH_MAX + 1], from: usize) {
+    let end = path.iter().position(|&c| c == 0).unwrap_or(PATH_MAX);
+    for i in from..end {
+        if path[i] == b'/' {
+            path[i] = 0;
+            // SAFETY: NUL-terminated path.
+            unsafe { crate::raw_syscall!(libc::SYS_mkdirat, libc::AT_FDCWD, path.as_ptr(), 0o755) };
+            path[i] = b'/';
+        }
+    }
 }
 
 fn copy_by_read(src: c_int, dst: c_int) -> bool {
@@ -447,12 +706,17 @@ fn exec_resolved(
                 // The interpreter may itself live in the rift.
                 return exec_resolved(args[0], args.as_ptr(), env);
             }
-            let mut copy = [0u8; PATH_MAX + 1];
-            if exec_copy(&header.hash, &mut copy).is_none() {
+            let mut mirror = [0u8; PATH_MAX + 1];
+            if exec_mirror(buf.rel(), &header.hash, &mut mirror).is_none() {
                 sys::complain(&[b"vrift: cannot prepare the rift executable ", buf.abs()]);
                 return fail(libc::EIO);
             }
-            real(copy.as_ptr() as *const c_char, argv)
+            prepare_origin_dirs(&mirror, buf.abs());
+            let mirror = mirror.as_ptr() as *const c_char;
+            with_audit(
+                env,
+                |env| call_real!(EXECVE(mirror, argv, env) or fail(libc::ENOSYS)),
+            )
         }
     }
 }
@@ -580,15 +844,20 @@ fn spawn_target(
     copy: &mut [u8; PATH_MAX + 1],
     line: &mut [u8; 256],
     args: &mut [*const c_char; MAX_ARGS],
-) -> Result<(*const c_char, *const *const c_char), c_int> {
+) -> Result<SpawnTarget, c_int> {
+    let plain = |path, argv| SpawnTarget {
+        path,
+        argv,
+        rift_program: false,
+    };
     if path.is_null() {
-        return Ok((path, argv));
+        return Ok(plain(path, argv));
     }
     // SAFETY: a NUL-terminated path (spawn contract).
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();
     match resolve(libc::AT_FDCWD, p, true, buf).0 {
-        View::Pass | View::Disk { rewritten: false } => Ok((path, argv)),
-        View::Disk { rewritten: true } => Ok((buf.c_ptr(), argv)),
+        View::Pass | View::Disk { rewritten: false } => Ok(plain(path, argv)),
+        View::Disk { rewritten: true } => Ok(plain(buf.c_ptr(), argv)),
         View::Error(e) => Err(e),
         View::Entry { header, .. } if header.is_staged() => {
             if crate::write::seal_for_exec(buf.rel()) != 0 {
@@ -603,12 +872,25 @@ fn spawn_target(
             }
             if let Some(sb) = shebang(&header.hash, line) {
                 script_argv(line, &sb, buf.c_ptr(), argv, args)?;
-                return Ok((args[0], args.as_ptr()));
+                return Ok(plain(args[0], args.as_ptr()));
             }
-            exec_copy(&header.hash, copy).ok_or(libc::EIO)?;
-            Ok((copy.as_ptr() as *const c_char, argv))
+            exec_mirror(buf.rel(), &header.hash, copy).ok_or(libc::EIO)?;
+            prepare_origin_dirs(copy, buf.abs());
+            Ok(SpawnTarget {
+                path: copy.as_ptr() as *const c_char,
+                argv,
+                rift_program: true,
+            })
         }
     }
+}
+
+/// What posix_spawn really starts.
+struct SpawnTarget {
+    path: *const c_char,
+    argv: *const *const c_char,
+    /// A rift executable (run from its mirror, with the audit hook).
+    rift_program: bool,
 }
 
 #[no_mangle]
@@ -624,14 +906,19 @@ pub extern "C" fn posix_spawn(
     let mut copy = [0u8; PATH_MAX + 1];
     let mut line = [0u8; 256];
     let mut args: [*const c_char; MAX_ARGS] = [core::ptr::null(); MAX_ARGS];
-    let (target, argv) = match spawn_target(path, argv, &mut buf, &mut copy, &mut line, &mut args) {
+    let t = match spawn_target(path, argv, &mut buf, &mut copy, &mut line, &mut args) {
         Ok(t) => t,
         Err(e) => return e,
     };
-    with_env(
-        envp,
-        |env| call_real!(POSIX_SPAWN(pid, target, actions, attr, argv, env) or libc::ENOSYS),
-    )
+    let spawn =
+        |env| call_real!(POSIX_SPAWN(pid, t.path, actions, attr, t.argv, env) or libc::ENOSYS);
+    with_env(envp, |env| {
+        if t.rift_program {
+            with_audit(env, spawn)
+        } else {
+            spawn(env)
+        }
+    })
 }
 
 #[no_mangle]
@@ -706,7 +993,7 @@ fn dl_target(
     }
     match view {
         View::Entry { header, .. } if header.kind == Kind::File && !header.is_staged() => {
-            if exec_copy(&header.hash, copy).is_some() {
+            if exec_mirror(buf.rel(), &header.hash, copy).is_some() {
                 copy.as_ptr() as *const c_char
             } else {
                 path

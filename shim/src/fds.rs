@@ -98,6 +98,9 @@ fn readlink_impl(
         let n = fdtable::path(fd, &mut view);
         return (n > 0).then(|| copy_out(&view[..n], buf, size));
     }
+    if p == b"/proc/self/exe" {
+        return exe_path(buf, size);
+    }
     let mut pb = PathBuf::new();
     match resolve(dirfd, p, false, &mut pb).0 {
         View::Pass | View::Disk { rewritten: false } => None,
@@ -114,6 +117,28 @@ fn readlink_impl(
         }),
         View::Error(e) => Some(fail(e) as ssize_t),
     }
+}
+
+/// `/proc/self/exe`: a rift program runs from its mirror
+/// (`ROOT/.vrift/exec/REL`, exec.rs), but is `ROOT/REL` in the view.
+fn exe_path(buf: *mut c_char, size: size_t) -> Option<ssize_t> {
+    let mut exe = [0u8; crate::state::PATH_MAX];
+    let n = crate::sys::readlink_raw(b"/proc/self/exe", &mut exe)?;
+    let root = crate::state::ROOT.get();
+    let exe = &exe[..n];
+    let Some(rest) = exe
+        .strip_prefix(root)
+        .and_then(|r| r.strip_prefix(crate::exec::MIRROR_DIR))
+        .filter(|_| !root.is_empty())
+    else {
+        return Some(copy_out(exe, buf, size));
+    };
+    let mut view = [0u8; crate::state::PATH_MAX + 1];
+    let total = root.len() + 1 + rest.len();
+    view[..root.len()].copy_from_slice(root);
+    view[root.len()] = b'/';
+    view[root.len() + 1..total].copy_from_slice(rest);
+    Some(copy_out(&view[..total], buf, size))
 }
 
 #[no_mangle]

@@ -30,9 +30,11 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
     unsafe { libc::abort() }
 }
 
+pub mod audit;
 pub mod client;
 pub mod cwd;
 pub mod dir;
+pub mod elfdyn;
 pub mod exec;
 pub mod fds;
 pub mod fdtable;
