@@ -74,6 +74,8 @@ fn twin() -> Twin {
             .unwrap()
             .success());
     }
+    // A symlink to a directory: a rift symlink once ingested.
+    std::os::unix::fs::symlink("pkg-1", deps.join("pkg-link")).unwrap();
     fs::create_dir_all(root.join("src")).unwrap();
     fs::write(
         root.join("src/main.c"),
@@ -290,7 +292,7 @@ fn vrift_itself_is_not_affected_inside_run() {
     let bin = if has_cc() { 3 } else { 1 };
     assert_eq!(
         v["phantom"]["entries"].as_u64().unwrap(),
-        12 * 5 + 1 + 4 + 1 + bin
+        12 * 5 + 1 + 4 + 1 + 1 + bin
     );
     // Exit codes pass through.
     let out = t.sb.run(&t.root, &["run", "--", "sh", "-c", "exit 7"]);
@@ -381,8 +383,8 @@ print(os.popen('cat deps/pkg-4/package.json').read().strip())
 }
 
 /// glibc's own walkers and name functions (glob, nftw, scandir, realpath,
-/// canonicalize_file_name) must see the view too. (glibc's fts_* is not
-/// rebuilt yet; find, du and the coreutils use gnulib's fts, tested above.)
+/// canonicalize_file_name) must see the view too. (glibc's fts_* is tested
+/// below; find, du and the coreutils use gnulib's fts, tested above.)
 const WALK_C: &str = r#"
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -450,42 +452,182 @@ fn freopen_readdir_r_statfs_and_access_match_the_copy() {
     );
 }
 
+/// Directory reads that bypass readdir's plain loop: telldir/seekdir across
+/// the disk and rift phases of a merged stream, dirfd, raw getdents64 and
+/// getdents (syscall and glibc wrapper), glibc's fts_* (rebuilt on the view:
+/// glibc's own calls libc internally), and getcwd after a chdir through a
+/// rift symlink. A whiteout and ingested (rift-only) files are in the tree.
 #[test]
-fn the_version_script_and_the_exports_agree() {
-    // Every symbol the version script names is defined, and nothing else
-    // leaks out of the library.
+fn telldir_getdents_fts_and_getcwd_see_the_view() {
+    use vrift::manifest::{Layer, Manifest, Record};
+    let t = twin();
+    if !has_cc() {
+        eprintln!("skipped: no C compiler");
+        return;
+    }
+    {
+        let project = vrift::project::Project::at(&t.root).unwrap();
+        let cas = vrift::cas::Cas::open(&t.sb.store()).unwrap();
+        let manifest = Manifest::open(&project.manifest_path(), false).unwrap();
+        let txn = manifest.write().unwrap();
+        txn.put(Layer::Rift, b"deps/pkg-1/LICENSE", &Record::Whiteout)
+            .unwrap();
+        txn.commit().unwrap();
+        vrift::table::publish(&project, &cas, &manifest).unwrap();
+    }
+    fs::remove_file(t.copy.join("deps/pkg-1/LICENSE")).unwrap();
+    let bin = compile_c(&t.sb, "dirs", &[]);
+    let bin = bin.to_str().unwrap();
+    for dir in ["deps", "deps/pkg-1", "deps/pkg-0/lib"] {
+        let out = t.same(&format!("{bin} seek {dir}"));
+        assert!(
+            out.contains(" bad=0 past_end=0 dirfd_bad=0\n"),
+            "{dir}: {out}"
+        );
+        let out = t.same(&format!("{bin} dents {dir}"));
+        assert!(out.contains("all three agree 1\n"), "{dir}: {out}");
+    }
+    let out = t.same(&format!("{bin} dents deps/pkg-1"));
+    assert!(out.contains("dent package.json 8\n"), "{out}");
+    assert!(!out.contains("LICENSE"), "the whiteout is hidden: {out}");
+    assert!(
+        out.contains(" small 0/-1\n"),
+        "at the end: 0; a too-small buffer: EINVAL: {out}"
+    );
+    let out = t.same(&format!("{bin} fts deps"));
+    assert!(
+        out.contains("fts 8 2 deps/pkg-3/package.json 35 100644\n"),
+        "{out}"
+    );
+    assert!(out.contains("fts 12 1 deps/pkg-link 5 120777\n"), "{out}");
+    assert!(
+        out.contains("fts 8 2 deps/pkg-link/package.json"),
+        "logical: {out}"
+    );
+    assert!(!out.contains("pkg-1/LICENSE"), "{out}");
+    let out = t.same(&format!("{bin} cwd deps/pkg-link"));
+    assert_eq!(
+        out,
+        "getcwd deps/pkg-1\ngetcwd-malloc same 1\nrelative stat 35\nafter fchdir deps/pkg-1 1\n"
+    );
+    t.same("cd deps/pkg-link && pwd -P | sed 's|.*/deps/|deps/|' && cat package.json");
+}
+
+/// `shim/exports.txt` is the one table of exports: the library exports
+/// exactly its symbols (build.rs makes the version script from it), and each
+/// row names a test that exists, or a variant row that has one.
+#[test]
+fn every_export_is_a_table_row_with_a_test() {
     let so = build_shim();
-    let map = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shim/shim.map"),
-    )
-    .unwrap();
-    let body = map
-        .split("global:")
-        .nth(1)
-        .unwrap()
-        .split("local:")
-        .next()
-        .unwrap();
-    let mut wanted: Vec<String> = body
-        .split(';')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let table = fs::read_to_string(manifest.join("shim/exports.txt")).unwrap();
+    let rows: std::collections::BTreeMap<&str, &str> = table
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?, w.next().unwrap_or("")))
+        })
         .collect();
-    wanted.sort();
+    let mut missing = Vec::new();
+    for (sym, proof) in &rows {
+        let test = match proof.strip_prefix('=') {
+            Some(base) => match rows.get(base) {
+                Some(p) if !p.starts_with('=') && !p.is_empty() => *p,
+                _ => {
+                    missing.push(format!("{sym}: variant of {base}, which has no test"));
+                    continue;
+                }
+            },
+            None => proof,
+        };
+        let Some((file, name)) = test.split_once("::") else {
+            missing.push(format!("{sym}: no test named"));
+            continue;
+        };
+        let src = fs::read_to_string(manifest.join(format!("tests/{file}.rs"))).unwrap_or_default();
+        if !src.contains(&format!("#[test]\nfn {name}()")) {
+            missing.push(format!("{sym}: no test {file}::{name}"));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
     let nm = Command::new("nm")
         .args(["-D", "--defined-only"])
         .arg(&so)
         .output();
     let Ok(nm) = nm else {
-        eprintln!("skipped: nm is not installed");
+        eprintln!("skipped the export check: nm is not installed");
         return;
     };
-    let mut exported: Vec<String> = String::from_utf8_lossy(&nm.stdout)
+    let exported: std::collections::BTreeSet<String> = String::from_utf8_lossy(&nm.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
         .collect();
-    exported.sort();
-    assert_eq!(exported, wanted);
+    let wanted: std::collections::BTreeSet<String> = rows.keys().map(|s| s.to_string()).collect();
+    assert_eq!(
+        exported.difference(&wanted).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "exported but not in the table"
+    );
+    assert_eq!(
+        wanted.difference(&exported).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "in the table but not exported"
+    );
+}
+
+/// Binaries linked against older symbol versions (realpath@GLIBC_2.2.5,
+/// glob@GLIBC_2.2.5, nftw@GLIBC_2.2.5) bind to the shim's unversioned
+/// definitions just as new ones do, and so see the view.
+const OLD_VERSIONS_C: &str = r#"
+#define _GNU_SOURCE
+#include <ftw.h>
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+extern char *realpath_old(const char *, char *);
+extern int glob_old(const char *, int, int (*)(const char *, int), glob_t *);
+extern int nftw_old(const char *, int (*)(const char *, const struct stat *, int, struct FTW *), int, int);
+__asm__(".symver realpath_old, realpath@GLIBC_2.2.5");
+__asm__(".symver glob_old, glob@GLIBC_2.2.5");
+__asm__(".symver nftw_old, nftw@GLIBC_2.2.5");
+static int files;
+static int cb(const char *p, const struct stat *s, int t, struct FTW *f) { if (t == FTW_F) files++; return 0; }
+int main(void) {
+    char buf[4096], buf2[4096];
+    char *a = realpath_old("deps/.bin/tool", buf), *b = realpath("deps/.bin/tool", buf2);
+    printf("realpath old %s new-same %d\n", a ? strstr(a, "/deps/") + 1 : "(null)", a && b && strcmp(a, b) == 0);
+    glob_t g;
+    if (glob_old("deps/pkg-1*/lib/*.js", 0, NULL, &g) == 0)
+        for (size_t i = 0; i < g.gl_pathc; i++) printf("glob old %s\n", g.gl_pathv[i]);
+    nftw_old("deps", cb, 16, FTW_PHYS);
+    printf("nftw old files=%d\n", files);
+    return 0;
+}
+"#;
+
+#[test]
+fn old_symbol_versions_bind_to_the_shim() {
+    let t = twin();
+    if !has_cc() {
+        eprintln!("skipped: no C compiler");
+        return;
+    }
+    let bin = compile_c_source(&t.sb, "oldvers", OLD_VERSIONS_C);
+    if let Ok(o) = Command::new("objdump").arg("-T").arg(&bin).output() {
+        let syms = String::from_utf8_lossy(&o.stdout);
+        assert!(syms.contains("(GLIBC_2.2.5) realpath"), "{syms}");
+        assert!(syms.contains("(GLIBC_2.3)  realpath"), "{syms}");
+    }
+    let out = t.same(bin.to_str().unwrap());
+    assert!(
+        out.starts_with("realpath old deps/pkg-0/lib/m0.js new-same 1\n"),
+        "{out}"
+    );
+    assert!(out.contains("glob old deps/pkg-1/lib/m0.js\n"), "{out}");
+    let files = 12 * 5 + 1 + 4 + if has_cc() { 3 } else { 1 };
+    assert!(out.ends_with(&format!("nftw old files={files}\n")), "{out}");
 }
 
 #[test]

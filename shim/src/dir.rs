@@ -4,14 +4,20 @@
 //!
 //! A `DIR*` of a directory the rift has something to say about is registered
 //! in a fixed table (open addressing on the pointer); every other `DIR*`
-//! costs one probe and goes straight to libc.
+//! costs one probe and goes straight to libc. `telldir`/`seekdir` positions
+//! cover both phases of a merged stream (see `RIFT_POS0`); `dirfd` needs no
+//! help (the stream's fd is the physical directory, known to the fd table).
+//!
+//! Raw reads (`getdents64`, and `syscall(SYS_getdents64/SYS_getdents)`)
+//! of a directory fd the shim knows give the same merged listing; their
+//! position lives in the fd table (see [`getdents`]).
 
 use core::cell::UnsafeCell;
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use libc::{c_char, c_int, dirent, dirent64, DIR};
-use vrift_format::table::Children;
+use libc::{c_char, c_int, c_long, dirent, dirent64, DIR};
+use vrift_format::table::{Children, Table};
 use vrift_format::{Kind, RecordRef, DIR_CREATED, DIR_OPAQUE};
 
 use crate::real::fail;
@@ -190,6 +196,54 @@ pub extern "C" fn fdopendir(fd: c_int) -> *mut DIR {
     dirp
 }
 
+/// Whether the physical entry `name` of a directory is left out of the
+/// merged listing: shadowed or hidden by the rift (its view comes from the
+/// rift phase), or outside what an opaque directory shows. `key[..prefix]`
+/// holds the directory's rift path and its `/` (nothing for the root);
+/// the rest of `key` is scratch.
+fn hidden_on_disk(
+    table: &Table<'_>,
+    key: &mut [u8; PATH_MAX],
+    prefix: usize,
+    name: &[u8],
+    at_root: bool,
+    opaque: bool,
+) -> bool {
+    if name == b"." || name == b".." {
+        return false;
+    }
+    if prefix + name.len() > PATH_MAX {
+        return opaque;
+    }
+    key[prefix..prefix + name.len()].copy_from_slice(name);
+    let child = &key[..prefix + name.len()];
+    if at_root && name == b".vrift" {
+        // vrift's state is passed through as is.
+        return false;
+    }
+    if table.lookup(child).is_some() {
+        return true;
+    }
+    // An opaque directory shows only what the rift made in it (its files in
+    // the rift phase, the directories it created here).
+    opaque
+        && table
+            .dir(child)
+            .is_none_or(|d| d.flags & DIR_CREATED as u64 == 0)
+}
+
+/// The key buffer of a directory's children: `rel` and a `/` (nothing for
+/// the root); returns the prefix length.
+fn child_key(key: &mut [u8; PATH_MAX], rel: &[u8]) -> usize {
+    key[..rel.len()].copy_from_slice(rel);
+    if rel.is_empty() {
+        0
+    } else {
+        key[rel.len()] = b'/';
+        rel.len() + 1
+    }
+}
+
 /// The next merged entry, or None at the end. `real_next` reads one
 /// physical entry (readdir or readdir64), returning its name and type.
 fn next_merged(
@@ -201,13 +255,7 @@ fn next_merged(
     let table = state::table()?;
     let mut key = [0u8; PATH_MAX];
     let rel_len = m.rel_len;
-    key[..rel_len].copy_from_slice(&m.rel[..rel_len]);
-    let prefix = if rel_len == 0 {
-        0
-    } else {
-        key[rel_len] = b'/';
-        rel_len + 1
-    };
+    let prefix = child_key(&mut key, &m.rel[..rel_len]);
     while !m.disk_done {
         let Some((name_ptr, dtype, ino, off)) = real_next() else {
             m.disk_done = true;
@@ -215,23 +263,7 @@ fn next_merged(
         };
         // SAFETY: d_name is NUL-terminated.
         let name = unsafe { CStr::from_ptr(name_ptr as *const c_char) }.to_bytes();
-        if name != b"." && name != b".." && prefix + name.len() <= PATH_MAX {
-            key[prefix..prefix + name.len()].copy_from_slice(name);
-            let child = &key[..prefix + name.len()];
-            if rel_len == 0 && name == b".vrift" {
-                // vrift's state is passed through as is.
-            } else if table.lookup(child).is_some() {
-                continue; // shadowed or hidden: the rift's view comes in phase 2
-            } else if m.opaque
-                && table
-                    .dir(child)
-                    .is_none_or(|d| d.flags & DIR_CREATED as u64 == 0)
-            {
-                // An opaque directory shows only what the rift made in it
-                // (its files in phase 2, the directories it created here).
-                continue;
-            }
-        } else if m.opaque && name != b"." && name != b".." {
+        if hidden_on_disk(&table, &mut key, prefix, name, rel_len == 0, m.opaque) {
             continue;
         }
         return Some(fill(&mut m.ent, name, dtype, ino, off));
@@ -243,7 +275,7 @@ fn next_merged(
     for (name, rec) in children {
         m.served += 1;
         if let RecordRef::Entry { header, .. } = rec {
-            let off = (1i64 << 62) + m.served;
+            let off = rift_pos(m.served);
             return Some(fill(
                 &mut m.ent,
                 name,
@@ -308,6 +340,60 @@ pub extern "C" fn rewinddir(dirp: *mut DIR) {
     call_real!(REWINDDIR(dirp) or ())
 }
 
+/// Positions of a merged stream. In the disk phase a position is libc's own
+/// (`telldir` of the physical stream: the kernel's directory offset, never
+/// negative on Linux file systems). In the rift phase it is `RIFT_POS0 -
+/// served` (≤ -2: never a kernel offset, never telldir's -1 error), where
+/// `served` counts the rift children consumed so far. The rift entries'
+/// `d_off` use the same encoding, so either can be passed to `seekdir`.
+const RIFT_POS0: i64 = -2;
+
+fn rift_pos(served: i64) -> i64 {
+    RIFT_POS0 - served
+}
+
+/// Restarts the rift phase of `m` after `served` children (`seekdir`).
+fn seek_rift(m: &mut Merge, served: i64) {
+    m.disk_done = true;
+    m.served = 0;
+    m.children = state::table()
+        .and_then(|t| t.dir(&m.rel[..m.rel_len]))
+        .map(|d| d.children());
+    if let Some(children) = m.children.as_mut() {
+        while m.served < served && children.next().is_some() {
+            m.served += 1;
+        }
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn telldir(dirp: *mut DIR) -> c_long {
+    if let Some(slot) = find(dirp) {
+        // SAFETY: the slot belongs to this stream.
+        let m = unsafe { &*slot.merge.get() };
+        if m.disk_done {
+            return rift_pos(m.served);
+        }
+    }
+    call_real!(TELLDIR(dirp) or fail(libc::ENOSYS) as c_long)
+}
+
+#[no_mangle]
+pub extern "C" fn seekdir(dirp: *mut DIR, pos: c_long) {
+    if let Some(slot) = find(dirp) {
+        // SAFETY: the slot belongs to this stream.
+        let m = unsafe { &mut *slot.merge.get() };
+        if pos <= RIFT_POS0 {
+            seek_rift(m, RIFT_POS0 - pos);
+            return;
+        }
+        m.disk_done = false;
+        m.children = None;
+        m.served = 0;
+    }
+    call_real!(SEEKDIR(dirp, pos) or ())
+}
+
 #[no_mangle]
 pub extern "C" fn closedir(dirp: *mut DIR) -> c_int {
     unregister(dirp);
@@ -345,4 +431,183 @@ pub extern "C" fn readdir64_r(
 #[no_mangle]
 pub extern "C" fn readdir_r(dirp: *mut DIR, entry: *mut dirent, result: *mut *mut dirent) -> c_int {
     readdir64_r(dirp, entry as *mut dirent64, result as *mut *mut dirent64)
+}
+
+// ---------------------------------------------------------------- getdents
+
+/// The record layouts of getdents(2): `linux_dirent64`, and the older
+/// `linux_dirent` (x86_64 only) whose type byte ends the record.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Dents {
+    V64,
+    Old,
+}
+
+impl Dents {
+    fn sysno(self) -> libc::c_long {
+        match self {
+            Dents::V64 => libc::SYS_getdents64,
+            #[cfg(target_arch = "x86_64")]
+            Dents::Old => libc::SYS_getdents,
+            #[cfg(not(target_arch = "x86_64"))]
+            Dents::Old => -1,
+        }
+    }
+
+    fn name_off(self) -> usize {
+        match self {
+            Dents::V64 => 19,
+            Dents::Old => 18,
+        }
+    }
+
+    fn reclen(self, name_len: usize) -> usize {
+        // V64: NUL after the name; Old: NUL and the type byte.
+        let extra = if self == Dents::V64 { 1 } else { 2 };
+        (self.name_off() + name_len + extra + 7) & !7
+    }
+}
+
+/// The caller's buffer of raw records.
+struct DentBuf {
+    fmt: Dents,
+    buf: *mut u8,
+    cap: usize,
+}
+
+impl DentBuf {
+    /// One record at `at` if it fits; its length.
+    ///
+    /// # Safety
+    /// `buf` must be valid for writes of `cap` bytes.
+    unsafe fn put(&self, at: usize, name: &[u8], ino: u64, off: i64, dtype: u8) -> Option<usize> {
+        let fmt = self.fmt;
+        let len = fmt.reclen(name.len());
+        if at + len > self.cap || len > u16::MAX as usize {
+            return None;
+        }
+        let rec = self.buf.add(at);
+        core::ptr::write_bytes(rec, 0, len);
+        (rec as *mut u64).write_unaligned(ino);
+        (rec.add(8) as *mut i64).write_unaligned(off);
+        (rec.add(16) as *mut u16).write_unaligned(len as u16);
+        if fmt == Dents::V64 {
+            *rec.add(18) = dtype;
+        } else {
+            *rec.add(len - 1) = dtype;
+        }
+        core::ptr::copy_nonoverlapping(name.as_ptr(), rec.add(fmt.name_off()), name.len());
+        Some(len)
+    }
+}
+
+/// getdents(2)/getdents64(2) of `fd`. For a directory fd the shim knows
+/// (opened through it with O_DIRECTORY, or by opendir) whose directory the
+/// rift has something to say about, the records are the merged listing,
+/// in the same order as readdir: the kernel's entries, filtered in place,
+/// then the rift's. Every other fd costs one load and goes to the kernel.
+///
+/// Positions: in the rift phase the fd's kernel offset stays at the end of
+/// the directory and the shim counts the rift children served (in the fd
+/// table). `lseek(fd, 0, SEEK_SET)` (a rewind) is noticed because the
+/// kernel's offset then differs from that end; seeking to a rift record's
+/// `d_off` with lseek is not supported (it is honoured by seekdir).
+pub fn getdents(fd: c_int, buf: *mut u8, count: usize, fmt: Dents) -> isize {
+    // SAFETY: the caller's buffer goes to the kernel, which checks it.
+    let raw = || unsafe { crate::raw_syscall!(fmt.sysno(), fd, buf, count) as isize };
+    if !crate::fdtable::is_dir(fd) || !state::ready() || fmt.sysno() < 0 {
+        return raw();
+    }
+    let Some(table) = state::table() else {
+        return raw();
+    };
+    let mut path = [0u8; PATH_MAX];
+    // SAFETY: `path` holds PATH_MAX bytes.
+    let Some(n) = (unsafe { crate::fdtable::dir_path_into(fd, path.as_mut_ptr(), PATH_MAX) })
+    else {
+        return raw();
+    };
+    let Some(rel) = vrift_format::pathnorm::domain_rel(&path[..n], state::ROOT.get()) else {
+        return raw();
+    };
+    let Some(dir) = table.dir(rel) else {
+        return raw();
+    };
+    let opaque = dir.flags & DIR_OPAQUE as u64 != 0;
+    let mut key = [0u8; PATH_MAX];
+    let prefix = child_key(&mut key, rel);
+    let at_root = rel.is_empty();
+    // SAFETY: lseek on the caller's fd, position unchanged.
+    let here = || unsafe { crate::raw_syscall!(libc::SYS_lseek, fd, 0, libc::SEEK_CUR) } as i64;
+    let (mut served, eof) = crate::fdtable::dents(fd);
+    // A rewind (or any seek) since the rift phase began restarts the disk phase.
+    if served >= 0 && here() != eof {
+        served = -1;
+        crate::fdtable::set_dents(fd, -1, 0);
+    }
+    if served < 0 {
+        loop {
+            let got = raw();
+            if got <= 0 {
+                if got < 0 {
+                    return got;
+                }
+                break;
+            }
+            let (mut r, mut w) = (0usize, 0usize);
+            while r < got as usize {
+                // SAFETY: the kernel wrote `got` bytes of whole records.
+                unsafe {
+                    let rec = buf.add(r);
+                    let len = (rec.add(16) as *const u16).read_unaligned() as usize;
+                    let name = CStr::from_ptr(rec.add(fmt.name_off()) as *const c_char).to_bytes();
+                    if !hidden_on_disk(&table, &mut key, prefix, name, at_root, opaque) {
+                        if w != r {
+                            core::ptr::copy(rec, buf.add(w), len);
+                        }
+                        w += len;
+                    }
+                    r += len.max(1);
+                }
+            }
+            if w > 0 {
+                return w as isize;
+            }
+        }
+        served = 0;
+        crate::fdtable::set_dents(fd, 0, here());
+    }
+    let mut children = dir.children();
+    let mut i = 0;
+    while i < served && children.next().is_some() {
+        i += 1;
+    }
+    let out = DentBuf {
+        fmt,
+        buf,
+        cap: count,
+    };
+    let mut w = 0;
+    for (name, rec) in children {
+        if let RecordRef::Entry { header, .. } = rec {
+            let dtype = d_type(header.kind, header.mode);
+            // SAFETY: the caller's buffer of `count` bytes.
+            match unsafe { out.put(w, name, header.ino, rift_pos(i + 1), dtype) } {
+                Some(len) => w += len,
+                None if w == 0 => return fail(libc::EINVAL) as isize,
+                None => break,
+            }
+        }
+        i += 1;
+    }
+    let (_, eof) = crate::fdtable::dents(fd);
+    crate::fdtable::set_dents(fd, i, eof);
+    w as isize
+}
+
+/// glibc's `getdents64` wrapper (2.30+), for tools that read directories
+/// without readdir.
+#[no_mangle]
+pub extern "C" fn getdents64(fd: c_int, buf: *mut libc::c_void, count: libc::size_t) -> isize {
+    getdents(fd, buf as *mut u8, count.min(i32::MAX as usize), Dents::V64)
 }

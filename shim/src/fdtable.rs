@@ -35,6 +35,11 @@ struct Slot {
     owner: AtomicU64,
     path_len: AtomicUsize,
     path: [AtomicU8; PATH_CAP],
+    /// Raw directory reads (`getdents`) of a merged directory: -1 while the
+    /// kernel's entries are served, else the rift children served so far.
+    dents_served: AtomicI64,
+    /// The kernel's offset at the end of its entries (to notice a rewind).
+    dents_eof: AtomicI64,
 }
 
 static SLOTS: [Slot; MAX_FDS] = [const {
@@ -47,6 +52,8 @@ static SLOTS: [Slot; MAX_FDS] = [const {
         owner: AtomicU64::new(0),
         path_len: AtomicUsize::new(0),
         path: [const { AtomicU8::new(0) }; PATH_CAP],
+        dents_served: AtomicI64::new(-1),
+        dents_eof: AtomicI64::new(0),
     }
 }; MAX_FDS];
 
@@ -123,7 +130,32 @@ fn store(fd: i32, kind: u8, meta: &Meta, path: &[u8]) {
         s.path[i].store(*b, Ordering::Relaxed);
     }
     s.path_len.store(n, Ordering::Relaxed);
+    s.dents_served.store(-1, Ordering::Relaxed);
     s.kind.store(kind, Ordering::Release);
+}
+
+/// Whether `fd` is a directory fd whose path the shim knows (one load).
+#[inline]
+pub fn is_dir(fd: i32) -> bool {
+    slot(fd).is_some_and(|s| s.kind.load(Ordering::Acquire) == DIR)
+}
+
+/// Where raw directory reads of `fd` stand: (rift children served or -1,
+/// the kernel's end offset).
+pub fn dents(fd: i32) -> (i64, i64) {
+    slot(fd).map_or((-1, 0), |s| {
+        (
+            s.dents_served.load(Ordering::Relaxed),
+            s.dents_eof.load(Ordering::Relaxed),
+        )
+    })
+}
+
+pub fn set_dents(fd: i32, served: i64, eof: i64) {
+    if let Some(s) = slot(fd) {
+        s.dents_eof.store(eof, Ordering::Relaxed);
+        s.dents_served.store(served, Ordering::Relaxed);
+    }
 }
 
 /// What `fstat(fd)` must report, if `fd` shows a rift entry. For a staged

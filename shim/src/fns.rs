@@ -41,6 +41,8 @@ crate::real! {
     READDIR = "readdir": fn(*mut DIR) -> *mut dirent;
     READDIR64 = "readdir64": fn(*mut DIR) -> *mut dirent64;
     REWINDDIR = "rewinddir": fn(*mut DIR) -> ();
+    TELLDIR = "telldir": fn(*mut DIR) -> c_long;
+    SEEKDIR = "seekdir": fn(*mut DIR, c_long) -> ();
     CLOSEDIR = "closedir": fn(*mut DIR) -> c_int;
     CHDIR = "chdir": fn(*const c_char) -> c_int;
     FCHDIR = "fchdir": fn(c_int) -> c_int;

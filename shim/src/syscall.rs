@@ -1,6 +1,7 @@
 //! `syscall(2)` called directly (libuv, Go-free runtimes, some build tools):
 //! the path-taking numbers the shim serves (reads and the write side's
-//! mutations) are routed through the same code as their libc wrappers;
+//! mutations, and raw directory reads: getdents64/getdents) are routed
+//! through the same code as their libc wrappers;
 //! every other number goes to the real `syscall()` untouched.
 
 use libc::{c_char, c_int, c_long, c_uint};
@@ -48,6 +49,19 @@ pub extern "C" fn vrift_syscall(
             crate::stat::faccessat(a1 as c_int, a2 as *const c_char, a3 as c_int, 0) as c_long
         }
         libc::SYS_close => crate::fds::close(a1 as c_int) as c_long,
+        libc::SYS_getdents64 => crate::dir::getdents(
+            a1 as c_int,
+            a2 as *mut u8,
+            a3 as c_uint as usize,
+            crate::dir::Dents::V64,
+        ) as c_long,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_getdents => crate::dir::getdents(
+            a1 as c_int,
+            a2 as *mut u8,
+            a3 as c_uint as usize,
+            crate::dir::Dents::Old,
+        ) as c_long,
         libc::SYS_unlinkat => {
             crate::write::unlinkat(a1 as c_int, a2 as *const c_char, a3 as c_int) as c_long
         }
