@@ -46,19 +46,30 @@ pub fn sh_single_quoted(s: &[u8]) -> Vec<u8> {
     out
 }
 
-fn replace(hay: &[u8], pat: &str, with: &[u8]) -> Vec<u8> {
-    let pat = pat.as_bytes();
-    let mut out = Vec::with_capacity(hay.len() + with.len());
-    let mut i = 0;
-    while i < hay.len() {
-        if hay[i..].starts_with(pat) {
-            out.extend_from_slice(with);
-            i += pat.len();
-        } else {
-            out.push(hay[i]);
-            i += 1;
+/// `template` with each `{{key}}` of `values` replaced (one pass; `{{`
+/// not followed by a key is kept). Runs for every wrapper at every
+/// `vrift run`, so it must not scan byte by byte.
+fn fill(template: &[u8], values: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(template.len() + 512);
+    let mut rest = template;
+    while let Some(i) = rest.windows(2).position(|w| w == b"{{") {
+        out.extend_from_slice(&rest[..i]);
+        rest = &rest[i..];
+        match values
+            .iter()
+            .find(|(key, _)| rest.starts_with(key.as_bytes()))
+        {
+            Some((key, value)) => {
+                out.extend_from_slice(value);
+                rest = &rest[key.len()..];
+            }
+            None => {
+                out.extend_from_slice(b"{{");
+                rest = &rest[2..];
+            }
         }
     }
+    out.extend_from_slice(rest);
     out
 }
 
@@ -83,18 +94,17 @@ pub fn stamp() -> String {
 /// (paths as bytes: a project's path need not be UTF-8).
 pub fn render(name: &str, root: &Path, bin: &Path, vrift: &Path) -> Vec<u8> {
     let q = |p: &Path| sh_single_quoted(p.as_os_str().as_bytes());
-    let mut text = TEMPLATE.as_bytes().to_vec();
-    for (pat, value) in [
-        ("{{stamp}}", stamp().into_bytes()),
-        ("{{name}}", sh_single_quoted(name.as_bytes())),
-        ("{{root}}", q(root)),
-        ("{{bin}}", q(bin)),
-        ("{{vrift}}", q(vrift)),
-        ("{{os}}", sh_single_quoted(os_name().as_bytes())),
-    ] {
-        text = replace(&text, pat, &value);
-    }
-    text
+    fill(
+        TEMPLATE.as_bytes(),
+        &[
+            ("{{stamp}}", stamp().into_bytes()),
+            ("{{name}}", sh_single_quoted(name.as_bytes())),
+            ("{{root}}", q(root)),
+            ("{{bin}}", q(bin)),
+            ("{{vrift}}", q(vrift)),
+            ("{{os}}", sh_single_quoted(os_name().as_bytes())),
+        ],
+    )
 }
 
 /// Whether `name` can be a wrapper: a plain command name.

@@ -15,15 +15,20 @@ pub fn run(cmd: Vec<OsString>) -> Result<Outcome> {
     let (program, args) = cmd.split_first().expect("clap requires a command");
     let vars = inception.vars(std::env::var_os("LD_PRELOAD").as_deref());
     // vrift itself never loads the shim, so a program that exists only in the
-    // view (a rift executable) is started through a shimmed `sh`.
-    let physically_there = if program.as_encoded_bytes().contains(&b'/') {
-        std::path::Path::new(program).exists()
+    // view (a rift executable) is started through a shimmed `sh`. A program
+    // on disk is looked up on PATH once, here, as execvp would (wrappers
+    // included), and run by its path: std's own search would try an execve
+    // per PATH entry.
+    let on_disk = if program.as_encoded_bytes().contains(&b'/') {
+        std::path::Path::new(program)
+            .exists()
+            .then(|| std::path::PathBuf::from(program))
     } else {
-        crate::applets::find_real(&program.to_string_lossy(), None).is_some()
+        which::which(program).ok()
     };
-    let mut command = if physically_there {
-        let mut c = std::process::Command::new(program);
-        c.args(args);
+    let mut command = if let Some(path) = on_disk {
+        let mut c = std::process::Command::new(path);
+        c.arg0(program).args(args);
         c
     } else {
         let mut c = std::process::Command::new("/bin/sh");
