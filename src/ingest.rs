@@ -3,7 +3,8 @@
 //!
 //! Each batch of files goes through three steps:
 //!
-//! 1. **hash** (all cores): read each file in place; nothing changes on disk.
+//! 1. **hash** (all cores, and more threads than cores for the disk's
+//!    queue): read each file in place; nothing changes on disk.
 //! 2. **commit**: one manifest transaction records the batch's entries *and*
 //!    one journal row for the batch (`ingest_journal`) with the identity
 //!    (dev, ino, size, mtime) each file had when it was hashed.
@@ -251,6 +252,13 @@ fn unlink_if_unchanged(path: &Path, expect: &PendingIngest) -> io::Result<bool> 
     Ok(true)
 }
 
+/// Threads for the hash step, more than cores: when the files are not in
+/// the page cache, each blocked read is one more request in the disk's
+/// queue. Measured on 70k cold files (2 cores, virtio disk): 2 threads
+/// 6.1 s, 8 threads 3.8 s, 16 threads 3.2 s; with a warm cache 16 threads
+/// cost about 5% more than 2.
+const HASH_THREADS: usize = 16;
+
 /// Threads for the move step. Renames across directories are serialized by
 /// the kernel (one lock per filesystem), and with many threads the waiters
 /// spin on it and take CPU from the hashing of the next batch (8 threads:
@@ -410,6 +418,10 @@ pub fn ingest(
         .num_threads(MOVE_THREADS)
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the ingest threads: {e}"))?;
+    let hash_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(HASH_THREADS)
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the ingest threads: {e}"))?;
     let stop_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let mover = Mover {
         cas,
@@ -452,15 +464,19 @@ pub fn ingest(
             }
             // Step 1: hash, while the previous batch is committed and moved.
             let errors = Mutex::new(Vec::new());
-            let hashed: Vec<Hashed> = chunk
-                .par_iter()
-                .filter_map(|c| {
-                    bar.inc(1);
-                    hash_candidate(c)
-                        .map_err(|e| errors.lock().unwrap().push((c.abs.clone(), e.to_string())))
-                        .ok()
-                })
-                .collect();
+            let hashed: Vec<Hashed> = hash_pool.install(|| {
+                chunk
+                    .par_iter()
+                    .filter_map(|c| {
+                        bar.inc(1);
+                        hash_candidate(c)
+                            .map_err(|e| {
+                                errors.lock().unwrap().push((c.abs.clone(), e.to_string()))
+                            })
+                            .ok()
+                    })
+                    .collect()
+            });
             report.errors.extend(errors.into_inner().unwrap());
             finish(&mut job, &mut report, &mut left_behind, &mut done_pending)?;
             if stop_error.lock().unwrap().is_some() {
