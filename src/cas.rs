@@ -8,6 +8,7 @@
 //! quarantine/         blobs `vrift fsck` found corrupt, moved aside
 //! projects/<id>       the registry: one file per project, holding its root path
 //! gc.lock             shared by writers of blobs, exclusive for `gc --delete`
+//! ingest.lock         shared by running ingests; their trash waits for it
 //! ```
 //!
 //! # Invariants
@@ -34,6 +35,9 @@ use vrift_format::{ContentHash, BLOBS_DIR, BLOB_REL_PATH_LEN};
 
 use crate::env_vars;
 use crate::lock::{FileLock, LockMode};
+
+/// The lock file of [`Cas::ingest_busy_lock`], in the store's root.
+pub const INGEST_BUSY_LOCK: &str = "ingest.lock";
 
 /// Mode every blob carries.
 pub const BLOB_MODE: u32 = 0o444;
@@ -145,6 +149,15 @@ impl Cas {
     pub fn try_gc_lock_shared(&self) -> Result<Option<FileLock>> {
         let path = self.root.join("gc.lock");
         FileLock::try_acquire(&path, LockMode::Shared)
+            .with_context(|| format!("cannot lock {}", path.display()))
+    }
+
+    /// Held shared by every running ingest: the detached cleanup of an
+    /// ingest's trash deletes only while no ingest holds it, so unlinks
+    /// (costly on some filesystems) never slow down the next ingest.
+    pub fn ingest_busy_lock(&self) -> Result<FileLock> {
+        let path = self.root.join(INGEST_BUSY_LOCK);
+        FileLock::acquire(&path, LockMode::Shared, || {})
             .with_context(|| format!("cannot lock {}", path.display()))
     }
 
@@ -275,6 +288,65 @@ impl Cas {
             }
         }
         Ok(out)
+    }
+}
+
+/// Which blobs the store holds, read one fan-out directory at a time (one
+/// `getdents` pass instead of a `stat` per file) and cached for the run.
+///
+/// A listing may miss a blob added after it was read: callers treat "absent"
+/// as "try to add it", which a no-replace rename resolves. It never claims a
+/// blob that is absent, as long as the caller holds the gc lock shared (only
+/// `gc --delete` removes blobs, invariant 3).
+pub struct BlobIndex {
+    blobs: PathBuf,
+    fans: Vec<std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<ContentHash>>>>,
+}
+
+impl BlobIndex {
+    pub fn new(cas: &Cas) -> BlobIndex {
+        BlobIndex {
+            blobs: cas.blobs_dir(),
+            fans: (0..256).map(|_| std::sync::OnceLock::new()).collect(),
+        }
+    }
+
+    fn fan(&self, hash: &ContentHash) -> &std::sync::Mutex<std::collections::HashSet<ContentHash>> {
+        let byte = hash.0[0];
+        self.fans[byte as usize].get_or_init(|| {
+            let mut set = std::collections::HashSet::new();
+            let dir = self.blobs.join(format!("{byte:02x}"));
+            // A missing or unreadable fan-out directory lists nothing:
+            // every blob in it counts as absent, which is always safe.
+            if let Ok(entries) = fs::read_dir(&dir) {
+                for entry in entries.flatten() {
+                    if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                        continue;
+                    }
+                    if let Some(h) = ContentHash::from_hex(entry.file_name().as_bytes()) {
+                        set.insert(h);
+                    }
+                }
+            }
+            std::sync::Mutex::new(set)
+        })
+    }
+
+    /// Whether the store held the blob when its fan-out was listed, or it
+    /// was added through [`BlobIndex::insert`] since.
+    pub fn contains(&self, hash: &ContentHash) -> bool {
+        self.fan(hash)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(hash)
+    }
+
+    /// Records a blob this run put into the store.
+    pub fn insert(&self, hash: ContentHash) {
+        self.fan(&hash)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(hash);
     }
 }
 

@@ -11,7 +11,8 @@
 //! | `snapshots`        | name → JSON `SnapshotInfo`                    |
 //! | `snap.rift/NAME`   | a frozen copy of `rift` (immutable)           |
 //! | `snap.dirs/NAME`   | a frozen copy of `dirs` (immutable)           |
-//! | `pending_ingest`   | path → `PendingIngest`: ingest's journal      |
+//! | `ingest_journal`   | batch → its rows (path, `PendingIngest`): ingest's journal |
+//! | `pending_ingest`   | path → `PendingIngest`: the journal as older versions wrote it (read, cleared) |
 //!
 //! The view resolves a path as `rift`, then `phantom`, then the disk. The
 //! phantom layer is the disk relocated into the store: snapshots, `restore`
@@ -25,7 +26,12 @@
 //!    `pending_ingest` (whose blobs are being moved in; see `ingest`).
 //! 2. Inode numbers come from `next_ino` and are never reused in a manifest.
 //! 3. Snapshot tables are written once, by `snapshot_save`, and only read or
-//!    deleted after that.
+//!    deleted after that; or, when dropped while the rift shares it, renamed
+//!    to `rift`.
+//! 4. The rift layer is the table `rift`, or the table `meta.rift_table`
+//!    names: a snapshot's table, after `snapshot restore` and until the rift
+//!    changes. Every change to the rift goes through `WriteTxn::own_rift`,
+//!    so a snapshot's records never change.
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +52,10 @@ const PHANTOM: TableDefinition<&[u8], &[u8]> = TableDefinition::new("phantom");
 const DIRS: TableDefinition<&[u8], u8> = TableDefinition::new("dirs");
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 const PENDING: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending_ingest");
+const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("ingest_journal");
+
+/// The previous schema, upgraded in place when opened.
+const SCHEMA_V2: u32 = 2;
 
 const SNAP_RIFT_PREFIX: &str = "snap.rift/";
 const SNAP_DIRS_PREFIX: &str = "snap.dirs/";
@@ -59,13 +69,22 @@ pub enum Layer {
     Phantom,
 }
 
-impl Layer {
-    fn table(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
-        match self {
-            Layer::Rift => RIFT,
-            Layer::Phantom => PHANTOM,
-        }
-    }
+/// A layer's table definition, by the table's name.
+fn layer_def(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
+    TableDefinition::new(name)
+}
+
+/// The `meta` key naming the table that holds the rift layer when it is not
+/// `rift`: after `snapshot restore`, the rift *is* the snapshot's table,
+/// shared read-only until the rift next changes (see [`WriteTxn::own_rift`]).
+const RIFT_TABLE_KEY: &str = "rift_table";
+
+/// The name of the table holding the rift layer, as `meta` says.
+fn rift_table_name(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<String> {
+    Ok(match meta.get(RIFT_TABLE_KEY)? {
+        Some(v) => String::from_utf8_lossy(v.value()).into_owned(),
+        None => RIFT.name().to_string(),
+    })
 }
 
 /// A file or symlink in the rift.
@@ -295,6 +314,7 @@ impl Manifest {
                     txn.txn.open_table(DIRS)?;
                     txn.txn.open_table(SNAPSHOTS)?;
                     txn.txn.open_table(PENDING)?;
+                    txn.txn.open_table(JOURNAL)?;
                 }
                 txn.commit()
             }
@@ -302,6 +322,15 @@ impl Manifest {
                 let v = <[u8; 4]>::try_from(bytes.as_slice())
                     .map(u32::from_le_bytes)
                     .map_err(|_| corrupt(&self.path, "bad schema record"))?;
+                if v == SCHEMA_V2 {
+                    // Version 3 only adds the batch journal and the rift's
+                    // table pointer; a version 2 manifest is a valid one.
+                    txn.txn.open_table(JOURNAL)?;
+                    txn.txn
+                        .open_table(META)?
+                        .insert("schema", SCHEMA_VERSION.to_le_bytes().as_slice())?;
+                    return txn.commit();
+                }
                 if v != SCHEMA_VERSION {
                     let advice = if v > SCHEMA_VERSION {
                         "it was written by a newer vrift; upgrade vrift to use it"
@@ -323,9 +352,11 @@ impl Manifest {
             .db
             .begin_write()
             .with_context(|| format!("cannot write the manifest {}", self.path.display()))?;
+        let rift = rift_table_name(&txn.open_table(META)?)?;
         Ok(WriteTxn {
             txn,
             path: &self.path,
+            rift: std::cell::RefCell::new(rift),
         })
     }
 
@@ -334,9 +365,11 @@ impl Manifest {
             .db
             .begin_read()
             .with_context(|| format!("cannot read the manifest {}", self.path.display()))?;
+        let rift = rift_table_name(&txn.open_table(META)?)?;
         Ok(ReadTxn {
             txn,
             path: &self.path,
+            rift,
         })
     }
 }
@@ -362,7 +395,7 @@ macro_rules! read_ops {
     () => {
         /// The record a layer holds at `path`.
         pub fn get(&self, layer: Layer, path: &[u8]) -> Result<Option<Record>> {
-            let table = self.txn.open_table(layer.table())?;
+            let table = self.txn.open_table(layer_def(&self.table_name(layer)))?;
             let found = table.get(path)?;
             let result = match found {
                 None => Ok(None),
@@ -384,7 +417,7 @@ macro_rules! read_ops {
             prefix: &[u8],
             mut f: impl FnMut(&[u8], Record) -> Result<()>,
         ) -> Result<()> {
-            let table = self.txn.open_table(layer.table())?;
+            let table = self.txn.open_table(layer_def(&self.table_name(layer)))?;
             scan_prefix(&table, prefix, |k, v| {
                 let rec = Record::decode(v).map_err(|e| {
                     corrupt(
@@ -399,7 +432,7 @@ macro_rules! read_ops {
         /// Calls `f` with the encoded bytes of every record of `layer`, in
         /// byte order of the path (no decoding: the hot table copies them).
         pub fn for_each_raw(&self, layer: Layer, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
-            let table = self.txn.open_table(layer.table())?;
+            let table = self.txn.open_table(layer_def(&self.table_name(layer)))?;
             for item in table.iter()? {
                 let (k, v) = item?;
                 f(k.value(), v.value());
@@ -409,7 +442,10 @@ macro_rules! read_ops {
 
         /// Number of records in a layer.
         pub fn len(&self, layer: Layer) -> Result<u64> {
-            Ok(self.txn.open_table(layer.table())?.len()?)
+            Ok(self
+                .txn
+                .open_table(layer_def(&self.table_name(layer)))?
+                .len()?)
         }
 
         /// Directory marks (`DIR_CREATED`, `DIR_OPAQUE`).
@@ -460,19 +496,43 @@ macro_rules! read_ops {
             })
         }
 
-        /// The ingest journal.
+        /// The ingest journal: every file an ingest is moving, with the
+        /// identity it had when hashed.
         pub fn pending(&self) -> Result<Vec<(Vec<u8>, PendingIngest)>> {
-            let table = self.txn.open_table(PENDING)?;
+            let bad = || corrupt(self.path, "bad ingest journal row");
             let mut out = Vec::new();
-            for item in table.iter()? {
+            for item in self.txn.open_table(PENDING)?.iter()? {
                 let (k, v) = item?;
-                let p = PendingIngest::decode(v.value())
-                    .ok_or_else(|| corrupt(self.path, "bad ingest journal row"))?;
+                let p = PendingIngest::decode(v.value()).ok_or_else(bad)?;
                 out.push((k.value().to_vec(), p));
+            }
+            // Manifests made before the batch journal lack its table.
+            match self.txn.open_table(JOURNAL) {
+                Ok(table) => {
+                    for item in table.iter()? {
+                        let (_, v) = item?;
+                        decode_journal(v.value(), &mut out).ok_or_else(bad)?;
+                    }
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(e.into()),
             }
             Ok(out)
         }
     };
+}
+
+/// Appends the rows of one journal batch (`u32` path length, path, the
+/// 64-byte `PendingIngest`, repeated); None if the bytes are malformed.
+fn decode_journal(mut bytes: &[u8], out: &mut Vec<(Vec<u8>, PendingIngest)>) -> Option<()> {
+    while !bytes.is_empty() {
+        let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+        let path = bytes.get(4..4 + len)?;
+        let p = PendingIngest::decode(bytes.get(4 + len..4 + len + 64)?)?;
+        out.push((path.to_vec(), p));
+        bytes = &bytes[4 + len + 64..];
+    }
+    Some(())
 }
 
 fn scan_prefix(
@@ -506,20 +566,69 @@ fn scan_prefix(
 pub struct ReadTxn<'m> {
     txn: ReadTransaction,
     path: &'m Path,
+    /// The table holding the rift layer.
+    rift: String,
 }
 
 impl ReadTxn<'_> {
     read_ops!();
+
+    fn table_name(&self, layer: Layer) -> String {
+        match layer {
+            Layer::Rift => self.rift.clone(),
+            Layer::Phantom => PHANTOM.name().to_string(),
+        }
+    }
 }
 
 /// A write transaction; nothing is visible until `commit`.
 pub struct WriteTxn<'m> {
     txn: WriteTransaction,
     path: &'m Path,
+    /// The table holding the rift layer (changes within the transaction).
+    rift: std::cell::RefCell<String>,
 }
 
 impl WriteTxn<'_> {
     read_ops!();
+
+    fn table_name(&self, layer: Layer) -> String {
+        match layer {
+            Layer::Rift => self.rift.borrow().clone(),
+            Layer::Phantom => PHANTOM.name().to_string(),
+        }
+    }
+
+    /// Makes the table holding the rift layer `name` (`rift`, or a
+    /// snapshot's table after a restore).
+    fn set_rift_table(&self, name: &str) -> Result<()> {
+        let mut meta = self.txn.open_table(META)?;
+        if name == RIFT.name() {
+            meta.remove(RIFT_TABLE_KEY)?;
+        } else {
+            meta.insert(RIFT_TABLE_KEY, name.as_bytes())?;
+        }
+        *self.rift.borrow_mut() = name.to_string();
+        Ok(())
+    }
+
+    /// Before the rift layer changes: if it is a snapshot's table (shared
+    /// since a restore, read-only), copies it into `rift` first. This is the
+    /// copy a restore used to make, made only when the rift does change.
+    fn own_rift(&self) -> Result<()> {
+        let current = self.rift.borrow().clone();
+        if current == RIFT.name() {
+            return Ok(());
+        }
+        self.txn.delete_table(RIFT)?;
+        copy_records(&self.txn, layer_def(&current), RIFT)?;
+        self.set_rift_table(RIFT.name())
+    }
+
+    /// Whether the rift layer is (still) the table of snapshot `name`.
+    pub fn rift_shares_snapshot(&self, name: &str) -> bool {
+        *self.rift.borrow() == format!("{SNAP_RIFT_PREFIX}{name}")
+    }
 
     pub fn commit(self) -> Result<()> {
         self.txn
@@ -544,21 +653,21 @@ impl WriteTxn<'_> {
         Ok(cur)
     }
 
-    /// Removes the journal rows of `paths`.
-    pub fn remove_pending(&self, path: &[u8]) -> Result<()> {
-        self.txn.open_table(PENDING)?.remove(path)?;
-        Ok(())
-    }
-
     pub fn put(&self, layer: Layer, path: &[u8], rec: &Record) -> Result<()> {
         debug_assert!(vrift_format::is_valid_rift_path(path));
-        let mut table = self.txn.open_table(layer.table())?;
+        if layer == Layer::Rift {
+            self.own_rift()?;
+        }
+        let mut table = self.txn.open_table(layer_def(&self.table_name(layer)))?;
         table.insert(path, rec.encode().as_slice())?;
         Ok(())
     }
 
     pub fn remove(&self, layer: Layer, path: &[u8]) -> Result<bool> {
-        let mut table = self.txn.open_table(layer.table())?;
+        if layer == Layer::Rift {
+            self.own_rift()?;
+        }
+        let mut table = self.txn.open_table(layer_def(&self.table_name(layer)))?;
         let removed = table.remove(path)?.is_some();
         Ok(removed)
     }
@@ -566,8 +675,19 @@ impl WriteTxn<'_> {
     /// Removes every record of `layer`; returns how many there were.
     pub fn clear(&self, layer: Layer) -> Result<u64> {
         let n = self.len(layer)?;
-        self.txn.delete_table(layer.table())?;
-        self.txn.open_table(layer.table())?;
+        match layer {
+            // A shared snapshot table is left alone: the rift becomes a new,
+            // empty `rift`.
+            Layer::Rift => {
+                self.txn.delete_table(RIFT)?;
+                self.txn.open_table(RIFT)?;
+                self.set_rift_table(RIFT.name())?;
+            }
+            Layer::Phantom => {
+                self.txn.delete_table(PHANTOM)?;
+                self.txn.open_table(PHANTOM)?;
+            }
+        }
         Ok(n)
     }
 
@@ -587,15 +707,56 @@ impl WriteTxn<'_> {
         Ok(())
     }
 
-    pub fn put_pending(&self, path: &[u8], p: &PendingIngest) -> Result<()> {
-        let mut table = self.txn.open_table(PENDING)?;
-        table.insert(path, p.encode().as_slice())?;
-        Ok(())
-    }
-
     pub fn clear_pending(&self) -> Result<()> {
         self.txn.delete_table(PENDING)?;
         self.txn.open_table(PENDING)?;
+        self.txn.delete_table(JOURNAL)?;
+        self.txn.open_table(JOURNAL)?;
+        Ok(())
+    }
+
+    /// Drops the journal rows of ingest batches whose moves are done.
+    pub fn remove_journal(&self, batches: &[u64]) -> Result<()> {
+        let mut journal = self.txn.open_table(JOURNAL)?;
+        for b in batches {
+            journal.remove(b)?;
+        }
+        Ok(())
+    }
+
+    /// Records ingest batch `batch` in a single pass over the tables: each
+    /// entry in the phantom layer (keeping the inode number of a path the
+    /// layer already holds, else a fresh one), and the batch's journal as one
+    /// row (one insert and one delete per batch instead of one per file).
+    pub fn put_ingest_batch(
+        &self,
+        batch: u64,
+        rows: &mut [(Vec<u8>, Entry, PendingIngest)],
+    ) -> Result<()> {
+        let fresh = self.alloc_inos(rows.len() as u64)?;
+        let mut phantom = self.txn.open_table(PHANTOM)?;
+        let mut journal = Vec::with_capacity(rows.iter().map(|r| r.0.len() + 68).sum());
+        for (i, (path, entry, p)) in rows.iter_mut().enumerate() {
+            debug_assert!(vrift_format::is_valid_rift_path(path));
+            let old_ino = match phantom.get(path.as_slice())? {
+                Some(v) => match decode_record(v.value()) {
+                    Ok(RecordRef::Entry { header, .. }) => Some(header.ino),
+                    _ => None,
+                },
+                None => None,
+            };
+            entry.ino = old_ino.unwrap_or(fresh + i as u64);
+            phantom.insert(
+                path.as_slice(),
+                Record::Entry(entry.clone()).encode().as_slice(),
+            )?;
+            journal.extend_from_slice(&(path.len() as u32).to_le_bytes());
+            journal.extend_from_slice(path);
+            journal.extend_from_slice(&p.encode());
+        }
+        self.txn
+            .open_table(JOURNAL)?
+            .insert(batch, journal.as_slice())?;
         Ok(())
     }
 
@@ -608,7 +769,12 @@ impl WriteTxn<'_> {
         }
         let rift_name = format!("{SNAP_RIFT_PREFIX}{name}");
         let dirs_name = format!("{SNAP_DIRS_PREFIX}{name}");
-        let (entries, bytes) = copy_records(&self.txn, RIFT, TableDefinition::new(&rift_name))?;
+        let current = self.table_name(Layer::Rift);
+        let (entries, bytes) = copy_records(
+            &self.txn,
+            layer_def(&current),
+            TableDefinition::new(&rift_name),
+        )?;
         copy_dirs(&self.txn, DIRS, TableDefinition::new(&dirs_name))?;
         let info = SnapshotInfo {
             name: name.to_string(),
@@ -621,13 +787,18 @@ impl WriteTxn<'_> {
     }
 
     /// Replaces the rift layer and the directory marks with snapshot `name`.
+    ///
+    /// No record is copied: the rift layer becomes the snapshot's own table,
+    /// read-only, until the rift next changes ([`WriteTxn::own_rift`]) or
+    /// the snapshot is dropped (its table is then renamed to `rift`).
     pub fn snapshot_restore(&self, name: &str) -> Result<SnapshotInfo> {
         let info = self.snapshot_info(name)?;
         let rift_name = format!("{SNAP_RIFT_PREFIX}{name}");
         let dirs_name = format!("{SNAP_DIRS_PREFIX}{name}");
+        // The replaced rift, if it was its own table.
         self.txn.delete_table(RIFT)?;
+        self.set_rift_table(&rift_name)?;
         self.txn.delete_table(DIRS)?;
-        copy_records(&self.txn, TableDefinition::new(&rift_name), RIFT)?;
         copy_dirs(&self.txn, TableDefinition::new(&dirs_name), DIRS)?;
         Ok(info)
     }
@@ -638,7 +809,14 @@ impl WriteTxn<'_> {
         let dirs_name = format!("{SNAP_DIRS_PREFIX}{name}");
         let rift_def: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&rift_name);
         let dirs_def: TableDefinition<&[u8], u8> = TableDefinition::new(&dirs_name);
-        self.txn.delete_table(rift_def)?;
+        if self.rift_shares_snapshot(name) {
+            // The rift lives on in the snapshot's table, under its own name.
+            self.txn.delete_table(RIFT)?;
+            self.txn.rename_table(rift_def, RIFT)?;
+            self.set_rift_table(RIFT.name())?;
+        } else {
+            self.txn.delete_table(rift_def)?;
+        }
         self.txn.delete_table(dirs_def)?;
         self.txn.open_table(SNAPSHOTS)?.remove(name)?;
         Ok(info)

@@ -5,7 +5,7 @@
 //! manifest; a new table replaces the old by `rename`, then the old one is
 //! marked superseded so processes that mapped it switch over.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -116,9 +116,10 @@ pub fn build(
     room: Room,
 ) -> Vec<u8> {
     // Children per directory, as indices into `records`.
-    let mut dirs: std::collections::HashMap<&[u8], Vec<usize>> = std::collections::HashMap::new();
+    let mut dirs: HashMap<&[u8], Vec<u32>, BuildFnv> =
+        HashMap::with_capacity_and_hasher(records.len() / 4 + dir_flags.len(), BuildFnv);
     for (i, (path, _)) in records.iter().enumerate() {
-        dirs.entry(parent_rel(path)).or_default().push(i);
+        dirs.entry(parent_rel(path)).or_default().push(i as u32);
     }
     for path in dir_flags.keys() {
         dirs.entry(path.as_slice()).or_default();
@@ -150,130 +151,151 @@ pub fn build(
     let lay = layout(records.len(), dirs.len(), stops.len(), arena_need, room);
     let (slot_count, dir_slot_count, bloom_words) =
         (lay.slot_count, lay.dir_slot_count, lay.bloom_words);
-    let mut bloom = vec![0u64; bloom_words];
+    let arena_off = lay.arena_off();
+    let (slots_off, dir_slots_off, bloom_off) =
+        (lay.slots_off(), lay.dir_slots_off(), lay.bloom_off());
+
+    // One buffer, written in place: header, slots, Bloom filter, then the
+    // arena appended (no part is built apart and copied in).
+    let mut out = vec![0u8; arena_off];
+    out.reserve(lay.arena_cap);
     for stop in &stops {
         let (a, b) = vrift_format::table::bloom_bits(path_hash(stop), bloom_words as u64);
-        bloom[(a / 64) as usize] |= 1 << (a % 64);
-        bloom[(b / 64) as usize] |= 1 << (b % 64);
+        for bit in [a, b] {
+            out[bloom_off + (bit / 8) as usize] |= 1 << (bit % 8);
+        }
     }
-    let arena_off = lay.arena_off();
-
-    let mut slots = vec![0u8; slot_count * PATH_SLOT_LEN];
-    let mut dir_slots = vec![0u8; dir_slot_count * DIR_SLOT_LEN];
-    let mut arena: Vec<u8> = Vec::with_capacity(arena_need);
-    let push_str = |arena: &mut Vec<u8>, bytes: &[u8]| -> u64 {
-        let off = (arena_off + arena.len()) as u64;
-        arena.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        arena.extend_from_slice(bytes);
+    let push_str = |out: &mut Vec<u8>, bytes: &[u8]| -> u64 {
+        let off = out.len() as u64;
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(bytes);
         off
     };
-    let root_off = push_str(&mut arena, meta.root);
-    let cas_off = push_str(&mut arena, meta.cas_root);
-    let socket_off = push_str(&mut arena, meta.socket);
-    let exe_off = push_str(&mut arena, meta.exe);
+    let root_off = push_str(&mut out, meta.root);
+    let cas_off = push_str(&mut out, meta.cas_root);
+    let socket_off = push_str(&mut out, meta.socket);
+    let exe_off = push_str(&mut out, meta.exe);
 
     let mut slot_of: Vec<u32> = Vec::with_capacity(records.len());
     for (path, rec) in records {
-        let key_off = push_str(&mut arena, path);
-        let rec_off = push_str(&mut arena, rec);
+        let key_off = push_str(&mut out, path);
+        let rec_off = push_str(&mut out, rec);
         let hash = path_hash(path);
         let mut i = (hash as usize) & (slot_count - 1);
-        while slots[i * PATH_SLOT_LEN..i * PATH_SLOT_LEN + 8] != [0u8; 8] {
+        let at = |i: usize| slots_off + i * PATH_SLOT_LEN;
+        while out[at(i)..at(i) + 8] != [0u8; 8] {
             i = (i + 1) & (slot_count - 1);
         }
-        let s = &mut slots[i * PATH_SLOT_LEN..(i + 1) * PATH_SLOT_LEN];
+        let s = &mut out[at(i)..at(i) + PATH_SLOT_LEN];
         s[0..8].copy_from_slice(&hash.to_le_bytes());
         s[8..16].copy_from_slice(&key_off.to_le_bytes());
         s[16..24].copy_from_slice(&rec_off.to_le_bytes());
         slot_of.push(i as u32);
     }
     for (dir, children) in &dirs {
-        let key_off = push_str(&mut arena, dir);
+        let key_off = push_str(&mut out, dir);
         let list_off = if children.is_empty() {
             0
         } else {
-            let off = (arena_off + arena.len()) as u64;
-            arena.extend_from_slice(&(children.len() as u32).to_le_bytes());
-            arena.extend_from_slice(&[0u8; 12]); // pad, prev = 0: the only chunk
+            let off = out.len() as u64;
+            out.extend_from_slice(&(children.len() as u32).to_le_bytes());
+            out.extend_from_slice(&[0u8; 12]); // pad, prev = 0: the only chunk
             for &child in children {
-                arena.extend_from_slice(&slot_of[child].to_le_bytes());
+                out.extend_from_slice(&slot_of[child as usize].to_le_bytes());
             }
             off
         };
         let flags = dir_flags.get(*dir).copied().unwrap_or(0) as u64;
         let hash = path_hash(dir);
         let mut i = (hash as usize) & (dir_slot_count - 1);
-        while dir_slots[i * DIR_SLOT_LEN..i * DIR_SLOT_LEN + 8] != [0u8; 8] {
+        let at = |i: usize| dir_slots_off + i * DIR_SLOT_LEN;
+        while out[at(i)..at(i) + 8] != [0u8; 8] {
             i = (i + 1) & (dir_slot_count - 1);
         }
-        let s = &mut dir_slots[i * DIR_SLOT_LEN..(i + 1) * DIR_SLOT_LEN];
+        let s = &mut out[at(i)..at(i) + DIR_SLOT_LEN];
         s[0..8].copy_from_slice(&hash.to_le_bytes());
         s[8..16].copy_from_slice(&key_off.to_le_bytes());
         s[16..24].copy_from_slice(&list_off.to_le_bytes());
         s[24..32].copy_from_slice(&flags.to_le_bytes());
     }
 
-    let file_len = arena_off + arena.len().max(lay.arena_cap);
-    let mut out = Vec::with_capacity(file_len);
-    let mut header = [0u8; HEADER_LEN];
+    let arena_len = out.len() - arena_off;
+    let file_len = arena_off + arena_len.max(lay.arena_cap);
+    let symlinks = records
+        .iter()
+        .filter(|(_, r)| r.first() == Some(&(vrift_format::Kind::Symlink as u8)))
+        .count();
+    let header = &mut out[..HEADER_LEN];
     let mut put = |off: usize, v: u64| header[off..off + 8].copy_from_slice(&v.to_le_bytes());
     put(field::GENERATION, meta.generation);
     put(field::ENTRY_COUNT, records.len() as u64);
     put(field::SLOT_COUNT, slot_count as u64);
-    put(field::SLOTS_OFF, lay.slots_off() as u64);
+    put(field::SLOTS_OFF, slots_off as u64);
     put(field::DIR_SLOT_COUNT, dir_slot_count as u64);
-    put(field::DIR_SLOTS_OFF, lay.dir_slots_off() as u64);
+    put(field::DIR_SLOTS_OFF, dir_slots_off as u64);
     put(field::ARENA_OFF, arena_off as u64);
-    put(field::ARENA_LEN, arena.len() as u64);
+    put(field::ARENA_LEN, arena_len as u64);
     put(field::FILE_LEN, file_len as u64);
     put(field::HIDING, meta.hiding);
     put(field::ROOT_OFF, root_off);
     put(field::CAS_OFF, cas_off);
     put(field::SOCKET_OFF, socket_off);
     put(field::EXE_OFF, exe_off);
-    let symlinks = records
-        .iter()
-        .filter(|(_, r)| r.first() == Some(&(vrift_format::Kind::Symlink as u8)))
-        .count();
     put(field::SYMLINKS, symlinks as u64);
-    put(field::BLOOM_OFF, lay.bloom_off() as u64);
+    put(field::BLOOM_OFF, bloom_off as u64);
     put(field::BLOOM_WORDS, bloom_words as u64);
     header[field::MAGIC..field::MAGIC + 8].copy_from_slice(&TABLE_MAGIC);
     header[field::VERSION..field::VERSION + 4].copy_from_slice(&TABLE_VERSION.to_le_bytes());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&slots);
-    out.extend_from_slice(&dir_slots);
-    for w in &bloom {
-        out.extend_from_slice(&w.to_le_bytes());
-    }
-    out.extend_from_slice(&arena);
     // The spare arena the daemon appends to.
     out.resize(file_len, 0);
     out
 }
 
-/// Merges two path-sorted layers; where both hold a path, the rift wins.
-fn merge_layers(phantom: Records, rift: Records) -> Records {
-    let mut out = Vec::with_capacity(phantom.len() + rift.len());
-    let mut p = phantom.into_iter().peekable();
-    let mut r = rift.into_iter().peekable();
-    loop {
-        let take_rift = match (p.peek(), r.peek()) {
-            (None, None) => break,
-            (Some(_), None) => false,
-            (None, Some(_)) => true,
-            (Some((pk, _)), Some((rk, _))) => {
-                if pk == rk {
-                    p.next();
-                    true
-                } else {
-                    rk < pk
-                }
-            }
-        };
-        out.extend(if take_rift { r.next() } else { p.next() });
+/// FNV-1a for the directory map: its keys are short paths, and SipHash
+/// showed up in profiles of a 70k-record publish.
+#[derive(Clone, Copy, Default)]
+struct BuildFnv;
+
+struct Fnv(u64);
+
+impl std::hash::BuildHasher for BuildFnv {
+    type Hasher = Fnv;
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
     }
-    out
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// Merges the path-sorted rift layer with the phantom layer, which
+/// `for_each_phantom` streams in path order; where both hold a path, the
+/// rift wins. Phantom records the rift overrides are never copied.
+fn merge_layers(
+    rift: Records,
+    for_each_phantom: impl FnOnce(&mut dyn FnMut(&[u8], &[u8])) -> Result<()>,
+) -> Result<Records> {
+    let mut out: Records = Vec::with_capacity(rift.len());
+    let mut r = rift.into_iter().peekable();
+    for_each_phantom(&mut |k, v| {
+        while let Some(next) = r.next_if(|(rk, _)| rk.as_slice() < k) {
+            out.push(next);
+        }
+        match r.next_if(|(rk, _)| rk.as_slice() == k) {
+            Some(winner) => out.push(winner),
+            None => out.push((k.to_vec(), v.to_vec())),
+        }
+    })?;
+    out.extend(r);
+    Ok(out)
 }
 
 /// The view's records as the manifest holds them: both layers merged (the
@@ -287,10 +309,6 @@ pub struct ViewRecords {
 /// Reads the view's records from the manifest.
 pub fn collect(manifest: &Manifest) -> Result<ViewRecords> {
     let txn = manifest.read()?;
-    let mut phantom: Records = Vec::new();
-    txn.for_each_raw(Layer::Phantom, |k, v| {
-        phantom.push((k.to_vec(), v.to_vec()))
-    })?;
     let mut rift: Records = Vec::new();
     let mut hiding = 0u64;
     txn.for_each_raw(Layer::Rift, |k, v| {
@@ -301,7 +319,7 @@ pub fn collect(manifest: &Manifest) -> Result<ViewRecords> {
         }
         rift.push((k.to_vec(), v.to_vec()));
     })?;
-    let records = merge_layers(phantom, rift);
+    let records = merge_layers(rift, |f| txn.for_each_raw(Layer::Phantom, f))?;
     let dir_flags: BTreeMap<Vec<u8>, u8> = txn.dirs()?.into_iter().collect();
     hiding += dir_flags.values().filter(|f| *f & DIR_OPAQUE != 0).count() as u64;
     Ok(ViewRecords {
@@ -510,13 +528,23 @@ mod tests {
     #[test]
     fn merging_layers_keeps_order_and_lets_the_rift_win() {
         let v = |k: &str, r: &str| (k.as_bytes().to_vec(), r.as_bytes().to_vec());
-        let merged = merge_layers(
-            vec![v("a", "p"), v("b", "p"), v("d", "p")],
-            vec![v("b", "r"), v("c", "r")],
-        );
+        let phantom = [v("a", "p"), v("b", "p"), v("d", "p")];
+        let merged = merge_layers(vec![v("b", "r"), v("c", "r"), v("e", "r")], |f| {
+            for (k, r) in &phantom {
+                f(k, r);
+            }
+            Ok(())
+        })
+        .unwrap();
         assert_eq!(
             merged,
-            vec![v("a", "p"), v("b", "r"), v("c", "r"), v("d", "p")]
+            vec![
+                v("a", "p"),
+                v("b", "r"),
+                v("c", "r"),
+                v("d", "p"),
+                v("e", "r")
+            ]
         );
     }
 

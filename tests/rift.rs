@@ -366,3 +366,78 @@ fn the_hot_table_follows_every_command_and_retires_old_generations() {
     sb.ok(&root, &["materialize"]);
     assert_eq!(count(), 0);
 }
+
+#[test]
+fn a_restored_rift_shares_the_snapshot_until_it_changes_and_outlives_its_drop() {
+    let sb = Sandbox::new();
+    let root = project(&sb);
+    fs::create_dir(root.join("build")).unwrap();
+    write_rift(&sb, &root, |txn, cas| {
+        file(txn, cas, "build/out.o", b"object v1", 0o644);
+        file(txn, cas, "build/keep.o", b"kept", 0o644);
+    });
+    sb.ok(&root, &["snapshot", "save", "s1"]);
+    sb.ok(&root, &["snapshot", "restore", "s1"]);
+
+    // Changes after a restore (a write, a removal) land in the rift, never
+    // in the snapshot the restored rift came from.
+    write_rift(&sb, &root, |txn, cas| {
+        file(txn, cas, "build/out.o", b"object v2", 0o644);
+        assert!(txn.remove(Layer::Rift, b"build/keep.o").unwrap());
+    });
+    assert_eq!(sb.ok(&root, &["cat", "build/out.o"]), "object v2");
+    assert!(sb
+        .fails(&root, &["cat", "build/keep.o"])
+        .contains("no such file"));
+    sb.ok(&root, &["snapshot", "restore", "s1"]);
+    assert_eq!(sb.ok(&root, &["cat", "build/out.o"]), "object v1");
+    assert_eq!(sb.ok(&root, &["cat", "build/keep.o"]), "kept");
+
+    // Discard after a restore empties the rift, not the snapshot.
+    sb.ok(&root, &["discard", "--yes"]);
+    assert!(sb
+        .fails(&root, &["cat", "build/out.o"])
+        .contains("no such file"));
+    let out = sb.ok(&root, &["snapshot", "restore", "s1"]);
+    assert!(out.contains("restored snapshot \"s1\": 2 entries"), "{out}");
+
+    // Dropping the snapshot the rift shares keeps the rift, which can
+    // still change, and gc keeps what it references.
+    sb.ok(&root, &["snapshot", "drop", "s1"]);
+    assert!(!sb.ok(&root, &["snapshot", "list"]).contains("s1"));
+    assert_eq!(sb.ok(&root, &["cat", "build/out.o"]), "object v1");
+    write_rift(&sb, &root, |txn, cas| {
+        file(txn, cas, "build/out.o", b"object v3", 0o644);
+    });
+    sb.ok(&root, &["gc", "--delete"]);
+    assert_eq!(sb.ok(&root, &["cat", "build/out.o"]), "object v3");
+    assert_eq!(sb.ok(&root, &["cat", "build/keep.o"]), "kept");
+    let status = sb.ok(&root, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["rift"]["entries"], 2, "{status}");
+}
+
+#[test]
+fn restore_recreates_a_deep_missing_chain_and_only_that() {
+    let sb = Sandbox::new();
+    let root = project(&sb);
+    fs::create_dir_all(root.join("out/a/b/c")).unwrap();
+    fs::create_dir_all(root.join("out/x")).unwrap();
+    write_rift(&sb, &root, |txn, cas| {
+        file(txn, cas, "out/a/b/c/deep.o", b"deep", 0o644);
+        file(txn, cas, "out/a/mid.o", b"mid", 0o644);
+        file(txn, cas, "out/x/side.o", b"side", 0o644);
+    });
+    sb.ok(&root, &["snapshot", "save", "s"]);
+    fs::remove_dir_all(root.join("out/a")).unwrap();
+    let out = sb.ok(&root, &["snapshot", "restore", "s"]);
+    assert!(out.contains("recreated 3 directories"), "{out}");
+    assert!(root.join("out/a/b/c").is_dir());
+    assert_eq!(sb.ok(&root, &["cat", "out/a/b/c/deep.o"]), "deep");
+    assert_eq!(sb.ok(&root, &["cat", "out/x/side.o"]), "side");
+    // They are marked as the rift's: discard removes them again, and
+    // leaves the directory that was there before.
+    sb.ok(&root, &["discard", "--yes"]);
+    assert!(!root.join("out/a").exists());
+    assert!(root.join("out/x").is_dir());
+}

@@ -262,6 +262,38 @@ fn a_manifest_of_another_schema_version_is_refused_with_advice() {
 }
 
 #[test]
+fn a_manifest_of_the_previous_schema_is_upgraded_in_place() {
+    use redb::ReadableTable;
+    let sb = Sandbox::new();
+    let root = ingested_project(&sb, "p", 2);
+    let manifest = root.join(".vrift/manifest.redb");
+    let schema = |v: Option<u32>| -> u32 {
+        let db = redb::Database::open(&manifest).unwrap();
+        let txn = db.begin_write().unwrap();
+        let found = {
+            let def: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+            let mut meta = txn.open_table(def).unwrap();
+            if let Some(v) = v {
+                meta.insert("schema", v.to_le_bytes().as_slice()).unwrap();
+            }
+            let found = meta.get("schema").unwrap().unwrap().value().to_vec();
+            u32::from_le_bytes(found.try_into().unwrap())
+        };
+        txn.commit().unwrap();
+        found
+    };
+    schema(Some(2));
+    let status = sb.ok(&root, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(
+        status["phantom"]["entries"].as_u64().unwrap() > 0,
+        "{status}"
+    );
+    assert_eq!(schema(None), vrift_format::SCHEMA_VERSION);
+    sb.ok(&root, &["snapshot", "save", "after-upgrade"]);
+}
+
+#[test]
 fn a_locked_project_makes_commands_wait_with_a_message() {
     let sb = Sandbox::new();
     let root = ingested_project(&sb, "p", 2);

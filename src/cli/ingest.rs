@@ -61,6 +61,7 @@ pub fn ingest(paths: Vec<PathBuf>) -> Result<Outcome> {
     let cas = project.cas()?;
     // Lock order: the store's gc lock, then the project.
     let _gc = cas.gc_lock(LockMode::Shared)?;
+    let _busy = cas.ingest_busy_lock()?;
     let _lock = project.lock()?;
     let manifest = project.manifest()?;
     project.register(&cas)?;
@@ -211,6 +212,33 @@ pub fn reap(dir: PathBuf) -> Result<Outcome> {
             0,
             IOPRIO_CLASS_IDLE << 13,
         );
+    }
+    // A sub-directory at a time, and only while no ingest runs: the next
+    // ingest (often right after this one) gets the disk and the CPU.
+    let busy = dir
+        .parent()
+        .and_then(Path::parent)
+        .map(|store| store.join(crate::cas::INGEST_BUSY_LOCK));
+    let wait_for_quiet = || {
+        let Some(busy) = &busy else { return };
+        loop {
+            match crate::lock::FileLock::try_acquire(busy, LockMode::Exclusive) {
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(200)),
+                // Free (the probe is dropped at once), or no lock to honour.
+                Ok(Some(_)) | Err(_) => return,
+            }
+        }
+    };
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            wait_for_quiet();
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = std::fs::remove_dir_all(&path);
+            } else {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
     }
     std::fs::remove_dir_all(&dir)?;
     Ok(Outcome::Ok)

@@ -1,15 +1,16 @@
 //! `vrift snapshot …` and `vrift discard`.
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 use std::fs;
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{bail, Context, Result};
-use vrift_format::DIR_CREATED;
+use rayon::prelude::*;
+use vrift_format::{Kind, DIR_CREATED};
 
 use super::output::utc;
 use super::{current_project, Outcome, SnapshotCommand};
-use crate::manifest::{Layer, Record, WriteTxn};
+use crate::manifest::{Layer, WriteTxn};
 use crate::paths::parent_rel;
 use crate::project::Project;
 use crate::ui;
@@ -81,33 +82,83 @@ pub fn snapshot(cmd: SnapshotCommand) -> Result<Outcome> {
 /// Directories are physical (DESIGN.md §2): after a restore, every directory
 /// the rift needs (parents of its entries, directories it created) must exist
 /// on disk. Creates the missing ones and marks them as created by the rift.
+///
+/// Only the deepest needed directories are looked at (in parallel, relative
+/// to the project root): a path that resolves proves every ancestor exists.
 fn ensure_physical_dirs(project: &Project, txn: &WriteTxn<'_>) -> Result<u64> {
-    let mut needed: BTreeSet<Vec<u8>> = BTreeSet::new();
-    txn.for_each(Layer::Rift, b"", |k, rec| {
-        if matches!(rec, Record::Entry(_)) {
-            let mut p = parent_rel(k);
-            while !p.is_empty() && needed.insert(p.to_vec()) {
-                p = parent_rel(p);
-            }
+    let mut needed: HashSet<Vec<u8>> = HashSet::new();
+    let add_with_ancestors = |needed: &mut HashSet<Vec<u8>>, mut p: &[u8]| {
+        while !p.is_empty() && !needed.contains(p) {
+            needed.insert(p.to_vec());
+            p = parent_rel(p);
         }
-        Ok(())
+    };
+    // Records come in path order, so neighbours mostly share their parent.
+    let mut last_parent: Option<Vec<u8>> = None;
+    txn.for_each_raw(Layer::Rift, |k, v| {
+        if v.first() == Some(&(Kind::Whiteout as u8)) {
+            return;
+        }
+        let parent = parent_rel(k);
+        if last_parent.as_deref() != Some(parent) {
+            add_with_ancestors(&mut needed, parent);
+            last_parent = Some(parent.to_vec());
+        }
     })?;
     for (path, flags) in txn.dirs()? {
         if flags & DIR_CREATED != 0 {
-            needed.insert(path);
+            add_with_ancestors(&mut needed, &path);
         }
     }
+    let inner: HashSet<&[u8]> = needed.iter().map(|d| parent_rel(d)).collect();
+    let leaves: Vec<&[u8]> = needed
+        .iter()
+        .map(Vec::as_slice)
+        .filter(|d| !inner.contains(d))
+        .collect();
+    let root = fs::File::open(project.root())
+        .with_context(|| format!("cannot open {}", project.root().display()))?;
+    let exists = |rel: &[u8]| lstat_at(&root, rel);
+    let mut missing: Vec<&[u8]> = leaves.into_par_iter().filter(|d| !exists(d)).collect();
+    missing.sort();
     let mut created = 0;
-    for rel in needed {
-        let disk = project.disk_path(&rel);
-        if fs::symlink_metadata(&disk).is_ok() {
-            continue;
+    let mut made: HashSet<Vec<u8>> = HashSet::new();
+    for leaf in missing {
+        // The missing part of the chain, deepest first.
+        let mut chain = Vec::new();
+        let mut p = leaf;
+        while !p.is_empty() && !made.contains(p) && !exists(p) {
+            chain.push(p);
+            p = parent_rel(p);
         }
-        fs::create_dir(&disk).with_context(|| format!("cannot create {}", disk.display()))?;
-        txn.set_dir_mark(&rel, txn.dir_mark(&rel)? | DIR_CREATED)?;
-        created += 1;
+        for rel in chain.into_iter().rev() {
+            let disk = project.disk_path(rel);
+            fs::create_dir(&disk).with_context(|| format!("cannot create {}", disk.display()))?;
+            txn.set_dir_mark(rel, txn.dir_mark(rel)? | DIR_CREATED)?;
+            made.insert(rel.to_vec());
+            created += 1;
+        }
     }
     Ok(created)
+}
+
+/// Whether `rel` (relative to the directory `root`) names anything, without
+/// following a final symlink.
+fn lstat_at(root: &fs::File, rel: &[u8]) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(c) = std::ffi::CString::new(rel) else {
+        return false;
+    };
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: a valid NUL-terminated path and a buffer fstatat fills.
+    unsafe {
+        libc::fstatat(
+            root.as_raw_fd(),
+            c.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        ) == 0
+    }
 }
 
 pub fn discard(yes: bool) -> Result<Outcome> {
