@@ -51,9 +51,31 @@ pub fn snapshot(cmd: SnapshotCommand) -> Result<Outcome> {
         SnapshotCommand::Restore { name } => {
             let txn = manifest.write()?;
             let info = txn.snapshot_restore(&name)?;
-            let created = ensure_physical_dirs(&project, &txn)?;
             txn.commit()?;
-            crate::table::publish(&project, &cas, &manifest)?;
+            // The directories the restored rift needs are checked (and the
+            // missing ones made) on one core while the table is built on
+            // the other. Both are done before the command returns.
+            let (created, published) = std::thread::scope(|s| {
+                let dirs = s.spawn(|| -> Result<u64> {
+                    let txn = manifest.write()?;
+                    let created = ensure_physical_dirs(&project, &txn)?;
+                    if created > 0 {
+                        txn.commit()?;
+                    } else {
+                        txn.abort()?;
+                    }
+                    Ok(created)
+                });
+                let published = crate::table::publish(&project, &cas, &manifest);
+                let created = dirs.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (created, published)
+            });
+            published?;
+            let created = created?;
+            if created > 0 {
+                // The table must carry the new directories' marks too.
+                crate::table::publish(&project, &cas, &manifest)?;
+            }
             println!(
                 "restored snapshot {:?}: {} entries ({}){}",
                 info.name,
