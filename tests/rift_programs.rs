@@ -40,6 +40,10 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// A rift program that runs a program from disk.
+const RUN_ENV_C: &str =
+    "#include <unistd.h>\nint main(void) { execlp(\"env\", \"env\", (char *)0); return 127; }\n";
+
 /// Builds the libraries and programs (the same script in the view and natively).
 const BUILD_SH: &str = r#"set -e
 mkdir -p out/lib out/bin
@@ -48,6 +52,7 @@ cc -shared -fPIC -o out/lib/libgreet.so src/greet.c -Lout/lib -linner -Wl,-rpath
 cc -o out/bin/app src/app.c -Lout/lib -lgreet -Wl,-rpath,'$ORIGIN/../lib' -Wl,-rpath-link,out/lib
 cc -o out/bin/app-nopath src/app.c -Lout/lib -lgreet -Wl,-rpath-link,out/lib
 cc -o out/bin/host src/host.c -ldl
+cc -o out/bin/run-env src/run-env.c
 "#;
 
 /// What is run and compared: RUNPATH with $ORIGIN, LD_LIBRARY_PATH
@@ -64,6 +69,7 @@ fn seed(dir: &Path) {
         ("src/greet.c", GREET_C),
         ("src/app.c", APP_C),
         ("src/host.c", PLUGIN_HOST_C),
+        ("src/run-env.c", RUN_ENV_C),
         ("build.sh", BUILD_SH),
         ("run.sh", RUN_SH),
     ] {
@@ -164,9 +170,14 @@ cc -o out/bin/whoami /tmp/.vrift-exe-$$.c && rm -f /tmp/.vrift-exe-$$.c && ./out
     );
     assert_eq!(in_view(sb, &root, store, gone), expected);
 
-    // Programs not from the rift do not get the audit hook.
-    let env = in_view(sb, &root, store, "env");
-    assert!(!env.0.contains("LD_AUDIT"), "{}", env.0);
+    // Programs not from the rift do not get the audit hook, even when a rift
+    // program starts them.
+    for cmd in ["env", "./out/bin/run-env"] {
+        let env = in_view(sb, &root, store, cmd);
+        assert!(env.2, "{cmd}: {}", env.1);
+        assert!(env.0.contains("VRIFT_PROJECT_ROOT="), "{cmd}: {}", env.0);
+        assert!(!env.0.contains("LD_AUDIT"), "{cmd}: {}", env.0);
+    }
 
     // Nothing of this reached the project's disk.
     assert_eq!(disk_files(&root), disk_before);

@@ -238,6 +238,74 @@ fn with_audit<R>(env: *const *const c_char, f: impl FnOnce(*const *const c_char)
     f(out.as_ptr())
 }
 
+/// Calls `f` with `env` minus this library in `LD_AUDIT`: [`with_audit`]
+/// put it there for a rift program, and a program from disk that one starts
+/// needs no hook (nor its cost at every start). Other audit modules stay.
+fn without_audit<R>(env: *const *const c_char, f: impl FnOnce(*const *const c_char) -> R) -> R {
+    const NAME: &[u8] = b"LD_AUDIT";
+    let Some(shim) = shim_path() else {
+        return f(env);
+    };
+    if env.is_null() {
+        return f(env);
+    }
+    let mut n = 0usize;
+    let mut ours: Option<(usize, &[u8])> = None;
+    // SAFETY: env is a NULL-terminated array of C strings (exec contract).
+    unsafe {
+        while !(*env.add(n)).is_null() {
+            let e = CStr::from_ptr(*env.add(n)).to_bytes();
+            if var_name(e) == NAME {
+                let value = &e[NAME.len() + 1..];
+                if value.split(|&c| c == b':').any(|p| p == shim) {
+                    ours = Some((n, value));
+                }
+            }
+            n += 1;
+        }
+    }
+    let Some((at, value)) = ours else {
+        return f(env);
+    };
+    if n + 1 > MAX_ENV {
+        return f(env);
+    }
+    // The other modules, in their order.
+    let mut entry = [0u8; PATH_MAX + 64];
+    entry[..NAME.len() + 1].copy_from_slice(b"LD_AUDIT=");
+    let mut k = NAME.len() + 1;
+    for part in value
+        .split(|&c| c == b':')
+        .filter(|p| *p != shim && !p.is_empty())
+    {
+        if k + part.len() + 2 > entry.len() {
+            return f(env);
+        }
+        if k > NAME.len() + 1 {
+            entry[k] = b':';
+            k += 1;
+        }
+        entry[k..k + part.len()].copy_from_slice(part);
+        k += part.len();
+    }
+    entry[k] = 0;
+    let mut out: [*const c_char; MAX_ENV] = [core::ptr::null(); MAX_ENV];
+    let mut m = 0;
+    for i in 0..n {
+        // SAFETY: as above.
+        let p = unsafe { *env.add(i) };
+        if i != at {
+            out[m] = p;
+            m += 1;
+        } else if k > NAME.len() + 1 {
+            out[m] = entry.as_ptr() as *const c_char;
+            m += 1;
+        }
+    }
+    out[m] = core::ptr::null();
+    f(out.as_ptr())
+}
+
 /// `<cas>/exec/<hex>`: an executable copy of a blob, made on first use.
 fn exec_copy(hash: &ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> {
     let table = state::table()?;
@@ -671,7 +739,12 @@ fn exec_resolved(
     argv: *const *const c_char,
     env: *const *const c_char,
 ) -> c_int {
-    let real = |p: *const c_char, a: *const *const c_char| call_real!(EXECVE(p, a, env) or fail(libc::ENOSYS));
+    let real = |p: *const c_char, a: *const *const c_char| {
+        without_audit(
+            env,
+            |env| call_real!(EXECVE(p, a, env) or fail(libc::ENOSYS)),
+        )
+    };
     if path.is_null() {
         return real(path, argv);
     }
@@ -916,7 +989,7 @@ pub extern "C" fn posix_spawn(
         if t.rift_program {
             with_audit(env, spawn)
         } else {
-            spawn(env)
+            without_audit(env, spawn)
         }
     })
 }
