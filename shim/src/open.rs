@@ -114,6 +114,15 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
     fd
 }
 
+/// After libc failed to open `buf`: a rift file behind a physical symlink
+/// (see `physical_fallback`) opens by its view path.
+fn open_behind_link(buf: &PathBuf, follow: bool, flags: c_int) -> Option<c_int> {
+    let mut view = PathBuf::new();
+    let (header, target) = crate::resolve::physical_fallback(buf, follow, &mut view)?;
+    (header.kind == Kind::File && flags & libc::O_DIRECTORY == 0)
+        .then(|| open_entry(&header, target, flags, view.abs()))
+}
+
 /// A new fd from libc overwrites whatever the table held for that number;
 /// a directory fd remembers its path (for later `openat(dirfd, …)`).
 fn remember(fd: c_int, flags: c_int, buf: &PathBuf) {
@@ -146,6 +155,11 @@ pub extern "C" fn vrift_openat(
     match view {
         View::Pass => {
             let fd = real_open(which, dirfd, path, flags, mode);
+            if fd < 0 && !writes(flags) {
+                if let Some(fd) = open_behind_link(&buf, follow, flags) {
+                    return fd;
+                }
+            }
             remember(fd, flags, &buf);
             fd
         }
@@ -160,13 +174,8 @@ pub extern "C" fn vrift_openat(
                 real_open(which, dirfd, path, flags, mode)
             };
             if fd < 0 {
-                let mut view = PathBuf::new();
-                if let Some((header, target)) =
-                    crate::resolve::physical_fallback(&buf, follow, &mut view)
-                {
-                    if header.kind == Kind::File && flags & libc::O_DIRECTORY == 0 {
-                        return open_entry(&header, target, flags, view.abs());
-                    }
+                if let Some(fd) = open_behind_link(&buf, follow, flags) {
+                    return fd;
                 }
             }
             remember(fd, flags, &buf);
@@ -209,7 +218,8 @@ fn mode_writes(mode: &[u8]) -> bool {
 fn stream_open(
     path: *const c_char,
     mode: *const c_char,
-    real_mode: impl Fn(*const c_char, *const c_char) -> *mut FILE,
+    real_mode: &dyn Fn(*const c_char, *const c_char) -> *mut FILE,
+    retry: bool,
 ) -> *mut FILE {
     let real = |p: *const c_char| real_mode(p, mode);
     if path.is_null() || mode.is_null() {
@@ -227,6 +237,21 @@ fn stream_open(
     let writes = mode_writes(m);
     let in_domain = table.is_some();
     match view {
+        // (Not for freopen: its stream is closed once libc failed.)
+        View::Pass | View::Disk { rewritten: false } if !writes && retry => {
+            let f = real(path);
+            if !f.is_null() {
+                return f;
+            }
+            // A rift file behind a physical symlink: opened by its view path.
+            let mut view = PathBuf::new();
+            match crate::resolve::physical_fallback(&buf, true, &mut view) {
+                Some((h, _)) if h.kind == Kind::File => {
+                    stream_open(view.c_ptr(), mode, real_mode, false)
+                }
+                _ => f,
+            }
+        }
         View::Pass => real(path),
         View::Disk { .. }
         | View::Entry { .. }
@@ -366,7 +391,8 @@ pub extern "C" fn fopen(path: *const c_char, mode: *const c_char) -> *mut FILE {
     stream_open(
         path,
         mode,
-        |p, m| call_real!(FOPEN(p, m) or core::ptr::null_mut()),
+        &|p, m| call_real!(FOPEN(p, m) or core::ptr::null_mut()),
+        true,
     )
 }
 
@@ -375,7 +401,8 @@ pub extern "C" fn fopen64(path: *const c_char, mode: *const c_char) -> *mut FILE
     stream_open(
         path,
         mode,
-        |p, m| call_real!(FOPEN64(p, m) or core::ptr::null_mut()),
+        &|p, m| call_real!(FOPEN64(p, m) or core::ptr::null_mut()),
+        true,
     )
 }
 
@@ -410,7 +437,8 @@ pub extern "C" fn freopen(
     stream_open(
         path,
         mode,
-        |p, m| call_real!(FREOPEN(p, m, stream) or core::ptr::null_mut()),
+        &|p, m| call_real!(FREOPEN(p, m, stream) or core::ptr::null_mut()),
+        false,
     )
 }
 
@@ -423,7 +451,8 @@ pub extern "C" fn freopen64(
     stream_open(
         path,
         mode,
-        |p, m| call_real!(FREOPEN64(p, m, stream) or core::ptr::null_mut()),
+        &|p, m| call_real!(FREOPEN64(p, m, stream) or core::ptr::null_mut()),
+        false,
     )
 }
 

@@ -42,6 +42,9 @@ pub struct PathBuf {
     /// (so libc's ENOENT may still hide a rift entry behind a physical
     /// symlink: see [`physical_fallback`]).
     pub in_domain_miss: bool,
+    /// Set when the path is outside the domain (libc's ENOENT may still
+    /// hide a rift entry behind a physical symlink into the domain).
+    pub outside: bool,
     /// Offset of the rift-relative part (valid for Disk/Entry).
     pub rel_start: usize,
 }
@@ -59,8 +62,16 @@ impl PathBuf {
             buf: [const { MaybeUninit::uninit() }; PATH_MAX + 1],
             len: 0,
             in_domain_miss: false,
+            outside: false,
             rel_start: 0,
         }
+    }
+
+    /// Whether a failure of libc on this path is worth a
+    /// [`physical_fallback`].
+    #[inline]
+    pub fn may_fall_back(&self) -> bool {
+        self.in_domain_miss || self.outside
     }
 
     fn ptr(&mut self) -> *mut u8 {
@@ -175,6 +186,7 @@ pub fn resolve<'t>(
             let view = if rewritten {
                 View::Disk { rewritten }
             } else {
+                out.outside = domain_rel(out.abs(), root).is_none();
                 View::Pass
             };
             return (view, None);
@@ -340,25 +352,89 @@ pub fn blob_path(hash: &vrift_format::ContentHash, out: &mut [u8; PATH_MAX + 1])
     Some(total)
 }
 
-/// Parent directories already found to have no physical symlink on the way
-/// (direct-mapped by path hash; racy updates only lose an entry).
+/// Directories already found to lead nowhere else in the domain: no
+/// physical symlink on the way, or one that leaves the domain (direct-mapped
+/// by path hash; racy updates only lose an entry). A directory later
+/// replaced by a symlink into the domain is not noticed while its entry
+/// stays (the price of not asking the kernel again on every miss).
 static VERIFIED: [core::sync::atomic::AtomicU64; 256] =
     [const { core::sync::atomic::AtomicU64::new(0) }; 256];
 
-/// After libc answered ENOENT for an in-domain path the table knew nothing
-/// of: the domain test is lexical, so a *physical* symlink on the way may
-/// lead to a rift entry. Asks the kernel for the parent's canonical path
-/// (O_PATH open + /proc readlink), follows a final physical symlink when
-/// `follow`, and resolves again. Costs syscalls only on that error path, and
-/// not again for a parent already verified. Returns the rift entry found
-/// (its view path in `view`), or None with errno left at ENOENT.
+/// A [`VERIFIED`] slot and the key to store in it.
+pub struct Unverified {
+    slot: &'static core::sync::atomic::AtomicU64,
+    key: u64,
+}
+
+impl Unverified {
+    fn verify(&self) {
+        self.slot
+            .store(self.key, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// None if the directory `dir` is already verified.
+fn unverified(dir: &[u8]) -> Option<Unverified> {
+    let key = vrift_format::table::path_hash(dir);
+    let slot = &VERIFIED[(key & 255) as usize];
+    (slot.load(core::sync::atomic::Ordering::Relaxed) != key).then_some(Unverified { slot, key })
+}
+
+/// For a directory the shim opened at the in-domain path `lexical` (a miss
+/// in the table) on `fd`: if a physical symlink on the way leads to another
+/// place in the domain, writes that canonical path into `canon` (its
+/// rift-relative part marked) and returns true. One readlink of
+/// `/proc/self/fd/N` the first time a directory is seen, none after.
+pub fn canonical_dir(fd: i32, lexical: &PathBuf, canon: &mut PathBuf) -> bool {
+    if !lexical.in_domain_miss || fd < 0 {
+        return false;
+    }
+    let Some(slot) = unverified(lexical.abs()) else {
+        return false;
+    };
+    // SAFETY: the buffer holds PATH_MAX + 1 bytes.
+    let Some(n) = (unsafe { sys::fd_path_into(fd, canon.ptr(), PATH_MAX) }) else {
+        return false;
+    };
+    canon.len = n;
+    let root = state::ROOT.get();
+    let rel_len = match domain_rel(canon.abs(), root) {
+        Some(rel) if canon.abs() != lexical.abs() && !is_state_path(rel) => rel.len(),
+        _ => {
+            slot.verify();
+            return false;
+        }
+    };
+    canon.rel_start = canon.len - rel_len;
+    true
+}
+
+/// After libc answered ENOENT for a path the table knew nothing of: the
+/// domain test is lexical, so a *physical* symlink on the way may lead to a
+/// rift entry. Asks the kernel for the parent's canonical path (an O_PATH
+/// open and a /proc readlink), follows a final physical symlink when `follow`, and
+/// resolves again. Returns the rift entry found (its view path in `view`),
+/// or None with errno left at ENOENT.
+///
+/// Cost, on that error path only: three syscalls the first time a parent
+/// directory is seen, none after (the parent is verified: [`VERIFIED`]); in
+/// the domain, with `follow`, one readlink per missing name not seen before
+/// (a name may be a physical symlink to a rift file).
+///
+/// Outside the domain (`/tmp/x -> proj/sub`, then `/tmp/x/f`) only the
+/// parent chain is canonicalized: a final outside symlink straight to a rift
+/// *file* is not followed, because that would cost a readlink on every
+/// first miss of every process (compilers and interpreters probe many
+/// missing names outside the project). Listing an outside symlink to a
+/// directory of the domain (opendir) is not merged either, for the same
+/// reason: it would take a readlink on every opendir outside the domain.
 pub fn physical_fallback<'t>(
     miss: &PathBuf,
     follow: bool,
     view: &mut PathBuf,
 ) -> Option<(RecordHeader, &'t [u8])> {
     // SAFETY: errno is thread-local.
-    if !miss.in_domain_miss || unsafe { *libc::__errno_location() } != libc::ENOENT {
+    if !miss.may_fall_back() || unsafe { *libc::__errno_location() } != libc::ENOENT {
         return None;
     }
     let abs = miss.abs();
@@ -367,53 +443,77 @@ pub fn physical_fallback<'t>(
     if name.is_empty() {
         return None;
     }
-    let key = vrift_format::table::path_hash(parent);
-    let slot = &VERIFIED[(key & 255) as usize];
-    if slot.load(core::sync::atomic::Ordering::Relaxed) == key {
-        return None;
-    }
-    let c = sys::CPath::new(parent)?;
-    let fd = sys::openat_raw(
-        libc::AT_FDCWD,
-        c.as_ptr(),
-        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        0,
-    );
-    if fd < 0 {
-        crate::real::fail(libc::ENOENT);
+    let check_name = follow && miss.in_domain_miss;
+    // With a name to check, the whole path is the cache key; else the parent.
+    let name_slot = if check_name {
+        Some(unverified(abs)?)
+    } else {
+        None
+    };
+    let parent_slot = unverified(parent);
+    if parent_slot.is_none() && !check_name {
         return None;
     }
     let mut canon = PathBuf::new();
-    // SAFETY: the buffer holds PATH_MAX + 1 bytes.
-    let canon_len = unsafe { sys::fd_path_into(fd, canon.ptr(), PATH_MAX) };
     let mut target = [0u8; PATH_MAX];
     let mut target_len = None;
-    if follow {
-        let cname = sys::CPath::new(name);
-        if let Some(cname) = cname {
-            // SAFETY: valid fd, name and buffer.
-            let n = unsafe {
-                crate::raw_syscall!(
-                    libc::SYS_readlinkat,
-                    fd,
-                    cname.as_ptr(),
-                    target.as_mut_ptr(),
-                    PATH_MAX,
-                )
-            };
-            if n > 0 && (n as usize) < PATH_MAX {
-                target_len = Some(n as usize);
-            }
+    let cname = sys::CPath::new(name)?;
+    let readlink = |dirfd: i32, p: *const libc::c_char, target: &mut [u8; PATH_MAX]| {
+        // SAFETY: valid fd (or AT_FDCWD), name and buffer.
+        let n = unsafe {
+            crate::raw_syscall!(
+                libc::SYS_readlinkat,
+                dirfd,
+                p,
+                target.as_mut_ptr(),
+                PATH_MAX
+            )
+        };
+        (n > 0 && (n as usize) < PATH_MAX).then_some(n as usize)
+    };
+    if parent_slot.is_none() {
+        // Verified: the parent is its own canonical path.
+        canon.set(parent);
+        if check_name {
+            let full = sys::CPath::new(abs)?;
+            target_len = readlink(libc::AT_FDCWD, full.as_ptr(), &mut target);
+        }
+    } else {
+        let c = sys::CPath::new(parent)?;
+        let fd = sys::openat_raw(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            0,
+        );
+        if fd < 0 {
+            crate::real::fail(libc::ENOENT);
+            return None;
+        }
+        // SAFETY: the buffer holds PATH_MAX + 1 bytes.
+        let canon_len = unsafe { sys::fd_path_into(fd, canon.ptr(), PATH_MAX) };
+        if check_name {
+            target_len = readlink(fd, cname.as_ptr(), &mut target);
+        }
+        sys::close_raw(fd);
+        let Some(canon_len) = canon_len else {
+            crate::real::fail(libc::ENOENT);
+            return None;
+        };
+        canon.len = canon_len;
+    }
+    // The parent leads nowhere else in the domain: remember it.
+    let root = state::ROOT.get();
+    let parent_stays = canon.abs() == parent || domain_rel(canon.abs(), root).is_none();
+    if parent_stays {
+        if let Some(slot) = &parent_slot {
+            slot.verify();
         }
     }
-    sys::close_raw(fd);
-    let Some(canon_len) = canon_len else {
-        crate::real::fail(libc::ENOENT);
-        return None;
-    };
-    canon.len = canon_len;
     if canon.abs() == parent && target_len.is_none() {
-        slot.store(key, core::sync::atomic::Ordering::Relaxed);
+        if let Some(slot) = &name_slot {
+            slot.verify();
+        }
         crate::real::fail(libc::ENOENT);
         return None;
     }
