@@ -14,6 +14,7 @@ use crate::statbuf::Meta;
 
 pub const MAX_FDS: usize = 4096;
 const PATH_CAP: usize = 224;
+const PATH_WORDS: usize = PATH_CAP / 8;
 
 const UNUSED: u8 = 0;
 /// An fd on a blob, showing a rift entry.
@@ -34,7 +35,9 @@ struct Slot {
     ino: AtomicU64,
     owner: AtomicU64,
     path_len: AtomicUsize,
-    path: [AtomicU8; PATH_CAP],
+    /// The path, 8 bytes per word (little endian): a word store per 8
+    /// bytes, not a byte store per byte, on every open of a rift file.
+    path: [AtomicU64; PATH_WORDS],
 }
 
 static SLOTS: [Slot; MAX_FDS] = [const {
@@ -46,7 +49,7 @@ static SLOTS: [Slot; MAX_FDS] = [const {
         ino: AtomicU64::new(0),
         owner: AtomicU64::new(0),
         path_len: AtomicUsize::new(0),
-        path: [const { AtomicU8::new(0) }; PATH_CAP],
+        path: [const { AtomicU64::new(0) }; PATH_WORDS],
     }
 }; MAX_FDS];
 
@@ -119,8 +122,19 @@ fn store(fd: i32, kind: u8, meta: &Meta, path: &[u8]) {
     } else {
         0
     };
-    for (i, b) in path[..n].iter().enumerate() {
-        s.path[i].store(*b, Ordering::Relaxed);
+    for (i, word) in s.path.iter().take(n.div_ceil(8)).enumerate() {
+        let k = i * 8;
+        let w = match path[k..n].first_chunk::<8>() {
+            Some(c) => u64::from_le_bytes(*c),
+            None => {
+                let mut w = [0u8; 8];
+                for (d, c) in w.iter_mut().zip(&path[k..n]) {
+                    *d = *c;
+                }
+                u64::from_le_bytes(w)
+            }
+        };
+        word.store(w, Ordering::Relaxed);
     }
     s.path_len.store(n, Ordering::Relaxed);
     s.kind.store(kind, Ordering::Release);
@@ -186,9 +200,13 @@ fn copy_path(fd: i32, kind: u8, out: *mut u8, cap: usize) -> usize {
     if n > cap {
         return 0;
     }
-    for i in 0..n {
-        // SAFETY: i < n <= cap.
-        unsafe { *out.add(i) = s.path[i].load(Ordering::Relaxed) };
+    for (i, word) in s.path.iter().take(n.div_ceil(8)).enumerate() {
+        let w = word.load(Ordering::Relaxed).to_le_bytes();
+        let k = (n - i * 8).min(8);
+        for (j, &b) in w[..k].iter().enumerate() {
+            // SAFETY: i * 8 + j < n <= cap.
+            unsafe { *out.add(i * 8 + j) = b };
+        }
     }
     n
 }

@@ -10,9 +10,8 @@ use libc::{c_char, c_int, c_uint, FILE};
 use vrift_format::{Kind, RecordHeader};
 
 use crate::real::fail;
-use crate::resolve::{blob_path, resolve, staging_path, PathBuf, View};
+use crate::resolve::{content_path, resolve, PathBuf, View};
 use crate::statbuf::Meta;
-use crate::state::PATH_MAX;
 use crate::write::PassToLibc;
 use crate::{call_real, fdtable, sys};
 
@@ -65,24 +64,20 @@ fn real_open(which: c_int, dirfd: c_int, path: *const c_char, flags: c_int, mode
 /// while it is being written) with the caller's non-access flags.
 fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u8]) -> c_int {
     let meta = Meta::of(header, target);
-    let mut path = [0u8; PATH_MAX + 1];
+    let mut content = PathBuf::new();
     let staged = header.is_staged();
-    let ok = if staged {
-        staging_path(target, &mut path).is_some()
-    } else {
-        blob_path(&header.hash, &mut path).is_some()
-    };
-    if !ok {
+    if !content_path(header, target, &mut content) {
         return fail(libc::ENAMETOOLONG);
     }
+    let path = content.c_ptr();
     let keep = flags
         & (libc::O_CLOEXEC
             | libc::O_NONBLOCK
             | libc::O_NOCTTY
             | libc::O_NOATIME
             | libc::O_LARGEFILE);
-    let fd = call_real!(OPENAT(libc::AT_FDCWD, path.as_ptr() as *const c_char, libc::O_RDONLY | keep, 0)
-        or sys::openat_raw(libc::AT_FDCWD, path.as_ptr() as *const c_char, libc::O_RDONLY | keep, 0));
+    let fd = call_real!(OPENAT(libc::AT_FDCWD, path, libc::O_RDONLY | keep, 0)
+        or sys::openat_raw(libc::AT_FDCWD, path, libc::O_RDONLY | keep, 0));
     if fd < 0 {
         // SAFETY: errno is thread-local.
         let e = unsafe { *libc::__errno_location() };
@@ -302,17 +297,12 @@ fn stream_open(
                 fail(libc::ELOOP);
                 return core::ptr::null_mut();
             }
-            let mut blob = [0u8; PATH_MAX + 1];
-            let ok = if header.is_staged() {
-                staging_path(target, &mut blob).is_some()
-            } else {
-                blob_path(&header.hash, &mut blob).is_some()
-            };
-            if !ok {
+            let mut blob = PathBuf::new();
+            if !content_path(&header, target, &mut blob) {
                 fail(libc::ENAMETOOLONG);
                 return core::ptr::null_mut();
             }
-            let f = real(blob.as_ptr() as *const c_char);
+            let f = real(blob.c_ptr());
             if f.is_null() {
                 // SAFETY: errno is thread-local.
                 if unsafe { *libc::__errno_location() } == libc::ENOENT && !header.is_staged() {

@@ -99,6 +99,22 @@ impl PathBuf {
         true
     }
 
+    /// Replaces the content with the concatenation of `parts`.
+    pub fn set_parts(&mut self, parts: &[&[u8]]) -> bool {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total > PATH_MAX {
+            return false;
+        }
+        let mut n = 0;
+        for p in parts {
+            // SAFETY: n + p.len() <= total <= capacity.
+            unsafe { core::ptr::copy_nonoverlapping(p.as_ptr(), self.ptr().add(n), p.len()) };
+            n += p.len();
+        }
+        self.len = n;
+        true
+    }
+
     pub fn c_ptr(&mut self) -> *const libc::c_char {
         self.buf[self.len] = MaybeUninit::new(0);
         self.buf.as_ptr() as *const libc::c_char
@@ -313,6 +329,28 @@ fn substitute<'t>(
         Step::Restart
     } else {
         Step::Done(View::Error(libc::ENAMETOOLONG))
+    }
+}
+
+/// Writes where the content of a rift file lives into `out` (not
+/// NUL-terminated: see [`PathBuf::c_ptr`]): its staging file while it is
+/// being written, else its blob. No memset of a path-sized buffer: this runs
+/// on every open of a rift file.
+pub fn content_path(header: &RecordHeader, target: &[u8], out: &mut PathBuf) -> bool {
+    let Some(table) = state::table() else {
+        return false;
+    };
+    let cas = table.cas_root();
+    if header.is_staged() {
+        let dir = vrift_format::STAGING_DIR.as_bytes();
+        if target.is_empty() || target.contains(&b'/') {
+            return false;
+        }
+        out.set_parts(&[cas, b"/", dir, b"/", target])
+    } else {
+        let mut rel = [0u8; vrift_format::BLOB_REL_PATH_LEN];
+        let n = header.hash.write_blob_rel_path(&mut rel);
+        out.set_parts(&[cas, b"/", &rel[..n]])
     }
 }
 
