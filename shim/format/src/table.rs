@@ -137,9 +137,11 @@ fn last_chunk(p: &[u8], i: usize) -> u64 {
         // The last 8 bytes, shifted so that byte `i` comes first.
         word(p, n - 8) >> (8 * (8 - (n - i)))
     } else {
-        let mut a = [0u8; 8];
-        a[..n - i].copy_from_slice(&p[i..]);
-        u64::from_le_bytes(a)
+        let mut w = 0u64;
+        for (k, &b) in p[i..].iter().enumerate() {
+            w |= (b as u64) << (8 * k);
+        }
+        w
     }
 }
 
@@ -268,6 +270,7 @@ pub struct Dir<'a> {
     pub slot: u32,
 }
 
+#[inline]
 fn read_u32(b: &[u8], off: usize) -> Option<u32> {
     let s = b.get(off..off.checked_add(4)?)?;
     Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
@@ -330,7 +333,7 @@ impl<'a> Table<'a> {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn bloom_has(&self, hash: u64) -> bool {
         let (a, b) = bloom_bits(hash, self.bloom_words);
         let word = |bit: u64| {
@@ -352,6 +355,7 @@ impl<'a> Table<'a> {
         }
     }
 
+    #[inline(always)]
     fn atomic_u64(&self, off: usize) -> u64 {
         debug_assert!(off.is_multiple_of(8) && off + 8 <= self.bytes.len());
         // SAFETY: `off` is 8-aligned (slot arrays are 8-aligned, checked in
@@ -426,6 +430,7 @@ impl<'a> Table<'a> {
             .unwrap_or(&[])
     }
 
+    #[inline]
     pub fn string_at(&self, off: usize) -> Option<&'a [u8]> {
         if off == 0 {
             return None;
