@@ -8,7 +8,9 @@
 //! way an fd can close (close, fclose, closedir, closefrom, close_range, dup2
 //! over it) clears its slot, and every successful open overwrites it.
 
-use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 
 use crate::statbuf::Meta;
 
@@ -211,8 +213,28 @@ fn copy_path(fd: i32, kind: u8, out: *mut u8, cap: usize) -> usize {
     n
 }
 
+/// The shim's one fd of its own: the CAS's `blobs/` directory (O_PATH,
+/// close-on-exec, a high number), opened on the first rift open of a
+/// process (see `open::blobs_dir`). -1: not open; -2: unavailable. Every
+/// way the program closes or replaces that number (close, dup2/dup3 onto it,
+/// closefrom, close_range, and the rest that end in [`clear`]) forgets it,
+/// so the number is never used once the program may have reused it.
+pub static OWN_BLOBS_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Forgets the shim's own fd if it lies in `lo..=hi`.
+#[inline]
+fn forget_own(lo: u32, hi: u32) {
+    let own = OWN_BLOBS_FD.load(Ordering::Relaxed);
+    if own >= 0 && (lo..=hi).contains(&(own as u32)) {
+        let _ = OWN_BLOBS_FD.compare_exchange(own, -1, Ordering::AcqRel, Ordering::Relaxed);
+    }
+}
+
 #[inline]
 pub fn clear(fd: i32) {
+    if fd >= 0 {
+        forget_own(fd as u32, fd as u32);
+    }
     if let Some(s) = slot(fd) {
         if s.kind.load(Ordering::Relaxed) != UNUSED {
             s.kind.store(UNUSED, Ordering::Release);
@@ -222,6 +244,7 @@ pub fn clear(fd: i32) {
 
 /// Clears fds `lo..=hi` (closefrom, close_range).
 pub fn clear_range(lo: u32, hi: u32) {
+    forget_own(lo, hi);
     let hi = (hi as usize).min(MAX_FDS - 1);
     for fd in lo as usize..=hi {
         clear(fd as i32);

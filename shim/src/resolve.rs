@@ -198,11 +198,13 @@ pub fn resolve<'t>(
     let mut rewritten = false;
     for _ in 0..MAX_SYMLINKS {
         // Outside the domain, or vrift's own state: not the view's business.
-        let Some(rel) = domain_rel(out.abs(), root).filter(|r| !is_state_path(r)) else {
+        let in_domain = domain_rel(out.abs(), root);
+        let outside = in_domain.is_none();
+        let Some(rel) = in_domain.filter(|r| !is_state_path(r)) else {
             let view = if rewritten {
                 View::Disk { rewritten }
             } else {
-                out.outside = domain_rel(out.abs(), root).is_none();
+                out.outside = outside;
                 View::Pass
             };
             return (view, None);
@@ -455,7 +457,8 @@ pub fn canonical_dir(fd: i32, lexical: &PathBuf, canon: &mut PathBuf) -> bool {
 /// or None with errno left at ENOENT.
 ///
 /// Cost, on that error path only: three syscalls the first time a parent
-/// directory is seen, none after (the parent is verified: [`VERIFIED`]); in
+/// directory is seen (one if it does not exist), none after (the parent is
+/// verified: [`VERIFIED`], a 256-entry direct-mapped cache per process); in
 /// the domain, with `follow`, one readlink per missing name not seen before
 /// (a name may be a physical symlink to a rift file).
 ///
@@ -525,6 +528,11 @@ pub fn physical_fallback<'t>(
             0,
         );
         if fd < 0 {
+            // No such directory: nothing can be behind it either (not asked
+            // again while the entry stays).
+            if let Some(slot) = &parent_slot {
+                slot.verify();
+            }
             crate::real::fail(libc::ENOENT);
             return None;
         }
