@@ -420,7 +420,8 @@ fn exec_resolved(
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();
     let mut buf = PathBuf::new();
     match resolve(libc::AT_FDCWD, p, true, &mut buf).0 {
-        View::Pass | View::Disk { rewritten: false } => {
+        View::Pass => real(path, argv),
+        View::Disk { rewritten: false } => {
             let r = real(path, argv);
             // Still here: failed. A rift program behind a physical
             // directory symlink runs by its view path.

@@ -100,7 +100,8 @@ fn readlink_impl(
     }
     let mut pb = PathBuf::new();
     match resolve(dirfd, p, false, &mut pb).0 {
-        View::Pass | View::Disk { rewritten: false } => {
+        View::Pass => None,
+        View::Disk { rewritten: false } => {
             let r = call_real!(READLINKAT(dirfd, path, buf, size) or fail(libc::ENOSYS) as ssize_t);
             if r >= 0 {
                 return Some(r);

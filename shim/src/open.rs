@@ -243,11 +243,6 @@ pub extern "C" fn vrift_openat(
     match view {
         View::Pass => {
             let fd = real_open(which, dirfd, path, flags, mode);
-            if fd < 0 && !writes(flags) {
-                if let Some(fd) = open_behind_link(&buf, follow, flags) {
-                    return fd;
-                }
-            }
             remember(fd, flags, &buf);
             fd
         }
@@ -326,7 +321,7 @@ fn stream_open(
     let in_domain = table.is_some();
     match view {
         // (Not for freopen: its stream is closed once libc failed.)
-        View::Pass | View::Disk { rewritten: false } if !writes && retry => {
+        View::Disk { rewritten: false } if !writes && retry => {
             let f = real(path);
             if !f.is_null() {
                 return f;

@@ -41,7 +41,7 @@ pub fn lookup_meta(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut Pa
 /// libc's answer `r`, unless it failed where a physical symlink leads to a
 /// rift entry: then the entry's metadata goes to `fill` and the call succeeds.
 fn with_fallback(r: c_int, miss: &PathBuf, follow: bool, fill: impl FnOnce(&Meta)) -> c_int {
-    if r == 0 || !miss.may_fall_back() {
+    if r == 0 || !miss.in_domain_miss {
         return r;
     }
     let mut view = PathBuf::new();
@@ -299,7 +299,7 @@ fn access_meta(m: &Meta, amode: c_int) -> c_int {
 /// libc's access answer `r`, unless it failed where a physical symlink
 /// leads to a rift entry: then the entry's mode decides.
 fn access_fallback(r: c_int, miss: &PathBuf, follow: bool, amode: c_int) -> c_int {
-    if r == 0 || !miss.may_fall_back() {
+    if r == 0 || !miss.in_domain_miss {
         return r;
     }
     let mut view = PathBuf::new();

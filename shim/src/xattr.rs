@@ -13,7 +13,7 @@ use crate::{call_real, fdtable};
 /// symlink on the way leads to a rift entry (which has no attributes).
 fn behind_link(r: ssize_t, buf: &PathBuf, follow: bool) -> bool {
     let mut view = PathBuf::new();
-    r < 0 && buf.may_fall_back() && physical_fallback(buf, follow, &mut view).is_some()
+    r < 0 && buf.in_domain_miss && physical_fallback(buf, follow, &mut view).is_some()
 }
 
 /// Ok(rewritten): let libc answer (with the rewritten path if true);
