@@ -232,9 +232,15 @@ fn walk<'t>(table: &Table<'t>, out: &mut PathBuf, follow: bool) -> Step<'t> {
     // Bloom filter of stopping points; only a hit walks the prefixes.
     let scan = table.scan(&path[rel_start..]);
     if scan.prefix_suspect {
-        let mut i = 0;
+        // Only the prefixes that hit the filter can be stopping points.
+        let (mut i, mut k) = (0, 0);
         while i < rel_len {
             if path[rel_start + i] != b'/' {
+                i += 1;
+                continue;
+            }
+            k += 1;
+            if !scan.suspect(k - 1) {
                 i += 1;
                 continue;
             }

@@ -171,17 +171,17 @@ pub fn path_hash(path: &[u8]) -> u64 {
     finish(h, last_chunk(path, i), n)
 }
 
-/// [`path_hash`] of `rel`, calling `stop` with the hash of each proper
+/// [`path_hash`] of `rel`, calling `hit` with the hash of each proper
 /// prefix that ends at a `/` (finished from the running state, in the same
-/// pass) until it returns true; returns the hash and whether it did.
+/// pass); returns the hash and which prefixes hit (see [`Scan::suspects`]).
 #[inline(always)]
-fn hash_with_prefixes(rel: &[u8], mut stop: impl FnMut(u64) -> bool) -> (u64, bool) {
+fn hash_with_prefixes(rel: &[u8], mut hit: impl FnMut(u64) -> bool) -> (u64, u64) {
     let n = rel.len();
     let (mut h, mut i) = (SEED, 0);
     // The state and word before the current one (a `/` that starts a word
     // ends a prefix whose last chunk is the previous word).
     let (mut h_prev, mut w_prev) = (SEED, 0u64);
-    let mut stopped = false;
+    let (mut hits, mut k) = (0u64, 0usize);
     loop {
         let last = n - i <= 8;
         let w = if last {
@@ -189,24 +189,22 @@ fn hash_with_prefixes(rel: &[u8], mut stop: impl FnMut(u64) -> bool) -> (u64, bo
         } else {
             word(rel, i)
         };
-        if !stopped {
-            let mut slashes = zero_bytes(w ^ SLASHES);
-            while slashes != 0 {
-                let b = (slashes.trailing_zeros() / 8) as usize;
-                let prefix = if b == 0 {
-                    finish(h_prev, w_prev, i)
-                } else {
-                    finish(h, w & ((1u64 << (8 * b)) - 1), i + b)
-                };
-                if stop(prefix) {
-                    stopped = true;
-                    break;
-                }
-                slashes &= slashes - 1;
+        let mut slashes = zero_bytes(w ^ SLASHES);
+        while slashes != 0 {
+            let b = (slashes.trailing_zeros() / 8) as usize;
+            let prefix = if b == 0 {
+                finish(h_prev, w_prev, i)
+            } else {
+                finish(h, w & ((1u64 << (8 * b)) - 1), i + b)
+            };
+            if hit(prefix) {
+                hits |= 1 << k.min(63);
             }
+            k += 1;
+            slashes &= slashes - 1;
         }
         if last {
-            return (finish(h, w, n), stopped);
+            return (finish(h, w, n), hits);
         }
         (h_prev, w_prev) = (h, w);
         h = fold(h ^ w, K1);
@@ -257,6 +255,18 @@ pub struct Table<'a> {
 pub struct Scan {
     pub hash: u64,
     pub prefix_suspect: bool,
+    /// Which prefixes hit: bit k for the prefix ending at the k-th `/`
+    /// (from 0); bit 63 also stands for every later one. Only those can be
+    /// stopping points (a Bloom filter has no false negatives).
+    pub suspects: u64,
+}
+
+impl Scan {
+    /// Whether the prefix ending at the `k`-th `/` may be a stopping point.
+    #[inline]
+    pub fn suspect(&self, k: usize) -> bool {
+        self.suspects >> k.min(63) & 1 != 0
+    }
 }
 
 /// A directory the rift has something to say about.
@@ -348,10 +358,11 @@ impl<'a> Table<'a> {
     /// boundaries) against the Bloom filter of stopping points.
     #[inline]
     pub fn scan(&self, rel: &[u8]) -> Scan {
-        let (hash, prefix_suspect) = hash_with_prefixes(rel, |h| self.bloom_has(h));
+        let (hash, suspects) = hash_with_prefixes(rel, |h| self.bloom_has(h));
         Scan {
             hash,
-            prefix_suspect,
+            prefix_suspect: suspects != 0,
+            suspects,
         }
     }
 
@@ -679,11 +690,14 @@ mod tests {
                 }
                 p.truncate(len);
                 let mut seen = Vec::new();
-                let (h, stopped) = hash_with_prefixes(&p, |h| {
+                let (h, hits) = hash_with_prefixes(&p, |h| {
                     seen.push(h);
-                    false
+                    seen.len() % 3 == 1
                 });
-                assert!(!stopped);
+                let want_hits = (0..seen.len())
+                    .filter(|i| i % 3 == 0)
+                    .fold(0u64, |m, i| m | 1 << i.min(63));
+                assert_eq!(hits, want_hits);
                 assert_eq!(h, path_hash(&p), "{:?}", String::from_utf8_lossy(&p));
                 let want: Vec<u64> = (0..p.len())
                     .filter(|&j| p[j] == b'/')
