@@ -137,12 +137,17 @@ fn d_type(kind: Kind, mode: u32) -> u8 {
     }
 }
 
-/// Registers `dirp` if the directory at `rel` has rift children or marks.
-fn maybe_register(dirp: *mut DIR, rel: &[u8]) {
-    let Some(table) = state::table() else { return };
-    if let Some(d) = table.dir(rel) {
-        register(dirp, rel, d.flags & DIR_OPAQUE as u64 != 0);
-    }
+/// Registers `dirp` if the directory at `rel` has rift children or marks;
+/// returns whether it did.
+fn maybe_register(dirp: *mut DIR, rel: &[u8]) -> bool {
+    let Some(table) = state::table() else {
+        return false;
+    };
+    let Some(d) = table.dir(rel) else {
+        return false;
+    };
+    register(dirp, rel, d.flags & DIR_OPAQUE as u64 != 0);
+    true
 }
 
 #[no_mangle]
@@ -172,9 +177,20 @@ pub extern "C" fn opendir(path: *const c_char) -> *mut DIR {
                 call_real!(OPENDIR(path) or core::ptr::null_mut())
             };
             if !dirp.is_null() {
-                maybe_register(dirp, buf.rel());
                 // SAFETY: a stream libc just opened.
-                crate::fdtable::set_dir(unsafe { libc::dirfd(dirp) }, buf.abs());
+                let fd = unsafe { libc::dirfd(dirp) };
+                // Unknown to the table: a physical symlink on the way may
+                // lead to a directory the rift fills (see `canonical_dir`).
+                let mut canon = PathBuf::new();
+                let at = if !maybe_register(dirp, buf.rel())
+                    && crate::resolve::canonical_dir(fd, &buf, &mut canon)
+                {
+                    maybe_register(dirp, canon.rel());
+                    &canon
+                } else {
+                    &buf
+                };
+                crate::fdtable::set_dir(fd, at.abs());
             }
             dirp
         }

@@ -752,7 +752,17 @@ fn exec_resolved(
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();
     let mut buf = PathBuf::new();
     match resolve(libc::AT_FDCWD, p, true, &mut buf).0 {
-        View::Pass | View::Disk { rewritten: false } => real(path, argv),
+        View::Pass => real(path, argv),
+        View::Disk { rewritten: false } => {
+            let r = real(path, argv);
+            // Still here: failed. A rift program behind a physical
+            // directory symlink runs by its view path.
+            let mut view = PathBuf::new();
+            if crate::resolve::physical_fallback(&buf, true, &mut view).is_some() {
+                return exec_resolved(view.c_ptr(), argv, env);
+            }
+            r
+        }
         View::Disk { rewritten: true } => real(buf.c_ptr(), argv),
         View::Error(e) => fail(e),
         View::Entry { header, .. } if header.is_staged() => {
@@ -929,7 +939,25 @@ fn spawn_target(
     // SAFETY: a NUL-terminated path (spawn contract).
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();
     match resolve(libc::AT_FDCWD, p, true, buf).0 {
-        View::Pass | View::Disk { rewritten: false } => Ok(plain(path, argv)),
+        View::Pass => Ok(plain(path, argv)),
+        View::Disk { rewritten: false } => {
+            // A rift program behind a physical directory symlink: the
+            // kernel would not find it (one access(2) tells).
+            if !buf.in_domain_miss || sys::exists_raw(path) {
+                return Ok(plain(path, argv));
+            }
+            let mut view = PathBuf::new();
+            if crate::resolve::physical_fallback(buf, true, &mut view).is_none() {
+                return Ok(plain(path, argv));
+            }
+            let Some(c) = sys::CPath::new(view.abs()) else {
+                return Ok(plain(path, argv));
+            };
+            match spawn_target(c.as_ptr(), argv, buf, copy, line, args)? {
+                t if t.path == c.as_ptr() => Err(libc::ENOENT), // changed meanwhile
+                t => Ok(t),
+            }
+        }
         View::Disk { rewritten: true } => Ok(plain(buf.c_ptr(), argv)),
         View::Error(e) => Err(e),
         View::Entry { header, .. } if header.is_staged() => {

@@ -103,7 +103,22 @@ fn readlink_impl(
     }
     let mut pb = PathBuf::new();
     match resolve(dirfd, p, false, &mut pb).0 {
-        View::Pass | View::Disk { rewritten: false } => None,
+        View::Pass => None,
+        View::Disk { rewritten: false } => {
+            let r = call_real!(READLINKAT(dirfd, path, buf, size) or fail(libc::ENOSYS) as ssize_t);
+            if r >= 0 {
+                return Some(r);
+            }
+            // A rift symlink behind a physical directory symlink.
+            let mut view = PathBuf::new();
+            Some(
+                match crate::resolve::physical_fallback(&pb, false, &mut view) {
+                    Some((h, target)) if h.kind == Kind::Symlink => copy_out(target, buf, size),
+                    Some(_) => fail(libc::EINVAL) as ssize_t,
+                    None => r,
+                },
+            )
+        }
         View::Disk { rewritten: true } => {
             let c = pb.c_ptr();
             Some(

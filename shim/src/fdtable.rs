@@ -8,12 +8,15 @@
 //! way an fd can close (close, fclose, closedir, closefrom, close_range, dup2
 //! over it) clears its slot, and every successful open overwrites it.
 
-use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 
 use crate::statbuf::Meta;
 
 pub const MAX_FDS: usize = 4096;
 const PATH_CAP: usize = 224;
+const PATH_WORDS: usize = PATH_CAP / 8;
 
 const UNUSED: u8 = 0;
 /// An fd on a blob, showing a rift entry.
@@ -34,7 +37,9 @@ struct Slot {
     ino: AtomicU64,
     owner: AtomicU64,
     path_len: AtomicUsize,
-    path: [AtomicU8; PATH_CAP],
+    /// The path, 8 bytes per word (little endian): a word store per 8
+    /// bytes, not a byte store per byte, on every open of a rift file.
+    path: [AtomicU64; PATH_WORDS],
     /// Raw directory reads (`getdents`) of a merged directory: -1 while the
     /// kernel's entries are served, else the rift children served so far.
     dents_served: AtomicI64,
@@ -51,7 +56,7 @@ static SLOTS: [Slot; MAX_FDS] = [const {
         ino: AtomicU64::new(0),
         owner: AtomicU64::new(0),
         path_len: AtomicUsize::new(0),
-        path: [const { AtomicU8::new(0) }; PATH_CAP],
+        path: [const { AtomicU64::new(0) }; PATH_WORDS],
         dents_served: AtomicI64::new(-1),
         dents_eof: AtomicI64::new(0),
     }
@@ -126,8 +131,19 @@ fn store(fd: i32, kind: u8, meta: &Meta, path: &[u8]) {
     } else {
         0
     };
-    for (i, b) in path[..n].iter().enumerate() {
-        s.path[i].store(*b, Ordering::Relaxed);
+    for (i, word) in s.path.iter().take(n.div_ceil(8)).enumerate() {
+        let k = i * 8;
+        let w = match path[k..n].first_chunk::<8>() {
+            Some(c) => u64::from_le_bytes(*c),
+            None => {
+                let mut w = [0u8; 8];
+                for (d, c) in w.iter_mut().zip(&path[k..n]) {
+                    *d = *c;
+                }
+                u64::from_le_bytes(w)
+            }
+        };
+        word.store(w, Ordering::Relaxed);
     }
     s.path_len.store(n, Ordering::Relaxed);
     s.dents_served.store(-1, Ordering::Relaxed);
@@ -218,15 +234,39 @@ fn copy_path(fd: i32, kind: u8, out: *mut u8, cap: usize) -> usize {
     if n > cap {
         return 0;
     }
-    for i in 0..n {
-        // SAFETY: i < n <= cap.
-        unsafe { *out.add(i) = s.path[i].load(Ordering::Relaxed) };
+    for (i, word) in s.path.iter().take(n.div_ceil(8)).enumerate() {
+        let w = word.load(Ordering::Relaxed).to_le_bytes();
+        let k = (n - i * 8).min(8);
+        for (j, &b) in w[..k].iter().enumerate() {
+            // SAFETY: i * 8 + j < n <= cap.
+            unsafe { *out.add(i * 8 + j) = b };
+        }
     }
     n
 }
 
+/// The shim's one fd of its own: the CAS's `blobs/` directory (O_PATH,
+/// close-on-exec, a high number), opened on the first rift open of a
+/// process (see `open::blobs_dir`). -1: not open; -2: unavailable. Every
+/// way the program closes or replaces that number (close, dup2/dup3 onto it,
+/// closefrom, close_range, and the rest that end in [`clear`]) forgets it,
+/// so the number is never used once the program may have reused it.
+pub static OWN_BLOBS_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Forgets the shim's own fd if it lies in `lo..=hi`.
+#[inline]
+fn forget_own(lo: u32, hi: u32) {
+    let own = OWN_BLOBS_FD.load(Ordering::Relaxed);
+    if own >= 0 && (lo..=hi).contains(&(own as u32)) {
+        let _ = OWN_BLOBS_FD.compare_exchange(own, -1, Ordering::AcqRel, Ordering::Relaxed);
+    }
+}
+
 #[inline]
 pub fn clear(fd: i32) {
+    if fd >= 0 {
+        forget_own(fd as u32, fd as u32);
+    }
     if let Some(s) = slot(fd) {
         if s.kind.load(Ordering::Relaxed) != UNUSED {
             s.kind.store(UNUSED, Ordering::Release);
@@ -236,6 +276,7 @@ pub fn clear(fd: i32) {
 
 /// Clears fds `lo..=hi` (closefrom, close_range).
 pub fn clear_range(lo: u32, hi: u32) {
+    forget_own(lo, hi);
     let hi = (hi as usize).min(MAX_FDS - 1);
     for fd in lo as usize..=hi {
         clear(fd as i32);

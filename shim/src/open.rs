@@ -5,14 +5,14 @@
 //! never a blob or a disk file.
 
 use core::ffi::CStr;
+use core::sync::atomic::Ordering;
 
 use libc::{c_char, c_int, c_uint, FILE};
 use vrift_format::{Kind, RecordHeader};
 
 use crate::real::fail;
-use crate::resolve::{blob_path, resolve, staging_path, PathBuf, View};
+use crate::resolve::{content_path, resolve, PathBuf, View};
 use crate::statbuf::Meta;
-use crate::state::PATH_MAX;
 use crate::write::PassToLibc;
 use crate::{call_real, fdtable, sys};
 
@@ -65,24 +65,50 @@ fn real_open(which: c_int, dirfd: c_int, path: *const c_char, flags: c_int, mode
 /// while it is being written) with the caller's non-access flags.
 fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u8]) -> c_int {
     let meta = Meta::of(header, target);
-    let mut path = [0u8; PATH_MAX + 1];
     let staged = header.is_staged();
-    let ok = if staged {
-        staging_path(target, &mut path).is_some()
-    } else {
-        blob_path(&header.hash, &mut path).is_some()
-    };
-    if !ok {
-        return fail(libc::ENAMETOOLONG);
-    }
     let keep = flags
         & (libc::O_CLOEXEC
             | libc::O_NONBLOCK
             | libc::O_NOCTTY
             | libc::O_NOATIME
             | libc::O_LARGEFILE);
-    let fd = call_real!(OPENAT(libc::AT_FDCWD, path.as_ptr() as *const c_char, libc::O_RDONLY | keep, 0)
-        or sys::openat_raw(libc::AT_FDCWD, path.as_ptr() as *const c_char, libc::O_RDONLY | keep, 0));
+    let open_at = |dirfd: c_int, path: *const c_char| {
+        call_real!(OPENAT(dirfd, path, libc::O_RDONLY | keep, 0)
+            or sys::openat_raw(dirfd, path, libc::O_RDONLY | keep, 0))
+    };
+    // A blob opens relative to the blobs directory: the kernel walks two
+    // components (`ab/<hash>`) instead of the whole CAS path.
+    let mut fd = -1;
+    if !staged {
+        if let Some(dirfd) = blobs_dir() {
+            let mut rel = [0u8; vrift_format::BLOB_REL_PATH_LEN + 1];
+            let n = header.hash.write_blob_rel_path(
+                (&mut rel[..vrift_format::BLOB_REL_PATH_LEN])
+                    .try_into()
+                    .expect("sized"),
+            );
+            rel[n] = 0;
+            let skip = vrift_format::BLOBS_DIR.len() + 1;
+            fd = open_at(dirfd, rel[skip..].as_ptr() as *const c_char);
+            if fd < 0 {
+                // Maybe no longer ours (or the store moved): forget it; the
+                // full path below decides.
+                let _ = fdtable::OWN_BLOBS_FD.compare_exchange(
+                    dirfd,
+                    -1,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+    if fd < 0 {
+        let mut content = PathBuf::new();
+        if !content_path(header, target, &mut content) {
+            return fail(libc::ENAMETOOLONG);
+        }
+        fd = open_at(libc::AT_FDCWD, content.c_ptr());
+    }
     if fd < 0 {
         // SAFETY: errno is thread-local.
         let e = unsafe { *libc::__errno_location() };
@@ -112,6 +138,77 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
         fdtable::set(fd, &meta, view_path);
     }
     fd
+}
+
+/// The shim's fd on `<cas>/blobs` (see [`fdtable::OWN_BLOBS_FD`]), opened
+/// on first use: O_PATH, close-on-exec, and moved to a high number (three
+/// quarters of the fd limit, at most 4000) so that it neither takes the low
+/// numbers a program expects from open() nor lands on 0–2.
+fn blobs_dir() -> Option<c_int> {
+    let fd = fdtable::OWN_BLOBS_FD.load(Ordering::Acquire);
+    if fd >= 0 {
+        return Some(fd);
+    }
+    if fd == -2 {
+        return None;
+    }
+    let table = crate::state::table()?;
+    let mut dir = PathBuf::new();
+    if !dir.set_parts(&[table.cas_root(), b"/", vrift_format::BLOBS_DIR.as_bytes()]) {
+        return None;
+    }
+    let low = sys::openat_raw(
+        libc::AT_FDCWD,
+        dir.c_ptr(),
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+    );
+    if low < 0 {
+        return None;
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit64 on this process, reading into our struct.
+    let ok = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_prlimit64,
+            0,
+            libc::RLIMIT_NOFILE,
+            core::ptr::null::<libc::rlimit>(),
+            &mut lim as *mut libc::rlimit,
+        )
+    } == 0;
+    let min = (lim.rlim_cur / 4 * 3).min(4000) as c_int;
+    // SAFETY: duplicating our own fd.
+    let high = if ok && min >= 64 {
+        unsafe { crate::raw_syscall!(libc::SYS_fcntl, low, libc::F_DUPFD_CLOEXEC, min) as c_int }
+    } else {
+        -1
+    };
+    sys::close_raw(low);
+    if high < 0 {
+        fdtable::OWN_BLOBS_FD.store(-2, Ordering::Release);
+        return None;
+    }
+    match fdtable::OWN_BLOBS_FD.compare_exchange(-1, high, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Some(high),
+        Err(other) => {
+            // Another thread was first.
+            sys::close_raw(high);
+            (other >= 0).then_some(other)
+        }
+    }
+}
+
+/// After libc failed to open `buf`: a rift file behind a physical symlink
+/// (see `physical_fallback`) opens by its view path.
+fn open_behind_link(buf: &PathBuf, follow: bool, flags: c_int) -> Option<c_int> {
+    let mut view = PathBuf::new();
+    let (header, target) = crate::resolve::physical_fallback(buf, follow, &mut view)?;
+    (header.kind == Kind::File && flags & libc::O_DIRECTORY == 0)
+        .then(|| open_entry(&header, target, flags, view.abs()))
 }
 
 /// A new fd from libc overwrites whatever the table held for that number;
@@ -160,13 +257,8 @@ pub extern "C" fn vrift_openat(
                 real_open(which, dirfd, path, flags, mode)
             };
             if fd < 0 {
-                let mut view = PathBuf::new();
-                if let Some((header, target)) =
-                    crate::resolve::physical_fallback(&buf, follow, &mut view)
-                {
-                    if header.kind == Kind::File && flags & libc::O_DIRECTORY == 0 {
-                        return open_entry(&header, target, flags, view.abs());
-                    }
+                if let Some(fd) = open_behind_link(&buf, follow, flags) {
+                    return fd;
                 }
             }
             remember(fd, flags, &buf);
@@ -209,7 +301,8 @@ fn mode_writes(mode: &[u8]) -> bool {
 fn stream_open(
     path: *const c_char,
     mode: *const c_char,
-    real_mode: impl Fn(*const c_char, *const c_char) -> *mut FILE,
+    real_mode: &dyn Fn(*const c_char, *const c_char) -> *mut FILE,
+    retry: bool,
 ) -> *mut FILE {
     let real = |p: *const c_char| real_mode(p, mode);
     if path.is_null() || mode.is_null() {
@@ -227,6 +320,21 @@ fn stream_open(
     let writes = mode_writes(m);
     let in_domain = table.is_some();
     match view {
+        // (Not for freopen: its stream is closed once libc failed.)
+        View::Disk { rewritten: false } if !writes && retry => {
+            let f = real(path);
+            if !f.is_null() {
+                return f;
+            }
+            // A rift file behind a physical symlink: opened by its view path.
+            let mut view = PathBuf::new();
+            match crate::resolve::physical_fallback(&buf, true, &mut view) {
+                Some((h, _)) if h.kind == Kind::File => {
+                    stream_open(view.c_ptr(), mode, real_mode, false)
+                }
+                _ => f,
+            }
+        }
         View::Pass => real(path),
         View::Disk { .. }
         | View::Entry { .. }
@@ -277,17 +385,12 @@ fn stream_open(
                 fail(libc::ELOOP);
                 return core::ptr::null_mut();
             }
-            let mut blob = [0u8; PATH_MAX + 1];
-            let ok = if header.is_staged() {
-                staging_path(target, &mut blob).is_some()
-            } else {
-                blob_path(&header.hash, &mut blob).is_some()
-            };
-            if !ok {
+            let mut blob = PathBuf::new();
+            if !content_path(&header, target, &mut blob) {
                 fail(libc::ENAMETOOLONG);
                 return core::ptr::null_mut();
             }
-            let f = real(blob.as_ptr() as *const c_char);
+            let f = real(blob.c_ptr());
             if f.is_null() {
                 // SAFETY: errno is thread-local.
                 if unsafe { *libc::__errno_location() } == libc::ENOENT && !header.is_staged() {
@@ -366,7 +469,8 @@ pub extern "C" fn fopen(path: *const c_char, mode: *const c_char) -> *mut FILE {
     stream_open(
         path,
         mode,
-        |p, m| call_real!(FOPEN(p, m) or core::ptr::null_mut()),
+        &|p, m| call_real!(FOPEN(p, m) or core::ptr::null_mut()),
+        true,
     )
 }
 
@@ -375,7 +479,8 @@ pub extern "C" fn fopen64(path: *const c_char, mode: *const c_char) -> *mut FILE
     stream_open(
         path,
         mode,
-        |p, m| call_real!(FOPEN64(p, m) or core::ptr::null_mut()),
+        &|p, m| call_real!(FOPEN64(p, m) or core::ptr::null_mut()),
+        true,
     )
 }
 
@@ -410,7 +515,8 @@ pub extern "C" fn freopen(
     stream_open(
         path,
         mode,
-        |p, m| call_real!(FREOPEN(p, m, stream) or core::ptr::null_mut()),
+        &|p, m| call_real!(FREOPEN(p, m, stream) or core::ptr::null_mut()),
+        false,
     )
 }
 
@@ -423,7 +529,8 @@ pub extern "C" fn freopen64(
     stream_open(
         path,
         mode,
-        |p, m| call_real!(FREOPEN64(p, m, stream) or core::ptr::null_mut()),
+        &|p, m| call_real!(FREOPEN64(p, m, stream) or core::ptr::null_mut()),
+        false,
     )
 }
 

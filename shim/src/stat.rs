@@ -296,13 +296,29 @@ fn access_meta(m: &Meta, amode: c_int) -> c_int {
     }
 }
 
+/// libc's access answer `r`, unless it failed where a physical symlink
+/// leads to a rift entry: then the entry's mode decides.
+fn access_fallback(r: c_int, miss: &PathBuf, follow: bool, amode: c_int) -> c_int {
+    if r == 0 || !miss.in_domain_miss {
+        return r;
+    }
+    let mut view = PathBuf::new();
+    match crate::resolve::physical_fallback(miss, follow, &mut view) {
+        Some((h, t)) => access_meta(&Meta::of(&h, t), amode),
+        None => r,
+    }
+}
+
 macro_rules! access_export {
     ($name:ident, $real:ident) => {
         #[no_mangle]
         pub extern "C" fn $name(path: *const c_char, amode: c_int) -> c_int {
             let mut buf = PathBuf::new();
             match lookup_meta(libc::AT_FDCWD, path, true, &mut buf) {
-                Lk::Real => call_real!($real(path, amode) or fail(libc::ENOSYS)),
+                Lk::Real => {
+                    let r = call_real!($real(path, amode) or fail(libc::ENOSYS));
+                    access_fallback(r, &buf, true, amode)
+                }
                 Lk::RealAt => {
                     let p = buf.c_ptr();
                     call_real!($real(p, amode) or fail(libc::ENOSYS))
@@ -328,7 +344,10 @@ pub extern "C" fn faccessat(
     let mut buf = PathBuf::new();
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
     match lookup_meta(dirfd, path, follow, &mut buf) {
-        Lk::Real => call_real!(FACCESSAT(dirfd, path, amode, flags) or fail(libc::ENOSYS)),
+        Lk::Real => {
+            let r = call_real!(FACCESSAT(dirfd, path, amode, flags) or fail(libc::ENOSYS));
+            access_fallback(r, &buf, follow, amode)
+        }
         Lk::RealAt => {
             let p = buf.c_ptr();
             call_real!(FACCESSAT(libc::AT_FDCWD, p, amode, flags) or fail(libc::ENOSYS))

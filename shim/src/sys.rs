@@ -65,6 +65,12 @@ pub fn openat_raw(dirfd: i32, path: *const libc::c_char, flags: i32, mode: u32) 
     unsafe { crate::raw_syscall!(libc::SYS_openat, dirfd, path, flags, mode) as i32 }
 }
 
+/// Whether `path` exists for the kernel (faccessat F_OK; errno set if not).
+pub fn exists_raw(path: *const libc::c_char) -> bool {
+    // SAFETY: a NUL-terminated path from the caller.
+    unsafe { crate::raw_syscall!(libc::SYS_faccessat, libc::AT_FDCWD, path, libc::F_OK) == 0 }
+}
+
 pub fn close_raw(fd: i32) {
     // SAFETY: closing an fd we opened.
     unsafe { crate::raw_syscall!(libc::SYS_close, fd) };

@@ -6,10 +6,18 @@ use core::ffi::CStr;
 use libc::{c_char, c_int, c_void, size_t, ssize_t};
 
 use crate::real::fail;
-use crate::resolve::{resolve, PathBuf, View};
+use crate::resolve::{physical_fallback, resolve, PathBuf, View};
 use crate::{call_real, fdtable};
 
-/// None: let libc answer (with `rewritten` path if needed).
+/// After libc failed with `r` on an in-domain miss: whether a physical
+/// symlink on the way leads to a rift entry (which has no attributes).
+fn behind_link(r: ssize_t, buf: &PathBuf, follow: bool) -> bool {
+    let mut view = PathBuf::new();
+    r < 0 && buf.in_domain_miss && physical_fallback(buf, follow, &mut view).is_some()
+}
+
+/// Ok(rewritten): let libc answer (with the rewritten path if true);
+/// Err(0): a rift entry; Err(r): fail with `r`.
 fn entry_check(path: *const c_char, follow: bool, buf: &mut PathBuf) -> Result<bool, ssize_t> {
     if path.is_null() {
         return Ok(false);
@@ -30,7 +38,13 @@ macro_rules! get_export {
         pub extern "C" fn $name(path: *const c_char, name: *const c_char, value: *mut c_void, size: size_t) -> ssize_t {
             let mut buf = PathBuf::new();
             match entry_check(path, $follow, &mut buf) {
-                Ok(false) => call_real!($real(path, name, value, size) or fail(libc::ENOSYS) as ssize_t),
+                Ok(false) => {
+                    let r = call_real!($real(path, name, value, size) or fail(libc::ENOSYS) as ssize_t);
+                    if behind_link(r, &buf, $follow) {
+                        return fail(libc::ENODATA) as ssize_t;
+                    }
+                    r
+                }
                 Ok(true) => {
                     let p = buf.c_ptr();
                     call_real!($real(p, name, value, size) or fail(libc::ENOSYS) as ssize_t)
@@ -48,7 +62,13 @@ macro_rules! list_export {
         pub extern "C" fn $name(path: *const c_char, list: *mut c_char, size: size_t) -> ssize_t {
             let mut buf = PathBuf::new();
             match entry_check(path, $follow, &mut buf) {
-                Ok(false) => call_real!($real(path, list, size) or fail(libc::ENOSYS) as ssize_t),
+                Ok(false) => {
+                    let r = call_real!($real(path, list, size) or fail(libc::ENOSYS) as ssize_t);
+                    if behind_link(r, &buf, $follow) {
+                        return 0;
+                    }
+                    r
+                }
                 Ok(true) => {
                     let p = buf.c_ptr();
                     call_real!($real(p, list, size) or fail(libc::ENOSYS) as ssize_t)

@@ -229,7 +229,8 @@ impl LiveTable {
     }
 
     fn mark_stop(&mut self, rel: &[u8]) -> Result<(), Full> {
-        if (self.stops + 1) * 16 > self.bloom_words as usize * 64 {
+        // Past 32 bits a stop, chance hits cost lookups (see table::layout).
+        if (self.stops + 1) * 32 > self.bloom_words as usize * 64 {
             return Err(Full);
         }
         let (a, b) = bloom_bits(path_hash(rel), self.bloom_words);

@@ -112,7 +112,7 @@ static int mode_signals(void) {
     return 0;
 }
 
-/* ---- closefrom(3): the shim keeps no fd of its own that this could break */
+/* ---- closefrom(3): the shim's own fd (the blobs directory) is forgotten, not used */
 static int mode_closefrom(void) {
     closefrom(3);
     printf("after closefrom sees=%d dir=%d\n", sees(file), count_dir(dir) >= 3);

@@ -45,12 +45,24 @@ pub struct ContentHash(pub [u8; HASH_LEN]);
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// The two hex digits of each byte (one load per byte when encoding).
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 0xf]];
+        i += 1;
+    }
+    t
+};
+
 impl ContentHash {
     /// Writes the hash as 64 lowercase hex digits into `out`.
     pub fn write_hex(&self, out: &mut [u8; HASH_HEX_LEN]) {
-        for (i, b) in self.0.iter().enumerate() {
-            out[2 * i] = HEX[(b >> 4) as usize];
-            out[2 * i + 1] = HEX[(b & 0xf) as usize];
+        for (i, &b) in self.0.iter().enumerate() {
+            let [hi, lo] = HEX_PAIRS[b as usize];
+            out[2 * i] = hi;
+            out[2 * i + 1] = lo;
         }
     }
 
@@ -69,18 +81,15 @@ impl ContentHash {
     /// Writes `blobs/ab/abcd…` (the blob's path relative to the CAS root)
     /// into `out` and returns the number of bytes written.
     pub fn write_blob_rel_path(&self, out: &mut [u8; BLOB_REL_PATH_LEN]) -> usize {
-        let mut hex = [0u8; HASH_HEX_LEN];
-        self.write_hex(&mut hex);
         let prefix = BLOBS_DIR.as_bytes();
         out[..prefix.len()].copy_from_slice(prefix);
-        let mut n = prefix.len();
+        let n = prefix.len();
         out[n] = b'/';
-        out[n + 1] = hex[0];
-        out[n + 2] = hex[1];
+        [out[n + 1], out[n + 2]] = HEX_PAIRS[self.0[0] as usize];
         out[n + 3] = b'/';
-        n += 4;
-        out[n..n + HASH_HEX_LEN].copy_from_slice(&hex);
-        n + HASH_HEX_LEN
+        let hex: &mut [u8; HASH_HEX_LEN] = (&mut out[n + 4..]).try_into().expect("sized");
+        self.write_hex(hex);
+        BLOB_REL_PATH_LEN
     }
 }
 

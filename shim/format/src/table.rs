@@ -63,7 +63,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::{decode_record, RecordRef};
 
 pub const TABLE_MAGIC: [u8; 8] = *b"VRIFTHT1";
-pub const TABLE_VERSION: u32 = 3;
+pub const TABLE_VERSION: u32 = 4;
 pub const HEADER_LEN: usize = 192;
 pub const PATH_SLOT_LEN: usize = 24;
 pub const DIR_SLOT_LEN: usize = 32;
@@ -101,20 +101,115 @@ pub mod field {
 /// Length of a list chunk's header (count, pad, prev).
 pub const LIST_CHUNK_HEADER: usize = 16;
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+const SEED: u64 = 0x243f_6a88_85a3_08d3;
+const K1: u64 = 0x9e37_79b9_7f4a_7c15;
+const K2: u64 = 0xd6e8_feb8_6659_fd93;
+const SLASHES: u64 = 0x2f2f_2f2f_2f2f_2f2f;
 
-/// FNV-1a over the path bytes, never 0 (0 marks an empty slot). Byte-serial
-/// but short on instructions; the hash of every prefix falls out of the same
-/// pass ([`Table::scan`]). (A component-wise word hash was tried: more
-/// instructions per lookup on the short components of real paths.)
+/// The 128-bit product of `a` and `b`, folded to 64 bits.
+#[inline(always)]
+fn fold(a: u64, b: u64) -> u64 {
+    let p = a as u128 * b as u128;
+    p as u64 ^ (p >> 64) as u64
+}
+
+/// The hash of a path whose words before the last chunk left state `h`,
+/// whose last chunk (1 to 8 bytes, zero-padded, little endian) is `last`
+/// and whose length is `len`.
+#[inline(always)]
+fn finish(h: u64, last: u64, len: usize) -> u64 {
+    nonzero(fold(fold(h ^ last, K1) ^ len as u64, K2))
+}
+
+/// Bytes `i..i + 8` of `p` as a little-endian word.
+#[inline(always)]
+fn word(p: &[u8], i: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&p[i..i + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Bytes `i..` of `p` (at most 8 of them), zero-padded, little endian.
+#[inline(always)]
+fn last_chunk(p: &[u8], i: usize) -> u64 {
+    let n = p.len();
+    if n >= 8 {
+        // The last 8 bytes, shifted so that byte `i` comes first.
+        word(p, n - 8) >> (8 * (8 - (n - i)))
+    } else {
+        let mut w = 0u64;
+        for (k, &b) in p[i..].iter().enumerate() {
+            w |= (b as u64) << (8 * k);
+        }
+        w
+    }
+}
+
+/// A lane mask with 0x80 in each byte of `x` that is zero (exact: no
+/// false positives from borrows).
+#[inline(always)]
+fn zero_bytes(x: u64) -> u64 {
+    const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    !((x & LO7).wrapping_add(LO7) | x | LO7)
+}
+
+/// The hash of a path, never 0 (0 marks an empty slot): a word at a time
+/// (8 bytes per 64x64→128-bit multiply), so the hash of every prefix ending
+/// at a `/` falls out of the same pass ([`Table::scan`]). (Byte-serial
+/// FNV-1a, the format before version 4, cost a multiply per byte; a
+/// component-wise word hash was tried too and cost more on the short
+/// components of real paths.)
 #[inline]
 pub fn path_hash(path: &[u8]) -> u64 {
-    let mut h = FNV_OFFSET;
-    for &b in path {
-        h = (h ^ b as u64).wrapping_mul(FNV_PRIME);
+    let n = path.len();
+    let mut h = SEED;
+    let mut i = 0;
+    while n - i > 8 {
+        h = fold(h ^ word(path, i), K1);
+        i += 8;
     }
-    nonzero(h)
+    finish(h, last_chunk(path, i), n)
+}
+
+/// [`path_hash`] of `rel`, calling `hit` with the hash of each proper
+/// prefix that ends at a `/` (finished from the running state, in the same
+/// pass); returns the hash and which prefixes hit (see [`Scan::suspects`]).
+#[inline(always)]
+fn hash_with_prefixes(rel: &[u8], mut hit: impl FnMut(u64) -> bool) -> (u64, u64) {
+    let n = rel.len();
+    let (mut h, mut i) = (SEED, 0);
+    // The state and word before the current one (a `/` that starts a word
+    // ends a prefix whose last chunk is the previous word).
+    let (mut h_prev, mut w_prev) = (SEED, 0u64);
+    let (mut hits, mut k) = (0u64, 0usize);
+    loop {
+        let last = n - i <= 8;
+        let w = if last {
+            last_chunk(rel, i)
+        } else {
+            word(rel, i)
+        };
+        let mut slashes = zero_bytes(w ^ SLASHES);
+        while slashes != 0 {
+            let b = (slashes.trailing_zeros() / 8) as usize;
+            let prefix = if b == 0 {
+                finish(h_prev, w_prev, i)
+            } else {
+                finish(h, w & ((1u64 << (8 * b)) - 1), i + b)
+            };
+            if hit(prefix) {
+                hits |= 1 << k.min(63);
+            }
+            k += 1;
+            slashes &= slashes - 1;
+        }
+        if last {
+            return (finish(h, w, n), hits);
+        }
+        (h_prev, w_prev) = (h, w);
+        h = fold(h ^ w, K1);
+        i += 8;
+    }
 }
 
 #[inline]
@@ -160,6 +255,18 @@ pub struct Table<'a> {
 pub struct Scan {
     pub hash: u64,
     pub prefix_suspect: bool,
+    /// Which prefixes hit: bit k for the prefix ending at the k-th `/`
+    /// (from 0); bit 63 also stands for every later one. Only those can be
+    /// stopping points (a Bloom filter has no false negatives).
+    pub suspects: u64,
+}
+
+impl Scan {
+    /// Whether the prefix ending at the `k`-th `/` may be a stopping point.
+    #[inline]
+    pub fn suspect(&self, k: usize) -> bool {
+        self.suspects >> k.min(63) & 1 != 0
+    }
 }
 
 /// A directory the rift has something to say about.
@@ -173,6 +280,7 @@ pub struct Dir<'a> {
     pub slot: u32,
 }
 
+#[inline]
 fn read_u32(b: &[u8], off: usize) -> Option<u32> {
     let s = b.get(off..off.checked_add(4)?)?;
     Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
@@ -235,7 +343,7 @@ impl<'a> Table<'a> {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn bloom_has(&self, hash: u64) -> bool {
         let (a, b) = bloom_bits(hash, self.bloom_words);
         let word = |bit: u64| {
@@ -250,20 +358,15 @@ impl<'a> Table<'a> {
     /// boundaries) against the Bloom filter of stopping points.
     #[inline]
     pub fn scan(&self, rel: &[u8]) -> Scan {
-        let mut h = FNV_OFFSET;
-        let mut suspect = false;
-        for &b in rel {
-            if b == b'/' && !suspect {
-                suspect = self.bloom_has(nonzero(h));
-            }
-            h = (h ^ b as u64).wrapping_mul(FNV_PRIME);
-        }
+        let (hash, suspects) = hash_with_prefixes(rel, |h| self.bloom_has(h));
         Scan {
-            hash: nonzero(h),
-            prefix_suspect: suspect,
+            hash,
+            prefix_suspect: suspects != 0,
+            suspects,
         }
     }
 
+    #[inline(always)]
     fn atomic_u64(&self, off: usize) -> u64 {
         debug_assert!(off.is_multiple_of(8) && off + 8 <= self.bytes.len());
         // SAFETY: `off` is 8-aligned (slot arrays are 8-aligned, checked in
@@ -338,6 +441,7 @@ impl<'a> Table<'a> {
             .unwrap_or(&[])
     }
 
+    #[inline]
     pub fn string_at(&self, off: usize) -> Option<&'a [u8]> {
         if off == 0 {
             return None;
@@ -391,10 +495,25 @@ impl<'a> Table<'a> {
         self.slot(self.find_slot(rel)?).map(|(_, r)| r)
     }
 
-    /// [`Table::lookup`] with the path's hash already computed.
+    /// [`Table::lookup`] with the path's hash already computed (one probe
+    /// sequence; the record is read from the slot that matched).
     #[inline]
     pub fn lookup_hashed(&self, rel: &[u8], hash: u64) -> Option<RecordRef<'a>> {
-        self.slot(self.find_slot_hashed(rel, hash)?).map(|(_, r)| r)
+        let mut i = hash & self.slot_mask;
+        for _ in 0..=self.slot_mask {
+            let base = self.slots_off + i as usize * PATH_SLOT_LEN;
+            let h = self.atomic_u64(base);
+            if h == 0 {
+                return None;
+            }
+            if h == hash && self.string_at(self.atomic_u64(base + 8) as usize) == Some(rel) {
+                // A tombstone (record offset 0) reads as nothing.
+                let rec = self.string_at(self.atomic_u64(base + 16) as usize)?;
+                return decode_record(rec).ok();
+            }
+            i = (i + 1) & self.slot_mask;
+        }
+        None
     }
 
     /// The directory entry for `rel` (children and flags), if any.
@@ -536,5 +655,70 @@ impl<'a> Iterator for Children<'a> {
         self.count = slots.count;
         self.hops = slots.hops;
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::String;
+    use std::vec::Vec;
+
+    #[test]
+    fn one_pass_gives_the_hash_of_the_path_and_of_every_prefix() {
+        let names = [
+            "a",
+            "bc",
+            "node_modules",
+            "@scope",
+            "x.js",
+            "1234567",
+            "12345678",
+            "",
+        ];
+        let mut k = 0u32;
+        for len in 0..48 {
+            for _ in 0..20 {
+                let mut p = Vec::new();
+                while p.len() < len {
+                    k = k.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    if !p.is_empty() {
+                        p.push(b'/');
+                    }
+                    p.extend_from_slice(names[(k >> 16) as usize % names.len()].as_bytes());
+                }
+                p.truncate(len);
+                let mut seen = Vec::new();
+                let (h, hits) = hash_with_prefixes(&p, |h| {
+                    seen.push(h);
+                    seen.len() % 3 == 1
+                });
+                let want_hits = (0..seen.len())
+                    .filter(|i| i % 3 == 0)
+                    .fold(0u64, |m, i| m | 1 << i.min(63));
+                assert_eq!(hits, want_hits);
+                assert_eq!(h, path_hash(&p), "{:?}", String::from_utf8_lossy(&p));
+                let want: Vec<u64> = (0..p.len())
+                    .filter(|&j| p[j] == b'/')
+                    .map(|j| path_hash(&p[..j]))
+                    .collect();
+                assert_eq!(seen, want, "{:?}", String::from_utf8_lossy(&p));
+            }
+        }
+    }
+
+    #[test]
+    fn hashes_differ_and_are_never_zero() {
+        let mut all = std::collections::HashSet::new();
+        for i in 0..20_000u32 {
+            let p = std::format!("node_modules/pkg-{}/lib/m{}.js", i / 7, i % 7);
+            let h = path_hash(p.as_bytes());
+            assert_ne!(h, 0);
+            all.insert(h);
+        }
+        assert_eq!(all.len(), 20_000);
+        assert_ne!(path_hash(b"a"), path_hash(b"a/"));
+        assert_ne!(path_hash(b""), path_hash(b"/"));
     }
 }
