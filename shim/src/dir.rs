@@ -27,13 +27,18 @@ use crate::{call_real, sys};
 
 const SLOTS: usize = 1024;
 const REL_CAP: usize = 1024;
+/// The rift path, a `/`, and a name (at most 255 bytes on Linux).
+const KEY_CAP: usize = REL_CAP + 1 + 256;
 
 /// Per-stream merge state, owned by the thread using the stream (POSIX:
 /// one stream is not used by two threads at once).
 struct Merge {
-    /// Rift path of the directory.
-    rel: [u8; REL_CAP],
+    /// Rift path of the directory (`rel[..rel_len]`), then its `/` (for all
+    /// but the root) up to `prefix`: each physical name is looked up by
+    /// writing it after that, with no copy of the directory's path per entry.
+    rel: [u8; KEY_CAP],
     rel_len: usize,
+    prefix: usize,
     /// Phase 1 (disk) done; phase 2 walks the rift children (the table it
     /// started on stays mapped even if a newer one supersedes it).
     disk_done: bool,
@@ -61,8 +66,9 @@ static TABLE: [Slot; SLOTS] = [const {
         busy: AtomicBool::new(false),
         ever: AtomicBool::new(false),
         merge: UnsafeCell::new(Merge {
-            rel: [0; REL_CAP],
+            rel: [0; KEY_CAP],
             rel_len: 0,
+            prefix: 0,
             disk_done: false,
             opaque: false,
             children: None,
@@ -109,6 +115,12 @@ fn register(dirp: *mut DIR, rel: &[u8], opaque: bool) {
             let m = unsafe { &mut *s.merge.get() };
             m.rel[..rel.len()].copy_from_slice(rel);
             m.rel_len = rel.len();
+            m.prefix = if rel.is_empty() {
+                0
+            } else {
+                m.rel[rel.len()] = b'/';
+                rel.len() + 1
+            };
             m.disk_done = false;
             m.opaque = opaque;
             m.children = None;
@@ -204,7 +216,11 @@ pub extern "C" fn fdopendir(fd: c_int) -> *mut DIR {
         return dirp;
     }
     let mut path = [0u8; PATH_MAX];
-    if let Some(n) = sys::fd_path(fd, &mut path) {
+    // A directory fd the shim saw opened has its path in the fd table (find
+    // and fts open every directory so): no /proc readlink.
+    // SAFETY: `path` holds PATH_MAX bytes.
+    let known = unsafe { crate::fdtable::dir_path_into(fd, path.as_mut_ptr(), PATH_MAX) };
+    if let Some(n) = known.or_else(|| sys::fd_path(fd, &mut path)) {
         if let Some(rel) = vrift_format::pathnorm::domain_rel(&path[..n], state::ROOT.get()) {
             maybe_register(dirp, rel);
         }
@@ -219,7 +235,7 @@ pub extern "C" fn fdopendir(fd: c_int) -> *mut DIR {
 /// the rest of `key` is scratch.
 fn hidden_on_disk(
     table: &Table<'_>,
-    key: &mut [u8; PATH_MAX],
+    key: &mut [u8],
     prefix: usize,
     name: &[u8],
     at_root: bool,
@@ -228,7 +244,7 @@ fn hidden_on_disk(
     if name == b"." || name == b".." {
         return false;
     }
-    if prefix + name.len() > PATH_MAX {
+    if prefix + name.len() > key.len() {
         return opaque;
     }
     key[prefix..prefix + name.len()].copy_from_slice(name);
@@ -269,9 +285,7 @@ fn next_merged(
     // SAFETY: the slot belongs to this stream (see `Merge`).
     let m = unsafe { &mut *slot.merge.get() };
     let table = state::table()?;
-    let mut key = [0u8; PATH_MAX];
-    let rel_len = m.rel_len;
-    let prefix = child_key(&mut key, &m.rel[..rel_len]);
+    let (rel_len, prefix) = (m.rel_len, m.prefix);
     while !m.disk_done {
         let Some((name_ptr, dtype, ino, off)) = real_next() else {
             m.disk_done = true;
@@ -279,7 +293,7 @@ fn next_merged(
         };
         // SAFETY: d_name is NUL-terminated.
         let name = unsafe { CStr::from_ptr(name_ptr as *const c_char) }.to_bytes();
-        if hidden_on_disk(&table, &mut key, prefix, name, rel_len == 0, m.opaque) {
+        if hidden_on_disk(&table, &mut m.rel, prefix, name, rel_len == 0, m.opaque) {
             continue;
         }
         return Some(fill(&mut m.ent, name, dtype, ino, off));
