@@ -58,6 +58,31 @@ fn fork_and_vfork_children_see_the_view() {
     assert!(out.ends_with("vfork exec status=0\n"), "{out}");
 }
 
+/// A signal handler that changes directory (chdir is async-signal-safe) and
+/// resolves a relative path, landing while the same thread updates the cwd
+/// cache: no hang (the run is bounded by `timeout`), no stale directory.
+#[test]
+fn signal_handlers_that_chdir_neither_hang_nor_see_a_stale_cwd() {
+    let Some((sb, root)) = project() else { return };
+    let bin = compile_c(&sb, "safety", &["-pthread"]);
+    let file = root.join("deps/pkg-1/package.json");
+    let dir = root.join("deps/pkg-1");
+    let out = sb.ok(
+        &root,
+        &[
+            "run",
+            "--",
+            "timeout",
+            "120",
+            bin.to_str().unwrap(),
+            "signals-chdir",
+            file.to_str().unwrap(),
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out, "signals-chdir bad=0 handler_bad=0 handler_ran=1\n");
+}
+
 #[test]
 fn signal_handlers_can_use_the_shim_mid_call() {
     let Some((sb, root)) = project() else { return };

@@ -2,7 +2,7 @@
 //! a syscall. Updated after every successful chdir/fchdir; read under a
 //! seqlock (word-sized atomics, so readers never see a torn path).
 
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::state::{self, PATH_MAX};
 use crate::sys;
@@ -15,7 +15,11 @@ const WORDS: usize = PATH_MAX / 8;
 pub(crate) struct Cache {
     seq: AtomicU64,
     len: AtomicUsize,
-    writing: AtomicBool,
+    /// The thread id of the writer (0: none).
+    writer: AtomicU32,
+    /// A refresh could not take the writer's place (see `refresh`): the
+    /// cached path may be stale, so readers ask the kernel.
+    stale: AtomicBool,
     word: [AtomicU64; WORDS],
 }
 
@@ -24,7 +28,8 @@ impl Cache {
         Cache {
             seq: AtomicU64::new(0),
             len: AtomicUsize::new(0),
-            writing: AtomicBool::new(false),
+            writer: AtomicU32::new(0),
+            stale: AtomicBool::new(false),
             word: [const { AtomicU64::new(0) }; WORDS],
         }
     }
@@ -33,18 +38,38 @@ impl Cache {
 static SEQ: &AtomicU64 = &state::CWD.seq;
 static LEN: &AtomicUsize = &state::CWD.len;
 static WORD: &[AtomicU64; WORDS] = &state::CWD.word;
-static WRITING: &AtomicBool = &state::CWD.writing;
+static WRITER: &AtomicU32 = &state::CWD.writer;
+static STALE: &AtomicBool = &state::CWD.stale;
+
+/// Spins before a reader or writer stops waiting for another thread's
+/// update (a safety net: updates take one getcwd). When the writer is this
+/// very thread — interrupted by a signal whose handler resolves a path or
+/// calls chdir, which is async-signal-safe — nobody waits at all.
+const PATIENCE: u32 = 1 << 12;
+
+fn this_thread() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { crate::raw_syscall!(libc::SYS_gettid) as u32 }
+}
 
 /// Re-reads the kernel's cwd into the cache.
 pub fn refresh() {
-    let mut buf = [0u8; PATH_MAX];
-    let Some(n) = sys::getcwd_raw(&mut buf) else {
-        LEN.store(0, Ordering::Release);
-        return;
-    };
-    while WRITING.swap(true, Ordering::Acquire) {
+    let me = this_thread();
+    let mut patience = PATIENCE;
+    while let Err(holder) = WRITER.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
+        patience -= 1;
+        if holder == me || patience == 0 {
+            // Readers ask the kernel until a refresh that starts later.
+            STALE.store(true, Ordering::Release);
+            return;
+        }
         core::hint::spin_loop();
     }
+    STALE.store(false, Ordering::Release);
+    // Read under the writer's place, so refreshes store in the order they
+    // read (0: unknown, on failure).
+    let mut buf = [0u8; PATH_MAX];
+    let n = sys::getcwd_raw(&mut buf).unwrap_or(0);
     SEQ.fetch_add(1, Ordering::AcqRel);
     for (i, chunk) in buf[..n.div_ceil(8) * 8].chunks(8).enumerate() {
         let mut w = [0u8; 8];
@@ -53,7 +78,7 @@ pub fn refresh() {
     }
     LEN.store(n, Ordering::Relaxed);
     SEQ.fetch_add(1, Ordering::AcqRel);
-    WRITING.store(false, Ordering::Release);
+    WRITER.store(0, Ordering::Release);
 }
 
 /// Copies the cached cwd into `out` (raw memory of at least PATH_MAX bytes);
@@ -62,9 +87,19 @@ pub fn refresh() {
 /// # Safety
 /// `out` must be valid for writes of PATH_MAX bytes.
 pub unsafe fn read_into(out: *mut u8) -> usize {
+    if STALE.load(Ordering::Acquire) {
+        return 0;
+    }
+    // A writer that does not finish may be this very thread (see PATIENCE):
+    // then the caller asks the kernel (0: unknown).
+    let mut patience = PATIENCE;
     loop {
         let s1 = SEQ.load(Ordering::Acquire);
         if s1 & 1 == 1 {
+            patience -= 1;
+            if patience == 0 || WRITER.load(Ordering::Relaxed) == this_thread() {
+                return 0;
+            }
             core::hint::spin_loop();
             continue;
         }
@@ -83,7 +118,7 @@ pub unsafe fn read_into(out: *mut u8) -> usize {
 /// After fork, in the child: a writer that was mid-update in another thread
 /// no longer exists. Forget the cache rather than wait for it.
 pub extern "C" fn after_fork_in_child() {
-    WRITING.store(false, Ordering::Relaxed);
+    WRITER.store(0, Ordering::Relaxed);
     let s = SEQ.load(Ordering::Relaxed);
     if s & 1 == 1 {
         LEN.store(0, Ordering::Relaxed);

@@ -112,6 +112,38 @@ static int mode_signals(void) {
     return 0;
 }
 
+/* ---- signals and the cwd cache: the handler changes directory and back
+ * (chdir is async-signal-safe) and resolves a relative path, while the main
+ * loop does the same: a handler that lands while this very thread updates
+ * the cache must neither wait for it forever nor see a stale directory. */
+static volatile sig_atomic_t chdir_bad, chdir_runs;
+static void on_alarm_chdir(int sig) {
+    int saved = errno;
+    struct stat st;
+    int back = open(".", O_RDONLY | O_DIRECTORY);
+    if (chdir(dir) != 0 || stat("package.json", &st) != 0) chdir_bad++;
+    if (back < 0 || fchdir(back) != 0) chdir_bad++;
+    close(back);
+    chdir_runs++;
+    errno = saved;
+}
+
+static int mode_signals_chdir(void) {
+    signal(SIGALRM, on_alarm_chdir);
+    struct itimerval it = {{0, 500}, {0, 500}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    long bad = 0;
+    struct stat st;
+    for (int i = 0; i < 5000; i++) {
+        if (chdir(dir) != 0 || stat("package.json", &st) != 0) bad++;
+        if (chdir("/") != 0 || stat("package.json", &st) == 0) bad++;
+    }
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    printf("signals-chdir bad=%ld handler_bad=%d handler_ran=%d\n", bad, (int)chdir_bad, chdir_runs > 0);
+    return 0;
+}
+
 /* ---- closefrom(3): the shim's own fd (the blobs directory) is forgotten, not used */
 static int mode_closefrom(void) {
     closefrom(3);
@@ -165,6 +197,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "threads")) return mode_threads();
     if (!strcmp(argv[1], "fork")) return mode_fork();
     if (!strcmp(argv[1], "signals")) return mode_signals();
+    if (!strcmp(argv[1], "signals-chdir")) return mode_signals_chdir();
     if (!strcmp(argv[1], "closefrom")) return mode_closefrom();
     if (!strcmp(argv[1], "errno")) return mode_errno();
     if (!strcmp(argv[1], "stale")) return mode_stale(argv[0]);
