@@ -29,8 +29,76 @@ pub fn table_path(project: &Project) -> PathBuf {
     project.state_dir().join(TABLE_FILE)
 }
 
-/// Records in path order: (path, encoded record).
-pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
+/// Records in path order: (path, encoded record) pairs, kept in one buffer.
+/// A view holds 100k and more of them; an allocation per path and per
+/// record was a good part of the time a restore or a publish took.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Records {
+    bytes: Vec<u8>,
+    /// Per pair: where its path starts, the path's length, the record's
+    /// length (the record follows the path).
+    spans: Vec<(usize, u32, u32)>,
+}
+
+impl Records {
+    pub fn with_capacity(pairs: usize, bytes: usize) -> Records {
+        Records {
+            bytes: Vec::with_capacity(bytes),
+            spans: Vec::with_capacity(pairs),
+        }
+    }
+
+    pub fn push(&mut self, path: &[u8], rec: &[u8]) {
+        self.spans
+            .push((self.bytes.len(), path.len() as u32, rec.len() as u32));
+        self.bytes.extend_from_slice(path);
+        self.bytes.extend_from_slice(rec);
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The pair at `i`: (path, record).
+    pub fn get(&self, i: usize) -> (&[u8], &[u8]) {
+        let (at, k, r) = self.spans[i];
+        let (k, r) = (k as usize, r as usize);
+        (&self.bytes[at..at + k], &self.bytes[at + k..at + k + r])
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// Puts the pairs in path order (the bytes stay where they are).
+    pub fn sort(&mut self) {
+        let bytes = &self.bytes;
+        self.spans
+            .sort_by(|a, b| bytes[a.0..a.0 + a.1 as usize].cmp(&bytes[b.0..b.0 + b.1 as usize]));
+    }
+}
+
+impl<K: AsRef<[u8]>, V: AsRef<[u8]>> FromIterator<(K, V)> for Records {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Records {
+        let mut out = Records::default();
+        for (k, v) in iter {
+            out.push(k.as_ref(), v.as_ref());
+        }
+        out
+    }
+}
+
+impl<'a> IntoIterator for &'a Records {
+    type Item = (&'a [u8], &'a [u8]);
+    type IntoIter = Box<dyn Iterator<Item = (&'a [u8], &'a [u8])> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
 
 /// What a table says about where it belongs, beside its records.
 #[derive(Clone, Copy, Debug)]
@@ -114,7 +182,7 @@ impl Layout {
 /// Builds the table bytes: `records` (sorted by path, each path once) and
 /// `dir_flags` (path → DIR_* flags).
 pub fn build(
-    records: &[(Vec<u8>, Vec<u8>)],
+    records: &Records,
     dir_flags: &BTreeMap<Vec<u8>, u8>,
     meta: &TableMeta<'_>,
     room: Room,
@@ -131,7 +199,7 @@ pub fn build(
     let stops: Vec<&[u8]> = records
         .iter()
         .filter(|(_, r)| is_stop(r))
-        .map(|(k, _)| k.as_slice())
+        .map(|(k, _)| k)
         .chain(
             dir_flags
                 .iter()
@@ -181,7 +249,7 @@ pub fn build(
     let exe_off = push_str(&mut out, meta.exe);
 
     let mut slot_of: Vec<u32> = Vec::with_capacity(records.len());
-    for (path, rec) in records {
+    for (path, rec) in records.iter() {
         let key_off = push_str(&mut out, path);
         let rec_off = push_str(&mut out, rec);
         let hash = path_hash(path);
@@ -287,18 +355,20 @@ fn merge_layers(
     rift: Records,
     for_each_phantom: impl FnOnce(&mut dyn FnMut(&[u8], &[u8])) -> Result<()>,
 ) -> Result<Records> {
-    let mut out: Records = Vec::with_capacity(rift.len());
-    let mut r = rift.into_iter().peekable();
+    let mut out = Records::with_capacity(rift.len() * 2, rift.bytes.len() * 2);
+    let mut r = rift.iter().peekable();
     for_each_phantom(&mut |k, v| {
-        while let Some(next) = r.next_if(|(rk, _)| rk.as_slice() < k) {
-            out.push(next);
+        while let Some((rk, rv)) = r.next_if(|(rk, _)| *rk < k) {
+            out.push(rk, rv);
         }
-        match r.next_if(|(rk, _)| rk.as_slice() == k) {
-            Some(winner) => out.push(winner),
-            None => out.push((k.to_vec(), v.to_vec())),
+        match r.next_if(|(rk, _)| *rk == k) {
+            Some((rk, rv)) => out.push(rk, rv),
+            None => out.push(k, v),
         }
     })?;
-    out.extend(r);
+    for (rk, rv) in r {
+        out.push(rk, rv);
+    }
     Ok(out)
 }
 
@@ -313,7 +383,7 @@ pub struct ViewRecords {
 /// Reads the view's records from the manifest.
 pub fn collect(manifest: &Manifest) -> Result<ViewRecords> {
     let txn = manifest.read()?;
-    let mut rift: Records = Vec::new();
+    let mut rift = Records::default();
     let mut hiding = 0u64;
     txn.for_each_raw(Layer::Rift, |k, v| {
         // A whiteout, or an entry written over a physical directory, hides a
@@ -321,7 +391,7 @@ pub fn collect(manifest: &Manifest) -> Result<ViewRecords> {
         if is_hiding(v) {
             hiding += 1;
         }
-        rift.push((k.to_vec(), v.to_vec()));
+        rift.push(k, v);
     })?;
     let records = merge_layers(rift, |f| txn.for_each_raw(Layer::Phantom, f))?;
     let dir_flags: BTreeMap<Vec<u8>, u8> = txn.dirs()?.into_iter().collect();
@@ -533,23 +603,26 @@ mod tests {
     fn merging_layers_keeps_order_and_lets_the_rift_win() {
         let v = |k: &str, r: &str| (k.as_bytes().to_vec(), r.as_bytes().to_vec());
         let phantom = [v("a", "p"), v("b", "p"), v("d", "p")];
-        let merged = merge_layers(vec![v("b", "r"), v("c", "r"), v("e", "r")], |f| {
+        let rift: Records = [v("b", "r"), v("c", "r"), v("e", "r")]
+            .into_iter()
+            .collect();
+        let merged = merge_layers(rift, |f| {
             for (k, r) in &phantom {
                 f(k, r);
             }
             Ok(())
         })
         .unwrap();
-        assert_eq!(
-            merged,
-            vec![
-                v("a", "p"),
-                v("b", "r"),
-                v("c", "r"),
-                v("d", "p"),
-                v("e", "r")
-            ]
-        );
+        let expected: Records = [
+            v("a", "p"),
+            v("b", "r"),
+            v("c", "r"),
+            v("d", "p"),
+            v("e", "r"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(merged, expected);
     }
 
     #[test]

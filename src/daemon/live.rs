@@ -319,7 +319,7 @@ impl LiveTable {
     /// Every live record and directory mark, for a rebuild.
     pub fn contents(&self) -> Result<(Records, BTreeMap<Vec<u8>, u8>)> {
         let t = self.table()?;
-        let mut records = Vec::with_capacity(self.used_slots);
+        let mut records = Records::with_capacity(self.used_slots, 0);
         for i in 0..self.slot_count {
             let base = self.slots_off + i * PATH_SLOT_LEN;
             if self.atomic(base).load(Ordering::Acquire) == 0 {
@@ -328,7 +328,7 @@ impl LiveTable {
             let key = t.string_at(self.atomic(base + 8).load(Ordering::Acquire) as usize);
             let rec = t.string_at(self.atomic(base + 16).load(Ordering::Acquire) as usize);
             if let (Some(k), Some(r)) = (key, rec) {
-                records.push((k.to_vec(), r.to_vec()));
+                records.push(k, r);
             }
         }
         records.sort();

@@ -194,7 +194,7 @@ impl Rift {
                             rift.staged.insert(
                                 target.to_vec(),
                                 Staged {
-                                    rel: rel.clone(),
+                                    rel: rel.to_vec(),
                                     probe,
                                 },
                             );
