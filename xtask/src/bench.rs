@@ -251,7 +251,11 @@ impl<'a> IngestBench<'a> {
         println!(
             "\nwaited {} for the ingests' background deletion of duplicates to finish{}",
             secs(start.elapsed()),
-            if trash_left() { " (gave up: still running)" } else { "" }
+            if trash_left() {
+                " (gave up: still running)"
+            } else {
+                ""
+            }
         );
     }
 
