@@ -115,23 +115,9 @@ pub extern "C" fn la_objsearch(
 /// run from the mirror, is made as soon as a path in it is asked about.
 fn mirror_directory(mirror: &[u8], view: &[u8]) {
     let parent = |p: &[u8]| p.iter().rposition(|&c| c == b'/').map(|i| i.max(1));
-    let (Some(mi), Some(vi)) = (parent(mirror), parent(view)) else {
-        return;
-    };
-    let mut c = [0u8; PATH_MAX + 1];
-    c[..vi].copy_from_slice(&view[..vi]);
-    c[vi] = 0;
-    // SAFETY: all-zero is a valid stat buffer.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    if crate::stat::stat(c.as_ptr() as *const c_char, &mut st) != 0
-        || st.st_mode & libc::S_IFMT != libc::S_IFDIR
-    {
-        return;
+    if let (Some(mi), Some(vi)) = (parent(mirror), parent(view)) {
+        crate::exec::mirror_dir_if_in_view(&view[..vi], &mirror[..mi]);
     }
-    c[..mi].copy_from_slice(&mirror[..mi]);
-    c[mi] = b'/';
-    c[mi + 1] = 0;
-    crate::exec::make_parents(&mut c, state::ROOT.get().len() + 1);
 }
 
 fn take_slot() -> &'static mut [u8; PATH_MAX + 1] {

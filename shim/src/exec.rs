@@ -182,67 +182,26 @@ fn restore_environ() {
 /// Calls `f` with `env` plus this library in `LD_AUDIT` (after any audit
 /// modules already named there), for a rift program: the loader then asks
 /// `audit::la_objsearch` where each library it looks for really is.
-/// Built on the stack: this may run in a vfork child.
 fn with_audit<R>(env: *const *const c_char, f: impl FnOnce(*const *const c_char) -> R) -> R {
-    const NAME: &[u8] = b"LD_AUDIT";
-    let Some(shim) = shim_path() else {
-        return f(env);
-    };
-    if env.is_null() {
-        return f(env);
-    }
-    let mut theirs: Option<&[u8]> = None;
-    let mut n = 0usize;
-    // SAFETY: env is a NULL-terminated array of C strings (exec contract).
-    unsafe {
-        while !(*env.add(n)).is_null() {
-            let e = CStr::from_ptr(*env.add(n)).to_bytes();
-            if var_name(e) == NAME {
-                let value = &e[NAME.len() + 1..];
-                if value.split(|&c| c == b':').any(|p| p == shim) {
-                    return f(env);
-                }
-                theirs = Some(value);
-            }
-            n += 1;
-        }
-    }
-    let mut entry = [0u8; PATH_MAX + 64];
-    let parts: [&[u8]; 4] = match theirs {
-        Some(t) => [b"LD_AUDIT=", t, b":", shim],
-        None => [b"LD_AUDIT=", shim, b"", b""],
-    };
-    let total: usize = parts.iter().map(|p| p.len()).sum();
-    if total >= entry.len() || n + 2 > MAX_ENV {
-        return f(env);
-    }
-    let mut k = 0;
-    for part in parts {
-        entry[k..k + part.len()].copy_from_slice(part);
-        k += part.len();
-    }
-    entry[k] = 0;
-    let mut out: [*const c_char; MAX_ENV] = [core::ptr::null(); MAX_ENV];
-    let mut m = 0;
-    for i in 0..n {
-        // SAFETY: as above.
-        let p = unsafe { *env.add(i) };
-        // SAFETY: as above.
-        if var_name(unsafe { CStr::from_ptr(p) }.to_bytes()) != NAME {
-            out[m] = p;
-            m += 1;
-        }
-    }
-    out[m] = entry.as_ptr() as *const c_char;
-    out[m + 1] = core::ptr::null();
-    f(out.as_ptr())
+    with_audit_hook(env, true, f)
 }
 
 /// Calls `f` with `env` minus this library in `LD_AUDIT`: [`with_audit`]
 /// put it there for a rift program, and a program from disk that one starts
 /// needs no hook (nor its cost at every start). Other audit modules stay.
 fn without_audit<R>(env: *const *const c_char, f: impl FnOnce(*const *const c_char) -> R) -> R {
-    const NAME: &[u8] = b"LD_AUDIT";
+    with_audit_hook(env, false, f)
+}
+
+/// `env` with this library in `LD_AUDIT` (`wanted`) or not, other modules
+/// kept in their order; `env` itself when it already is so. Built on the
+/// stack: this may run in a vfork child.
+fn with_audit_hook<R>(
+    env: *const *const c_char,
+    wanted: bool,
+    f: impl FnOnce(*const *const c_char) -> R,
+) -> R {
+    const PREFIX: &[u8] = b"LD_AUDIT=";
     let Some(shim) = shim_path() else {
         return f(env);
     };
@@ -250,38 +209,34 @@ fn without_audit<R>(env: *const *const c_char, f: impl FnOnce(*const *const c_ch
         return f(env);
     }
     let mut n = 0usize;
-    let mut ours: Option<(usize, &[u8])> = None;
+    let mut current: Option<(usize, &[u8])> = None;
     // SAFETY: env is a NULL-terminated array of C strings (exec contract).
     unsafe {
         while !(*env.add(n)).is_null() {
             let e = CStr::from_ptr(*env.add(n)).to_bytes();
-            if var_name(e) == NAME {
-                let value = &e[NAME.len() + 1..];
-                if value.split(|&c| c == b':').any(|p| p == shim) {
-                    ours = Some((n, value));
-                }
+            if let Some(value) = e.strip_prefix(PREFIX) {
+                current = Some((n, value));
             }
             n += 1;
         }
     }
-    let Some((at, value)) = ours else {
-        return f(env);
-    };
-    if n + 1 > MAX_ENV {
+    let value = current.map_or(&b""[..], |(_, v)| v);
+    let has = value.split(|&c| c == b':').any(|p| p == shim);
+    if has == wanted || n + 2 > MAX_ENV {
         return f(env);
     }
-    // The other modules, in their order.
+    // LD_AUDIT=<the other modules>[:<this library>]
     let mut entry = [0u8; PATH_MAX + 64];
-    entry[..NAME.len() + 1].copy_from_slice(b"LD_AUDIT=");
-    let mut k = NAME.len() + 1;
-    for part in value
+    entry[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut k = PREFIX.len();
+    let others = value
         .split(|&c| c == b':')
-        .filter(|p| *p != shim && !p.is_empty())
-    {
+        .filter(|p| *p != shim && !p.is_empty());
+    for part in others.chain(wanted.then_some(shim)) {
         if k + part.len() + 2 > entry.len() {
             return f(env);
         }
-        if k > NAME.len() + 1 {
+        if k > PREFIX.len() {
             entry[k] = b':';
             k += 1;
         }
@@ -292,15 +247,16 @@ fn without_audit<R>(env: *const *const c_char, f: impl FnOnce(*const *const c_ch
     let mut out: [*const c_char; MAX_ENV] = [core::ptr::null(); MAX_ENV];
     let mut m = 0;
     for i in 0..n {
-        // SAFETY: as above.
-        let p = unsafe { *env.add(i) };
-        if i != at {
-            out[m] = p;
-            m += 1;
-        } else if k > NAME.len() + 1 {
-            out[m] = entry.as_ptr() as *const c_char;
-            m += 1;
+        if current.is_some_and(|(at, _)| at == i) {
+            continue;
         }
+        // SAFETY: as above.
+        out[m] = unsafe { *env.add(i) };
+        m += 1;
+    }
+    if k > PREFIX.len() {
+        out[m] = entry.as_ptr() as *const c_char;
+        m += 1;
     }
     out[m] = core::ptr::null();
     f(out.as_ptr())
@@ -549,36 +505,46 @@ fn prepare_origin_dirs(mirror: &[u8; PATH_MAX + 1], view: &[u8]) {
     if fd < 0 {
         return;
     }
-    let root_len = state::ROOT.get().len();
     crate::elfdyn::for_each_run_path_entry(fd, |entry| {
         let rest = entry
             .strip_prefix(b"$ORIGIN")
             .or_else(|| entry.strip_prefix(b"${ORIGIN}"));
         let Some(rest) = rest else { return };
-        let mut p = [0u8; PATH_MAX + 1];
-        // The view's directory first: mirror only what the view has.
-        let vn = vd + rest.len();
-        if vn + 2 > PATH_MAX || md + rest.len() + 2 > PATH_MAX {
+        let mut view_dir = [0u8; PATH_MAX + 1];
+        let mut mirror_dir = [0u8; PATH_MAX + 1];
+        let (vn, mn) = (vd + rest.len(), md + rest.len());
+        if vn > PATH_MAX || mn > PATH_MAX {
             return;
         }
-        p[..vd].copy_from_slice(&view[..vd]);
-        p[vd..vn].copy_from_slice(rest);
-        p[vn] = 0;
-        // SAFETY: all-zero is a valid stat buffer.
-        let mut st: libc::stat = unsafe { core::mem::zeroed() };
-        if crate::stat::stat(p.as_ptr() as *const c_char, &mut st) != 0
-            || st.st_mode & libc::S_IFMT != libc::S_IFDIR
-        {
-            return;
-        }
-        let mn = md + rest.len();
-        p[..md].copy_from_slice(&mirror[..md]);
-        p[md..mn].copy_from_slice(rest);
-        p[mn] = b'/';
-        p[mn + 1] = 0;
-        make_parents(&mut p, root_len + 1);
+        view_dir[..vd].copy_from_slice(&view[..vd]);
+        view_dir[vd..vn].copy_from_slice(rest);
+        mirror_dir[..md].copy_from_slice(&mirror[..md]);
+        mirror_dir[md..mn].copy_from_slice(rest);
+        mirror_dir_if_in_view(&view_dir[..vn], &mirror_dir[..mn]);
     });
     sys::close_raw(fd);
+}
+
+/// Makes `mirror_dir` (and its parents below the root) if the view has a
+/// directory at `view_dir`: the mirror holds only what the view has.
+pub(crate) fn mirror_dir_if_in_view(view_dir: &[u8], mirror_dir: &[u8]) {
+    let mut c = [0u8; PATH_MAX + 1];
+    if view_dir.len() > PATH_MAX || mirror_dir.len() + 2 > PATH_MAX {
+        return;
+    }
+    c[..view_dir.len()].copy_from_slice(view_dir);
+    c[view_dir.len()] = 0;
+    // SAFETY: all-zero is a valid stat buffer.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    if crate::stat::stat(c.as_ptr() as *const c_char, &mut st) != 0
+        || st.st_mode & libc::S_IFMT != libc::S_IFDIR
+    {
+        return;
+    }
+    c[..mirror_dir.len()].copy_from_slice(mirror_dir);
+    c[mirror_dir.len()] = b'/';
+    c[mirror_dir.len() + 1] = 0;
+    make_parents(&mut c, state::ROOT.get().len() + 1);
 }
 
 /// A modification time derived from the content hash: how a mirror that
@@ -592,7 +558,7 @@ fn hash_stamp(hash: &ContentHash) -> libc::timespec {
 }
 
 /// `mkdir -p` of the directories of `path` (NUL-terminated) below `from`.
-pub(crate) fn make_parents(path: &mut [u8; PATH_MAX + 1], from: usize) {
+fn make_parents(path: &mut [u8; PATH_MAX + 1], from: usize) {
     let end = path.iter().position(|&c| c == 0).unwrap_or(PATH_MAX);
     for i in from..end {
         if path[i] == b'/' {

@@ -409,14 +409,12 @@ impl<'a> Table<'a> {
 
     /// The daemon's socket path (empty if the writer recorded none).
     pub fn socket_path(&self) -> &'a [u8] {
-        self.string_at(read_u64(self.bytes, field::SOCKET_OFF).unwrap_or(0) as usize)
-            .unwrap_or(&[])
+        self.header_string(field::SOCKET_OFF)
     }
 
     /// The vrift binary that starts the daemon.
     pub fn exe_path(&self) -> &'a [u8] {
-        self.string_at(read_u64(self.bytes, field::EXE_OFF).unwrap_or(0) as usize)
-            .unwrap_or(&[])
+        self.header_string(field::EXE_OFF)
     }
 
     /// The raw bytes (the daemon's writer reads its own mapping through this).
@@ -431,13 +429,17 @@ impl<'a> Table<'a> {
 
     /// The canonical project root this table describes.
     pub fn root(&self) -> &'a [u8] {
-        self.string_at(read_u64(self.bytes, field::ROOT_OFF).unwrap_or(0) as usize)
-            .unwrap_or(&[])
+        self.header_string(field::ROOT_OFF)
     }
 
     /// The CAS root holding the blobs.
     pub fn cas_root(&self) -> &'a [u8] {
-        self.string_at(read_u64(self.bytes, field::CAS_OFF).unwrap_or(0) as usize)
+        self.header_string(field::CAS_OFF)
+    }
+
+    /// The string whose offset the header holds at `field` (empty if none).
+    fn header_string(&self, field: usize) -> &'a [u8] {
+        self.string_at(read_u64(self.bytes, field).unwrap_or(0) as usize)
             .unwrap_or(&[])
     }
 
