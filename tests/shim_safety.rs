@@ -48,6 +48,27 @@ fn threads_share_the_view_without_tearing() {
     assert_eq!(safety(&sb, &root, "threads"), "threads bad=0\n");
 }
 
+/// The table is mapped and the cwd read on first need: threads that all
+/// need them at once, and a child forked meanwhile, see the rift (20
+/// processes, each racing afresh).
+#[test]
+fn threads_racing_to_the_first_lookup_all_see_the_view() {
+    let Some((sb, root)) = project() else { return };
+    let bin = compile_c(&sb, "safety", &["-pthread"]);
+    let file = root.join("deps/pkg-1/package.json");
+    let args = [
+        "run",
+        "--",
+        bin.to_str().unwrap(),
+        "first-touch",
+        file.to_str().unwrap(),
+        ".",
+    ];
+    for _ in 0..20 {
+        assert_eq!(sb.ok(&root, &args), "first-touch bad=0\n");
+    }
+}
+
 #[test]
 fn fork_and_vfork_children_see_the_view() {
     let Some((sb, root)) = project() else { return };

@@ -102,6 +102,29 @@ fn a_write_is_visible_to_other_processes_at_once_and_after_close() {
     assert!(status.contains("rift"), "{status}");
 }
 
+/// A process started with a umask it never sets itself (the shim reads it
+/// on the first create) makes rift files and directories with the modes
+/// the kernel would give; and one that sets it is followed.
+#[test]
+fn created_files_get_the_umask_the_process_inherited_or_set() {
+    build_shim();
+    let sb = Sandbox::new();
+    let (root, twin) = project_and_twin(&sb);
+    // `touch`, `mkdir` and `install -d` are new processes: the umask comes
+    // from their parent shell, never through the shim's umask().
+    let script = "umask 027; touch new.txt; mkdir newdir; sh -c 'umask 077; touch private.txt'; \
+                  stat -c '%n %a' new.txt newdir private.txt";
+    let native = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(&twin)
+        .output()
+        .unwrap();
+    let native = String::from_utf8_lossy(&native.stdout).into_owned();
+    assert_eq!(native, "new.txt 640\nnewdir 750\nprivate.txt 600\n");
+    assert_eq!(sb.ok(&root, &["run", "--", "sh", "-c", script]), native);
+    assert!(!root.join("new.txt").exists());
+}
+
 #[test]
 fn exclusive_create_is_atomic_across_processes() {
     build_shim();

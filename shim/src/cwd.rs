@@ -45,7 +45,7 @@ static STALE: &AtomicBool = &state::CWD.stale;
 /// update (a safety net: updates take one getcwd). When the writer is this
 /// very thread — interrupted by a signal whose handler resolves a path or
 /// calls chdir, which is async-signal-safe — nobody waits at all.
-const PATIENCE: u32 = 1 << 12;
+pub(crate) const PATIENCE: u32 = 1 << 12;
 
 fn this_thread() -> u32 {
     // SAFETY: gettid has no preconditions.
@@ -90,6 +90,11 @@ pub unsafe fn read_into(out: *mut u8) -> usize {
     if STALE.load(Ordering::Acquire) {
         return 0;
     }
+    if SEQ.load(Ordering::Acquire) == 0 {
+        // Never read: the first relative path of the process reads it
+        // (not the constructor, which most processes would pay for nothing).
+        refresh();
+    }
     // A writer that does not finish may be this very thread (see PATIENCE):
     // then the caller asks the kernel (0: unknown).
     let mut patience = PATIENCE;
@@ -117,11 +122,16 @@ pub unsafe fn read_into(out: *mut u8) -> usize {
 
 /// After fork, in the child: a writer that was mid-update in another thread
 /// no longer exists. Forget the cache rather than wait for it.
-pub extern "C" fn after_fork_in_child() {
-    WRITER.store(0, Ordering::Relaxed);
-    let s = SEQ.load(Ordering::Relaxed);
-    if s & 1 == 1 {
+///
+/// Stores only what must change: every page a fork child writes is a
+/// copy-on-write fault, and most children write nothing before exec.
+pub fn after_fork_in_child() {
+    if WRITER.load(Ordering::Relaxed) != 0 {
+        WRITER.store(0, Ordering::Relaxed);
+    }
+    if SEQ.load(Ordering::Relaxed) & 1 == 1 {
+        // Never finished: read again at the next relative path.
         LEN.store(0, Ordering::Relaxed);
-        SEQ.store(s + 1, Ordering::Relaxed);
+        SEQ.store(0, Ordering::Relaxed);
     }
 }

@@ -21,8 +21,10 @@ use crate::resolve::{resolve, PathBuf, View};
 use crate::state::{self, PATH_MAX};
 use crate::{call_real, sys};
 
+/// How many variables [`KEEP`] names.
+pub const KEPT_VARS: usize = 6;
 /// The variables an inception must keep, as captured at start-up.
-const KEEP: [&[u8]; 6] = [
+const KEEP: [&[u8]; KEPT_VARS] = [
     b"LD_PRELOAD",
     b"VRIFT_PROJECT_ROOT",
     b"VRIFT_INCEPTION",
@@ -30,8 +32,9 @@ const KEEP: [&[u8]; 6] = [
     b"VRIFT_SHIM_PATH",
     b"VRIFT_MANIFEST",
 ];
-/// Pointers to the `NAME=value` strings of KEEP in the initial environment.
-static CAPTURED: [AtomicUsize; 6] = [const { AtomicUsize::new(0) }; 6];
+/// Pointers to the `NAME=value` strings of KEEP in the initial environment
+/// (in the constructor's page: `state::CAPTURED_ENV`).
+static CAPTURED: &[AtomicUsize; KEPT_VARS] = state::CAPTURED_ENV;
 
 /// Records where the inception's variables live (constructor).
 pub fn capture_env() {
@@ -75,8 +78,23 @@ fn preload_has_shim(entry: &[u8], shim: &[u8]) -> bool {
 
 const MAX_ENV: usize = 4096;
 
+/// What [`with_env`] found missing from an environment.
+struct EnvScan<'a> {
+    /// Entries before the terminating NULL.
+    len: usize,
+    /// Which KEEP variables are there (LD_PRELOAD: with this library).
+    present: [bool; KEPT_VARS],
+    /// The value of an LD_PRELOAD that lacks this library.
+    preload_other: Option<&'a [u8]>,
+}
+
 /// Calls `f` with an environment that keeps the inception (either `envp`
 /// itself, or a copy on the stack with the missing variables added).
+///
+/// The check keeps a small stack frame; the copy is built in a separate
+/// frame. In a fork child every stack page written is a copy-on-write
+/// fault, so the common case (nothing missing) must not reserve, and
+/// stack-probe, 40 KiB it does not use.
 pub fn with_env<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char) -> R) -> R {
     let Some(shim) = shim_path() else {
         return f(envp);
@@ -84,55 +102,67 @@ pub fn with_env<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_ch
     if envp.is_null() {
         return f(envp);
     }
-    let mut present = [false; 6];
-    let mut preload_other: Option<&[u8]> = None;
-    let mut n = 0usize;
+    let mut scan = EnvScan {
+        len: 0,
+        present: [false; KEPT_VARS],
+        preload_other: None,
+    };
     // SAFETY: envp is a NULL-terminated array of C strings (exec contract).
     unsafe {
-        while !(*envp.add(n)).is_null() {
-            let e = CStr::from_ptr(*envp.add(n)).to_bytes();
+        while !(*envp.add(scan.len)).is_null() {
+            let e = CStr::from_ptr(*envp.add(scan.len)).to_bytes();
             let name = var_name(e);
             if let Some(i) = KEEP.iter().position(|k| *k == name) {
                 if i == 0 && !preload_has_shim(e, shim) {
-                    preload_other = Some(&e[KEEP[0].len() + 1..]);
+                    scan.preload_other = Some(&e[KEEP[0].len() + 1..]);
                 } else {
-                    present[i] = true;
+                    scan.present[i] = true;
                 }
             }
-            n += 1;
+            scan.len += 1;
         }
     }
-    if present
+    if scan
+        .present
         .iter()
         .enumerate()
         .all(|(i, p)| *p || captured(i).is_none())
+        || scan.len + KEEP.len() + 1 > MAX_ENV
     {
         return f(envp);
     }
-    if n + KEEP.len() + 1 > MAX_ENV {
-        return f(envp);
-    }
+    with_env_rebuilt(envp, &scan, shim, f)
+}
+
+/// [`with_env`]'s copy of `envp` with what `scan` found missing added.
+#[inline(never)]
+fn with_env_rebuilt<R>(
+    envp: *const *const c_char,
+    scan: &EnvScan,
+    shim: &[u8],
+    f: impl FnOnce(*const *const c_char) -> R,
+) -> R {
     let mut out: [*const c_char; MAX_ENV] = [core::ptr::null(); MAX_ENV];
     let mut m = 0;
-    for i in 0..n {
-        // SAFETY: as above.
+    for i in 0..scan.len {
+        // SAFETY: envp has scan.len entries (scanned by the caller).
         let p = unsafe { *envp.add(i) };
         // SAFETY: as above.
         let e = unsafe { CStr::from_ptr(p) }.to_bytes();
-        if preload_other.is_some() && var_name(e) == KEEP[0] {
+        if scan.preload_other.is_some() && var_name(e) == KEEP[0] {
             continue; // replaced below
         }
         out[m] = p;
         m += 1;
     }
     let mut preload_buf = [0u8; 8192];
-    for (i, was_present) in present.iter().enumerate() {
+    for (i, was_present) in scan.present.iter().enumerate() {
         if *was_present {
             continue;
         }
         let Some(cap) = captured(i) else { continue };
         if i == 0 {
-            if let Some(other) = preload_other {
+            if let Some(other) = scan.preload_other {
                 // LD_PRELOAD=<shim>:<theirs>
                 let parts: [&[u8]; 4] = [b"LD_PRELOAD=", shim, b":", other];
                 let total: usize = parts.iter().map(|p| p.len()).sum();
@@ -225,6 +255,23 @@ fn with_audit_hook<R>(
     if has == wanted || n + 2 > MAX_ENV {
         return f(env);
     }
+    with_audit_rebuilt(env, n, current, shim, wanted, f)
+}
+
+/// [`with_audit_hook`]'s copy of `env` (`n` entries, `LD_AUDIT` at
+/// `current`) with the hook added or removed; a separate frame, as in
+/// [`with_env_rebuilt`].
+#[inline(never)]
+fn with_audit_rebuilt<R>(
+    env: *const *const c_char,
+    n: usize,
+    current: Option<(usize, &[u8])>,
+    shim: &[u8],
+    wanted: bool,
+    f: impl FnOnce(*const *const c_char) -> R,
+) -> R {
+    const PREFIX: &[u8] = b"LD_AUDIT=";
+    let value = current.map_or(&b""[..], |(_, v)| v);
     // LD_AUDIT=<the other modules>[:<this library>]
     let mut entry = [0u8; PATH_MAX + 64];
     entry[..PREFIX.len()].copy_from_slice(PREFIX);
@@ -250,7 +297,7 @@ fn with_audit_hook<R>(
         if current.is_some_and(|(at, _)| at == i) {
             continue;
         }
-        // SAFETY: as above.
+        // SAFETY: env has n entries (scanned by the caller).
         out[m] = unsafe { *env.add(i) };
         m += 1;
     }
@@ -700,36 +747,35 @@ fn shebang(hash: &ContentHash, line: &mut [u8; 256]) -> Option<Shebang> {
 const MAX_ARGS: usize = 1024;
 
 /// Runs `path` (resolved in the view) with `argv` and an already fixed `env`.
+///
+/// Only the resolution's buffer lives in this frame: the rarer branches
+/// have their own (see [`with_env`] on why the stack depth of an exec
+/// matters).
 fn exec_resolved(
     path: *const c_char,
     argv: *const *const c_char,
     env: *const *const c_char,
 ) -> c_int {
-    let real = |p: *const c_char, a: *const *const c_char| {
+    let real = |p: *const c_char| {
         without_audit(
             env,
-            |env| call_real!(EXECVE(p, a, env) or fail(libc::ENOSYS)),
+            |env| call_real!(EXECVE(p, argv, env) or fail(libc::ENOSYS)),
         )
     };
     if path.is_null() {
-        return real(path, argv);
+        return real(path);
     }
     // SAFETY: exec contract: a NUL-terminated path.
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();
     let mut buf = PathBuf::new();
     match resolve(libc::AT_FDCWD, p, true, &mut buf).0 {
-        View::Pass => real(path, argv),
+        View::Pass => real(path),
         View::Disk { rewritten: false } => {
-            let r = real(path, argv);
-            // Still here: failed. A rift program behind a physical
-            // directory symlink runs by its view path.
-            let mut view = PathBuf::new();
-            if crate::resolve::physical_fallback(&buf, true, &mut view).is_some() {
-                return exec_resolved(view.c_ptr(), argv, env);
-            }
-            r
+            let r = real(path);
+            // Still here: failed.
+            exec_behind_physical_symlink(&buf, argv, env).unwrap_or(r)
         }
-        View::Disk { rewritten: true } => real(buf.c_ptr(), argv),
+        View::Disk { rewritten: true } => real(buf.c_ptr()),
         View::Error(e) => fail(e),
         View::Entry { header, .. } if header.is_staged() => {
             // Just written (a linker's output): sealed first, then run.
@@ -738,36 +784,66 @@ fn exec_resolved(
             }
             exec_resolved(path, argv, env)
         }
-        View::Entry { header, .. } => {
-            if header.kind != Kind::File {
-                return fail(libc::ELOOP);
-            }
-            if header.mode & 0o111 == 0 {
-                return fail(libc::EACCES);
-            }
-            let mut line = [0u8; 256];
-            if let Some(sb) = shebang(&header.hash, &mut line) {
-                let mut args: [*const c_char; MAX_ARGS] = [core::ptr::null(); MAX_ARGS];
-                let view = buf.c_ptr();
-                if let Err(e) = script_argv(&line, &sb, view, argv, &mut args) {
-                    return fail(e);
-                }
-                // The interpreter may itself live in the rift.
-                return exec_resolved(args[0], args.as_ptr(), env);
-            }
-            let mut mirror = [0u8; PATH_MAX + 1];
-            if exec_mirror(buf.rel(), &header.hash, &mut mirror).is_none() {
-                sys::complain(&[b"vrift: cannot prepare the rift executable ", buf.abs()]);
-                return fail(libc::EIO);
-            }
-            prepare_origin_dirs(&mirror, buf.abs());
-            let mirror = mirror.as_ptr() as *const c_char;
-            with_audit(
-                env,
-                |env| call_real!(EXECVE(mirror, argv, env) or fail(libc::ENOSYS)),
-            )
-        }
+        View::Entry { header, .. } => exec_rift_program(&mut buf, &header, argv, env),
     }
+}
+
+/// A rift program behind a physical directory symlink runs by its view
+/// path; None when `buf` is not such a path.
+#[inline(never)]
+fn exec_behind_physical_symlink(
+    buf: &PathBuf,
+    argv: *const *const c_char,
+    env: *const *const c_char,
+) -> Option<c_int> {
+    let mut view = PathBuf::new();
+    crate::resolve::physical_fallback(buf, true, &mut view)?;
+    Some(exec_resolved(view.c_ptr(), argv, env))
+}
+
+/// Runs the rift file `buf` (sealed, described by `header`): a `#!` script
+/// by its interpreter, a binary from its mirror with the audit hook.
+#[inline(never)]
+fn exec_rift_program(
+    buf: &mut PathBuf,
+    header: &vrift_format::RecordHeader,
+    argv: *const *const c_char,
+    env: *const *const c_char,
+) -> c_int {
+    if header.kind != Kind::File {
+        return fail(libc::ELOOP);
+    }
+    if header.mode & 0o111 == 0 {
+        return fail(libc::EACCES);
+    }
+    let mut line = [0u8; 256];
+    if let Some(sb) = shebang(&header.hash, &mut line) {
+        let mut args: [*const c_char; MAX_ARGS] = [core::ptr::null(); MAX_ARGS];
+        let view = buf.c_ptr();
+        if let Err(e) = script_argv(&line, &sb, view, argv, &mut args) {
+            return fail(e);
+        }
+        // The interpreter may itself live in the rift.
+        return exec_resolved(args[0], args.as_ptr(), env);
+    }
+    let mut mirror = [0u8; PATH_MAX + 1];
+    if exec_mirror(buf.rel(), &header.hash, &mut mirror).is_none() {
+        sys::complain(&[b"vrift: cannot prepare the rift executable ", buf.abs()]);
+        return fail(libc::EIO);
+    }
+    prepare_origin_dirs(&mirror, buf.abs());
+    let mirror = mirror.as_ptr() as *const c_char;
+    with_audit(
+        env,
+        |env| call_real!(EXECVE(mirror, argv, env) or fail(libc::ENOSYS)),
+    )
+}
+
+/// In the parent, before fork: resolves the real `execve` now, so that
+/// children (which mostly exec straight away) inherit the address instead
+/// of each running dlsym, whose pages are copy-on-write faults in a child.
+pub fn before_fork() {
+    crate::fns::EXECVE.get();
 }
 
 #[no_mangle]

@@ -48,6 +48,7 @@ crate::real! {
     FCHDIR = "fchdir": fn(c_int) -> c_int;
     EXECVE = "execve": fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
     FEXECVE = "fexecve": fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
+    FORK = "fork": fn() -> pid_t;
     POSIX_SPAWN = "posix_spawn": fn(*mut pid_t, *const c_char, *const posix_spawn_file_actions_t, *const posix_spawnattr_t, *const *const c_char, *const *const c_char) -> c_int;
     SYSTEM = "system": fn(*const c_char) -> c_int;
     POPEN = "popen": fn(*const c_char, *const c_char) -> *mut FILE;

@@ -117,10 +117,24 @@ extern "C" fn init() {
     state::init(is_vrift);
     if !is_vrift {
         exec::capture_env();
-        write::init_umask();
     }
-    // SAFETY: registering a plain function; no allocation on this path.
-    unsafe { libc::pthread_atfork(None, None, Some(cwd::after_fork_in_child)) };
+}
+
+/// fork, with what the shim's state needs on each side. Interposed rather
+/// than registered with pthread_atfork: registering writes libc pages that
+/// every process start would fault in, for the few processes that fork.
+/// (glibc's own forks, in `daemon` and `forkpty`, skip this: their children
+/// then find the cwd cache or the first mapping possibly mid-update and
+/// fall back to asking the kernel, slower but right.)
+#[no_mangle]
+pub extern "C" fn fork() -> libc::pid_t {
+    exec::before_fork();
+    let pid = call_real!(FORK() or real::fail(libc::ENOSYS));
+    if pid == 0 {
+        cwd::after_fork_in_child();
+        state::after_fork_in_child();
+    }
+    pid
 }
 
 #[used]

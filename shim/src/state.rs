@@ -1,13 +1,19 @@
-//! Process-wide state, set up once in the constructor: the project root, the
-//! mapped hot table (switched when a newer generation supersedes it), the
-//! cached current directory and the identity reported for rift entries.
+//! Process-wide state: the project root (set in the constructor), and,
+//! set up on first need, the mapped hot table (switched when a newer
+//! generation supersedes it), the cached current directory and the
+//! identity reported for rift entries.
 //!
-//! Readers never lock: every field is either written once before `READY` is
+//! The constructor only copies the root: a process that never touches the
+//! domain (`true`, `sed` on a pipe, a shell's `[`) pays no syscall and no
+//! page fault for the table or the cwd. The first lookup maps the table
+//! ([`table`]) and the first relative path reads the cwd (`cwd::read_into`).
+//!
+//! Readers never lock: every field is either written once before it is
 //! published, or an atomic, or (the cwd) a seqlock-protected word array.
 
 use core::cell::UnsafeCell;
 use core::ffi::CStr;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use vrift_format::table::{Table, TABLE_FILE};
 
@@ -82,40 +88,52 @@ impl TableSlot {
     }
 }
 
-/// Everything the constructor writes, in one place: each page written costs
-/// every exec a page fault, so the flags, the first table slot, the cwd
-/// cache and the root share two pages instead of spreading over five.
+/// Everything the constructor writes, in one place and first: each page
+/// written costs every exec a page fault, so the flags, the captured
+/// environment and a root of up to ~4000 bytes share one page. What the
+/// first lookup writes (the first table slot, the cwd cache) follows.
 #[repr(C, align(4096))]
 struct Startup {
     ready: AtomicBool,
     remapping: AtomicBool,
+    /// The table's first mapping: [`UNTRIED`], [`MAPPING`] or [`TRIED`].
+    activation: AtomicU8,
     /// Index of the current mapping + 1 (0: none).
     current: AtomicUsize,
     dev: AtomicU64,
     uid: AtomicU32,
     gid: AtomicU32,
+    captured_env: [AtomicUsize; crate::exec::KEPT_VARS],
+    root: RootBuf,
     first_table: TableSlot,
     cwd: crate::cwd::Cache,
-    root: RootBuf,
     more_tables: [TableSlot; MAX_MAPS - 1],
 }
+
+const UNTRIED: u8 = 0;
+const MAPPING: u8 = 1;
+const TRIED: u8 = 2;
 
 static STARTUP: Startup = Startup {
     ready: AtomicBool::new(false),
     remapping: AtomicBool::new(false),
+    activation: AtomicU8::new(UNTRIED),
     current: AtomicUsize::new(0),
     dev: AtomicU64::new(0),
     uid: AtomicU32::new(0),
     gid: AtomicU32::new(0),
+    captured_env: [const { AtomicUsize::new(0) }; crate::exec::KEPT_VARS],
+    root: RootBuf::new(),
     first_table: TableSlot::empty(),
     cwd: crate::cwd::Cache::new(),
-    root: RootBuf::new(),
     more_tables: [const { TableSlot::empty() }; MAX_MAPS - 1],
 };
 
 static READY: &AtomicBool = &STARTUP.ready;
 static REMAPPING: &AtomicBool = &STARTUP.remapping;
 static CURRENT: &AtomicUsize = &STARTUP.current;
+static ACTIVATION: &AtomicU8 = &STARTUP.activation;
+pub(crate) static CAPTURED_ENV: &[AtomicUsize; crate::exec::KEPT_VARS] = &STARTUP.captured_env;
 pub static ROOT: &RootBuf = &STARTUP.root;
 pub static DEV: &AtomicU64 = &STARTUP.dev;
 pub static UID: &AtomicU32 = &STARTUP.uid;
@@ -129,7 +147,7 @@ fn table_slot(i: usize) -> &'static TableSlot {
     }
 }
 
-/// Reads the environment and maps the table. Runs in the constructor.
+/// Reads the environment (the constructor); the rest waits for [`table`].
 pub fn init(exe_is_vrift: bool) {
     if exe_is_vrift {
         // vrift's own processes never act through the shim (DESIGN.md §2).
@@ -142,14 +160,52 @@ pub fn init(exe_is_vrift: bool) {
     if root.first() != Some(&b'/') || !ROOT.set(root) {
         return;
     }
-    if let Some(st) = sys::stat_raw(root) {
+    READY.store(true, Ordering::Release);
+}
+
+/// The first need of the table: the root's identity, then the mapping.
+/// One thread does it; another that finds it under way waits a little
+/// and then maps a private copy rather than block (it may be a signal
+/// handler that interrupted the very thread doing it).
+#[cold]
+fn activate() -> Option<Table<'static>> {
+    let mut patience = crate::cwd::PATIENCE;
+    loop {
+        match ACTIVATION.compare_exchange(UNTRIED, MAPPING, Ordering::Acquire, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(TRIED) => return current_table(),
+            Err(_) if patience == 0 => {
+                store_root_identity();
+                return mapped_table();
+            }
+            Err(_) => {
+                patience -= 1;
+                core::hint::spin_loop();
+            }
+        }
+    }
+    store_root_identity();
+    map_table();
+    ACTIVATION.store(TRIED, Ordering::Release);
+    current_table()
+}
+
+/// Device and owner reported for rift entries: the project root's.
+/// Idempotent (the same values from any thread).
+fn store_root_identity() {
+    if let Some(st) = sys::stat_raw(ROOT.get()) {
         DEV.store(st.st_dev, Ordering::Relaxed);
         UID.store(st.st_uid, Ordering::Relaxed);
         GID.store(st.st_gid, Ordering::Relaxed);
     }
-    map_table();
-    crate::cwd::refresh();
-    READY.store(true, Ordering::Release);
+}
+
+/// After fork, in the child: a first mapping under way in another thread
+/// will never finish there; the next lookup starts it again.
+pub fn after_fork_in_child() {
+    if ACTIVATION.load(Ordering::Relaxed) == MAPPING {
+        ACTIVATION.store(UNTRIED, Ordering::Relaxed);
+    }
 }
 
 fn trim_trailing_slash(p: &[u8]) -> &[u8] {
@@ -166,18 +222,27 @@ fn map_table() {
     if cur >= MAX_MAPS {
         return;
     }
-    let Some((ptr, len)) = sys::map_file(ROOT.table_path()) else {
-        return;
-    };
-    // SAFETY: the mapping is live, page-aligned, and never unmapped once published.
-    let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(ptr as *const u8, len) };
-    let Ok(table) = Table::new(bytes) else {
-        sys::unmap(ptr, len);
+    let Some(table) = mapped_table() else {
         return;
     };
     // SAFETY: slot `cur` is not yet visible to readers (CURRENT <= cur).
     unsafe { (*table_slot(cur).0.get()).write(table) };
     CURRENT.store(cur + 1, Ordering::Release);
+}
+
+/// A new mapping of the table file, validated; never unmapped once
+/// returned (readers may hold it).
+fn mapped_table() -> Option<Table<'static>> {
+    let (ptr, len) = sys::map_file(ROOT.table_path())?;
+    // SAFETY: the mapping is live, page-aligned, and never unmapped once returned.
+    let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(ptr as *const u8, len) };
+    match Table::new(bytes) {
+        Ok(table) => Some(table),
+        Err(_) => {
+            sys::unmap(ptr, len);
+            None
+        }
+    }
 }
 
 /// Whether the shim is active in this process.
@@ -186,10 +251,16 @@ pub fn ready() -> bool {
     READY.load(Ordering::Acquire)
 }
 
-/// The current table, following a newer generation if one was published.
+/// The current table, following a newer generation if one was published
+/// (mapped on first need; None: the project has no table).
 #[inline]
 pub fn table() -> Option<Table<'static>> {
-    let t = current_table()?;
+    let Some(t) = current_table() else {
+        if !ready() || ACTIVATION.load(Ordering::Acquire) == TRIED {
+            return None;
+        }
+        return activate();
+    };
     if !t.superseded() {
         return Some(t);
     }

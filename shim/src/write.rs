@@ -24,16 +24,10 @@ const PASS: i32 = -1;
 pub struct PassToLibc;
 
 /// The process umask, tracked so creation modes are applied as the kernel
-/// would (the daemon creates with umask 0).
-static UMASK: AtomicU32 = AtomicU32::new(0o022);
-
-/// Reads the umask once at start-up (single-threaded constructor).
-pub fn init_umask() {
-    // SAFETY: the umask syscall cannot fail; restored at once.
-    let old = unsafe { crate::raw_syscall!(libc::SYS_umask, 0o022) } as u32;
-    unsafe { crate::raw_syscall!(libc::SYS_umask, old) };
-    UMASK.store(old, Ordering::Relaxed);
-}
+/// would (the daemon creates with umask 0): as last set through [`umask`]
+/// or read by [`current_umask`].
+static UMASK: AtomicU32 = AtomicU32::new(UNKNOWN_UMASK);
+const UNKNOWN_UMASK: u32 = u32::MAX;
 
 #[no_mangle]
 pub extern "C" fn umask(mask: mode_t) -> mode_t {
@@ -43,8 +37,57 @@ pub extern "C" fn umask(mask: mode_t) -> mode_t {
     old
 }
 
+/// The process's umask, read on first need: from /proc (which changes
+/// nothing), else by setting and restoring it, which another thread
+/// creating a file at that instant could see.
+fn current_umask() -> u32 {
+    let known = UMASK.load(Ordering::Relaxed);
+    if known != UNKNOWN_UMASK {
+        return known;
+    }
+    let mask = umask_from_proc().unwrap_or_else(|| {
+        // SAFETY: the umask syscall cannot fail; restored at once.
+        let old = unsafe { crate::raw_syscall!(libc::SYS_umask, 0o022) } as u32;
+        unsafe { crate::raw_syscall!(libc::SYS_umask, old) };
+        old
+    });
+    // A concurrent umask() wins: it stored the newer value.
+    let _ = UMASK.compare_exchange(UNKNOWN_UMASK, mask, Ordering::Relaxed, Ordering::Relaxed);
+    UMASK.load(Ordering::Relaxed)
+}
+
+/// The `Umask:` line of /proc/self/status (Linux 4.7 and later).
+fn umask_from_proc() -> Option<u32> {
+    let fd = crate::sys::openat_raw(
+        libc::AT_FDCWD,
+        c"/proc/self/status".as_ptr(),
+        libc::O_RDONLY | libc::O_CLOEXEC,
+        0,
+    );
+    if fd < 0 {
+        return None;
+    }
+    let mut buf = [0u8; 512];
+    // SAFETY: fd is open, buf is writable for its length.
+    let n = unsafe { crate::raw_syscall!(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) };
+    crate::sys::close_raw(fd);
+    let text = buf.get(..usize::try_from(n).ok()?)?;
+    let at = text.windows(6).position(|w| w == b"Umask:")? + 6;
+    let digits = text[at..]
+        .iter()
+        .skip_while(|c| c.is_ascii_whitespace())
+        .take_while(|c| (b'0'..=b'7').contains(c));
+    let mut mask = 0u32;
+    let mut any = false;
+    for d in digits {
+        mask = mask * 8 + u32::from(d - b'0');
+        any = true;
+    }
+    any.then_some(mask & 0o777)
+}
+
 fn masked(mode: u32) -> u64 {
-    (mode & 0o7777 & !UMASK.load(Ordering::Relaxed)) as u64
+    (mode & 0o7777 & !current_umask()) as u64
 }
 
 /// Where a path argument leads.

@@ -70,6 +70,42 @@ static int mode_threads(void) {
     return 0;
 }
 
+/* ---- first-touch: the table and the cwd are set up on first need; eight
+ * threads need them at the same instant, and the process forks meanwhile */
+static pthread_barrier_t start_line;
+static const char *rel_file;
+
+static void *first_toucher(void *arg) {
+    pthread_barrier_wait(&start_line);
+    struct stat st;
+    long bad = !sees(file) || stat(rel_file, &st) != 0;
+    return (void *)bad;
+}
+
+static int mode_first_touch(void) {
+    char here[4096];
+    if (!getcwd(here, sizeof here)) return 1;
+    size_t n = strlen(here);
+    if (strncmp(file, here, n) || file[n] != '/') return 1;
+    rel_file = file + n + 1;
+    pthread_t t[8];
+    pthread_barrier_init(&start_line, NULL, 9);
+    for (int i = 0; i < 8; i++) pthread_create(&t[i], NULL, first_toucher, NULL);
+    pthread_barrier_wait(&start_line);
+    pid_t p = fork();
+    if (p == 0) {
+        struct stat st;
+        _exit(sees(file) && stat(rel_file, &st) == 0 ? 0 : 1);
+    }
+    long bad = 0;
+    for (int i = 0; i < 8; i++) { void *r; pthread_join(t[i], &r); bad += (long)r; }
+    int st;
+    waitpid(p, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) bad++;
+    printf("first-touch bad=%ld\n", bad);
+    return 0;
+}
+
 /* ---- fork and vfork */
 static int mode_fork(void) {
     pid_t p = fork();
@@ -196,6 +232,7 @@ int main(int argc, char **argv) {
     dir = argv[3];
     if (!strcmp(argv[1], "threads")) return mode_threads();
     if (!strcmp(argv[1], "fork")) return mode_fork();
+    if (!strcmp(argv[1], "first-touch")) return mode_first_touch();
     if (!strcmp(argv[1], "signals")) return mode_signals();
     if (!strcmp(argv[1], "signals-chdir")) return mode_signals_chdir();
     if (!strcmp(argv[1], "closefrom")) return mode_closefrom();
