@@ -177,14 +177,15 @@ pub fn resolve<'t>(
     if !state::ready() {
         return (View::Pass, None);
     }
-    let Some(table) = state::table() else {
-        return (View::Pass, None);
-    };
     if !absolutize(dirfd, path, out) {
         return (View::Pass, None);
     }
     let root = state::ROOT.get();
     let mut rewritten = false;
+    // Taken once the path is in the domain: a process that only ever
+    // names paths outside it (a fork child exec'ing /bin/true) never maps
+    // the table.
+    let mut table: Option<Table<'t>> = None;
     for _ in 0..MAX_SYMLINKS {
         // Outside the domain, or vrift's own state: not the view's business.
         let Some(rel) = domain_rel(out.abs(), root).filter(|r| !is_state_path(r)) else {
@@ -194,6 +195,13 @@ pub fn resolve<'t>(
                 View::Pass
             };
             return (view, None);
+        };
+        let table = match table {
+            Some(t) => t,
+            None => match state::table() {
+                Some(t) => *table.insert(t),
+                None => return (View::Pass, None),
+            },
         };
         let (rel_len, rel_empty) = (rel.len(), rel.is_empty());
         out.rel_start = out.len - rel_len;
@@ -214,7 +222,7 @@ pub fn resolve<'t>(
             Step::Restart => rewritten = true,
         }
     }
-    (View::Error(libc::ELOOP), Some(table))
+    (View::Error(libc::ELOOP), table)
 }
 
 enum Step<'t> {

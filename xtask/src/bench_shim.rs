@@ -58,7 +58,7 @@ const EXEC_CALLS: u32 = 1_000;
 const STAT_PASSES: u32 = 5;
 const OPEN_PASSES: u32 = 3;
 const READDIR_PASSES: u32 = 2;
-const EXEC_PASSES: u32 = 2;
+const EXEC_PASSES: u32 = 4;
 
 /// Real packages with many files for the node rows, pinned so that runs
 /// stay comparable; all load with `require`.
