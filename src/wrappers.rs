@@ -186,12 +186,64 @@ pub fn ensure(project: &Project) -> Result<Changes> {
     ensure_with(project, &exe)
 }
 
+/// Where [`ensure_with`] records what it last left in `.vrift/bin`.
+fn record_path(project: &Project) -> PathBuf {
+    project.state_dir().join("wrappers.state")
+}
+
+/// What `.vrift/bin` holds when it is up to date for `vrift` and `names`:
+/// the inputs of every wrapper, then the identity of the directory and of
+/// each wrapper as the kernel reports it (inode, size, change time — the
+/// ctime moves on any write, and no tool can set it back). None when one
+/// is missing.
+fn bin_record(project: &Project, bin: &Path, vrift: &Path, names: &[String]) -> Option<Vec<u8>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut record = Vec::new();
+    for part in [
+        stamp().as_bytes(),
+        project.root().as_os_str().as_bytes(),
+        vrift.as_os_str().as_bytes(),
+    ] {
+        record.extend_from_slice(part);
+        record.push(b'\n');
+    }
+    let identity = |m: &fs::Metadata| {
+        format!(
+            "{} {} {} {}.{} {:o}\n",
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.ctime(),
+            m.ctime_nsec(),
+            m.mode()
+        )
+    };
+    record.extend_from_slice(identity(&fs::symlink_metadata(bin).ok()?).as_bytes());
+    for name in names {
+        let meta = fs::symlink_metadata(bin.join(name)).ok()?;
+        record.extend_from_slice(name.as_bytes());
+        record.push(b' ');
+        record.extend_from_slice(identity(&meta).as_bytes());
+    }
+    Some(record)
+}
+
 /// [`ensure`] with the vrift binary given.
+///
+/// Every `vrift run` and every entry into the inception calls this, so the
+/// common case (nothing changed) is a stat per wrapper against the record
+/// the last full pass left, not a render, read and compare of each.
 pub fn ensure_with(project: &Project, vrift: &Path) -> Result<Changes> {
     let bin = bin_dir(project);
+    let names = wanted(project)?;
+    let record = record_path(project);
+    if let (Some(now), Ok(then)) = (bin_record(project, &bin, vrift, &names), fs::read(&record)) {
+        if now == then {
+            return Ok(Changes::default());
+        }
+    }
     fs::create_dir_all(&bin).with_context(|| format!("cannot create {}", bin.display()))?;
     let mut changes = Changes::default();
-    let names = wanted(project)?;
     for name in &names {
         let path = bin.join(name);
         let text = render(name, project.root(), &bin, vrift);
@@ -218,6 +270,9 @@ pub fn ensure_with(project: &Project, vrift: &Path) -> Result<Changes> {
         fs::remove_file(entry.path())
             .with_context(|| format!("cannot remove {}", entry.path().display()))?;
         changes.removed.push(name);
+    }
+    if let Some(now) = bin_record(project, &bin, vrift, &names) {
+        write_atomic(&record, &now)?;
     }
     Ok(changes)
 }

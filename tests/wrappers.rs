@@ -968,6 +968,14 @@ fn wrappers_follow_the_config_and_are_rewritten_when_stale() {
         "vrift_exe='{}'",
         fs::canonicalize(VRIFT).unwrap().display()
     )));
+    // `vrift run` checks the wrappers against a record of what it last
+    // wrote: a deleted one, or one rewritten with the same size, is noticed.
+    fs::remove_file(&rm).unwrap();
+    sb.ok(&root, &["run", "--", "true"]);
+    assert_eq!(fs::read_to_string(&rm).unwrap(), good);
+    fs::write(&rm, good.replace("vrift_exe=", "vrift_exX=")).unwrap();
+    sb.ok(&root, &["run", "--", "true"]);
+    assert_eq!(fs::read_to_string(&rm).unwrap(), good);
 }
 
 #[test]
