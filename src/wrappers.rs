@@ -85,9 +85,12 @@ fn os_name() -> &'static str {
 }
 
 /// The stamp: vrift's version and the template's hash.
-pub fn stamp() -> String {
-    let hash = blake3::hash(TEMPLATE.as_bytes()).to_hex();
-    format!("{} template {}", env!("CARGO_PKG_VERSION"), &hash[..16])
+pub fn stamp() -> &'static str {
+    static STAMP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    STAMP.get_or_init(|| {
+        let hash = blake3::hash(TEMPLATE.as_bytes()).to_hex();
+        format!("{} template {}", env!("CARGO_PKG_VERSION"), &hash[..16])
+    })
 }
 
 /// The wrapper for `name` in the project rooted at `root`, calling `vrift`
@@ -97,7 +100,7 @@ pub fn render(name: &str, root: &Path, bin: &Path, vrift: &Path) -> Vec<u8> {
     fill(
         TEMPLATE.as_bytes(),
         &[
-            ("{{stamp}}", stamp().into_bytes()),
+            ("{{stamp}}", stamp().as_bytes().to_vec()),
             ("{{name}}", sh_single_quoted(name.as_bytes())),
             ("{{root}}", q(root)),
             ("{{bin}}", q(bin)),
