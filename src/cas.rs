@@ -332,6 +332,16 @@ impl BlobIndex {
         })
     }
 
+    /// Lists every fan-out directory now (for a thread to do while the
+    /// first batch is being read), instead of each on its first lookup.
+    pub fn preload(&self) {
+        for byte in 0..=255u8 {
+            let mut hash = ContentHash::default();
+            hash.0[0] = byte;
+            self.fan(&hash);
+        }
+    }
+
     /// Whether the store held the blob when its fan-out was listed, or it
     /// was added through [`BlobIndex::insert`] since.
     pub fn contains(&self, hash: &ContentHash) -> bool {
@@ -370,8 +380,17 @@ pub fn hash_reader(r: &mut impl Read) -> io::Result<ContentHash> {
 /// Hashes the first `len` bytes readable from `r`; returns the hash and how
 /// many bytes there were (fewer than `len` if `r` ended early).
 pub fn hash_prefix(r: &mut impl Read, len: u64) -> io::Result<(ContentHash, u64)> {
+    // One buffer per thread: zeroing 64 KiB for each of 70k small files
+    // cost 2% of an ingest.
+    thread_local! {
+        static BUF: std::cell::RefCell<Box<[u8]>> =
+            std::cell::RefCell::new(vec![0u8; 64 * 1024].into_boxed_slice());
+    }
+    BUF.with(|buf| hash_prefix_with(r, len, &mut buf.borrow_mut()))
+}
+
+fn hash_prefix_with(r: &mut impl Read, len: u64, buf: &mut [u8]) -> io::Result<(ContentHash, u64)> {
     let mut hasher = blake3::Hasher::new();
-    let mut buf = [0u8; 64 * 1024];
     let mut done = 0u64;
     while done < len {
         let want = (len - done).min(buf.len() as u64) as usize;

@@ -15,13 +15,15 @@
 //!    hard-linked, owned by someone else) are copied, the store is flushed,
 //!    then the originals are unlinked.
 //!
-//! Batches are pipelined: while one batch is committed and moved, the next
-//! is hashed. A batch's journal row is dropped in the commit after its moves
-//! are done. A crash (or `kill -9`) anywhere leaves each journalled file on
-//! disk, in the trash (whose blob exists), or in the store; [`recover`]
-//! finishes or undoes each one, and runs before every ingest. A file that
-//! changed between hashing and moving is left on disk and its entry
-//! dropped. Ctrl-C stops after the current batch.
+//! Batches are pipelined: while one batch is moved, the next is committed,
+//! the one after is hashed and the walk finds more. A batch's journal row
+//! is dropped by the first commit after its moves are done. A crash (or
+//! `kill -9`) anywhere leaves each journalled file on disk, in the trash
+//! (whose blob exists), or in the store; [`recover`] finishes or undoes each
+//! one, and runs before every ingest. A file that changed between hashing
+//! and moving is left on disk and its entry dropped. Ctrl-C stops after the
+//! batch being moved (a batch committed but not moved yet is dropped from
+//! the manifest again; its files stay on disk).
 
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -32,7 +34,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
 
 use anyhow::{bail, Result};
 use rayon::prelude::*;
@@ -262,9 +264,10 @@ const HASH_THREADS: usize = 16;
 /// Threads for the move step. Renames across directories are serialized by
 /// the kernel (one lock per filesystem), and with many threads the waiters
 /// spin on it and take CPU from the hashing of the next batch (8 threads:
-/// 13% of an identical-copy ingest's CPU spent spinning); a few still
-/// overlap the chmods, lookups and disk waits around the renames.
-const MOVE_THREADS: usize = 4;
+/// 13% of an identical-copy ingest's CPU spent spinning; 4 threads: 7%;
+/// 2 threads: 4-5%); a second one still overlaps the chmods, lookups, mkdirs
+/// and disk waits around the renames.
+const MOVE_THREADS: usize = 2;
 
 /// A candidate after step 1.
 struct Hashed {
@@ -297,8 +300,6 @@ struct Moves {
     report: Report,
     /// Entries to drop in the next commit (files that were left on disk).
     left_behind: Vec<Vec<u8>>,
-    /// The batch, whose journal row the next commit drops.
-    batch: Option<u64>,
 }
 
 /// Everything the move step needs besides the batch.
@@ -395,9 +396,10 @@ impl Mover<'_> {
 
 /// Ingests `targets` (rift paths; empty slice entries mean the root).
 ///
-/// Batches are pipelined: batch N+1 is hashed (reads, CPU) while batch N is
-/// moved (renames, the filesystem journal); batch N+1 is committed only
-/// after batch N's moves are done, so that commit can drop N's journal rows.
+/// Four stages run at once, each on its own batch: the walk finds batch
+/// N+3, the hash step reads batch N+2, batch N+1 is committed and batch N
+/// is moved. A batch is moved only after its commit; its journal row is
+/// dropped by a later commit, once its moves are done.
 pub fn ingest(
     project: &Project,
     cas: &Cas,
@@ -408,8 +410,8 @@ pub fn ingest(
 ) -> Result<Report> {
     recover(project, cas, manifest)?;
     let mut report = Report::default();
-    let candidates = collect(project, cas, targets, &mut report)?;
-    let bar = ui::progress(candidates.len() as u64, "ingest");
+    let roots = roots(project, targets)?;
+    let bar = ui::progress(0, "ingest");
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     let cas_dev = fs::metadata(cas.root())?.dev();
@@ -432,82 +434,140 @@ pub fn ingest(
         pool: &move_pool,
         stop_error: &stop_error,
     };
-
-    // Entries to drop in the next commit (files that were left on disk), and
-    // journal rows of batches whose moves are done.
-    let mut left_behind: Vec<Vec<u8>> = Vec::new();
-    let mut done_pending: Vec<u64> = Vec::new();
+    // Set when a stage failed: no further batch is committed or moved.
+    let failed = AtomicBool::new(false);
+    let halted = || {
+        failed.load(Ordering::Relaxed)
+            || interrupted.load(Ordering::Relaxed)
+            || stop_error.lock().unwrap().is_some()
+    };
+    // Batches whose moves are done (their journal rows go in the next
+    // commit) and the entries of files left on disk, taken together.
+    let done: Mutex<Done> = Mutex::new(Done::default());
 
     let result: Result<()> = std::thread::scope(|scope| {
-        let mut job: Option<std::thread::ScopedJoinHandle<'_, Result<Moves>>> = None;
-        // Waits for the batch in flight and takes in what it did.
-        let finish = |job: &mut Option<std::thread::ScopedJoinHandle<'_, Result<Moves>>>,
-                      report: &mut Report,
-                      left_behind: &mut Vec<Vec<u8>>,
-                      done_pending: &mut Vec<u64>|
-         -> Result<()> {
-            if let Some(job) = job.take() {
-                let moves = job
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("an ingest thread panicked"))??;
-                merge(report, moves.report);
-                left_behind.extend(moves.left_behind);
-                done_pending.extend(moves.batch);
+        let (walk_tx, walk_rx) = mpsc::sync_channel::<Vec<Candidate>>(WALK_AHEAD);
+        let roots = &roots;
+        let walker = scope.spawn(move || {
+            let mut found = Report::default();
+            walk(project, cas, roots, &mut found, |chunk| {
+                walk_tx.send(chunk).is_ok()
+            });
+            found
+        });
+        // The store's blob names, listed while the first batches are found
+        // and hashed rather than when the first one is moved.
+        let blobs = &blobs;
+        scope.spawn(move || blobs.preload());
+        let (commit_tx, commit_rx) = mpsc::sync_channel::<(u64, Vec<Hashed>)>(0);
+        let (move_tx, move_rx) = mpsc::sync_channel::<(u64, Vec<Hashed>)>(0);
+        let (done, failed, halted) = (&done, &failed, &halted);
+        let committer = scope.spawn(move || -> Result<()> {
+            for (batch, hashed) in commit_rx {
+                if halted() {
+                    break;
+                }
+                let (batches, dropped) = {
+                    let mut d = done.lock().unwrap();
+                    (
+                        std::mem::take(&mut d.batches),
+                        std::mem::take(&mut d.left_behind),
+                    )
+                };
+                if let Err(e) = commit_batch(manifest, batch, &batches, &dropped, &hashed) {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+                if move_tx.send((batch, hashed)).is_err() {
+                    break;
+                }
             }
             Ok(())
-        };
-        for (batch, chunk) in candidates.chunks(BATCH).enumerate() {
-            let batch = batch as u64;
-            if interrupted.load(Ordering::Relaxed) {
-                report.interrupted = true;
+        });
+        let mover = &mover;
+        let moving = scope.spawn(move || -> Result<(Report, bool)> {
+            let mut moved = Report::default();
+            let mut undone = false;
+            for (batch, hashed) in move_rx {
+                if halted() {
+                    // Committed but not moved: the final commit drops its
+                    // entries (its files stay on disk) with its journal row.
+                    let mut d = done.lock().unwrap();
+                    d.left_behind.extend(hashed.into_iter().map(|h| h.rel));
+                    d.batches.push(batch);
+                    undone = true;
+                    continue;
+                }
+                match mover.run(&hashed) {
+                    Ok(moves) => {
+                        merge(&mut moved, moves.report);
+                        let mut d = done.lock().unwrap();
+                        d.left_behind.extend(moves.left_behind);
+                        d.batches.push(batch);
+                    }
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
+            Ok((moved, undone))
+        });
+
+        // Step 1 on this thread: hash each batch the walk finds.
+        let mut stopped_early = false;
+        for (batch, chunk) in walk_rx.into_iter().enumerate() {
+            if halted() {
+                stopped_early = true;
                 break;
             }
-            // Step 1: hash, while the previous batch is committed and moved.
+            bar.inc_length(chunk.len() as u64);
             let errors = Mutex::new(Vec::new());
             let hashed: Vec<Hashed> = hash_pool.install(|| {
                 chunk
-                    .par_iter()
+                    .into_par_iter()
                     .filter_map(|c| {
                         bar.inc(1);
-                        hash_candidate(c)
-                            .map_err(|e| {
-                                errors.lock().unwrap().push((c.abs.clone(), e.to_string()))
-                            })
+                        hash_candidate(&c)
+                            .map_err(|e| errors.lock().unwrap().push((c.abs, e.to_string())))
                             .ok()
                     })
                     .collect()
             });
             report.errors.extend(errors.into_inner().unwrap());
-            finish(&mut job, &mut report, &mut left_behind, &mut done_pending)?;
-            if stop_error.lock().unwrap().is_some() {
+            if halted() || commit_tx.send((batch as u64, hashed)).is_err() {
+                stopped_early = true;
                 break;
             }
-            if interrupted.load(Ordering::Relaxed) {
-                report.interrupted = true;
-                break;
-            }
-            // Steps 2 and 3, in the background.
-            let done = std::mem::take(&mut done_pending);
-            let dropped = std::mem::take(&mut left_behind);
-            let mover = &mover;
-            job = Some(scope.spawn(move || {
-                commit_batch(manifest, batch, &done, &dropped, &hashed)?;
-                let mut moves = mover.run(&hashed)?;
-                moves.batch = Some(batch);
-                Ok(moves)
-            }));
         }
-        finish(&mut job, &mut report, &mut left_behind, &mut done_pending)
+        drop(commit_tx);
+        let found = walker
+            .join()
+            .map_err(|_| anyhow::anyhow!("an ingest thread panicked"))?;
+        report.skipped.extend(found.skipped);
+        report.errors.extend(found.errors);
+        let committed = committer
+            .join()
+            .map_err(|_| anyhow::anyhow!("an ingest thread panicked"))?;
+        let (moved, undone) = moving
+            .join()
+            .map_err(|_| anyhow::anyhow!("an ingest thread panicked"))??;
+        merge(&mut report, moved);
+        if (stopped_early || undone) && interrupted.load(Ordering::Relaxed) {
+            report.interrupted = true;
+        }
+        committed
     });
     bar.finish_and_clear();
 
-    // Final commit: drop the journal and the entries of files left on disk.
-    // After an error above, the rows of a batch not known to be done stay
-    // in the journal, for `recover`.
+    // Final commit: drop the journal rows of batches whose moves are done
+    // and the entries of files left on disk. After an error above, the rows
+    // of a batch not known to be done stay in the journal, for `recover`.
+    let done = done.into_inner().unwrap();
     let txn = manifest.write()?;
-    txn.remove_journal(&done_pending)?;
-    for rel in left_behind.drain(..) {
-        txn.remove(Layer::Phantom, &rel)?;
+    txn.remove_journal(&done.batches)?;
+    for rel in &done.left_behind {
+        txn.remove(Layer::Phantom, rel)?;
     }
     txn.commit()?;
     result?;
@@ -515,6 +575,18 @@ pub fn ingest(
         return Err(e);
     }
     Ok(report)
+}
+
+/// Chunks the walk may find ahead of the hash step.
+const WALK_AHEAD: usize = 2;
+
+/// What the move step has finished, for the next commit.
+#[derive(Default)]
+struct Done {
+    /// Batches whose moves are done: their journal rows can go.
+    batches: Vec<u64>,
+    /// Entries of files left on disk, to drop.
+    left_behind: Vec<Vec<u8>>,
 }
 
 /// Step 2: one transaction records a batch's entries and journal rows, and
@@ -579,39 +651,86 @@ fn is_out_of_space(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
-/// Walks the targets and returns every file and symlink below them.
-fn collect(
-    project: &Project,
-    cas: &Cas,
-    targets: &[Vec<u8>],
-    report: &mut Report,
-) -> Result<Vec<Candidate>> {
-    let state_dir = project.state_dir();
+/// A target to walk, checked before anything starts.
+struct Root {
+    abs: PathBuf,
+    meta: fs::Metadata,
+}
+
+/// The targets' disk paths and metadata; fails if one is missing. A target
+/// inside another is dropped: the walk of the outer one finds its files.
+fn roots(project: &Project, targets: &[Vec<u8>]) -> Result<Vec<Root>> {
+    let mut rels: Vec<&[u8]> = targets.iter().map(Vec::as_slice).collect();
+    rels.sort();
+    rels.dedup();
+    let inside = |rel: &[u8], outer: &[u8]| {
+        outer.is_empty()
+            || rel.starts_with(outer) && (rel.len() == outer.len() || rel[outer.len()] == b'/')
+    };
     let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    for rel in targets {
-        let top = project.disk_path(rel);
-        let meta = match fs::symlink_metadata(&top) {
+    let mut kept: Vec<&[u8]> = Vec::new();
+    for rel in rels {
+        let abs = project.disk_path(rel);
+        let meta = match fs::symlink_metadata(&abs) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                bail!("{}: no such file or directory on disk", top.display())
+                bail!("{}: no such file or directory on disk", abs.display())
             }
-            Err(e) => bail!("cannot read {}: {e}", top.display()),
+            Err(e) => bail!("cannot read {}: {e}", abs.display()),
         };
-        if !meta.is_dir() {
-            let ft = meta.file_type();
-            consider(
-                project,
-                top,
-                ft,
-                || Ok(meta.clone()),
-                &mut out,
-                &mut seen,
-                report,
-            );
+        // Sorted, so an outer target comes before what it holds.
+        if kept.iter().any(|outer| inside(rel, outer)) {
             continue;
         }
-        let walker = walkdir::WalkDir::new(&top)
+        kept.push(rel);
+        out.push(Root { abs, meta });
+    }
+    Ok(out)
+}
+
+/// Walks the roots and hands every file and symlink below them to `emit`,
+/// in chunks of [`BATCH`]; stops early when `emit` returns false.
+fn walk(
+    project: &Project,
+    cas: &Cas,
+    roots: &[Root],
+    report: &mut Report,
+    mut emit: impl FnMut(Vec<Candidate>) -> bool,
+) {
+    let state_dir = project.state_dir();
+    let mut out = Vec::with_capacity(BATCH);
+    // Roots do not overlap (see `roots`), and the walk follows no link, so
+    // no path comes twice; the set is a safety net for several roots only.
+    let mut seen = (roots.len() > 1).then(HashSet::new);
+    let mut take = |c: Option<Candidate>, out: &mut Vec<Candidate>| -> bool {
+        let Some(c) = c else { return true };
+        if let Some(seen) = &mut seen {
+            if !seen.insert(c.abs.clone()) {
+                return true;
+            }
+        }
+        out.push(c);
+        if out.len() < BATCH {
+            return true;
+        }
+        emit(std::mem::replace(out, Vec::with_capacity(BATCH)))
+    };
+    for root in roots {
+        if !root.meta.is_dir() {
+            let ft = root.meta.file_type();
+            let c = consider(
+                project,
+                root.abs.clone(),
+                ft,
+                || Ok(root.meta.clone()),
+                report,
+            );
+            if !take(c, &mut out) {
+                return;
+            }
+            continue;
+        }
+        let walker = walkdir::WalkDir::new(&root.abs)
             .follow_links(false)
             .sort_by_file_name()
             .into_iter()
@@ -622,15 +741,10 @@ fn collect(
                 Ok(e) => {
                     let ft = e.file_type();
                     let path = e.path().to_path_buf();
-                    consider(
-                        project,
-                        path,
-                        ft,
-                        || e.metadata().map_err(io_error),
-                        &mut out,
-                        &mut seen,
-                        report,
-                    )
+                    let c = consider(project, path, ft, || e.metadata().map_err(io_error), report);
+                    if !take(c, &mut out) {
+                        return;
+                    }
                 }
                 Err(err) => {
                     let path = err.path().map(Path::to_path_buf).unwrap_or_default();
@@ -639,7 +753,9 @@ fn collect(
             }
         }
     }
-    Ok(out)
+    if !out.is_empty() {
+        emit(out);
+    }
 }
 
 fn io_text(err: walkdir::Error) -> String {
@@ -658,34 +774,31 @@ fn consider(
     abs: PathBuf,
     ft: fs::FileType,
     meta: impl FnOnce() -> io::Result<fs::Metadata>,
-    out: &mut Vec<Candidate>,
-    seen: &mut HashSet<PathBuf>,
     report: &mut Report,
-) {
+) -> Option<Candidate> {
     if !(ft.is_file() || ft.is_symlink()) {
         let what = meta()
             .map(|m| special_kind(&m))
             .unwrap_or("not a regular file");
         ui::warn(&format!("skipping {} ({what})", abs.display()));
         report.skipped.push((abs, what.to_string()));
-        return;
+        return None;
     }
-    let rel = match abs.strip_prefix(project.root()) {
-        Ok(r) => r.as_os_str().as_bytes().to_vec(),
-        Err(_) => return,
-    };
+    let rel = abs
+        .strip_prefix(project.root())
+        .ok()?
+        .as_os_str()
+        .as_bytes();
     if rel.is_empty()
         || rel.starts_with(STATE_DIR.as_bytes()) && rel.get(STATE_DIR.len()) == Some(&b'/')
     {
-        return;
+        return None;
     }
-    if seen.insert(abs.clone()) {
-        out.push(Candidate {
-            rel,
-            abs,
-            symlink: ft.is_symlink(),
-        });
-    }
+    Some(Candidate {
+        rel: rel.to_vec(),
+        abs,
+        symlink: ft.is_symlink(),
+    })
 }
 
 fn special_kind(meta: &fs::Metadata) -> &'static str {
