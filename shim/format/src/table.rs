@@ -459,20 +459,33 @@ impl<'a> Table<'a> {
 
     /// [`Table::find_slot`] with the path's hash already computed.
     pub fn find_slot_hashed(&self, rel: &[u8], hash: u64) -> Option<u32> {
-        let mut i = hash & self.slot_mask;
-        for _ in 0..=self.slot_mask {
-            let base = self.slots_off + i as usize * PATH_SLOT_LEN;
+        self.probe(self.slots_off, PATH_SLOT_LEN, self.slot_mask, rel, hash)
+            .map(|(i, _)| i)
+    }
+
+    /// The open-addressing probe shared by the path and directory slots:
+    /// from `hash`'s home slot, linearly, until the slot whose hash and key
+    /// match `rel` (its index and byte offset) or an empty slot (None).
+    #[inline(always)]
+    fn probe(
+        &self,
+        slots_off: usize,
+        slot_len: usize,
+        mask: u64,
+        rel: &[u8],
+        hash: u64,
+    ) -> Option<(u32, usize)> {
+        let mut i = hash & mask;
+        for _ in 0..=mask {
+            let base = slots_off + i as usize * slot_len;
             let h = self.atomic_u64(base);
             if h == 0 {
                 return None;
             }
-            if h == hash {
-                let key_off = self.atomic_u64(base + 8) as usize;
-                if self.string_at(key_off) == Some(rel) {
-                    return Some(i as u32);
-                }
+            if h == hash && self.string_at(self.atomic_u64(base + 8) as usize) == Some(rel) {
+                return Some((i as u32, base));
             }
-            i = (i + 1) & self.slot_mask;
+            i = (i + 1) & mask;
         }
         None
     }
@@ -501,44 +514,28 @@ impl<'a> Table<'a> {
     /// sequence; the record is read from the slot that matched).
     #[inline]
     pub fn lookup_hashed(&self, rel: &[u8], hash: u64) -> Option<RecordRef<'a>> {
-        let mut i = hash & self.slot_mask;
-        for _ in 0..=self.slot_mask {
-            let base = self.slots_off + i as usize * PATH_SLOT_LEN;
-            let h = self.atomic_u64(base);
-            if h == 0 {
-                return None;
-            }
-            if h == hash && self.string_at(self.atomic_u64(base + 8) as usize) == Some(rel) {
-                // A tombstone (record offset 0) reads as nothing.
-                let rec = self.string_at(self.atomic_u64(base + 16) as usize)?;
-                return decode_record(rec).ok();
-            }
-            i = (i + 1) & self.slot_mask;
-        }
-        None
+        let (_, base) = self.probe(self.slots_off, PATH_SLOT_LEN, self.slot_mask, rel, hash)?;
+        // A tombstone (record offset 0) reads as nothing.
+        let rec = self.string_at(self.atomic_u64(base + 16) as usize)?;
+        decode_record(rec).ok()
     }
 
     /// The directory entry for `rel` (children and flags), if any.
     pub fn dir(&self, rel: &[u8]) -> Option<Dir<'a>> {
         let hash = path_hash(rel);
-        let mut i = hash & self.dir_slot_mask;
-        for _ in 0..=self.dir_slot_mask {
-            let base = self.dir_slots_off + i as usize * DIR_SLOT_LEN;
-            let h = self.atomic_u64(base);
-            if h == 0 {
-                return None;
-            }
-            if h == hash && self.string_at(self.atomic_u64(base + 8) as usize) == Some(rel) {
-                return Some(Dir {
-                    table: *self,
-                    list_off: self.atomic_u64(base + 16) as usize,
-                    flags: self.atomic_u64(base + 24),
-                    slot: i as u32,
-                });
-            }
-            i = (i + 1) & self.dir_slot_mask;
-        }
-        None
+        let (slot, base) = self.probe(
+            self.dir_slots_off,
+            DIR_SLOT_LEN,
+            self.dir_slot_mask,
+            rel,
+            hash,
+        )?;
+        Some(Dir {
+            table: *self,
+            list_off: self.atomic_u64(base + 16) as usize,
+            flags: self.atomic_u64(base + 24),
+            slot,
+        })
     }
 }
 
