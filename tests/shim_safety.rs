@@ -76,7 +76,11 @@ fn fork_and_vfork_children_see_the_view() {
     assert!(out.starts_with("fork child sees=1\n"), "{out}");
     // The vfork child execs cat on a rift file with a scrubbed environment.
     assert!(out.contains("{\"name\":\"pkg-1\""), "{out}");
-    assert!(out.ends_with("vfork exec status=0\n"), "{out}");
+    assert!(out.contains("vfork exec status=0\n"), "{out}");
+    assert!(
+        out.ends_with("after a vfork child's chdir sees=1/1\n"),
+        "{out}"
+    );
 }
 
 /// A signal handler that changes directory (chdir is async-signal-safe) and

@@ -216,6 +216,96 @@ fn a_killed_daemon_loses_no_write_whose_close_returned() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// A child that must not outlive a failed assertion (it would hold the
+/// test harness's output pipe open).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The generation and the used length (header to arena end) of the
+/// published hot table, read from the file (asking the daemon would count
+/// as activity and keep it from being quiet).
+fn table_header(root: &Path) -> (u64, u64) {
+    let bytes = fs::read(root.join(".vrift/view.table")).unwrap();
+    let at = |off: usize| u64::from_le_bytes(bytes[off..off + 8].try_into().unwrap());
+    // Format fields: GENERATION 16, ARENA_OFF 64, ARENA_LEN 72.
+    (at(16), at(64) + at(72))
+}
+
+#[test]
+fn a_scattered_hot_table_is_rebuilt_once_quiet_and_readers_follow() {
+    build_shim();
+    let sb = Sandbox::new();
+    let (root, _) = project_and_twin(&sb);
+    let stop = sb.path().join("stop");
+    // A shell that maps the table now and reads again after the rebuild.
+    let reader_script = format!(
+        "read a < src/a.txt; echo \"$a\"; \
+         while [ ! -e {stop} ]; do sleep 0.05; done; \
+         read x < gen/f0; read y < gen/f399; set -- gen/*; echo \"$x|$y|$#\"",
+        stop = stop.display()
+    );
+    let mut reader = KillOnDrop(
+        sb.cmd(&root, &["run", "--", "sh", "-c", &reader_script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = reader.0.stdout.take().unwrap();
+    let mut first = [0u8; 6];
+    out.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"alpha\n");
+
+    // 400 files written three times: records superseded in place, one-entry
+    // listing chunks, all appended to the arena.
+    sb.ok(
+        &root,
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "mkdir gen; for pass in 1 2 3; do i=0; while [ $i -lt 400 ]; do \
+             echo \"$pass $i\" > gen/f$i; i=$((i + 1)); done; done",
+        ],
+    );
+    let (gen_written, used_written) = table_header(&root);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (gen_now, used_now) = loop {
+        let (g, u) = table_header(&root);
+        if g > gen_written {
+            break (g, u);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not rebuild its scattered table (generation {g})"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        used_now * 2 < used_written,
+        "generation {gen_now} uses {used_now} bytes, the scattered one {used_written}"
+    );
+
+    fs::write(&stop, "").unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(reader.0.wait().unwrap().success());
+    assert_eq!(rest, "3 0|3 399|400\n");
+    assert_eq!(
+        sb.ok(
+            &root,
+            &["run", "--", "sh", "-c", "cat gen/f7; ls gen | wc -l"]
+        ),
+        "3 7\n400\n"
+    );
+}
+
 fn daemon_pid(sb: &Sandbox, root: &Path) -> String {
     let status = sb.ok(root, &["daemon", "status"]);
     status

@@ -1,6 +1,9 @@
 //! A cache of the current directory, so relative paths are resolved without
-//! a syscall. Updated after every successful chdir/fchdir; read under a
-//! seqlock (word-sized atomics, so readers never see a torn path).
+//! a syscall. Read from the kernel at the first relative path, and again at
+//! the first one after a successful chdir/fchdir (which only mark it
+//! unknown: a process that changes directory and then names absolute paths,
+//! or exits, pays no getcwd); read under a seqlock (word-sized atomics, so
+//! readers never see a torn path).
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -47,23 +50,49 @@ static STALE: &AtomicBool = &state::CWD.stale;
 /// calls chdir, which is async-signal-safe — nobody waits at all.
 pub(crate) const PATIENCE: u32 = 1 << 12;
 
+/// `LEN` of a cache a chdir made unknown (the sequence counter only grows:
+/// a reader that copied words before a change never sees its old count).
+const UNKNOWN: usize = usize::MAX;
+
 fn this_thread() -> u32 {
     // SAFETY: gettid has no preconditions.
     unsafe { crate::raw_syscall!(libc::SYS_gettid) as u32 }
 }
 
-/// Re-reads the kernel's cwd into the cache.
-pub fn refresh() {
+/// Takes the writer's place; false (and the cache marked stale, so readers
+/// ask the kernel until a later refresh) if another writer keeps it.
+fn take_writer() -> bool {
     let me = this_thread();
     let mut patience = PATIENCE;
     while let Err(holder) = WRITER.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
         patience -= 1;
         if holder == me || patience == 0 {
-            // Readers ask the kernel until a refresh that starts later.
             STALE.store(true, Ordering::Release);
-            return;
+            return false;
         }
         core::hint::spin_loop();
+    }
+    true
+}
+
+/// After a successful chdir/fchdir: the next relative path reads the cwd.
+pub fn forget() {
+    if SEQ.load(Ordering::Acquire) == 0 {
+        return; // never read: already unknown
+    }
+    if !take_writer() {
+        return;
+    }
+    SEQ.fetch_add(1, Ordering::AcqRel);
+    LEN.store(UNKNOWN, Ordering::Relaxed);
+    SEQ.fetch_add(1, Ordering::AcqRel);
+    WRITER.store(0, Ordering::Release);
+}
+
+/// Re-reads the kernel's cwd into the cache.
+pub fn refresh() {
+    if !take_writer() {
+        return;
     }
     STALE.store(false, Ordering::Release);
     // Read under the writer's place, so refreshes store in the order they
@@ -79,6 +108,11 @@ pub fn refresh() {
     LEN.store(n, Ordering::Relaxed);
     SEQ.fetch_add(1, Ordering::AcqRel);
     WRITER.store(0, Ordering::Release);
+    if n > 0 {
+        // What getcwd returns is canonical: misses and listings below it
+        // need no /proc readlink to know where they are.
+        crate::resolve::mark_verified(&buf[..n]);
+    }
 }
 
 /// Copies the cached cwd into `out` (raw memory of at least PATH_MAX bytes);
@@ -90,8 +124,8 @@ pub unsafe fn read_into(out: *mut u8) -> usize {
     if STALE.load(Ordering::Acquire) {
         return 0;
     }
-    if SEQ.load(Ordering::Acquire) == 0 {
-        // Never read: the first relative path of the process reads it
+    if SEQ.load(Ordering::Acquire) == 0 || LEN.load(Ordering::Acquire) == UNKNOWN {
+        // Never read, or changed since: the first relative path reads it
         // (not the constructor, which most processes would pay for nothing).
         refresh();
     }
@@ -108,7 +142,13 @@ pub unsafe fn read_into(out: *mut u8) -> usize {
             core::hint::spin_loop();
             continue;
         }
-        let n = LEN.load(Ordering::Relaxed).min(PATH_MAX);
+        let n = LEN.load(Ordering::Relaxed);
+        if n == UNKNOWN {
+            // Another thread changed directory since the check above: ask
+            // the kernel this time.
+            return 0;
+        }
+        let n = n.min(PATH_MAX);
         for (i, word) in WORD.iter().take(n.div_ceil(8)).enumerate() {
             let w = word.load(Ordering::Relaxed).to_le_bytes();
             core::ptr::copy_nonoverlapping(w.as_ptr(), out.add(i * 8), 8);

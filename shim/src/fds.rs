@@ -213,7 +213,7 @@ pub extern "C" fn chdir(path: *const c_char) -> c_int {
         }
     };
     if r == 0 {
-        cwd::refresh();
+        cwd::forget();
     }
     r
 }
@@ -222,7 +222,7 @@ pub extern "C" fn chdir(path: *const c_char) -> c_int {
 pub extern "C" fn fchdir(fd: c_int) -> c_int {
     let r = call_real!(FCHDIR(fd) or fail(libc::ENOSYS));
     if r == 0 {
-        cwd::refresh();
+        cwd::forget();
     }
     r
 }

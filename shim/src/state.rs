@@ -186,6 +186,8 @@ fn activate() -> Option<Table<'static>> {
     }
     store_root_identity();
     map_table();
+    // The root is canonical (DESIGN.md §2: vrift resolves it before export).
+    crate::resolve::mark_verified(ROOT.get());
     ACTIVATION.store(TRIED, Ordering::Release);
     current_table()
 }

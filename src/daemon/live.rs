@@ -43,7 +43,13 @@ pub struct LiveTable {
     used_slots: usize,
     used_dir_slots: usize,
     stops: usize,
+    /// End of the arena as built: what lies past it was appended in place
+    /// (new records, superseded ones left behind, one-entry list chunks).
+    built_arena_end: usize,
 }
+
+/// Bytes appended in place before [`LiveTable::fragmented`] says yes.
+const COMPACT_MIN_APPENDED: usize = 64 << 10;
 
 /// The table cannot take the change in place: rebuild a larger one.
 #[derive(Debug)]
@@ -122,6 +128,7 @@ impl LiveTable {
             used_slots: records.len(),
             used_dir_slots: 0,
             stops,
+            built_arena_end: h(field::ARENA_OFF) + h(field::ARENA_LEN),
         };
         // (Mutated in place: a struct update would copy the fields and drop,
         // hence unmap, the original.)
@@ -347,6 +354,24 @@ impl LiveTable {
             }
         }
         Ok((records, dirs))
+    }
+
+    /// Whether in-place updates have spread the records enough that a
+    /// rebuild pays: past 64 KiB appended (one fault-around window of a
+    /// reader's mapping) and a quarter of the arena as built. A rebuilt
+    /// table keeps each directory's records and listing together, so a
+    /// short process (a no-op `make`) faults in a few windows instead of
+    /// one per record it looks at.
+    pub fn fragmented(&self) -> bool {
+        let appended = self.arena_end - self.built_arena_end;
+        let built = self.built_arena_end - self.slots_off;
+        appended > COMPACT_MIN_APPENDED.max(built / 4)
+    }
+
+    /// Counts what was appended so far as built: after a failed rebuild,
+    /// so that a quiet daemon does not retry it in a loop.
+    pub fn accept_fragments(&mut self) {
+        self.built_arena_end = self.arena_end;
     }
 
     /// Replaces this table by a new generation with the same contents and

@@ -275,6 +275,25 @@ impl Rift {
         }
     }
 
+    /// Rebuilds the hot table if in-place updates have scattered it (see
+    /// [`LiveTable::fragmented`]); for quiet moments, since every process
+    /// that mapped it maps the new generation at its next lookup.
+    pub fn compact_table(&mut self) -> Result<bool> {
+        if !self.table.fragmented() {
+            return Ok(false);
+        }
+        if let Err(e) = self.table.rebuild(&self.project, &self.id) {
+            self.table.accept_fragments();
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Whether [`Rift::compact_table`] has something to do.
+    pub fn table_fragmented(&self) -> bool {
+        self.table.fragmented()
+    }
+
     /// Sets the rift record at `rel`.
     fn set(&mut self, rel: &[u8], rec: Vec<u8>) -> Result<()> {
         self.record(vec![Change::Set(rel.to_vec(), rec)])

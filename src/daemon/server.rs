@@ -30,6 +30,9 @@ use crate::project::Project;
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
 /// How often staged files are re-checked without an inotify event.
 const SEAL_SWEEP: Duration = Duration::from_secs(2);
+/// How long no client may have asked anything before a scattered hot table
+/// is rebuilt (a build's burst of writes is over).
+const COMPACT_QUIET: Duration = Duration::from_millis(250);
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -204,6 +207,8 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
         }));
         let timeout = if rift.uncommitted() > 0 {
             COMMIT_EVERY.saturating_sub(last_commit.elapsed())
+        } else if rift.table_fragmented() {
+            COMPACT_QUIET.saturating_sub(last_activity.elapsed())
         } else {
             SEAL_SWEEP
         };
@@ -289,6 +294,12 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
             rift.seal_idle();
             rift.reap_anon();
             last_sweep = Instant::now();
+        }
+        let quiet = rift.uncommitted() == 0 && rift.staged_count() == 0;
+        if quiet && last_activity.elapsed() >= COMPACT_QUIET {
+            if let Err(e) = rift.compact_table() {
+                eprintln!("vrift daemon: cannot rebuild the hot table: {e:#}");
+            }
         }
         if conns.is_empty() && rift.staged_count() == 0 && last_activity.elapsed() >= idle {
             return Ok(());

@@ -123,6 +123,18 @@ static int mode_fork(void) {
     }
     waitpid(p, &st, 0);
     printf("vfork exec status=%d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    fflush(stdout);
+    /* A vfork child shares the parent's memory, not its cwd: a chdir there
+     * must not become the parent's cached cwd. `file` relative to the cwd
+     * (the project root), read once so the cache is warm. */
+    char here[4096];
+    size_t n = getcwd(here, sizeof here) ? strlen(here) : 0;
+    const char *rel = n && !strncmp(file, here, n) && file[n] == '/' ? file + n + 1 : NULL;
+    int before = rel && sees(rel);
+    p = vfork();
+    if (p == 0) _exit(chdir("/") == 0 ? 0 : 1);
+    waitpid(p, &st, 0);
+    printf("after a vfork child's chdir sees=%d/%d\n", before, rel && sees(rel));
     return 0;
 }
 
