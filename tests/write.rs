@@ -306,6 +306,55 @@ fn a_scattered_hot_table_is_rebuilt_once_quiet_and_readers_follow() {
     );
 }
 
+/// Every file is sealed by its own close: with the daemon's periodic sweep
+/// pushed out of reach, no staged file may be left once the writers are
+/// gone. (The kernel reports a close before the file stops counting as
+/// open for writing, so a daemon that tries its lease at once can be
+/// refused; it must try again rather than wait for the sweep.)
+#[test]
+fn close_events_alone_seal_every_file() {
+    build_shim();
+    let sb = Sandbox::new();
+    let (root, _) = project_and_twin(&sb);
+    let writes = "mkdir many; for d in a b c d; do mkdir many/$d; i=0; \
+                  while [ $i -lt 800 ]; do echo $i > many/$d/f$i; i=$((i + 1)); done; done";
+    let out = sb
+        .cmd(&root, &["run", "--", "sh", "-c", writes])
+        .env("VRIFT_DAEMON_SEAL_SWEEP", "3600")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = sb.ok(&root, &["daemon", "status"]);
+        if status.contains("staged files: 0\n") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "files stay staged after their writers closed them:\n{status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        sb.ok(
+            &root,
+            &[
+                "run",
+                "--",
+                "sh",
+                "-c",
+                "cat many/d/f799; ls many/a | wc -l"
+            ]
+        ),
+        "799\n800\n"
+    );
+}
+
 fn daemon_pid(sb: &Sandbox, root: &Path) -> String {
     let status = sb.ok(root, &["daemon", "status"]);
     status

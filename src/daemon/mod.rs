@@ -83,14 +83,28 @@ pub fn ensure_runtime_dir(dir: &Path) -> Result<()> {
 
 use std::os::unix::fs::DirBuilderExt;
 
+/// Environment variable: seconds between the daemon's sweeps of staged
+/// files that no close event sealed (a safety net; tests lengthen it to
+/// prove that close events alone seal every file).
+pub const SEAL_SWEEP_ENV: &str = "VRIFT_DAEMON_SEAL_SWEEP";
+const DEFAULT_SEAL_SWEEP: Duration = Duration::from_secs(2);
+
 /// How long the daemon waits idle before exiting.
 pub fn idle_timeout() -> Duration {
-    std::env::var(IDLE_ENV)
+    seconds_from_env(IDLE_ENV).unwrap_or(DEFAULT_IDLE)
+}
+
+/// How often staged files are re-checked without a close event.
+pub fn seal_sweep() -> Duration {
+    seconds_from_env(SEAL_SWEEP_ENV).unwrap_or(DEFAULT_SEAL_SWEEP)
+}
+
+fn seconds_from_env(var: &str) -> Option<Duration> {
+    std::env::var(var)
         .ok()
         .and_then(|v| v.parse::<f64>().ok())
-        .filter(|v| *v > 0.0)
+        .filter(|v| *v > 0.0 && *v < 1e9)
         .map(Duration::from_secs_f64)
-        .unwrap_or(DEFAULT_IDLE)
 }
 
 /// Runs the daemon in the foreground until it is idle or stopped.

@@ -1319,6 +1319,11 @@ impl Rift {
     }
 
     /// Whether `name` (a staging file name) belongs to this daemon's project.
+    /// Whether `name` is a staged file still waiting for its seal.
+    pub fn is_staged(&self, name: &[u8]) -> bool {
+        self.staged.contains_key(name)
+    }
+
     pub fn owns_staging_name(&self, name: &[u8]) -> bool {
         self.staged.contains_key(name) || self.anon.contains_key(name)
     }

@@ -28,8 +28,22 @@ use crate::project::Project;
 
 /// Longest a journaled change waits for its group commit.
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
-/// How often staged files are re-checked without an inotify event.
-const SEAL_SWEEP: Duration = Duration::from_secs(2);
+/// The first retry of a seal that a close event did not get, and how many
+/// retries (each twice as late) before leaving it to the next close event or
+/// the sweep. The kernel reports IN_CLOSE_WRITE before the closing file
+/// stops counting as a writer (`fsnotify_close` runs before
+/// `put_file_access` in `__fput`), so a daemon that wakes fast enough finds
+/// the write lease refused for a file whose writer is gone.
+const RESEAL_FIRST: Duration = Duration::from_millis(1);
+const RESEAL_TRIES: u32 = 7;
+
+/// A seal to try again: the staging name, retries so far, when.
+struct Reseal {
+    name: Vec<u8>,
+    tries: u32,
+    due: Instant,
+}
+
 /// How long no client may have asked anything before a scattered hot table
 /// is rebuilt (a build's burst of writes is over).
 const COMPACT_QUIET: Duration = Duration::from_millis(250);
@@ -180,10 +194,12 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
     // SAFETY: getuid cannot fail.
     let my_uid = unsafe { libc::getuid() };
     let idle = super::idle_timeout();
+    let seal_sweep = super::seal_sweep();
     let mut conns: HashMap<RawFd, Conn> = HashMap::new();
     let mut last_activity = Instant::now();
     let mut last_commit = Instant::now();
     let mut last_sweep = Instant::now();
+    let mut reseal: Vec<Reseal> = Vec::new();
     loop {
         if STOP.load(Ordering::Acquire) {
             return Ok(());
@@ -205,12 +221,20 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
             events: libc::POLLIN,
             revents: 0,
         }));
+        // Quiet: nothing staged or uncommitted. A scattered table then waits
+        // COMPACT_QUIET after the last request (never a busy poll: the
+        // rebuild below runs as soon as the wait is over).
+        let quiet = rift.uncommitted() == 0 && rift.staged_count() == 0;
         let timeout = if rift.uncommitted() > 0 {
             COMMIT_EVERY.saturating_sub(last_commit.elapsed())
-        } else if rift.table_fragmented() {
+        } else if quiet && rift.table_fragmented() {
             COMPACT_QUIET.saturating_sub(last_activity.elapsed())
         } else {
-            SEAL_SWEEP
+            seal_sweep
+        };
+        let timeout = match reseal.iter().map(|r| r.due).min() {
+            Some(due) => timeout.min(due.saturating_duration_since(Instant::now())),
+            None => timeout,
         };
         // SAFETY: fds is a live array of pollfd.
         let n = unsafe {
@@ -257,12 +281,36 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
         if fds[1].revents & libc::POLLIN != 0 {
             for name in closed_names(inotify) {
                 if rift.owns_staging_name(&name) {
-                    if let Err(e) = rift.try_seal(&name) {
-                        eprintln!("vrift daemon: cannot seal a staged file: {e:#}");
+                    match rift.try_seal(&name) {
+                        Ok(false) if rift.is_staged(&name) => reseal.push(Reseal {
+                            name,
+                            tries: 0,
+                            due: Instant::now() + RESEAL_FIRST,
+                        }),
+                        Ok(_) => {}
+                        Err(e) => eprintln!("vrift daemon: cannot seal a staged file: {e:#}"),
                     }
                 }
             }
         }
+        let now = Instant::now();
+        reseal.retain_mut(|r| {
+            if r.due > now {
+                return true;
+            }
+            match rift.try_seal(&r.name) {
+                Ok(false) if rift.is_staged(&r.name) && r.tries + 1 < RESEAL_TRIES => {
+                    r.tries += 1;
+                    r.due = now + RESEAL_FIRST * (1 << r.tries);
+                    true
+                }
+                Ok(_) => false,
+                Err(e) => {
+                    eprintln!("vrift daemon: cannot seal a staged file: {e:#}");
+                    false
+                }
+            }
+        });
         for p in &fds[2..] {
             if p.revents == 0 {
                 continue;
@@ -290,13 +338,13 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
             }
             last_commit = Instant::now();
         }
-        if last_sweep.elapsed() >= SEAL_SWEEP {
+        if last_sweep.elapsed() >= seal_sweep {
             rift.seal_idle();
             rift.reap_anon();
             last_sweep = Instant::now();
         }
         let quiet = rift.uncommitted() == 0 && rift.staged_count() == 0;
-        if quiet && last_activity.elapsed() >= COMPACT_QUIET {
+        if quiet && last_activity.elapsed() >= COMPACT_QUIET && rift.table_fragmented() {
             if let Err(e) = rift.compact_table() {
                 eprintln!("vrift daemon: cannot rebuild the hot table: {e:#}");
             }
