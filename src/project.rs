@@ -65,7 +65,12 @@ impl Project {
     pub fn find(start: &Path) -> Result<Project> {
         let start = fs::canonicalize(start)
             .with_context(|| format!("cannot resolve {}", start.display()))?;
-        let mut dir = start.as_path();
+        Project::find_from_canonical(&start)
+    }
+
+    /// [`Project::find`] from a path already canonical.
+    fn find_from_canonical(start: &Path) -> Result<Project> {
+        let mut dir = start;
         loop {
             if dir.join(STATE_DIR).is_dir() {
                 return Ok(Project {
@@ -85,7 +90,8 @@ impl Project {
     /// The project containing the current directory.
     pub fn current() -> Result<Project> {
         let cwd = std::env::current_dir().context("cannot read the current directory")?;
-        Project::find(&cwd)
+        // getcwd's answer is canonical already: no readlink per component.
+        Project::find_from_canonical(&cwd)
     }
 
     /// A project rooted at `root` (which must exist), whether or not initialised.
@@ -144,8 +150,9 @@ impl Project {
     /// The store this project uses: `$VR_THE_SOURCE`, else the one recorded
     /// at `init`, else the XDG default.
     pub fn cas(&self) -> Result<Cas> {
-        let root = cas::resolve_root(self.recorded_store().as_deref())?;
-        if let Some(recorded) = self.recorded_store() {
+        let recorded = self.recorded_store();
+        let root = cas::resolve_root(recorded.as_deref())?;
+        if let Some(recorded) = recorded.filter(|r| *r != root) {
             if fs::canonicalize(&root).ok() != fs::canonicalize(&recorded).ok() {
                 ui::warn(&format!(
                     "this project was initialised with the store {}, but {} is in use now",

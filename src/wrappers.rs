@@ -185,7 +185,7 @@ pub struct Changes {
 /// Brings `.vrift/bin` up to date for the running vrift binary.
 pub fn ensure(project: &Project) -> Result<Changes> {
     let exe = std::env::current_exe().context("cannot find the vrift binary")?;
-    let exe = fs::canonicalize(&exe).unwrap_or(exe);
+    // (/proc/self/exe names the binary by its canonical path already.)
     ensure_with(project, &exe)
 }
 

@@ -102,12 +102,12 @@ pub enum Command {
     Allow { dir: Option<PathBuf> },
     /// Revoke trust in the project in DIR.
     Deny { dir: Option<PathBuf> },
-    /// Run a command in the project's inception: it sees the view through the shim.
-    ///
-    /// The exit status is the command's own.
     /// The project's daemon: the only writer of its rift (started on demand).
     #[command(subcommand)]
     Daemon(DaemonCommand),
+    /// Run a command in the project's inception: it sees the view through the shim.
+    ///
+    /// The exit status is the command's own.
     Run {
         /// The command and its arguments (put `--` before options meant for it).
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -200,6 +200,9 @@ pub fn main() -> ExitCode {
     if let Some(code) = crate::applets::dispatch(&args) {
         return code;
     }
+    if let Some(cmd) = run::fast_args(&args) {
+        return exit_code(run::run(cmd));
+    }
     let cli = Cli::parse_from(args);
     if let Some(dir) = &cli.directory {
         if let Err(e) = std::env::set_current_dir(dir) {
@@ -207,7 +210,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    match run(cli.command) {
+    exit_code(run(cli.command))
+}
+
+fn exit_code(result: anyhow::Result<Outcome>) -> ExitCode {
+    match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Partial) => ExitCode::from(1),
         Ok(Outcome::Interrupted) => ExitCode::from(130),
