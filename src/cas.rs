@@ -256,6 +256,36 @@ impl Cas {
         }
     }
 
+    /// Like [`Cas::adopt_tmp_keep`], but the blob is a hard link to `tmp`,
+    /// which stays where it is: whoever still names `tmp` finds the same
+    /// file (the daemon seals a staging file that readers may be opening by
+    /// its staging name). Returns (a new blob, `tmp` still exists). A
+    /// filesystem without hard links gets the rename.
+    pub fn adopt_tmp_linked(&self, tmp: &Path, hash: &ContentHash) -> io::Result<(bool, bool)> {
+        let dest = self.blob_path(hash);
+        fs::set_permissions(tmp, fs::Permissions::from_mode(BLOB_MODE))?;
+        let res = match fs::hard_link(tmp, &dest) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && tmp.exists() => {
+                fs::create_dir_all(dest.parent().expect("blob paths have a parent"))?;
+                fs::hard_link(tmp, &dest)
+            }
+            other => other,
+        };
+        match res {
+            Ok(()) => Ok((true, true)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok((false, true)),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EPERM | libc::EOPNOTSUPP | libc::EMLINK)
+                ) =>
+            {
+                self.adopt_tmp_keep(tmp, hash).map(|new| (new, false))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Flushes everything written to the store's filesystem (one `syncfs`),
     /// so that references committed afterwards never point at lost data.
     pub fn sync(&self) -> Result<()> {

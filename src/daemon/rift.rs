@@ -14,7 +14,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use vrift_format::table::Table;
@@ -112,7 +112,15 @@ pub struct Rift {
     ino_end: u64,
     name_prefix: String,
     name_seq: u64,
+    /// Staging names of sealed files, kept (hard links to their blobs) for
+    /// [`RETIRED_GRACE`] after the sealed record was published: a process
+    /// that resolved the entry just before still opens or stats the file
+    /// by that name.
+    retired: Vec<(PathBuf, Instant)>,
 }
+
+/// How long a sealed file's staging name outlives its sealed record.
+const RETIRED_GRACE: Duration = Duration::from_secs(1);
 
 /// How a file opened for writing comes back to the client.
 pub struct Opened {
@@ -183,6 +191,7 @@ impl Rift {
             next_ino,
             ino_end: next_ino + (1 << 16),
             name_seq: 0,
+            retired: Vec::new(),
         };
         for (rel, rec) in &view.records {
             if let Ok(RecordRef::Entry { header, target }) = vrift_format::decode_record(rec) {
@@ -207,7 +216,40 @@ impl Rift {
                 }
             }
         }
+        rift.remove_stale_staging();
         Ok(rift)
+    }
+
+    /// Removes this project's staging names that no staged entry refers to:
+    /// retired names (sealed files) and unlinked anonymous files that a
+    /// daemon which died left behind. (One daemon per project: nothing else
+    /// creates these names meanwhile.)
+    fn remove_stale_staging(&self) {
+        let prefix = format!("{}.", super::project_key(&self.project));
+        let Ok(entries) = fs::read_dir(&self.staging_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.as_bytes();
+            if name.starts_with(prefix.as_bytes()) && !self.staged.contains_key(name) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// Removes the retired staging names older than [`RETIRED_GRACE`]
+    /// (all of them with `all`, when the daemon exits).
+    pub fn remove_retired(&mut self, all: bool) {
+        let now = Instant::now();
+        self.retired.retain(|(path, since)| {
+            if all || now.duration_since(*since) >= RETIRED_GRACE {
+                let _ = fs::remove_file(path);
+                false
+            } else {
+                true
+            }
+        });
     }
 
     pub fn table(&self) -> Table<'_> {
@@ -715,10 +757,17 @@ impl Rift {
             crate::cas::hash_reader(&mut reader)?
         };
         let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(name));
-        // (The caller holds the gc lock shared.)
-        self.cas
-            .adopt_tmp_keep(&path, &hash)
+        // (The caller holds the gc lock shared.) The blob is linked, the
+        // sealed record published, and only then does the staging name go
+        // (after a grace): a reader that found the staged record opens
+        // the same file by either name.
+        let (_, tmp_left) = self
+            .cas
+            .adopt_tmp_linked(&path, &hash)
             .with_context(|| format!("cannot move {} into the store", path.display()))?;
+        if tmp_left {
+            self.retired.push((path, Instant::now()));
+        }
         let header = match self.table().lookup(&rel) {
             Some(RecordRef::Entry { header, target }) if header.is_staged() && target == name => {
                 Some(header)

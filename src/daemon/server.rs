@@ -117,6 +117,7 @@ pub fn run(project: Project) -> Result<()> {
     // Whatever happened, what was journaled goes into the manifest.
     let sealed = rift.seal_idle();
     let commit = rift.commit();
+    rift.remove_retired(true);
     let _ = std::fs::remove_file(&socket);
     if sealed > 0 {
         eprintln!("vrift daemon: sealed {sealed} files on exit");
@@ -293,6 +294,7 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
                 }
             }
         }
+        rift.remove_retired(false);
         let now = Instant::now();
         reseal.retain_mut(|r| {
             if r.due > now {
