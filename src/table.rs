@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -318,6 +318,14 @@ pub fn build(
     put(field::CAS_OFF, cas_off);
     put(field::SOCKET_OFF, socket_off);
     put(field::EXE_OFF, exe_off);
+    // The root's identity, for every process that reports rift entries.
+    if let Ok(m) = fs::metadata(std::ffi::OsStr::from_bytes(meta.root)) {
+        put(field::ROOT_DEV, m.dev());
+        put(
+            field::ROOT_OWNER,
+            u64::from(m.uid()) | u64::from(m.gid()) << 32,
+        );
+    }
     put(field::SYMLINKS, symlinks as u64);
     put(field::BLOOM_OFF, bloom_off as u64);
     put(field::BLOOM_WORDS, bloom_words as u64);

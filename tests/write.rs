@@ -390,6 +390,29 @@ fn a_file_is_readable_throughout_its_seal() {
     assert_eq!(sb.ok(&root, &["run", "--", "sh", "-c", script]), "ok\n");
 }
 
+/// Rift entries whose owner is inherited report the root's device, uid
+/// and gid (recorded in the table, so no process stats the root for them).
+#[test]
+fn rift_entries_report_the_roots_device_and_owner() {
+    use std::os::unix::fs::MetadataExt;
+    build_shim();
+    let sb = Sandbox::new();
+    let (root, _) = project_and_twin(&sb);
+    if is_root() {
+        std::os::unix::fs::chown(&root, Some(1234), Some(5678)).unwrap();
+    }
+    let meta = fs::metadata(&root).unwrap();
+    // Ingested files inherit the owner; the table is published after the chown.
+    fs::create_dir(root.join("pkg")).unwrap();
+    fs::write(root.join("pkg/a.txt"), "a\n").unwrap();
+    sb.ok(&root, &["ingest", "pkg"]);
+    let out = sb.ok(&root, &["run", "--", "stat", "-c", "%d %u %g", "pkg/a.txt"]);
+    assert_eq!(
+        out,
+        format!("{} {} {}\n", meta.dev(), meta.uid(), meta.gid())
+    );
+}
+
 fn daemon_pid(sb: &Sandbox, root: &Path) -> String {
     let status = sb.ok(root, &["daemon", "status"]);
     status

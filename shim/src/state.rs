@@ -175,8 +175,9 @@ fn activate() -> Option<Table<'static>> {
             Ok(_) => break,
             Err(TRIED) => return current_table(),
             Err(_) if patience == 0 => {
-                store_root_identity();
-                return mapped_table();
+                let table = mapped_table();
+                store_root_identity(table.as_ref());
+                return table;
             }
             Err(_) => {
                 patience -= 1;
@@ -184,22 +185,29 @@ fn activate() -> Option<Table<'static>> {
             }
         }
     }
-    store_root_identity();
     map_table();
+    store_root_identity(current_table().as_ref());
     // The root is canonical (DESIGN.md §2: vrift resolves it before export).
     crate::resolve::mark_verified(ROOT.get());
     ACTIVATION.store(TRIED, Ordering::Release);
     current_table()
 }
 
-/// Device and owner reported for rift entries: the project root's.
-/// Idempotent (the same values from any thread).
-fn store_root_identity() {
-    if let Some(st) = sys::stat_raw(ROOT.get()) {
-        DEV.store(st.st_dev, Ordering::Relaxed);
-        UID.store(st.st_uid, Ordering::Relaxed);
-        GID.store(st.st_gid, Ordering::Relaxed);
-    }
+/// Device and owner reported for rift entries: the project root's, as the
+/// table recorded them when it was built (a stat of the root, ~6 µs in a
+/// fresh process, when it did not). Idempotent (the same values from any
+/// thread).
+fn store_root_identity(table: Option<&Table<'static>>) {
+    let (dev, uid, gid) = match table.and_then(|t| t.root_ids()) {
+        Some(ids) => ids,
+        None => match sys::stat_raw(ROOT.get()) {
+            Some(st) => (st.st_dev, st.st_uid, st.st_gid),
+            None => return,
+        },
+    };
+    DEV.store(dev, Ordering::Relaxed);
+    UID.store(uid, Ordering::Relaxed);
+    GID.store(gid, Ordering::Relaxed);
 }
 
 /// After fork, in the child: a first mapping under way in another thread

@@ -96,6 +96,11 @@ pub mod field {
     pub const BLOOM_WORDS: usize = 128;
     pub const SOCKET_OFF: usize = 136;
     pub const EXE_OFF: usize = 144;
+    /// The root's st_dev when the table was built (0: not recorded), and its
+    /// owner (uid in the low 32 bits, gid in the high): what rift entries
+    /// report, without a stat of the root in every process that looks.
+    pub const ROOT_DEV: usize = 152;
+    pub const ROOT_OWNER: usize = 160;
 }
 
 /// Length of a list chunk's header (count, pad, prev).
@@ -415,6 +420,14 @@ impl<'a> Table<'a> {
     /// The vrift binary that starts the daemon.
     pub fn exe_path(&self) -> &'a [u8] {
         self.header_string(field::EXE_OFF)
+    }
+
+    /// The root's device, uid and gid as the writer found them (None if it
+    /// recorded none).
+    pub fn root_ids(&self) -> Option<(u64, u32, u32)> {
+        let dev = read_u64(self.bytes, field::ROOT_DEV)?;
+        let owner = read_u64(self.bytes, field::ROOT_OWNER)?;
+        (dev != 0).then_some((dev, owner as u32, (owner >> 32) as u32))
     }
 
     /// The raw bytes (the daemon's writer reads its own mapping through this).
