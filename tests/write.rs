@@ -233,6 +233,22 @@ fn a_killed_daemon_loses_no_write_whose_close_returned() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// Polls `done` until it gives a value; fails naming `what` after a minute
+/// (a bound for a hang, not a timing).
+fn wait_for<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = done() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited a minute for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A child that must not outlive a failed assertion (it would hold the
 /// test harness's output pipe open).
 struct KillOnDrop(std::process::Child);
@@ -292,18 +308,10 @@ fn a_scattered_hot_table_is_rebuilt_once_quiet_and_readers_follow() {
         ],
     );
     let (gen_written, used_written) = table_header(&root);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let (gen_now, used_now) = loop {
+    let (gen_now, used_now) = wait_for("the daemon to rebuild its scattered table", || {
         let (g, u) = table_header(&root);
-        if g > gen_written {
-            break (g, u);
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the daemon did not rebuild its scattered table (generation {g})"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        (g > gen_written).then_some((g, u))
+    });
     assert!(
         used_now * 2 < used_written,
         "generation {gen_now} uses {used_now} bytes, the scattered one {used_written}"
@@ -345,18 +353,11 @@ fn close_events_alone_seal_every_file() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = sb.ok(&root, &["daemon", "status"]);
-        if status.contains("staged files: 0\n") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "files stay staged after their writers closed them:\n{status}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for("every file closed to be sealed", || {
+        sb.ok(&root, &["daemon", "status"])
+            .contains("staged files: 0\n")
+            .then_some(())
+    });
     assert_eq!(
         sb.ok(
             &root,

@@ -320,15 +320,13 @@ impl Rift {
     /// Rebuilds the hot table if in-place updates have scattered it (see
     /// [`LiveTable::fragmented`]); for quiet moments, since every process
     /// that mapped it maps the new generation at its next lookup.
-    pub fn compact_table(&mut self) -> Result<bool> {
+    pub fn compact_table(&mut self) -> Result<()> {
         if !self.table.fragmented() {
-            return Ok(false);
+            return Ok(());
         }
-        if let Err(e) = self.table.rebuild(&self.project, &self.id) {
-            self.table.accept_fragments();
-            return Err(e);
-        }
-        Ok(true)
+        self.table
+            .rebuild(&self.project, &self.id)
+            .inspect_err(|_| self.table.accept_fragments())
     }
 
     /// Whether [`Rift::compact_table`] has something to do.
@@ -1367,12 +1365,12 @@ impl Rift {
         )
     }
 
-    /// Whether `name` (a staging file name) belongs to this daemon's project.
     /// Whether `name` is a staged file still waiting for its seal.
     pub fn is_staged(&self, name: &[u8]) -> bool {
         self.staged.contains_key(name)
     }
 
+    /// Whether `name` (a staging file name) belongs to this daemon's project.
     pub fn owns_staging_name(&self, name: &[u8]) -> bool {
         self.staged.contains_key(name) || self.anon.contains_key(name)
     }

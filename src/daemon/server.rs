@@ -37,7 +37,7 @@ const COMMIT_EVERY: Duration = Duration::from_millis(500);
 const RESEAL_FIRST: Duration = Duration::from_millis(1);
 const RESEAL_TRIES: u32 = 7;
 
-/// A seal to try again: the staging name, retries so far, when.
+/// A seal to try: the staging name, retries so far, when.
 struct Reseal {
     name: Vec<u8>,
     tries: u32,
@@ -280,19 +280,18 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
             }
         }
         if fds[1].revents & libc::POLLIN != 0 {
-            for name in closed_names(inotify) {
-                if rift.owns_staging_name(&name) {
-                    match rift.try_seal(&name) {
-                        Ok(false) if rift.is_staged(&name) => reseal.push(Reseal {
-                            name,
-                            tries: 0,
-                            due: Instant::now() + RESEAL_FIRST,
-                        }),
-                        Ok(_) => {}
-                        Err(e) => eprintln!("vrift daemon: cannot seal a staged file: {e:#}"),
-                    }
-                }
-            }
+            // A closed file is sealed at once (below), and retried if refused.
+            let now = Instant::now();
+            reseal.extend(
+                closed_names(inotify)
+                    .into_iter()
+                    .filter(|name| rift.owns_staging_name(name))
+                    .map(|name| Reseal {
+                        name,
+                        tries: 0,
+                        due: now,
+                    }),
+            );
         }
         rift.remove_retired(false);
         let now = Instant::now();
@@ -301,9 +300,9 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
                 return true;
             }
             match rift.try_seal(&r.name) {
-                Ok(false) if rift.is_staged(&r.name) && r.tries + 1 < RESEAL_TRIES => {
-                    r.tries += 1;
+                Ok(false) if rift.is_staged(&r.name) && r.tries < RESEAL_TRIES => {
                     r.due = now + RESEAL_FIRST * (1 << r.tries);
+                    r.tries += 1;
                     true
                 }
                 Ok(_) => false,
@@ -346,7 +345,7 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
             last_sweep = Instant::now();
         }
         let quiet = rift.uncommitted() == 0 && rift.staged_count() == 0;
-        if quiet && last_activity.elapsed() >= COMPACT_QUIET && rift.table_fragmented() {
+        if quiet && last_activity.elapsed() >= COMPACT_QUIET {
             if let Err(e) = rift.compact_table() {
                 eprintln!("vrift daemon: cannot rebuild the hot table: {e:#}");
             }
