@@ -17,7 +17,7 @@ use core::ffi::CStr;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use libc::{c_char, c_int, c_long, dirent, dirent64, DIR};
-use vrift_format::table::{Children, Table};
+use vrift_format::table::{Children, Dir, Table};
 use vrift_format::{Kind, RecordRef, DIR_CREATED, DIR_OPAQUE};
 
 use crate::real::fail;
@@ -100,7 +100,7 @@ fn find(dirp: *mut DIR) -> Option<&'static Slot> {
     None
 }
 
-fn register(dirp: *mut DIR, rel: &[u8], opaque: bool) {
+fn register(dirp: *mut DIR, rel: &[u8], dir: &Dir<'static>) {
     if rel.len() > REL_CAP {
         sys::complain(&[b"vrift: directory path too long to merge the view: ", rel]);
         return;
@@ -122,8 +122,11 @@ fn register(dirp: *mut DIR, rel: &[u8], opaque: bool) {
                 rel.len() + 1
             };
             m.disk_done = false;
-            m.opaque = opaque;
-            m.children = None;
+            m.opaque = dir.flags & DIR_OPAQUE as u64 != 0;
+            // The rift phase lists what the table held at opendir (the
+            // listing of a directory changed meanwhile may show either,
+            // as POSIX allows), with no second lookup of the directory.
+            m.children = Some(dir.children());
             m.served = 0;
             s.dirp.store(key, Ordering::Release);
             return;
@@ -158,7 +161,7 @@ fn maybe_register(dirp: *mut DIR, rel: &[u8]) -> bool {
     let Some(d) = table.dir(rel) else {
         return false;
     };
-    register(dirp, rel, d.flags & DIR_OPAQUE as u64 != 0);
+    register(dirp, rel, &d);
     true
 }
 

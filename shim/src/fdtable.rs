@@ -238,7 +238,12 @@ fn copy_path(fd: i32, kind: u8, out: *mut u8, cap: usize) -> usize {
     }
     for (i, word) in s.path.iter().take(n.div_ceil(8)).enumerate() {
         let w = word.load(Ordering::Relaxed).to_le_bytes();
-        let k = (n - i * 8).min(8);
+        let k = n - i * 8;
+        if k >= 8 {
+            // SAFETY: i * 8 + 8 <= n <= cap.
+            unsafe { (out.add(i * 8) as *mut [u8; 8]).write_unaligned(w) };
+            continue;
+        }
         for (j, &b) in w[..k].iter().enumerate() {
             // SAFETY: i * 8 + j < n <= cap.
             unsafe { *out.add(i * 8 + j) = b };
@@ -295,17 +300,26 @@ pub fn copy(old: i32, new: i32) {
     if kind == UNUSED {
         return;
     }
-    let mut p = [0u8; PATH_CAP];
-    let n = copy_path(old, kind, p.as_mut_ptr(), PATH_CAP);
-    let owner = from.owner.load(Ordering::Relaxed);
-    let meta = Meta {
-        mode: from.mode.load(Ordering::Relaxed),
-        size: from.size.load(Ordering::Relaxed),
-        mtime_ns: from.mtime_ns.load(Ordering::Relaxed),
-        atime_ns: 0,
-        ino: from.ino.load(Ordering::Relaxed),
-        uid: (owner >> 32) as u32,
-        gid: owner as u32,
-    };
-    store(new, kind, &meta, &p[..n]);
+    let to = &SLOTS[new as usize];
+    to.mode
+        .store(from.mode.load(Ordering::Relaxed), Ordering::Relaxed);
+    to.size
+        .store(from.size.load(Ordering::Relaxed), Ordering::Relaxed);
+    to.mtime_ns
+        .store(from.mtime_ns.load(Ordering::Relaxed), Ordering::Relaxed);
+    to.ino.store(from.ino.load(Ordering::Relaxed), Ordering::Relaxed);
+    to.owner
+        .store(from.owner.load(Ordering::Relaxed), Ordering::Relaxed);
+    let n = from.path_len.load(Ordering::Relaxed).min(PATH_CAP);
+    // Word by word: `find` dups every directory fd it opens several times.
+    for (w_to, w_from) in to.path.iter().zip(&from.path).take(n.div_ceil(8)) {
+        w_to.store(w_from.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+    to.path_len.store(n, Ordering::Relaxed);
+    to.dents_served_1.store(0, Ordering::Relaxed);
+    // The old fd may have changed under us (another thread closed and
+    // reused it): publish only if it still holds what was copied.
+    if from.kind.load(Ordering::Acquire) == kind {
+        to.kind.store(kind, Ordering::Release);
+    }
 }
