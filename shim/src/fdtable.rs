@@ -307,7 +307,8 @@ pub fn copy(old: i32, new: i32) {
         .store(from.size.load(Ordering::Relaxed), Ordering::Relaxed);
     to.mtime_ns
         .store(from.mtime_ns.load(Ordering::Relaxed), Ordering::Relaxed);
-    to.ino.store(from.ino.load(Ordering::Relaxed), Ordering::Relaxed);
+    to.ino
+        .store(from.ino.load(Ordering::Relaxed), Ordering::Relaxed);
     to.owner
         .store(from.owner.load(Ordering::Relaxed), Ordering::Relaxed);
     let n = from.path_len.load(Ordering::Relaxed).min(PATH_CAP);

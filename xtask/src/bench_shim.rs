@@ -126,6 +126,9 @@ enum Side {
     /// Under `fakechroot` (no chroot: paths pass through its wrappers), in
     /// the physical copy.
     Fakechroot,
+    /// Plainly, in the physical copy, with an empty library preloaded: the
+    /// floor any LD_PRELOAD layer pays at each exec.
+    EmptyPreload,
 }
 
 /// What a figure is held to.
@@ -184,6 +187,15 @@ struct Case {
     physical: PathBuf,
     baseline_name: &'static str,
     target: Target,
+    /// Also measured with an empty preloaded library (exec).
+    floor: bool,
+}
+
+/// One driver run: nanoseconds per call, and (exec) page faults per child.
+#[derive(Clone, Copy)]
+struct Sample {
+    ns: f64,
+    faults: Option<f64>,
 }
 
 struct ShimBench<'a> {
@@ -193,6 +205,8 @@ struct ShimBench<'a> {
     shim: PathBuf,
     /// The compiled `shim_bench` driver.
     driver: PathBuf,
+    /// An empty shared library (see [`Side::EmptyPreload`]).
+    empty_preload: PathBuf,
     /// The project whose node_modules is ingested, and its copy.
     project: PathBuf,
     copy: PathBuf,
@@ -210,6 +224,7 @@ impl<'a> ShimBench<'a> {
         // The shim sees absolute paths: resolve symlinks such as /tmp → /private/tmp.
         let root = fs::canonicalize(sandbox.path())?;
         let driver = cargo::compile_c_driver("shim_bench", &root)?;
+        let empty_preload = cargo::compile_empty_library(&root)?;
         let fakechroot = fakechroot_version();
         match &fakechroot {
             Some(v) => println!("reference layer: {v}"),
@@ -224,6 +239,7 @@ impl<'a> ShimBench<'a> {
             sandbox,
             shim,
             driver,
+            empty_preload,
             project: root.join("project"),
             copy: root.join("copy"),
             fakechroot,
@@ -299,6 +315,7 @@ impl<'a> ShimBench<'a> {
         let same = |p: PathBuf| (p.clone(), p);
         let case =
             |what: String, mode, (calls, passes), (view, physical), baseline_name, target| Case {
+                floor: mode == "exec",
                 what,
                 mode,
                 calls,
@@ -365,11 +382,22 @@ impl<'a> ShimBench<'a> {
     }
 
     fn measure_case(&self, case: &Case) -> Result<Row> {
-        let mut best = [f64::INFINITY; 3];
-        let sides = [Side::Native, Side::Vrift, Side::Fakechroot];
+        let none = Sample {
+            ns: f64::INFINITY,
+            faults: None,
+        };
+        let mut best = [none; 4];
+        let sides = [
+            Side::Native,
+            Side::Vrift,
+            Side::Fakechroot,
+            Side::EmptyPreload,
+        ];
         for _ in 0..case.passes {
             for (i, side) in sides.into_iter().enumerate() {
-                if side == Side::Fakechroot && self.fakechroot.is_none() {
+                if (side == Side::Fakechroot && self.fakechroot.is_none())
+                    || (side == Side::EmptyPreload && !case.floor)
+                {
                     continue;
                 }
                 let path = if side == Side::Vrift {
@@ -377,25 +405,41 @@ impl<'a> ShimBench<'a> {
                 } else {
                     &case.physical
                 };
-                best[i] = best[i].min(self.driver(side, case.mode, path, case.calls)?);
+                let sample = self.driver(side, case.mode, path, case.calls)?;
+                if sample.ns < best[i].ns {
+                    best[i] = sample;
+                }
             }
         }
-        let [native, view, fake] = best;
-        let fake = self.fakechroot.as_ref().map(|_| fake);
+        let [native, view, fake, floor] = best;
+        let fake = self.fakechroot.as_ref().map(|_| fake.ns);
         println!(
             "  {:<50} vrift run {:>10}  native {:>10}  fakechroot {:>10}  ({} runs of {} calls)",
             case.what,
-            time(view),
-            time(native),
+            time(view.ns),
+            time(native.ns),
             fake.map_or("n/a".into(), time),
             case.passes,
             case.calls
         );
+        if case.floor {
+            let faults = |s: Sample| s.faults.map_or("n/a".into(), |f| format!("{f:.1}"));
+            println!(
+                "  {:<50} empty preloaded library {:>10} ({:.2}x native); page faults per exec: \
+                 native {}, empty library {}, vrift run {}",
+                "",
+                time(floor.ns),
+                floor.ns / native.ns,
+                faults(native),
+                faults(floor),
+                faults(view),
+            );
+        }
         Ok(Row {
             what: case.what.clone(),
-            value: view,
+            value: view.ns,
             baseline_name: case.baseline_name,
-            baseline: native,
+            baseline: native.ns,
             target: case.target,
             fakechroot: Some(fake),
         })
@@ -403,7 +447,7 @@ impl<'a> ShimBench<'a> {
 
     /// `shim_bench MODE PATH CALLS` on `side`: nanoseconds per call. Fails
     /// if the driver does (it exits 1 when the operation fails).
-    fn driver(&self, side: Side, mode: &str, path: &Path, calls: u32) -> Result<f64> {
+    fn driver(&self, side: Side, mode: &str, path: &Path, calls: u32) -> Result<Sample> {
         let mut cmd = match side {
             Side::Native => self.native(&self.copy, &self.driver),
             Side::Vrift => self.under_vrift(&self.project, &self.driver),
@@ -412,14 +456,23 @@ impl<'a> ShimBench<'a> {
                 cmd.arg(&self.driver);
                 cmd
             }
+            Side::EmptyPreload => {
+                let mut cmd = self.native(&self.copy, &self.driver);
+                cmd.env("LD_PRELOAD", &self.empty_preload);
+                cmd
+            }
         };
         cmd.arg(mode).arg(path).arg(calls.to_string());
         let what = format!("shim_bench {mode} {} {calls}", path.display());
         let (_, out) = time_output(&mut cmd, &what)?;
         let text = String::from_utf8_lossy(&out.stdout);
-        text.trim()
-            .parse()
-            .with_context(|| format!("`{what}` printed {text:?}, not a number"))
+        let mut numbers = text.lines().map(|l| l.trim().parse::<f64>());
+        let ns = numbers
+            .next()
+            .and_then(|n| n.ok())
+            .with_context(|| format!("`{what}` printed {text:?}, not a number"))?;
+        let faults = numbers.next().and_then(|n| n.ok());
+        Ok(Sample { ns, faults })
     }
 
     /// `program` run plainly in `cwd`, with the sandbox's environment.

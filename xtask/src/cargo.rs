@@ -115,6 +115,24 @@ fn shim_library(msg: &serde_json::Value) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// An empty shared library in `dir`, built as `cc -shared` builds any: the
+/// reference for what preloading a library costs by itself.
+pub fn compile_empty_library(dir: &Path) -> Result<PathBuf> {
+    let src = dir.join("empty_preload.c");
+    std::fs::write(&src, "void vrift_bench_empty(void) {}\n")?;
+    let out = dir.join("empty_preload.so");
+    let status = Command::new("cc")
+        .args(["-O2", "-shared", "-fPIC", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .context("cannot run cc")?;
+    if !status.success() {
+        bail!("cc -shared {} failed ({status})", src.display());
+    }
+    Ok(out)
+}
+
 /// Compiles the benchmark driver `xtask/c/NAME.c` with `cc -O2` into `dir`.
 pub fn compile_c_driver(name: &str, dir: &Path) -> Result<PathBuf> {
     let src = workspace_root().join(format!("xtask/c/{name}.c"));

@@ -647,8 +647,7 @@ impl ChildSlots<'_> {
     /// Hints the path slot of the current chunk's `nth` child into cache.
     #[inline(always)]
     fn prefetch(&self, nth: usize) {
-        let Some(idx) = read_u32(self.table.bytes, self.chunk + LIST_CHUNK_HEADER + 4 * nth)
-        else {
+        let Some(idx) = read_u32(self.table.bytes, self.chunk + LIST_CHUNK_HEADER + 4 * nth) else {
             return;
         };
         if idx as u64 > self.table.slot_mask {
