@@ -12,10 +12,13 @@ use crate::sys;
 
 const WORDS: usize = PATH_MAX / 8;
 
-/// The cache: a sequence counter, the length and the path as words. It
-/// lives in the constructor's page (`state::CWD`), with its counters first.
+/// The cache's counters. They live in the constructor's page
+/// (`state::CWD`, before the root), which the constructor has already
+/// written: the first relative path reads them without a page fault, where
+/// a page of their own cost two (a read maps the zero page, the refresh's
+/// write then copies it).
 #[repr(C)]
-pub(crate) struct Cache {
+pub(crate) struct Counters {
     seq: AtomicU64,
     len: AtomicUsize,
     /// The thread id of the writer (0: none).
@@ -23,24 +26,29 @@ pub(crate) struct Cache {
     /// A refresh could not take the writer's place (see `refresh`): the
     /// cached path may be stale, so readers ask the kernel.
     stale: AtomicBool,
-    word: [AtomicU64; WORDS],
 }
 
-impl Cache {
-    pub(crate) const fn new() -> Cache {
-        Cache {
+impl Counters {
+    pub(crate) const fn new() -> Counters {
+        Counters {
             seq: AtomicU64::new(0),
             len: AtomicUsize::new(0),
             writer: AtomicU32::new(0),
             stale: AtomicBool::new(false),
-            word: [const { AtomicU64::new(0) }; WORDS],
         }
     }
 }
 
+/// The cached path, 8 bytes per word (`state::CWD_WORDS`).
+pub(crate) type Words = [AtomicU64; WORDS];
+
+pub(crate) const fn new_words() -> Words {
+    [const { AtomicU64::new(0) }; WORDS]
+}
+
 static SEQ: &AtomicU64 = &state::CWD.seq;
 static LEN: &AtomicUsize = &state::CWD.len;
-static WORD: &[AtomicU64; WORDS] = &state::CWD.word;
+static WORD: &Words = state::CWD_WORDS;
 static WRITER: &AtomicU32 = &state::CWD.writer;
 static STALE: &AtomicBool = &state::CWD.stale;
 
@@ -90,6 +98,11 @@ pub fn forget() {
 }
 
 /// Re-reads the kernel's cwd into the cache.
+// Never inlined: its buffer would otherwise add a stack page to the frame of
+// every path resolution (which reads the cache), for a refresh that runs
+// about once per process.
+#[cold]
+#[inline(never)]
 pub fn refresh() {
     if !take_writer() {
         return;

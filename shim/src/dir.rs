@@ -14,7 +14,7 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::CStr;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::{c_char, c_int, c_long, dirent, dirent64, DIR};
 use vrift_format::table::{Children, Dir, Table};
@@ -48,12 +48,10 @@ struct Merge {
     ent: dirent64,
 }
 
+/// A stream's merge state (see [`KEYS`] for whose it is). Aligned so that
+/// none straddles two pages (registering a stream then writes one).
+#[repr(align(2048))]
 struct Slot {
-    dirp: AtomicUsize,
-    /// Claimed by an open stream.
-    busy: AtomicBool,
-    /// Ever claimed: probing continues past it (a tombstone when free).
-    ever: AtomicBool,
     merge: UnsafeCell<Merge>,
 }
 
@@ -62,9 +60,6 @@ unsafe impl Sync for Slot {}
 
 static TABLE: [Slot; SLOTS] = [const {
     Slot {
-        dirp: AtomicUsize::new(0),
-        busy: AtomicBool::new(false),
-        ever: AtomicBool::new(false),
         merge: UnsafeCell::new(Merge {
             rel: [0; KEY_CAP],
             rel_len: 0,
@@ -79,25 +74,47 @@ static TABLE: [Slot; SLOTS] = [const {
     }
 }; SLOTS];
 
+/// Whose each [`TABLE`] slot is: [`NEVER`] (ends a probe), [`FREE`] (a
+/// tombstone: probing goes on past it), [`CLAIMED`] (being filled), or the
+/// `DIR*`. Apart from the merge states and page-aligned: a lookup (every
+/// readdir and closedir) touches these 8 KiB only, where keys inside the
+/// 1.3 KiB states put each stream's probe on a page of its own (two page
+/// faults per directory a short process lists).
+#[repr(C, align(4096))]
+struct Keys([AtomicUsize; SLOTS]);
+
+static KEYS: Keys = Keys([const { AtomicUsize::new(NEVER) }; SLOTS]);
+const NEVER: usize = 0;
+const FREE: usize = 1;
+const CLAIMED: usize = 2;
+
+/// Slots claimed now: while none is, a lookup touches no key at all (most
+/// processes never list a directory the rift has a say in).
+static CLAIMED_SLOTS: &AtomicUsize = state::MERGED_STREAMS;
+
 fn home(dirp: usize) -> usize {
     (dirp >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) % SLOTS
 }
 
-fn find(dirp: *mut DIR) -> Option<&'static Slot> {
+/// The index of `dirp`'s slot, if it is registered.
+fn find_index(dirp: *mut DIR) -> Option<usize> {
+    if CLAIMED_SLOTS.load(Ordering::Acquire) == 0 {
+        return None;
+    }
     let key = dirp as usize;
     let mut i = home(key);
     for _ in 0..SLOTS {
-        let s = &TABLE[i];
-        let v = s.dirp.load(Ordering::Acquire);
-        if v == key {
-            return Some(s);
+        match KEYS.0[i].load(Ordering::Acquire) {
+            v if v == key => return Some(i),
+            NEVER => return None,
+            _ => i = (i + 1) % SLOTS,
         }
-        if v == 0 && !s.ever.load(Ordering::Acquire) {
-            return None;
-        }
-        i = (i + 1) % SLOTS;
     }
     None
+}
+
+fn find(dirp: *mut DIR) -> Option<&'static Slot> {
+    find_index(dirp).map(|i| &TABLE[i])
 }
 
 fn register(dirp: *mut DIR, rel: &[u8], dir: &Dir<'static>) {
@@ -108,11 +125,23 @@ fn register(dirp: *mut DIR, rel: &[u8], dir: &Dir<'static>) {
     let key = dirp as usize;
     let mut i = home(key);
     for _ in 0..SLOTS {
-        let s = &TABLE[i];
-        if !s.busy.swap(true, Ordering::AcqRel) {
-            s.ever.store(true, Ordering::Release);
-            // SAFETY: we own the slot (busy) and nobody finds it until dirp is set.
-            let m = unsafe { &mut *s.merge.get() };
+        let k = &KEYS.0[i];
+        // Claimed by a compare-exchange first, not a load: in a fresh
+        // process the page is untouched, and a read before the write would
+        // cost it two faults.
+        let claimed = match k.compare_exchange(NEVER, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(FREE) => k
+                .compare_exchange(FREE, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok(),
+            Err(_) => false,
+        };
+        if claimed {
+            CLAIMED_SLOTS.fetch_add(1, Ordering::AcqRel);
+            // SAFETY: we own the slot (claimed) and nobody finds it until
+            // its key is the stream.
+            let m = unsafe { &mut *TABLE[i].merge.get() };
             m.rel[..rel.len()].copy_from_slice(rel);
             m.rel_len = rel.len();
             m.prefix = if rel.is_empty() {
@@ -128,7 +157,7 @@ fn register(dirp: *mut DIR, rel: &[u8], dir: &Dir<'static>) {
             // as POSIX allows), with no second lookup of the directory.
             m.children = Some(dir.children());
             m.served = 0;
-            s.dirp.store(key, Ordering::Release);
+            k.store(key, Ordering::Release);
             return;
         }
         i = (i + 1) % SLOTS;
@@ -137,10 +166,10 @@ fn register(dirp: *mut DIR, rel: &[u8], dir: &Dir<'static>) {
 }
 
 fn unregister(dirp: *mut DIR) {
-    if let Some(s) = find(dirp) {
-        s.dirp.store(0, Ordering::Release);
-        // `ever` stays set, so probe chains through this slot stay intact.
-        s.busy.store(false, Ordering::Release);
+    if let Some(i) = find_index(dirp) {
+        // A tombstone, so probe chains through this slot stay intact.
+        KEYS.0[i].store(FREE, Ordering::Release);
+        CLAIMED_SLOTS.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -194,22 +223,31 @@ pub extern "C" fn opendir(path: *const c_char) -> *mut DIR {
             if !dirp.is_null() {
                 // SAFETY: a stream libc just opened.
                 let fd = unsafe { libc::dirfd(dirp) };
-                // Unknown to the table: a physical symlink on the way may
-                // lead to a directory the rift fills (see `canonical_dir`).
-                let mut canon = PathBuf::new();
-                let at = if !maybe_register(dirp, buf.rel())
-                    && crate::resolve::canonical_dir(fd, &buf, &mut canon)
-                {
-                    maybe_register(dirp, canon.rel());
-                    &canon
+                if maybe_register(dirp, buf.rel()) {
+                    crate::fdtable::set_dir(fd, buf.abs());
                 } else {
-                    &buf
-                };
-                crate::fdtable::set_dir(fd, at.abs());
+                    register_canonical(dirp, fd, &buf);
+                }
             }
             dirp
         }
     }
+}
+
+/// A stream on a directory unknown to the table at `lexical`: a physical
+/// symlink on the way may lead to a directory the rift fills (see
+/// `canonical_dir`). Apart, and never inlined: its buffer would otherwise
+/// add a stack page to every opendir's frame.
+#[inline(never)]
+fn register_canonical(dirp: *mut DIR, fd: c_int, lexical: &PathBuf) {
+    let mut canon = PathBuf::new();
+    let at = if crate::resolve::canonical_dir(fd, lexical, &mut canon) {
+        maybe_register(dirp, canon.rel());
+        &canon
+    } else {
+        lexical
+    };
+    crate::fdtable::set_dir(fd, at.abs());
 }
 
 #[no_mangle]

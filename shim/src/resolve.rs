@@ -297,7 +297,9 @@ fn walk<'t>(table: &Table<'t>, out: &mut PathBuf, follow: bool) -> Step<'t> {
 }
 
 /// Replaces the symlink at `out[..link_end]` by its target, keeping the
-/// rest of the path from `rest_start` on.
+/// rest of the path from `rest_start` on. Never inlined: its scratch buffer
+/// would otherwise add a stack page to every resolution's frame.
+#[inline(never)]
 fn substitute<'t>(
     out: &mut PathBuf,
     link_end: usize,
@@ -423,9 +425,14 @@ fn unverified(dir: &[u8]) -> Option<Unverified> {
 /// Marks `dir` (absolute, normalized) as its own canonical path: the cwd
 /// as getcwd returned it, the root (canonical by contract).
 pub fn mark_verified(dir: &[u8]) {
-    if let Some(slot) = unverified(dir) {
-        slot.verify();
+    // Stored without looking first: in a fresh process the slot's page is
+    // untouched, and a read before the write would cost it two faults.
+    let key = vrift_format::table::path_hash(dir);
+    Unverified {
+        slot: &VERIFIED[(key & 255) as usize],
+        key,
     }
+    .verify();
 }
 
 /// What one readlink says of a directory whose parent is verified.
@@ -555,6 +562,52 @@ pub fn physical_fallback<'t>(
     if parent_slot.is_none() && !check_name {
         return None;
     }
+    if parent_slot.is_none() {
+        // The common first miss of a name: its parent is its own canonical
+        // path, so only the name itself could be a symlink. One readlink of
+        // a byte answers; the full walk below (and its buffers) is for a
+        // symlink or an unverified parent.
+        if !view.set(abs) {
+            return None;
+        }
+        let mut one = [0u8; 1];
+        // SAFETY: a NUL-terminated path and a 1-byte buffer.
+        let n = unsafe {
+            crate::raw_syscall!(
+                libc::SYS_readlinkat,
+                libc::AT_FDCWD,
+                view.c_ptr(),
+                one.as_mut_ptr(),
+                1usize
+            )
+        };
+        if n <= 0 {
+            if let Some(slot) = &name_slot {
+                slot.verify();
+            }
+            crate::real::fail(libc::ENOENT);
+            return None;
+        }
+    }
+    physical_walk(miss, follow, view, name_slot, parent_slot)
+}
+
+/// [`physical_fallback`] past its quick answer: finds the canonical parent
+/// (and the name's symlink target) and resolves what they lead to. Never
+/// inlined: its two buffers would otherwise be stack pages every first miss
+/// of a name faults in.
+#[inline(never)]
+fn physical_walk<'t>(
+    miss: &PathBuf,
+    follow: bool,
+    view: &mut PathBuf,
+    name_slot: Option<Unverified>,
+    parent_slot: Option<Unverified>,
+) -> Option<(RecordHeader, &'t [u8])> {
+    let abs = miss.abs();
+    let cut = abs.iter().rposition(|&c| c == b'/')?;
+    let (parent, name) = (&abs[..cut.max(1)], &abs[cut + 1..]);
+    let check_name = follow;
     // `view` is scratch space (NUL-terminated paths) until the last resolve:
     // every 4 KiB buffer in this frame is a stack page the first miss faults in.
     let mut canon = PathBuf::new();

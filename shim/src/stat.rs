@@ -40,18 +40,29 @@ pub fn lookup_meta(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut Pa
 
 /// libc's answer `r`, unless it failed where a physical symlink leads to a
 /// rift entry: then the entry's metadata goes to `fill` and the call succeeds.
+#[inline(always)]
 fn with_fallback(r: c_int, miss: &PathBuf, follow: bool, fill: impl FnOnce(&Meta)) -> c_int {
     if r == 0 || !miss.in_domain_miss {
         return r;
     }
-    let mut view = PathBuf::new();
-    match crate::resolve::physical_fallback(miss, follow, &mut view) {
-        Some((h, t)) => {
-            fill(&Meta::of(&h, t));
+    match fallback_meta(miss, follow) {
+        Some(m) => {
+            fill(&m);
             0
         }
         None => r,
     }
+}
+
+/// The rift entry a physical symlink leads to, after libc's ENOENT. Never
+/// inlined: its path buffer would otherwise double the frame (and the stack
+/// pages probed) of every stat.
+#[cold]
+#[inline(never)]
+fn fallback_meta(miss: &PathBuf, follow: bool) -> Option<Meta> {
+    let mut view = PathBuf::new();
+    let (h, t) = crate::resolve::physical_fallback(miss, follow, &mut view)?;
+    Some(Meta::of(&h, t))
 }
 
 fn raw_fstatat(dirfd: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_int {

@@ -43,14 +43,24 @@ impl Meta {
             gid: h.gid,
         };
         if h.is_staged() {
-            let mut path = [0u8; crate::state::PATH_MAX + 1];
-            if let Some(n) = crate::resolve::staging_path(target, &mut path) {
-                if let Some(st) = crate::sys::stat_raw(&path[..n]) {
-                    m.absorb(&st);
-                }
-            }
+            m.absorb_staging(target);
         }
         m
+    }
+
+    /// Size and times from the staging file named `name`. Apart, and never
+    /// inlined: its two path buffers would otherwise be in the frame of
+    /// every rift stat, whose stack probes then touch (and, in a fresh
+    /// process, fault in) three stack pages.
+    #[cold]
+    #[inline(never)]
+    fn absorb_staging(&mut self, name: &[u8]) {
+        let mut path = [0u8; crate::state::PATH_MAX + 1];
+        if let Some(n) = crate::resolve::staging_path(name, &mut path) {
+            if let Some(st) = crate::sys::stat_raw(&path[..n]) {
+                self.absorb(&st);
+            }
+        }
     }
 
     /// Takes size and times from the real file behind a staged entry.

@@ -90,8 +90,10 @@ impl TableSlot {
 
 /// Everything the constructor writes, in one place and first: each page
 /// written costs every exec a page fault, so the flags, the captured
-/// environment and a root of up to ~4000 bytes share one page. What the
-/// first lookup writes (the first table slot, the cwd cache) follows.
+/// environment and a root of up to ~4000 bytes share one page. The cwd
+/// cache's counters are there too: the first relative path reads them
+/// before anything writes them. What the first lookup writes (the first
+/// table slot, the cwd path) follows.
 #[repr(C, align(4096))]
 struct Startup {
     ready: AtomicBool,
@@ -104,9 +106,11 @@ struct Startup {
     uid: AtomicU32,
     gid: AtomicU32,
     captured_env: [AtomicUsize; crate::exec::KEPT_VARS],
+    merged_streams: AtomicUsize,
+    cwd: crate::cwd::Counters,
     root: RootBuf,
     first_table: TableSlot,
-    cwd: crate::cwd::Cache,
+    cwd_words: crate::cwd::Words,
     more_tables: [TableSlot; MAX_MAPS - 1],
 }
 
@@ -123,9 +127,11 @@ static STARTUP: Startup = Startup {
     uid: AtomicU32::new(0),
     gid: AtomicU32::new(0),
     captured_env: [const { AtomicUsize::new(0) }; crate::exec::KEPT_VARS],
+    merged_streams: AtomicUsize::new(0),
+    cwd: crate::cwd::Counters::new(),
     root: RootBuf::new(),
     first_table: TableSlot::empty(),
-    cwd: crate::cwd::Cache::new(),
+    cwd_words: crate::cwd::new_words(),
     more_tables: [const { TableSlot::empty() }; MAX_MAPS - 1],
 };
 
@@ -138,7 +144,11 @@ pub static ROOT: &RootBuf = &STARTUP.root;
 pub static DEV: &AtomicU64 = &STARTUP.dev;
 pub static UID: &AtomicU32 = &STARTUP.uid;
 pub static GID: &AtomicU32 = &STARTUP.gid;
-pub(crate) static CWD: &crate::cwd::Cache = &STARTUP.cwd;
+/// Directory streams whose listing is merged (see `dir`), counted in the
+/// constructor's page: the first registration writes no page of its own.
+pub(crate) static MERGED_STREAMS: &AtomicUsize = &STARTUP.merged_streams;
+pub(crate) static CWD: &crate::cwd::Counters = &STARTUP.cwd;
+pub(crate) static CWD_WORDS: &crate::cwd::Words = &STARTUP.cwd_words;
 
 fn table_slot(i: usize) -> &'static TableSlot {
     match i {
@@ -198,16 +208,21 @@ fn activate() -> Option<Table<'static>> {
 /// fresh process, when it did not). Idempotent (the same values from any
 /// thread).
 fn store_root_identity(table: Option<&Table<'static>>) {
-    let (dev, uid, gid) = match table.and_then(|t| t.root_ids()) {
-        Some(ids) => ids,
-        None => match sys::stat_raw(ROOT.get()) {
-            Some(st) => (st.st_dev, st.st_uid, st.st_gid),
-            None => return,
-        },
+    let Some((dev, uid, gid)) = table.and_then(|t| t.root_ids()).or_else(stat_root) else {
+        return;
     };
     DEV.store(dev, Ordering::Relaxed);
     UID.store(uid, Ordering::Relaxed);
     GID.store(gid, Ordering::Relaxed);
+}
+
+/// The root's device and owner from a stat (a table without them). Apart,
+/// and never inlined: its path buffer would put two stack pages more in the
+/// frame of every activation.
+#[cold]
+#[inline(never)]
+fn stat_root() -> Option<(u64, u32, u32)> {
+    sys::stat_raw(ROOT.get()).map(|st| (st.st_dev, st.st_uid, st.st_gid))
 }
 
 /// After fork, in the child: a first mapping under way in another thread
