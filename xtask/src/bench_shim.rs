@@ -5,7 +5,9 @@
 //!
 //! Per-call costs come from `xtask/c/shim_bench.c` (best of 5 rounds of N
 //! calls; each side is measured twice, alternating, and the better run is
-//! kept). Whole tools are timed as processes, including `vrift run`'s own
+//! kept). The exec row also runs with an empty preloaded library (what any
+//! LD_PRELOAD layer pays at each exec) and prints page faults per exec,
+//! which, unlike time, do not move with the machine's load. Whole tools are timed as processes, including `vrift run`'s own
 //! start, best of `--runs` after one warm-up. The page cache is warm.
 
 use std::fs;
