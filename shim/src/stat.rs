@@ -21,6 +21,7 @@ pub enum Lk {
     Err(c_int),
 }
 
+#[inline(always)]
 pub fn lookup_meta(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut PathBuf) -> Lk {
     if path.is_null() {
         return Lk::Real;
