@@ -88,8 +88,9 @@ const NEVER: usize = 0;
 const FREE: usize = 1;
 const CLAIMED: usize = 2;
 
-/// Slots claimed now: while none is, a lookup touches no key at all (most
-/// processes never list a directory the rift has a say in).
+/// Slots claimed now (counted in the constructor's page): while none is, a
+/// lookup touches no key at all (most processes never list a directory the
+/// rift has a say in).
 static CLAIMED_SLOTS: &AtomicUsize = state::MERGED_STREAMS;
 
 fn home(dirp: usize) -> usize {

@@ -456,10 +456,19 @@ fn by_parent(dir: &[u8], scratch: &mut PathBuf) -> ByParent {
     if cut == 0 || unverified(&dir[..cut]).is_some() || !scratch.set(dir) {
         return ByParent::Unknown;
     }
+    match readlink_byte(scratch) {
+        Err(libc::EINVAL) => ByParent::Canonical,
+        Err(libc::ENOENT) => ByParent::Missing,
+        _ => ByParent::Unknown,
+    }
+}
+
+/// One readlink of a byte of the path in `scratch`: Ok if it is a symlink
+/// (only that matters, so a truncated target is fine), else the errno. The
+/// caller's errno is kept.
+fn readlink_byte(scratch: &mut PathBuf) -> Result<(), i32> {
     let mut one = [0u8; 1];
-    // SAFETY: errno is thread-local; a NUL-terminated path and a 1-byte
-    // buffer (only whether the name is a symlink matters, so a truncated
-    // target is fine). The caller's errno is kept.
+    // SAFETY: errno is thread-local; a NUL-terminated path and a 1-byte buffer.
     unsafe {
         let errno = libc::__errno_location();
         let saved = *errno;
@@ -470,11 +479,7 @@ fn by_parent(dir: &[u8], scratch: &mut PathBuf) -> ByParent {
             one.as_mut_ptr(),
             1usize
         );
-        let answer = match (n, *errno) {
-            (-1, libc::EINVAL) => ByParent::Canonical,
-            (-1, libc::ENOENT) => ByParent::Missing,
-            _ => ByParent::Unknown,
-        };
+        let answer = if n > 0 { Ok(()) } else { Err(*errno) };
         *errno = saved;
         answer
     }
@@ -570,18 +575,7 @@ pub fn physical_fallback<'t>(
         if !view.set(abs) {
             return None;
         }
-        let mut one = [0u8; 1];
-        // SAFETY: a NUL-terminated path and a 1-byte buffer.
-        let n = unsafe {
-            crate::raw_syscall!(
-                libc::SYS_readlinkat,
-                libc::AT_FDCWD,
-                view.c_ptr(),
-                one.as_mut_ptr(),
-                1usize
-            )
-        };
-        if n <= 0 {
+        if readlink_byte(view).is_err() {
             if let Some(slot) = &name_slot {
                 slot.verify();
             }

@@ -121,15 +121,7 @@ pub fn compile_empty_library(dir: &Path) -> Result<PathBuf> {
     let src = dir.join("empty_preload.c");
     std::fs::write(&src, "void vrift_bench_empty(void) {}\n")?;
     let out = dir.join("empty_preload.so");
-    let status = Command::new("cc")
-        .args(["-O2", "-shared", "-fPIC", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .context("cannot run cc")?;
-    if !status.success() {
-        bail!("cc -shared {} failed ({status})", src.display());
-    }
+    cc(&["-O2", "-shared", "-fPIC"], &src, &out)?;
     Ok(out)
 }
 
@@ -138,15 +130,21 @@ pub fn compile_c_driver(name: &str, dir: &Path) -> Result<PathBuf> {
     let src = workspace_root().join(format!("xtask/c/{name}.c"));
     let out = dir.join(name);
     println!("$ cc -O2 -o {} {}", out.display(), src.display());
+    cc(&["-O2"], &src, &out)?;
+    Ok(out)
+}
+
+/// `cc FLAGS -o OUT SRC`, failing with the flags and source named.
+fn cc(flags: &[&str], src: &Path, out: &Path) -> Result<()> {
     let status = Command::new("cc")
-        .arg("-O2")
+        .args(flags)
         .arg("-o")
-        .arg(&out)
-        .arg(&src)
+        .arg(out)
+        .arg(src)
         .status()
         .context("cannot run cc")?;
     if !status.success() {
-        bail!("cc -O2 {} failed ({status})", src.display());
+        bail!("cc {} {} failed ({status})", flags.join(" "), src.display());
     }
-    Ok(out)
+    Ok(())
 }
