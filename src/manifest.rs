@@ -107,6 +107,41 @@ pub struct Entry {
     pub atime_ns: i64,
 }
 
+impl Entry {
+    /// The entry of a decoded record header and its trailing bytes.
+    pub fn from_parts(h: &RecordHeader, target: Vec<u8>) -> Entry {
+        Entry {
+            kind: h.kind,
+            flags: h.flags,
+            mode: h.mode,
+            size: h.size,
+            mtime_ns: h.mtime_ns,
+            ino: h.ino,
+            hash: h.hash,
+            target,
+            uid: h.uid,
+            gid: h.gid,
+            atime_ns: h.atime_ns,
+        }
+    }
+
+    /// The fixed part of the entry's record.
+    pub fn header(&self) -> RecordHeader {
+        RecordHeader {
+            kind: self.kind,
+            flags: self.flags,
+            mode: self.mode,
+            size: self.size,
+            mtime_ns: self.mtime_ns,
+            ino: self.ino,
+            hash: self.hash,
+            uid: self.uid,
+            gid: self.gid,
+            atime_ns: self.atime_ns,
+        }
+    }
+}
+
 /// What a layer holds at a path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
@@ -119,19 +154,7 @@ impl Record {
         match self {
             Record::Whiteout => WHITEOUT_RECORD.to_vec(),
             Record::Entry(e) => {
-                let header = RecordHeader {
-                    kind: e.kind,
-                    flags: e.flags,
-                    mode: e.mode,
-                    size: e.size,
-                    mtime_ns: e.mtime_ns,
-                    ino: e.ino,
-                    hash: e.hash,
-                    uid: e.uid,
-                    gid: e.gid,
-                    atime_ns: e.atime_ns,
-                };
-                let mut v = header.encode().to_vec();
+                let mut v = e.header().encode().to_vec();
                 v.extend_from_slice(&e.target);
                 v
             }
@@ -141,19 +164,9 @@ impl Record {
     pub fn decode(bytes: &[u8]) -> std::result::Result<Record, vrift_format::DecodeError> {
         Ok(match decode_record(bytes)? {
             RecordRef::Whiteout => Record::Whiteout,
-            RecordRef::Entry { header, target } => Record::Entry(Entry {
-                kind: header.kind,
-                flags: header.flags,
-                mode: header.mode,
-                size: header.size,
-                mtime_ns: header.mtime_ns,
-                ino: header.ino,
-                hash: header.hash,
-                target: target.to_vec(),
-                uid: header.uid,
-                gid: header.gid,
-                atime_ns: header.atime_ns,
-            }),
+            RecordRef::Entry { header, target } => {
+                Record::Entry(Entry::from_parts(&header, target.to_vec()))
+            }
         })
     }
 

@@ -19,7 +19,6 @@ use vrift_format::{Kind, DIR_OPAQUE};
 
 use crate::cas::Cas;
 use crate::manifest::{Entry, Layer, Manifest, Record};
-use crate::paths::display;
 use crate::project::Project;
 use crate::ui;
 
@@ -71,12 +70,13 @@ pub fn materialize(
             })?;
         }
     }
+    // An opaque directory shows only what the rift made in it: the disk's
+    // other names below it go (a directory the disk had stays, emptied).
     for (path, flags) in txn.dirs()? {
         if flags & DIR_OPAQUE != 0 && prefixes.iter().any(|p| is_at_or_below(&path, p)) {
-            anyhow::bail!(
-                "{} is an opaque directory in the rift; materializing opaque directories is not supported yet",
-                display(&path)
-            );
+            for (hidden, _) in crate::view::hidden_by_opaque(&txn, project, &path)? {
+                plan.entry(hidden).or_insert((Action::Remove, Vec::new()));
+            }
         }
     }
     drop(txn);
@@ -160,6 +160,7 @@ fn write_entry(cas: &Cas, dest: &Path, e: &Entry) -> io::Result<()> {
         match e.kind {
             Kind::Symlink => {
                 std::os::unix::fs::symlink(crate::paths::os(&e.target), &tmp)?;
+                set_link_mtime(&tmp, e.mtime_ns)?;
             }
             _ => {
                 let mut src = cas
@@ -196,8 +197,9 @@ pub fn clone_or_copy(src: &mut File, dst: &mut File) -> io::Result<()> {
     Ok(())
 }
 
-fn set_mtime(f: &File, mtime_ns: i64) -> io::Result<()> {
-    let times = [
+/// Access time left alone, modification time set.
+fn mtime_only(mtime_ns: i64) -> [libc::timespec; 2] {
+    [
         libc::timespec {
             tv_sec: 0,
             tv_nsec: libc::UTIME_OMIT,
@@ -206,9 +208,34 @@ fn set_mtime(f: &File, mtime_ns: i64) -> io::Result<()> {
             tv_sec: mtime_ns.div_euclid(1_000_000_000),
             tv_nsec: mtime_ns.rem_euclid(1_000_000_000),
         },
-    ];
+    ]
+}
+
+fn set_mtime(f: &File, mtime_ns: i64) -> io::Result<()> {
+    let times = mtime_only(mtime_ns);
     // SAFETY: valid fd and a two-element timespec array.
     if unsafe { libc::futimens(f.as_raw_fd(), times.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The symlink's own mtime (not its target's): a rename keeps it.
+fn set_link_mtime(link: &Path, mtime_ns: i64) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(link.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let times = mtime_only(mtime_ns);
+    // SAFETY: a NUL-terminated path and a two-element timespec array.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

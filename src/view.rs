@@ -3,17 +3,19 @@
 //! This is the reference the shim's hot table must agree with; the CLI uses
 //! it for `ls`, `cat`, `diff` and `materialize`.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::{self, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 
 use anyhow::{bail, Context, Result};
-use vrift_format::{Kind, DIR_OPAQUE};
+use vrift_format::view::{self, Found, Layers, RecordOf};
+use vrift_format::Kind;
 
 use crate::manifest::{Entry, Layer, ReadTxn, Record};
 use crate::paths::{display, join_rel, parent_rel};
-use crate::project::{Project, STATE_DIR};
+use crate::project::Project;
 
 /// What the view shows at a path.
 #[derive(Debug)]
@@ -22,19 +24,13 @@ pub enum Node {
     Entry(Layer, Entry),
     /// Something on the disk, passed through.
     Disk(Metadata),
-    /// A directory that exists only because rift entries lie below it.
-    ImpliedDir,
     /// Nothing (absent, hidden by a whiteout or an opaque directory).
     Absent,
 }
 
 impl Node {
     pub fn is_dir(&self) -> bool {
-        match self {
-            Node::Disk(m) => m.is_dir(),
-            Node::ImpliedDir => true,
-            _ => false,
-        }
+        matches!(self, Node::Disk(m) if m.is_dir())
     }
 }
 
@@ -44,7 +40,6 @@ pub enum Source {
     Rift,
     Phantom,
     Disk,
-    Implied,
 }
 
 /// One name in a directory listing of the view.
@@ -55,57 +50,121 @@ pub struct Item {
     pub node: Node,
 }
 
-/// Resolves `rel` (no symlink following) in the view.
-pub fn lookup(txn: &ReadTxn<'_>, project: &Project, rel: &[u8]) -> Result<Node> {
-    if rel.is_empty() {
-        return Ok(Node::Disk(fs::metadata(project.root())?));
+/// The manifest's two layers as the view's rules read them (rift over
+/// phantom). The rules cannot fail; a read error is kept and returned by
+/// [`ManifestLayers::finish`].
+pub struct ManifestLayers<'a, 't> {
+    txn: &'a ReadTxn<'t>,
+    error: RefCell<Option<anyhow::Error>>,
+}
+
+/// A manifest record's trailing bytes, with the layer that held it.
+pub struct Held {
+    pub layer: Layer,
+    pub target: Vec<u8>,
+}
+
+impl AsRef<[u8]> for Held {
+    fn as_ref(&self) -> &[u8] {
+        &self.target
     }
-    for layer in [Layer::Rift, Layer::Phantom] {
-        match txn.get(layer, rel)? {
-            Some(Record::Entry(e)) => return Ok(Node::Entry(layer, e)),
-            Some(Record::Whiteout) => return Ok(Node::Absent),
-            None => {}
+}
+
+impl<'a, 't> ManifestLayers<'a, 't> {
+    pub fn new(txn: &'a ReadTxn<'t>) -> Self {
+        ManifestLayers {
+            txn,
+            error: RefCell::new(None),
         }
     }
-    // An ancestor that is a whiteout or a file hides everything below it; an
-    // opaque ancestor hides the disk below it.
-    let mut disk_hidden = false;
-    let mut anc = parent_rel(rel);
-    while !anc.is_empty() {
+
+    fn keep<T: Default>(&self, r: Result<T>) -> T {
+        r.unwrap_or_else(|e| {
+            self.error.borrow_mut().get_or_insert(e);
+            T::default()
+        })
+    }
+
+    /// The first read error met, if any.
+    pub fn finish(&self) -> Result<()> {
+        match self.error.borrow_mut().take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Layers for ManifestLayers<'_, '_> {
+    type Target = Held;
+
+    fn record(&self, rel: &[u8]) -> Option<RecordOf<Held>> {
         for layer in [Layer::Rift, Layer::Phantom] {
-            if txn.get(layer, anc)?.is_some() {
-                return Ok(Node::Absent);
+            match self.keep(self.txn.get(layer, rel)) {
+                Some(Record::Whiteout) => return Some(RecordOf::Whiteout),
+                Some(Record::Entry(e)) => {
+                    return Some(RecordOf::Entry {
+                        header: e.header(),
+                        target: Held {
+                            layer,
+                            target: e.target,
+                        },
+                    })
+                }
+                None => {}
             }
         }
-        if txn.dir_mark(anc)? & DIR_OPAQUE != 0 {
-            disk_hidden = true;
-        }
-        anc = parent_rel(anc);
+        None
     }
-    if !disk_hidden {
-        match fs::symlink_metadata(project.disk_path(rel)) {
-            Ok(m) => return Ok(Node::Disk(m)),
-            Err(e) if is_absent(&e) => {}
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot stat {}", project.disk_path(rel).display()))
+
+    fn dir_flags(&self, rel: &[u8]) -> u8 {
+        self.keep(self.txn.dir_mark(rel))
+    }
+}
+
+/// Rift symlinks followed on the way down before giving up (Linux's limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// Resolves `rel` in the view by the shared rules
+/// ([`vrift_format::view::lookup`]); a final symlink is not followed, rift
+/// symlinks on the way are while they lead inside the project (a path
+/// through one that leaves it is `Absent` here: the CLI shows the project).
+pub fn lookup(txn: &ReadTxn<'_>, project: &Project, rel: &[u8]) -> Result<Node> {
+    Ok(resolve(txn, project, rel)?.1)
+}
+
+/// [`lookup`], with the rift path it ended at (past the symlinks followed).
+pub fn resolve(txn: &ReadTxn<'_>, project: &Project, rel: &[u8]) -> Result<(Vec<u8>, Node)> {
+    let layers = ManifestLayers::new(txn);
+    let mut rel = rel.to_vec();
+    for _ in 0..MAX_SYMLINKS {
+        let found = view::lookup(&layers, &rel);
+        layers.finish()?;
+        match found {
+            Found::Entry { header, target } => {
+                let node = Node::Entry(target.layer, Entry::from_parts(&header, target.target));
+                return Ok((rel, node));
+            }
+            Found::Error(_) => return Ok((rel, Node::Absent)),
+            Found::Symlink { end, target } => {
+                let base = project.disk_path(parent_rel(&rel[..end]));
+                let mut abs = base.join(std::ffi::OsStr::from_bytes(&target.target));
+                abs.push(std::ffi::OsStr::from_bytes(&rel[end + 1..]));
+                match project.rift_path(&abs) {
+                    Ok(Some(r)) => rel = r,
+                    _ => return Ok((rel, Node::Absent)),
+                }
+            }
+            Found::Disk => {
+                let path = project.disk_path(&rel);
+                return match fs::symlink_metadata(&path) {
+                    Ok(m) => Ok((rel, Node::Disk(m))),
+                    Err(e) if is_absent(&e) => Ok((rel, Node::Absent)),
+                    Err(e) => Err(e).with_context(|| format!("cannot stat {}", path.display())),
+                };
             }
         }
     }
-    // Entries below the path make it an (implied) directory.
-    let mut below = false;
-    for layer in [Layer::Rift, Layer::Phantom] {
-        txn.for_each(layer, rel, |k, r| {
-            if k.len() > rel.len() && matches!(r, Record::Entry(_)) {
-                below = true;
-            }
-            Ok(())
-        })?;
-        if below {
-            return Ok(Node::ImpliedDir);
-        }
-    }
-    Ok(Node::Absent)
+    Ok((rel, Node::Absent))
 }
 
 fn is_absent(e: &std::io::Error) -> bool {
@@ -114,45 +173,36 @@ fn is_absent(e: &std::io::Error) -> bool {
 
 /// Lists the directory `rel` of the view: each name once, sorted by bytes.
 pub fn list_dir(txn: &ReadTxn<'_>, project: &Project, rel: &[u8]) -> Result<Vec<Item>> {
-    let node = lookup(txn, project, rel)?;
+    let (rel, node) = resolve(txn, project, rel)?;
+    let rel = rel.as_slice();
     if !node.is_dir() {
         match node {
             Node::Absent => bail!("{}: no such file or directory in the view", shown(rel)),
             _ => bail!("{}: not a directory", shown(rel)),
         }
     }
+    let layers = ManifestLayers::new(txn);
     let mut items: BTreeMap<Vec<u8>, Item> = BTreeMap::new();
-    let mut opaque = false;
-    let mut anc = rel;
-    loop {
-        if !anc.is_empty() && txn.dir_mark(anc)? & DIR_OPAQUE != 0 {
-            opaque = true;
+    let hidden = view::hides_disk_names(&layers, rel);
+    let dir = project.disk_path(rel);
+    for entry in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        let name = entry.file_name().as_bytes().to_vec();
+        if !view::disk_name_shows(&layers, &join_rel(rel, &name), hidden) {
+            continue;
         }
-        if anc.is_empty() {
-            break;
-        }
-        anc = parent_rel(anc);
+        let meta = entry.metadata()?;
+        items.insert(
+            name.clone(),
+            Item {
+                name,
+                source: Source::Disk,
+                node: Node::Disk(meta),
+            },
+        );
     }
-    if !opaque && matches!(node, Node::Disk(_)) {
-        let dir = project.disk_path(rel);
-        for entry in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
-            let entry = entry?;
-            let name = entry.file_name().as_bytes().to_vec();
-            if rel.is_empty() && name == STATE_DIR.as_bytes() {
-                continue;
-            }
-            let meta = entry.metadata()?;
-            items.insert(
-                name.clone(),
-                Item {
-                    name,
-                    source: Source::Disk,
-                    node: Node::Disk(meta),
-                },
-            );
-        }
-    }
-    // Phantom first, then the rift over it.
+    layers.finish()?;
+    // The rift's own children: phantom first, then the rift over it.
     for (layer, source) in [
         (Layer::Phantom, Source::Phantom),
         (Layer::Rift, Source::Rift),
@@ -166,34 +216,23 @@ pub fn list_dir(txn: &ReadTxn<'_>, project: &Project, rel: &[u8]) -> Result<Vec<
             } else {
                 &k[rel.len() + 1..]
             };
-            match tail.iter().position(|&c| c == b'/') {
-                None => {
-                    let name = tail.to_vec();
-                    match rec {
-                        Record::Whiteout => {
-                            items.remove(&name);
-                        }
-                        Record::Entry(e) => {
-                            items.insert(
-                                name.clone(),
-                                Item {
-                                    name,
-                                    source,
-                                    node: Node::Entry(layer, e),
-                                },
-                            );
-                        }
-                    }
+            if tail.contains(&b'/') {
+                return Ok(());
+            }
+            let name = tail.to_vec();
+            match rec {
+                Record::Whiteout => {
+                    items.remove(&name);
                 }
-                Some(i) => {
-                    if matches!(rec, Record::Entry(_)) {
-                        let name = tail[..i].to_vec();
-                        items.entry(name.clone()).or_insert(Item {
+                Record::Entry(e) => {
+                    items.insert(
+                        name.clone(),
+                        Item {
                             name,
-                            source: Source::Implied,
-                            node: Node::ImpliedDir,
-                        });
-                    }
+                            source,
+                            node: Node::Entry(layer, e),
+                        },
+                    );
                 }
             }
             Ok(())
@@ -251,7 +290,6 @@ pub fn read_file(
                         .with_context(|| format!("cannot open {}", path.display()))?,
                 ));
             }
-            Node::ImpliedDir => bail!("{}: is a directory", shown(&rel)),
             Node::Absent => bail!("{}: no such file in the view", shown(&rel)),
         }
     }
@@ -275,7 +313,6 @@ pub fn node_stat(node: &Node) -> Option<(u32, u64, i64)> {
             m.size(),
             m.mtime() * 1_000_000_000 + m.mtime_nsec(),
         )),
-        Node::ImpliedDir => Some((libc::S_IFDIR | 0o755, 0, 0)),
         Node::Absent => None,
     }
 }
@@ -283,4 +320,43 @@ pub fn node_stat(node: &Node) -> Option<(u32, u64, i64)> {
 /// Joins a listed item's name onto its directory.
 pub fn child(rel: &[u8], name: &[u8]) -> Vec<u8> {
     join_rel(rel, name)
+}
+
+/// The physical paths an opaque directory `dir` hides (the topmost of each
+/// hidden subtree, with whether it is a directory): what `diff` reports as
+/// deleted and `materialize` removes. Directories the rift created below it
+/// are walked, not hidden; names the rift holds a record for are the rift's
+/// business, not listed here.
+pub fn hidden_by_opaque(
+    txn: &ReadTxn<'_>,
+    project: &Project,
+    dir: &[u8],
+) -> Result<Vec<(Vec<u8>, bool)>> {
+    let layers = ManifestLayers::new(txn);
+    let mut hidden = Vec::new();
+    let mut stack = vec![dir.to_vec()];
+    while let Some(d) = stack.pop() {
+        let path = project.disk_path(&d);
+        let entries = match fs::read_dir(&path) {
+            Ok(e) => e,
+            Err(e) if is_absent(&e) => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", path.display())),
+        };
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot list {}", path.display()))?;
+            let child = join_rel(&d, entry.file_name().as_bytes());
+            if view::is_state_path(&child) || layers.record(&child).is_some() {
+                continue;
+            }
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir && layers.dir_flags(&child) & vrift_format::DIR_CREATED != 0 {
+                stack.push(child);
+            } else {
+                hidden.push((child, is_dir));
+            }
+        }
+    }
+    layers.finish()?;
+    hidden.sort();
+    Ok(hidden)
 }

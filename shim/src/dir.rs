@@ -18,7 +18,8 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::{c_char, c_int, c_long, dirent, dirent64, DIR};
 use vrift_format::table::{Children, Dir, Table};
-use vrift_format::{Kind, RecordRef, DIR_CREATED, DIR_OPAQUE};
+use vrift_format::view;
+use vrift_format::{Kind, RecordRef, DIR_OPAQUE};
 
 use crate::real::fail;
 use crate::resolve::{resolve, PathBuf, View};
@@ -152,7 +153,8 @@ fn register(dirp: *mut DIR, rel: &[u8], dir: &Dir<'static>) {
                 rel.len() + 1
             };
             m.disk_done = false;
-            m.opaque = dir.flags & DIR_OPAQUE as u64 != 0;
+            m.opaque = dir.flags & DIR_OPAQUE as u64 != 0
+                || state::table().is_some_and(|t| view::opaque_above(&t, rel));
             // The rift phase lists what the table held at opendir (the
             // listing of a directory changed meanwhile may show either,
             // as POSIX allows), with no second lookup of the directory.
@@ -280,7 +282,6 @@ fn hidden_on_disk(
     key: &mut [u8],
     prefix: usize,
     name: &[u8],
-    at_root: bool,
     opaque: bool,
 ) -> bool {
     if name == b"." || name == b".." {
@@ -290,20 +291,7 @@ fn hidden_on_disk(
         return opaque;
     }
     key[prefix..prefix + name.len()].copy_from_slice(name);
-    let child = &key[..prefix + name.len()];
-    if at_root && name == b".vrift" {
-        // vrift's state is passed through as is.
-        return false;
-    }
-    if table.lookup(child).is_some() {
-        return true;
-    }
-    // An opaque directory shows only what the rift made in it (its files in
-    // the rift phase, the directories it created here).
-    opaque
-        && table
-            .dir(child)
-            .is_none_or(|d| d.flags & DIR_CREATED as u64 == 0)
+    !view::disk_name_shows(table, &key[..prefix + name.len()], opaque)
 }
 
 /// The key buffer of a directory's children: `rel` and a `/` (nothing for
@@ -335,7 +323,7 @@ fn next_merged(
         };
         // SAFETY: d_name is NUL-terminated.
         let name = unsafe { CStr::from_ptr(name_ptr as *const c_char) }.to_bytes();
-        if hidden_on_disk(&table, &mut m.rel, prefix, name, rel_len == 0, m.opaque) {
+        if hidden_on_disk(&table, &mut m.rel, prefix, name, m.opaque) {
             continue;
         }
         return Some(fill(&mut m.ent, name, dtype, ino, off));
@@ -605,10 +593,9 @@ pub fn getdents(fd: c_int, buf: *mut u8, count: usize, fmt: Dents) -> isize {
     let Some(dir) = table.dir(rel) else {
         return raw();
     };
-    let opaque = dir.flags & DIR_OPAQUE as u64 != 0;
+    let opaque = dir.flags & DIR_OPAQUE as u64 != 0 || view::opaque_above(&table, rel);
     let mut key = [0u8; PATH_MAX];
     let prefix = child_key(&mut key, rel);
-    let at_root = rel.is_empty();
     // SAFETY: lseek on the caller's fd, position unchanged.
     let here = || unsafe { crate::raw_syscall!(libc::SYS_lseek, fd, 0, libc::SEEK_CUR) } as i64;
     let (mut served, eof) = crate::fdtable::dents(fd);
@@ -633,7 +620,7 @@ pub fn getdents(fd: c_int, buf: *mut u8, count: usize, fmt: Dents) -> isize {
                     let rec = buf.add(r);
                     let len = (rec.add(16) as *const u16).read_unaligned() as usize;
                     let name = CStr::from_ptr(rec.add(fmt.name_off()) as *const c_char).to_bytes();
-                    if !hidden_on_disk(&table, &mut key, prefix, name, at_root, opaque) {
+                    if !hidden_on_disk(&table, &mut key, prefix, name, opaque) {
                         if w != r {
                             core::ptr::copy(rec, buf.add(w), len);
                         }

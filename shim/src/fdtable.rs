@@ -199,7 +199,7 @@ pub fn get(fd: i32) -> Option<Meta> {
         // SAFETY: all-zero is a valid stat; fstat on the caller's fd.
         let mut st: libc::stat = unsafe { core::mem::zeroed() };
         if unsafe { crate::raw_syscall!(libc::SYS_fstat, fd, &mut st as *mut libc::stat) } == 0 {
-            m.absorb(&st);
+            crate::statbuf::absorb_stat(&mut m, &st);
         }
     }
     Some(m)

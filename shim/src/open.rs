@@ -12,7 +12,6 @@ use vrift_format::{Kind, RecordHeader};
 
 use crate::real::fail;
 use crate::resolve::{content_path, resolve, PathBuf, View};
-use crate::statbuf::Meta;
 use crate::write::PassToLibc;
 use crate::{call_real, fdtable, sys};
 
@@ -64,7 +63,7 @@ fn real_open(which: c_int, dirfd: c_int, path: *const c_char, flags: c_int, mode
 /// Opens the content behind a rift file (its blob, or its staging file
 /// while it is being written) with the caller's non-access flags.
 fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u8]) -> c_int {
-    let meta = Meta::of(header, target);
+    let meta = crate::statbuf::entry_meta(header, target);
     let staged = header.is_staged();
     let keep = flags
         & (libc::O_CLOEXEC
@@ -405,9 +404,9 @@ fn stream_open(
             // SAFETY: a stream libc just opened.
             let fd = unsafe { libc::fileno(f) };
             if header.is_staged() {
-                fdtable::set_staged(fd, &Meta::of(&header, target), buf.abs());
+                fdtable::set_staged(fd, &crate::statbuf::entry_meta(&header, target), buf.abs());
             } else {
-                fdtable::set(fd, &Meta::of(&header, target), buf.abs());
+                fdtable::set(fd, &crate::statbuf::entry_meta(&header, target), buf.abs());
             }
             f
         }

@@ -11,7 +11,8 @@ use core::mem::MaybeUninit;
 
 use vrift_format::pathnorm::{append_components, domain_rel};
 use vrift_format::table::Table;
-use vrift_format::{Kind, RecordHeader, RecordRef, DIR_CREATED, DIR_OPAQUE};
+use vrift_format::view::{self, is_state_path, Found};
+use vrift_format::{Kind, RecordHeader};
 
 use crate::state::{self, PATH_MAX};
 use crate::{cwd, sys};
@@ -122,12 +123,7 @@ impl PathBuf {
     }
 }
 
-const STATE_DIR: &[u8] = b".vrift";
 const MAX_SYMLINKS: usize = 40;
-
-fn is_state_path(rel: &[u8]) -> bool {
-    rel.starts_with(STATE_DIR) && matches!(rel.get(STATE_DIR.len()), None | Some(b'/'))
-}
 
 /// Makes `path` absolute (and normalized) into `out`; false if the base is
 /// unknown or the result too long.
@@ -231,50 +227,15 @@ enum Step<'t> {
     Restart,
 }
 
+/// One pass of the view's rules ([`vrift_format::view::lookup`], the Bloom
+/// filter as its prefix scan) over the rift part of `out`.
+#[inline(always)]
 fn walk<'t>(table: &Table<'t>, out: &mut PathBuf, follow: bool) -> Step<'t> {
     let rel_start = out.rel_start;
-    let rel_len = out.len - rel_start;
-    let mut opaque_below = false;
-    let path = out.abs();
-    // One pass hashes the path and tests its prefixes against the table's
-    // Bloom filter of stopping points; only a hit walks the prefixes.
-    let scan = table.scan(&path[rel_start..]);
-    if scan.prefix_suspect {
-        // Only the prefixes that hit the filter can be stopping points.
-        let (mut i, mut k) = (0, 0);
-        while i < rel_len {
-            if path[rel_start + i] != b'/' {
-                i += 1;
-                continue;
-            }
-            k += 1;
-            if !scan.suspect(k - 1) {
-                i += 1;
-                continue;
-            }
-            let prefix = &path[rel_start..rel_start + i];
-            match table.lookup(prefix) {
-                Some(RecordRef::Whiteout) => return Step::Done(View::Error(libc::ENOENT)),
-                Some(RecordRef::Entry { header, target }) => {
-                    if header.kind == Kind::Symlink {
-                        return substitute(out, rel_start + i, target, rel_start + i);
-                    }
-                    return Step::Done(View::Error(libc::ENOTDIR));
-                }
-                None => {}
-            }
-            if let Some(d) = table.dir(prefix) {
-                if d.flags & DIR_OPAQUE as u64 != 0 {
-                    opaque_below = true;
-                }
-            }
-            i += 1;
-        }
-    }
-    let rel = &path[rel_start..];
-    match table.lookup_hashed(rel, scan.hash) {
-        Some(RecordRef::Whiteout) => Step::Done(View::Error(libc::ENOENT)),
-        Some(RecordRef::Entry { header, target }) => {
+    match view::lookup(table, &out.abs()[rel_start..]) {
+        Found::Error(errno) => Step::Done(View::Error(errno)),
+        Found::Symlink { end, target } => substitute(out, rel_start + end, target, rel_start + end),
+        Found::Entry { header, target } => {
             if follow && header.kind == Kind::Symlink {
                 let end = out.len;
                 substitute(out, end, target, end)
@@ -282,17 +243,7 @@ fn walk<'t>(table: &Table<'t>, out: &mut PathBuf, follow: bool) -> Step<'t> {
                 Step::Done(View::Entry { header, target })
             }
         }
-        None => {
-            if opaque_below
-                && table
-                    .dir(rel)
-                    .is_none_or(|d| d.flags & DIR_CREATED as u64 == 0)
-            {
-                Step::Done(View::Error(libc::ENOENT))
-            } else {
-                Step::Done(View::Disk { rewritten: false })
-            }
-        }
+        Found::Disk => Step::Done(View::Disk { rewritten: false }),
     }
 }
 
@@ -549,6 +500,13 @@ pub fn physical_fallback<'t>(
     // SAFETY: errno is thread-local.
     if !miss.in_domain_miss || unsafe { *libc::__errno_location() } != libc::ENOENT {
         return None;
+    }
+    // A rift file at a prefix the disk lacks: the view says ENOTDIR.
+    if let Some(table) = state::table() {
+        if view::missing_errno(&table, miss.rel()) == libc::ENOTDIR {
+            crate::real::fail(libc::ENOTDIR);
+            return None;
+        }
     }
     let abs = miss.abs();
     let cut = abs.iter().rposition(|&c| c == b'/')?;

@@ -34,7 +34,7 @@ pub fn lookup_meta(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut Pa
     match resolve(dirfd, p, follow, buf).0 {
         View::Pass | View::Disk { rewritten: false } => Lk::Real,
         View::Disk { rewritten: true } => Lk::RealAt,
-        View::Entry { header, target } => Lk::Meta(Meta::of(&header, target)),
+        View::Entry { header, target } => Lk::Meta(crate::statbuf::entry_meta(&header, target)),
         View::Error(e) => Lk::Err(e),
     }
 }
@@ -63,7 +63,7 @@ fn with_fallback(r: c_int, miss: &PathBuf, follow: bool, fill: impl FnOnce(&Meta
 fn fallback_meta(miss: &PathBuf, follow: bool) -> Option<Meta> {
     let mut view = PathBuf::new();
     let (h, t) = crate::resolve::physical_fallback(miss, follow, &mut view)?;
-    Some(Meta::of(&h, t))
+    Some(crate::statbuf::entry_meta(&h, t))
 }
 
 fn raw_fstatat(dirfd: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_int {
@@ -316,7 +316,7 @@ fn access_fallback(r: c_int, miss: &PathBuf, follow: bool, amode: c_int) -> c_in
     }
     let mut view = PathBuf::new();
     match crate::resolve::physical_fallback(miss, follow, &mut view) {
-        Some((h, t)) => access_meta(&Meta::of(&h, t), amode),
+        Some((h, t)) => access_meta(&crate::statbuf::entry_meta(&h, t), amode),
         None => r,
     }
 }

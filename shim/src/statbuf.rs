@@ -4,82 +4,54 @@
 
 use core::sync::atomic::Ordering;
 
-use vrift_format::{Kind, RecordHeader};
+use vrift_format::RecordHeader;
 
 use crate::state;
 
-/// The fields a rift entry reports (also kept per fd in the fd table).
-#[derive(Clone, Copy, Default)]
-pub struct Meta {
-    pub mode: u32,
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub atime_ns: i64,
-    pub ino: u64,
-    /// `OWNER_INHERIT`: the project root's.
-    pub uid: u32,
-    pub gid: u32,
+/// The fields a rift entry reports (also kept per fd in the fd table):
+/// the view's one mapping from a record to `stat` ([`vrift_format::view::Meta`]).
+pub use vrift_format::view::Meta;
+
+/// The entry's metadata. A staged file's size and times are its staging
+/// file's (one stat, on that path only).
+#[inline(always)]
+pub fn entry_meta(h: &RecordHeader, target: &[u8]) -> Meta {
+    let mut m = Meta::of(h, target);
+    if h.is_staged() {
+        absorb_staging(&mut m, target);
+    }
+    m
 }
 
-impl Meta {
-    /// The entry's metadata. A staged file's size and times are its staging
-    /// file's (one stat, on that path only).
-    pub fn of(h: &RecordHeader, target: &[u8]) -> Meta {
-        let mut m = Meta {
-            mode: h.mode,
-            size: if h.kind == Kind::Symlink {
-                target.len() as u64
-            } else {
-                h.size
-            },
-            mtime_ns: h.mtime_ns,
-            atime_ns: if h.atime_ns == 0 {
-                h.mtime_ns
-            } else {
-                h.atime_ns
-            },
-            ino: h.ino,
-            uid: h.uid,
-            gid: h.gid,
-        };
-        if h.is_staged() {
-            m.absorb_staging(target);
-        }
-        m
-    }
-
-    /// Size and times from the staging file named `name`. Apart, and never
-    /// inlined: its two path buffers would otherwise be in the frame of
-    /// every rift stat, whose stack probes then touch (and, in a fresh
-    /// process, fault in) three stack pages.
-    #[cold]
-    #[inline(never)]
-    fn absorb_staging(&mut self, name: &[u8]) {
-        let mut path = [0u8; crate::state::PATH_MAX + 1];
-        if let Some(n) = crate::resolve::staging_path(name, &mut path) {
-            if let Some(st) = crate::sys::stat_raw(&path[..n]) {
-                self.absorb(&st);
-            }
+/// Size and times from the staging file named `name`. Apart, and never
+/// inlined: its two path buffers would otherwise be in the frame of every
+/// rift stat, whose stack probes then touch (and, in a fresh process, fault
+/// in) three stack pages.
+#[cold]
+#[inline(never)]
+fn absorb_staging(m: &mut Meta, name: &[u8]) {
+    let mut path = [0u8; crate::state::PATH_MAX + 1];
+    if let Some(n) = crate::resolve::staging_path(name, &mut path) {
+        if let Some(st) = crate::sys::stat_raw(&path[..n]) {
+            absorb_stat(m, &st);
         }
     }
+}
 
-    /// Takes size and times from the real file behind a staged entry.
-    pub fn absorb(&mut self, st: &libc::stat) {
-        self.size = st.st_size as u64;
-        self.mtime_ns = st.st_mtime * 1_000_000_000 + st.st_mtime_nsec;
-        self.atime_ns = st.st_atime * 1_000_000_000 + st.st_atime_nsec;
-    }
+/// Takes size and times from the real file behind a staged entry.
+pub fn absorb_stat(m: &mut Meta, st: &libc::stat) {
+    m.absorb(
+        st.st_size as u64,
+        st.st_mtime * 1_000_000_000 + st.st_mtime_nsec,
+        st.st_atime * 1_000_000_000 + st.st_atime_nsec,
+    );
+}
 
-    fn owner(&self) -> (u32, u32) {
-        let pick = |v: u32, default: &core::sync::atomic::AtomicU32| {
-            if v == vrift_format::OWNER_INHERIT {
-                default.load(Ordering::Relaxed)
-            } else {
-                v
-            }
-        };
-        (pick(self.uid, state::UID), pick(self.gid, state::GID))
-    }
+fn owner(m: &Meta) -> (u32, u32) {
+    m.owner(
+        state::UID.load(Ordering::Relaxed),
+        state::GID.load(Ordering::Relaxed),
+    )
 }
 
 fn split_ns(ns: i64) -> (i64, i64) {
@@ -93,7 +65,7 @@ pub fn fill_stat(st: &mut libc::stat, m: &Meta) {
     st.st_ino = m.ino;
     st.st_mode = m.mode;
     st.st_nlink = 1;
-    (st.st_uid, st.st_gid) = m.owner();
+    (st.st_uid, st.st_gid) = owner(m);
     st.st_size = m.size as i64;
     st.st_blksize = 4096;
     st.st_blocks = m.size.div_ceil(512) as i64;
@@ -124,7 +96,7 @@ pub fn fill_statx(stx: &mut libc::statx, m: &Meta) {
     stx.stx_mask = libc::STATX_BASIC_STATS;
     stx.stx_blksize = 4096;
     stx.stx_nlink = 1;
-    (stx.stx_uid, stx.stx_gid) = m.owner();
+    (stx.stx_uid, stx.stx_gid) = owner(m);
     stx.stx_mode = m.mode as u16;
     stx.stx_ino = m.ino;
     stx.stx_size = m.size;

@@ -56,7 +56,6 @@ fn print_item(out: &mut impl Write, project: &Project, dir: &[u8], item: &Item) 
         Source::Rift => "rift",
         Source::Phantom => "phantom",
         Source::Disk => "disk",
-        Source::Implied => "rift",
     };
     let is_dir = item.node.is_dir();
     let size = if is_dir {
@@ -152,7 +151,6 @@ fn differs(project: &Project, lower: &Node, e: &Entry, rel: &[u8]) -> Result<boo
                 }
             }
         },
-        Node::ImpliedDir => true,
         Node::Absent => unreachable!("handled by the caller"),
     })
 }
@@ -184,6 +182,30 @@ pub fn diff(phantom: bool) -> Result<Outcome> {
         }
         Ok(())
     })?;
+    // What an opaque directory hides from the disk is deleted in the view:
+    // each hidden file, named (as for `rm -rf d && mkdir d`).
+    for (dir, flags) in txn.dirs()? {
+        if flags & vrift_format::DIR_OPAQUE == 0 {
+            continue;
+        }
+        for (path, is_dir) in view::hidden_by_opaque(&txn, &project, &dir)? {
+            if !is_dir {
+                lines.push((b'D', path));
+                continue;
+            }
+            for entry in walkdir::WalkDir::new(project.disk_path(&path)).min_depth(1) {
+                let entry = entry.with_context(|| format!("cannot list {}", display(&path)))?;
+                if !entry.file_type().is_dir() {
+                    let rel = entry
+                        .path()
+                        .strip_prefix(project.root())
+                        .map(|p| p.as_os_str().as_bytes().to_vec())
+                        .unwrap_or_default();
+                    lines.push((b'D', rel));
+                }
+            }
+        }
+    }
     txn.for_each(Layer::Phantom, b"", |k, _| {
         phantom_count += 1;
         if phantom && txn.get(Layer::Rift, k)?.is_none() {
@@ -192,6 +214,7 @@ pub fn diff(phantom: bool) -> Result<Outcome> {
         Ok(())
     })?;
     lines.sort_by(|a, b| a.1.cmp(&b.1));
+    lines.dedup_by(|a, b| a.1 == b.1);
     let mut out = io::stdout().lock();
     for (tag, path) in &lines {
         out.write_all(&[*tag, b' '])?;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use vrift_format::table::Table;
+use vrift_format::view::{self, Found};
 use vrift_format::{
     ContentHash, Kind, RecordHeader, RecordRef, DIR_CREATED, DIR_OPAQUE, FLAG_HIDES_DIR,
     FLAG_PHANTOM, FLAG_STAGED, OWNER_INHERIT, STAGING_DIR, WHITEOUT_RECORD,
@@ -374,38 +375,21 @@ impl Rift {
     /// What `rel` names in the view.
     pub fn node(&self, rel: &[u8]) -> Node {
         let t = self.table();
-        let mut opaque_above = false;
-        for (i, &c) in rel.iter().enumerate() {
-            if c != b'/' {
-                continue;
-            }
-            let prefix = &rel[..i];
-            match t.lookup(prefix) {
-                Some(RecordRef::Whiteout) => return Node::Absent,
-                Some(RecordRef::Entry { .. }) => return Node::NotDir,
-                None => {}
-            }
-            if t.dir(prefix)
-                .is_some_and(|d| d.flags & DIR_OPAQUE as u64 != 0)
-            {
-                opaque_above = true;
-            }
-        }
-        match t.lookup(rel) {
-            Some(RecordRef::Whiteout) => return Node::Absent,
-            Some(RecordRef::Entry { header, target }) => {
-                return Node::Entry(header, target.to_vec())
-            }
-            None => {}
-        }
-        if opaque_above && self.dir_flags(rel) & DIR_CREATED == 0 {
-            return Node::Absent;
-        }
-        match fs::symlink_metadata(self.disk(rel)) {
-            Ok(m) if m.is_dir() => Node::Dir,
-            Ok(m) => Node::Phys(m),
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Node::NotDir,
-            Err(_) => Node::Absent,
+        match view::lookup(&t, rel) {
+            Found::Error(libc::ENOTDIR) => Node::NotDir,
+            Found::Error(_) => Node::Absent,
+            // Clients resolve rift symlinks before they name a path: one
+            // on the way here is not a directory to the daemon, which
+            // never follows a link on a client's behalf.
+            Found::Symlink { .. } => Node::NotDir,
+            Found::Entry { header, target } => Node::Entry(header, target.to_vec()),
+            Found::Disk => match fs::symlink_metadata(self.disk(rel)) {
+                Ok(m) if m.is_dir() => Node::Dir,
+                Ok(m) => Node::Phys(m),
+                Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Node::NotDir,
+                Err(_) if view::missing_errno(&t, rel) == libc::ENOTDIR => Node::NotDir,
+                Err(_) => Node::Absent,
+            },
         }
     }
 
@@ -425,29 +409,20 @@ impl Rift {
     pub fn list(&self, rel: &[u8]) -> Vec<Vec<u8>> {
         let t = self.table();
         let mut names: Vec<Vec<u8>> = Vec::new();
-        let dir = t.dir(rel);
-        let opaque = dir.is_some_and(|d| d.flags & DIR_OPAQUE as u64 != 0);
-        if let Some(d) = dir {
+        if let Some(d) = t.dir(rel) {
             for (name, rec) in d.children() {
                 if matches!(rec, RecordRef::Entry { .. }) {
                     names.push(name.to_vec());
                 }
             }
         }
+        let hidden = view::hides_disk_names(&t, rel);
         if let Ok(rd) = fs::read_dir(self.disk(rel)) {
             for e in rd.flatten() {
                 let name = e.file_name().as_bytes().to_vec();
-                if rel.is_empty() && name == crate::project::STATE_DIR.as_bytes() {
-                    continue;
+                if view::disk_name_shows(&t, &join_rel(rel, &name), hidden) {
+                    names.push(name);
                 }
-                let child = join_rel(rel, &name);
-                if t.lookup(&child).is_some() {
-                    continue; // listed above, or hidden
-                }
-                if opaque && self.dir_flags(&child) & DIR_CREATED == 0 {
-                    continue;
-                }
-                names.push(name);
             }
         }
         names
@@ -902,11 +877,14 @@ impl Rift {
         match physical {
             Some(m) if m.is_dir() => {
                 // Hidden by a whiteout (or an opaque parent): it comes back
-                // empty, its old content stays hidden.
+                // empty, its old content stays hidden. It is not marked as
+                // created: the disk had it before the rift, so no discard
+                // or rmdir may ever remove it (only a directory the rift
+                // made keeps `DIR_CREATED` from before).
                 if matches!(self.table().lookup(rel), Some(RecordRef::Whiteout)) {
                     self.record(vec![Change::Remove(rel.to_vec())])?;
                 }
-                self.set_dir(rel, flags | DIR_OPAQUE | DIR_CREATED)?;
+                self.set_dir(rel, flags | DIR_OPAQUE)?;
                 fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o7777))?;
             }
             Some(_) => {
@@ -958,16 +936,20 @@ impl Rift {
         let physically_empty = fs::read_dir(&path)
             .map(|mut d| d.next().is_none())
             .unwrap_or(false);
-        if flags != 0 {
-            changes.push(Change::Dir(rel.to_vec(), 0));
-        }
         if flags & DIR_CREATED != 0 && physically_empty && self.phantom(rel)?.is_none() {
             fs::remove_dir(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+            changes.push(Change::Dir(rel.to_vec(), 0));
             self.record(changes)?;
             if matches!(self.table().lookup(rel), Some(RecordRef::Whiteout)) {
                 self.record(vec![Change::Remove(rel.to_vec())])?;
             }
         } else {
+            // Hidden, no longer opaque. A directory the rift made keeps
+            // its mark (a discard may still remove it); one the disk had
+            // never gets it, so vrift never removes it.
+            if flags & !DIR_CREATED != 0 {
+                changes.push(Change::Dir(rel.to_vec(), flags & DIR_CREATED));
+            }
             changes.push(Change::Set(rel.to_vec(), WHITEOUT_RECORD.to_vec()));
             self.record(changes)?;
         }
@@ -1164,9 +1146,12 @@ impl Rift {
         while let Some((from, to)) = dirs.pop() {
             let to_path = self.disk(&to);
             match fs::symlink_metadata(&to_path) {
-                Ok(m) if m.is_dir() => {
-                    changes.push(Change::Dir(to.clone(), DIR_OPAQUE | DIR_CREATED))
-                }
+                // A directory the disk had (hidden): it shows only what
+                // moves in, and is never marked as made by the rift.
+                Ok(m) if m.is_dir() => changes.push(Change::Dir(
+                    to.clone(),
+                    DIR_OPAQUE | (self.dir_flags(&to) & DIR_CREATED),
+                )),
                 Ok(_) => return posix(libc::EEXIST),
                 Err(_) => {
                     let mode = fs::metadata(self.disk(&from))

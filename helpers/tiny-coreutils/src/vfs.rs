@@ -23,7 +23,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use vrift_format::proto::{Op, Request, TIME_NOW, TIME_OMIT};
-use vrift_format::{Kind, RecordHeader, RecordRef, DIR_CREATED, DIR_OPAQUE};
+use vrift_format::view::{self, Found};
+use vrift_format::{Kind, RecordHeader, RecordRef};
 
 use crate::table::MappedTable;
 use crate::{Connector, Daemon};
@@ -293,38 +294,20 @@ impl<'a> Vfs<'a> {
         if rel.is_empty() {
             return disk_node(&dom.root);
         }
-        let mut opaque_above = false;
-        let mut created = false;
         {
             let mut mt = dom.table.borrow_mut();
             if let Some(t) = mt.get() {
-                match t.lookup(rel) {
-                    Some(RecordRef::Whiteout) => return Ok(Node::Absent),
-                    Some(RecordRef::Entry { header, target }) => {
+                match view::lookup(&t, rel) {
+                    Found::Entry { header, target } => {
                         return Ok(Node::Entry(header, target.to_vec()))
                     }
-                    None => {}
+                    Found::Error(libc::ENOTDIR) => return Err(errno(libc::ENOTDIR)),
+                    // Hidden; or a rift symlink on the way, which a caller
+                    // that walked every ancestor as a directory never meets.
+                    Found::Error(_) | Found::Symlink { .. } => return Ok(Node::Absent),
+                    Found::Disk => {}
                 }
-                // An opaque directory above hides the disk below it, except
-                // directories the rift made there.
-                let mut ends = vec![0];
-                ends.extend(
-                    rel.iter()
-                        .enumerate()
-                        .filter(|(_, &c)| c == b'/')
-                        .map(|(i, _)| i),
-                );
-                opaque_above = ends.iter().any(|&e| {
-                    t.dir(&rel[..e])
-                        .is_some_and(|d| d.flags & DIR_OPAQUE as u64 != 0)
-                });
-                created = t
-                    .dir(rel)
-                    .is_some_and(|d| d.flags & DIR_CREATED as u64 != 0);
             }
-        }
-        if opaque_above && !created {
-            return Ok(Node::Absent);
         }
         disk_node(&dom.root.join(OsStr::from_bytes(rel)))
     }
@@ -456,30 +439,16 @@ impl<'a> Vfs<'a> {
             Node::Absent => Err(errno(libc::ENOENT)),
             Node::Entry(h, target) => {
                 let dom = self.dom.as_ref().expect("entries are inside");
+                let m = view::Meta::of(h, target);
+                let (uid, gid) = m.owner(dom.owner.0, dom.owner.1);
                 let mut st = Stat {
-                    mode: h.mode,
-                    size: if h.kind == Kind::Symlink {
-                        target.len() as u64
-                    } else {
-                        h.size
-                    },
-                    mtime_ns: h.mtime_ns,
-                    atime_ns: if h.atime_ns == 0 {
-                        h.mtime_ns
-                    } else {
-                        h.atime_ns
-                    },
-                    uid: if h.uid == vrift_format::OWNER_INHERIT {
-                        dom.owner.0
-                    } else {
-                        h.uid
-                    },
-                    gid: if h.gid == vrift_format::OWNER_INHERIT {
-                        dom.owner.1
-                    } else {
-                        h.gid
-                    },
-                    ino: h.ino,
+                    mode: m.mode,
+                    size: m.size,
+                    mtime_ns: m.mtime_ns,
+                    atime_ns: m.atime_ns,
+                    uid,
+                    gid,
+                    ino: m.ino,
                     dev: dom.dev,
                     nlink: 1,
                 };
@@ -589,32 +558,22 @@ impl<'a> Vfs<'a> {
         let mut names = BTreeSet::new();
         let mut mt = dom.table.borrow_mut();
         let t = mt.get();
-        let dir = t.as_ref().and_then(|t| t.dir(rel));
-        let opaque = dir.is_some_and(|d| d.flags & DIR_OPAQUE as u64 != 0);
-        if let Some(d) = dir {
+        if let Some(d) = t.as_ref().and_then(|t| t.dir(rel)) {
             for (name, rec) in d.children() {
                 if matches!(rec, RecordRef::Entry { .. }) {
                     names.insert(name.to_vec());
                 }
             }
         }
+        let hidden = t.as_ref().is_some_and(|t| view::hides_disk_names(t, rel));
         for name in disk_names {
-            if rel.is_empty() && name == STATE_DIR {
-                continue;
+            let shows = match &t {
+                Some(t) => view::disk_name_shows(t, &join_rel(rel, &name), hidden),
+                None => !(rel.is_empty() && name == STATE_DIR),
+            };
+            if shows {
+                names.insert(name);
             }
-            let child = join_rel(rel, &name);
-            if let Some(t) = &t {
-                if t.lookup(&child).is_some() {
-                    continue; // listed above, or hidden
-                }
-                let created = t
-                    .dir(&child)
-                    .is_some_and(|d| d.flags & DIR_CREATED as u64 != 0);
-                if opaque && !created {
-                    continue;
-                }
-            }
-            names.insert(name);
         }
         Ok(names.into_iter().map(OsString::from_vec).collect())
     }

@@ -21,6 +21,7 @@
 pub mod pathnorm;
 pub mod proto;
 pub mod table;
+pub mod view;
 
 /// Version of the manifest schema and of the record encoding below.
 /// (3: the ingest journal holds one row per batch, and the rift layer may be
@@ -197,15 +198,7 @@ pub struct RecordHeader {
 }
 
 /// A decoded record borrowing its symlink target from the encoded bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum RecordRef<'a> {
-    Entry {
-        header: RecordHeader,
-        /// Symlink target; empty for files.
-        target: &'a [u8],
-    },
-    Whiteout,
-}
+pub type RecordRef<'a> = view::RecordOf<&'a [u8]>;
 
 /// Why bytes could not be decoded as a record.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -706,6 +706,33 @@ impl<'a> Iterator for Children<'a> {
     }
 }
 
+/// The hot table as the view's rules read it: one record per path (the
+/// writer already put the rift over the phantom layer), the Bloom filter
+/// as the prefix scan.
+impl<'a> crate::view::Layers for Table<'a> {
+    type Target = &'a [u8];
+
+    #[inline(always)]
+    fn record(&self, rel: &[u8]) -> Option<RecordRef<'a>> {
+        self.lookup(rel)
+    }
+
+    #[inline(always)]
+    fn dir_flags(&self, rel: &[u8]) -> u8 {
+        self.dir(rel).map_or(0, |d| d.flags as u8)
+    }
+
+    #[inline(always)]
+    fn scan(&self, rel: &[u8]) -> Scan {
+        Table::scan(self, rel)
+    }
+
+    #[inline(always)]
+    fn record_scanned(&self, rel: &[u8], scan: &Scan) -> Option<RecordRef<'a>> {
+        self.lookup_hashed(rel, scan.hash)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
