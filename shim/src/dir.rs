@@ -27,17 +27,16 @@ use crate::state::{self, PATH_MAX};
 use crate::{call_real, sys};
 
 const SLOTS: usize = 1024;
-const REL_CAP: usize = 1024;
+/// Any directory path the kernel accepts (paths up to PATH_MAX work in
+/// every call, the directory's rift path included).
+const REL_CAP: usize = PATH_MAX;
 /// The rift path, a `/`, and a name (at most 255 bytes on Linux).
 const KEY_CAP: usize = REL_CAP + 1 + 256;
 
 /// Per-stream merge state, owned by the thread using the stream (POSIX:
 /// one stream is not used by two threads at once).
+#[repr(C)]
 struct Merge {
-    /// Rift path of the directory (`rel[..rel_len]`), then its `/` (for all
-    /// but the root) up to `prefix`: each physical name is looked up by
-    /// writing it after that, with no copy of the directory's path per entry.
-    rel: [u8; KEY_CAP],
     rel_len: usize,
     prefix: usize,
     /// Phase 1 (disk) done; phase 2 walks the rift children (the table it
@@ -47,11 +46,18 @@ struct Merge {
     children: Option<Children<'static>>,
     served: i64,
     ent: dirent64,
+    /// Rift path of the directory (`rel[..rel_len]`), then its `/` (for all
+    /// but the root) up to `prefix`: each physical name is looked up by
+    /// writing it after that, with no copy of the directory's path per
+    /// entry. Last, so that a short path touches only the slot's first page.
+    rel: [u8; KEY_CAP],
 }
 
-/// A stream's merge state (see [`KEYS`] for whose it is). Aligned so that
-/// none straddles two pages (registering a stream then writes one).
-#[repr(align(2048))]
+/// A stream's merge state (see [`KEYS`] for whose it is). Page-aligned,
+/// its small fields first: a stream on a short path writes one page (the
+/// key buffer's tail is touched only by long paths). 1024 slots are 8 MiB
+/// of address space, none of it backed until used.
+#[repr(align(4096))]
 struct Slot {
     merge: UnsafeCell<Merge>,
 }
@@ -199,7 +205,7 @@ fn maybe_register(dirp: *mut DIR, rel: &[u8]) -> bool {
 
 #[no_mangle]
 pub extern "C" fn opendir(path: *const c_char) -> *mut DIR {
-    if path.is_null() {
+    if sys::unreadable(path) {
         return call_real!(OPENDIR(path) or core::ptr::null_mut());
     }
     // SAFETY: libc contract: a NUL-terminated path.

@@ -762,7 +762,7 @@ fn exec_resolved(
             |env| call_real!(EXECVE(p, argv, env) or fail(libc::ENOSYS)),
         )
     };
-    if path.is_null() {
+    if crate::sys::unreadable(path) {
         return real(path);
     }
     // SAFETY: exec contract: a NUL-terminated path.
@@ -975,7 +975,7 @@ fn spawn_target(
         argv,
         rift_program: false,
     };
-    if path.is_null() {
+    if crate::sys::unreadable(path) {
         return Ok(plain(path, argv));
     }
     // SAFETY: a NUL-terminated path (spawn contract).
@@ -1120,7 +1120,7 @@ fn dl_target(
     copy: &mut [u8; PATH_MAX + 1],
     buf: &mut PathBuf,
 ) -> *const c_char {
-    if path.is_null() {
+    if crate::sys::unreadable(path) {
         return path;
     }
     // SAFETY: a NUL-terminated path.

@@ -88,7 +88,7 @@ fn readlink_impl(
     buf: *mut c_char,
     size: size_t,
 ) -> Option<ssize_t> {
-    if path.is_null() {
+    if crate::sys::unreadable(path) {
         return None;
     }
     // SAFETY: libc contract: a NUL-terminated path.
@@ -195,7 +195,7 @@ pub extern "C" fn __readlink_chk(
 #[no_mangle]
 pub extern "C" fn chdir(path: *const c_char) -> c_int {
     let mut pb = PathBuf::new();
-    let r = if path.is_null() {
+    let r = if crate::sys::unreadable(path) {
         call_real!(CHDIR(path) or fail(libc::ENOSYS))
     } else {
         // SAFETY: libc contract: a NUL-terminated path.

@@ -231,7 +231,7 @@ pub extern "C" fn vrift_openat(
     mode: c_uint,
     which: c_int,
 ) -> c_int {
-    if path.is_null() {
+    if crate::sys::unreadable(path) {
         return real_open(which, dirfd, path, flags, mode);
     }
     // SAFETY: libc contract: a NUL-terminated path.
@@ -304,7 +304,7 @@ fn stream_open(
     retry: bool,
 ) -> *mut FILE {
     let real = |p: *const c_char| real_mode(p, mode);
-    if path.is_null() || mode.is_null() {
+    if crate::sys::unreadable(path) || crate::sys::unreadable(mode) {
         return real(path);
     }
     // SAFETY: libc contract: NUL-terminated strings.

@@ -23,7 +23,7 @@ pub enum Lk {
 
 #[inline(always)]
 pub fn lookup_meta(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut PathBuf) -> Lk {
-    if path.is_null() {
+    if crate::sys::unreadable(path) {
         return Lk::Real;
     }
     // SAFETY: libc contract: a NUL-terminated path.

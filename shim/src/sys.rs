@@ -32,6 +32,26 @@ impl CPath {
     }
 }
 
+/// Whether a pointer a caller passed as a string cannot be read: null, in
+/// the first 64 KiB (below `vm.mmap_min_addr`, never mapped), or at or
+/// past the top of the user half of the address space. Such a call goes
+/// to libc unread, and the kernel answers it with EFAULT, as without the
+/// shim; reading it here would crash the caller instead. (An address in
+/// the user half that is not mapped still faults: telling needs a syscall,
+/// which this check, made on every path argument, cannot afford.)
+#[inline(always)]
+pub fn unreadable<T>(p: *const T) -> bool {
+    let a = p as usize;
+    a < 0x1_0000 || a >= USER_TOP
+}
+
+/// The end of the user half of the address space (47-bit on x86_64 with
+/// 4-level paging; 48-bit on aarch64 with 48-bit VA).
+#[cfg(target_arch = "x86_64")]
+const USER_TOP: usize = 1 << 47;
+#[cfg(not(target_arch = "x86_64"))]
+const USER_TOP: usize = 1 << 48;
+
 /// `getenv` from the constructor (environ is set up by then).
 pub fn getenv(name: &'static [u8]) -> Option<&'static [u8]> {
     // SAFETY: NUL-terminated name; the returned string lives in environ.

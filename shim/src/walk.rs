@@ -365,6 +365,10 @@ fn realpath_impl(path: *const c_char, resolved: *mut c_char) -> *mut c_char {
         fail(libc::EINVAL);
         return core::ptr::null_mut();
     }
+    if crate::sys::unreadable(path) {
+        fail(libc::EFAULT);
+        return core::ptr::null_mut();
+    }
     // SAFETY: libc contract: a NUL-terminated path.
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();
     let mut out = [0u8; PATH_MAX];
@@ -576,6 +580,9 @@ impl Walk {
 fn walk(dir: *const c_char, cb: Cb, flags: c_int) -> c_int {
     if dir.is_null() {
         return fail(libc::ENOENT);
+    }
+    if crate::sys::unreadable(dir) {
+        return fail(libc::EFAULT);
     }
     if flags & FTW_CHDIR != 0 {
         // Not rebuilt: the real walker (which sees only the disk) handles it.

@@ -102,7 +102,7 @@ pub enum Route {
 }
 
 pub fn route(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut PathBuf) -> Route {
-    if path.is_null() {
+    if crate::sys::unreadable(path) {
         return Route::Real;
     }
     // SAFETY: libc contract: a NUL-terminated path.
@@ -316,6 +316,10 @@ fn two_paths(
     rift_call: impl FnOnce(&[u8], &[u8]) -> Result<c_int, PassToLibc>,
     real: impl Fn(c_int, *const c_char, c_int, *const c_char) -> c_int,
 ) -> c_int {
+    // A path the kernel cannot read is its EFAULT, before anything else.
+    if crate::sys::unreadable(old) || crate::sys::unreadable(new) {
+        return real(od, old, nd, new);
+    }
     let mut ob = PathBuf::new();
     let mut nb = PathBuf::new();
     let ro = route(od, old, follow_old, &mut ob);
@@ -432,7 +436,7 @@ pub extern "C" fn linkat(
 
 /// The fd of an O_TMPFILE file that a linkat call names, if any.
 fn tmpfile_source(od: c_int, old: *const c_char, flags: c_int) -> Option<c_int> {
-    if old.is_null() {
+    if crate::sys::unreadable(old) {
         return None;
     }
     // SAFETY: a NUL-terminated path.
@@ -461,7 +465,7 @@ pub extern "C" fn symlink(target: *const c_char, path: *const c_char) -> c_int {
 
 #[no_mangle]
 pub extern "C" fn symlinkat(target: *const c_char, dirfd: c_int, path: *const c_char) -> c_int {
-    if target.is_null() {
+    if crate::sys::unreadable(target) {
         return fail(libc::EFAULT);
     }
     // SAFETY: a NUL-terminated target.
@@ -634,6 +638,9 @@ pub extern "C" fn utimensat(
     if path.is_null() {
         return futimens(dirfd, ts);
     }
+    if crate::sys::unreadable(path) {
+        return fail(libc::EFAULT);
+    }
     let (a, m) = times_ts(ts);
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
     one_path!(
@@ -687,6 +694,9 @@ pub extern "C" fn lutimes(path: *const c_char, tv: *const libc::timeval) -> c_in
 pub extern "C" fn futimesat(dirfd: c_int, path: *const c_char, tv: *const libc::timeval) -> c_int {
     if path.is_null() {
         return futimes(dirfd, tv);
+    }
+    if crate::sys::unreadable(path) {
+        return fail(libc::EFAULT);
     }
     let (a, m) = times_tv(tv);
     one_path!(

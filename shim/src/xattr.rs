@@ -19,7 +19,7 @@ fn behind_link(r: ssize_t, buf: &PathBuf, follow: bool) -> bool {
 /// Ok(rewritten): let libc answer (with the rewritten path if true);
 /// Err(0): a rift entry; Err(r): fail with `r`.
 fn entry_check(path: *const c_char, follow: bool, buf: &mut PathBuf) -> Result<bool, ssize_t> {
-    if path.is_null() {
+    if crate::sys::unreadable(path) {
         return Ok(false);
     }
     // SAFETY: libc contract: a NUL-terminated path.

@@ -420,6 +420,16 @@ fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
     if !valid(p1) || (req.op != Op::Symlink && !valid(req.path2)) {
         return (libc::EINVAL, 0, 0, Vec::new(), None);
     }
+    // As the kernel: a name past NAME_MAX, a symlink target of PATH_MAX.
+    let too_long = vrift_format::has_long_name(p1)
+        || if req.op == Op::Symlink {
+            req.path2.len() >= vrift_format::MAX_SYMLINK_TARGET
+        } else {
+            vrift_format::has_long_name(req.path2)
+        };
+    if too_long {
+        return (libc::ENAMETOOLONG, 0, 0, Vec::new(), None);
+    }
     let res: Result<Answer, Errno> = match req.op {
         Op::Ping => Ok(ok(b"pong".to_vec())),
         Op::Status => Ok(ok(rift.status().into_bytes())),

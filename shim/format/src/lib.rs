@@ -286,6 +286,15 @@ pub const DIR_CREATED: u8 = 1;
 /// Directory mark flag: the directory is opaque (lists only rift entries below it).
 pub const DIR_OPAQUE: u8 = 2;
 
+/// Longest name of one path component (Linux `NAME_MAX`).
+pub const NAME_MAX: usize = 255;
+
+/// Whether a component of `path` is longer than [`NAME_MAX`] (the kernel's
+/// `ENAMETOOLONG`).
+pub fn has_long_name(path: &[u8]) -> bool {
+    path.split(|&c| c == b'/').any(|comp| comp.len() > NAME_MAX)
+}
+
 /// Whether `path` is a well-formed rift path (invariant 3 above).
 pub fn is_valid_rift_path(path: &[u8]) -> bool {
     if path.is_empty() || path.len() > 4096 {

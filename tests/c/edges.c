@@ -1,0 +1,94 @@
+/* POSIX corners the view must answer as the kernel does: bad pointers
+ * (EFAULT, never a crash), names past NAME_MAX, paths of about 1 KiB and
+ * more in every call, ENOTDIR below a file. Prints one line per check, run
+ * natively and in the view and compared line by line. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void report(const char *what, long rc) {
+    printf("%-28s %ld %s\n", what, rc < 0 ? -1L : 0L, rc < 0 ? strerrorname_np(errno) : "-");
+    errno = 0;
+}
+
+#define BAD ((const char *)1)
+#define WILD ((const char *)-1L)
+
+int main(void) {
+    struct stat st;
+    report("open bad", open(BAD, O_RDONLY));
+    report("open wild", open(WILD, O_RDONLY));
+    report("open creat bad", open(BAD, O_CREAT | O_WRONLY, 0644));
+    report("openat bad", openat(AT_FDCWD, BAD, O_RDONLY));
+    report("stat bad", stat(BAD, &st));
+    report("lstat wild", lstat(WILD, &st));
+    report("access bad", access(BAD, F_OK));
+    report("mkdir bad", mkdir(BAD, 0755));
+    report("rmdir bad", rmdir(BAD));
+    report("unlink bad", unlink(BAD));
+    report("rename bad from", rename(BAD, "y"));
+    report("rename bad to", rename("y", BAD));
+    report("symlink bad target", symlink(BAD, "l"));
+    report("link bad", link(BAD, "l"));
+    report("chmod bad", chmod(BAD, 0644));
+    report("truncate bad", truncate(BAD, 0));
+    report("chdir bad", chdir(BAD));
+    report("readlink bad", readlink(BAD, (char[8]){0}, 8));
+    report("fopen bad", fopen(BAD, "r") ? 0 : -1);
+
+    char name[300];
+    memset(name, 'n', 256);
+    name[256] = 0;
+    report("creat 256", open(name, O_CREAT | O_WRONLY, 0644));
+    report("mkdir 256", mkdir(name, 0755));
+    name[255] = 0;
+    int fd = open(name, O_CREAT | O_WRONLY, 0644);
+    report("creat 255", fd);
+    if (fd >= 0) close(fd);
+    report("unlink 255", unlink(name));
+
+    /* Eight levels of 128-byte names: about 1,040 bytes. */
+    char path[4096] = "";
+    char comp[129];
+    memset(comp, 'd', 128);
+    comp[128] = 0;
+    for (int i = 0; i < 8; i++) {
+        if (i) strcat(path, "/");
+        comp[0] = '0' + i;
+        strcat(path, comp);
+        report("mkdir deep", mkdir(path, 0755));
+    }
+    char file[4200];
+    snprintf(file, sizeof file, "%s/f", path);
+    fd = open(file, O_CREAT | O_WRONLY, 0644);
+    report("creat deep", fd);
+    if (fd >= 0) { report("write deep", write(fd, "deep\n", 5) == 5 ? 0 : -1); close(fd); }
+    report("stat deep", stat(file, &st));
+    printf("%-28s %lld\n", "size deep", (long long)st.st_size);
+    DIR *d = opendir(path);
+    int n = 0;
+    if (d) { struct dirent *e; while ((e = readdir(d))) if (e->d_name[0] != '.') n++; closedir(d); }
+    printf("%-28s %d %s\n", "list deep", n, d ? "-" : strerrorname_np(errno));
+    char moved[4200];
+    snprintf(moved, sizeof moved, "%s/g", path);
+    report("rename deep", rename(file, moved));
+    report("chdir deep", chdir(path));
+    report("stat rel deep", stat("g", &st));
+    report("chdir back", chdir("..") == 0 ? 0 : -1);
+    for (int i = 0; i < 7; i++) chdir("..");
+
+    /* Below a file the view made (the disk has nothing there). */
+    fd = open("f", O_CREAT | O_WRONLY, 0644);
+    if (fd >= 0) close(fd);
+    report("stat below file", stat("f/x", &st));
+    report("creat below file", open("f/x", O_CREAT | O_WRONLY, 0644));
+    report("mkdir below file", mkdir("f/x", 0755));
+    report("access below file", access("f/x/y", F_OK));
+    return 0;
+}
