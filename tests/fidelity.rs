@@ -41,16 +41,51 @@ fn bad_pointers_long_names_and_long_paths_answer_as_the_kernel() {
         assert_eq!(b, a, "view (left) vs native (right)");
     }
     assert_eq!(v.lines().count(), n.lines().count(), "{v}");
-    assert!(n.contains("creat 256                    -1 ENAMETOOLONG"), "{n}");
+    assert!(
+        n.contains("creat 256                    -1 ENAMETOOLONG"),
+        "{n}"
+    );
 
     // The files went to the rift: the deep directories are physical (as
     // every directory), the files in them are not.
-    let deep: std::path::PathBuf = (0..8)
-        .map(|i| format!("{i}{}", "d".repeat(127)))
-        .collect();
+    let deep: std::path::PathBuf = (0..8).map(|i| format!("{i}{}", "d".repeat(127))).collect();
     assert!(root.join(&deep).is_dir());
     assert!(!root.join(deep.join("g")).exists());
     assert!(!root.join("f").exists());
     let rel = deep.join("g");
     assert_eq!(sb.ok(&root, &["cat", rel.to_str().unwrap()]), "deep\n");
+}
+
+#[test]
+fn raw_syscall_numbers_of_the_path_family_act_on_the_view() {
+    if !has_cc() {
+        assert!(std::env::var_os("CI").is_none(), "cc is missing in CI");
+        eprintln!("SKIPPED: no C compiler");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let prog = compile_c(&sb, "rawsys", &[]);
+    let seed = |dir: &std::path::Path| {
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::write(dir.join("seed.txt"), "seed\n").unwrap();
+        fs::write(dir.join("sub/inner.txt"), "in\n").unwrap();
+    };
+    let (root, twin) = project_and_twin_with(&sb, seed);
+    let before = disk_files(&root);
+    let native = Command::new(&prog).current_dir(&twin).output().unwrap();
+    assert!(native.status.success());
+    let view = sb.run(&root, &["run", "--", prog.to_str().unwrap()]);
+    assert!(
+        view.status.success(),
+        "{}",
+        String::from_utf8_lossy(&view.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&view.stdout),
+        String::from_utf8_lossy(&native.stdout)
+    );
+    // Nothing of it reached the project's disk.
+    assert_eq!(disk_files(&root), before);
+    assert_eq!(sb.ok(&root, &["cat", "o2.txt"]), "o2\n");
 }

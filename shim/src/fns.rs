@@ -75,6 +75,12 @@ crate::real! {
     LISTXATTR = "listxattr": fn(*const c_char, *mut c_char, size_t) -> ssize_t;
     LLISTXATTR = "llistxattr": fn(*const c_char, *mut c_char, size_t) -> ssize_t;
     FLISTXATTR = "flistxattr": fn(c_int, *mut c_char, size_t) -> ssize_t;
+    SETXATTR = "setxattr": fn(*const c_char, *const c_char, *const c_void, size_t, c_int) -> c_int;
+    LSETXATTR = "lsetxattr": fn(*const c_char, *const c_char, *const c_void, size_t, c_int) -> c_int;
+    FSETXATTR = "fsetxattr": fn(c_int, *const c_char, *const c_void, size_t, c_int) -> c_int;
+    REMOVEXATTR = "removexattr": fn(*const c_char, *const c_char) -> c_int;
+    LREMOVEXATTR = "lremovexattr": fn(*const c_char, *const c_char) -> c_int;
+    FREMOVEXATTR = "fremovexattr": fn(c_int, *const c_char) -> c_int;
     UNLINK = "unlink": fn(*const c_char) -> c_int;
     UNLINKAT = "unlinkat": fn(c_int, *const c_char, c_int) -> c_int;
     RMDIR = "rmdir": fn(*const c_char) -> c_int;

@@ -240,6 +240,9 @@ pub extern "C" fn vrift_openat(
     let follow = flags & libc::O_NOFOLLOW == 0;
     let (view, _) = resolve(dirfd, p, follow, &mut buf);
     match view {
+        // A blob of the store reached through an fd the shim did not open
+        // (`/proc/self/fd/N`): read, never written.
+        View::Pass if buf.in_store && writes(flags) => fail(libc::EACCES),
         View::Pass => {
             let fd = real_open(which, dirfd, path, flags, mode);
             remember(fd, flags, &buf);
@@ -333,6 +336,10 @@ fn stream_open(
                 }
                 _ => f,
             }
+        }
+        View::Pass if buf.in_store && writes => {
+            fail(libc::EACCES);
+            core::ptr::null_mut()
         }
         View::Pass => real(path),
         View::Disk { .. }

@@ -45,6 +45,9 @@ pub struct PathBuf {
     pub in_domain_miss: bool,
     /// Offset of the rift-relative part (valid for Disk/Entry).
     pub rel_start: usize,
+    /// The path named a blob of the store through an fd the shim did not
+    /// open (`/proc/self/fd/N`): nothing may change it.
+    pub in_store: bool,
 }
 
 impl Default for PathBuf {
@@ -61,6 +64,7 @@ impl PathBuf {
             len: 0,
             in_domain_miss: false,
             rel_start: 0,
+            in_store: false,
         }
     }
 
@@ -129,6 +133,16 @@ const MAX_SYMLINKS: usize = 40;
 /// unknown or the result too long.
 fn absolutize(dirfd: i32, path: &[u8], out: &mut PathBuf) -> bool {
     let base_len = if path.first() == Some(&b'/') {
+        // `/proc/self/…` and `/dev/fd/…` are the kernel's magic links: the
+        // domain test must see where they lead (one or two byte compares
+        // for every other absolute path).
+        if matches!(path.get(1), Some(b'p' | b'd'))
+            && (path.starts_with(b"/proc/") || path.starts_with(b"/dev/fd/"))
+        {
+            if let Some(rest) = magic_link(path, out) {
+                return out.append(&path[rest..]);
+            }
+        }
         out.buf[0] = MaybeUninit::new(b'/');
         1
     } else if dirfd == libc::AT_FDCWD {
@@ -160,6 +174,100 @@ fn absolutize(dirfd: i32, path: &[u8], out: &mut PathBuf) -> bool {
     };
     out.len = base_len;
     out.append(path)
+}
+
+/// `/proc/self/{cwd,root,fd/N}` (also `/proc/thread-self/…`,
+/// `/proc/<our pid>/…`) and `/dev/fd/N` at the start of `path`: writes what
+/// the link leads to into `out` and returns where the rest of `path`
+/// starts; None leaves the path to be read as it is spelt (anything else
+/// under /proc, a pipe or socket fd). An fd the shim opened on a rift file
+/// leads to its view path; another fd to what the kernel says. An fd on a
+/// blob of the store that the shim does not know (inherited across exec)
+/// marks `out` as [`PathBuf::in_store`]: mutations through it are refused.
+#[cold]
+#[inline(never)]
+fn magic_link(path: &[u8], out: &mut PathBuf) -> Option<usize> {
+    let component = |from: usize| {
+        let tail = &path[from.min(path.len())..];
+        let n = tail.iter().position(|&c| c == b'/').unwrap_or(tail.len());
+        &tail[..n]
+    };
+    let fd_at = if path.starts_with(b"/dev/fd/") {
+        8
+    } else {
+        let who = component(6);
+        // SAFETY: getpid has no preconditions.
+        let me = who == b"self"
+            || who == b"thread-self"
+            || parse_decimal(who) == Some(unsafe { libc::getpid() } as u32);
+        if !me {
+            return None;
+        }
+        let what_at = 6 + who.len() + 1;
+        match component(what_at) {
+            b"cwd" => {
+                // SAFETY: the buffer holds PATH_MAX + 1 bytes.
+                out.len = match unsafe { cwd::read_into(out.ptr()) } {
+                    // SAFETY: as above.
+                    0 => unsafe { sys::getcwd_into(out.ptr(), PATH_MAX) }?,
+                    n => n,
+                };
+                return Some(what_at + 3);
+            }
+            b"root" => {
+                out.buf[0] = MaybeUninit::new(b'/');
+                out.len = 1;
+                return Some(what_at + 4);
+            }
+            b"fd" => what_at + 3,
+            _ => return None,
+        }
+    };
+    let digits = component(fd_at);
+    let fd = parse_decimal(digits)? as i32;
+    let end = fd_at + digits.len();
+    let mut view = [0u8; PATH_MAX];
+    let n = crate::fdtable::path(fd, &mut view);
+    if n > 0 {
+        return out.set(&view[..n]).then_some(end);
+    }
+    // SAFETY: the buffer holds PATH_MAX + 1 bytes.
+    if let Some(n) = unsafe { crate::fdtable::dir_path_into(fd, out.ptr(), PATH_MAX) } {
+        out.len = n;
+        return Some(end);
+    }
+    // SAFETY: as above.
+    let n = unsafe { sys::fd_path_into(fd, out.ptr(), PATH_MAX) }?;
+    out.len = n;
+    if out.abs().first() != Some(&b'/') {
+        return None; // pipe:[…], socket:[…], anon_inode:…
+    }
+    out.in_store = in_store(out.abs());
+    Some(end)
+}
+
+/// Whether `abs` (what the kernel says an fd is) lies in the store, but
+/// not in its staging area (files being written, which their writers may
+/// change): a blob, an executable copy, the store's own state.
+pub fn in_store(abs: &[u8]) -> bool {
+    let Some(t) = state::table() else {
+        return false;
+    };
+    let cas = t.cas_root();
+    let Some(rest) = abs.strip_prefix(cas).and_then(|r| r.strip_prefix(b"/")) else {
+        return false;
+    };
+    let staging = vrift_format::STAGING_DIR.as_bytes();
+    !(rest.starts_with(staging) && rest.get(staging.len()) == Some(&b'/'))
+}
+
+fn parse_decimal(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || s.len() > 9 {
+        return None;
+    }
+    s.iter().try_fold(0u32, |v, &c| {
+        c.is_ascii_digit().then(|| v * 10 + (c - b'0') as u32)
+    })
 }
 
 /// Resolves `path` (relative to `dirfd`) in the view. `follow`: whether a

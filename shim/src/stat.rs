@@ -179,8 +179,8 @@ pub extern "C" fn __fxstat64(ver: c_int, fd: c_int, st: *mut libc::stat64) -> c_
 }
 
 fn is_empty_path(path: *const c_char) -> bool {
-    // SAFETY: checked for null first; libc contract otherwise.
-    !path.is_null() && unsafe { *path } == 0
+    // SAFETY: checked readable first; libc contract otherwise.
+    !crate::sys::unreadable(path) && unsafe { *path } == 0
 }
 
 /// `fstatat` family (with `AT_EMPTY_PATH` on tracked fds).

@@ -42,7 +42,7 @@ impl CPath {
 #[inline(always)]
 pub fn unreadable<T>(p: *const T) -> bool {
     let a = p as usize;
-    a < 0x1_0000 || a >= USER_TOP
+    !(0x1_0000..USER_TOP).contains(&a)
 }
 
 /// The end of the user half of the address space (47-bit on x86_64 with

@@ -111,6 +111,8 @@ pub fn route(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut PathBuf)
         return Route::Real; // ENOENT (or AT_EMPTY_PATH) from libc
     }
     match resolve(dirfd, p, follow, buf) {
+        // A blob of the store reached through an fd the shim did not open.
+        _ if buf.in_store => Route::Fail(libc::EPERM),
         (View::Pass, _) => Route::Real,
         (View::Disk { rewritten: true }, None) => Route::RealAt,
         (View::Disk { .. }, None) => Route::Real,
@@ -423,6 +425,32 @@ pub extern "C" fn linkat(
             _ => fail(libc::EXDEV),
         };
     }
+    // A name for an fd itself (AT_EMPTY_PATH): a rift file's fd is on its
+    // blob, which must never get a second name; another fd is what the
+    // kernel says it is.
+    if flags & libc::AT_EMPTY_PATH != 0
+        && !crate::sys::unreadable(old)
+        // SAFETY: a readable pointer to a NUL-terminated path.
+        && unsafe { *old } == 0
+    {
+        let mut ob = PathBuf::new();
+        if fd_entry_path(od, true, &mut ob) {
+            // The entry has a view path: link it by that, like any name.
+            let (mut rb, mut nb) = (PathBuf::new(), PathBuf::new());
+            let ro = route(libc::AT_FDCWD, ob.c_ptr(), false, &mut rb);
+            return match (ro, route(nd, new, false, &mut nb)) {
+                (Route::Rift, Route::Rift) => match rift(Op::Link, 0, 0, rb.rel(), nb.rel()) {
+                    Ok(r) => r,
+                    Err(PassToLibc) => fail(libc::EXDEV),
+                },
+                (Route::Fail(e), _) | (_, Route::Fail(e)) => fail(e),
+                _ => fail(libc::EXDEV),
+            };
+        }
+        if untracked_fd_path(od, &mut ob) && ob.in_store {
+            return fail(libc::EXDEV);
+        }
+    }
     two_paths(
         od,
         old,
@@ -500,10 +528,40 @@ fn fd_entry_path(fd: c_int, staged_too: bool, buf: &mut PathBuf) -> bool {
 /// Routes an fd-based metadata call: a rift entry's fd (a staged one too
 /// with `staged_too`) goes to the daemon by its view path; anything else to
 /// libc.
+/// For an fd the shim knows nothing of (inherited across exec, opened by a
+/// raw syscall, past the fd table): what the kernel says it is, in `buf`
+/// (`buf.in_store` set for a blob). False when there is nothing to ask.
+#[cold]
+#[inline(never)]
+pub(crate) fn untracked_fd_path(fd: c_int, buf: &mut PathBuf) -> bool {
+    if !crate::state::ready()
+        || fdtable::get(fd).is_some()
+        || fdtable::is_dir(fd)
+        || fdtable::is_tmpfile(fd)
+    {
+        return false;
+    }
+    let mut p = [0u8; PATH_MAX];
+    // SAFETY: `p` holds PATH_MAX bytes.
+    let Some(n) = (unsafe { sys::fd_path_into(fd, p.as_mut_ptr(), PATH_MAX) }) else {
+        return false;
+    };
+    if p.first() != Some(&b'/') || !buf.set(&p[..n]) {
+        return false;
+    }
+    buf.in_store = crate::resolve::in_store(buf.abs());
+    true
+}
+
 macro_rules! by_fd {
     ($fd:expr, $staged_too:expr, |$rel:ident| $rift:expr, $real:expr) => {{
         let mut path = PathBuf::new();
-        if fd_entry_path($fd, $staged_too, &mut path) {
+        let known = fd_entry_path($fd, $staged_too, &mut path)
+            || (!fdtable::is_staged($fd) && untracked_fd_path($fd, &mut path));
+        if path.in_store {
+            // A blob of the store: no entry to change, and the blob never.
+            fail(libc::EPERM)
+        } else if known {
             let mut buf = PathBuf::new();
             let c = path.c_ptr();
             match route(libc::AT_FDCWD, c, false, &mut buf) {

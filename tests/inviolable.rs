@@ -1,0 +1,145 @@
+//! No call made inside the view may change a blob's bytes or mode, or give
+//! it a second name, whatever spelling it uses: `/proc/self/fd/N`,
+//! `/dev/fd/N`, `AT_EMPTY_PATH`, an fd inherited across exec that this
+//! process's shim never saw opened. And `/proc/self/{cwd,root}` spellings
+//! of project paths reach the view, not the disk. (Run as root, mode bits
+//! protect nothing: these are the only guard.)
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use common::*;
+
+#[test]
+fn blobs_cannot_be_changed_or_linked_through_any_fd_spelling() {
+    if !has_cc() {
+        assert!(std::env::var_os("CI").is_none(), "cc is missing in CI");
+        eprintln!("SKIPPED: no C compiler");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let reach = compile_c(&sb, "reach", &[]);
+    let root = sb.mkdir("proj");
+    sb.ok(&root, &["init"]);
+    let out = sb.run(&root, &["run", "--", "sh", "-c", "echo original > f"]);
+    assert!(out.status.success());
+    // Sealed and committed: the entry's content is a blob now.
+    sb.ok(&root, &["daemon", "stop"]);
+    let hash = blake3::hash(b"original\n").to_hex().to_string();
+    let blob = sb.store().join("blobs").join(&hash[..2]).join(&hash);
+    let before = fs::metadata(&blob).unwrap();
+    let outside = sb.path().join("outside");
+
+    // fd 3 opened by the shell (through its shim), used by a child whose
+    // shim never saw it opened.
+    let script = format!("exec 3<f; {} {}", reach.display(), outside.display());
+    let out = sb.run(&root, &["run", "--", "sh", "-c", &script]);
+    let got = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{got}");
+    for line in [
+        "fchmod EPERM",
+        "fchown EPERM",
+        "reopen-write EACCES",
+        "devfd-write EACCES",
+        "linkat-empty EXDEV",
+        "linkat-proc EPERM",
+        "truncate-proc EPERM",
+        "chmod-proc EPERM",
+        "reopen-read ok",
+        "content original",
+    ] {
+        assert!(got.lines().any(|l| l == line), "missing {line:?} in\n{got}");
+    }
+    assert!(!outside.exists(), "the blob got a second name");
+
+    // The shell's own fd (known to its shim): /proc/self/fd/3 is the view
+    // path, so writing it writes the file, copy-on-write.
+    let script = "exec 3<f; echo evil > /proc/self/fd/3; cat f; \
+                  echo cwd > /proc/self/cwd/g; cat g; \
+                  echo root > /proc/self/root$PWD/h; cat h; \
+                  echo devfd >> /dev/fd/3; cat f";
+    let out = sb.run(&root, &["run", "--", "sh", "-c", script]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "evil\ncwd\nroot\nevil\ndevfd\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["f", "g", "h"] {
+        assert!(!root.join(name).exists(), "{name} reached the disk");
+    }
+
+    let after = fs::metadata(&blob).unwrap();
+    assert_eq!(fs::read(&blob).unwrap(), b"original\n");
+    assert_eq!(after.permissions().mode(), before.permissions().mode());
+    assert_eq!((after.uid(), after.nlink()), (before.uid(), before.nlink()));
+    sb.ok(&root, &["daemon", "stop"]);
+    let fsck = sb.ok(&root, &["fsck"]);
+    assert!(!fsck.contains("corrupt"), "{fsck}");
+}
+
+#[test]
+fn attributes_are_never_set_on_the_disk_or_a_blob() {
+    if !has_cc() {
+        assert!(std::env::var_os("CI").is_none(), "cc is missing in CI");
+        eprintln!("SKIPPED: no C compiler");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let prog = compile_c(&sb, "xattrs", &[]);
+    let root = sb.mkdir("proj");
+    fs::write(root.join("seed.txt"), "seed\n").unwrap();
+    let outside = sb.path().join("outside.txt");
+    fs::write(&outside, "o").unwrap();
+    let native = |mode: &str| {
+        let out = std::process::Command::new(&prog)
+            .args([mode, outside.to_str().unwrap()])
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let prep = native("prep");
+    if prep.contains("EOPNOTSUPP") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no user xattrs on {}",
+            root.display()
+        );
+        eprintln!("SKIPPED: the temp directory's filesystem has no user xattrs");
+        return;
+    }
+    assert_eq!(prep, "prep ok\n");
+    sb.ok(&root, &["init"]);
+    let out = sb.run(&root, &["run", "--", "sh", "-c", "echo rift > f"]);
+    assert!(out.status.success());
+    sb.ok(&root, &["daemon", "stop"]);
+    let script = format!("exec 3<f; {} view {}", prog.display(), outside.display());
+    let out = sb.run(&root, &["run", "--", "sh", "-c", &script]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "setxattr disk EOPNOTSUPP\n\
+         removexattr disk EOPNOTSUPP\n\
+         lsetxattr rift EOPNOTSUPP\n\
+         lremovexattr rift EOPNOTSUPP\n\
+         fsetxattr disk fd EOPNOTSUPP\n\
+         fremovexattr disk fd EOPNOTSUPP\n\
+         fsetxattr rift fd EOPNOTSUPP\n\
+         fsetxattr blob fd EPERM\n\
+         fremovexattr blob fd EPERM\n\
+         setxattr outside ok\n\
+         getxattr disk ok\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The disk kept its attribute and got no new one; outside, the call
+    // did what it does.
+    assert_eq!(
+        native("check"),
+        "check pre ok\ncheck x ENODATA\ncheck outside ok\n"
+    );
+}
