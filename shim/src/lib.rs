@@ -115,7 +115,9 @@ unsafe fn notes_have_vrift(addr: u64, len: usize) -> bool {
 extern "C" fn init() {
     let is_vrift = exe_is_vrift();
     state::init(is_vrift);
-    if !is_vrift {
+    // A shell in the view (see `state::shell`) passes its children exactly
+    // the environment its hook manages: nothing is put back.
+    if !is_vrift && !state::shell() {
         exec::capture_env();
     }
 }

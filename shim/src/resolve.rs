@@ -48,6 +48,9 @@ pub struct PathBuf {
     /// The path named a blob of the store through an fd the shim did not
     /// open (`/proc/self/fd/N`): nothing may change it.
     pub in_store: bool,
+    /// The path was replaced by what a magic link leads to, and libc must
+    /// be given the replacement (see [`state::shell_control`]).
+    pub magic_rewrite: bool,
 }
 
 impl Default for PathBuf {
@@ -65,6 +68,7 @@ impl PathBuf {
             in_domain_miss: false,
             rel_start: 0,
             in_store: false,
+            magic_rewrite: false,
         }
     }
 
@@ -176,6 +180,18 @@ fn absolutize(dirfd: i32, path: &[u8], out: &mut PathBuf) -> bool {
     out.append(path)
 }
 
+/// A shell's word to its shim ([`state::shell_control`]): `active` reads as
+/// `/` while the shell is in the view; everything else as the kernel has it.
+#[cold]
+#[inline(never)]
+fn shell_says<'t>(path: &[u8], out: &mut PathBuf) -> View<'t> {
+    if state::shell_control(path) && out.set(b"/") {
+        View::Disk { rewritten: true }
+    } else {
+        View::Pass
+    }
+}
+
 /// `/proc/self/{cwd,root,fd/N}` (also `/proc/thread-self/…`,
 /// `/proc/<our pid>/…`) and `/dev/fd/N` at the start of `path`: writes what
 /// the link leads to into `out` and returns where the rest of `path`
@@ -195,6 +211,16 @@ fn magic_link(path: &[u8], out: &mut PathBuf) -> Option<usize> {
     let fd_at = if path.starts_with(b"/dev/fd/") {
         8
     } else {
+        if state::shell() && path.starts_with(b"/proc/self/vrift/") {
+            // The shell leaving, or switching: answered as the kernel would
+            // (`active` as `/`), nothing else to read.
+            if state::shell_control(path) {
+                out.set(b"/");
+                out.magic_rewrite = true;
+                return Some(path.len());
+            }
+            return None;
+        }
         let who = component(6);
         // SAFETY: getpid has no preconditions.
         let me = who == b"self"
@@ -279,13 +305,16 @@ pub fn resolve<'t>(
     out: &mut PathBuf,
 ) -> (View<'t>, Option<Table<'t>>) {
     if !state::ready() {
+        if state::shell() && path.starts_with(b"/proc/self/vrift/") {
+            return (shell_says(path, out), None);
+        }
         return (View::Pass, None);
     }
     if !absolutize(dirfd, path, out) {
         return (View::Pass, None);
     }
     let root = state::ROOT.get();
-    let mut rewritten = false;
+    let mut rewritten = out.magic_rewrite;
     // Taken once the path is in the domain: a process that only ever
     // names paths outside it (a fork child exec'ing /bin/true) never maps
     // the table.
@@ -479,6 +508,13 @@ fn unverified(dir: &[u8]) -> Option<Unverified> {
     let key = vrift_format::table::path_hash(dir);
     let slot = &VERIFIED[(key & 255) as usize];
     (slot.load(core::sync::atomic::Ordering::Relaxed) != key).then_some(Unverified { slot, key })
+}
+
+/// Forgets every verified directory (the domain changed).
+pub fn forget_verified() {
+    for slot in &VERIFIED {
+        slot.store(0, core::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Marks `dir` (absolute, normalized) as its own canonical path: the cwd

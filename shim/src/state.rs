@@ -50,7 +50,8 @@ impl RootBuf {
         if n >= PATH_MAX {
             return false;
         }
-        // SAFETY: single-threaded constructor; n + 1 <= PATH_MAX.
+        // SAFETY: n + 1 <= PATH_MAX. Written by the constructor, or by a
+        // shell switching projects between prompts (READY false meanwhile).
         let b = unsafe { &mut *self.bytes.get() };
         b[..root.len()].copy_from_slice(root);
         b[root.len()..root.len() + TABLE_SUFFIX.len()].copy_from_slice(TABLE_SUFFIX);
@@ -107,6 +108,12 @@ struct Startup {
     gid: AtomicU32,
     captured_env: [AtomicUsize; crate::exec::KEPT_VARS],
     merged_streams: AtomicUsize,
+    /// Mappings made so far (`CURRENT` is the one in use + 1; a shell that
+    /// switches projects starts again from none without reusing a slot).
+    mapped: AtomicUsize,
+    /// Started by a shell hook (`VRIFT_SHELL_VIEW`): the shell switches the
+    /// view on and off itself (see [`shell_control`]).
+    shell: AtomicBool,
     cwd: crate::cwd::Counters,
     root: RootBuf,
     first_table: TableSlot,
@@ -128,6 +135,8 @@ static STARTUP: Startup = Startup {
     gid: AtomicU32::new(0),
     captured_env: [const { AtomicUsize::new(0) }; crate::exec::KEPT_VARS],
     merged_streams: AtomicUsize::new(0),
+    mapped: AtomicUsize::new(0),
+    shell: AtomicBool::new(false),
     cwd: crate::cwd::Counters::new(),
     root: RootBuf::new(),
     first_table: TableSlot::empty(),
@@ -139,6 +148,8 @@ static READY: &AtomicBool = &STARTUP.ready;
 static REMAPPING: &AtomicBool = &STARTUP.remapping;
 static CURRENT: &AtomicUsize = &STARTUP.current;
 static ACTIVATION: &AtomicU8 = &STARTUP.activation;
+static MAPPED: &AtomicUsize = &STARTUP.mapped;
+static SHELL: &AtomicBool = &STARTUP.shell;
 pub(crate) static CAPTURED_ENV: &[AtomicUsize; crate::exec::KEPT_VARS] = &STARTUP.captured_env;
 pub static ROOT: &RootBuf = &STARTUP.root;
 pub static DEV: &AtomicU64 = &STARTUP.dev;
@@ -162,6 +173,9 @@ pub fn init(exe_is_vrift: bool) {
     if exe_is_vrift {
         // vrift's own processes never act through the shim (DESIGN.md §2).
         return;
+    }
+    if sys::getenv(b"VRIFT_SHELL_VIEW\0").is_some() {
+        SHELL.store(true, Ordering::Relaxed);
     }
     let Some(root) = sys::getenv(b"VRIFT_PROJECT_ROOT\0") else {
         return;
@@ -243,16 +257,75 @@ fn trim_trailing_slash(p: &[u8]) -> &[u8] {
 
 /// Maps the current table file as the newest mapping.
 fn map_table() {
-    let cur = CURRENT.load(Ordering::Acquire);
-    if cur >= MAX_MAPS {
+    let next = MAPPED.load(Ordering::Acquire);
+    if next >= MAX_MAPS {
         return;
     }
     let Some(table) = mapped_table() else {
         return;
     };
-    // SAFETY: slot `cur` is not yet visible to readers (CURRENT <= cur).
-    unsafe { (*table_slot(cur).0.get()).write(table) };
-    CURRENT.store(cur + 1, Ordering::Release);
+    // SAFETY: slot `next` has never been published (only MAPPED grows).
+    unsafe { (*table_slot(next).0.get()).write(table) };
+    MAPPED.store(next + 1, Ordering::Release);
+    CURRENT.store(next + 1, Ordering::Release);
+}
+
+/// Whether this process is a shell started by a hook to be in the view.
+#[inline]
+pub fn shell() -> bool {
+    SHELL.load(Ordering::Relaxed)
+}
+
+/// What a shell in the view says to its own shim, by naming a path below
+/// `/proc/self/vrift/` (the kernel has none there: any call answers
+/// ENOENT): `enter/<root>` puts the shell in the view of the project at
+/// the canonical `<root>`, `leave` takes it out, `active` exists while it
+/// is in. Only a process started with `VRIFT_SHELL_VIEW` listens. Returns
+/// what `active` should read as: true when the path must resolve to `/`.
+///
+/// Switching happens between prompts, when the shell runs nothing else:
+/// the root is rewritten in place and the previous table stays mapped (a
+/// thread still reading it keeps a valid mapping).
+#[cold]
+#[inline(never)]
+pub fn shell_control(path: &[u8]) -> bool {
+    let Some(cmd) = path.strip_prefix(b"/proc/self/vrift/") else {
+        return false;
+    };
+    if cmd == b"active" {
+        return ready();
+    }
+    if cmd == b"leave" {
+        READY.store(false, Ordering::Release);
+        return false;
+    }
+    let Some(root) = cmd.strip_prefix(b"enter") else {
+        return false;
+    };
+    let root = trim_trailing_slash(root);
+    if root.first() != Some(&b'/') {
+        return false;
+    }
+    if ready() && ROOT.get() == root {
+        return false;
+    }
+    READY.store(false, Ordering::Release);
+    if MAPPED.load(Ordering::Acquire) >= MAX_MAPS || !ROOT.set(root) {
+        sys::complain(&[
+            b"vrift: this shell cannot enter the view of ",
+            root,
+            b" (start a new shell)",
+        ]);
+        return false;
+    }
+    // The new project's table is mapped on first need; what was learned
+    // of the old one's paths no longer holds.
+    CURRENT.store(0, Ordering::Release);
+    ACTIVATION.store(UNTRIED, Ordering::Release);
+    crate::resolve::forget_verified();
+    crate::cwd::forget();
+    READY.store(true, Ordering::Release);
+    false
 }
 
 /// A new mapping of the table file, validated; never unmapped once

@@ -106,6 +106,7 @@ pub fn wake_code(shell: Shell, saved: &Saved) -> Vec<u8> {
     }
     sx.unset_env(&mut out, env_vars::VRIFT_SAVED);
     sx.prompt_off(&mut out);
+    sx.view_off(&mut out);
     out
 }
 
@@ -144,6 +145,7 @@ pub fn enter_code(shell: Shell, inc: &env::InceptionEnv, saved: Option<&Saved>) 
         sx.set_env(&mut out, name, value);
     }
     sx.prompt_on(&mut out);
+    sx.view_on(&mut out, inc.root.as_os_str());
     out
 }
 

@@ -3,7 +3,7 @@
 use std::ffi::OsStr;
 use std::path::Path;
 
-use super::{fill, fish_quote, ShellSyntax, PROMPT_MARKER};
+use super::{enter_path, fill_hook, fish_quote, ShellSyntax, NOT_IN_VIEW, PROMPT_MARKER};
 
 pub struct Fish;
 
@@ -74,7 +74,19 @@ impl ShellSyntax for Fish {
         );
     }
 
-    fn hook(&self, vrift: &Path) -> Vec<u8> {
-        fill(HOOK, &fish_quote(vrift.as_os_str().as_encoded_bytes()))
+    fn view_on(&self, out: &mut Vec<u8>, root: &OsStr) {
+        out.extend_from_slice(b"test -e ");
+        out.extend_from_slice(&fish_quote(&enter_path(root)));
+        out.extend_from_slice(b"\nif not test -e /proc/self/vrift/active; and not set -q __vrift_unviewed\n    set -g __vrift_unviewed 1\n    printf '%s\\n' ");
+        out.extend_from_slice(&fish_quote(NOT_IN_VIEW.as_bytes()));
+        out.extend_from_slice(b" >&2\nend\n");
+    }
+
+    fn view_off(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"test -e /proc/self/vrift/leave\n");
+    }
+
+    fn hook(&self, vrift: &Path, shim: Option<&Path>) -> Vec<u8> {
+        fill_hook(HOOK, vrift, shim, fish_quote)
     }
 }

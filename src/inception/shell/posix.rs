@@ -5,7 +5,7 @@
 use std::ffi::OsStr;
 use std::path::Path;
 
-use super::{fill, sh_quote, ShellSyntax};
+use super::{fill_hook, sh_quote, ShellSyntax};
 
 pub struct Posix {
     hook: &'static str,
@@ -32,7 +32,13 @@ impl ShellSyntax for Posix {
     fn prompt_off(&self, out: &mut Vec<u8>) {
         super::sh_prompt_off(out)
     }
-    fn hook(&self, vrift: &Path) -> Vec<u8> {
-        fill(self.hook, &sh_quote(vrift.as_os_str().as_encoded_bytes()))
+    fn view_on(&self, out: &mut Vec<u8>, root: &OsStr) {
+        super::sh_view_on(out, root)
+    }
+    fn view_off(&self, out: &mut Vec<u8>) {
+        super::sh_view_off(out)
+    }
+    fn hook(&self, vrift: &Path, shim: Option<&Path>) -> Vec<u8> {
+        fill_hook(self.hook, vrift, shim, sh_quote)
     }
 }
