@@ -359,12 +359,54 @@ fn check_commands(project: Option<&Project>) -> Vec<Check> {
         if !seen.insert(label.clone()) {
             continue;
         }
+        // which_in resolves an entry with a slash against the project root.
         match which::which_in(&name, std::env::var_os("PATH"), &cwd) {
             Ok(path) => checks.push(check_command(label, &path)),
+            Err(_) if label.contains('/') => checks.push(match project {
+                Some(p) => check_view_command(p, label),
+                None => Check::skip(label, "not in the project"),
+            }),
             Err(_) => checks.push(Check::skip(label, "not on PATH")),
         }
     }
     checks
+}
+
+/// A `[wrappers]` path that is not on disk, such as a tool a build put in
+/// the rift: inspected from a copy of its content in the view.
+fn check_view_command(project: &Project, label: String) -> Check {
+    let copy = (|| -> Result<Option<tempfile::NamedTempFile>> {
+        let Some(rel) = crate::wrappers::parse_command(&label).and_then(|w| w.path) else {
+            return Ok(None);
+        };
+        let (_lock, cas, manifest) = super::open_manifest(project)?;
+        let txn = manifest.read()?;
+        if matches!(
+            crate::view::lookup(&txn, project, rel.as_bytes())?,
+            crate::view::Node::Absent
+        ) {
+            return Ok(None);
+        }
+        let mut content = crate::view::read_file(&txn, project, &cas, rel.as_bytes())?;
+        let mut tmp = tempfile::NamedTempFile::new()?;
+        std::io::copy(&mut content, &mut tmp)?;
+        Ok(Some(tmp))
+    })();
+    match copy {
+        Ok(Some(tmp)) => {
+            let mut check = check_command(label, tmp.path());
+            check.detail = check
+                .detail
+                .replace(&tmp.path().display().to_string(), "its file in the view");
+            check
+        }
+        Ok(None) => Check::skip(label, "not in the project"),
+        Err(e) => Check::fail(
+            label,
+            format!("cannot read it from the view: {e:#}"),
+            "check the path under [wrappers] in .vrift/config.toml",
+        ),
+    }
 }
 
 fn check_command(label: String, path: &Path) -> Check {
