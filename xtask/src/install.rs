@@ -188,8 +188,8 @@ fn resolve_prefix(prefix: Option<PathBuf>) -> Result<PathBuf> {
             PathBuf::from(home).join(".local")
         }
     };
-    Ok(std::path::absolute(&prefix)
-        .with_context(|| format!("cannot make {} absolute", prefix.display()))?)
+    std::path::absolute(&prefix)
+        .with_context(|| format!("cannot make {} absolute", prefix.display()))
 }
 
 /// Writes `bytes` to `dest` with `mode` by renaming a temporary file of the
