@@ -330,3 +330,83 @@ fn a_newcomer_follows_the_readme() {
     assert!(!prefix.join("lib/vrift").exists());
     assert!(!prefix.join("share/man/man1/vrift.1").exists());
 }
+
+/// Installing again while a process has the library mapped (a shell inside
+/// an inception) gives the new library a new file: the running process
+/// keeps the old one, intact, and new processes load the new one.
+#[test]
+fn reinstalling_leaves_a_running_process_its_library() {
+    if !need("sleep") {
+        return;
+    }
+    build_shim();
+    let target = Path::new(VRIFT).parent().unwrap();
+    let sb = Sandbox::new();
+    let home = sb.home();
+    let prefix = sb.path().join("prefix");
+    let prefix_s = prefix.to_str().unwrap();
+    let install = |from: &Path| {
+        let out = cargo_line(
+            &home,
+            "cargo xtask install",
+            &[
+                "--prefix",
+                prefix_s,
+                "--from-target",
+                from.to_str().unwrap(),
+            ],
+        );
+        assert_ok("cargo xtask install", &out);
+    };
+    install(target);
+    let lib = prefix.join("lib/vrift/libvrift_shim.so");
+    let old = fs::metadata(&lib).unwrap();
+
+    let mut running = Command::new("sleep")
+        .arg("60")
+        .env("LD_PRELOAD", &lib)
+        .spawn()
+        .unwrap();
+    let maps = format!("/proc/{}/maps", running.id());
+    let mapped = |suffix: &str| {
+        fs::read_to_string(&maps)
+            .unwrap()
+            .lines()
+            .any(|l| l.ends_with(&format!("{}{suffix}", lib.display())))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !mapped("") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the library never got mapped"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    // A different library (the same one with bytes past its end, which the
+    // loader ignores), beside the same binary.
+    let next = sb.mkdir("next");
+    std::os::unix::fs::symlink(VRIFT, next.join("vrift")).unwrap();
+    let mut bytes = fs::read(target.join("libvrift_shim.so")).unwrap();
+    bytes.extend_from_slice(&[0; 16]);
+    fs::write(next.join("libvrift_shim.so"), &bytes).unwrap();
+    install(&next);
+
+    let new = fs::metadata(&lib).unwrap();
+    assert_ne!(
+        std::os::unix::fs::MetadataExt::ino(&new),
+        std::os::unix::fs::MetadataExt::ino(&old)
+    );
+    assert_eq!(new.len(), old.len() + 16);
+    assert!(
+        running.try_wait().unwrap().is_none(),
+        "the running process died"
+    );
+    assert!(
+        mapped(" (deleted)"),
+        "{}",
+        fs::read_to_string(&maps).unwrap()
+    );
+    running.kill().unwrap();
+    running.wait().unwrap();
+}
