@@ -113,10 +113,14 @@ pub fn install(args: InstallArgs) -> Result<()> {
     )?;
 
     let version = check_pair(&bin)?;
-    println!("installed vrift {version} in {}:", prefix.display());
-    for w in &written {
-        println!("  {}", prefix.join(w).display());
+    println!("installed vrift {version} under {}:", prefix.display());
+    println!("  bin/vrift");
+    println!("  {lib}");
+    for (_, rel) in COMPLETIONS {
+        println!("  {rel}");
     }
+    let pages = written.iter().filter(|w| w.starts_with(MAN_DIR)).count();
+    println!("  {MAN_DIR}/vrift*.1 ({pages} man pages)");
     print_next_steps(&prefix);
     Ok(())
 }
