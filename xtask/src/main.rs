@@ -2,7 +2,7 @@
 //!
 //! - `install`, `uninstall`: vrift, its library, completions and man pages
 //!   under a prefix (default `~/.local`).
-//! - `demo`: a guided tour of the CLI on a generated project, checked end to end.
+//! - `demo`: a guided tour on a small C project (make, git, the bash hook), checked end to end.
 //! - `bench ingest`: ingest and snapshot timings on a large node_modules-like tree.
 //! - `bench shim`: what the LD_PRELOAD shim costs per call and for whole tools.
 //! - `bench build`: a clean and a no-op `make` of a C project, and write
@@ -44,7 +44,7 @@ enum Task {
     Install(install::InstallArgs),
     /// Remove what `install` put under PREFIX (the store and trusted projects are kept).
     Uninstall(install::UninstallArgs),
-    /// Build vrift and walk through init, ingest, snapshots and materialize on a sample project.
+    /// Build vrift and tour it on a small C project: make in the rift, snapshots, an incremental rebuild, two worktrees, the shell hook.
     Demo {
         /// Keep the temporary directory (project, store, HOME) afterwards.
         #[arg(long)]
