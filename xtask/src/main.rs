@@ -44,7 +44,8 @@ enum Task {
     Install(install::InstallArgs),
     /// Remove what `install` put under PREFIX (the store and trusted projects are kept).
     Uninstall(install::UninstallArgs),
-    /// Build vrift and tour it on a small C project: make in the rift, snapshots, an incremental rebuild, two worktrees, the shell hook.
+    /// Build vrift and tour it on a small C project: make in the rift,
+    /// snapshots, an incremental rebuild, two worktrees, the shell hook.
     Demo {
         /// Keep the temporary directory (project, store, HOME) afterwards.
         #[arg(long)]
