@@ -149,7 +149,8 @@ pub fn parse_command(entry: &str) -> Option<Wanted> {
         .split('/')
         .filter(|c| !c.is_empty() && *c != ".")
         .collect();
-    if entry.starts_with('/') || parts.is_empty() || parts.contains(&"..") {
+    // A trailing slash names a directory, never a command.
+    if entry.starts_with('/') || entry.ends_with('/') || parts.is_empty() || parts.contains(&"..") {
         return None;
     }
     let name = parts.last()?.to_string();
