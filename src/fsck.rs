@@ -37,7 +37,7 @@ impl Report {
 
 pub fn check_store(cas: &Cas, report: &mut Report) -> Result<()> {
     let blobs = cas.list_blobs()?;
-    let bar = ui::progress(blobs.len() as u64, "fsck");
+    let bar = ui::progress_of(blobs.len() as u64, "fsck", "blobs");
     let results: Vec<_> = blobs
         .par_iter()
         .map(|(hash, path)| {

@@ -123,7 +123,10 @@ pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
         }
         report.projects.push(root);
     }
-    for (hash, path) in cas.list_blobs()? {
+    let blobs = cas.list_blobs()?;
+    let bar = crate::ui::progress_of(blobs.len() as u64, "gc", "blobs");
+    for (hash, path) in blobs {
+        bar.inc(1);
         let size = fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
         report.blobs += 1;
         report.blob_bytes += size;
@@ -142,6 +145,7 @@ pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
             }
         }
     }
+    bar.finish_and_clear();
     // Executable copies the shim made of rift executables: derived data,
     // kept while their blob is live.
     if let Ok(entries) = fs::read_dir(cas.root().join("exec")) {

@@ -445,15 +445,18 @@ pub fn ingest(
     // commit) and the entries of files left on disk, taken together.
     let done: Mutex<Done> = Mutex::new(Done::default());
 
+    // The directories the walk met, with their times before the moves.
+    let mut dir_times: Vec<(PathBuf, fs::Metadata)> = Vec::new();
     let result: Result<()> = std::thread::scope(|scope| {
         let (walk_tx, walk_rx) = mpsc::sync_channel::<Vec<Candidate>>(WALK_AHEAD);
         let roots = &roots;
         let walker = scope.spawn(move || {
             let mut found = Report::default();
-            walk(project, cas, roots, &mut found, |chunk| {
+            let mut dirs = Vec::new();
+            walk(project, cas, roots, &mut found, &mut dirs, |chunk| {
                 walk_tx.send(chunk).is_ok()
             });
-            found
+            (found, dirs)
         });
         // The store's blob names, listed while the first batches are found
         // and hashed rather than when the first one is moved.
@@ -541,9 +544,10 @@ pub fn ingest(
             }
         }
         drop(commit_tx);
-        let found = walker
+        let (found, dirs) = walker
             .join()
             .map_err(|_| anyhow::anyhow!("an ingest thread panicked"))?;
+        dir_times = dirs;
         report.skipped.extend(found.skipped);
         report.errors.extend(found.errors);
         let committed = committer
@@ -559,6 +563,7 @@ pub fn ingest(
         committed
     });
     bar.finish_and_clear();
+    restore_dir_times(&dir_times);
 
     // Final commit: drop the journal rows of batches whose moves are done
     // and the entries of files left on disk. After an error above, the rows
@@ -690,11 +695,36 @@ fn roots(project: &Project, targets: &[Vec<u8>]) -> Result<Vec<Root>> {
 
 /// Walks the roots and hands every file and symlink below them to `emit`,
 /// in chunks of [`BATCH`]; stops early when `emit` returns false.
+/// Directories stay on disk, but moving their files out changed their
+/// modification times: put back the times they had when the walk met them,
+/// so that tools comparing directory times (make, rsync, backups) see the
+/// tree as it was. A directory that cannot be set is only warned about: the
+/// files are safe either way.
+fn restore_dir_times(dirs: &[(PathBuf, fs::Metadata)]) {
+    for (dir, before) in dirs {
+        let (Ok(accessed), Ok(modified)) = (before.accessed(), before.modified()) else {
+            continue;
+        };
+        let times = fs::FileTimes::new()
+            .set_accessed(accessed)
+            .set_modified(modified);
+        if let Err(e) = fs::File::open(dir).and_then(|f| f.set_times(times)) {
+            if e.kind() != io::ErrorKind::NotFound {
+                ui::warn(&format!(
+                    "cannot restore the modification time of {}: {e}",
+                    dir.display()
+                ));
+            }
+        }
+    }
+}
+
 fn walk(
     project: &Project,
     cas: &Cas,
     roots: &[Root],
     report: &mut Report,
+    dirs: &mut Vec<(PathBuf, fs::Metadata)>,
     mut emit: impl FnMut(Vec<Candidate>) -> bool,
 ) {
     let state_dir = project.state_dir();
@@ -717,6 +747,12 @@ fn walk(
     };
     for root in roots {
         if !root.meta.is_dir() {
+            // Moving a single file changes its directory's times.
+            if let Some(parent) = root.abs.parent() {
+                if let Ok(m) = fs::metadata(parent) {
+                    dirs.push((parent.to_path_buf(), m));
+                }
+            }
             let ft = root.meta.file_type();
             let c = consider(
                 project,
@@ -737,7 +773,11 @@ fn walk(
             .filter_entry(|e| e.path() != state_dir && e.path() != cas.root());
         for item in walker {
             match item {
-                Ok(e) if e.file_type().is_dir() => {}
+                Ok(e) if e.file_type().is_dir() => {
+                    if let Ok(m) = e.metadata() {
+                        dirs.push((e.path().to_path_buf(), m));
+                    }
+                }
                 Ok(e) => {
                     let ft = e.file_type();
                     let path = e.path().to_path_buf();

@@ -24,18 +24,49 @@ pub fn warn(msg: &str) {
     eprintln!("vrift: warning: {msg}");
 }
 
-/// A progress bar on stderr when it is a terminal, hidden otherwise.
+/// Whether progress is drawn: stderr is a terminal that can redraw a line,
+/// and informational output is not silenced. Piped or redirected output
+/// gets none.
+fn draws_progress() -> bool {
+    !quiet()
+        && std::io::stderr().is_terminal()
+        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+}
+
+/// A progress bar over `len` files on stderr when it is a terminal, hidden
+/// otherwise.
 pub fn progress(len: u64, what: &str) -> ProgressBar {
-    if quiet() || !std::io::stderr().is_terminal() {
+    progress_of(len, what, "files")
+}
+
+/// A progress bar over `len` `unit`s on stderr when it is a terminal,
+/// hidden otherwise. No colour in it: nothing to strip for `NO_COLOR`.
+pub fn progress_of(len: u64, what: &str, unit: &str) -> ProgressBar {
+    if !draws_progress() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>10} [{bar:30}] {pos}/{len} files {binary_bytes_per_sec} {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{prefix:>11} [{bar:30}] {pos}/{len} {msg} {per_sec} {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(what.to_string());
+    bar.set_message(unit.to_string());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// A spinner with `what` on stderr when it is a terminal, hidden otherwise:
+/// for a long step whose size is not known beforehand.
+pub fn spinner(what: &str) -> ProgressBar {
+    if !draws_progress() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>11} {spinner} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.set_prefix(what.to_string());
     bar.enable_steady_tick(Duration::from_millis(120));

@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use crate::project::{write_atomic, Project};
 use crate::ui;
 
-/// The template (POSIX sh). Placeholders: `{{name}}`, `{{root}}`, `{{bin}}`,
+/// The template (POSIX sh). Placeholders: `{{name}}`, `{{path}}`, `{{root}}`, `{{bin}}`,
 /// `{{vrift}}`, `{{os}}` (inside single quotes in the template, so that it
 /// passes shellcheck as it is) and `{{stamp}}` (in a comment).
 pub const TEMPLATE: &str = include_str!("../wrappers/wrapper.sh");
@@ -93,15 +93,19 @@ pub fn stamp() -> &'static str {
     })
 }
 
-/// The wrapper for `name` in the project rooted at `root`, calling `vrift`
+/// The wrapper for `w` in the project rooted at `root`, calling `vrift`
 /// (paths as bytes: a project's path need not be UTF-8).
-pub fn render(name: &str, root: &Path, bin: &Path, vrift: &Path) -> Vec<u8> {
+pub fn render(w: &Wanted, root: &Path, bin: &Path, vrift: &Path) -> Vec<u8> {
     let q = |p: &Path| sh_single_quoted(p.as_os_str().as_bytes());
     fill(
         TEMPLATE.as_bytes(),
         &[
             ("{{stamp}}", stamp().as_bytes().to_vec()),
-            ("{{name}}", sh_single_quoted(name.as_bytes())),
+            ("{{name}}", sh_single_quoted(w.name.as_bytes())),
+            (
+                "{{path}}",
+                sh_single_quoted(w.path.as_deref().unwrap_or("").as_bytes()),
+            ),
             ("{{root}}", q(root)),
             ("{{bin}}", q(bin)),
             ("{{vrift}}", q(vrift)),
@@ -119,30 +123,75 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b"._+-".contains(&c))
 }
 
+/// A wrapper `.vrift/bin` holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wanted {
+    /// Its file name in `.vrift/bin`: the command name builds call.
+    pub name: String,
+    /// For a `[wrappers] commands` entry written as a path relative to the
+    /// project root (`node_modules/.bin/tsc`): that path, which the wrapper
+    /// runs instead of looking the name up on PATH.
+    pub path: Option<String>,
+}
+
+/// What a `[wrappers] commands` entry names: a bare command name, or a path
+/// relative to the project root (`./` allowed, no `..`, not absolute),
+/// whose last component names the wrapper. None when it is neither.
+pub fn parse_command(entry: &str) -> Option<Wanted> {
+    if !entry.contains('/') {
+        return valid_name(entry).then(|| Wanted {
+            name: entry.to_string(),
+            path: None,
+        });
+    }
+    let rel = entry.trim_start_matches("./");
+    let parts: Vec<&str> = rel
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    // A trailing slash names a directory, never a command.
+    if entry.starts_with('/') || entry.ends_with('/') || parts.is_empty() || parts.contains(&"..") {
+        return None;
+    }
+    let name = parts.last()?.to_string();
+    valid_name(&name).then(|| Wanted {
+        name,
+        path: Some(parts.join("/")),
+    })
+}
+
 /// The commands the project wraps: vrift's applets, the build commands on
 /// PATH that cannot load the library (static, setuid, capabilities: see
-/// `inspect`), then `[wrappers] commands` (invalid names are reported and
-/// skipped).
-pub fn wanted(project: &Project) -> Result<Vec<String>> {
-    let mut names: Vec<String> = vrift_coreutils::APPLETS
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+/// `inspect`), then `[wrappers] commands` (invalid entries are reported and
+/// skipped; of two entries with one name, the first wins).
+pub fn wanted(project: &Project) -> Result<Vec<Wanted>> {
+    let bare = |name: &str| Wanted {
+        name: name.to_string(),
+        path: None,
+    };
+    let mut wanted: Vec<Wanted> = vrift_coreutils::APPLETS.iter().map(|s| bare(s)).collect();
     for name in auto_wrapped(project) {
-        if valid_name(&name) && !names.contains(&name) {
-            names.push(name);
+        if valid_name(&name) && !wanted.iter().any(|w| w.name == name) {
+            wanted.push(bare(&name));
         }
     }
-    for name in project.config()?.wrappers.commands {
-        if !valid_name(&name) {
-            ui::warn(&format!(
-                "[wrappers] commands: {name:?} is not a command name; no wrapper for it"
-            ));
-        } else if !names.contains(&name) {
-            names.push(name);
+    for entry in project.config()?.wrappers.commands {
+        match parse_command(&entry) {
+            None => ui::warn(&format!(
+                "[wrappers] commands: {entry:?} is neither a command name nor a path relative to the project root; no wrapper for it"
+            )),
+            Some(w) if wanted.iter().any(|o| o.name == w.name) => {
+                if w.path.is_some() {
+                    ui::warn(&format!(
+                        "[wrappers] commands: {entry:?}: .vrift/bin/{} already wraps another command; no wrapper for it",
+                        w.name
+                    ));
+                }
+            }
+            Some(w) => wanted.push(w),
         }
     }
-    Ok(names)
+    Ok(wanted)
 }
 
 /// The file listing the build commands `vrift init` found unable to load
@@ -199,7 +248,7 @@ fn record_path(project: &Project) -> PathBuf {
 /// each wrapper as the kernel reports it (inode, size, change time — the
 /// ctime moves on any write, and no tool can set it back). None when one
 /// is missing.
-fn bin_record(project: &Project, bin: &Path, vrift: &Path, names: &[String]) -> Option<Vec<u8>> {
+fn bin_record(project: &Project, bin: &Path, vrift: &Path, wanted: &[Wanted]) -> Option<Vec<u8>> {
     use std::os::unix::fs::MetadataExt;
     let mut record = Vec::new();
     for part in [
@@ -222,9 +271,12 @@ fn bin_record(project: &Project, bin: &Path, vrift: &Path, names: &[String]) -> 
         )
     };
     record.extend_from_slice(identity(&fs::symlink_metadata(bin).ok()?).as_bytes());
-    for name in names {
-        let meta = fs::symlink_metadata(bin.join(name)).ok()?;
-        record.extend_from_slice(name.as_bytes());
+    for w in wanted {
+        let meta = fs::symlink_metadata(bin.join(&w.name)).ok()?;
+        record.extend_from_slice(w.name.as_bytes());
+        record.push(b' ');
+        // The path is an input of the wrapper too: a changed path rewrites it.
+        record.extend_from_slice(w.path.as_deref().unwrap_or("").as_bytes());
         record.push(b' ');
         record.extend_from_slice(identity(&meta).as_bytes());
     }
@@ -238,18 +290,19 @@ fn bin_record(project: &Project, bin: &Path, vrift: &Path, names: &[String]) -> 
 /// the last full pass left, not a render, read and compare of each.
 pub fn ensure_with(project: &Project, vrift: &Path) -> Result<Changes> {
     let bin = bin_dir(project);
-    let names = wanted(project)?;
+    let wanted = wanted(project)?;
     let record = record_path(project);
-    if let (Some(now), Ok(then)) = (bin_record(project, &bin, vrift, &names), fs::read(&record)) {
+    if let (Some(now), Ok(then)) = (bin_record(project, &bin, vrift, &wanted), fs::read(&record)) {
         if now == then {
             return Ok(Changes::default());
         }
     }
     fs::create_dir_all(&bin).with_context(|| format!("cannot create {}", bin.display()))?;
     let mut changes = Changes::default();
-    for name in &names {
+    for w in &wanted {
+        let name = &w.name;
         let path = bin.join(name);
-        let text = render(name, project.root(), &bin, vrift);
+        let text = render(w, project.root(), &bin, vrift);
         let current = fs::read(&path).ok();
         let executable = fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
         if current.as_deref() == Some(&text[..]) && executable {
@@ -267,14 +320,17 @@ pub fn ensure_with(project: &Project, vrift: &Path) -> Result<Changes> {
         };
         // Dot files are other vrifts' temporary files, about to be renamed
         // into place: no wrapper name starts with a dot.
-        if names.contains(&name) || name.starts_with('.') || !is_wrapper(&entry.path()) {
+        if wanted.iter().any(|w| w.name == name)
+            || name.starts_with('.')
+            || !is_wrapper(&entry.path())
+        {
             continue;
         }
         fs::remove_file(entry.path())
             .with_context(|| format!("cannot remove {}", entry.path().display()))?;
         changes.removed.push(name);
     }
-    if let Some(now) = bin_record(project, &bin, vrift, &names) {
+    if let Some(now) = bin_record(project, &bin, vrift, &wanted) {
         write_atomic(&record, &now)?;
     }
     Ok(changes)
@@ -311,7 +367,10 @@ mod tests {
     fn values_are_quoted_and_every_placeholder_filled() {
         assert_eq!(sh_single_quoted(b"a'b c"), b"a'\\''b c");
         let text = render(
-            "rm",
+            &Wanted {
+                name: "rm".into(),
+                path: None,
+            },
             Path::new("/p/it's"),
             Path::new("/p/it's/.vrift/bin"),
             Path::new("/usr/bin/vrift"),
@@ -325,6 +384,30 @@ mod tests {
         }
         for name in ["", ".", "..", "-x", "a/b", "a b", "$(x)"] {
             assert!(!valid_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn commands_are_names_or_paths_in_the_project() {
+        let parsed = |e: &str| parse_command(e).map(|w| (w.name, w.path));
+        assert_eq!(parsed("tsc"), Some(("tsc".into(), None)));
+        for e in ["node_modules/.bin/tsc", "./node_modules//.bin/./tsc"] {
+            assert_eq!(
+                parsed(e),
+                Some(("tsc".into(), Some("node_modules/.bin/tsc".into()))),
+                "{e}"
+            );
+        }
+        for e in [
+            "/usr/bin/tsc",
+            "../x/tsc",
+            "a/../tsc",
+            "a/",
+            "./",
+            "bin/-x",
+            "bin/a b",
+        ] {
+            assert_eq!(parsed(e), None, "{e}");
         }
     }
 }

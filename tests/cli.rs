@@ -225,3 +225,36 @@ fn invoked_as_an_applet_it_acts_itself_and_hands_the_rest_to_the_real_tool() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no other cat is on PATH"));
     let _ = fs::Permissions::from_mode(0o755);
 }
+
+/// On a terminal, help is styled (bold, underline) unless `NO_COLOR` is set
+/// (https://no-color.org); vrift's own output and progress bars carry no
+/// colour at all. Driven through `script`, which gives vrift a pty.
+#[test]
+fn no_color_is_honoured_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "script (util-linux) is not installed, and CI is set"
+        );
+        eprintln!("SKIPPED no_color: script (util-linux) is not installed");
+        return;
+    }
+    let help = |no_color: bool| {
+        let mut c = Command::new("script");
+        c.args(["-qec", &format!("'{VRIFT}' --help"), "/dev/null"])
+            .env("TERM", "xterm-256color")
+            .env_remove("CLICOLOR_FORCE");
+        if no_color {
+            c.env("NO_COLOR", "1");
+        } else {
+            c.env_remove("NO_COLOR");
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(help(false).contains("\x1b["), "no styling on a terminal");
+    let plain = help(true);
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+    assert!(plain.contains("Usage: vrift"), "{plain}");
+}

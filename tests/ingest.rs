@@ -528,3 +528,38 @@ fn ingest_outside_the_project_or_of_missing_paths_is_refused() {
     let err = sb.fails(&root, &["ingest"]);
     assert!(err.contains("nothing to ingest"), "{err}");
 }
+
+/// Directories stay on disk through an ingest, and so do their times:
+/// moving the files out does not leave every directory "modified now".
+#[test]
+fn ingest_keeps_the_directories_times() {
+    let sb = Sandbox::new();
+    let root = project_with_node_modules(&sb, "p", 5);
+    sb.ok(&root, &["init"]);
+    fs::write(root.join("src/lone.txt"), "alone\n").unwrap();
+    let past = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    let dirs: Vec<std::path::PathBuf> = walkdir::WalkDir::new(root.join("node_modules"))
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_dir())
+        .map(|e| e.into_path())
+        .chain([root.join("src")])
+        .collect();
+    assert!(dirs.len() > 10, "{dirs:?}");
+    for d in &dirs {
+        let times = fs::FileTimes::new().set_modified(past).set_accessed(past);
+        fs::File::open(d).unwrap().set_times(times).unwrap();
+    }
+    sb.ok(&root, &["ingest"]);
+    // A single file's directory too.
+    sb.ok(&root, &["ingest", "src/lone.txt"]);
+    assert!(!root.join("src/lone.txt").exists());
+    for d in &dirs {
+        assert_eq!(
+            fs::metadata(d).unwrap().modified().unwrap(),
+            past,
+            "{}",
+            d.display()
+        );
+    }
+}

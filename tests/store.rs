@@ -108,7 +108,12 @@ fn gc_sweeps_only_what_no_project_or_snapshot_references() {
     let before = sb.blob_count();
 
     let out = sb.ok(&a, &["gc"]);
-    assert!(out.contains("referenced by 2 projects"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{before} in use by 2 projects and their snapshots"
+        )),
+        "{out}"
+    );
     assert!(out.contains("0 unreferenced blobs"), "{out}");
 
     // Materializing a leaves its blobs unreferenced, except the LICENSE b shares.
@@ -119,6 +124,7 @@ fn gc_sweeps_only_what_no_project_or_snapshot_references() {
         out.contains(&format!("{unreferenced} unreferenced blobs")),
         "{out}"
     );
+    assert!(out.contains("; 2 in use by 2 projects"), "{out}");
     assert_eq!(sb.blob_count(), before, "a dry run deletes nothing");
     let out = sb.ok(&a, &["gc", "--delete"]);
     assert!(
@@ -136,7 +142,7 @@ fn gc_sweeps_only_what_no_project_or_snapshot_references() {
     fs::remove_dir_all(&a).unwrap();
     let out = sb.ok(&b, &["gc", "--delete"]);
     assert!(out.contains("is gone; unregistered"), "{out}");
-    assert!(sb.ok(&b, &["gc"]).contains("referenced by 1 project"));
+    assert!(sb.ok(&b, &["gc"]).contains("in use by 1 project and"));
 }
 
 #[test]

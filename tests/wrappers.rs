@@ -934,7 +934,8 @@ fn wrappers_follow_the_config_and_are_rewritten_when_stale() {
     sb.ok(&root, &["allow"]);
     let out = sb.run(&root, &["run", "--", "true"]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("\"../evil\" is not a command name"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("\"../evil\" is neither a command name nor a path relative to the project root"));
     assert!(
         names(&root).contains(&"make".to_string()) && names(&root).contains(&"tar".to_string())
     );
@@ -976,6 +977,56 @@ fn wrappers_follow_the_config_and_are_rewritten_when_stale() {
     fs::write(&rm, good.replace("vrift_exe=", "vrift_exX=")).unwrap();
     sb.ok(&root, &["run", "--", "true"]);
     assert_eq!(fs::read_to_string(&rm).unwrap(), good);
+}
+
+/// `[wrappers] commands` names a tool by its path in the project, as the
+/// config's comment promises: a tool that exists only in the rift (a
+/// `node_modules/.bin` script a build put there) is called by name in the
+/// inception, and `vrift doctor` inspects it from the view.
+#[test]
+fn a_tool_only_in_the_rift_is_wrapped_by_its_path() {
+    build_shim();
+    let sb = Sandbox::new();
+    let (root, _) = project_and_twin(&sb);
+    let made = in_view(
+        &sb,
+        &root,
+        "mkdir -p node_modules/.bin && printf '#!/bin/sh\\necho greet \"$*\"\\n' > node_modules/.bin/greet && chmod +x node_modules/.bin/greet",
+        false,
+    );
+    assert!(made.status.success(), "{}", text(&made));
+    assert!(!root.join("node_modules/.bin/greet").exists(), "on disk");
+    fs::write(
+        root.join(".vrift/config.toml"),
+        "[wrappers]\ncommands = [\"./node_modules/.bin/greet\"]\n",
+    )
+    .unwrap();
+    sb.ok(&root, &["allow"]);
+
+    let out = in_view(&sb, &root, "cd src && greet a 'b c'", true);
+    assert_eq!(
+        text(&out),
+        "status Some(0)\nstdout:\ngreet a b c\nstderr:\n"
+    );
+    let wrapper = fs::read_to_string(bin(&root).join("greet")).unwrap();
+    assert!(
+        wrapper.contains("vrift_path='node_modules/.bin/greet'"),
+        "{wrapper}"
+    );
+
+    let out = sb.run(&root, &["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "./node_modules/.bin/greet")
+        .unwrap_or_else(|| panic!("no check for the tool: {v}"));
+    assert_eq!(check["status"], "ok", "{check}");
+    assert_eq!(
+        check["detail"], "its file in the view can load the shim",
+        "{check}"
+    );
 }
 
 #[test]

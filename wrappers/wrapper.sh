@@ -11,6 +11,7 @@
 # real command, untouched, otherwise.
 
 vrift_name='{{name}}'
+vrift_path='{{path}}'
 vrift_root='{{root}}'
 vrift_bin='{{bin}}'
 vrift_exe='{{vrift}}'
@@ -41,6 +42,14 @@ if [ "$vrift_os" = Darwin ] && [ -n "${VRIFT_SHIM_PATH:-}" ]; then
       export DYLD_INSERT_LIBRARIES
       ;;
   esac
+fi
+
+# A command named in [wrappers] by its path in the project (such as
+# node_modules/.bin/tsc, which may exist only in the rift) is that file, run
+# from here: in the inception this sh has the library loaded, so it finds and
+# runs the file of the view; vrift itself never acts through the library.
+if [ -n "$vrift_path" ]; then
+  exec "$vrift_root/$vrift_path" "$@"
 fi
 
 # The real command: the first on PATH that is not in this .vrift/bin, not

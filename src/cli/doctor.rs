@@ -3,7 +3,8 @@
 //! Each check answers one question a user would otherwise debug by hand:
 //! does the shim load, can the store be written, is this project trusted, is
 //! the hook in the shell's rc file, and can the commands builds run load the
-//! shim at all. Exit status 1 when any check failed.
+//! shim at all. Exit status 1 when any check failed; advice (the hook not
+//! in the rc file yet) is printed with `!` and does not fail.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
@@ -28,6 +29,9 @@ enum Status {
     Fail,
     /// Nothing to check (not in a project, command not installed).
     Skip,
+    /// Works, but something would make daily use easier (the hook not yet
+    /// in the shell's rc file): advice, not a failure.
+    Advice,
 }
 
 #[derive(Debug, Serialize)]
@@ -58,6 +62,16 @@ impl Check {
 
     fn skip(name: impl Into<String>, detail: impl Into<String>) -> Check {
         Check::new(name, Status::Skip, detail)
+    }
+
+    fn advice(
+        name: impl Into<String>,
+        detail: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Check {
+        let mut c = Check::new(name, Status::Advice, detail);
+        c.hint = Some(hint.into());
+        c
     }
 
     fn fail(name: impl Into<String>, detail: impl Into<String>, hint: impl Into<String>) -> Check {
@@ -95,6 +109,7 @@ pub fn doctor(json: bool) -> Result<Outcome> {
                 Status::Ok => "✓",
                 Status::Fail => "✗",
                 Status::Skip => "-",
+                Status::Advice => "!",
             };
             match &c.hint {
                 Some(hint) => writeln!(out, "{mark} {}: {} — {hint}", c.name, c.detail)?,
@@ -119,7 +134,7 @@ fn check_shim() -> Check {
             return Check::fail(
                 NAME,
                 format!("{e:#}"),
-                "build it next to vrift (`cargo build -p vrift-shim`) or set VRIFT_SHIM_PATH",
+                "install vrift with `cargo xtask install` (it puts the library in PREFIX/lib/vrift/), or set VRIFT_SHIM_PATH",
             )
         }
     };
@@ -129,7 +144,7 @@ fn check_shim() -> Check {
             return Check::fail(
                 NAME,
                 format!("{}: {e:#}", shim.display()),
-                "rebuild the shim (`cargo build -p vrift-shim`)",
+                "reinstall vrift (`cargo xtask install`)",
             )
         }
     };
@@ -138,7 +153,7 @@ fn check_shim() -> Check {
         return Check::fail(
             NAME,
             format!("{} is version {version}, vrift is {ours}", shim.display()),
-            "rebuild both from the same checkout",
+            "reinstall both from one checkout (`cargo xtask install`)",
         );
     }
     match preload_probe(&shim) {
@@ -273,7 +288,9 @@ fn check_daemon(project: Option<&Project>) -> Check {
     }
 }
 
-/// The hook line is in the rc file of the user's shell (`$SHELL`).
+/// The hook line is in the rc file of the user's shell (`$SHELL`). Only
+/// advice when it is not: `vrift run` and `vrift inception` work without it,
+/// and a fresh install has not had the chance to add it yet.
 fn check_hook() -> Check {
     const NAME: &str = "hook";
     let shell = std::env::var_os("SHELL").unwrap_or_default();
@@ -296,7 +313,7 @@ fn check_hook() -> Check {
             (config.join("fish/config.fish"), "vrift hook fish | source")
         }
         _ => {
-            return Check::fail(
+            return Check::advice(
                 NAME,
                 format!(
                     "SHELL is {:?}; the hook exists for bash, zsh and fish",
@@ -313,10 +330,10 @@ fn check_hook() -> Check {
     if installed {
         Check::ok(NAME, format!("installed in {}", rc.display()))
     } else {
-        Check::fail(
+        Check::advice(
             NAME,
             format!("not installed in {}", rc.display()),
-            format!("add `{line}` to it"),
+            format!("add `{line}` to it to enter trusted projects on `cd`"),
         )
     }
 }
@@ -342,12 +359,54 @@ fn check_commands(project: Option<&Project>) -> Vec<Check> {
         if !seen.insert(label.clone()) {
             continue;
         }
+        // which_in resolves an entry with a slash against the project root.
         match which::which_in(&name, std::env::var_os("PATH"), &cwd) {
             Ok(path) => checks.push(check_command(label, &path)),
+            Err(_) if label.contains('/') => checks.push(match project {
+                Some(p) => check_view_command(p, label),
+                None => Check::skip(label, "not in the project"),
+            }),
             Err(_) => checks.push(Check::skip(label, "not on PATH")),
         }
     }
     checks
+}
+
+/// A `[wrappers]` path that is not on disk, such as a tool a build put in
+/// the rift: inspected from a copy of its content in the view.
+fn check_view_command(project: &Project, label: String) -> Check {
+    let copy = (|| -> Result<Option<tempfile::NamedTempFile>> {
+        let Some(rel) = crate::wrappers::parse_command(&label).and_then(|w| w.path) else {
+            return Ok(None);
+        };
+        let (_lock, cas, manifest) = super::open_manifest(project)?;
+        let txn = manifest.read()?;
+        if matches!(
+            crate::view::lookup(&txn, project, rel.as_bytes())?,
+            crate::view::Node::Absent
+        ) {
+            return Ok(None);
+        }
+        let mut content = crate::view::read_file(&txn, project, &cas, rel.as_bytes())?;
+        let mut tmp = tempfile::NamedTempFile::new()?;
+        std::io::copy(&mut content, &mut tmp)?;
+        Ok(Some(tmp))
+    })();
+    match copy {
+        Ok(Some(tmp)) => {
+            let mut check = check_command(label, tmp.path());
+            check.detail = check
+                .detail
+                .replace(&tmp.path().display().to_string(), "its file in the view");
+            check
+        }
+        Ok(None) => Check::skip(label, "not in the project"),
+        Err(e) => Check::fail(
+            label,
+            format!("cannot read it from the view: {e:#}"),
+            "check the path under [wrappers] in .vrift/config.toml",
+        ),
+    }
 }
 
 fn check_command(label: String, path: &Path) -> Check {

@@ -21,11 +21,15 @@ fn store() -> Result<(Option<Project>, Cas)> {
 pub fn gc(delete: bool) -> Result<Outcome> {
     let (_, cas) = store()?;
     let r = gc_op::gc(&cas, delete)?;
+    // Say how many of the blobs are in use and by how many projects: "N
+    // blobs referenced by 1 project" beside "M unreferenced" read as a
+    // contradiction.
     println!(
-        "store {}: {} blobs ({}) referenced by {}",
+        "store {}: {} blobs ({}); {} in use by {} and their snapshots",
         cas.root().display(),
         r.blobs,
         ui::bytes(r.blob_bytes),
+        r.blobs - r.unreferenced,
         ui::count(r.projects.len() as u64, "project", "projects")
     );
     for p in &r.stale_projects {

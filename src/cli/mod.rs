@@ -89,6 +89,9 @@ pub enum Command {
         /// Also list files ingested from disk (P).
         #[arg(long)]
         phantom: bool,
+        /// Print JSON: {"changes": [{"change": "added|modified|deleted|phantom", "path"}], "phantom_files"}.
+        #[arg(long)]
+        json: bool,
     },
     /// Delete blobs no registered project or snapshot references (dry run by default).
     Gc {
@@ -236,7 +239,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Cat { paths } => view_cmds::cat(paths),
         Command::Snapshot(cmd) => snapshot::snapshot(cmd),
         Command::Discard { yes } => snapshot::discard(yes),
-        Command::Diff { phantom } => view_cmds::diff(phantom),
+        Command::Diff { phantom, json } => view_cmds::diff(phantom, json),
         Command::Gc { delete } => gc::gc(delete),
         Command::Fsck => gc::fsck(),
         Command::Allow { dir } => init::allow(dir),

@@ -49,6 +49,8 @@ pub fn snapshot(cmd: SnapshotCommand) -> Result<Outcome> {
             }
         }
         SnapshotCommand::Restore { name } => {
+            // A large rift takes seconds to rebuild the table for.
+            let spinner = ui::spinner("restore");
             let txn = manifest.write()?;
             let info = txn.snapshot_restore(&name)?;
             txn.commit()?;
@@ -76,6 +78,7 @@ pub fn snapshot(cmd: SnapshotCommand) -> Result<Outcome> {
                 // The table must carry the new directories' marks too.
                 crate::table::publish(&project, &cas, &manifest)?;
             }
+            spinner.finish_and_clear();
             println!(
                 "restored snapshot {:?}: {} entries ({}){}",
                 info.name,

@@ -155,7 +155,7 @@ fn differs(project: &Project, lower: &Node, e: &Entry, rel: &[u8]) -> Result<boo
     })
 }
 
-pub fn diff(phantom: bool) -> Result<Outcome> {
+pub fn diff(phantom: bool, json: bool) -> Result<Outcome> {
     let project = current_project()?;
     let (_lock, _cas, manifest) = super::open_manifest(&project)?;
     let txn = manifest.read()?;
@@ -216,6 +216,26 @@ pub fn diff(phantom: bool) -> Result<Outcome> {
     lines.sort_by(|a, b| a.1.cmp(&b.1));
     lines.dedup_by(|a, b| a.1 == b.1);
     let mut out = io::stdout().lock();
+    if json {
+        let changes: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|(tag, path)| {
+                let change = match tag {
+                    b'A' => "added",
+                    b'M' => "modified",
+                    b'D' => "deleted",
+                    _ => "phantom",
+                };
+                // JSON strings are Unicode: a non-UTF-8 name is shown lossily.
+                serde_json::json!({ "change": change, "path": String::from_utf8_lossy(path) })
+            })
+            .collect();
+        let v = serde_json::json!({ "changes": changes, "phantom_files": phantom_count });
+        // Written as a string: a closed pipe must stay an io::Error.
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        out.flush()?;
+        return Ok(Outcome::Ok);
+    }
     for (tag, path) in &lines {
         out.write_all(&[*tag, b' '])?;
         raw(&mut out, path)?;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;

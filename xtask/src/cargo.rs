@@ -33,16 +33,21 @@ pub struct Release {
     pub shim: PathBuf,
 }
 
-/// Builds the release `vrift` and the shim as it ships (profile `shim`:
-/// panic=abort, no std, no libgcc_s), and puts the shim beside `vrift`,
-/// where `vrift` looks for it. The paths are the ones cargo reports, as in
-/// [`build_release_vrift`].
-pub fn build_release_vrift_and_shim() -> Result<Release> {
-    let vrift = build_release_vrift()?;
-    let built = build_with(&["--profile", "shim", "-p", "vrift-shim", "--lib"])?
+/// Builds the shim as it ships (profile `shim`: panic=abort, no std, no
+/// libgcc_s) and returns the path of `libvrift_shim.so` cargo reports.
+pub fn build_release_shim() -> Result<PathBuf> {
+    build_with(&["--profile", "shim", "-p", "vrift-shim", "--lib"])?
         .iter()
         .find_map(shim_library)
-        .context("cargo built vrift-shim but reported no libvrift_shim.so")?;
+        .context("cargo built vrift-shim but reported no libvrift_shim.so")
+}
+
+/// Builds the release `vrift` and the shim as it ships, and puts the shim
+/// beside `vrift`, where `vrift` looks for it. The paths are the ones cargo
+/// reports, as in [`build_release_vrift`].
+pub fn build_release_vrift_and_shim() -> Result<Release> {
+    let vrift = build_release_vrift()?;
+    let built = build_release_shim()?;
     let shim = vrift
         .parent()
         .context("the vrift executable has no parent directory")?

@@ -1,12 +1,15 @@
 //! Developer tasks for vrift, run as `cargo xtask <task>`.
 //!
-//! - `demo`: a guided tour of the CLI on a generated project, checked end to end.
+//! - `install`, `uninstall`: vrift, its library, completions and man pages
+//!   under a prefix (default `~/.local`).
+//! - `demo`: a guided tour on a small C project (make, git, the bash hook), checked end to end.
 //! - `bench ingest`: ingest and snapshot timings on a large node_modules-like tree.
 //! - `bench shim`: what the LD_PRELOAD shim costs per call and for whole tools.
 //! - `bench build`: a clean and a no-op `make` of a C project, and write
 //!   latency, under `vrift run` against native.
 //!
-//! Every task works in a fresh temporary directory with its own `HOME`,
+//! Every task but `install` and `uninstall` works in a fresh temporary
+//! directory with its own `HOME`,
 //! `XDG_DATA_HOME` and `VR_THE_SOURCE`, so the user's store and trust list
 //! are never touched.
 
@@ -18,6 +21,7 @@ mod compare;
 mod demo;
 mod gen;
 mod gen_c;
+mod install;
 mod rift;
 mod sandbox;
 
@@ -35,7 +39,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Task {
-    /// Build vrift and walk through init, ingest, snapshots and materialize on a sample project.
+    /// Build vrift and its library in release mode and install them with
+    /// completions and man pages under PREFIX (default ~/.local).
+    Install(install::InstallArgs),
+    /// Remove what `install` put under PREFIX (the store and trusted projects are kept).
+    Uninstall(install::UninstallArgs),
+    /// Build vrift and tour it on a small C project: make in the rift,
+    /// snapshots, an incremental rebuild, two worktrees, the shell hook.
     Demo {
         /// Keep the temporary directory (project, store, HOME) afterwards.
         #[arg(long)]
@@ -64,6 +74,8 @@ enum Bench {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
+        Task::Install(args) => install::install(args),
+        Task::Uninstall(args) => install::uninstall(args),
         Task::Demo { keep, dir } => demo::run(keep, dir),
         Task::Bench { bench: None } => {
             list_benches();

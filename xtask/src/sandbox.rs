@@ -88,20 +88,6 @@ impl<'s> Vrift<'s> {
         cmd
     }
 
-    /// Echoes `$ vrift ARGS`, runs it with the terminal as its output, and
-    /// fails if it fails.
-    pub fn run(&self, cwd: &Path, args: &[&str]) -> Result<()> {
-        println!("$ vrift {}", args.join(" "));
-        let status = self
-            .command(cwd, args)
-            .status()
-            .context("cannot run vrift")?;
-        if !status.success() {
-            bail!("`vrift {}` failed ({status})", args.join(" "));
-        }
-        Ok(())
-    }
-
     /// Runs `vrift ARGS` with its output captured; fails if it fails.
     pub fn output(&self, cwd: &Path, args: &[&str]) -> Result<Output> {
         Ok(self.timed(cwd, args)?.1)
