@@ -7,79 +7,10 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::tmux::{installed, Tmux};
 use common::*;
-
-/// One tmux server of the test's own, holding one terminal.
-struct Term {
-    socket: PathBuf,
-}
-
-impl Term {
-    fn tmux(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(args)
-            .env("LANG", "C.UTF-8")
-            .output()
-            .unwrap()
-    }
-
-    fn start(sb: &Sandbox, cwd: &Path, env: &[(String, String)], argv: &[String]) -> Term {
-        let t = Term {
-            socket: sb.path().join("tmux.sock"),
-        };
-        let mut args: Vec<String> = ["-f", "/dev/null", "new-session", "-d", "-s", "t"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        args.extend(["-x", "200", "-y", "50", "-c"].map(String::from));
-        args.push(cwd.display().to_string());
-        args.extend(["env".into(), "-i".into()]);
-        args.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
-        args.extend(argv.iter().cloned());
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = t.tmux(&refs);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        t
-    }
-
-    fn send(&self, line: &str) {
-        assert!(self
-            .tmux(&["send-keys", "-t", "t", "-l", line])
-            .status
-            .success());
-        assert!(self
-            .tmux(&["send-keys", "-t", "t", "Enter"])
-            .status
-            .success());
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "t"]).stdout).into()
-    }
-}
-
-impl Drop for Term {
-    fn drop(&mut self) {
-        let _ = self.tmux(&["kill-server"]);
-    }
-}
-
-fn installed(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool} >/dev/null")])
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 fn shell_in_view(name: &str) {
     for tool in ["tmux", name, "cc"] {
@@ -150,18 +81,18 @@ fn shell_in_view(name: &str) {
             )
         }
     };
-    let mut env: Vec<(String, String)> = vec![
-        ("HOME".into(), sb.home().display().to_string()),
-        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
-        ("TERM".into(), "xterm-256color".into()),
-        ("LANG".into(), "C.UTF-8".into()),
-        ("VR_THE_SOURCE".into(), sb.store().display().to_string()),
-        ("SHELL".into(), format!("/bin/{name}")),
+    let mut env: Vec<(&str, String)> = vec![
+        ("HOME", sb.home().display().to_string()),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin".into()),
+        ("TERM", "xterm-256color".into()),
+        ("LANG", "C.UTF-8".into()),
+        ("VR_THE_SOURCE", sb.store().display().to_string()),
+        ("SHELL", format!("/bin/{name}")),
     ];
     if !rc_lines.is_empty() {
-        env.push(("ZDOTDIR".into(), rc_lines));
+        env.push(("ZDOTDIR", rc_lines));
     }
-    let t = Term::start(&sb, &sb.path(), &env, &argv);
+    let t = Tmux::start(&sb, &sb.path(), &env, &argv);
     let lines = [
         "cd p".to_string(),
         "echo hi > note.txt".into(),
