@@ -176,7 +176,7 @@ fn has_make_and_cc() -> bool {
 #[test]
 fn a_makefile_project_builds_in_the_rift_exactly_as_natively() {
     if !has_make_and_cc() {
-        eprintln!("skipped: make, cc or ar is missing");
+        skip("make, cc or ar is missing");
         return;
     }
     build_shim();

@@ -236,7 +236,7 @@ fn no_color_is_honoured_on_a_terminal() {
             std::env::var_os("CI").is_none(),
             "script (util-linux) is not installed, and CI is set"
         );
-        eprintln!("SKIPPED no_color: script (util-linux) is not installed");
+        skip("script (util-linux) is not installed");
         return;
     }
     let help = |no_color: bool| {

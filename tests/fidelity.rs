@@ -14,8 +14,7 @@ use common::*;
 #[test]
 fn bad_pointers_long_names_and_long_paths_answer_as_the_kernel() {
     if !has_cc() {
-        assert!(std::env::var_os("CI").is_none(), "cc is missing in CI");
-        eprintln!("SKIPPED: no C compiler");
+        skip("no C compiler");
         return;
     }
     build_shim();
@@ -59,8 +58,7 @@ fn bad_pointers_long_names_and_long_paths_answer_as_the_kernel() {
 #[test]
 fn raw_syscall_numbers_of_the_path_family_act_on_the_view() {
     if !has_cc() {
-        assert!(std::env::var_os("CI").is_none(), "cc is missing in CI");
-        eprintln!("SKIPPED: no C compiler");
+        skip("no C compiler");
         return;
     }
     build_shim();

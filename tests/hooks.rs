@@ -115,11 +115,11 @@ fn shell_test(sh: Sh) {
         Sh::Fish => "fish",
     };
     if !installed("tmux") {
-        eprintln!("SKIPPED hooks/{name}: tmux is not installed");
+        common::skip("tmux is not installed");
         return;
     }
     if !installed(name) {
-        eprintln!("SKIPPED hooks/{name}: {name} is not installed");
+        common::skip(&format!("{name} is not installed"));
         return;
     }
     let shim = build_shim();

@@ -428,7 +428,7 @@ fn a_second_ingest_of_the_same_project_waits_for_the_first() {
 #[test]
 fn a_full_store_gives_a_clean_error_and_loses_nothing() {
     if !is_root() {
-        eprintln!("skipped: mounting a small tmpfs as the full store needs root");
+        skip("mounting a small tmpfs as the full store needs root");
         return;
     }
     let sb = Sandbox::new();
@@ -476,7 +476,7 @@ fn a_python_venv_survives_ingest_and_materialize() {
         .arg(root.join(".venv"))
         .status();
     if !made.is_ok_and(|s| s.success()) {
-        eprintln!("skipped: python3 -m venv is not available");
+        skip("python3 -m venv is not available");
         return;
     }
     let site = Command::new(root.join(".venv/bin/python"))

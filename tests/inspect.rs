@@ -60,7 +60,7 @@ fn copy_with_mode(src: &Path, dst: &Path, mode: u32) -> PathBuf {
 fn a_dynamic_elf_can_load_the_shim() {
     let sb = Sandbox::new();
     let Some(bin) = gcc(&sb, "dyn", &[]) else {
-        eprintln!("SKIPPED inspect/dynamic: gcc cannot build a program");
+        common::skip("gcc cannot build a program");
         return;
     };
     let i = inspect::inspect(&bin).unwrap();
@@ -72,7 +72,7 @@ fn a_dynamic_elf_can_load_the_shim() {
 fn a_static_elf_is_reported() {
     let sb = Sandbox::new();
     let Some(bin) = gcc(&sb, "static", &["-static"]) else {
-        eprintln!("SKIPPED inspect/static: gcc -static is unavailable (install libc6-dev)");
+        common::skip("gcc -static is unavailable (install libc6-dev)");
         return;
     };
     let i = inspect::inspect(&bin).unwrap();
@@ -91,7 +91,7 @@ fn a_static_elf_is_reported() {
 fn setuid_and_setgid_copies_are_reported() {
     let sb = Sandbox::new();
     let Some(bin) = gcc(&sb, "dyn", &[]) else {
-        eprintln!("SKIPPED inspect/setuid: gcc cannot build a program");
+        common::skip("gcc cannot build a program");
         return;
     };
     let suid = copy_with_mode(&bin, &sb.path().join("suid"), 0o4755);
@@ -125,7 +125,7 @@ fn setuid_and_setgid_copies_are_reported() {
 fn file_capabilities_are_reported() {
     let sb = Sandbox::new();
     let Some(bin) = gcc(&sb, "dyn", &[]) else {
-        eprintln!("SKIPPED inspect/capabilities: gcc cannot build a program");
+        common::skip("gcc cannot build a program");
         return;
     };
     assert!(!inspect::has_capabilities(&bin).unwrap());
@@ -136,7 +136,7 @@ fn file_capabilities_are_reported() {
     {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("SKIPPED inspect/capabilities: setcap is not installed (libcap2-bin): {e}");
+            common::skip(&format!("setcap is not installed (libcap2-bin): {e}"));
             return;
         }
     };
@@ -155,7 +155,7 @@ fn file_capabilities_are_reported() {
 fn a_script_is_judged_by_its_interpreter() {
     let sb = Sandbox::new();
     let Some(bin) = gcc(&sb, "static", &["-static"]) else {
-        eprintln!("SKIPPED inspect/script: gcc -static is unavailable (install libc6-dev)");
+        common::skip("gcc -static is unavailable (install libc6-dev)");
         return;
     };
     let script = sb.path().join("script");
@@ -507,7 +507,7 @@ fn doctor_checks_the_set_up_end_to_end() {
     // Commands from [wrappers]: a setuid program on PATH, one that is not
     // there. Changing the config also revokes trust.
     let Some(prog) = gcc(&sb, "prog", &[]) else {
-        eprintln!("SKIPPED doctor/commands: gcc cannot build a program");
+        common::skip("gcc cannot build a program");
         return;
     };
     copy_with_mode(&prog, &bin.join("suid-tool"), 0o4755);
@@ -646,7 +646,7 @@ fn doctor_rejects_a_library_that_is_not_the_shim() {
     build_shim();
     let sb = Sandbox::new();
     let Some(prog) = gcc(&sb, "prog", &[]) else {
-        eprintln!("SKIPPED doctor/not-a-shim: gcc cannot build a program");
+        common::skip("gcc cannot build a program");
         return;
     };
     let out = sb

@@ -15,8 +15,7 @@ use common::*;
 #[test]
 fn blobs_cannot_be_changed_or_linked_through_any_fd_spelling() {
     if !has_cc() {
-        assert!(std::env::var_os("CI").is_none(), "cc is missing in CI");
-        eprintln!("SKIPPED: no C compiler");
+        skip("no C compiler");
         return;
     }
     build_shim();
@@ -84,8 +83,7 @@ fn blobs_cannot_be_changed_or_linked_through_any_fd_spelling() {
 #[test]
 fn attributes_are_never_set_on_the_disk_or_a_blob() {
     if !has_cc() {
-        assert!(std::env::var_os("CI").is_none(), "cc is missing in CI");
-        eprintln!("SKIPPED: no C compiler");
+        skip("no C compiler");
         return;
     }
     build_shim();

@@ -29,7 +29,7 @@ fn need(tool: &str) -> bool {
         std::env::var_os("CI").is_none(),
         "{tool} is not installed, and CI is set (.ci/run installs it)"
     );
-    eprintln!("SKIPPED readme: {tool} is not installed");
+    common::skip(&format!("{tool} is not installed"));
     false
 }
 

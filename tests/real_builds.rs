@@ -40,7 +40,7 @@ const LUA_URL: &str = "http://deb.debian.org/debian/pool/main/l/lua5.4/lua5.4_5.
 #[test]
 fn lua_from_debian_builds_with_its_makefile() {
     if !has_cc() || !tool_ok("make") || !tool_ok("curl") {
-        eprintln!("skipped: cc, make or curl is missing");
+        skip("cc, make or curl is missing");
         return;
     }
     build_shim();
@@ -109,7 +109,7 @@ fn lua_from_debian_builds_with_its_makefile() {
 #[test]
 fn a_crate_builds_with_cargo() {
     if !tool_ok("cargo") {
-        eprintln!("skipped: cargo is missing");
+        skip("cargo is missing");
         return;
     }
     build_shim();
@@ -164,7 +164,7 @@ fn a_crate_builds_with_cargo() {
 #[test]
 fn an_npm_project_installs_and_builds() {
     if !tool_ok("npm") || !tool_ok("node") {
-        eprintln!("skipped: node or npm is missing");
+        skip("node or npm is missing");
         return;
     }
     build_shim();

@@ -77,7 +77,7 @@ fn a_python_venv_with_pip_runs_from_the_rift() {
         .arg(root.join("venv"))
         .status();
     if !made.is_ok_and(|s| s.success()) {
-        eprintln!("skipped: python3 -m venv (with ensurepip) is not available");
+        skip("python3 -m venv (with ensurepip) is not available");
         return;
     }
     let r = Real::ingest(sb, root, "venv");
@@ -99,7 +99,7 @@ fn a_python_venv_with_pip_runs_from_the_rift() {
 fn an_npm_node_modules_runs_from_the_rift() {
     build_shim();
     if Command::new("npm").arg("--version").output().is_err() {
-        eprintln!("skipped: npm is not installed");
+        skip("npm is not installed");
         return;
     }
     let sb = Sandbox::new();

@@ -186,7 +186,7 @@ cc -o out/bin/whoami /tmp/.vrift-exe-$$.c && rm -f /tmp/.vrift-exe-$$.c && ./out
 #[test]
 fn rift_programs_load_rift_shared_libraries() {
     if !has_cc() {
-        eprintln!("skipped: no C compiler");
+        skip("no C compiler");
         return;
     }
     let sb = Sandbox::new();
@@ -199,7 +199,7 @@ fn rift_programs_load_rift_shared_libraries() {
 #[test]
 fn rift_programs_load_rift_shared_libraries_with_the_store_elsewhere() {
     if !has_cc() {
-        eprintln!("skipped: no C compiler");
+        skip("no C compiler");
         return;
     }
     let sb = Sandbox::new();

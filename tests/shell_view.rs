@@ -15,8 +15,7 @@ use common::*;
 fn shell_in_view(name: &str) {
     for tool in ["tmux", name, "cc"] {
         if !installed(tool) {
-            assert!(std::env::var_os("CI").is_none(), "{tool} is missing in CI");
-            eprintln!("SKIPPED shell_view/{name}: {tool} is not installed");
+            skip(&format!("{tool} is not installed"));
             return;
         }
     }

@@ -177,13 +177,13 @@ fn interpreters_and_compilers_load_from_the_view() {
     if Command::new("node").arg("--version").output().is_ok() {
         t.same("node -e 'console.log(require(\"./deps/node/m\"))'");
     } else {
-        eprintln!("skipped node: not installed");
+        skip("not installed");
     }
     if Command::new("cc").arg("--version").output().is_ok() {
         t.same("cc -Ideps/include -fsyntax-only src/main.c && echo compiled");
         t.same("cc -Ideps/include -E src/main.c | grep -c 42");
     } else {
-        eprintln!("skipped cc: not installed");
+        skip("not installed");
     }
 }
 
@@ -238,7 +238,7 @@ int main(int argc, char **argv) {
 fn fds_of_rift_files_report_the_view() {
     let t = twin();
     if Command::new("cc").arg("--version").output().is_err() {
-        eprintln!("skipped: no C compiler");
+        skip("no C compiler");
         return;
     }
     let bin = compile_c_source(&t.sb, "probe", PROBE_C);
@@ -422,7 +422,7 @@ int main(void) {
 fn glibc_walkers_and_realpath_see_the_view() {
     let t = twin();
     if !has_cc() {
-        eprintln!("skipped: no C compiler");
+        skip("no C compiler");
         return;
     }
     let bin = compile_c_source(&t.sb, "walk", WALK_C);
@@ -437,7 +437,7 @@ fn glibc_walkers_and_realpath_see_the_view() {
 fn freopen_readdir_r_statfs_and_access_match_the_copy() {
     let t = twin();
     if !has_cc() {
-        eprintln!("skipped: no C compiler");
+        skip("no C compiler");
         return;
     }
     let bin = compile_c(&t.sb, "misc", &["-Wno-deprecated-declarations"]);
@@ -462,7 +462,7 @@ fn telldir_getdents_fts_and_getcwd_see_the_view() {
     use vrift::manifest::{Layer, Manifest, Record};
     let t = twin();
     if !has_cc() {
-        eprintln!("skipped: no C compiler");
+        skip("no C compiler");
         return;
     }
     {
@@ -556,7 +556,7 @@ fn every_export_is_a_table_row_with_a_test() {
         .arg(&so)
         .output();
     let Ok(nm) = nm else {
-        eprintln!("skipped the export check: nm is not installed");
+        skip("nm is not installed");
         return;
     };
     let exported: std::collections::BTreeSet<String> = String::from_utf8_lossy(&nm.stdout)
@@ -611,7 +611,7 @@ int main(void) {
 fn old_symbol_versions_bind_to_the_shim() {
     let t = twin();
     if !has_cc() {
-        eprintln!("skipped: no C compiler");
+        skip("no C compiler");
         return;
     }
     let bin = compile_c_source(&t.sb, "oldvers", OLD_VERSIONS_C);

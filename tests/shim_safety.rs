@@ -13,7 +13,7 @@ use common::*;
 /// A project whose `deps/` was ingested: (sandbox, root).
 fn project() -> Option<(Sandbox, PathBuf)> {
     if !has_cc() {
-        eprintln!("skipped: no C compiler");
+        skip("no C compiler");
         return None;
     }
     build_shim();
@@ -169,7 +169,7 @@ fn constructors_and_an_interposed_malloc_neither_deadlock_nor_allocate() {
 fn a_miss_makes_no_syscall_beyond_the_one_it_replaces() {
     let Some((sb, root)) = project() else { return };
     if Command::new("strace").arg("-V").output().is_err() {
-        eprintln!("skipped: strace is not installed");
+        skip("strace is not installed");
         return;
     }
     let bin = compile_c_source(

@@ -292,13 +292,13 @@ fn static_rm(sb: &Sandbox) -> Option<PathBuf> {
 #[test]
 fn a_static_rm_is_done_on_the_view_by_the_applet() {
     if !has_cc() {
-        eprintln!("skipped: no C compiler");
+        skip("no C compiler");
         return;
     }
     build_shim();
     let sb = Sandbox::new();
     let Some(rm) = static_rm(&sb) else {
-        eprintln!("skipped: cannot link statically (libc6-dev's libc.a missing?)");
+        skip("cannot link statically (libc6-dev's libc.a missing?)");
         return;
     };
     let static_dir = rm.parent().unwrap().to_path_buf();
@@ -370,7 +370,7 @@ fn a_static_rm_is_done_on_the_view_by_the_applet() {
 #[test]
 fn a_makefile_through_vrift_bin_changes_the_view_and_never_the_disk() {
     if Command::new("make").arg("--version").output().is_err() {
-        eprintln!("skipped: no make");
+        skip("no make");
         return;
     }
     build_shim();
@@ -562,7 +562,7 @@ fn outside_the_project_the_real_tool_runs_untouched() {
 #[test]
 fn the_real_tool_is_found_past_vrift_bin_however_path_spells_it() {
     if !has_cc() {
-        eprintln!("skipped: no C compiler");
+        skip("no C compiler");
         return;
     }
     build_shim();
@@ -1036,7 +1036,7 @@ fn wrapper_templates_pass_shellcheck() {
         .output()
         .is_err()
     {
-        eprintln!("skipped: shellcheck is not installed (apt-get install shellcheck)");
+        skip("shellcheck is not installed (apt-get install shellcheck)");
         return;
     }
     let sb = Sandbox::new();
@@ -1062,7 +1062,7 @@ fn wrapper_templates_pass_shellcheck() {
 #[test]
 fn init_wraps_build_commands_that_cannot_load_the_library() {
     if !has_cc() {
-        eprintln!("skipped: no C compiler");
+        skip("no C compiler");
         return;
     }
     build_shim();
@@ -1070,7 +1070,7 @@ fn init_wraps_build_commands_that_cannot_load_the_library() {
     // A static program standing in for `make` (as a static busybox or Go
     // tool would), first on PATH.
     let Some(rm) = static_rm(&sb) else {
-        eprintln!("skipped: cannot link statically (libc6-dev's libc.a missing?)");
+        skip("cannot link statically (libc6-dev's libc.a missing?)");
         return;
     };
     let make = rm.with_file_name("make");

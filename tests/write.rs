@@ -31,7 +31,7 @@ fn project_and_twin(sb: &Sandbox) -> (PathBuf, PathBuf) {
 #[test]
 fn every_mutation_gives_the_linux_result_and_leaves_the_disk_alone() {
     if !has_cc() {
-        eprintln!("skipped: no C compiler");
+        skip("no C compiler");
         return;
     }
     build_shim();
@@ -592,7 +592,7 @@ fn an_idle_daemon_commits_and_exits_and_strangers_cannot_connect() {
 #[test]
 fn threads_fork_and_vfork_write_without_deadlock() {
     if !has_cc() {
-        eprintln!("skipped: no C compiler");
+        skip("no C compiler");
         return;
     }
     build_shim();
@@ -669,7 +669,7 @@ int main(void) {
 #[test]
 fn direct_syscalls_of_the_write_family_are_served_by_the_rift() {
     if !has_cc() {
-        eprintln!("skipped: no C compiler");
+        skip("no C compiler");
         return;
     }
     build_shim();

@@ -308,6 +308,17 @@ pub fn build_shim() -> PathBuf {
         .clone()
 }
 
+/// A test that cannot run here: says SKIPPED and why, or fails when `CI`
+/// is set (`.ci/run` installs everything the tests need; only what must be
+/// fetched from outside the package registries may be missing there).
+pub fn skip(why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{why} (CI must have it: see .ci/run)"
+    );
+    eprintln!("SKIPPED: {why}");
+}
+
 /// Whether a C compiler is available.
 pub fn has_cc() -> bool {
     Command::new("cc").arg("--version").output().is_ok()
