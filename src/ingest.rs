@@ -1041,6 +1041,7 @@ pub fn recover(project: &Project, cas: &Cas, manifest: &Manifest) -> Result<bool
         "finishing an interrupted ingest ({} files)",
         pending.len()
     ));
+    // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     let cas_dev = fs::metadata(cas.root())?.dev();
     let blobs = BlobIndex::new(cas);

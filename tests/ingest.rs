@@ -187,6 +187,7 @@ fn special_files_are_skipped_with_a_warning_and_never_opened() {
             let c = std::ffi::CString::new(dev.as_os_str().as_bytes()).unwrap();
             // SAFETY: valid path; makedev(1, 3) is /dev/null.
             assert_eq!(
+                // SAFETY: a valid NUL-terminated path; makedev(1, 3) is /dev/null.
                 unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) },
                 0
             );

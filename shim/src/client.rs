@@ -264,6 +264,7 @@ pub fn call(op: Op, a: u64, b: u64, path1: &[u8], path2: &[u8]) -> Answer {
                     tv_sec: 0,
                     tv_nsec: if attempt < 100 { 2_000_000 } else { 10_000_000 },
                 };
+                // SAFETY: nanosleep of a valid timespec.
                 unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
             }
             Err(_) => break,

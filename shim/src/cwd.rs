@@ -164,7 +164,9 @@ pub unsafe fn read_into(out: *mut u8) -> usize {
         let n = n.min(PATH_MAX);
         for (i, word) in WORD.iter().take(n.div_ceil(8)).enumerate() {
             let w = word.load(Ordering::Relaxed).to_le_bytes();
-            core::ptr::copy_nonoverlapping(w.as_ptr(), out.add(i * 8), 8);
+            // SAFETY: `out` holds PATH_MAX + 1 bytes (the caller's
+            // contract) and i * 8 + 8 <= PATH_MAX rounded up to a word.
+            unsafe { core::ptr::copy_nonoverlapping(w.as_ptr(), out.add(i * 8), 8) };
         }
         core::sync::atomic::fence(Ordering::Acquire);
         if SEQ.load(Ordering::Relaxed) == s1 {

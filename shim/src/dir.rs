@@ -552,17 +552,22 @@ impl DentBuf {
         if at + len > self.cap || len > u16::MAX as usize {
             return None;
         }
-        let rec = self.buf.add(at);
-        core::ptr::write_bytes(rec, 0, len);
-        (rec as *mut u64).write_unaligned(ino);
-        (rec.add(8) as *mut i64).write_unaligned(off);
-        (rec.add(16) as *mut u16).write_unaligned(len as u16);
-        if fmt == Dents::V64 {
-            *rec.add(18) = dtype;
-        } else {
-            *rec.add(len - 1) = dtype;
+        // SAFETY: `buf[..cap]` is writable (the caller's contract) and the
+        // record, `len` bytes at `at`, fits (checked above); every write
+        // below lies in it.
+        unsafe {
+            let rec = self.buf.add(at);
+            core::ptr::write_bytes(rec, 0, len);
+            (rec as *mut u64).write_unaligned(ino);
+            (rec.add(8) as *mut i64).write_unaligned(off);
+            (rec.add(16) as *mut u16).write_unaligned(len as u16);
+            if fmt == Dents::V64 {
+                *rec.add(18) = dtype;
+            } else {
+                *rec.add(len - 1) = dtype;
+            }
+            core::ptr::copy_nonoverlapping(name.as_ptr(), rec.add(fmt.name_off()), name.len());
         }
-        core::ptr::copy_nonoverlapping(name.as_ptr(), rec.add(fmt.name_off()), name.len());
         Some(len)
     }
 }

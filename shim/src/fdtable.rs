@@ -198,6 +198,7 @@ pub fn get(fd: i32) -> Option<Meta> {
     if kind == STAGED || kind == TMPFILE {
         // SAFETY: all-zero is a valid stat; fstat on the caller's fd.
         let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: fstat of the caller's fd into a valid buffer.
         if unsafe { crate::raw_syscall!(libc::SYS_fstat, fd, &mut st as *mut libc::stat) } == 0 {
             crate::statbuf::absorb_stat(&mut m, &st);
         }

@@ -96,7 +96,8 @@ fn exe_is_vrift() -> bool {
 /// # Safety
 /// The range must be readable.
 unsafe fn notes_have_vrift(addr: u64, len: usize) -> bool {
-    let bytes = core::slice::from_raw_parts(addr as usize as *const u8, len);
+    // SAFETY: the range is readable (the caller's contract).
+    let bytes = unsafe { core::slice::from_raw_parts(addr as usize as *const u8, len) };
     let word = |at: usize| -> Option<usize> {
         let b = bytes.get(at..at + 4)?;
         Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize)

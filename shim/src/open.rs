@@ -182,6 +182,7 @@ fn blobs_dir() -> Option<c_int> {
     let min = (lim.rlim_cur / 4 * 3).min(4000) as c_int;
     // SAFETY: duplicating our own fd.
     let high = if ok && min >= 64 {
+        // SAFETY: duplicating our own fd (F_DUPFD_CLOEXEC, no pointer).
         unsafe { crate::raw_syscall!(libc::SYS_fcntl, low, libc::F_DUPFD_CLOEXEC, min) as c_int }
     } else {
         -1

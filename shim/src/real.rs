@@ -87,6 +87,8 @@ macro_rules! call_real {
         } else {
             // SAFETY: the address came from dlsym for this exact symbol.
             let f: $crate::fns::types::$id = unsafe { core::mem::transmute(addr) };
+            // SAFETY: the caller's own arguments, passed through unchanged
+            // to the function they were meant for.
             unsafe { f($($arg),*) }
         }
     }};

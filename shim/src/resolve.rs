@@ -159,6 +159,7 @@ fn absolutize(dirfd: i32, path: &[u8], out: &mut PathBuf) -> bool {
             },
             n => n,
         }
+    // SAFETY: the buffer holds PATH_MAX + 1 bytes.
     } else if let Some(n) = unsafe { crate::fdtable::dir_path_into(dirfd, out.ptr(), PATH_MAX) } {
         // A directory fd the shim saw being opened: no syscall.
         n

@@ -151,7 +151,10 @@ pub fn readlink_raw(path: &[u8], out: &mut [u8]) -> Option<usize> {
 /// `out` must be valid for writes of `cap` bytes.
 pub unsafe fn readlink_into(path: &[u8], out: *mut u8, cap: usize) -> Option<usize> {
     let c = CPath::new(path)?;
-    let n = crate::raw_syscall!(libc::SYS_readlinkat, libc::AT_FDCWD, c.as_ptr(), out, cap);
+    // SAFETY: a NUL-terminated path; `out` holds `cap` bytes (the caller's
+    // contract).
+    let n =
+        unsafe { crate::raw_syscall!(libc::SYS_readlinkat, libc::AT_FDCWD, c.as_ptr(), out, cap) };
     (n >= 0 && (n as usize) < cap).then_some(n as usize)
 }
 
@@ -184,7 +187,8 @@ pub unsafe fn fd_path_into(fd: i32, out: *mut u8, cap: usize) -> Option<usize> {
         p[n] = digits[d];
         n += 1;
     }
-    readlink_into(&p[..n], out, cap)
+    // SAFETY: `out` is valid for `cap` bytes (the caller's contract).
+    unsafe { readlink_into(&p[..n], out, cap) }
 }
 
 /// The kernel's current directory.
@@ -199,7 +203,8 @@ pub fn getcwd_raw(out: &mut [u8]) -> Option<usize> {
 /// `out` must be valid for writes of `cap` bytes.
 pub unsafe fn getcwd_into(out: *mut u8, cap: usize) -> Option<usize> {
     // The syscall returns the length including the NUL.
-    let n = crate::raw_syscall!(libc::SYS_getcwd, out, cap);
+    // SAFETY: `out` holds `cap` bytes (the caller's contract).
+    let n = unsafe { crate::raw_syscall!(libc::SYS_getcwd, out, cap) };
     (n > 1).then_some(n as usize - 1)
 }
 
@@ -227,25 +232,33 @@ pub fn complain(parts: &[&[u8]]) {
 #[inline]
 pub unsafe fn syscall6(n: libc::c_long, a: [usize; 6]) -> libc::c_long {
     let ret: libc::c_long;
+    // SAFETY: the arguments are valid for system call `n` (the caller's
+    // contract); the asm clobbers only what the kernel's ABI says.
     #[cfg(target_arch = "x86_64")]
-    core::arch::asm!(
+    unsafe {
+        core::arch::asm!(
         "syscall",
         inlateout("rax") n => ret,
         in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
         in("r10") a[3], in("r8") a[4], in("r9") a[5],
         lateout("rcx") _, lateout("r11") _,
         options(nostack)
-    );
+        );
+    }
+    // SAFETY: as above.
     #[cfg(target_arch = "aarch64")]
-    core::arch::asm!(
+    unsafe {
+        core::arch::asm!(
         "svc 0",
         in("x8") n,
         inlateout("x0") a[0] => ret,
         in("x1") a[1], in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5],
         options(nostack)
-    );
+        );
+    }
     if (-4095..0).contains(&ret) {
-        *libc::__errno_location() = -ret as i32;
+        // SAFETY: errno is thread-local and always valid.
+        unsafe { *libc::__errno_location() = -ret as i32 };
         -1
     } else {
         ret

@@ -48,6 +48,7 @@ fn current_umask() -> u32 {
     let mask = umask_from_proc().unwrap_or_else(|| {
         // SAFETY: the umask syscall cannot fail; restored at once.
         let old = unsafe { crate::raw_syscall!(libc::SYS_umask, 0o022) } as u32;
+        // SAFETY: restores the mask read just above.
         unsafe { crate::raw_syscall!(libc::SYS_umask, old) };
         old
     });
@@ -631,7 +632,8 @@ pub extern "C" fn fchownat(
     gid: libc::gid_t,
     flags: c_int,
 ) -> c_int {
-    if !path.is_null() && unsafe { *path } == 0 && flags & libc::AT_EMPTY_PATH != 0 {
+    // SAFETY: checked readable first.
+    if !crate::sys::unreadable(path) && unsafe { *path } == 0 && flags & libc::AT_EMPTY_PATH != 0 {
         return fchown(dirfd, uid, gid);
     }
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
@@ -850,6 +852,7 @@ fn seed() -> u64 {
     };
     // SAFETY: plain syscalls.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() } as u64;
     (ts.tv_nsec as u64) ^ ((ts.tv_sec as u64) << 20) ^ (pid << 40) | 1
 }
@@ -862,6 +865,7 @@ fn mktemp_rift(template: *mut c_char, suffix: c_int, flags: c_int) -> Option<c_i
     }
     // SAFETY: a NUL-terminated, writable template (libc contract).
     let len = unsafe { libc::strlen(template) };
+    // SAFETY: `len` bytes of the caller's template, writable (libc contract).
     let t = unsafe { core::slice::from_raw_parts_mut(template as *mut u8, len) };
     let mut buf = PathBuf::new();
     if !matches!(
@@ -929,6 +933,7 @@ pub extern "C" fn mkdtemp(template: *mut c_char) -> *mut c_char {
     }
     // SAFETY: a NUL-terminated, writable template.
     let len = unsafe { libc::strlen(template) };
+    // SAFETY: `len` bytes of the caller's template, writable (libc contract).
     let t = unsafe { core::slice::from_raw_parts_mut(template as *mut u8, len) };
     let mut s = seed();
     for _ in 0..1000 {

@@ -15,56 +15,60 @@ pub unsafe fn append_components(
     mut len: usize,
     path: &[u8],
 ) -> Option<usize> {
-    // A base that ends in `/` (other than the root) is the same directory.
-    while len > 1 && *out.add(len - 1) == b'/' {
-        len -= 1;
-    }
-    // Fast path: a clean relative or absolute path (no `//`, no component
-    // starting with `.`, no trailing `/`) is copied as is, checked 8 bytes
-    // at a time while it is copied. Anything else (even a harmless `.bin`)
-    // takes the component walk below, which gives the same result.
-    let body = path.strip_prefix(b"/").unwrap_or(path);
-    if body.is_empty() {
-        return Some(len);
-    }
-    let sep = usize::from(*out.add(len - 1) != b'/');
-    let end = len.checked_add(sep)?.checked_add(body.len())?;
-    if end > cap {
-        return None;
-    }
-    if sep == 1 {
-        *out.add(len) = b'/';
-    }
-    if copy_clean(out.add(len + sep), body) {
-        return Some(end);
-    }
-    for comp in path.split(|&c| c == b'/') {
-        match comp {
-            b"" | b"." => {}
-            b".." => {
-                while len > 1 && *out.add(len - 1) != b'/' {
-                    len -= 1;
+    // SAFETY: the caller's contract (`# Safety`): every access below stays in
+    // `out[..cap]`, reading only what was written.
+    unsafe {
+        // A base that ends in `/` (other than the root) is the same directory.
+        while len > 1 && *out.add(len - 1) == b'/' {
+            len -= 1;
+        }
+        // Fast path: a clean relative or absolute path (no `//`, no component
+        // starting with `.`, no trailing `/`) is copied as is, checked 8 bytes
+        // at a time while it is copied. Anything else (even a harmless `.bin`)
+        // takes the component walk below, which gives the same result.
+        let body = path.strip_prefix(b"/").unwrap_or(path);
+        if body.is_empty() {
+            return Some(len);
+        }
+        let sep = usize::from(*out.add(len - 1) != b'/');
+        let end = len.checked_add(sep)?.checked_add(body.len())?;
+        if end > cap {
+            return None;
+        }
+        if sep == 1 {
+            *out.add(len) = b'/';
+        }
+        if copy_clean(out.add(len + sep), body) {
+            return Some(end);
+        }
+        for comp in path.split(|&c| c == b'/') {
+            match comp {
+                b"" | b"." => {}
+                b".." => {
+                    while len > 1 && *out.add(len - 1) != b'/' {
+                        len -= 1;
+                    }
+                    // Drop the separator too, except the root's.
+                    if len > 1 {
+                        len -= 1;
+                    }
                 }
-                // Drop the separator too, except the root's.
-                if len > 1 {
-                    len -= 1;
+                name => {
+                    let sep = usize::from(*out.add(len - 1) != b'/');
+                    let end = len.checked_add(sep)?.checked_add(name.len())?;
+                    if end > cap {
+                        return None;
+                    }
+                    if sep == 1 {
+                        *out.add(len) = b'/';
+                    }
+                    core::ptr::copy_nonoverlapping(name.as_ptr(), out.add(len + sep), name.len());
+                    len = end;
                 }
-            }
-            name => {
-                let sep = usize::from(*out.add(len - 1) != b'/');
-                let end = len.checked_add(sep)?.checked_add(name.len())?;
-                if end > cap {
-                    return None;
-                }
-                if sep == 1 {
-                    *out.add(len) = b'/';
-                }
-                core::ptr::copy_nonoverlapping(name.as_ptr(), out.add(len + sep), name.len());
-                len = end;
             }
         }
+        Some(len)
     }
-    Some(len)
 }
 
 const SLASHES: u64 = 0x2f2f_2f2f_2f2f_2f2f;
@@ -88,55 +92,59 @@ fn zero_bytes(x: u64) -> u64 {
 /// `dst` must be valid for writes of `body.len()` bytes and not overlap it.
 #[inline]
 unsafe fn copy_clean(dst: *mut u8, body: &[u8]) -> bool {
-    let n = body.len();
-    let src = body.as_ptr();
-    if n == 0 || matches!(body[0], b'/' | b'.') || body[n - 1] == b'/' {
-        core::ptr::copy_nonoverlapping(src, dst, n);
-        return false;
-    }
-    let mut bad = 0u64;
-    let mut i = 0;
-    // x86_64 always has SSE2: 16 bytes per step, the same test as below.
-    #[cfg(target_arch = "x86_64")]
-    {
-        use core::arch::x86_64::{
-            __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8,
-            _mm_or_si128, _mm_set1_epi8, _mm_storeu_si128,
-        };
-        let slash = _mm_set1_epi8(b'/' as i8);
-        let one = _mm_set1_epi8(1);
-        while i + 17 <= n {
-            let w = _mm_loadu_si128(src.add(i) as *const __m128i);
-            let next = _mm_loadu_si128(src.add(i + 1) as *const __m128i);
-            _mm_storeu_si128(dst.add(i) as *mut __m128i, w);
-            let hit = _mm_and_si128(
-                _mm_cmpeq_epi8(w, slash),
-                _mm_cmpeq_epi8(_mm_or_si128(next, one), slash),
-            );
-            bad |= _mm_movemask_epi8(hit) as u64;
-            i += 16;
+    // SAFETY: the caller's contract (`# Safety`): writes stay in
+    // `dst[..body.len()]`, reads in `body`.
+    unsafe {
+        let n = body.len();
+        let src = body.as_ptr();
+        if n == 0 || matches!(body[0], b'/' | b'.') || body[n - 1] == b'/' {
+            core::ptr::copy_nonoverlapping(src, dst, n);
+            return false;
         }
-    }
-    // Bytes i..i+8 and, one further, i+1..i+9: both loads stay in `body`.
-    while i + 9 <= n {
-        let w = (src.add(i) as *const u64).read_unaligned();
-        let next = (src.add(i + 1) as *const u64).read_unaligned();
-        (dst.add(i) as *mut u64).write_unaligned(w);
-        // `.` (0x2e) and `/` (0x2f) differ in the low bit only: a lane is
-        // zero iff `w` holds `/` and `next` holds `/` or `.`.
-        bad |= zero_bytes((w ^ SLASHES) | ((next | ONES) ^ SLASHES));
-        i += 8;
-    }
-    // The last 1..=8 bytes (the final one is not `/`, checked above).
-    while i < n {
-        let c = *src.add(i);
-        *dst.add(i) = c;
-        if c == b'/' && matches!(body.get(i + 1), Some(b'/' | b'.')) {
-            bad = 1;
+        let mut bad = 0u64;
+        let mut i = 0;
+        // x86_64 always has SSE2: 16 bytes per step, the same test as below.
+        #[cfg(target_arch = "x86_64")]
+        {
+            use core::arch::x86_64::{
+                __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8,
+                _mm_or_si128, _mm_set1_epi8, _mm_storeu_si128,
+            };
+            let slash = _mm_set1_epi8(b'/' as i8);
+            let one = _mm_set1_epi8(1);
+            while i + 17 <= n {
+                let w = _mm_loadu_si128(src.add(i) as *const __m128i);
+                let next = _mm_loadu_si128(src.add(i + 1) as *const __m128i);
+                _mm_storeu_si128(dst.add(i) as *mut __m128i, w);
+                let hit = _mm_and_si128(
+                    _mm_cmpeq_epi8(w, slash),
+                    _mm_cmpeq_epi8(_mm_or_si128(next, one), slash),
+                );
+                bad |= _mm_movemask_epi8(hit) as u64;
+                i += 16;
+            }
         }
-        i += 1;
+        // Bytes i..i+8 and, one further, i+1..i+9: both loads stay in `body`.
+        while i + 9 <= n {
+            let w = (src.add(i) as *const u64).read_unaligned();
+            let next = (src.add(i + 1) as *const u64).read_unaligned();
+            (dst.add(i) as *mut u64).write_unaligned(w);
+            // `.` (0x2e) and `/` (0x2f) differ in the low bit only: a lane is
+            // zero iff `w` holds `/` and `next` holds `/` or `.`.
+            bad |= zero_bytes((w ^ SLASHES) | ((next | ONES) ^ SLASHES));
+            i += 8;
+        }
+        // The last 1..=8 bytes (the final one is not `/`, checked above).
+        while i < n {
+            let c = *src.add(i);
+            *dst.add(i) = c;
+            if c == b'/' && matches!(body.get(i + 1), Some(b'/' | b'.')) {
+                bad = 1;
+            }
+            i += 1;
+        }
+        bad == 0
     }
-    bad == 0
 }
 
 /// Joins `path` onto the absolute directory `base` (ignored when `path` is
