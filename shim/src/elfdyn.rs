@@ -88,6 +88,93 @@ pub fn for_each_run_path_entry(fd: c_int, mut f: impl FnMut(&[u8])) {
     }
 }
 
+/// What a program file is, as far as loading the shim goes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Loader {
+    /// Started by the dynamic loader (`PT_INTERP`): loads the shim.
+    Dynamic,
+    /// No `PT_INTERP`: statically linked (or static-pie), or a dynamic
+    /// loader itself; the shim is never loaded into it.
+    Static,
+    /// A Go program (a `Go` build-id note): dynamically linked or not, its
+    /// runtime makes its own system calls for files.
+    Go,
+    /// Not an ELF64 file of this machine (a script, or unreadable).
+    Other,
+}
+
+const PT_NOTE: u32 = 4;
+/// The Go linker's build-id note (`.note.go.buildid`): owner "Go", type 4.
+const NT_GO_BUILD_ID: u32 = 4;
+
+/// Classifies the program open on `fd` from its first 4 KiB (the ELF and
+/// program headers, and the Go linker's note, which it puts right after
+/// them): one pread.
+pub fn loader_of(fd: c_int) -> Loader {
+    let mut head = [0u8; 4096];
+    let n = pread(fd, &mut head, 0);
+    if n < 64 || &head[..4] != b"\x7fELF" || head[4] != 2 {
+        return Loader::Other;
+    }
+    let head = &head[..n as usize];
+    let (phoff, phentsize, phnum) = (
+        u64_at(head, 32) as usize,
+        u16_at(head, 54) as usize,
+        u16_at(head, 56) as usize,
+    );
+    if phentsize < 56 {
+        return Loader::Other;
+    }
+    let mut interp = false;
+    for i in 0..phnum.min(64) {
+        let at = phoff + i * phentsize;
+        let Some(ph) = head.get(at..at + 56) else {
+            break;
+        };
+        let (kind, offset, filesz) = (
+            u32_at(ph, 0),
+            u64_at(ph, 8) as usize,
+            u64_at(ph, 32) as usize,
+        );
+        if kind == libc::PT_INTERP {
+            interp = true;
+        }
+        if kind == PT_NOTE {
+            if let Some(notes) = head.get(offset..offset.saturating_add(filesz)) {
+                if has_go_note(notes) {
+                    return Loader::Go;
+                }
+            }
+        }
+    }
+    if interp {
+        Loader::Dynamic
+    } else {
+        Loader::Static
+    }
+}
+
+/// Whether the notes hold one owned by "Go" of the build-id type.
+fn has_go_note(mut notes: &[u8]) -> bool {
+    while notes.len() >= 12 {
+        let (namesz, descsz, kind) = (
+            u32_at(notes, 0) as usize,
+            u32_at(notes, 4) as usize,
+            u32_at(notes, 8),
+        );
+        let name_end = 12 + namesz;
+        if notes.get(12..name_end) == Some(b"Go\0\0".as_slice()) && kind == NT_GO_BUILD_ID {
+            return true;
+        }
+        let next = 12 + namesz.div_ceil(4) * 4 + descsz.div_ceil(4) * 4;
+        if next > notes.len() || next == 0 {
+            return false;
+        }
+        notes = &notes[next..];
+    }
+    false
+}
+
 fn pread(fd: c_int, buf: &mut [u8], off: u64) -> isize {
     // SAFETY: reading into our buffer.
     unsafe { crate::raw_syscall!(libc::SYS_pread64, fd, buf.as_mut_ptr(), buf.len(), off) as isize }

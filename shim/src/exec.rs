@@ -769,7 +769,9 @@ fn exec_resolved(
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();
     let mut buf = PathBuf::new();
     match resolve(libc::AT_FDCWD, p, true, &mut buf).0 {
+        View::Pass if crate::state::ready() && refused(path, env) => -1,
         View::Pass => real(path),
+        View::Disk { rewritten } if refused(if rewritten { buf.c_ptr() } else { path }, env) => -1,
         View::Disk { rewritten: false } => {
             let r = real(path);
             // Still here: failed.
@@ -833,10 +835,83 @@ fn exec_rift_program(
     }
     prepare_origin_dirs(&mirror, buf.abs());
     let mirror = mirror.as_ptr() as *const c_char;
+    if refused(mirror, env) {
+        return -1;
+    }
     with_audit(
         env,
         |env| call_real!(EXECVE(mirror, argv, env) or fail(libc::ENOSYS)),
     )
+}
+
+/// Inside an inception, a program that cannot load the shim (statically
+/// linked, a Go program, the dynamic loader run as a program) would read
+/// and write the project's disk with its own system calls: it is refused
+/// with one line that says so (EACCES), unless `VRIFT_UNVIEWED=run` asks
+/// for it to run anyway. Costs an open, a 4 KiB pread and a close per exec
+/// in an inception; nothing outside one.
+#[inline(never)]
+fn refused(path: *const c_char, env: *const *const c_char) -> bool {
+    // SAFETY: a NUL-terminated path (the exec contract, checked readable).
+    let fd = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            path,
+            libc::O_RDONLY | libc::O_CLOEXEC,
+            0
+        )
+    } as c_int;
+    if fd < 0 {
+        return false; // execve itself gives the error
+    }
+    let kind = crate::elfdyn::loader_of(fd);
+    sys::close_raw(fd);
+    let what: &[u8] = match kind {
+        crate::elfdyn::Loader::Dynamic | crate::elfdyn::Loader::Other => return false,
+        crate::elfdyn::Loader::Static => {
+            b"is statically linked (or a dynamic loader run as a program)"
+        }
+        crate::elfdyn::Loader::Go => b"is a Go program",
+    };
+    if env_has(env, b"VRIFT_UNVIEWED=run") {
+        return false;
+    }
+    // Once per process: a PATH search tries the same program under each
+    // directory that has it (/usr/bin/go, /bin/go).
+    static SAID: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, core::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: as above.
+        let name = unsafe { CStr::from_ptr(path) }.to_bytes();
+        sys::complain(&[
+            b"vrift: refusing to run ",
+            name,
+            b": it ",
+            what,
+            b" and cannot see the view, so it would read and write the project's disk (VRIFT_UNVIEWED=run runs it anyway)",
+        ]);
+    }
+    fail(libc::EACCES);
+    true
+}
+
+/// Whether the environment `env` (an exec's: NULL-terminated) holds the
+/// entry `entry` exactly.
+fn env_has(env: *const *const c_char, entry: &[u8]) -> bool {
+    if crate::sys::unreadable(env) {
+        return false;
+    }
+    let mut i = 0;
+    // SAFETY: a NULL-terminated array of C strings (the exec contract).
+    unsafe {
+        while !(*env.add(i)).is_null() {
+            if CStr::from_ptr(*env.add(i)).to_bytes() == entry {
+                return true;
+            }
+            i += 1;
+        }
+    }
+    false
 }
 
 /// In the parent, before fork: resolves the real `execve` now, so that

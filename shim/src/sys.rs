@@ -52,7 +52,7 @@ const USER_TOP: usize = 1 << 47;
 #[cfg(not(target_arch = "x86_64"))]
 const USER_TOP: usize = 1 << 48;
 
-/// `getenv` from the constructor (environ is set up by then).
+/// `getenv` (from the constructor on, environ is set up).
 pub fn getenv(name: &'static [u8]) -> Option<&'static [u8]> {
     // SAFETY: NUL-terminated name; the returned string lives in environ.
     let p = unsafe { libc::getenv(name.as_ptr() as *const libc::c_char) };
