@@ -476,6 +476,9 @@ fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
 /// Starts a detached daemon unless one answers, and waits until it does.
 pub fn start(project: &Project) -> Result<()> {
     let socket = super::socket_path(project);
+    // A runtime directory we must not use is said at once, not after a
+    // daemon was started only to refuse it.
+    super::check_runtime_dir(socket.parent().expect("socket paths have a parent"))?;
     if super::client::ping_socket(&socket).is_ok() {
         return Ok(());
     }
@@ -485,6 +488,8 @@ pub fn start(project: &Project) -> Result<()> {
         .append(true)
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
+    // Where this daemon's own lines start (the log is appended to).
+    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
     let exe = std::env::current_exe().context("cannot find the vrift binary")?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("-C")
@@ -515,8 +520,12 @@ pub fn start(project: &Project) -> Result<()> {
             if super::client::ping_socket(&socket).is_ok() {
                 return Ok(());
             }
+            let why = last_log_line(&log_path, log_start)
+                .map(|l| format!(": {l}"))
+                .unwrap_or_default();
             bail!(
-                "the daemon exited ({status}) before answering; see {}",
+                "the daemon of {} exited ({status}) before answering{why} (see {})",
+                project.root().display(),
                 log_path.display()
             );
         }
@@ -529,6 +538,16 @@ pub fn start(project: &Project) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// The last non-empty line written to the log at or after `from`.
+fn last_log_line(log: &std::path::Path, from: u64) -> Option<String> {
+    let bytes = std::fs::read(log).ok()?;
+    let new = bytes.get(from as usize..)?;
+    let text = String::from_utf8_lossy(new);
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    // The daemon's error line carries the CLI's prefix; the reason is enough.
+    Some(line.trim_start_matches("vrift: error: ").trim().to_string())
 }
 
 #[allow(dead_code)]
