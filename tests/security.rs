@@ -351,6 +351,111 @@ fn the_daemon_refuses_a_runtime_directory_open_to_others() {
     );
 }
 
+// ---- 3. special files never block and are never copied ----------------------------
+
+/// Opens the FIFO for reading and writing (which never blocks) and closes
+/// it: anything stuck opening it is released.
+fn unblock_fifo(p: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(p);
+}
+
+#[test]
+fn a_fifo_in_the_project_never_blocks_the_daemon() {
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    let fifo = root.join("p");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success());
+    let script = "chmod 600 p; echo chmod=$?; mv p q; echo mv=$?; touch p; echo touch=$?; \
+                  ln p l; echo ln=$?; echo after > after.txt && cat after.txt";
+    let run = output_within(
+        sb.cmd(&root, &["run", "--", "sh", "-c", script]),
+        Duration::from_secs(20),
+    );
+    let status = output_within(
+        sb.cmd(&root, &["daemon", "status"]),
+        Duration::from_secs(20),
+    );
+    unblock_fifo(&fifo);
+    let run = run.expect("a request on a FIFO hung the daemon");
+    let out = text(&run.stdout);
+    let err = text(&run.stderr);
+    // Metadata of a physical special file cannot be recorded in the rift
+    // (it has no kind for it): a clear POSIX error, at once.
+    for op in ["chmod", "mv", "touch", "ln"] {
+        assert!(out.contains(&format!("{op}=1")), "{op}: {out}\n{err}");
+    }
+    assert!(err.contains("Operation not supported"), "{err}");
+    assert!(
+        out.contains("after\n"),
+        "a later write failed: {out}\n{err}"
+    );
+    let status = status.expect("daemon status hung");
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    // The FIFO is still a FIFO on disk, and nothing of it is in the store.
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+        &fs::symlink_metadata(&fifo).unwrap().file_type()
+    ));
+    assert!(!root.join("q").exists());
+}
+
+#[test]
+fn a_character_device_is_never_copied() {
+    if !is_root() {
+        assert!(std::env::var_os("CI").is_none(), "needs root in CI");
+        eprintln!("skipped: mknod needs root");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    let st = Command::new("mknod")
+        .arg(root.join("zero"))
+        .args(["c", "1", "5"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let run = output_within(
+        sb.cmd(
+            &root,
+            &["run", "--", "sh", "-c", "chmod 600 zero; echo chmod=$?"],
+        ),
+        Duration::from_secs(20),
+    );
+    // Whatever happened, stop a daemon that may be copying zeros.
+    let _ = output_within(sb.cmd(&root, &["daemon", "stop"]), Duration::from_secs(5));
+    let run = run.expect("chmod of a device hung");
+    assert!(
+        text(&run.stdout).contains("chmod=1"),
+        "{}",
+        text(&run.stderr)
+    );
+    let big = walk_sizes(&sb.store()).into_iter().max().unwrap_or(0);
+    assert!(big < 1 << 20, "the store holds a file of {big} bytes");
+}
+
+fn walk_sizes(dir: &Path) -> Vec<u64> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        if m.is_dir() {
+            out.extend(walk_sizes(&e.path()));
+        } else {
+            out.push(m.len());
+        }
+    }
+    out
+}
+
 // ---- 4. a daemon that cannot start fails the write at once --------------------------
 
 #[test]

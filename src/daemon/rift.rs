@@ -130,6 +130,80 @@ pub struct Opened {
     pub name: Vec<u8>,
 }
 
+/// `struct open_how` of openat2(2) (libc's is `non_exhaustive`).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// Opens the physical regular file `rel` below `root` for reading, in a way
+/// that can neither block nor leave the project: O_NONBLOCK (a FIFO opens
+/// at once instead of waiting for a writer), O_NOFOLLOW on the last
+/// component, RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS on the others, then an
+/// fstat that must find a regular file (the name may have been replaced
+/// since it was looked at). Anything else is EOPNOTSUPP: a FIFO, socket or
+/// device has no content to copy, and reading one could block or never end.
+fn open_phys_regular(root: &Path, rel: &[u8]) -> OpResult<File> {
+    let root_c =
+        std::ffi::CString::new(root.as_os_str().as_bytes()).map_err(|e| anyhow::anyhow!(e))?;
+    let rel_c = std::ffi::CString::new(rel).map_err(|e| anyhow::anyhow!(e))?;
+    // SAFETY: a valid C string; the fd is owned right after.
+    let dirfd = unsafe {
+        libc::open(
+            root_c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if dirfd < 0 {
+        return Err(anyhow::Error::from(io::Error::last_os_error())
+            .context(format!("cannot open {}", root.display()))
+            .into());
+    }
+    // SAFETY: a fresh fd we own.
+    let dir = unsafe { OwnedFd::from_raw_fd(dirfd) };
+    let how = OpenHow {
+        flags: (libc::O_RDONLY
+            | libc::O_NONBLOCK
+            | libc::O_NOFOLLOW
+            | libc::O_CLOEXEC
+            | libc::O_NOCTTY) as u64,
+        mode: 0,
+        resolve: 0x08 /* RESOLVE_BENEATH */ | 0x02, /* RESOLVE_NO_MAGICLINKS */
+    };
+    // SAFETY: valid fd, path and open_how of the size given.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            rel_c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    } as i32;
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            // The last component is a symlink, or the path leaves the project.
+            Some(libc::ELOOP) | Some(libc::EXDEV) => posix(libc::EOPNOTSUPP),
+            Some(libc::ENOENT) => posix(libc::ENOENT),
+            _ => Err(anyhow::Error::from(e)
+                .context(format!(
+                    "cannot read {}",
+                    root.join(crate::paths::os(rel)).display()
+                ))
+                .into()),
+        };
+    }
+    // SAFETY: a fresh fd we own.
+    let file = unsafe { File::from_raw_fd(fd) };
+    if !file.metadata()?.file_type().is_file() {
+        return posix(libc::EOPNOTSUPP);
+    }
+    Ok(file)
+}
+
 fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -479,30 +553,43 @@ impl Rift {
         node: &Node,
         rel: &[u8],
         truncate: bool,
-    ) -> Result<(Vec<u8>, PathBuf)> {
-        let (name, path, mut file) = self.new_staging()?;
-        if !truncate {
-            let src = match node {
+    ) -> OpResult<(Vec<u8>, PathBuf)> {
+        // The source is opened first: a refused one leaves no staging file.
+        let source = if truncate {
+            None
+        } else {
+            match node {
                 Node::Entry(h, target) if h.is_staged() => {
                     Some(self.staging_dir.join(std::ffi::OsStr::from_bytes(target)))
                 }
                 Node::Entry(h, _) => Some(self.cas.blob_path(&h.hash)),
                 Node::Phys(_) => Some(self.disk(rel)),
                 _ => None,
-            };
-            if let Some(src) = src {
-                let mut from =
-                    File::open(&src).with_context(|| format!("cannot read {}", src.display()))?;
-                // A reflink where the filesystem shares extents (btrfs, xfs);
-                // else std's copy, which uses copy_file_range.
-                // SAFETY: FICLONE between two fds we own.
-                let cloned =
-                    unsafe { libc::ioctl(file.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) } == 0;
-                if !cloned {
-                    io::copy(&mut from, &mut file).with_context(|| {
-                        format!("cannot copy {} to {}", src.display(), path.display())
-                    })?;
-                }
+            }
+        };
+        let source = match source {
+            None => None,
+            // A client names this path: never block on it, never copy a
+            // special file, never follow a symlink out of the project.
+            Some(src) if matches!(node, Node::Phys(_)) => {
+                Some((open_phys_regular(self.project.root(), rel)?, src))
+            }
+            Some(src) => Some((
+                File::open(&src).with_context(|| format!("cannot read {}", src.display()))?,
+                src,
+            )),
+        };
+        let (name, path, mut file) = self.new_staging()?;
+        if let Some((mut from, src)) = source {
+            // A reflink where the filesystem shares extents (btrfs, xfs);
+            // else std's copy, which uses copy_file_range.
+            // SAFETY: FICLONE between two fds we own.
+            let cloned =
+                unsafe { libc::ioctl(file.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) } == 0;
+            if !cloned {
+                io::copy(&mut from, &mut file).with_context(|| {
+                    format!("cannot copy {} to {}", src.display(), path.display())
+                })?;
             }
         }
         Ok((name, path))
@@ -811,7 +898,7 @@ impl Rift {
     }
 
     /// A sealed record of the physical file at `rel` (copied into the CAS).
-    fn copy_up(&mut self, rel: &[u8], m: &fs::Metadata) -> Result<RecordHeader> {
+    fn copy_up(&mut self, rel: &[u8], m: &fs::Metadata) -> OpResult<RecordHeader> {
         let path = self.disk(rel);
         let (kind, hash, target) = if m.file_type().is_symlink() {
             let t = fs::read_link(&path)?;
@@ -821,9 +908,13 @@ impl Rift {
                 t.as_os_str().as_bytes().to_vec(),
             )
         } else {
+            // A FIFO, socket or device is metadata, never content: opening a
+            // FIFO would block the daemon, and a device may never end.
+            if !m.file_type().is_file() {
+                return posix(libc::EOPNOTSUPP);
+            }
+            let mut f = open_phys_regular(self.project.root(), rel)?;
             let _gc = self.cas.gc_lock(LockMode::Shared)?;
-            let mut f =
-                File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
             let (hash, _) = self.cas.put_reader(&mut f)?;
             (Kind::File, hash, Vec::new())
         };
