@@ -351,6 +351,135 @@ fn the_daemon_refuses_a_runtime_directory_open_to_others() {
     );
 }
 
+// ---- 2. a private store ----------------------------------------------------------
+
+/// Runs `sh -c script` as nobody; returns its output.
+fn as_nobody(script: &str) -> Output {
+    Command::new("setpriv")
+        .args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .unwrap()
+}
+
+/// The store's blobs whose content contains `needle` (read as root).
+fn blobs_containing(sb: &Sandbox, needle: &[u8]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for fan in fs::read_dir(sb.store().join("blobs")).unwrap() {
+        for blob in fs::read_dir(fan.unwrap().path()).unwrap() {
+            let p = blob.unwrap().path();
+            let bytes = fs::read(&p).unwrap();
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn mode_of(p: &Path) -> u32 {
+    fs::symlink_metadata(p).unwrap().mode() & 0o7777
+}
+
+#[test]
+fn another_user_reads_nothing_of_the_store() {
+    if !can_attack("another_user_reads_nothing_of_the_store") {
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    // Only the store's own modes stand between nobody and the blobs (the
+    // sandbox is as open as a default home directory).
+    fs::set_permissions(sb.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(sb.home(), fs::Permissions::from_mode(0o755)).unwrap();
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    sb.ok(
+        &root,
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "umask 077; echo AWS_SECRET=hunter2-for-the-test > .env",
+        ],
+    );
+    sb.ok(&root, &["daemon", "stop"]);
+    let blobs = blobs_containing(&sb, b"hunter2-for-the-test");
+    assert_eq!(blobs.len(), 1, "the secret was sealed into one blob");
+    let blob = &blobs[0];
+    assert_eq!(mode_of(blob), 0o400, "{}", blob.display());
+    let store = sb.store();
+    for dir in ["", "blobs", "tmp", "exec", "projects", "quarantine"] {
+        assert_eq!(mode_of(&store.join(dir)), 0o700, "store/{dir}");
+    }
+    assert_eq!(
+        mode_of(blob.parent().unwrap()),
+        0o700,
+        "the fan-out directory"
+    );
+
+    let cat = as_nobody(&format!("cat '{}'", blob.display()));
+    assert!(!cat.status.success());
+    assert!(!text(&cat.stdout).contains("hunter2"));
+    let ls = as_nobody(&format!("ls '{}'", store.join("blobs").display()));
+    assert!(!ls.status.success(), "{}", text(&ls.stdout));
+    let grep = as_nobody(&format!("grep -r hunter2 '{}'", store.display()));
+    assert!(
+        !text(&grep.stdout).contains("hunter2"),
+        "{}",
+        text(&grep.stdout)
+    );
+}
+
+#[test]
+fn an_older_open_store_is_tightened_when_opened_and_fsck_fixes_blobs() {
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    fs::write(root.join("a.txt"), "alpha\n").unwrap();
+    sb.ok(&root, &["init"]);
+    sb.ok(&root, &["ingest", "."]);
+    let store = sb.store();
+    // What an older vrift left: 0755 directories, 0444 blobs.
+    for dir in ["", "blobs", "tmp", "projects"] {
+        fs::set_permissions(store.join(dir), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let blob = blobs_containing(&sb, b"alpha\n").pop().unwrap();
+    fs::set_permissions(&blob, fs::Permissions::from_mode(0o444)).unwrap();
+    sb.ok(&root, &["status"]);
+    for dir in ["", "blobs", "tmp", "projects"] {
+        assert_eq!(mode_of(&store.join(dir)), 0o700, "store/{dir}");
+    }
+    // Blobs are not walked on every command; fsck repairs them.
+    assert_eq!(mode_of(&blob), 0o444);
+    let out = sb.ok(&root, &["fsck"]);
+    assert!(out.contains("now 0400"), "{out}");
+    assert_eq!(mode_of(&blob), 0o400);
+}
+
+#[test]
+fn a_shared_store_is_an_explicit_choice_that_sticks() {
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    fs::write(root.join("a.txt"), "alpha\n").unwrap();
+    let mut init = sb.cmd(&root, &["init"]);
+    init.env("VRIFT_STORE_SHARED", "1");
+    assert!(init.status().unwrap().success());
+    assert!(sb.store().join("shared").is_file());
+    // Later commands without the variable keep it shared.
+    sb.ok(&root, &["ingest", "."]);
+    assert_eq!(mode_of(&sb.store()), 0o755);
+    let blob = blobs_containing(&sb, b"alpha\n").pop().unwrap();
+    assert_eq!(mode_of(&blob), 0o444);
+}
+
 // ---- 3. special files never block and are never copied ----------------------------
 
 /// Opens the FIFO for reading and writing (which never blocks) and closes
