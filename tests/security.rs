@@ -640,3 +640,58 @@ fn an_unusable_runtime_directory_fails_a_write_at_once_with_the_reason() {
     );
     assert!(!root.join("x.txt").exists());
 }
+
+// ---- 5. a slow request does not stall the others ----------------------------------
+
+/// The daemon's count of staged files (`daemon status`), None if none runs.
+fn staged_files(sb: &Sandbox, root: &Path) -> Option<u64> {
+    let mut c = sb.cmd(root, &["daemon", "status"]);
+    c.env("VRIFT_DAEMON_IDLE", "120");
+    let out = output_within(c, Duration::from_secs(60)).expect("daemon status hung");
+    text(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("staged files: "))
+        .map(|n| n.trim().parse().unwrap())
+}
+
+#[test]
+fn sealing_a_large_file_does_not_stall_other_writes() {
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    let run = |script: &str| {
+        let mut c = sb.cmd(&root, &["run", "--", "sh", "-c", script]);
+        c.env("VRIFT_DAEMON_IDLE", "120");
+        let out = output_within(c, Duration::from_secs(120)).expect("hung");
+        assert!(out.status.success(), "{script}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    // 4 GiB of holes: instant to make, seconds to hash.
+    run("truncate -s 4G big.img");
+    // Another client is answered while the big file is still being sealed
+    // (before, the truncate itself waited for the whole hash, and so did
+    // every request behind it).
+    assert_eq!(run("echo small > small.txt && cat small.txt"), "small\n");
+    let staged = staged_files(&sb, &root).expect("the daemon runs");
+    assert!(
+        staged >= 1,
+        "big.img was sealed before the small write was answered"
+    );
+    // And the big file is sealed in the end, whole.
+    let mut sealed = false;
+    for _ in 0..600 {
+        if staged_files(&sb, &root) == Some(0) {
+            sealed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(sealed, "big.img was never sealed");
+    assert_eq!(run("stat -c %s big.img"), "4294967296\n");
+    let big = walk_sizes(&sb.store().join("blobs"))
+        .into_iter()
+        .filter(|&n| n == 4 << 30)
+        .count();
+    assert_eq!(big, 1, "one 4 GiB blob");
+}

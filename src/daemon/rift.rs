@@ -117,6 +117,32 @@ pub struct Rift {
     /// that resolved the entry just before still opens or stats the file
     /// by that name.
     retired: Vec<(PathBuf, Instant)>,
+    /// Seals under way, by staging name: a large file is hashed a slice
+    /// at a time between requests (see [`Rift::seal_step`]).
+    sealing: HashMap<Vec<u8>, Partial>,
+}
+
+/// A seal under way: the hash so far. While one exists, the staged file's
+/// probe holds a read lease, so no process has it open for writing and its
+/// content is what was hashed.
+struct Partial {
+    hasher: blake3::Hasher,
+    offset: u64,
+}
+
+/// How much of a staged file one step of a seal hashes: small enough that
+/// other clients wait at most a few tens of milliseconds behind a seal.
+pub const SEAL_SLICE: u64 = 16 << 20;
+
+/// What one step of a seal did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seal {
+    /// Sealed into the store (or the file was gone).
+    Done,
+    /// Not now: a writer has it open, or a `gc --delete` runs.
+    NotNow,
+    /// Part of it hashed: call again.
+    More,
 }
 
 /// How long a sealed file's staging name outlives its sealed record.
@@ -266,6 +292,7 @@ impl Rift {
             ino_end: next_ino + (1 << 16),
             name_seq: 0,
             retired: Vec::new(),
+            sealing: HashMap::new(),
         };
         for (rel, rec) in &view.records {
             if let Ok(RecordRef::Entry { header, target }) = vrift_format::decode_record(rec) {
@@ -677,6 +704,7 @@ impl Rift {
                 }
                 if h.is_staged() {
                     if trunc && access != libc::O_RDONLY {
+                        self.abort_seal(target);
                         let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(target));
                         OpenOptions::new().write(true).open(&path)?.set_len(0)?;
                     }
@@ -727,7 +755,11 @@ impl Rift {
         })
     }
 
-    fn open_staging(&self, name: &[u8], flags: i32) -> OpResult<OwnedFd> {
+    fn open_staging(&mut self, name: &[u8], flags: i32) -> OpResult<OwnedFd> {
+        if flags & libc::O_ACCMODE != libc::O_RDONLY {
+            // Our own write open would wait for our own lease to be released.
+            self.abort_seal(name);
+        }
         let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(name));
         let keep = flags
             & (libc::O_ACCMODE
@@ -802,45 +834,132 @@ impl Rift {
         n
     }
 
-    /// Seals the staged file `name` if no process has it open for writing
-    /// (a read lease is granted only then, and breaks if one opens it).
+    /// One step of sealing every staged file: the names whose seal is
+    /// under way (the caller continues them between requests).
+    pub fn seal_idle_step(&mut self) -> Vec<Vec<u8>> {
+        let names: Vec<Vec<u8>> = self.staged.keys().cloned().collect();
+        let mut more = Vec::new();
+        for name in names {
+            match self.seal_step(&name, SEAL_SLICE) {
+                Ok(Seal::More) => more.push(name),
+                Ok(_) => {}
+                Err(e) => eprintln!("vrift daemon: cannot seal a staged file: {e:#}"),
+            }
+        }
+        more
+    }
+
+    /// Seals the staged file `name` now, however large, if no process has
+    /// it open for writing.
     pub fn try_seal(&mut self, name: &[u8]) -> Result<bool> {
-        let Some(st) = self.staged.get(name) else {
+        if !self.staged.contains_key(name) {
             return Ok(false);
+        }
+        Ok(self.seal_step(name, u64::MAX)? == Seal::Done)
+    }
+
+    /// Gives up a seal under way (before the daemon itself opens the file
+    /// for writing, or when a writer is waiting): its lease is released.
+    fn abort_seal(&mut self, name: &[u8]) {
+        if self.sealing.remove(name).is_some() {
+            if let Some(st) = self.staged.get(name) {
+                // SAFETY: fcntl on our own fd.
+                unsafe { libc::fcntl(st.probe.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
+            }
+        }
+    }
+
+    /// Hashes up to `budget` more bytes of the staged file `name` and, once
+    /// all are hashed, seals it. A read lease (granted only while no process
+    /// has the file open for writing) is taken at the first step and held
+    /// to the last, so the content cannot change in between; a process that
+    /// opens it for writing meanwhile breaks the lease and the seal starts
+    /// over after that writer closes.
+    pub fn seal_step(&mut self, name: &[u8], budget: u64) -> Result<Seal> {
+        let Some(st) = self.staged.get(name) else {
+            self.sealing.remove(name);
+            return Ok(Seal::Done);
         };
         let fd = st.probe.as_raw_fd();
+        if self.sealing.contains_key(name) {
+            // A writer waiting on our lease is let through at once.
+            // SAFETY: fcntl on our own fd.
+            if unsafe { libc::fcntl(fd, libc::F_GETLEASE) } != libc::F_RDLCK {
+                self.abort_seal(name);
+                return Ok(Seal::NotNow);
+            }
+        } else {
+            // SAFETY: fcntl on our own fd.
+            if unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) } != 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EAGAIN) {
+                    return Ok(Seal::NotNow);
+                }
+                return Err(e).context("cannot take a lease on a staging file");
+            }
+            self.sealing.insert(
+                name.to_vec(),
+                Partial {
+                    hasher: blake3::Hasher::new(),
+                    offset: 0,
+                },
+            );
+        }
+        let res = self.hash_some(name, budget);
+        let all = match res {
+            Ok(all) => all,
+            Err(e) => {
+                self.abort_seal(name);
+                return Err(e);
+            }
+        };
+        if !all {
+            return Ok(Seal::More);
+        }
         // A `gc --delete` in progress: seal after it (it may be stopping
         // this daemon, and must not wait for a seal waiting for it).
         let Some(gc) = self.cas.try_gc_lock_shared()? else {
-            return Ok(false);
+            self.abort_seal(name);
+            return Ok(Seal::NotNow);
         };
-        // SAFETY: fcntl on our own fd.
-        if unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) } != 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EAGAIN) {
-                return Ok(false);
-            }
-            return Err(e).context("cannot take a lease on a staging file");
-        }
-        let res = self.seal_leased(name);
+        let partial = self.sealing.remove(name).expect("inserted above");
+        let hash = ContentHash(*partial.hasher.finalize().as_bytes());
+        let res = self.seal_leased(name, hash);
         drop(gc);
         if let Some(st) = self.staged.get(name) {
             // SAFETY: as above.
             unsafe { libc::fcntl(st.probe.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
         }
-        res.map(|()| true)
+        res.map(|()| Seal::Done)
     }
 
-    fn seal_leased(&mut self, name: &[u8]) -> Result<()> {
+    /// Feeds up to `budget` more bytes of `name` to its hash; whether the
+    /// whole file is hashed.
+    fn hash_some(&mut self, name: &[u8], budget: u64) -> Result<bool> {
+        use std::os::unix::fs::FileExt;
+        let st = self.staged.get(name).expect("caller checked");
+        let p = self.sealing.get_mut(name).expect("caller checked");
+        let size = st.probe.metadata()?.len();
+        let end = size.min(p.offset.saturating_add(budget));
+        let mut buf = vec![0u8; (256 * 1024).min((end - p.offset.min(end)) as usize).max(1)];
+        while p.offset < end {
+            let want = ((end - p.offset) as usize).min(buf.len());
+            let n = match st.probe.read_at(&mut buf[..want], p.offset) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).context("cannot read a staging file"),
+            };
+            p.hasher.update(&buf[..n]);
+            p.offset += n as u64;
+        }
+        Ok(p.offset >= size)
+    }
+
+    fn seal_leased(&mut self, name: &[u8], hash: ContentHash) -> Result<()> {
         let st = self.staged.get(name).expect("caller checked");
         let rel = st.rel.clone();
         let meta = st.probe.metadata()?;
-        let mut reader = &st.probe;
-        let hash = {
-            use std::io::Seek;
-            reader.seek(io::SeekFrom::Start(0))?;
-            crate::cas::hash_reader(&mut reader)?
-        };
         let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(name));
         // (The caller holds the gc lock shared.) The blob is linked, the
         // sealed record published, and only then does the staging name go
@@ -892,6 +1011,7 @@ impl Rift {
     /// their fds, as with an unlinked file).
     fn drop_staged(&mut self, h: &RecordHeader, target: &[u8]) {
         if h.is_staged() {
+            self.sealing.remove(target);
             self.staged.remove(target);
             let _ = fs::remove_file(self.staging_dir.join(std::ffi::OsStr::from_bytes(target)));
         }
@@ -1440,7 +1560,9 @@ impl Rift {
         let file = File::from(opened.fd);
         file.set_len(len)?;
         drop(file);
-        let _ = self.try_seal(&opened.name);
+        // One slice now; a large file is sealed between later requests
+        // (its close event schedules the rest).
+        let _ = self.seal_step(&opened.name, SEAL_SLICE);
         Ok(())
     }
 

@@ -3,6 +3,8 @@
 //!
 //! Requests are answered in arrival order by the one thread that owns the
 //! rift, so every decision (O_EXCL, rename) is atomic across processes.
+//! A large file is sealed a slice at a time between requests, so hashing
+//! it never keeps other clients waiting for more than a slice.
 //! Changes are journaled before the answer; the journal is committed to the
 //! manifest in groups (every [`COMMIT_EVERY`] at most, and on exit).
 
@@ -21,7 +23,7 @@ use vrift_format::proto::{
 };
 
 use super::live::Identity;
-use super::rift::{Caller, Errno, Rift};
+use super::rift::{Caller, Errno, Rift, Seal, SEAL_SLICE};
 use super::wire::{peer_cred, read_some, send_frame};
 use crate::lock::{FileLock, LockMode};
 use crate::project::Project;
@@ -299,8 +301,14 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
             if r.due > now {
                 return true;
             }
-            match rift.try_seal(&r.name) {
-                Ok(false) if rift.is_staged(&r.name) && r.tries < RESEAL_TRIES => {
+            // One slice of a large file per turn: the clients' requests are
+            // answered between slices.
+            match rift.seal_step(&r.name, SEAL_SLICE) {
+                Ok(Seal::More) => {
+                    r.due = now;
+                    true
+                }
+                Ok(Seal::NotNow) if rift.is_staged(&r.name) && r.tries < RESEAL_TRIES => {
                     r.due = now + RESEAL_FIRST * (1 << r.tries);
                     r.tries += 1;
                     true
@@ -340,7 +348,16 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
             last_commit = Instant::now();
         }
         if last_sweep.elapsed() >= seal_sweep {
-            rift.seal_idle();
+            let now = Instant::now();
+            for name in rift.seal_idle_step() {
+                if !reseal.iter().any(|r| r.name == name) {
+                    reseal.push(Reseal {
+                        name,
+                        tries: 0,
+                        due: now,
+                    });
+                }
+            }
             rift.reap_anon();
             last_sweep = Instant::now();
         }
