@@ -166,38 +166,41 @@ fn tmp_runtime_dir() -> PathBuf {
 /// `vrift ARGS` in a private mount namespace where `squat` is mounted over
 /// the real fallback runtime directory: the squat is seen exactly where
 /// vrift looks, while the other tests (and users) of this machine keep
-/// theirs.
+/// theirs. Exit 90/91: the namespace could not be set up (see [`squatted`]).
 fn in_squatted_ns(sb: &Sandbox, cwd: &Path, squat: &Path, args: &[&str]) -> Command {
     let real = tmp_runtime_dir();
-    let mut c = sb.cmd(cwd, &[]);
     let script = format!(
         "[ -d {real} ] || mkdir -m 700 {real} || exit 90; mount --bind \"$1\" {real} || exit 91; shift; exec \"$@\"",
         real = real.display()
     );
-    // Replace the program: `unshare -m sh -c SCRIPT sh SQUAT vrift ARGS`.
-    let mut u = Command::new("unshare");
-    u.args(["-m", "--propagation", "private", "sh", "-c", &script, "sh"])
+    // `unshare -m sh -c SCRIPT sh SQUAT vrift ARGS`, in the sandbox's
+    // environment (that of `sb.cmd`).
+    let sandboxed = sb.cmd(cwd, &[]);
+    let mut c = Command::new("unshare");
+    c.args(["-m", "--propagation", "private", "sh", "-c", &script, "sh"])
         .arg(squat)
         .arg(VRIFT)
         .args(args)
         .current_dir(cwd);
-    u.env_clear();
-    for (k, v) in c.get_envs() {
-        if let Some(v) = v {
-            u.env(k, v);
-        }
+    for (k, v) in sandboxed.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
     }
-    for (k, v) in std::env::vars_os() {
-        let ks = k.to_string_lossy();
-        if ks.starts_with("VRIFT_") || ks.starts_with("XDG_") || ks == "VR_THE_SOURCE" {
-            continue;
-        }
-        if c.get_envs().all(|(ck, _)| ck != k.as_os_str()) {
-            u.env(&k, &v);
-        }
-    }
-    c = u;
     c
+}
+
+/// The output of a command of [`in_squatted_ns`], which must have run.
+fn squatted(cmd: Command) -> Output {
+    let out = output_within(cmd, Duration::from_secs(30)).expect("hung");
+    assert!(
+        !matches!(out.status.code(), Some(90 | 91)),
+        "cannot bind-mount over {} in a private mount namespace (CAP_SYS_ADMIN?): {}",
+        tmp_runtime_dir().display(),
+        text(&out.stderr)
+    );
+    out
 }
 
 // ---- 1. the runtime directory and the daemon's peer ---------------------------
@@ -228,11 +231,9 @@ fn a_squatted_runtime_directory_is_refused_and_receives_nothing() {
         &squat,
         &["run", "--", "sh", "-c", "echo secret-bytes > secret.txt"],
     );
-    let out = output_within(write, Duration::from_secs(30)).expect("the write hung");
-    let status = in_squatted_ns(&sb, &root, &squat, &["daemon", "status"]);
-    let status = output_within(status, Duration::from_secs(30)).expect("status hung");
-    let start = in_squatted_ns(&sb, &root, &squat, &["daemon", "start"]);
-    let start = output_within(start, Duration::from_secs(30)).expect("start hung");
+    let out = squatted(write);
+    let status = squatted(in_squatted_ns(&sb, &root, &squat, &["daemon", "status"]));
+    let start = squatted(in_squatted_ns(&sb, &root, &squat, &["daemon", "start"]));
     let seen = attacker.stop();
     let _ = fs::remove_dir_all(&squat);
 
