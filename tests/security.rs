@@ -123,9 +123,21 @@ impl Attacker {
 
     /// Everything the attacker saw (it is stopped).
     fn stop(mut self) -> String {
+        use std::io::Read;
         let _ = self.child.kill();
-        let out = self.child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let mut seen = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            let _ = out.read_to_string(&mut seen);
+        }
+        seen
+    }
+}
+
+/// A test that fails half-way leaves no listener behind.
+impl Drop for Attacker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
