@@ -3,8 +3,10 @@
 //! Layout below the root:
 //!
 //! ```text
-//! blobs/ab/abcd…      one file per content, named by its BLAKE3 hash, mode 0444
+//! blobs/ab/abcd…      one file per content, named by its BLAKE3 hash, mode 0400
 //! tmp/                staging for blobs being written (same filesystem as blobs/)
+//! exec/<hash>         executable copies of blobs (made by the shim)
+//! shared              present in a store shared between users (see below)
 //! quarantine/         blobs `vrift fsck` found corrupt, moved aside
 //! projects/<id>       the registry: one file per project, holding its root path
 //! gc.lock             shared by writers of blobs, exclusive for `gc --delete`
@@ -14,19 +16,25 @@
 //! # Invariants
 //!
 //! 1. A file under `blobs/` is complete: it appears only by `rename` from
-//!    `tmp/`, after its bytes were written and its mode set to 0444.
+//!    `tmp/`, after its bytes were written and its mode set to the blob mode.
 //! 2. A blob's content is never modified in place and never executable.
 //! 3. A blob may be deleted only by `gc --delete`, holding `gc.lock`
 //!    exclusively, when no registered manifest or snapshot references it. Every
 //!    writer that will reference a blob holds `gc.lock` shared from before it
 //!    checks for the blob until after it has committed the reference.
 //! 4. Fan-out directories are created on demand, never up front.
+//! 5. The store is private to its owner: its directories are 0700 and its
+//!    blobs 0400, since it holds every project's secrets (`.env`, keys).
+//!    A store shared between users (a team cache) is an explicit choice:
+//!    opened once with `VRIFT_STORE_SHARED=1`, it is marked by a `shared`
+//!    file and keeps directories 0755 and blobs 0444 from then on, whoever
+//!    opens it (removing the mark makes it private again).
 
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -39,13 +47,24 @@ use crate::lock::{FileLock, LockMode};
 /// The lock file of [`Cas::ingest_busy_lock`], in the store's root.
 pub const INGEST_BUSY_LOCK: &str = "ingest.lock";
 
-/// Mode every blob carries.
-pub const BLOB_MODE: u32 = 0o444;
+/// Mode every blob of a private store carries (owner read only).
+pub const BLOB_MODE: u32 = 0o400;
+/// Mode of the blobs of a shared store (readable by everyone).
+pub const SHARED_BLOB_MODE: u32 = 0o444;
+/// Mode of a private store's directories.
+const DIR_MODE: u32 = 0o700;
+/// Mode of a shared store's directories.
+const SHARED_DIR_MODE: u32 = 0o755;
+/// The mark of a shared store, in its root.
+pub const SHARED_MARK: &str = "shared";
+/// Environment variable: `1` makes the store being opened a shared one.
+pub const STORE_SHARED_ENV: &str = "VRIFT_STORE_SHARED";
 
 /// A handle on the store's root directory.
 #[derive(Clone, Debug)]
 pub struct Cas {
     root: PathBuf,
+    shared: bool,
 }
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -70,22 +89,70 @@ pub fn resolve_root(fallback: Option<&Path>) -> Result<PathBuf> {
 }
 
 impl Cas {
-    /// Opens (creating if needed) the store at `root`.
+    /// Opens (creating if needed) the store at `root`. Its top-level
+    /// directories are made private (0700) if they are not, unless the store
+    /// is shared: a store written by an older vrift (0755) is tightened at
+    /// once, without walking its blobs (`vrift fsck` fixes their modes;
+    /// behind a 0700 root nobody else reaches them anyway).
     pub fn open(root: &Path) -> Result<Cas> {
+        let want_shared = std::env::var_os(STORE_SHARED_ENV).is_some_and(|v| v == "1");
+        let mark = root.join(SHARED_MARK);
+        let shared = want_shared || mark.exists();
+        let mode = if shared { SHARED_DIR_MODE } else { DIR_MODE };
+        // The daemon runs with umask 0: every mode is given explicitly.
+        create_dirs(root, mode)?;
+        if want_shared && !mark.exists() {
+            fs::write(
+                &mark,
+                "this store is shared between users (VRIFT_STORE_SHARED=1)\n",
+            )
+            .with_context(|| format!("cannot mark {} as shared", root.display()))?;
+            fs::set_permissions(&mark, fs::Permissions::from_mode(0o644))?;
+        }
         for sub in [
             BLOBS_DIR,
             "tmp",
             "quarantine",
             "projects",
+            "exec",
             vrift_format::STAGING_DIR,
         ] {
-            let dir = root.join(sub);
-            fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create the store directory {}", dir.display()))?;
+            create_dirs(&root.join(sub), mode)?;
         }
         let root = fs::canonicalize(root)
             .with_context(|| format!("cannot resolve the store path {}", root.display()))?;
-        Ok(Cas { root })
+        Ok(Cas { root, shared })
+    }
+
+    /// Whether the store is shared between users (see the module's notes).
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// The mode a blob of this store carries.
+    pub fn blob_mode(&self) -> u32 {
+        if self.shared {
+            SHARED_BLOB_MODE
+        } else {
+            BLOB_MODE
+        }
+    }
+
+    fn dir_mode(&self) -> u32 {
+        if self.shared {
+            SHARED_DIR_MODE
+        } else {
+            DIR_MODE
+        }
+    }
+
+    /// Creates the fan-out directory of a blob path.
+    pub fn create_fanout(&self, blob: &Path) -> io::Result<()> {
+        let dir = blob.parent().expect("blob paths have a parent");
+        match fs::DirBuilder::new().mode(self.dir_mode()).create(dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(()),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -233,16 +300,16 @@ impl Cas {
     }
 
     /// Makes a complete file on the store's filesystem the blob `hash`:
-    /// mode 0444, then an atomic rename that never replaces an existing blob.
+    /// the blob mode, then an atomic rename that never replaces an existing blob.
     /// If the blob exists already (same content by construction) the file is
     /// removed. On any other failure the file is left where it was.
     /// Returns whether the blob is new.
     pub fn adopt_tmp_keep(&self, tmp: &Path, hash: &ContentHash) -> io::Result<bool> {
         let dest = self.blob_path(hash);
-        fs::set_permissions(tmp, fs::Permissions::from_mode(BLOB_MODE))?;
+        fs::set_permissions(tmp, fs::Permissions::from_mode(self.blob_mode()))?;
         let res = match rename_noreplace(tmp, &dest) {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) && tmp.exists() => {
-                fs::create_dir_all(dest.parent().expect("blob paths have a parent"))?;
+                self.create_fanout(&dest)?;
                 rename_noreplace(tmp, &dest)
             }
             other => other,
@@ -263,10 +330,10 @@ impl Cas {
     /// filesystem without hard links gets the rename.
     pub fn adopt_tmp_linked(&self, tmp: &Path, hash: &ContentHash) -> io::Result<(bool, bool)> {
         let dest = self.blob_path(hash);
-        fs::set_permissions(tmp, fs::Permissions::from_mode(BLOB_MODE))?;
+        fs::set_permissions(tmp, fs::Permissions::from_mode(self.blob_mode()))?;
         let res = match fs::hard_link(tmp, &dest) {
             Err(e) if e.kind() == io::ErrorKind::NotFound && tmp.exists() => {
-                fs::create_dir_all(dest.parent().expect("blob paths have a parent"))?;
+                self.create_fanout(&dest)?;
                 fs::hard_link(tmp, &dest)
             }
             other => other,
@@ -435,6 +502,28 @@ fn hash_prefix_with(r: &mut impl Read, len: u64, buf: &mut [u8]) -> io::Result<(
         }
     }
     Ok((ContentHash(*hasher.finalize().as_bytes()), done))
+}
+
+/// Creates `dir` (and missing parents) with `mode`, and gives an existing
+/// one `mode` if it has other bits: a store must not stay readable by
+/// others because an older vrift or a permissive umask made it so.
+fn create_dirs(dir: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .with_context(|| format!("cannot create the store directory {}", dir.display()))?;
+    let m = fs::metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
+    if m.mode() & 0o777 != mode {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode)).with_context(|| {
+            format!(
+                "cannot set the mode of the store directory {} to {mode:04o}",
+                dir.display()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 fn create_tmp(path: &Path) -> io::Result<File> {

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use rayon::prelude::*;
 use vrift_format::ContentHash;
 
-use crate::cas::{self, Cas, BLOB_MODE};
+use crate::cas::{self, Cas};
 use crate::manifest::{Layer, ReadTxn};
 use crate::paths::display;
 use crate::ui;
@@ -21,7 +21,7 @@ pub struct Report {
     pub bytes: u64,
     /// Blobs whose content does not match their name, moved to quarantine/.
     pub corrupt: Vec<(ContentHash, PathBuf)>,
-    /// Blobs whose mode was not 0444 (repaired).
+    /// Blobs whose mode was not the store's blob mode (repaired).
     pub mode_fixed: u64,
     /// Blobs that could not be read.
     pub unreadable: Vec<(PathBuf, String)>,
@@ -70,8 +70,8 @@ pub fn check_store(cas: &Cas, report: &mut Report) -> Result<()> {
                     fs::rename(path, &dest)
                         .with_context(|| format!("cannot quarantine {}", path.display()))?;
                     report.corrupt.push((*hash, dest));
-                } else if mode != BLOB_MODE {
-                    fs::set_permissions(path, fs::Permissions::from_mode(BLOB_MODE))
+                } else if mode != cas.blob_mode() {
+                    fs::set_permissions(path, fs::Permissions::from_mode(cas.blob_mode()))
                         .with_context(|| format!("cannot fix the mode of {}", path.display()))?;
                     report.mode_fixed += 1;
                 }

@@ -10,7 +10,7 @@
 //!    (dev, ino, size, mtime) each file had when it was hashed.
 //! 3. **move**: a file whose blob the store has is renamed into the trash
 //!    (see [`Trash`]; the identity is checked on the file as moved, and a
-//!    changed file is put back); otherwise it is set to 0444 and renamed to
+//!    changed file is put back); otherwise it gets the blob mode and is renamed to
 //!    its blob name. Files that cannot be moved (another filesystem,
 //!    hard-linked, owned by someone else) are copied, the store is flushed,
 //!    then the originals are unlinked.
@@ -985,14 +985,14 @@ fn move_into_store(
     }
     let movable = h.pending.dev == cas_dev && h.nlink == 1 && h.uid == euid;
     if movable {
-        // The file itself becomes the blob: 0444 first (a blob is never seen
-        // writable), then a rename that never replaces an existing blob.
+        // The file itself becomes the blob: the blob mode first (a blob is
+        // never seen writable), then a rename that never replaces a blob.
         let dest = cas.blob_path(hash);
         let user_mode = fs::Permissions::from_mode(h.mode & 0o7777);
-        fs::set_permissions(&h.abs, fs::Permissions::from_mode(cas::BLOB_MODE))?;
+        fs::set_permissions(&h.abs, fs::Permissions::from_mode(cas.blob_mode()))?;
         let mut res = cas::rename_noreplace(&h.abs, &dest);
         if matches!(&res, Err(e) if e.raw_os_error() == Some(libc::ENOENT)) && h.abs.exists() {
-            fs::create_dir_all(dest.parent().expect("blob paths have a parent"))?;
+            cas.create_fanout(&dest)?;
             res = cas::rename_noreplace(&h.abs, &dest);
         }
         match res {

@@ -69,11 +69,12 @@ fn ingest_then_materialize_round_trips_a_tree() {
         sb.blob_count()
     );
 
-    // Blobs are read-only and never executable, even for an executable file.
+    // Blobs are private, read-only and never executable, even for an
+    // executable file.
     for fan in fs::read_dir(sb.store().join("blobs")).unwrap() {
         for blob in fs::read_dir(fan.unwrap().path()).unwrap() {
             let mode = blob.unwrap().metadata().unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode, 0o444);
+            assert_eq!(mode, 0o400);
         }
     }
 

@@ -87,7 +87,7 @@ fn fsck_repairs_a_blob_made_writable() {
     assert!(out.contains("repaired the mode of 1 blobs"), "{out}");
     assert_eq!(
         fs::metadata(&blob).unwrap().permissions().mode() & 0o777,
-        0o444
+        0o400
     );
 }
 

@@ -202,11 +202,93 @@ fn start_daemon() -> bool {
     loop {
         // SAFETY: waiting for our own child.
         let w = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if w >= 0 || errno() != libc::EINTR {
+        if w >= 0 {
             break;
         }
+        if errno() != libc::EINTR {
+            // Not ours to reap (SIGCHLD ignored): we cannot know; try to connect.
+            return true;
+        }
     }
-    true
+    // The starter returns only once the daemon answers, or has said on
+    // stderr why it cannot start: retrying the connect then only waits.
+    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+}
+
+/// Why a daemon socket is refused.
+#[derive(Clone, Copy)]
+enum Refusal {
+    /// The runtime directory is not a private directory of ours.
+    Dir,
+    /// The process listening on the socket is not running as us.
+    Peer,
+}
+
+/// Checks the directory holding the daemon's socket: a real directory (not
+/// a symlink) owned by our euid with no group or other bits. Anyone who can
+/// create a name there can listen in the daemon's place and receive our
+/// writes. `Ok(false)`: it does not exist yet (the daemon creates it).
+fn runtime_dir_ok(dir: &[u8]) -> Result<bool, Refusal> {
+    match sys::lstat_raw(dir) {
+        Ok(st) => {
+            // SAFETY: geteuid cannot fail.
+            let me = unsafe { libc::geteuid() };
+            let private = st.st_mode & libc::S_IFMT == libc::S_IFDIR
+                && st.st_uid == me
+                && st.st_mode & 0o077 == 0;
+            if private {
+                Ok(true)
+            } else {
+                Err(Refusal::Dir)
+            }
+        }
+        // Missing (or not creatable): the starter creates it or says why.
+        Err(e) if e == libc::ENOENT || e == libc::ENOTDIR => Ok(false),
+        Err(_) => Err(Refusal::Dir),
+    }
+}
+
+/// Whether the process that listens on `fd`'s peer runs as our euid
+/// (`SO_PEERCRED`: the credentials it had when it called `listen`).
+fn peer_is_us(fd: c_int) -> bool {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = core::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len are live out-buffers of the right size.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut libc::ucred as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    // SAFETY: geteuid cannot fail.
+    r == 0 && cred.uid == unsafe { libc::geteuid() }
+}
+
+/// One line naming what was refused; the request fails with EIO.
+fn refused(mut ans: Answer, why: Refusal, dir: &[u8], socket: &[u8]) -> Answer {
+    if !COMPLAINED.swap(true, Ordering::Relaxed) {
+        match why {
+            Refusal::Dir => sys::complain(&[
+                b"vrift: refusing the runtime directory ",
+                dir,
+                b": not a directory owned by you with mode 0700 (another user may have created it); remove it or set XDG_RUNTIME_DIR. Writes fail with EIO",
+            ]),
+            Refusal::Peer => sys::complain(&[
+                b"vrift: refusing the daemon socket ",
+                socket,
+                b": it is served by another user, not by a daemon of yours; writes fail with EIO",
+            ]),
+        }
+    }
+    ans.errno = libc::EIO;
+    ans
 }
 
 /// Sends one request and returns the answer; EIO (with one line on
@@ -243,11 +325,31 @@ pub fn call(op: Op, a: u64, b: u64, path1: &[u8], path2: &[u8]) -> Answer {
         ans.errno = libc::ENAMETOOLONG;
         return ans;
     };
+    let dir = match socket.iter().rposition(|&c| c == b'/') {
+        Some(0) => &socket[..1],
+        Some(i) => &socket[..i],
+        None => return unreachable(ans),
+    };
     let mut fd = -1;
     let mut started = false;
     for attempt in 0..3000u32 {
-        match connect(socket) {
+        // Checked before every connect: the directory may appear (created
+        // by the starter) between two attempts.
+        let dir_exists = match runtime_dir_ok(dir) {
+            Ok(e) => e,
+            Err(why) => return refused(ans, why, dir, socket),
+        };
+        let conn = if dir_exists {
+            connect(socket)
+        } else {
+            Err(libc::ENOENT)
+        };
+        match conn {
             Ok(s) => {
+                if !peer_is_us(s) {
+                    sys::close_raw(s);
+                    return refused(ans, Refusal::Peer, dir, socket);
+                }
                 fd = s;
                 break;
             }

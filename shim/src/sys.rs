@@ -80,6 +80,29 @@ pub fn stat_raw(path: &[u8]) -> Option<libc::stat> {
     (rc == 0).then_some(st)
 }
 
+/// `lstat` without libc: the last component is not followed.
+pub fn lstat_raw(path: &[u8]) -> Result<libc::stat, i32> {
+    let c = CPath::new(path).ok_or(libc::ENAMETOOLONG)?;
+    // SAFETY: zeroed stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: valid path and buffer.
+    let rc = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_newfstatat,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            &mut st as *mut libc::stat,
+            libc::AT_SYMLINK_NOFOLLOW
+        )
+    };
+    if rc == 0 {
+        Ok(st)
+    } else {
+        // SAFETY: errno is thread-local.
+        Err(unsafe { *libc::__errno_location() })
+    }
+}
+
 pub fn openat_raw(dirfd: i32, path: *const libc::c_char, flags: i32, mode: u32) -> i32 {
     // SAFETY: arguments are passed through to the kernel, which validates them.
     unsafe { crate::raw_syscall!(libc::SYS_openat, dirfd, path, flags, mode) as i32 }

@@ -85,8 +85,9 @@ pub fn fsck() -> Result<Outcome> {
     }
     if report.mode_fixed > 0 {
         println!(
-            "repaired the mode of {} blobs (now 0444)",
-            report.mode_fixed
+            "repaired the mode of {} blobs (now {:04o})",
+            report.mode_fixed,
+            cas.blob_mode()
         );
     }
     for line in fsck_op::describe_missing(&report) {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use vrift_format::proto::{decode_reply, encode_request, Op, Request, MAX_FRAME};
 
-use super::wire::{recv_frame, send_frame};
+use super::wire::{peer_cred, recv_frame, send_frame};
 use crate::project::Project;
 
 /// A reply, owned.
@@ -49,10 +49,55 @@ fn simple(op: Op) -> Request<'static> {
     }
 }
 
+/// Connects to a daemon socket, having checked that its directory is ours
+/// and private and that the process listening runs as us (`SO_PEERCRED`):
+/// otherwise another user could receive our requests. A refusal is an
+/// error of kind `PermissionDenied` whose text names the directory or
+/// socket; callers must report it, not take it for "no daemon".
 pub fn connect(socket: &Path) -> std::io::Result<UnixStream> {
+    let dir = socket.parent().unwrap_or(Path::new("/"));
+    match super::check_runtime_dir(dir) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} does not exist", dir.display()),
+            ))
+        }
+        Err(e) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("{e:#}"),
+            ))
+        }
+    }
     let s = UnixStream::connect(socket)?;
+    let cred = peer_cred(&s)?;
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if cred.uid != me {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing the daemon socket {}: it is served by uid {} (pid {}), not by you (uid {me})",
+                socket.display(),
+                cred.uid,
+                cred.pid
+            ),
+        ));
+    }
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     Ok(s)
+}
+
+/// A connection refused for safety (see [`connect`]) is an error; a
+/// daemon that is simply not running is `None`.
+fn connect_if_running(socket: &Path) -> Result<Option<UnixStream>> {
+    match connect(socket) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(anyhow::anyhow!(e)),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Whether a daemon answers on `socket`.
@@ -67,7 +112,7 @@ pub fn ping_socket(socket: &Path) -> Result<()> {
 
 /// The daemon's status text, or None if none runs.
 pub fn status(project: &Project) -> Result<Option<String>> {
-    let Ok(s) = connect(&super::socket_path(project)) else {
+    let Some(s) = connect_if_running(&super::socket_path(project))? else {
         return Ok(None);
     };
     let a = call(&s, &simple(Op::Status))?;
@@ -77,7 +122,7 @@ pub fn status(project: &Project) -> Result<Option<String>> {
 /// Connects to the project's daemon, starting it if needed.
 pub fn connect_or_start(project: &Project) -> Result<UnixStream> {
     let socket = super::socket_path(project);
-    if let Ok(s) = connect(&socket) {
+    if let Some(s) = connect_if_running(&socket)? {
         return Ok(s);
     }
     super::start(project)?;
@@ -88,7 +133,7 @@ pub fn connect_or_start(project: &Project) -> Result<UnixStream> {
 /// has let go of the project. Returns whether one was running.
 pub fn stop(project: &Project) -> Result<bool> {
     let socket = super::socket_path(project);
-    let Ok(s) = connect(&socket) else {
+    let Some(s) = connect_if_running(&socket)? else {
         return Ok(false);
     };
     let a = call(&s, &simple(Op::Stop))?;

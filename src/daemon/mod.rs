@@ -16,7 +16,7 @@ mod wire;
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -57,6 +57,37 @@ pub fn socket_path(project: &Project) -> PathBuf {
     PathBuf::from(format!("/tmp/vrift-{uid}/{}.sock", project_key(project)))
 }
 
+/// Checks the runtime directory: a real directory (not a symlink) owned by
+/// our euid, with no group or other permission bits. Anyone who can create
+/// a name in it can listen in the daemon's place and receive every write,
+/// so a directory that fails is refused, never repaired. `Ok(false)`: it
+/// does not exist (yet).
+pub fn check_runtime_dir(dir: &Path) -> Result<bool> {
+    let m = match fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("cannot stat {}", dir.display())),
+    };
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if !m.file_type().is_dir() || m.uid() != uid || m.mode() & 0o077 != 0 {
+        let what = if m.file_type().is_symlink() {
+            "a symlink".to_string()
+        } else if !m.is_dir() {
+            "not a directory".to_string()
+        } else if m.uid() != uid {
+            format!("owned by uid {}, not by you (uid {uid})", m.uid())
+        } else {
+            format!("mode {:04o}, open to others", m.mode() & 0o7777)
+        };
+        bail!(
+            "refusing the runtime directory {}: {what} (it must be a directory of yours with mode 0700; another user may have created it); remove it or set XDG_RUNTIME_DIR",
+            dir.display()
+        );
+    }
+    Ok(true)
+}
+
 /// Creates the runtime directory 0700, refusing one that another user owns
 /// or that others can enter (the socket's first line of defence).
 pub fn ensure_runtime_dir(dir: &Path) -> Result<()> {
@@ -65,18 +96,8 @@ pub fn ensure_runtime_dir(dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
     }
-    let m = fs::symlink_metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
-    if !m.is_dir() || m.uid() != uid {
-        bail!(
-            "{} is not a directory owned by you (uid {uid}); remove it or set XDG_RUNTIME_DIR",
-            dir.display()
-        );
-    }
-    if m.mode() & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot restrict {} to mode 0700", dir.display()))?;
+    if !check_runtime_dir(dir)? {
+        bail!("{} vanished as it was created", dir.display());
     }
     Ok(())
 }

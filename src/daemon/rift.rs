@@ -118,6 +118,32 @@ pub struct Rift {
     /// that resolved the entry just before still opens or stats the file
     /// by that name.
     retired: Vec<(PathBuf, Instant)>,
+    /// Seals under way, by staging name: a large file is hashed a slice
+    /// at a time between requests (see [`Rift::seal_step`]).
+    sealing: HashMap<Vec<u8>, Partial>,
+}
+
+/// A seal under way: the hash so far. While one exists, the staged file's
+/// probe holds a read lease, so no process has it open for writing and its
+/// content is what was hashed.
+struct Partial {
+    hasher: blake3::Hasher,
+    offset: u64,
+}
+
+/// How much of a staged file one step of a seal hashes: small enough that
+/// other clients wait at most a few tens of milliseconds behind a seal.
+pub const SEAL_SLICE: u64 = 16 << 20;
+
+/// What one step of a seal did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seal {
+    /// Sealed into the store (or the file was gone).
+    Done,
+    /// Not now: a writer has it open, or a `gc --delete` runs.
+    NotNow,
+    /// Part of it hashed: call again.
+    More,
 }
 
 /// How long a sealed file's staging name outlives its sealed record.
@@ -129,6 +155,80 @@ pub struct Opened {
     pub ino: u64,
     pub mode: u32,
     pub name: Vec<u8>,
+}
+
+/// `struct open_how` of openat2(2) (libc's is `non_exhaustive`).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// Opens the physical regular file `rel` below `root` for reading, in a way
+/// that can neither block nor leave the project: O_NONBLOCK (a FIFO opens
+/// at once instead of waiting for a writer), O_NOFOLLOW on the last
+/// component, RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS on the others, then an
+/// fstat that must find a regular file (the name may have been replaced
+/// since it was looked at). Anything else is EOPNOTSUPP: a FIFO, socket or
+/// device has no content to copy, and reading one could block or never end.
+fn open_phys_regular(root: &Path, rel: &[u8]) -> OpResult<File> {
+    let root_c =
+        std::ffi::CString::new(root.as_os_str().as_bytes()).map_err(|e| anyhow::anyhow!(e))?;
+    let rel_c = std::ffi::CString::new(rel).map_err(|e| anyhow::anyhow!(e))?;
+    // SAFETY: a valid C string; the fd is owned right after.
+    let dirfd = unsafe {
+        libc::open(
+            root_c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if dirfd < 0 {
+        return Err(anyhow::Error::from(io::Error::last_os_error())
+            .context(format!("cannot open {}", root.display()))
+            .into());
+    }
+    // SAFETY: a fresh fd we own.
+    let dir = unsafe { OwnedFd::from_raw_fd(dirfd) };
+    let how = OpenHow {
+        flags: (libc::O_RDONLY
+            | libc::O_NONBLOCK
+            | libc::O_NOFOLLOW
+            | libc::O_CLOEXEC
+            | libc::O_NOCTTY) as u64,
+        mode: 0,
+        resolve: 0x08 /* RESOLVE_BENEATH */ | 0x02, /* RESOLVE_NO_MAGICLINKS */
+    };
+    // SAFETY: valid fd, path and open_how of the size given.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            rel_c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    } as i32;
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            // The last component is a symlink, or the path leaves the project.
+            Some(libc::ELOOP) | Some(libc::EXDEV) => posix(libc::EOPNOTSUPP),
+            Some(libc::ENOENT) => posix(libc::ENOENT),
+            _ => Err(anyhow::Error::from(e)
+                .context(format!(
+                    "cannot read {}",
+                    root.join(crate::paths::os(rel)).display()
+                ))
+                .into()),
+        };
+    }
+    // SAFETY: a fresh fd we own.
+    let file = unsafe { File::from_raw_fd(fd) };
+    if !file.metadata()?.file_type().is_file() {
+        return posix(libc::EOPNOTSUPP);
+    }
+    Ok(file)
 }
 
 fn now_ns() -> i64 {
@@ -193,6 +293,7 @@ impl Rift {
             ino_end: next_ino + (1 << 16),
             name_seq: 0,
             retired: Vec::new(),
+            sealing: HashMap::new(),
         };
         for (rel, rec) in &view.records {
             if let Ok(RecordRef::Entry { header, target }) = vrift_format::decode_record(rec) {
@@ -454,30 +555,43 @@ impl Rift {
         node: &Node,
         rel: &[u8],
         truncate: bool,
-    ) -> Result<(Vec<u8>, PathBuf)> {
-        let (name, path, mut file) = self.new_staging()?;
-        if !truncate {
-            let src = match node {
+    ) -> OpResult<(Vec<u8>, PathBuf)> {
+        // The source is opened first: a refused one leaves no staging file.
+        let source = if truncate {
+            None
+        } else {
+            match node {
                 Node::Entry(h, target) if h.is_staged() => {
                     Some(self.staging_dir.join(std::ffi::OsStr::from_bytes(target)))
                 }
                 Node::Entry(h, _) => Some(self.cas.blob_path(&h.hash)),
                 Node::Phys(_) => Some(self.disk(rel)),
                 _ => None,
-            };
-            if let Some(src) = src {
-                let mut from =
-                    File::open(&src).with_context(|| format!("cannot read {}", src.display()))?;
-                // A reflink where the filesystem shares extents (btrfs, xfs);
-                // else std's copy, which uses copy_file_range.
-                // SAFETY: FICLONE between two fds we own.
-                let cloned =
-                    unsafe { libc::ioctl(file.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) } == 0;
-                if !cloned {
-                    io::copy(&mut from, &mut file).with_context(|| {
-                        format!("cannot copy {} to {}", src.display(), path.display())
-                    })?;
-                }
+            }
+        };
+        let source = match source {
+            None => None,
+            // A client names this path: never block on it, never copy a
+            // special file, never follow a symlink out of the project.
+            Some(src) if matches!(node, Node::Phys(_)) => {
+                Some((open_phys_regular(self.project.root(), rel)?, src))
+            }
+            Some(src) => Some((
+                File::open(&src).with_context(|| format!("cannot read {}", src.display()))?,
+                src,
+            )),
+        };
+        let (name, path, mut file) = self.new_staging()?;
+        if let Some((mut from, src)) = source {
+            // A reflink where the filesystem shares extents (btrfs, xfs);
+            // else std's copy, which uses copy_file_range.
+            // SAFETY: FICLONE between two fds we own.
+            let cloned =
+                unsafe { libc::ioctl(file.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) } == 0;
+            if !cloned {
+                io::copy(&mut from, &mut file).with_context(|| {
+                    format!("cannot copy {} to {}", src.display(), path.display())
+                })?;
             }
         }
         Ok((name, path))
@@ -565,6 +679,7 @@ impl Rift {
                 }
                 if h.is_staged() {
                     if trunc && access != libc::O_RDONLY {
+                        self.abort_seal(target);
                         let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(target));
                         OpenOptions::new().write(true).open(&path)?.set_len(0)?;
                     }
@@ -615,7 +730,11 @@ impl Rift {
         })
     }
 
-    fn open_staging(&self, name: &[u8], flags: i32) -> OpResult<OwnedFd> {
+    fn open_staging(&mut self, name: &[u8], flags: i32) -> OpResult<OwnedFd> {
+        if flags & libc::O_ACCMODE != libc::O_RDONLY {
+            // Our own write open would wait for our own lease to be released.
+            self.abort_seal(name);
+        }
         let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(name));
         let keep = flags
             & (libc::O_ACCMODE
@@ -690,45 +809,132 @@ impl Rift {
         n
     }
 
-    /// Seals the staged file `name` if no process has it open for writing
-    /// (a read lease is granted only then, and breaks if one opens it).
+    /// One step of sealing every staged file: the names whose seal is
+    /// under way (the caller continues them between requests).
+    pub fn seal_idle_step(&mut self) -> Vec<Vec<u8>> {
+        let names: Vec<Vec<u8>> = self.staged.keys().cloned().collect();
+        let mut more = Vec::new();
+        for name in names {
+            match self.seal_step(&name, SEAL_SLICE) {
+                Ok(Seal::More) => more.push(name),
+                Ok(_) => {}
+                Err(e) => eprintln!("vrift daemon: cannot seal a staged file: {e:#}"),
+            }
+        }
+        more
+    }
+
+    /// Seals the staged file `name` now, however large, if no process has
+    /// it open for writing.
     pub fn try_seal(&mut self, name: &[u8]) -> Result<bool> {
-        let Some(st) = self.staged.get(name) else {
+        if !self.staged.contains_key(name) {
             return Ok(false);
+        }
+        Ok(self.seal_step(name, u64::MAX)? == Seal::Done)
+    }
+
+    /// Gives up a seal under way (before the daemon itself opens the file
+    /// for writing, or when a writer is waiting): its lease is released.
+    fn abort_seal(&mut self, name: &[u8]) {
+        if self.sealing.remove(name).is_some() {
+            if let Some(st) = self.staged.get(name) {
+                // SAFETY: fcntl on our own fd.
+                unsafe { libc::fcntl(st.probe.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
+            }
+        }
+    }
+
+    /// Hashes up to `budget` more bytes of the staged file `name` and, once
+    /// all are hashed, seals it. A read lease (granted only while no process
+    /// has the file open for writing) is taken at the first step and held
+    /// to the last, so the content cannot change in between; a process that
+    /// opens it for writing meanwhile breaks the lease and the seal starts
+    /// over after that writer closes.
+    pub fn seal_step(&mut self, name: &[u8], budget: u64) -> Result<Seal> {
+        let Some(st) = self.staged.get(name) else {
+            self.sealing.remove(name);
+            return Ok(Seal::Done);
         };
         let fd = st.probe.as_raw_fd();
+        if self.sealing.contains_key(name) {
+            // A writer waiting on our lease is let through at once.
+            // SAFETY: fcntl on our own fd.
+            if unsafe { libc::fcntl(fd, libc::F_GETLEASE) } != libc::F_RDLCK {
+                self.abort_seal(name);
+                return Ok(Seal::NotNow);
+            }
+        } else {
+            // SAFETY: fcntl on our own fd.
+            if unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) } != 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EAGAIN) {
+                    return Ok(Seal::NotNow);
+                }
+                return Err(e).context("cannot take a lease on a staging file");
+            }
+            self.sealing.insert(
+                name.to_vec(),
+                Partial {
+                    hasher: blake3::Hasher::new(),
+                    offset: 0,
+                },
+            );
+        }
+        let res = self.hash_some(name, budget);
+        let all = match res {
+            Ok(all) => all,
+            Err(e) => {
+                self.abort_seal(name);
+                return Err(e);
+            }
+        };
+        if !all {
+            return Ok(Seal::More);
+        }
         // A `gc --delete` in progress: seal after it (it may be stopping
         // this daemon, and must not wait for a seal waiting for it).
         let Some(gc) = self.cas.try_gc_lock_shared()? else {
-            return Ok(false);
+            self.abort_seal(name);
+            return Ok(Seal::NotNow);
         };
-        // SAFETY: fcntl on our own fd.
-        if unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) } != 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EAGAIN) {
-                return Ok(false);
-            }
-            return Err(e).context("cannot take a lease on a staging file");
-        }
-        let res = self.seal_leased(name);
+        let partial = self.sealing.remove(name).expect("inserted above");
+        let hash = ContentHash(*partial.hasher.finalize().as_bytes());
+        let res = self.seal_leased(name, hash);
         drop(gc);
         if let Some(st) = self.staged.get(name) {
             // SAFETY: as above.
             unsafe { libc::fcntl(st.probe.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
         }
-        res.map(|()| true)
+        res.map(|()| Seal::Done)
     }
 
-    fn seal_leased(&mut self, name: &[u8]) -> Result<()> {
+    /// Feeds up to `budget` more bytes of `name` to its hash; whether the
+    /// whole file is hashed.
+    fn hash_some(&mut self, name: &[u8], budget: u64) -> Result<bool> {
+        use std::os::unix::fs::FileExt;
+        let st = self.staged.get(name).expect("caller checked");
+        let p = self.sealing.get_mut(name).expect("caller checked");
+        let size = st.probe.metadata()?.len();
+        let end = size.min(p.offset.saturating_add(budget));
+        let mut buf = vec![0u8; (256 * 1024).min((end - p.offset.min(end)) as usize).max(1)];
+        while p.offset < end {
+            let want = ((end - p.offset) as usize).min(buf.len());
+            let n = match st.probe.read_at(&mut buf[..want], p.offset) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).context("cannot read a staging file"),
+            };
+            p.hasher.update(&buf[..n]);
+            p.offset += n as u64;
+        }
+        Ok(p.offset >= size)
+    }
+
+    fn seal_leased(&mut self, name: &[u8], hash: ContentHash) -> Result<()> {
         let st = self.staged.get(name).expect("caller checked");
         let rel = st.rel.clone();
         let meta = st.probe.metadata()?;
-        let mut reader = &st.probe;
-        let hash = {
-            use std::io::Seek;
-            reader.seek(io::SeekFrom::Start(0))?;
-            crate::cas::hash_reader(&mut reader)?
-        };
         let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(name));
         // (The caller holds the gc lock shared.) The blob is linked, the
         // sealed record published, and only then does the staging name go
@@ -780,13 +986,14 @@ impl Rift {
     /// their fds, as with an unlinked file).
     fn drop_staged(&mut self, h: &RecordHeader, target: &[u8]) {
         if h.is_staged() {
+            self.sealing.remove(target);
             self.staged.remove(target);
             let _ = fs::remove_file(self.staging_dir.join(std::ffi::OsStr::from_bytes(target)));
         }
     }
 
     /// A sealed record of the physical file at `rel` (copied into the CAS).
-    fn copy_up(&mut self, rel: &[u8], m: &fs::Metadata) -> Result<RecordHeader> {
+    fn copy_up(&mut self, rel: &[u8], m: &fs::Metadata) -> OpResult<RecordHeader> {
         let path = self.disk(rel);
         let (kind, hash, target) = if m.file_type().is_symlink() {
             let t = fs::read_link(&path)?;
@@ -796,9 +1003,13 @@ impl Rift {
                 t.as_os_str().as_bytes().to_vec(),
             )
         } else {
+            // A FIFO, socket or device is metadata, never content: opening a
+            // FIFO would block the daemon, and a device may never end.
+            if !m.file_type().is_file() {
+                return posix(libc::EOPNOTSUPP);
+            }
+            let mut f = open_phys_regular(self.project.root(), rel)?;
             let _gc = self.cas.gc_lock(LockMode::Shared)?;
-            let mut f =
-                File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
             let (hash, _) = self.cas.put_reader(&mut f)?;
             (Kind::File, hash, Vec::new())
         };
@@ -1334,7 +1545,9 @@ impl Rift {
         let file = File::from(opened.fd);
         file.set_len(len)?;
         drop(file);
-        let _ = self.try_seal(&opened.name);
+        // One slice now; a large file is sealed between later requests
+        // (its close event schedules the rest).
+        let _ = self.seal_step(&opened.name, SEAL_SLICE);
         Ok(())
     }
 

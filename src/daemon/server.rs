@@ -3,6 +3,8 @@
 //!
 //! Requests are answered in arrival order by the one thread that owns the
 //! rift, so every decision (O_EXCL, rename) is atomic across processes.
+//! A large file is sealed a slice at a time between requests, so hashing
+//! it never keeps other clients waiting for more than a slice.
 //! Changes are journaled before the answer; the journal is committed to the
 //! manifest in groups (every [`COMMIT_EVERY`] at most, and on exit).
 
@@ -21,7 +23,7 @@ use vrift_format::proto::{
 };
 
 use super::live::Identity;
-use super::rift::{Caller, Errno, Rift};
+use super::rift::{Caller, Errno, Rift, Seal, SEAL_SLICE};
 use super::wire::{peer_cred, read_some, send_frame};
 use crate::lock::{FileLock, LockMode};
 use crate::project::Project;
@@ -299,8 +301,14 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
             if r.due > now {
                 return true;
             }
-            match rift.try_seal(&r.name) {
-                Ok(false) if rift.is_staged(&r.name) && r.tries < RESEAL_TRIES => {
+            // One slice of a large file per turn: the clients' requests are
+            // answered between slices.
+            match rift.seal_step(&r.name, SEAL_SLICE) {
+                Ok(Seal::More) => {
+                    r.due = now;
+                    true
+                }
+                Ok(Seal::NotNow) if rift.is_staged(&r.name) && r.tries < RESEAL_TRIES => {
                     r.due = now + RESEAL_FIRST * (1 << r.tries);
                     r.tries += 1;
                     true
@@ -340,7 +348,16 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
             last_commit = Instant::now();
         }
         if last_sweep.elapsed() >= seal_sweep {
-            rift.seal_idle();
+            let now = Instant::now();
+            for name in rift.seal_idle_step() {
+                if !reseal.iter().any(|r| r.name == name) {
+                    reseal.push(Reseal {
+                        name,
+                        tries: 0,
+                        due: now,
+                    });
+                }
+            }
             rift.reap_anon();
             last_sweep = Instant::now();
         }
@@ -486,6 +503,9 @@ fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
 /// Starts a detached daemon unless one answers, and waits until it does.
 pub fn start(project: &Project) -> Result<()> {
     let socket = super::socket_path(project);
+    // A runtime directory we must not use is said at once, not after a
+    // daemon was started only to refuse it.
+    super::check_runtime_dir(socket.parent().expect("socket paths have a parent"))?;
     if super::client::ping_socket(&socket).is_ok() {
         return Ok(());
     }
@@ -495,6 +515,8 @@ pub fn start(project: &Project) -> Result<()> {
         .append(true)
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
+    // Where this daemon's own lines start (the log is appended to).
+    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
     let exe = std::env::current_exe().context("cannot find the vrift binary")?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("-C")
@@ -525,8 +547,12 @@ pub fn start(project: &Project) -> Result<()> {
             if super::client::ping_socket(&socket).is_ok() {
                 return Ok(());
             }
+            let why = last_log_line(&log_path, log_start)
+                .map(|l| format!(": {l}"))
+                .unwrap_or_default();
             bail!(
-                "the daemon exited ({status}) before answering; see {}",
+                "the daemon of {} exited ({status}) before answering{why} (see {})",
+                project.root().display(),
                 log_path.display()
             );
         }
@@ -539,6 +565,16 @@ pub fn start(project: &Project) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// The last non-empty line written to the log at or after `from`.
+fn last_log_line(log: &std::path::Path, from: u64) -> Option<String> {
+    let bytes = std::fs::read(log).ok()?;
+    let new = bytes.get(from as usize..)?;
+    let text = String::from_utf8_lossy(new);
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    // The daemon's error line carries the CLI's prefix; the reason is enough.
+    Some(line.trim_start_matches("vrift: error: ").trim().to_string())
 }
 
 #[allow(dead_code)]
