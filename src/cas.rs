@@ -58,7 +58,7 @@ const SHARED_DIR_MODE: u32 = 0o755;
 /// The mark of a shared store, in its root.
 pub const SHARED_MARK: &str = "shared";
 /// Environment variable: `1` makes the store being opened a shared one.
-pub const STORE_SHARED_ENV: &str = "VRIFT_STORE_SHARED";
+pub const STORE_SHARED_ENV: &str = crate::env_vars::VRIFT_STORE_SHARED;
 
 /// A handle on the store's root directory.
 #[derive(Clone, Debug)]

@@ -8,11 +8,13 @@ pub const VRIFT_PROJECT_ROOT: &str = "VRIFT_PROJECT_ROOT";
 pub const VRIFT_INCEPTION: &str = "VRIFT_INCEPTION";
 /// Location of the content-addressed store; overrides the XDG data dir.
 pub const VR_THE_SOURCE: &str = "VR_THE_SOURCE";
-/// Path prefix under which the view is exposed (reserved for the shim).
+/// Path prefix under which the view is exposed: named by the design
+/// (DESIGN.md §3), read by nothing yet.
 pub const VRIFT_VFS_PREFIX: &str = "VRIFT_VFS_PREFIX";
 /// Absolute path of `libvrift_shim.so`.
 pub const VRIFT_SHIM_PATH: &str = "VRIFT_SHIM_PATH";
-/// Enables diagnostic output on stderr.
+/// Diagnostic output on stderr: named by the design, read by nothing yet
+/// (`vrift doctor` removes it from the programs it probes).
 pub const VRIFT_DEBUG: &str = "VRIFT_DEBUG";
 /// Path of the project's manifest.
 pub const VRIFT_MANIFEST: &str = "VRIFT_MANIFEST";
@@ -30,3 +32,24 @@ pub const VRIFT_BLOCKED: &str = "VRIFT_BLOCKED";
 /// Set by the `.vrift/bin` wrappers: how many wrappers are running above
 /// this process (a loop of wrappers stops at 32; see wrappers/wrapper.sh).
 pub const VRIFT_WRAPPER_DEPTH: &str = "VRIFT_WRAPPER_DEPTH";
+
+/// Seconds a daemon stays up with no client (default 30).
+pub const VRIFT_DAEMON_IDLE: &str = "VRIFT_DAEMON_IDLE";
+/// Seconds between the daemon's sweeps for files left staged (default 2).
+pub const VRIFT_DAEMON_SEAL_SWEEP: &str = "VRIFT_DAEMON_SEAL_SWEEP";
+/// `1`: the store is shared between users (see README, "Security"); kept as
+/// a `shared` mark in the store once given.
+pub const VRIFT_STORE_SHARED: &str = "VRIFT_STORE_SHARED";
+/// Set by a shell hook for the shell it restarts with the library preloaded
+/// (the library then listens for the shell's enter/leave words), and
+/// removed by the hook at once so that children do not inherit it.
+pub const VRIFT_SHELL_VIEW: &str = "VRIFT_SHELL_VIEW";
+/// The `LD_PRELOAD` a shell had before the hook restarted it, given back to
+/// its children (removed at once, like [`VRIFT_SHELL_VIEW`]).
+pub const VRIFT_SHELL_PRELOAD: &str = "VRIFT_SHELL_PRELOAD";
+/// Any value: the hook leaves the shell as it is (not in the view itself).
+pub const VRIFT_NO_SHELL_VIEW: &str = "VRIFT_NO_SHELL_VIEW";
+/// `run`: inside an inception, a program that cannot load the library
+/// (static, Go, the loader run as a program) runs anyway, against the disk,
+/// instead of being refused.
+pub const VRIFT_UNVIEWED: &str = "VRIFT_UNVIEWED";

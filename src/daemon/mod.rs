@@ -25,7 +25,7 @@ use anyhow::{bail, Context, Result};
 use crate::project::Project;
 
 /// Environment variable: seconds of idleness before the daemon exits.
-pub const IDLE_ENV: &str = "VRIFT_DAEMON_IDLE";
+pub const IDLE_ENV: &str = crate::env_vars::VRIFT_DAEMON_IDLE;
 const DEFAULT_IDLE: Duration = Duration::from_secs(30);
 
 /// A short stable key for a project (its canonical root).
@@ -107,7 +107,7 @@ use std::os::unix::fs::DirBuilderExt;
 /// Environment variable: seconds between the daemon's sweeps of staged
 /// files that no close event sealed (a safety net; tests lengthen it to
 /// prove that close events alone seal every file).
-pub const SEAL_SWEEP_ENV: &str = "VRIFT_DAEMON_SEAL_SWEEP";
+pub const SEAL_SWEEP_ENV: &str = crate::env_vars::VRIFT_DAEMON_SEAL_SWEEP;
 const DEFAULT_SEAL_SWEEP: Duration = Duration::from_secs(2);
 
 /// How long the daemon waits idle before exiting.
