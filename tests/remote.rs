@@ -22,7 +22,8 @@ struct Backend {
     env: Vec<(String, String)>,
     /// Where the remote's objects lie on disk, when they do (to damage them).
     disk: Option<PathBuf>,
-    _server: Option<Server>,
+    _server: Option<NginxServer>,
+    _weed: Option<Server>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -34,7 +35,18 @@ struct Server {
 }
 
 impl Drop for Server {
+    /// SIGTERM first: nginx's master then stops its workers (SIGKILL would
+    /// orphan them, still listening); SIGKILL after 10 s.
     fn drop(&mut self) {
+        // SAFETY: signalling our own child, which has not been reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -100,6 +112,7 @@ fn file_backend() -> Backend {
         env: Vec::new(),
         disk: Some(disk),
         _server: None,
+        _weed: None,
         _dir: Some(dir),
     }
 }
@@ -179,7 +192,8 @@ fn seaweed_backend() -> Option<Backend> {
             ("AWS_SECRET_ACCESS_KEY".into(), S3_SECRET.into()),
         ],
         disk: None,
-        _server: Some(server),
+        _server: None,
+        _weed: Some(server),
         _dir: Some(dir),
     })
 }
@@ -243,10 +257,31 @@ http {{
         www = www.display()
     );
     fs::write(root.join("nginx.conf"), conf).unwrap();
+    let server = match start_nginx(&nginx, &root, port) {
+        Ok(s) => s,
+        Err(why) => return unavailable("nginx", &why),
+    };
+    Some(Backend {
+        url: format!("http://127.0.0.1:{port}/cache"),
+        env: Vec::new(),
+        disk: Some(www.join("cache")),
+        _weed: None,
+        _server: Some(NginxServer {
+            server: Some(server),
+            nginx,
+            root,
+            port,
+        }),
+        _dir: Some(dir),
+    })
+}
+
+/// Runs nginx in the foreground with the config in `root` until it listens.
+fn start_nginx(nginx: &Path, root: &Path, port: u16) -> Result<Server, String> {
     let log = root.join("error.log");
     let child = Command::new(nginx)
         .arg("-p")
-        .arg(&root)
+        .arg(root)
         .arg("-c")
         .arg(root.join("nginx.conf"))
         .arg("-e")
@@ -255,26 +290,33 @@ http {{
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(fs::File::create(root.join("stderr.log")).unwrap())
-        .spawn();
-    let child = match child {
-        Ok(c) => c,
-        Err(e) => return unavailable("nginx", &format!("cannot run nginx: {e}")),
-    };
+        .spawn()
+        .map_err(|e| format!("cannot run nginx: {e}"))?;
     let mut server = Server {
         child,
         what: "nginx",
         log,
     };
-    if let Err(why) = wait_ready(&mut server, port, || true) {
-        return unavailable("nginx", &why);
+    wait_ready(&mut server, port, || true)?;
+    Ok(server)
+}
+
+/// nginx, which a test may stop and start again on the same port and files.
+struct NginxServer {
+    server: Option<Server>,
+    nginx: PathBuf,
+    root: PathBuf,
+    port: u16,
+}
+
+impl NginxServer {
+    fn stop(&mut self) {
+        self.server = None;
     }
-    Some(Backend {
-        url: format!("http://127.0.0.1:{port}/cache"),
-        env: Vec::new(),
-        disk: Some(www.join("cache")),
-        _server: Some(server),
-        _dir: Some(dir),
-    })
+
+    fn start(&mut self) {
+        self.server = Some(start_nginx(&self.nginx, &self.root, self.port).unwrap());
+    }
 }
 
 fn which(name: &str) -> Result<PathBuf, ()> {
@@ -485,6 +527,94 @@ fn webdav_nginx_push_pull_resume_and_corruption() {
     if let Some(b) = nginx_backend() {
         round_trip(&b);
     }
+}
+
+/// The server dies before a pull: one clear error naming the remote, no
+/// snapshot; once it is back, the same command completes.
+#[test]
+fn webdav_server_down_then_back() {
+    let Some(mut b) = nginx_backend() else {
+        return;
+    };
+    build_shim();
+    let a = Machine::new(&b);
+    a.ok(&["run", "--", "sh", "-c", BUILD]);
+    a.ok(&["snapshot", "save", "built", "--push"]);
+    let bm = Machine::new(&b);
+    b._server.as_mut().unwrap().stop();
+    let start = Instant::now();
+    let err = bm.fails(&["pull", "built", "--eager"]);
+    assert!(err.contains(&b.url), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "gave up in {:?}",
+        start.elapsed()
+    );
+    assert!(bm.ok(&["snapshot", "list"]).contains("no snapshots"));
+    b._server.as_mut().unwrap().start();
+    let out = bm.ok(&["pull", "built", "--eager"]);
+    assert!(out.contains("fetched 14 blobs"), "{out}");
+    bm.ok(&["snapshot", "restore", "built"]);
+    assert_eq!(a.cat("out/big.bin"), bm.cat("out/big.bin"));
+}
+
+/// A push killed (SIGKILL) in the middle leaves no ref; the rerun uploads
+/// only what had not arrived, and the ref last.
+#[test]
+fn file_push_killed_midway_resumes() {
+    let b = file_backend();
+    build_shim();
+    let a = Machine::new(&b);
+    a.ok(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p big && for i in $(seq 300); do head -c 262144 /dev/urandom > big/f$i; done",
+    ]);
+    a.ok(&["snapshot", "save", "big"]);
+    let disk = b.disk.clone().unwrap();
+    let mut cmd = a.sb.cmd(&a.root, &["push", "big"]);
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let count = || -> usize {
+        let Ok(fans) = fs::read_dir(disk.join("blobs")) else {
+            return 0;
+        };
+        // Only blob names: object_store leaves its `NAME#N` staging files.
+        fans.map(|f| {
+            fs::read_dir(f.unwrap().path()).map_or(0, |d| {
+                d.filter(|e| e.as_ref().unwrap().file_name().len() == 64)
+                    .count()
+            })
+        })
+        .sum()
+    };
+    while count() < 20 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    let before = count();
+    let out = a.ok(&["push", "big"]);
+    let up = uploaded(&out);
+    if disk.join("refs/p/big").exists() && up == 0 {
+        eprintln!("the push finished before it could be killed; nothing to resume");
+        return;
+    }
+    // 300 blobs + the bundle; temp files of the killed push are not blobs.
+    assert!(up < 301, "{out}");
+    assert!(out.contains(&format!("; {} already on", 301 - up)), "{out}");
+    assert!(before >= 20 || up == 301, "{before} {out}");
+    assert_eq!(count(), 301);
+    assert!(disk.join("refs/p/big").is_file());
 }
 
 /// Without --eager only the snapshot comes: restore works at once, and a
