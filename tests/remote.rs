@@ -444,9 +444,14 @@ fn round_trip(b: &Backend) {
     assert_eq!(uploaded(&out), 15, "{out}");
     assert!(out.contains("refs/p/built"), "{out}");
 
-    // Unchanged: nothing goes up again, the ref is rewritten.
+    // Unchanged: the ref already names it, nothing is even checked.
     let out = a.ok(&["push", "built"]);
     assert_eq!(uploaded(&out), 0, "{out}");
+    assert!(out.contains("snapshot \"built\" is up to date"), "{out}");
+    // Checking every object again finds them all.
+    let out = a.ok(&["push", "built", "--recheck"]);
+    assert_eq!(uploaded(&out), 0, "{out}");
+    assert!(out.contains("; 15 already on"), "{out}");
 
     let bm = Machine::new(b);
     let out = bm.ok(&["pull", "built", "--eager"]);

@@ -90,6 +90,10 @@ pub enum Command {
         /// The remote (default: `[remote] default`, else the only one).
         #[arg(long, value_name = "NAME")]
         remote: Option<String>,
+        /// Check every blob even when the remote's ref already names the
+        /// snapshot (for a remote that something else prunes).
+        #[arg(long)]
+        recheck: bool,
     },
     /// Fetch a snapshot from a remote into the local snapshots (then `vrift snapshot restore`).
     Pull {
@@ -269,7 +273,11 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Cat { paths } => view_cmds::cat(paths),
         Command::Snapshot(cmd) => snapshot::snapshot(cmd),
         Command::Remote(cmd) => remote::remote(cmd),
-        Command::Push { snapshots, remote } => remote::push(snapshots, remote),
+        Command::Push {
+            snapshots,
+            remote,
+            recheck,
+        } => remote::push(snapshots, remote, recheck),
         Command::Pull {
             snapshot,
             remote,

@@ -21,7 +21,7 @@ mod off {
         unsupported()
     }
 
-    pub fn push(_: Vec<String>, _: Option<String>) -> Result<Outcome> {
+    pub fn push(_: Vec<String>, _: Option<String>, _: bool) -> Result<Outcome> {
         unsupported()
     }
 
@@ -115,10 +115,10 @@ mod imp {
         Remote::open(&r.url)
     }
 
-    pub fn push(snapshots: Vec<String>, remote: Option<String>) -> Result<Outcome> {
+    pub fn push(snapshots: Vec<String>, remote: Option<String>, recheck: bool) -> Result<Outcome> {
         let project = super::super::current_project()?;
         let remote = open(&project, remote.as_deref())?;
-        let report = crate::remote::push(&project, &remote, &snapshots)?;
+        let report = crate::remote::push(&project, &remote, &snapshots, recheck)?;
         let project_name = config::project_name(&project)?;
         println!(
             "uploaded {} ({}); {} already on {}",
@@ -129,6 +129,9 @@ mod imp {
         );
         for (name, hash) in &report.snapshots {
             println!("pushed snapshot {name:?}: refs/{project_name}/{name} → {hash}");
+        }
+        for (name, hash) in &report.up_to_date {
+            println!("snapshot {name:?} is up to date: refs/{project_name}/{name} → {hash}");
         }
         Ok(Outcome::Ok)
     }

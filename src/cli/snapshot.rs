@@ -35,7 +35,7 @@ pub fn snapshot(cmd: SnapshotCommand) -> Result<Outcome> {
             if push {
                 // The push reads the snapshot under its own locks.
                 drop((_lock, manifest));
-                return super::remote::push(vec![name], remote);
+                return super::remote::push(vec![name], remote, false);
             }
         }
         SnapshotCommand::List => {

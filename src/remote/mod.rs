@@ -31,6 +31,8 @@ use store::Remote;
 #[derive(Debug, Default)]
 pub struct PushReport {
     pub snapshots: Vec<(String, ContentHash)>,
+    /// Snapshots the remote's refs already named (not checked again).
+    pub up_to_date: Vec<(String, ContentHash)>,
     /// Objects uploaded (blobs and bundles) and their bytes.
     pub uploaded: u64,
     pub uploaded_bytes: u64,
@@ -60,7 +62,17 @@ pub fn export(manifest: &Manifest, name: &str) -> Result<Bundle> {
 }
 
 /// Pushes the snapshots `names` (every snapshot when empty) of `project`.
-pub fn push(project: &Project, remote: &Remote, names: &[String]) -> Result<PushReport> {
+///
+/// A snapshot whose ref on the remote already names the same bundle is
+/// skipped unless `recheck`: refs are written last, so that push completed
+/// (vrift never deletes from a remote; `recheck` is for remotes something
+/// else prunes).
+pub fn push(
+    project: &Project,
+    remote: &Remote,
+    names: &[String],
+    recheck: bool,
+) -> Result<PushReport> {
     let cas = project.cas()?;
     // Lock order: the store's gc lock before the project's lock. Held shared
     // until the push ends, so `gc --delete` cannot remove a blob mid-read.
@@ -91,15 +103,20 @@ pub fn push(project: &Project, remote: &Remote, names: &[String]) -> Result<Push
     let mut blobs: Vec<(ContentHash, u64)> = Vec::new();
     let mut seen = HashSet::new();
     let mut encoded = Vec::new();
+    let mut report = PushReport::default();
     for b in &bundles {
         b.check_sealed()?;
+        let bytes = b.encode()?;
+        let hash = ContentHash(*blake3::hash(&bytes).as_bytes());
+        if !recheck && remote.read_ref(&project_name, &b.info.name)? == Some(hash) {
+            report.up_to_date.push((b.info.name.clone(), hash));
+            continue;
+        }
         for (h, size) in b.blobs() {
             if seen.insert(h) {
                 blobs.push((h, size));
             }
         }
-        let bytes = b.encode()?;
-        let hash = ContentHash(*blake3::hash(&bytes).as_bytes());
         encoded.push((b.info.name.clone(), hash, bytes));
     }
     let hashes: Vec<ContentHash> = blobs.iter().map(|(h, _)| *h).collect();
@@ -120,10 +137,7 @@ pub fn push(project: &Project, remote: &Remote, names: &[String]) -> Result<Push
             );
         }
     }
-    let mut report = PushReport {
-        present: (blobs.len() - todo.len()) as u64,
-        ..Default::default()
-    };
+    report.present = (blobs.len() - todo.len()) as u64;
     let total: u64 = todo.iter().map(|(_, s)| s).sum();
     let done = transfer_progress(todo.len() as u64, total, "push");
     let todo_hashes: Vec<ContentHash> = todo.iter().map(|(h, _)| *h).collect();
