@@ -30,3 +30,8 @@ pub const VRIFT_BLOCKED: &str = "VRIFT_BLOCKED";
 /// Set by the `.vrift/bin` wrappers: how many wrappers are running above
 /// this process (a loop of wrappers stops at 32; see wrappers/wrapper.sh).
 pub const VRIFT_WRAPPER_DEPTH: &str = "VRIFT_WRAPPER_DEPTH";
+
+/// `vrift push`: from how many blobs on it lists the remote's fan-out
+/// directories (S3, directories) instead of asking for each blob (default
+/// 1024; HTTP remotes are always asked blob by blob).
+pub const VRIFT_REMOTE_LIST_MIN: &str = "VRIFT_REMOTE_LIST_MIN";

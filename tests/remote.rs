@@ -109,7 +109,8 @@ fn file_backend() -> Backend {
     let disk = fs::canonicalize(dir.path()).unwrap().join("cache");
     Backend {
         url: format!("file://{}", disk.display()),
-        env: Vec::new(),
+        // Existence by listing (HEAD requests are what the nginx tests use).
+        env: vec![("VRIFT_REMOTE_LIST_MIN".into(), "1".into())],
         disk: Some(disk),
         _server: None,
         _weed: None,
@@ -190,6 +191,8 @@ fn seaweed_backend() -> Option<Backend> {
             ("AWS_REGION".into(), "us-east-1".into()),
             ("AWS_ACCESS_KEY_ID".into(), S3_KEY.into()),
             ("AWS_SECRET_ACCESS_KEY".into(), S3_SECRET.into()),
+            // Existence by listing (HEAD requests are what the nginx tests use).
+            ("VRIFT_REMOTE_LIST_MIN".into(), "1".into()),
         ],
         disk: None,
         _server: None,
