@@ -457,6 +457,7 @@ fn round_trip(b: &Backend) {
     assert!(out.contains("; 15 already on"), "{out}");
 
     let bm = Machine::new(b);
+    assert_eq!(bm.ok(&["remote", "snapshots"]), "built\n");
     let out = bm.ok(&["pull", "built", "--eager"]);
     assert!(out.contains("fetched 14 blobs"), "{out}");
     bm.ok(&["snapshot", "restore", "built"]);

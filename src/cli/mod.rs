@@ -328,6 +328,11 @@ pub enum RemoteCommand {
     },
     /// List the remotes this project sees (its own, then the user's).
     List,
+    /// List the snapshots a remote holds for this project (its refs).
+    Snapshots {
+        /// The remote (default: `[remote] default`, else the only one).
+        name: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

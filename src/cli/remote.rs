@@ -89,6 +89,21 @@ mod imp {
                     );
                 }
             }
+            RemoteCommand::Snapshots { name } => {
+                let project = super::super::current_project()?;
+                let remote = open(&project, name.as_deref())?;
+                let project_name = config::project_name(&project)?;
+                let names = remote.list_refs(&project_name)?;
+                if names.is_empty() {
+                    println!(
+                        "{} has no snapshots of project {project_name:?}",
+                        remote.url
+                    );
+                }
+                for n in names {
+                    println!("{n}");
+                }
+            }
         }
         Ok(Outcome::Ok)
     }

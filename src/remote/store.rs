@@ -186,8 +186,7 @@ impl Remote {
                     match self.store.head(&key).await {
                         Ok(_) => Ok(false),
                         Err(object_store::Error::NotFound { .. }) => Ok(true),
-                        Err(e) => Err(anyhow::Error::new(e)
-                            .context(format!("cannot check {}", self.describe(&key)))),
+                        Err(e) => Err(fail(format!("cannot check {}", self.describe(&key)), e)),
                     }
                 }
             }))
@@ -212,7 +211,7 @@ impl Remote {
                         .list(Some(&prefix))
                         .try_collect()
                         .await
-                        .with_context(|| format!("cannot list {}", self.describe(&prefix)))?;
+                        .map_err(|e| fail(format!("cannot list {}", self.describe(&prefix)), e))?;
                     Ok::<_, anyhow::Error>(
                         metas
                             .iter()
@@ -261,7 +260,7 @@ impl Remote {
         self.store
             .put(key, PutPayload::from(bytes))
             .await
-            .with_context(|| format!("cannot upload {}", self.describe(key)))?;
+            .map_err(|e| fail(format!("cannot upload {}", self.describe(key)), e))?;
         Ok(())
     }
 
@@ -274,12 +273,11 @@ impl Remote {
     pub fn get_object(&self, key: &ObjPath) -> Result<Option<Bytes>> {
         self.rt.block_on(async {
             match self.store.get(key).await {
-                Ok(r) => Ok(Some(r.bytes().await.with_context(|| {
-                    format!("cannot download {}", self.describe(key))
+                Ok(r) => Ok(Some(r.bytes().await.map_err(|e| {
+                    fail(format!("cannot download {}", self.describe(key)), e)
                 })?)),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(anyhow::Error::new(e)
-                    .context(format!("cannot download {}", self.describe(key)))),
+                Err(e) => Err(fail(format!("cannot download {}", self.describe(key)), e)),
             }
         })
     }
@@ -329,7 +327,12 @@ impl Remote {
     async fn download_one(&self, cas: &Cas, hash: &ContentHash) -> Result<u64> {
         let key = self.blob_key(hash);
         let what = || format!("cannot download {}", self.describe(&key));
-        let mut stream = self.store.get(&key).await.with_context(what)?.into_stream();
+        let mut stream = self
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| fail(what(), e))?
+            .into_stream();
         let tmp = cas.tmp_path("pull");
         let written = async {
             let mut file = fs::OpenOptions::new()
@@ -340,7 +343,7 @@ impl Remote {
             let mut hasher = blake3::Hasher::new();
             let mut n = 0u64;
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.with_context(what)?;
+                let chunk = chunk.map_err(|e| fail(what(), e))?;
                 hasher.update(&chunk);
                 file.write_all(&chunk)
                     .with_context(|| format!("cannot write {}", tmp.display()))?;
@@ -391,11 +394,13 @@ impl Remote {
     /// The snapshots `project` has refs for.
     pub fn list_refs(&self, project: &str) -> Result<Vec<String>> {
         let prefix = self.key(&["refs", project]);
-        let metas: Vec<_> = self
+        // One level (WebDAV's PROPFIND with Depth 1: nginx refuses infinity).
+        let listing = self
             .rt
-            .block_on(self.store.list(Some(&prefix)).try_collect::<Vec<_>>())
-            .with_context(|| format!("cannot list {}", self.describe(&prefix)))?;
-        let mut names: Vec<String> = metas
+            .block_on(self.store.list_with_delimiter(Some(&prefix)))
+            .map_err(|e| fail(format!("cannot list {}", self.describe(&prefix)), e))?;
+        let mut names: Vec<String> = listing
+            .objects
             .into_iter()
             .filter_map(|m| m.location.filename().map(str::to_string))
             .collect();
@@ -415,6 +420,28 @@ fn map_blob(path: &std::path::Path) -> std::io::Result<Bytes> {
     // SAFETY: the file is a blob, never written in place (see above).
     let map = unsafe { memmap2::Mmap::map(&file)? };
     Ok(Bytes::from_owner(map))
+}
+
+/// An object store error as one line after `what`: servers put whole HTML
+/// pages in their error bodies, which object_store passes on.
+fn fail(what: String, e: object_store::Error) -> anyhow::Error {
+    let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
+    let cut = ["<html", "<!doctype"]
+        .iter()
+        .filter_map(|m| lower.find(m))
+        .min()
+        .unwrap_or(text.len());
+    let joined = text[..cut].split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = joined.trim_end_matches([':', ' ']);
+    if line.len() > 400 {
+        let mut end = 400;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        return anyhow!("{what}: {}…", &line[..end]);
+    }
+    anyhow!("{what}: {line}")
 }
 
 fn key_tail(key: &ObjPath, skip: usize) -> String {
