@@ -349,8 +349,10 @@ impl Remote {
                     .with_context(|| format!("cannot write {}", tmp.display()))?;
                 n += chunk.len() as u64;
             }
-            file.sync_data()
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            // No fsync per blob (an eager pull of 20k small blobs took 77 s
+            // with one, 18 s without):
+            // the caller flushes the store once (syncfs) before a manifest
+            // references them, as ingest does.
             Ok::<_, anyhow::Error>((ContentHash(*hasher.finalize().as_bytes()), n))
         }
         .await;
