@@ -32,6 +32,8 @@ struct Server {
     child: Child,
     what: &'static str,
     log: PathBuf,
+    /// Files the server leaves behind outside its directory.
+    litter: Vec<PathBuf>,
 }
 
 impl Drop for Server {
@@ -43,16 +45,24 @@ impl Drop for Server {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
             if let Ok(Some(_)) = self.child.try_wait() {
+                self.cleanup();
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.cleanup();
     }
 }
 
 impl Server {
+    fn cleanup(&self) {
+        for p in &self.litter {
+            let _ = fs::remove_file(p);
+        }
+    }
+
     fn log_tail(&self) -> String {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -143,6 +153,7 @@ fn seaweed_backend() -> Option<Backend> {
         .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-bucket=vrift"])
         .args(["-webdav=false", "-admin.ui=false"])
         .arg(format!("-s3.port={s3}"));
+    let mut ports = vec![s3];
     for flag in [
         "master.port",
         "master.port.grpc",
@@ -157,9 +168,15 @@ fn seaweed_backend() -> Option<Backend> {
         "admin.port.grpc",
         "debug.port",
     ] {
-        cmd.arg(format!("-{flag}={}", free_port()));
+        let port = free_port();
+        cmd.arg(format!("-{flag}={port}"));
+        ports.push(port);
     }
-    cmd.env("AWS_ACCESS_KEY_ID", S3_KEY)
+    let tmp = dir.path().join("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    // Its Unix sockets and logs go to TMPDIR: keep them in the test's dir.
+    cmd.env("TMPDIR", &tmp)
+        .env("AWS_ACCESS_KEY_ID", S3_KEY)
         .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
         .current_dir(dir.path())
         .stdin(Stdio::null())
@@ -169,10 +186,26 @@ fn seaweed_backend() -> Option<Backend> {
         Ok(c) => c,
         Err(e) => return unavailable("SeaweedFS", &format!("cannot run weed: {e}")),
     };
+    // Some of its Unix sockets ignore TMPDIR: /tmp/seaweedfs-<what>-<port>.sock.
+    let litter = ports
+        .iter()
+        .flat_map(|p| {
+            [
+                "master-grpc",
+                "volume-grpc",
+                "s3",
+                "filer",
+                "filer-grpc",
+                "admin-grpc",
+            ]
+            .map(|w| PathBuf::from(format!("/tmp/seaweedfs-{w}-{p}.sock")))
+        })
+        .collect();
     let mut server = Server {
         child,
         what: "weed mini",
         log: log.clone(),
+        litter,
     };
     // The S3 port opens before the bucket exists: wait for the banner.
     let ready = || {
@@ -299,6 +332,7 @@ fn start_nginx(nginx: &Path, root: &Path, port: u16) -> Result<Server, String> {
         child,
         what: "nginx",
         log,
+        litter: Vec::new(),
     };
     wait_ready(&mut server, port, || true)?;
     Ok(server)
