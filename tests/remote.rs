@@ -675,6 +675,10 @@ fn lazy_pull_then_eager() {
     assert!(out.contains("14 blobs are only on the remote"), "{out}");
     let out = bm.ok(&["snapshot", "list"]);
     assert!(out.contains("built"), "{out}");
+    // Restored at once; a file whose blob is only on the remote says so.
+    bm.ok(&["snapshot", "restore", "built"]);
+    let err = bm.fails(&["cat", "out/result.txt"]);
+    assert!(err.contains("--eager"), "{err}");
     let out = bm.ok(&["pull", "built", "--eager"]);
     assert!(
         out.contains("already here") && out.contains("fetched 14 blobs"),
