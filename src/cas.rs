@@ -191,7 +191,8 @@ impl Cas {
         let path = self.blob_path(hash);
         File::open(&path).with_context(|| {
             format!(
-                "blob {hash} is missing from the store ({}); run `vrift fsck`",
+                "blob {hash} is missing from the store ({}); run `vrift fsck` \
+                 (after a `vrift pull` without --eager: `vrift pull SNAPSHOT --eager`)",
                 path.display()
             )
         })

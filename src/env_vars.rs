@@ -53,3 +53,7 @@ pub const VRIFT_NO_SHELL_VIEW: &str = "VRIFT_NO_SHELL_VIEW";
 /// (static, Go, the loader run as a program) runs anyway, against the disk,
 /// instead of being refused.
 pub const VRIFT_UNVIEWED: &str = "VRIFT_UNVIEWED";
+/// `vrift push`: from how many blobs on it lists the remote's fan-out
+/// directories (S3, directories) instead of asking for each blob (default
+/// 1024; HTTP remotes are always asked blob by blob).
+pub const VRIFT_REMOTE_LIST_MIN: &str = "VRIFT_REMOTE_LIST_MIN";

@@ -19,6 +19,8 @@ pub mod manifest;
 pub mod materialize;
 pub mod paths;
 pub mod project;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod shadow;
 pub mod table;
 pub mod trust;

@@ -509,6 +509,22 @@ macro_rules! read_ops {
             })
         }
 
+        /// The directory marks frozen with snapshot `name`.
+        pub fn snapshot_dirs(&self, name: &str) -> Result<Vec<(Vec<u8>, u8)>> {
+            let table_name = format!("{SNAP_DIRS_PREFIX}{name}");
+            let def: TableDefinition<&[u8], u8> = TableDefinition::new(&table_name);
+            let table = self
+                .txn
+                .open_table(def)
+                .map_err(|e| corrupt(self.path, format!("snapshot {name}: {e}")))?;
+            let mut out = Vec::new();
+            for item in table.iter()? {
+                let (k, v) = item?;
+                out.push((k.value().to_vec(), v.value()));
+            }
+            Ok(out)
+        }
+
         /// The ingest journal: every file an ingest is moving, with the
         /// identity it had when hashed.
         pub fn pending(&self) -> Result<Vec<(Vec<u8>, PendingIngest)>> {
@@ -797,6 +813,50 @@ impl WriteTxn<'_> {
         };
         snaps.insert(name, serde_json::to_vec(&info)?.as_slice())?;
         Ok(info)
+    }
+
+    /// Creates snapshot `info.name` from records made elsewhere (a pull).
+    ///
+    /// Inode numbers are per manifest (invariant 2), so every record gets a
+    /// fresh one here; records that shared an inode (hard links) still share
+    /// their new one.
+    pub fn snapshot_import(
+        &self,
+        info: &SnapshotInfo,
+        records: &[(Vec<u8>, Record)],
+        dirs: &[(Vec<u8>, u8)],
+    ) -> Result<()> {
+        check_snapshot_name(&info.name)?;
+        let name = &info.name;
+        let mut snaps = self.txn.open_table(SNAPSHOTS)?;
+        if snaps.get(name.as_str())?.is_some() {
+            bail!("snapshot {name:?} already exists; snapshots are immutable (drop it first)");
+        }
+        let rift_name = format!("{SNAP_RIFT_PREFIX}{name}");
+        let dirs_name = format!("{SNAP_DIRS_PREFIX}{name}");
+        let first = self.alloc_inos(records.len() as u64)?;
+        let mut inos: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+        {
+            let mut table = self.txn.open_table(layer_def(&rift_name))?;
+            for (path, rec) in records {
+                let rec = match rec {
+                    Record::Entry(e) => {
+                        let next = first + inos.len() as u64;
+                        let ino = *inos.entry(e.ino).or_insert(next);
+                        Record::Entry(Entry { ino, ..e.clone() })
+                    }
+                    Record::Whiteout => Record::Whiteout,
+                };
+                table.insert(path.as_slice(), rec.encode().as_slice())?;
+            }
+            let dirs_def: TableDefinition<&[u8], u8> = TableDefinition::new(&dirs_name);
+            let mut dtable = self.txn.open_table(dirs_def)?;
+            for (path, flags) in dirs {
+                dtable.insert(path.as_slice(), *flags)?;
+            }
+        }
+        snaps.insert(name.as_str(), serde_json::to_vec(info)?.as_slice())?;
+        Ok(())
     }
 
     /// Replaces the rift layer and the directory marks with snapshot `name`.

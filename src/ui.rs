@@ -73,6 +73,25 @@ pub fn spinner(what: &str) -> ProgressBar {
     bar
 }
 
+/// A transfer's progress bar on stderr when it is a terminal, hidden
+/// otherwise: bytes done of the total, and "N/M files" as the message.
+pub fn transfer_progress(total_bytes: u64, what: &str) -> ProgressBar {
+    if quiet() || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total_bytes);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>10} [{bar:30}] {binary_bytes}/{binary_total_bytes} {msg} {binary_bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(what.to_string());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
 /// Human-readable byte count (IEC units).
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];

