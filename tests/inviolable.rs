@@ -23,7 +23,7 @@ fn blobs_cannot_be_changed_or_linked_through_any_fd_spelling() {
     let reach = compile_c(&sb, "reach", &[]);
     let root = sb.mkdir("proj");
     sb.ok(&root, &["init"]);
-    let out = sb.run(&root, &["run", "--", "sh", "-c", "echo original > f"]);
+    let out = sb.sh_in_view(&root, "echo original > f");
     assert!(out.status.success());
     // Sealed and committed: the entry's content is a blob now.
     sb.ok(&root, &["daemon", "stop"]);
@@ -35,7 +35,7 @@ fn blobs_cannot_be_changed_or_linked_through_any_fd_spelling() {
     // fd 3 opened by the shell (through its shim), used by a child whose
     // shim never saw it opened.
     let script = format!("exec 3<f; {} {}", reach.display(), outside.display());
-    let out = sb.run(&root, &["run", "--", "sh", "-c", &script]);
+    let out = sb.sh_in_view(&root, &script);
     let got = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{got}");
     for line in [
@@ -60,7 +60,7 @@ fn blobs_cannot_be_changed_or_linked_through_any_fd_spelling() {
                   echo cwd > /proc/self/cwd/g; cat g; \
                   echo root > /proc/self/root$PWD/h; cat h; \
                   echo devfd >> /dev/fd/3; cat f";
-    let out = sb.run(&root, &["run", "--", "sh", "-c", script]);
+    let out = sb.sh_in_view(&root, script);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "evil\ncwd\nroot\nevil\ndevfd\n",
@@ -113,11 +113,11 @@ fn attributes_are_never_set_on_the_disk_or_a_blob() {
     }
     assert_eq!(prep, "prep ok\n");
     sb.ok(&root, &["init"]);
-    let out = sb.run(&root, &["run", "--", "sh", "-c", "echo rift > f"]);
+    let out = sb.sh_in_view(&root, "echo rift > f");
     assert!(out.status.success());
     sb.ok(&root, &["daemon", "stop"]);
     let script = format!("exec 3<f; {} view {}", prog.display(), outside.display());
-    let out = sb.run(&root, &["run", "--", "sh", "-c", &script]);
+    let out = sb.sh_in_view(&root, &script);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "setxattr disk EOPNOTSUPP\n\

@@ -14,7 +14,7 @@ use common::*;
 
 /// Runs `script` in the view of `root`; returns (exit code, stdout, stderr).
 fn in_view(sb: &Sandbox, root: &Path, script: &str) -> (i32, String, String) {
-    let out = sb.run(root, &["run", "--", "sh", "-c", script]);
+    let out = sb.sh_in_view(root, script);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -546,7 +546,7 @@ fn every_reader_of_the_view_agrees_with_the_reference_model() {
 /// `sh -c SCRIPT` in the view of `root`; asserts success.
 fn in_view(sb: &Sandbox, root: &Path, script: &str) -> String {
     build_shim();
-    let out = sb.run(root, &["run", "--", "sh", "-c", script]);
+    let out = sb.sh_in_view(root, script);
     assert!(
         out.status.success(),
         "{script}: {}",

@@ -313,7 +313,7 @@ fn a_static_rm_is_done_on_the_view_by_the_applet() {
     fs::write(other.join("victim.txt"), "v\n").unwrap();
     sb.ok(&other, &["init"]);
     let script = format!("PATH='{}':\"$PATH\"; rm victim.txt", static_dir.display());
-    let out = sb.run(&other, &["run", "--", "sh", "-c", &script]);
+    let out = sb.sh_in_view(&other, &script);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refusing to run"), "{err}");
     assert!(

@@ -64,24 +64,16 @@ pub fn getenv(name: &'static [u8]) -> Option<&'static [u8]> {
 }
 
 pub fn stat_raw(path: &[u8]) -> Option<libc::stat> {
-    let c = CPath::new(path)?;
-    // SAFETY: zeroed stat is a valid out-buffer.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: valid path and buffer.
-    let rc = unsafe {
-        crate::raw_syscall!(
-            libc::SYS_newfstatat,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            &mut st as *mut libc::stat,
-            0
-        )
-    };
-    (rc == 0).then_some(st)
+    fstatat_raw(path, 0).ok()
 }
 
 /// `lstat` without libc: the last component is not followed.
 pub fn lstat_raw(path: &[u8]) -> Result<libc::stat, i32> {
+    fstatat_raw(path, libc::AT_SYMLINK_NOFOLLOW)
+}
+
+/// `fstatat(AT_FDCWD, path, flags)` by a raw syscall; the errno on failure.
+fn fstatat_raw(path: &[u8], flags: libc::c_int) -> Result<libc::stat, i32> {
     let c = CPath::new(path).ok_or(libc::ENAMETOOLONG)?;
     // SAFETY: zeroed stat is a valid out-buffer.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
@@ -92,13 +84,13 @@ pub fn lstat_raw(path: &[u8]) -> Result<libc::stat, i32> {
             libc::AT_FDCWD,
             c.as_ptr(),
             &mut st as *mut libc::stat,
-            libc::AT_SYMLINK_NOFOLLOW
+            flags
         )
     };
     if rc == 0 {
         Ok(st)
     } else {
-        // SAFETY: errno is thread-local.
+        // SAFETY: errno is thread-local and always valid.
         Err(unsafe { *libc::__errno_location() })
     }
 }

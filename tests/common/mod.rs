@@ -67,6 +67,11 @@ impl Sandbox {
         c
     }
 
+    /// `vrift run -- sh -c SCRIPT` in the project `root`: the script in the view.
+    pub fn sh_in_view(&self, root: &Path, script: &str) -> Output {
+        self.run(root, &["run", "--", "sh", "-c", script])
+    }
+
     pub fn run(&self, cwd: &Path, args: &[&str]) -> Output {
         self.cmd(cwd, args).output().unwrap()
     }
