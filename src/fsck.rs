@@ -27,11 +27,17 @@ pub struct Report {
     pub unreadable: Vec<(PathBuf, String)>,
     /// Manifest records whose blob is missing: (where, path, hash).
     pub missing: Vec<(String, Vec<u8>, ContentHash)>,
+    /// Executable copies (`<store>/exec/<hash>`) whose content was not their
+    /// blob's: removed (the next run makes them again from the blob).
+    pub exec_tampered: Vec<PathBuf>,
 }
 
 impl Report {
     pub fn ok(&self) -> bool {
-        self.corrupt.is_empty() && self.unreadable.is_empty() && self.missing.is_empty()
+        self.corrupt.is_empty()
+            && self.unreadable.is_empty()
+            && self.missing.is_empty()
+            && self.exec_tampered.is_empty()
     }
 }
 
@@ -76,6 +82,37 @@ pub fn check_store(cas: &Cas, report: &mut Report) -> Result<()> {
                     report.mode_fixed += 1;
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Re-hashes the executable copies the library runs rift programs from
+/// (`<store>/exec/<hash>`, hard-linked into projects' `.vrift/exec/`): one
+/// whose content is not its name was changed after it was made, and is
+/// removed, so that the next run copies the blob again.
+pub fn check_exec_copies(cas: &Cas, report: &mut Report) -> Result<()> {
+    let dir = cas.root().join("exec");
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(want) =
+            ContentHash::from_hex(std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()))
+        else {
+            continue; // a copy being made, under a temporary name
+        };
+        let path = entry.path();
+        let actual = File::open(&path).and_then(|mut f| cas::hash_reader(&mut f));
+        match actual {
+            Ok(h) if h == want => {}
+            Ok(_) => {
+                fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+                report.exec_tampered.push(path);
+            }
+            Err(e) => report.unreadable.push((path, e.to_string())),
         }
     }
     Ok(())

@@ -141,3 +141,53 @@ fn attributes_are_never_set_on_the_disk_or_a_blob() {
         "check pre ok\ncheck x ENODATA\ncheck outside ok\n"
     );
 }
+
+#[test]
+fn executable_copies_cannot_be_poisoned_and_fsck_checks_them() {
+    if !has_cc() {
+        skip("no C compiler");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let a = sb.mkdir("a");
+    let b = sb.mkdir("b");
+    sb.ok(&a, &["init"]);
+    sb.ok(&b, &["init"]);
+    let build =
+        "printf 'int main(void) { return 7; }\\n' > p.c && cc -o prog p.c && ./prog; echo rc=$?";
+    for root in [&a, &b] {
+        let out = sb.sh_in_view(root, build);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "rc=7\n");
+    }
+    // Project a tries to plant a program through its mirror of prog, which
+    // is a hard link to the store's executable copy that b runs too.
+    let out = sb.sh_in_view(
+        &a,
+        "cp /bin/true .vrift/exec/prog; echo cp=$?; chmod 777 .vrift/exec/prog; echo chmod=$?; \
+         ln .vrift/exec/prog stolen; echo ln=$?",
+    );
+    let got = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        got.contains("cp=1") && got.contains("chmod=1") && got.contains("ln=1"),
+        "{got}"
+    );
+    let out = sb.sh_in_view(&b, "./prog; echo rc=$?");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "rc=7\n");
+
+    // Changed behind vrift's back (outside any view): fsck finds and removes
+    // the copy, and the next run makes a good one again.
+    let exec = sb.store().join("exec");
+    let copy = fs::read_dir(&exec).unwrap().next().unwrap().unwrap().path();
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(&copy, b"#!/bin/sh\nexit 3\n").unwrap();
+    let out = sb.run(&a, &["fsck"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && text.contains("tampered executable copy"),
+        "{text}"
+    );
+    assert!(!copy.exists());
+    let out = sb.sh_in_view(&b, "./prog; echo rc=$?");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "rc=7\n");
+}

@@ -52,9 +52,21 @@ pub mod write;
 pub mod xattr;
 
 /// The shim's version, for `vrift doctor` and the daemon to check which
-/// library is really loaded.
+/// library is really loaded: the crate's version, NUL-padded.
 #[no_mangle]
-pub static VRIFT_SHIM_VERSION: [u8; 8] = *b"0.1.0\0\0\0";
+pub static VRIFT_SHIM_VERSION: [u8; 16] = version_bytes(env!("CARGO_PKG_VERSION"));
+
+const fn version_bytes(v: &str) -> [u8; 16] {
+    let b = v.as_bytes();
+    assert!(b.len() < 16, "the version must fit the exported symbol");
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < b.len() {
+        out[i] = b[i];
+        i += 1;
+    }
+    out
+}
 
 /// Whether this process is vrift itself (which never acts through the shim).
 ///

@@ -133,6 +133,10 @@ impl PathBuf {
 
 const MAX_SYMLINKS: usize = 40;
 
+/// Where rift programs run from: hard links to the store's executable
+/// copies (`.vrift/exec/<view path>`).
+const EXEC_MIRRORS: &[u8] = b".vrift/exec/";
+
 /// Makes `path` absolute (and normalized) into `out`; false if the base is
 /// unknown or the result too long.
 fn absolutize(dirfd: i32, path: &[u8], out: &mut PathBuf) -> bool {
@@ -321,8 +325,16 @@ pub fn resolve<'t>(
     // the table.
     let mut table: Option<Table<'t>> = None;
     for _ in 0..MAX_SYMLINKS {
-        // Outside the domain, or vrift's own state: not the view's business.
-        let Some(rel) = domain_rel(out.abs(), root).filter(|r| !is_state_path(r)) else {
+        // Outside the domain, or vrift's own state: not the view's business
+        // (but the executable copies in `.vrift/exec/` are the store's, and
+        // nothing may change them).
+        let (rel_len, mirror) = match domain_rel(out.abs(), root) {
+            Some(r) if is_state_path(r) => (None, r.starts_with(EXEC_MIRRORS)),
+            Some(r) => (Some(r.len()), false),
+            None => (None, false),
+        };
+        out.in_store |= mirror;
+        let Some(rel_len) = rel_len else {
             let view = if rewritten {
                 View::Disk { rewritten }
             } else {
@@ -337,7 +349,7 @@ pub fn resolve<'t>(
                 None => return (View::Pass, None),
             },
         };
-        let (rel_len, rel_empty) = (rel.len(), rel.is_empty());
+        let rel_empty = rel_len == 0;
         out.rel_start = out.len - rel_len;
         if rel_empty {
             return (View::Disk { rewritten }, Some(table));

@@ -64,6 +64,7 @@ pub fn fsck() -> Result<Outcome> {
     let (project, cas) = store()?;
     let mut report = fsck_op::Report::default();
     fsck_op::check_store(&cas, &mut report)?;
+    fsck_op::check_exec_copies(&cas, &mut report)?;
     if let Some(project) = &project {
         let (_lock, _, manifest) = super::open_manifest(project)?;
         fsck_op::check_manifest(&manifest.read()?, &cas, &mut report)?;
@@ -83,6 +84,12 @@ pub fn fsck() -> Result<Outcome> {
     for (path, why) in &report.unreadable {
         println!("unreadable blob {}: {why}", path.display());
     }
+    for path in &report.exec_tampered {
+        println!(
+            "tampered executable copy {}: its content is not its blob's; removed (the next run copies the blob again)",
+            path.display()
+        );
+    }
     if report.mode_fixed > 0 {
         println!(
             "repaired the mode of {} blobs (now {:04o})",
@@ -98,10 +105,11 @@ pub fn fsck() -> Result<Outcome> {
         Ok(Outcome::Ok)
     } else {
         eprintln!(
-            "vrift: fsck found {} corrupt, {} unreadable blobs and {} references to missing blobs",
+            "vrift: fsck found {} corrupt, {} unreadable blobs, {} references to missing blobs and {} tampered executable copies",
             report.corrupt.len(),
             report.unreadable.len(),
-            report.missing.len()
+            report.missing.len(),
+            report.exec_tampered.len()
         );
         Ok(Outcome::Partial)
     }
