@@ -85,17 +85,6 @@ fn cargo_line(home: &Path, line: &str, extra: &[&str]) -> Output {
     cmd.output().unwrap()
 }
 
-fn assert_ok(what: &str, out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?})\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// An interactive bash in tmux whose commands report their exit status.
 struct Shell {
     t: Tmux,
@@ -145,7 +134,7 @@ fn git(dir: &Path, home: &Path, args: &[&str]) -> String {
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .output()
         .unwrap();
-    assert_ok(&format!("git {args:?}"), &out)
+    common::assert_ok(&format!("git {args:?}"), &out)
 }
 
 #[test]
@@ -168,7 +157,7 @@ fn a_newcomer_follows_the_readme() {
         "the README's install block changed"
     );
     let out = cargo_line(&home, &install[0][0], &["--from-target", target]);
-    let said = assert_ok("cargo xtask install", &out);
+    let said = common::assert_ok("cargo xtask install", &out);
     let prefix = home.join(".local");
     for rel in [
         "bin/vrift",
@@ -202,7 +191,7 @@ fn a_newcomer_follows_the_readme() {
             .env("HOME", &home)
             .output()
             .unwrap();
-        assert_ok(line, &out);
+        common::assert_ok(line, &out);
     }
 
     // A small real C project under git.
@@ -297,7 +286,7 @@ fn a_newcomer_follows_the_readme() {
         .env("HOME", &home)
         .output()
         .unwrap();
-    let diff = assert_ok("vrift diff", &diff);
+    let diff = common::assert_ok("vrift diff", &diff);
     for f in ["hello", "hello.o"] {
         assert!(diff.lines().any(|l| l == format!("A {f}")), "{diff}");
     }
@@ -308,7 +297,7 @@ fn a_newcomer_follows_the_readme() {
         .output()
         .unwrap();
     let json: serde_json::Value =
-        serde_json::from_str(&assert_ok("vrift diff --json", &json)).unwrap();
+        serde_json::from_str(&common::assert_ok("vrift diff --json", &json)).unwrap();
     assert_eq!(
         json["changes"],
         serde_json::json!([
@@ -320,7 +309,7 @@ fn a_newcomer_follows_the_readme() {
 
     // And the README's uninstall.
     let out = cargo_line(&home, "cargo xtask uninstall", &[]);
-    assert_ok("cargo xtask uninstall", &out);
+    common::assert_ok("cargo xtask uninstall", &out);
     assert!(!prefix.join("bin/vrift").exists());
     assert!(!prefix.join("lib/vrift").exists());
     assert!(!prefix.join("share/man/man1/vrift.1").exists());
@@ -351,7 +340,7 @@ fn reinstalling_leaves_a_running_process_its_library() {
                 from.to_str().unwrap(),
             ],
         );
-        assert_ok("cargo xtask install", &out);
+        common::assert_ok("cargo xtask install", &out);
     };
     install(target);
     let lib = prefix.join("lib/vrift/libvrift_shim.so");

@@ -395,15 +395,7 @@ impl Machine {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "vrift {args:?} failed ({:?})\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        assert_ok(&format!("vrift {args:?}"), &self.run(args))
     }
 
     fn fails(&self, args: &[&str]) -> String {

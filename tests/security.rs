@@ -414,15 +414,9 @@ fn another_user_reads_nothing_of_the_store() {
     fs::set_permissions(sb.home(), fs::Permissions::from_mode(0o755)).unwrap();
     let root = sb.mkdir("p");
     sb.ok(&root, &["init"]);
-    sb.ok(
+    sb.ok_in_view(
         &root,
-        &[
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "umask 077; echo AWS_SECRET=hunter2-for-the-test > .env",
-        ],
+        "umask 077; echo AWS_SECRET=hunter2-for-the-test > .env",
     );
     sb.ok(&root, &["daemon", "stop"]);
     let blobs = blobs_containing(&sb, b"hunter2-for-the-test");

@@ -80,16 +80,10 @@ fn a_write_is_visible_to_other_processes_at_once_and_after_close() {
     let sb = Sandbox::new();
     let (root, _) = project_and_twin(&sb);
     // A writer keeps its file open while another process reads it.
-    let out = sb.ok(
+    let out = sb.ok_in_view(
         &root,
-        &[
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "exec 3>log.txt; echo first >&3; cat log.txt; echo second >&3; cat log.txt; exec 3>&-; \
+        "exec 3>log.txt; echo first >&3; cat log.txt; echo second >&3; cat log.txt; exec 3>&-; \
              sleep 0.2; cat log.txt; ls",
-        ],
     );
     assert_eq!(
         out,
@@ -121,7 +115,7 @@ fn created_files_get_the_umask_the_process_inherited_or_set() {
         .unwrap();
     let native = String::from_utf8_lossy(&native.stdout).into_owned();
     assert_eq!(native, "new.txt 640\nnewdir 750\nprivate.txt 600\n");
-    assert_eq!(sb.ok(&root, &["run", "--", "sh", "-c", script]), native);
+    assert_eq!(sb.ok_in_view(&root, script), native);
     assert!(!root.join("new.txt").exists());
 }
 
@@ -133,7 +127,7 @@ fn exclusive_create_is_atomic_across_processes() {
     // 16 shells race to create one lock file with O_EXCL (noclobber).
     let script =
         "for i in $(seq 16); do (set -C; echo $i > lock 2>/dev/null && echo won) & done; wait";
-    let out = sb.ok(&root, &["run", "--", "sh", "-c", script]);
+    let out = sb.ok_in_view(&root, script);
     assert_eq!(out.matches("won").count(), 1, "{out}");
     assert!(!root.join("lock").exists());
 }
@@ -176,30 +170,18 @@ fn a_killed_daemon_loses_no_write_whose_close_returned() {
     build_shim();
     let sb = Sandbox::new();
     let (root, _) = project_and_twin(&sb);
-    sb.ok(
+    sb.ok_in_view(
         &root,
-        &[
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "for i in $(seq 50); do echo $i > out-$i.txt; done; mv src/a.txt src/moved.txt",
-        ],
+        "for i in $(seq 50); do echo $i > out-$i.txt; done; mv src/a.txt src/moved.txt",
     );
     // kill -9 the daemon before its group commit or seal can run.
     let pid = daemon_pid(&sb, &root);
     Command::new("kill").args(["-9", &pid]).status().unwrap();
     std::thread::sleep(Duration::from_millis(100));
     // A fresh daemon (started by the next write) replays the journal.
-    let out = sb.ok(
+    let out = sb.ok_in_view(
         &root,
-        &[
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "cat out-1.txt out-50.txt src/moved.txt; ls src; echo again > again.txt",
-        ],
+        "cat out-1.txt out-50.txt src/moved.txt; ls src; echo again > again.txt",
     );
     assert_eq!(out, "1\n50\nalpha\nb.txt\nmoved.txt\nsub\n");
     let pid2 = daemon_pid(&sb, &root);
@@ -213,16 +195,7 @@ fn a_killed_daemon_loses_no_write_whose_close_returned() {
     // No staging file leaked once a daemon ran again and stopped: all were
     // sealed into the store, and the names a killed daemon kept for its
     // readers (sealed files) are gone.
-    sb.ok(
-        &root,
-        &[
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "echo last > last.txt; cat last.txt",
-        ],
-    );
+    sb.ok_in_view(&root, "echo last > last.txt; cat last.txt");
     sb.ok(&root, &["daemon", "stop"]);
     assert_eq!(
         sb.ok(&root, &["cat", "last.txt", "out-50.txt"]),
@@ -323,10 +296,7 @@ fn a_scattered_hot_table_is_rebuilt_once_quiet_and_readers_follow() {
     assert!(reader.0.wait().unwrap().success());
     assert_eq!(rest, "3 0|3 399|400\n");
     assert_eq!(
-        sb.ok(
-            &root,
-            &["run", "--", "sh", "-c", "cat gen/f7; ls gen | wc -l"]
-        ),
+        sb.ok_in_view(&root, "cat gen/f7; ls gen | wc -l"),
         "3 7\n400\n"
     );
 }
@@ -359,16 +329,7 @@ fn close_events_alone_seal_every_file() {
             .then_some(())
     });
     assert_eq!(
-        sb.ok(
-            &root,
-            &[
-                "run",
-                "--",
-                "sh",
-                "-c",
-                "cat many/d/f799; ls many/a | wc -l"
-            ]
-        ),
+        sb.ok_in_view(&root, "cat many/d/f799; ls many/a | wc -l"),
         "799\n800\n"
     );
 }
@@ -388,7 +349,7 @@ fn a_file_is_readable_throughout_its_seal() {
                   [ \"$(cat r/g$i)\" = \"$i\n$i\" ] || exit 2; \
                   read x < r/f$i; [ \"$x\" = \"$i\" ] || exit 3; \
                   i=$((i + 1)); done; echo ok";
-    assert_eq!(sb.ok(&root, &["run", "--", "sh", "-c", script]), "ok\n");
+    assert_eq!(sb.ok_in_view(&root, script), "ok\n");
 }
 
 /// Rift entries whose owner is inherited report the root's device, uid
@@ -480,10 +441,7 @@ fn the_daemon_refuses_garbage_and_oversized_frames_and_stays_up() {
     );
     let status = sb.ok(&root, &["daemon", "status"]);
     assert!(status.starts_with("running on"), "{status}");
-    let out = sb.ok(
-        &root,
-        &["run", "--", "sh", "-c", "echo ok > ok.txt; cat ok.txt"],
-    );
+    let out = sb.ok_in_view(&root, "echo ok > ok.txt; cat ok.txt");
     assert_eq!(out, "ok\n");
     sb.ok(&root, &["daemon", "stop"]);
     assert!(!socket.exists());
@@ -682,16 +640,7 @@ fn direct_syscalls_of_the_write_family_are_served_by_the_rift() {
         out,
         "mkdirat 0\nrenameat2 0\nsymlinkat 0\nunlinkat 0\nfchmodat 0\n"
     );
-    let view = sb.ok(
-        &root,
-        &[
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "cat rawdir/ln; stat -c %a rawdir/moved.txt; ls src",
-        ],
-    );
+    let view = sb.ok_in_view(&root, "cat rawdir/ln; stat -c %a rawdir/moved.txt; ls src");
     assert_eq!(view, "raw\n600\nb.txt\nsub\n");
     assert_eq!(disk_files(&root), before);
 }

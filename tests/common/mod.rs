@@ -78,15 +78,15 @@ impl Sandbox {
 
     /// Runs and asserts success; returns stdout.
     pub fn ok(&self, cwd: &Path, args: &[&str]) -> String {
-        let out = self.run(cwd, args);
-        assert!(
-            out.status.success(),
-            "vrift {args:?} failed ({:?})\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        assert_ok(&format!("vrift {args:?}"), &self.run(cwd, args))
+    }
+
+    /// [`Sandbox::sh_in_view`], asserting success; returns stdout.
+    pub fn ok_in_view(&self, root: &Path, script: &str) -> String {
+        assert_ok(
+            &format!("in the view: {script}"),
+            &self.sh_in_view(root, script),
+        )
     }
 
     /// Runs and asserts failure; returns stderr.
@@ -141,6 +141,18 @@ impl Sandbox {
         fans.map(|f| fs::read_dir(f.unwrap().path()).unwrap().count())
             .sum()
     }
+}
+
+/// Asserts that `what` succeeded (printing its output if not); its stdout.
+pub fn assert_ok(what: &str, out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?})\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// What a tree holds, for comparisons: path → description.
