@@ -50,9 +50,13 @@ pub const VRIFT_SHELL_PRELOAD: &str = "VRIFT_SHELL_PRELOAD";
 /// Any value: the hook leaves the shell as it is (not in the view itself).
 pub const VRIFT_NO_SHELL_VIEW: &str = "VRIFT_NO_SHELL_VIEW";
 /// `run`: inside an inception, a program that cannot load the library
-/// (static, Go, the loader run as a program) runs anyway, against the disk,
-/// instead of being refused.
+/// (static, Go, the loader run as a program) runs against the disk instead
+/// of under vrift's syscall supervisor.
 pub const VRIFT_UNVIEWED: &str = "VRIFT_UNVIEWED";
+/// `1`, set by the syscall supervisor in the environment of the program it
+/// serves: the library in its dynamically linked descendants execs static
+/// and Go programs directly (the supervisor's filter already covers them).
+pub const VRIFT_SYSCALL_VIEW: &str = "VRIFT_SYSCALL_VIEW";
 /// `vrift push`: from how many blobs on it lists the remote's fan-out
 /// directories (S3, directories) instead of asking for each blob (default
 /// 1024; HTTP remotes are always asked blob by blob).

@@ -22,6 +22,7 @@ pub mod project;
 #[cfg(feature = "remote")]
 pub mod remote;
 pub mod shadow;
+pub mod syscall_view;
 pub mod table;
 pub mod trust;
 pub mod ui;

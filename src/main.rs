@@ -29,5 +29,8 @@ fn main() -> ExitCode {
         let code = vrift::applets::run(applet, args.collect());
         return ExitCode::from(code as u8);
     }
+    if args.next().is_some_and(|a| a == "__syscall-view") {
+        return ExitCode::from(vrift::syscall_view::run());
+    }
     vrift::cli::main()
 }

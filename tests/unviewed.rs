@@ -1,13 +1,14 @@
 //! Programs that cannot load vrift's library — statically linked ones, Go
 //! programs (whose runtime makes its own system calls), the dynamic loader
-//! run as a program — never run silently against the project's disk inside
-//! an inception: they are refused with one line that says why, unless
-//! `VRIFT_UNVIEWED=run` asks for them to run anyway.
+//! run as a program, valgrind's tools — run under vrift's syscall
+//! supervisor inside an inception: they see the view and what they write
+//! lands in the rift, like every other process. `VRIFT_UNVIEWED=run` runs
+//! one against the disk on purpose.
 
 mod common;
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
@@ -22,112 +23,256 @@ fn in_view(sb: &Sandbox, root: &Path, script: &str) -> (i32, String, String) {
     )
 }
 
+/// Reads `input.txt`, writes `written.txt`, and through `/proc/self/cwd`
+/// writes `via-proc.txt`; exits with its first argument.
 const WRITER_C: &str = r#"
 #include <stdio.h>
-int main(void) {
+#include <stdlib.h>
+int main(int argc, char **argv) {
+    char buf[100] = {0};
+    FILE *in = fopen("input.txt", "r");
+    if (in) { fgets(buf, sizeof buf, in); fclose(in); printf("read: %s", buf); }
+    else perror("input.txt");
     FILE *f = fopen("written.txt", "w");
-    if (f) { fputs("x\n", f); fclose(f); }
+    if (f) { fputs("x\n", f); fclose(f); } else perror("written.txt");
+    f = fopen("/proc/self/cwd/via-proc.txt", "w");
+    if (f) { fputs("p\n", f); fclose(f); } else perror("via-proc.txt");
     puts("ran");
+    return argc > 1 ? atoi(argv[1]) : 0;
+}
+"#;
+
+/// Opens its argument read-only, then tries to change the file behind the
+/// fd every other way: reopening `/proc/self/fd/N` for writing, fchmod,
+/// and prints each errno (0: it worked).
+const POKE_C: &str = r#"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int fd = open(argv[1], O_RDONLY);
+    if (fd < 0) { perror(argv[1]); return 1; }
+    char p[64];
+    snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+    int w = open(p, O_WRONLY);
+    printf("reopen %d\n", w < 0 ? errno : 0);
+    if (w >= 0) write(w, "EVIL", 4);
+    printf("fchmod %d\n", fchmod(fd, 0777) < 0 ? errno : 0);
     return 0;
 }
 "#;
 
+fn static_binary(sb: &Sandbox, name: &str, source: &str) -> Option<PathBuf> {
+    let src = sb.path().join(format!("{name}.c"));
+    fs::write(&src, source).unwrap();
+    let out = sb.path().join(name);
+    let ok = Command::new("cc")
+        .args(["-static", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(out)
+}
+
 #[test]
-fn static_programs_and_the_loader_are_refused_not_run_against_the_disk() {
+fn static_programs_see_the_view_and_write_to_the_rift() {
     if !has_cc() {
         skip("no C compiler");
         return;
     }
     build_shim();
     let sb = Sandbox::new();
-    let src = sb.path().join("writer.c");
-    fs::write(&src, WRITER_C).unwrap();
-    let stat = sb.path().join("writer-static");
-    let ok = Command::new("cc")
-        .args(["-static", "-o"])
-        .arg(&stat)
-        .arg(&src)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
+    let (Some(writer), Some(poke)) = (
+        static_binary(&sb, "writer", WRITER_C),
+        static_binary(&sb, "poke", POKE_C),
+    ) else {
         skip("cc -static cannot link (libc6-dev's libc.a missing?)");
         return;
-    }
-    let dynamic = compile_c_source(&sb, "writer-dynamic", WRITER_C);
+    };
     let root = sb.mkdir("p");
+    fs::write(root.join("input.txt"), "disk\n").unwrap();
     sb.ok(&root, &["init"]);
+    let before = disk_files(&root);
 
-    let (code, out, err) = in_view(&sb, &root, &format!("{}", stat.display()));
-    assert_eq!((code, out.as_str()), (126, ""), "{err}");
-    assert!(
-        err.contains("refusing to run") && err.contains("statically linked"),
-        "{err}"
-    );
-    assert_eq!(err.matches("vrift: refusing").count(), 1, "{err}");
-    let (code, _, err) = in_view(
+    // The input changed in the view: the static program reads the view's.
+    let (code, out, err) = in_view(
         &sb,
         &root,
-        &format!("/lib64/ld-linux-x86-64.so.2 {}", dynamic.display()),
+        &format!("echo view > input.txt && {} 3", writer.display()),
     );
-    assert_eq!(code, 126, "{err}");
-    assert!(!root.join("written.txt").exists());
-
-    // A dynamic program of the same source runs, in the view.
-    let (code, out, err) = in_view(&sb, &root, &dynamic.display().to_string());
-    assert_eq!((code, out.as_str()), (0, "ran\n"), "{err}");
-    assert!(!root.join("written.txt").exists());
+    assert_eq!((code, out.as_str()), (3, "read: view\nran\n"), "{err}");
+    assert_eq!(err, "", "the supervisor said something");
     assert_eq!(sb.ok(&root, &["cat", "written.txt"]), "x\n");
+    assert_eq!(sb.ok(&root, &["cat", "via-proc.txt"]), "p\n");
+    assert_eq!(disk_files(&root), before, "a static program wrote the disk");
 
-    // Asked for explicitly, the static one runs: against the disk.
+    // The shared blob behind a rift file cannot be changed through its fd.
+    let (_, out, err) = in_view(&sb, &root, &format!("{} written.txt", poke.display()));
+    assert_eq!(out, "reopen 13\nfchmod 1\n", "{err}"); // EACCES, EPERM
+    assert_eq!(sb.ok(&root, &["cat", "written.txt"]), "x\n");
+    let fsck = sb.ok(&root, &["fsck"]);
+    assert!(!fsck.contains("corrupt"), "{fsck}");
+
+    // Asked for explicitly, the static program runs against the disk.
     let (code, out, _) = in_view(
         &sb,
         &root,
-        &format!("VRIFT_UNVIEWED=run {}", stat.display()),
+        &format!("VRIFT_UNVIEWED=run {}", writer.display()),
     );
-    assert_eq!((code, out.as_str()), (0, "ran\n"));
+    assert_eq!((code, out.as_str()), (0, "read: disk\nran\n"));
     assert!(root.join("written.txt").exists());
 }
 
 #[test]
-fn go_programs_are_refused_in_the_view() {
-    let go = Command::new("go").arg("version").output();
-    if !go.is_ok_and(|o| o.status.success()) {
+fn a_static_program_killed_by_a_signal_ends_its_supervisor_the_same_way() {
+    if !has_cc() {
+        skip("no C compiler");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let Some(pauser) = static_binary(
+        &sb,
+        "pauser",
+        "#include <unistd.h>\nint main(void) { pause(); return 0; }\n",
+    ) else {
+        skip("cc -static cannot link (libc6-dev's libc.a missing?)");
+        return;
+    };
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    // `kill` targets the pid the shell knows: the supervisor, which passes
+    // the signal on; the program's death by it is the status the shell sees.
+    let script = format!(
+        "{} & pid=$!; while [ -z \"$(cat /proc/$pid/task/$pid/children 2>/dev/null)\" ]; do sleep 0.05; done; \
+         kill -TERM $pid; wait $pid; echo $?",
+        pauser.display()
+    );
+    let (code, out, err) = in_view(&sb, &root, &script);
+    assert_eq!((code, out.as_str()), (0, "143\n"), "{err}");
+}
+
+#[test]
+fn the_loader_ldd_and_valgrind_run_programs_built_in_the_view() {
+    if !has_cc() {
+        skip("no C compiler");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    let before = disk_files(&root);
+    fs::write(sb.path().join("hello.c"), WRITER_C).unwrap();
+    let src = sb.path().join("hello.c");
+    sb.ok_in_view(
+        &root,
+        &format!("cc -o hello {} && echo in-view > input.txt", src.display()),
+    );
+    assert!(!root.join("hello").exists());
+
+    let out = sb.ok_in_view(&root, "/lib64/ld-linux-x86-64.so.2 ./hello");
+    assert_eq!(out, "read: in-view\nran\n");
+    let out = sb.ok_in_view(&root, "ldd ./hello");
+    assert!(out.contains("libc.so.6"), "{out}");
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        skip("valgrind is not installed");
+    } else {
+        let (code, out, err) = in_view(&sb, &root, "valgrind -q --error-exitcode=99 ./hello 5");
+        assert_eq!((code, out.as_str()), (5, "read: in-view\nran\n"), "{err}");
+    }
+    assert_eq!(disk_files(&root), before, "the loader reached the disk");
+}
+
+fn go_installed() -> bool {
+    Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+const MAIN_GO: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func Double(n int) int { return 2 * n }
+
+func main() {
+	b, err := os.ReadFile("data/input.txt")
+	if err != nil {
+		panic(err)
+	}
+	os.MkdirAll("out", 0o755)
+	if err := os.WriteFile("out/result.txt", []byte(fmt.Sprintf("%d %s", Double(21), b)), 0o644); err != nil {
+		panic(err)
+	}
+	entries, _ := os.ReadDir("out")
+	for _, e := range entries {
+		fmt.Println(e.Name())
+	}
+}
+"#;
+
+const MAIN_TEST_GO: &str = r#"package main
+
+import (
+	"os"
+	"testing"
+)
+
+func TestDouble(t *testing.T) {
+	if Double(2) != 4 {
+		t.Fatal("Double(2)")
+	}
+	b, err := os.ReadFile("data/input.txt")
+	if err != nil || string(b) != "from the view\n" {
+		t.Fatalf("fixture: %q %v", b, err)
+	}
+}
+"#;
+
+#[test]
+fn go_builds_tests_and_runs_in_the_view() {
+    if !go_installed() {
         skip("go is not installed (Debian's golang-go)");
         return;
     }
     build_shim();
     let sb = Sandbox::new();
-    let m = sb.mkdir("gomod");
-    fs::write(m.join("go.mod"), "module example.com/w\n\ngo 1.19\n").unwrap();
-    fs::write(
-        m.join("main.go"),
-        "package main\n\nimport \"os\"\n\nfunc main() { os.WriteFile(\"written.txt\", []byte(\"go\\n\"), 0o644) }\n",
-    )
-    .unwrap();
-    let bin = sb.path().join("gowriter");
-    let built = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&bin)
-        .arg(".")
-        .current_dir(&m)
-        .env("GOCACHE", sb.path().join("gocache"))
-        .env("GOPATH", sb.path().join("gopath"))
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOTOOLCHAIN", "local")
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let root = sb.mkdir("p");
+    let root = sb.mkdir("gomod");
     sb.ok(&root, &["init"]);
-    let (code, _, err) = in_view(&sb, &root, &bin.display().to_string());
-    assert_eq!(code, 126, "{err}");
-    assert!(err.contains("is a Go program"), "{err}");
-    assert!(!root.join("written.txt").exists());
-    // The go command itself is a Go program.
-    let (code, _, err) = in_view(&sb, &root, "go version");
-    assert_eq!(code, 126, "{err}");
+    let before = disk_files(&root);
+    fs::write(sb.path().join("main.go"), MAIN_GO).unwrap();
+    fs::write(sb.path().join("main_test.go"), MAIN_TEST_GO).unwrap();
+    let go_env = format!(
+        "export GOCACHE='{c}' GOPATH='{p}' GOFLAGS=-mod=mod GOTOOLCHAIN=local;",
+        c = sb.path().join("gocache").display(),
+        p = sb.path().join("gopath").display()
+    );
+    // The whole module exists only in the rift.
+    sb.ok_in_view(
+        &root,
+        &format!(
+            "{go_env} printf 'module example.com/w\\n\\ngo 1.19\\n' > go.mod && mkdir data && \
+             echo 'from the view' > data/input.txt && cp '{}' '{}' .",
+            sb.path().join("main.go").display(),
+            sb.path().join("main_test.go").display()
+        ),
+    );
+    let out = sb.ok_in_view(&root, &format!("{go_env} go build -o hello . && ./hello"));
+    assert_eq!(out, "result.txt\n");
+    assert_eq!(
+        sb.ok(&root, &["cat", "out/result.txt"]),
+        "42 from the view\n"
+    );
+    let out = sb.ok_in_view(&root, &format!("{go_env} go vet . && go test ./..."));
+    assert!(out.starts_with("ok "), "{out}");
+    assert!(!root.join("hello").exists());
+    assert_eq!(disk_files(&root), before, "go wrote the project's disk");
 }

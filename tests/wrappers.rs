@@ -305,17 +305,18 @@ fn a_static_rm_is_done_on_the_view_by_the_applet() {
     let (root, _) = project_and_twin(&sb);
     let before = disk_files(&root);
 
-    // Without the wrappers the static rm cannot see the view: the library
-    // refuses to run it (it would delete the project's file on disk), and
-    // the shell's PATH search goes on to the next rm, a dynamic one, which
-    // works on the view. (On a second project: this one stays clean.)
+    // Without the wrappers the static rm runs under vrift's syscall
+    // supervisor: it deletes the file from the view, never from the disk.
+    // (On a second project: this one stays clean.)
     let other = sb.mkdir("other");
     fs::write(other.join("victim.txt"), "v\n").unwrap();
     sb.ok(&other, &["init"]);
-    let script = format!("PATH='{}':\"$PATH\"; rm victim.txt", static_dir.display());
-    let out = sb.sh_in_view(&other, &script);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("refusing to run"), "{err}");
+    let script = format!(
+        "PATH='{}':\"$PATH\"; rm victim.txt && ls",
+        static_dir.display()
+    );
+    let listing = sb.ok_in_view(&other, &script);
+    assert_eq!(listing, "", "the view still lists the file");
     assert!(
         other.join("victim.txt").exists(),
         "the static rm reached the disk"

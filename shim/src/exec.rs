@@ -769,9 +769,13 @@ fn exec_resolved(
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();
     let mut buf = PathBuf::new();
     match resolve(libc::AT_FDCWD, p, true, &mut buf).0 {
-        View::Pass if crate::state::ready() && refused(path, env) => -1,
+        View::Pass if crate::state::ready() && unviewable(path, env) => {
+            run_unviewable(path, argv, env)
+        }
         View::Pass => real(path),
-        View::Disk { rewritten } if refused(if rewritten { buf.c_ptr() } else { path }, env) => -1,
+        View::Disk { rewritten } if unviewable(if rewritten { buf.c_ptr() } else { path }, env) => {
+            run_unviewable(if rewritten { buf.c_ptr() } else { path }, argv, env)
+        }
         View::Disk { rewritten: false } => {
             let r = real(path);
             // Still here: failed.
@@ -835,8 +839,8 @@ fn exec_rift_program(
     }
     prepare_origin_dirs(&mirror, buf.abs());
     let mirror = mirror.as_ptr() as *const c_char;
-    if refused(mirror, env) {
-        return -1;
+    if unviewable(mirror, env) {
+        return run_unviewable(mirror, argv, env);
     }
     with_audit(
         env,
@@ -846,12 +850,14 @@ fn exec_rift_program(
 
 /// Inside an inception, a program that cannot load the shim (statically
 /// linked, a Go program, the dynamic loader run as a program) would read
-/// and write the project's disk with its own system calls: it is refused
-/// with one line that says so (EACCES), unless `VRIFT_UNVIEWED=run` asks
-/// for it to run anyway. Costs an open, a 4 KiB pread and a close per exec
-/// in an inception; nothing outside one.
+/// and write the project's disk with its own system calls: it runs under
+/// the syscall supervisor instead (see `seccomp`), which serves its calls
+/// from the view. `VRIFT_UNVIEWED=run` runs it on the disk; a program
+/// already under the supervisor's filter is served by it as it is. Costs
+/// an open, a 4 KiB pread and a close per exec in an inception; nothing
+/// outside one.
 #[inline(never)]
-fn refused(path: *const c_char, env: *const *const c_char) -> bool {
+fn unviewable(path: *const c_char, env: *const *const c_char) -> bool {
     // SAFETY: a NUL-terminated path (the exec contract, checked readable).
     let fd = unsafe {
         crate::raw_syscall!(
@@ -867,15 +873,27 @@ fn refused(path: *const c_char, env: *const *const c_char) -> bool {
     }
     let kind = crate::elfdyn::loader_of(fd);
     sys::close_raw(fd);
-    let what: &[u8] = match kind {
-        crate::elfdyn::Loader::Dynamic | crate::elfdyn::Loader::Other => return false,
-        crate::elfdyn::Loader::Static => {
-            b"is statically linked (or a dynamic loader run as a program)"
+    match kind {
+        crate::elfdyn::Loader::Dynamic | crate::elfdyn::Loader::Other => false,
+        crate::elfdyn::Loader::Static | crate::elfdyn::Loader::Go => {
+            !env_has(env, b"VRIFT_UNVIEWED=run") && !env_has(env, crate::seccomp::MARKER)
         }
-        crate::elfdyn::Loader::Go => b"is a Go program",
-    };
-    if env_has(env, b"VRIFT_UNVIEWED=run") {
-        return false;
+    }
+}
+
+/// Runs the program [`unviewable`] found, under the syscall supervisor
+/// (`vrift __syscall-view`); returns only on failure.
+#[inline(never)]
+fn run_unviewable(
+    path: *const c_char,
+    argv: *const *const c_char,
+    env: *const *const c_char,
+) -> c_int {
+    let exe = state::table().map(|t| t.exe_path()).unwrap_or_default();
+    if !exe.is_empty() {
+        crate::seccomp::exec_supervisor(exe, path, argv, env, |p, a, e| {
+            without_audit(e, |e| call_real!(EXECVE(p, a, e) or fail(libc::ENOSYS)))
+        });
     }
     // Once per process: a PATH search tries the same program under each
     // directory that has it (/usr/bin/go, /bin/go).
@@ -886,13 +904,10 @@ fn refused(path: *const c_char, env: *const *const c_char) -> bool {
         sys::complain(&[
             b"vrift: refusing to run ",
             name,
-            b": it ",
-            what,
-            b" and cannot see the view, so it would read and write the project's disk (VRIFT_UNVIEWED=run runs it anyway)",
+            b": it cannot load the view library and vrift's supervisor could not be started, so it would read and write the project's disk (VRIFT_UNVIEWED=run runs it anyway)",
         ]);
     }
-    fail(libc::EACCES);
-    true
+    fail(libc::EACCES)
 }
 
 /// Whether the environment `env` (an exec's: NULL-terminated) holds the

@@ -42,6 +42,7 @@ pub mod fns;
 pub mod open;
 pub mod real;
 pub mod resolve;
+pub mod seccomp;
 pub mod stat;
 pub mod statbuf;
 pub mod state;

@@ -16,6 +16,7 @@
 mod bench;
 mod bench_build;
 mod bench_shim;
+mod bench_unviewed;
 mod cargo;
 mod compare;
 mod demo;
@@ -69,6 +70,8 @@ enum Bench {
     Shim(bench_shim::ShimArgs),
     /// Clean and no-op `make` of a Lua-sized C project and write latency under `vrift run` against native.
     Build(bench_build::BuildArgs),
+    /// Go builds, an esbuild bundle and static programs (served by the syscall supervisor) under `vrift run` against native.
+    Unviewed(bench_unviewed::UnviewedArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +93,9 @@ fn main() -> ExitCode {
         Task::Bench {
             bench: Some(Bench::Build(args)),
         } => bench_build::build(args),
+        Task::Bench {
+            bench: Some(Bench::Unviewed(args)),
+        } => bench_unviewed::unviewed(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,574 @@
+//! The view for programs that cannot load this library: Go programs,
+//! statically linked binaries, the dynamic loader run as a program (and so
+//! `ldd` and valgrind's tools). They make their system calls themselves, so
+//! interposing libc cannot reach them; a seccomp filter can.
+//!
+//! When a process of an inception execs such a program, the shim execs
+//! `vrift __syscall-view PROGRAM ARGV…` instead (`vrift` re-enters this
+//! library through [`vrift_syscall_view`]). That process — the pid its
+//! parent waits for — forks the program under a filter that sends every
+//! path-taking call to it (`SECCOMP_RET_USER_NOTIF`), and serves each one
+//! by making the same call through this library's own functions: the view
+//! is decided by the very code every other process runs. An fd the view
+//! opens (a blob, a staging file) is installed in the program with
+//! `SECCOMP_IOCTL_NOTIF_ADDFD`; a call that names nothing of the view goes
+//! back to the kernel unchanged (`CONTINUE`). The program's children stay
+//! under the filter; the supervisor forwards signals sent to it, mirrors the
+//! program's exit status, and serves any descendant still running after
+//! the program itself ended until the last one is gone.
+//!
+//! Not a security boundary: a program that rewrites its own path argument
+//! between the check and the kernel's use of it (another thread, racing)
+//! can reach the disk. The view's promise is to builds, not to hostile code.
+
+pub mod filter;
+mod serve;
+mod target;
+
+use core::ffi::CStr;
+
+use libc::{c_char, c_int, pid_t};
+
+use crate::sys;
+
+/// Put in the environment of a program started under the filter: its
+/// children are already served, and exec what they exec directly.
+pub const MARKER: &[u8] = b"VRIFT_SYSCALL_VIEW=1";
+
+/// The `vrift` subcommand that re-enters [`vrift_syscall_view`].
+pub const SUBCOMMAND: &CStr = c"__syscall-view";
+
+/// Execs `vrift __syscall-view path argv…` (only returns on failure: -1
+/// and errno). `exe`: the vrift binary (from the table).
+pub fn exec_supervisor(
+    exe: &[u8],
+    path: *const c_char,
+    argv: *const *const c_char,
+    env: *const *const c_char,
+    execve: impl FnOnce(*const c_char, *const *const c_char, *const *const c_char) -> c_int,
+) -> c_int {
+    let Some(exe_c) = sys::CPath::new(exe) else {
+        return crate::real::fail(libc::ENAMETOOLONG);
+    };
+    let mut argc = 0;
+    if !sys::unreadable(argv) {
+        // SAFETY: a NULL-terminated array (the exec contract).
+        while unsafe { !(*argv.add(argc)).is_null() } {
+            argc += 1;
+        }
+    }
+    let words = argc + 4;
+    let Some(mem) = Mapping::new(words * core::mem::size_of::<*const c_char>()) else {
+        return crate::real::fail(libc::ENOMEM);
+    };
+    let new = mem.addr as *mut *const c_char;
+    // SAFETY: `new` has room for `words` pointers; argv has `argc`.
+    unsafe {
+        *new = exe_c.as_ptr();
+        *new.add(1) = SUBCOMMAND.as_ptr();
+        *new.add(2) = path;
+        for i in 0..argc {
+            *new.add(3 + i) = *argv.add(i);
+        }
+        *new.add(3 + argc) = core::ptr::null();
+    }
+    execve(exe_c.as_ptr(), new, env)
+}
+
+/// Anonymous memory, unmapped on drop (nothing here may use the heap: this
+/// may run in a vfork child).
+struct Mapping {
+    addr: usize,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(len: usize) -> Option<Mapping> {
+        // SAFETY: a fresh private anonymous mapping.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        (p != libc::MAP_FAILED).then_some(Mapping {
+            addr: p as usize,
+            len,
+        })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        sys::unmap(self.addr, self.len);
+    }
+}
+
+/// Signals sent to the supervisor (by `kill`, not by the terminal, which
+/// signals the program too) that it passes on to the program.
+const FORWARDED: [c_int; 8] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGWINCH,
+];
+
+/// `vrift __syscall-view PROGRAM ARGV…`, called by vrift's `main` with
+/// `argv` = [PROGRAM, ARGV…]: runs PROGRAM in the view and exits with its
+/// status. Returns only when it cannot start it (an exit code).
+#[no_mangle]
+pub extern "C" fn vrift_syscall_view(
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    if sys::unreadable(argv) || unsafe_is_null(argv) {
+        return 127;
+    }
+    // vrift's own processes leave the shim dormant; this one is the view's.
+    crate::state::init(false);
+    // SAFETY: a NULL-terminated array whose first entry is set (checked):
+    // the program, then its argv.
+    let (path, prog_argv) = unsafe { (*argv, argv.add(1)) };
+    let name = || {
+        // SAFETY: a C string from vrift's argv.
+        unsafe { CStr::from_ptr(path) }.to_bytes()
+    };
+    let mut pair = [-1; 2];
+    // SAFETY: pair is a valid out-array of two fds.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    } != 0
+    {
+        sys::complain(&[
+            b"vrift: cannot start ",
+            name(),
+            b" in the view: socketpair failed",
+        ]);
+        return 126;
+    }
+    let mut forwarded: libc::sigset_t = unsafe_zeroed();
+    let mut old: libc::sigset_t = unsafe_zeroed();
+    // SAFETY: valid sigset pointers.
+    unsafe {
+        libc::sigemptyset(&mut forwarded);
+        libc::sigaddset(&mut forwarded, libc::SIGCHLD);
+        for s in FORWARDED {
+            libc::sigaddset(&mut forwarded, s);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &forwarded, &mut old);
+    }
+    // SAFETY: this process is single-threaded (vrift's main, nothing started).
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        sys::complain(&[
+            b"vrift: cannot start ",
+            name(),
+            b" in the view: fork failed",
+        ]);
+        return 126;
+    }
+    if child == 0 {
+        sys::close_raw(pair[0]);
+        // SAFETY: restoring the mask saved above.
+        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, core::ptr::null_mut()) };
+        start_program(pair[1], path, prog_argv, envp);
+    }
+    sys::close_raw(pair[1]);
+    let listener = receive_fd(pair[0]);
+    sys::close_raw(pair[0]);
+    // SAFETY: a valid sigset; a new signalfd.
+    let sigfd = unsafe { libc::signalfd(-1, &forwarded, libc::SFD_CLOEXEC) };
+    match listener {
+        Some(listener) if sigfd >= 0 => supervise(listener, sigfd, child),
+        _ => {
+            // The program could not be put under the filter (it said why):
+            // its exit status is ours.
+            let st = wait_for(child);
+            finish(st)
+        }
+    }
+}
+
+fn unsafe_is_null(argv: *const *const c_char) -> bool {
+    // SAFETY: readable (checked by the caller).
+    unsafe { (*argv).is_null() }
+}
+
+fn unsafe_zeroed<T>() -> T {
+    // SAFETY: only used for plain C structs (sigset_t) all-zero valid.
+    unsafe { core::mem::zeroed() }
+}
+
+/// In the forked child: the filter, its listener to the supervisor, exec.
+fn start_program(
+    sock: c_int,
+    path: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> ! {
+    // SAFETY: plain prctl calls.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    }
+    // SAFETY: a C string (vrift's argv).
+    let name = unsafe { CStr::from_ptr(path) }.to_bytes();
+    let mut prog = [libc::sock_filter {
+        code: 0,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }; filter::MAX_LEN];
+    let len = filter::build(&mut prog);
+    let fprog = libc::sock_fprog {
+        len: len as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    let flags = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as usize;
+    // WAIT_KILLABLE_RECV (Linux 5.19): once the supervisor has a call, a
+    // signal (Go preempts its threads with SIGURG) does not abort and
+    // restart it.
+    let mut listener = unsafe_seccomp(
+        flags | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV as usize,
+        &fprog,
+    );
+    if listener < 0 {
+        listener = unsafe_seccomp(flags, &fprog);
+    }
+    if listener < 0 {
+        let e = target::errno();
+        sys::complain(&[
+            b"vrift: cannot run ",
+            name,
+            b" in the view: this kernel has no seccomp user notification (",
+            errno_name(e),
+            b"); VRIFT_UNVIEWED=run runs it on the disk",
+        ]);
+        // SAFETY: exit without running the parent's atexit handlers.
+        unsafe { libc::_exit(126) };
+    }
+    send_fd(sock, listener as c_int);
+    sys::close_raw(listener as c_int);
+    sys::close_raw(sock);
+    let env = with_marker(envp);
+    // SAFETY: valid path, argv and env; a raw execve (the shim's own would
+    // resolve the path again, for nothing).
+    unsafe { crate::raw_syscall!(libc::SYS_execve, path, argv, env.as_ptr()) };
+    let e = target::errno();
+    sys::complain(&[b"vrift: cannot run ", name, b": ", errno_name(e)]);
+    // SAFETY: as above.
+    unsafe { libc::_exit(if e == libc::ENOENT { 127 } else { 126 }) }
+}
+
+fn unsafe_seccomp(flags: usize, prog: &libc::sock_fprog) -> i64 {
+    // SAFETY: a valid filter program.
+    unsafe {
+        crate::raw_syscall!(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            prog as *const libc::sock_fprog
+        )
+    }
+}
+
+/// `envp` with [`MARKER`] added, in memory that lives until exec.
+struct Env {
+    mem: Option<Mapping>,
+    fallback: *const *const c_char,
+}
+
+impl Env {
+    fn as_ptr(&self) -> *const *const c_char {
+        self.mem
+            .as_ref()
+            .map_or(self.fallback, |m| m.addr as *const *const c_char)
+    }
+}
+
+fn with_marker(envp: *const *const c_char) -> Env {
+    let mut n = 0;
+    if !envp.is_null() {
+        // SAFETY: a NULL-terminated array (vrift's environ).
+        while unsafe { !(*envp.add(n)).is_null() } {
+            n += 1;
+        }
+    }
+    static MARK: &CStr = c"VRIFT_SYSCALL_VIEW=1";
+    let mem = Mapping::new((n + 2) * core::mem::size_of::<*const c_char>());
+    if let Some(m) = &mem {
+        let out = m.addr as *mut *const c_char;
+        // SAFETY: room for n + 2 pointers.
+        unsafe {
+            for i in 0..n {
+                *out.add(i) = *envp.add(i);
+            }
+            *out.add(n) = MARK.as_ptr();
+            *out.add(n + 1) = core::ptr::null();
+        }
+    }
+    Env {
+        mem,
+        fallback: envp,
+    }
+}
+
+fn errno_name(e: c_int) -> &'static [u8] {
+    match e {
+        libc::ENOENT => b"no such file or directory",
+        libc::EACCES => b"permission denied",
+        libc::ENOEXEC => b"exec format error",
+        libc::EINVAL => b"invalid argument",
+        libc::ENOSYS => b"function not implemented",
+        libc::EPERM => b"operation not permitted",
+        libc::ENOMEM => b"out of memory",
+        _ => b"error",
+    }
+}
+
+fn send_fd(sock: c_int, fd: c_int) {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
+        iov_len: 1,
+    };
+    let mut cbuf = [0u64; 4];
+    // SAFETY: msghdr over live buffers; CMSG macros stay inside cbuf.
+    unsafe {
+        let mut msg: libc::msghdr = core::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = libc::CMSG_SPACE(core::mem::size_of::<c_int>() as u32) as usize;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(core::mem::size_of::<c_int>() as u32) as usize;
+        core::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut c_int, fd);
+        libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL);
+    }
+}
+
+fn receive_fd(sock: c_int) -> Option<c_int> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
+        iov_len: 1,
+    };
+    let mut cbuf = [0u64; 4];
+    // SAFETY: msghdr over live buffers; CMSG macros stay inside cbuf.
+    unsafe {
+        let mut msg: libc::msghdr = core::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = core::mem::size_of_val(&cbuf);
+        loop {
+            let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
+            if n > 0 {
+                break;
+            }
+            if n < 0 && target::errno() == libc::EINTR {
+                continue;
+            }
+            return None;
+        }
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
+            return None;
+        }
+        Some(core::ptr::read_unaligned(libc::CMSG_DATA(c) as *const c_int))
+    }
+}
+
+fn wait_for(child: pid_t) -> c_int {
+    let mut st = 0;
+    loop {
+        // SAFETY: our own child.
+        let r = unsafe { libc::waitpid(child, &mut st, 0) };
+        if r == child {
+            return st;
+        }
+        if r < 0 && target::errno() != libc::EINTR {
+            return 127 << 8;
+        }
+    }
+}
+
+/// Ends the supervisor as the program ended: its exit code, or its signal.
+fn finish(st: c_int) -> ! {
+    if libc::WIFSIGNALED(st) {
+        let sig = libc::WTERMSIG(st);
+        // SAFETY: restoring the default action and raising the same signal;
+        // no core file of our own (the program wrote its own).
+        unsafe {
+            let nocore = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &nocore);
+            libc::signal(sig, libc::SIG_DFL);
+            let mut set: libc::sigset_t = core::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, sig);
+            libc::sigprocmask(libc::SIG_UNBLOCK, &set, core::ptr::null_mut());
+            libc::raise(sig);
+            libc::_exit(128 + sig)
+        }
+    }
+    // SAFETY: exiting.
+    unsafe { libc::_exit(libc::WEXITSTATUS(st)) }
+}
+
+/// The supervisor's loop: serve calls, pass signals on, mirror the end.
+fn supervise(listener: c_int, sigfd: c_int, child: pid_t) -> ! {
+    let mut child = child;
+    let mut ended: Option<c_int> = None;
+    loop {
+        if let Some(st) = ended.take() {
+            if listener_done(listener) {
+                finish(st);
+            }
+            // Descendants of the program still run under the filter: the
+            // parent learns the program's status now, a forked supervisor
+            // serves the rest until the last one is gone.
+            // SAFETY: single-threaded.
+            match unsafe { libc::fork() } {
+                0 => child = 0,
+                _ => finish(st),
+            }
+        }
+        let mut fds = [
+            libc::pollfd {
+                fd: listener,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: if child > 0 { sigfd } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfds.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if r < 0 {
+            continue;
+        }
+        if fds[1].revents & libc::POLLIN != 0 {
+            ended = on_signal(sigfd, child);
+        }
+        if fds[0].revents & libc::POLLIN != 0 {
+            serve_one(listener);
+        } else if fds[0].revents & (libc::POLLHUP | libc::POLLERR) != 0 && child == 0 {
+            // SAFETY: exiting: nobody is left to serve.
+            unsafe { libc::_exit(0) };
+        }
+    }
+}
+
+/// Whether no task uses the filter any more.
+fn listener_done(listener: c_int) -> bool {
+    let mut fd = libc::pollfd {
+        fd: listener,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut fd, 1, 0) };
+    fd.revents & libc::POLLHUP != 0 && fd.revents & libc::POLLIN == 0
+}
+
+/// A signal for the supervisor: the program's end (its status), a stop to
+/// mirror, or a signal to pass on.
+fn on_signal(sigfd: c_int, child: pid_t) -> Option<c_int> {
+    let mut info: libc::signalfd_siginfo = unsafe_zeroed();
+    let size = core::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: reading one siginfo into a buffer of its size.
+    let n = unsafe { libc::read(sigfd, &mut info as *mut _ as *mut libc::c_void, size) };
+    if n as usize != size {
+        return None;
+    }
+    let sig = info.ssi_signo as c_int;
+    if sig != libc::SIGCHLD {
+        // From the terminal (SI_KERNEL), the program had it too.
+        if info.ssi_code <= 0 {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child, sig) };
+        }
+        return None;
+    }
+    loop {
+        let mut st = 0;
+        // SAFETY: our own child.
+        let r = unsafe { libc::waitpid(child, &mut st, libc::WNOHANG | libc::WUNTRACED) };
+        if r != child {
+            return None;
+        }
+        if libc::WIFSTOPPED(st) {
+            // Job control sees the supervisor: stop with the program, and
+            // let it go on when we are continued.
+            // SAFETY: stopping ourselves, then continuing the child.
+            unsafe {
+                libc::raise(libc::SIGSTOP);
+                libc::kill(child, libc::SIGCONT);
+            }
+            continue;
+        }
+        return Some(st);
+    }
+}
+
+fn serve_one(listener: c_int) {
+    let mut req: libc::seccomp_notif = unsafe_zeroed();
+    // SAFETY: a zeroed notification buffer of the kernel's size.
+    if unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_RECV as _, &mut req) } != 0 {
+        return; // the task died meanwhile (ENOENT), or EINTR
+    }
+    let mut task = target::Task::new(req.pid as pid_t);
+    let reply = serve::dispatch(&mut task, req.data.nr as libc::c_long, req.data.args);
+    drop(task);
+    let mut resp = libc::seccomp_notif_resp {
+        id: req.id,
+        val: 0,
+        error: 0,
+        flags: 0,
+    };
+    match reply {
+        serve::Reply::Continue => resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+        serve::Reply::Value(v) if v < 0 => resp.error = v as i32,
+        serve::Reply::Value(v) => resp.val = v,
+        serve::Reply::Fd { fd, cloexec } => {
+            let add = libc::seccomp_notif_addfd {
+                id: req.id,
+                flags: libc::SECCOMP_ADDFD_FLAG_SEND as u32,
+                srcfd: fd as u32,
+                newfd: 0,
+                newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 },
+            };
+            // SAFETY: a valid addfd request; SEND completes the call.
+            let r = unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ADDFD as _, &add) };
+            let e = target::errno();
+            crate::fds::close(fd);
+            if r >= 0 || e == libc::ENOENT {
+                return;
+            }
+            resp.error = -e;
+        }
+    }
+    // SAFETY: a valid response for the call just received.
+    unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND as _, &resp) };
+}
