@@ -14,13 +14,24 @@ use common::*;
 
 #[test]
 fn blobs_cannot_be_changed_or_linked_through_any_fd_spelling() {
-    if !has_cc() {
-        skip("no C compiler");
+    blobs_through_fd_spellings(&[]);
+}
+
+/// The same calls from a statically linked program, which the syscall
+/// supervisor serves: the same answers.
+#[test]
+fn blobs_cannot_be_changed_through_any_fd_spelling_by_a_static_program() {
+    blobs_through_fd_spellings(&["-static"]);
+}
+
+fn blobs_through_fd_spellings(cc_flags: &[&str]) {
+    if !has_cc() || !can_link_static() {
+        skip("no C compiler that links statically");
         return;
     }
     build_shim();
     let sb = Sandbox::new();
-    let reach = compile_c(&sb, "reach", &[]);
+    let reach = compile_c(&sb, "reach", cc_flags);
     let root = sb.mkdir("proj");
     sb.ok(&root, &["init"]);
     let out = sb.sh_in_view(&root, "echo original > f");
@@ -47,6 +58,7 @@ fn blobs_cannot_be_changed_or_linked_through_any_fd_spelling() {
         "linkat-proc EPERM",
         "truncate-proc EPERM",
         "chmod-proc EPERM",
+        "setflags EPERM",
         "reopen-read ok",
         "content original",
     ] {
@@ -82,13 +94,23 @@ fn blobs_cannot_be_changed_or_linked_through_any_fd_spelling() {
 
 #[test]
 fn attributes_are_never_set_on_the_disk_or_a_blob() {
-    if !has_cc() {
-        skip("no C compiler");
+    attributes_case(&[]);
+}
+
+/// The same from a statically linked program (the syscall supervisor).
+#[test]
+fn attributes_are_never_set_by_a_static_program_either() {
+    attributes_case(&["-static"]);
+}
+
+fn attributes_case(cc_flags: &[&str]) {
+    if !has_cc() || !can_link_static() {
+        skip("no C compiler that links statically");
         return;
     }
     build_shim();
     let sb = Sandbox::new();
-    let prog = compile_c(&sb, "xattrs", &[]);
+    let prog = compile_c(&sb, "xattrs", cc_flags);
     let root = sb.mkdir("proj");
     fs::write(root.join("seed.txt"), "seed\n").unwrap();
     let outside = sb.path().join("outside.txt");

@@ -214,3 +214,63 @@ fn an_npm_project_installs_and_builds() {
     assert!(!root.join("node_modules/is-number/index.js").exists());
     assert_eq!(disk_files(&root), before);
 }
+
+/// esbuild is a Go program shipped inside an npm package: its bundle runs
+/// under the syscall supervisor, resolves the dependencies the rift holds
+/// (`node_modules` was installed in the view) and writes the bundle to the
+/// rift.
+#[test]
+fn an_esbuild_bundle_resolves_rift_modules_and_writes_to_the_rift() {
+    if !tool_ok("npm") || !tool_ok("node") {
+        skip("node or npm is missing");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("web");
+    fs::write(
+        root.join("package.json"),
+        r#"{"name":"web","version":"1.0.0","private":true,"scripts":{"bundle":"esbuild src/index.js --bundle --platform=node --log-level=warning --outfile=dist/x.js"},"dependencies":{"is-number":"7.0.0","esbuild":"0.19.12"}}"#,
+    )
+    .unwrap();
+    fs::create_dir(root.join("src")).unwrap();
+    fs::write(
+        root.join("src/index.js"),
+        "const isNumber = require('is-number');\nconsole.log('bundled', isNumber(5));\n",
+    )
+    .unwrap();
+    sb.ok(&root, &["init"]);
+    let before = disk_files(&root);
+    let install = sb.run(
+        &root,
+        &[
+            "run",
+            "--",
+            "npm",
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+        ],
+    );
+    if !install.status.success() {
+        let err = String::from_utf8_lossy(&install.stderr);
+        if err.contains("ENOTFOUND") || err.contains("ETIMEDOUT") || err.contains("EAI_AGAIN") {
+            eprintln!("skipped: the npm registry is unreachable: {err}");
+            return;
+        }
+        panic!("npm install failed: {err}");
+    }
+    // esbuild's own install check ran its Go binary: in the view, or the
+    // binary it checked would not be there.
+    assert!(!root.join("node_modules/esbuild/bin/esbuild").exists());
+    sb.ok(&root, &["run", "--", "npm", "run", "--silent", "bundle"]);
+    assert_eq!(
+        sb.ok(&root, &["run", "--", "node", "dist/x.js"]),
+        "bundled true\n"
+    );
+    let bundle = sb.ok(&root, &["cat", "dist/x.js"]);
+    assert!(bundle.contains("isNumber"), "{bundle}");
+    assert!(!root.join("dist/x.js").exists(), "esbuild wrote the disk");
+    assert_eq!(disk_files(&root), before);
+}

@@ -8,6 +8,7 @@ crate::real! {
     FOPEN = "fopen": fn(*const c_char, *const c_char) -> *mut FILE;
     FOPEN64 = "fopen64": fn(*const c_char, *const c_char) -> *mut FILE;
     FCNTL = "fcntl": fn(c_int, c_int, c_long) -> c_int;
+    IOCTL = "ioctl": fn(c_int, c_ulong, *mut c_void) -> c_int;
     FCNTL64 = "fcntl64": fn(c_int, c_int, c_long) -> c_int;
     CLOSE = "close": fn(c_int) -> c_int;
     DUP = "dup": fn(c_int) -> c_int;

@@ -599,6 +599,30 @@ pub extern "C" fn fchmodat(dirfd: c_int, path: *const c_char, mode: mode_t, flag
     )
 }
 
+/// ioctl (through the C layer: it is variadic). The requests that change
+/// an inode in place — its flags (`chattr`), its project attributes — are
+/// refused with EPERM on a blob of the store, which every project holding
+/// that content shares; every other request goes to libc untouched (one
+/// comparison: terminals call ioctl all the time).
+#[no_mangle]
+pub extern "C" fn vrift_ioctl(fd: c_int, request: libc::c_ulong, arg: *mut libc::c_void) -> c_int {
+    if crate::seccomp::filter::SETTING_IOCTLS.contains(&(request as u32)) && on_blob(fd) {
+        return fail(libc::EPERM);
+    }
+    call_real!(IOCTL(fd, request, arg) or raw(libc::SYS_ioctl, fd as usize, request as usize, arg as usize, 0, 0))
+}
+
+/// Whether `fd` is open on a blob of the store: a rift file the shim
+/// opened (sealed, so its content is a blob), or an fd it did not open
+/// whose path lies in the store.
+fn on_blob(fd: c_int) -> bool {
+    if fdtable::get(fd).is_some() && !fdtable::is_staged(fd) {
+        return true;
+    }
+    let mut path = PathBuf::new();
+    untracked_fd_path(fd, &mut path) && path.in_store
+}
+
 #[no_mangle]
 pub extern "C" fn fchmod(fd: c_int, mode: mode_t) -> c_int {
     let r = by_fd!(

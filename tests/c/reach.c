@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,6 +26,8 @@ int main(int argc, char **argv) {
     report("linkat-proc", linkat(AT_FDCWD, "/proc/self/fd/3", AT_FDCWD, outside, AT_SYMLINK_FOLLOW));
     report("truncate-proc", truncate("/proc/self/fd/3", 0));
     report("chmod-proc", chmod("/proc/self/fd/3", 0777));
+    int flags = FS_NOATIME_FL;
+    report("setflags", ioctl(3, FS_IOC_SETFLAGS, &flags));
     int fd = open("/proc/self/fd/3", O_RDONLY);
     char buf[64] = {0};
     report("reopen-read", fd < 0 ? -1 : read(fd, buf, sizeof buf - 1));

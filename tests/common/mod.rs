@@ -337,6 +337,22 @@ pub fn skip(why: &str) {
 }
 
 /// Whether a C compiler is available.
+/// Whether `cc -static` links (libc6-dev's libc.a is there).
+pub fn can_link_static() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("t.c");
+        fs::write(&src, "int main(void) { return 0; }\n").unwrap();
+        Command::new("cc")
+            .args(["-static", "-o"])
+            .arg(dir.path().join("t"))
+            .arg(&src)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
 pub fn has_cc() -> bool {
     Command::new("cc").arg("--version").output().is_ok()
 }

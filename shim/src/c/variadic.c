@@ -9,6 +9,7 @@ enum { W_OPEN, W_OPEN64, W_OPENAT, W_OPENAT64 };
 
 extern int vrift_openat(int dirfd, const char *path, int flags, unsigned mode, int which);
 extern int vrift_fcntl(int fd, int cmd, long arg, int is64);
+extern int vrift_ioctl(int fd, unsigned long request, void *arg);
 
 static unsigned take_mode(int flags, va_list ap) {
     if (flags & (O_CREAT | __O_TMPFILE))
@@ -126,3 +127,8 @@ void vrift_resolving_leave(void) { resolving = 0; }
  * no std, so nothing unwinds and it is never called; it only has to exist.
  * Weak, so a std build's own definition wins; hidden, so it is not exported. */
 __attribute__((weak, visibility("hidden"))) void rust_eh_personality(void) {}
+
+int ioctl(int fd, unsigned long request, ...) {
+    va_list ap; va_start(ap, request); void *arg = va_arg(ap, void *); va_end(ap);
+    return vrift_ioctl(fd, request, arg);
+}

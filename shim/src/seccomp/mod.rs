@@ -26,6 +26,7 @@ mod serve;
 mod target;
 
 use core::ffi::CStr;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 use libc::{c_char, c_int, pid_t};
 
@@ -433,47 +434,126 @@ fn finish(st: c_int) -> ! {
     unsafe { libc::_exit(libc::WEXITSTATUS(st)) }
 }
 
-/// The supervisor's loop: serve calls, pass signals on, mirror the end.
+/// The program's wait status, once it has ended (`ENDED`).
+static STATUS: AtomicI32 = AtomicI32::new(0);
+static ENDED: AtomicBool = AtomicBool::new(false);
+/// What the signal thread needs.
+static SIGFD: AtomicI32 = AtomicI32::new(-1);
+static CHILD: AtomicI32 = AtomicI32::new(0);
+static MAIN: AtomicU64 = AtomicU64::new(0);
+
+/// The supervisor: this thread serves calls, blocked in the listener's
+/// RECV (with `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` the program's thread
+/// hands the CPU straight to it and back: a served call costs a few
+/// microseconds, not two trips through the scheduler); a second thread
+/// reads signals, passes them on and learns of the program's end.
 fn supervise(listener: c_int, sigfd: c_int, child: pid_t) -> ! {
-    let mut child = child;
-    let mut ended: Option<c_int> = None;
+    const SYNC_WAKE_UP: u64 = 1; // SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (6.6)
+                                 // SAFETY: a flag word for our own listener (EINVAL before 6.6: fine).
+    unsafe {
+        libc::ioctl(
+            listener,
+            libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS as _,
+            SYNC_WAKE_UP,
+        )
+    };
+    SIGFD.store(sigfd, Ordering::Relaxed);
+    CHILD.store(child, Ordering::Relaxed);
+    // SAFETY: pthread_self has no preconditions.
+    MAIN.store(unsafe { libc::pthread_self() } as u64, Ordering::Relaxed);
+    // The kick that takes this thread out of RECV when the program ended.
+    // SAFETY: installing a handler that does nothing, without SA_RESTART.
+    unsafe {
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = kicked as extern "C" fn(c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(KICK, &sa, core::ptr::null_mut());
+    }
+    let mut thread: libc::pthread_t = 0;
+    // SAFETY: a detached thread running `watch`, which takes no argument.
+    let started = unsafe {
+        libc::pthread_create(&mut thread, core::ptr::null(), watch, core::ptr::null_mut())
+    } == 0;
+    if !started {
+        sys::complain(&[b"vrift: the syscall supervisor cannot start its signal thread"]);
+        // SAFETY: killing our own child, then exiting.
+        unsafe {
+            libc::kill(child, libc::SIGKILL);
+            libc::_exit(126)
+        }
+    }
     loop {
-        if let Some(st) = ended.take() {
+        if ENDED.load(Ordering::Acquire) {
+            let st = STATUS.load(Ordering::Relaxed);
             if listener_done(listener) {
                 finish(st);
             }
             // Descendants of the program still run under the filter: the
-            // parent learns the program's status now, a forked supervisor
-            // serves the rest until the last one is gone.
-            // SAFETY: single-threaded.
-            match unsafe { libc::fork() } {
-                0 => child = 0,
-                _ => finish(st),
+            // parent reports the program's status now, a forked supervisor
+            // (this thread only) serves the rest until the last is gone.
+            // SAFETY: the child continues with this one thread.
+            if unsafe { libc::fork() } != 0 {
+                finish(st);
+            }
+            serve_until_done(listener);
+        }
+        serve_one(listener);
+    }
+}
+
+/// The signal that takes the serving thread out of its RECV.
+const KICK: c_int = libc::SIGURG;
+
+extern "C" fn kicked(_: c_int) {}
+
+/// The signal thread: passes signals on, mirrors stops, and when the
+/// program has ended, kicks the serving thread until it acts on it.
+extern "C" fn watch(_: *mut libc::c_void) -> *mut libc::c_void {
+    let sigfd = SIGFD.load(Ordering::Relaxed);
+    let child = CHILD.load(Ordering::Relaxed);
+    loop {
+        if let Some(st) = on_signal(sigfd, child) {
+            STATUS.store(st, Ordering::Relaxed);
+            ENDED.store(true, Ordering::Release);
+            loop {
+                // SAFETY: signalling our own main thread; a short sleep.
+                unsafe {
+                    libc::pthread_kill(MAIN.load(Ordering::Relaxed) as libc::pthread_t, KICK);
+                    libc::usleep(10_000);
+                }
             }
         }
-        let mut fds = [
-            libc::pollfd {
-                fd: listener,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: if child > 0 { sigfd } else { -1 },
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: two valid pollfds.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if r < 0 {
+    }
+}
+
+/// After the program ended: serves its remaining descendants, then exits.
+/// Holds nothing of its parent's open: a pipe the caller reads to its end
+/// must not wait for them.
+fn serve_until_done(listener: c_int) -> ! {
+    let null = sys::openat_raw(libc::AT_FDCWD, c"/dev/null".as_ptr(), libc::O_RDWR, 0);
+    // SAFETY: plain fd calls on our own fds.
+    unsafe {
+        for fd in 0..3 {
+            libc::dup2(null, fd);
+        }
+        if listener > 3 {
+            libc::close_range(3, listener as libc::c_uint - 1, 0);
+        }
+        libc::close_range(listener as libc::c_uint + 1, libc::c_uint::MAX, 0);
+    }
+    loop {
+        let mut fd = libc::pollfd {
+            fd: listener,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut fd, 1, -1) } < 0 {
             continue;
         }
-        if fds[1].revents & libc::POLLIN != 0 {
-            ended = on_signal(sigfd, child);
-        }
-        if fds[0].revents & libc::POLLIN != 0 {
+        if fd.revents & libc::POLLIN != 0 {
             serve_one(listener);
-        } else if fds[0].revents & (libc::POLLHUP | libc::POLLERR) != 0 && child == 0 {
+        } else if fd.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
             // SAFETY: exiting: nobody is left to serve.
             unsafe { libc::_exit(0) };
         }
@@ -492,8 +572,8 @@ fn listener_done(listener: c_int) -> bool {
     fd.revents & libc::POLLHUP != 0 && fd.revents & libc::POLLIN == 0
 }
 
-/// A signal for the supervisor: the program's end (its status), a stop to
-/// mirror, or a signal to pass on.
+/// A signal for the supervisor (blocking read of the signalfd): the
+/// program's end (its status), a stop to mirror, or a signal to pass on.
 fn on_signal(sigfd: c_int, child: pid_t) -> Option<c_int> {
     let mut info: libc::signalfd_siginfo = unsafe_zeroed();
     let size = core::mem::size_of::<libc::signalfd_siginfo>();
@@ -551,7 +631,7 @@ fn serve_one(listener: c_int) {
         serve::Reply::Continue => resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
         serve::Reply::Value(v) if v < 0 => resp.error = v as i32,
         serve::Reply::Value(v) => resp.val = v,
-        serve::Reply::Fd { fd, cloexec } => {
+        serve::Reply::Fd { fd, cloexec, entry } => {
             let add = libc::seccomp_notif_addfd {
                 id: req.id,
                 flags: libc::SECCOMP_ADDFD_FLAG_SEND as u32,
@@ -562,6 +642,9 @@ fn serve_one(listener: c_int) {
             // SAFETY: a valid addfd request; SEND completes the call.
             let r = unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ADDFD as _, &add) };
             let e = target::errno();
+            if r >= 0 && entry {
+                serve::handed(fd, r);
+            }
             crate::fds::close(fd);
             if r >= 0 || e == libc::ENOENT {
                 return;

@@ -20,8 +20,13 @@ pub enum Reply {
     /// The call's result (a value, or -errno).
     Value(c_long),
     /// An fd of the supervisor to install in the task as the call's result
-    /// (closed by the supervisor afterwards).
-    Fd { fd: c_int, cloexec: bool },
+    /// (closed by the supervisor afterwards); `entry`: on a rift entry (see
+    /// [`handed`]).
+    Fd {
+        fd: c_int,
+        cloexec: bool,
+        entry: bool,
+    },
 }
 
 /// A path argument made the supervisor's.
@@ -61,26 +66,88 @@ fn read_path(task: &mut Task, dirfd: c_int, addr: u64) -> Result<PathArg, c_int>
     };
     let n = task.read_str(addr, &mut arg.buf)?;
     arg.len = task.localize(&mut arg.buf, n)?;
-    if arg.buf.first() != Some(&b'/') {
-        // Relative (or empty, for AT_EMPTY_PATH): the task's directory.
-        arg.dirfd = task.dirfd(dirfd)?;
+    if arg.buf.first() == Some(&b'/') {
+        return Ok(arg);
     }
+    if dirfd == libc::AT_FDCWD && arg.len > 0 {
+        // Relative to the task's cwd: made absolute with one readlink (a
+        // directory is physical, so its path is its view path).
+        let mut cwd = [0u8; PATH_MAX];
+        if let Some(c) = task.cwd_path(&mut cwd) {
+            if c + 1 + arg.len <= PATH_MAX {
+                arg.buf.copy_within(0..arg.len, c + 1);
+                arg.buf[..c].copy_from_slice(&cwd[..c]);
+                arg.buf[c] = b'/';
+                arg.len += c + 1;
+                arg.buf[arg.len] = 0;
+                return Ok(arg);
+            }
+        }
+    }
+    // Relative to a dirfd (or empty, for AT_EMPTY_PATH), or a cwd whose
+    // path does not fit: a copy of the task's directory fd.
+    arg.dirfd = task.dirfd(dirfd)?;
     Ok(arg)
 }
 
 fn seen(arg: &PathArg, follow: bool, view_path: &mut PathBuf) -> Seen {
-    if arg.len == 0 {
-        return Seen::Outside;
-    }
-    let (view, table) = resolve(arg.dirfd, arg.bytes(), follow, view_path);
+    let (view, table) = if arg.len == 0 {
+        // AT_EMPTY_PATH: the dirfd itself, by the path the kernel has for it.
+        let mut fd_path = [0u8; PATH_MAX];
+        let Some(n) = sys::fd_path(arg.dirfd, &mut fd_path) else {
+            return Seen::Outside;
+        };
+        if crate::resolve::in_store(&fd_path[..n]) {
+            return Seen::View;
+        }
+        resolve(libc::AT_FDCWD, &fd_path[..n], false, view_path)
+    } else {
+        resolve(arg.dirfd, arg.bytes(), follow, view_path)
+    };
     if view_path.in_store {
-        return Seen::View;
+        return if task_is_vrift() {
+            Seen::Outside
+        } else {
+            Seen::View
+        };
     }
-    match view {
+    let seen = match view {
         View::Pass => Seen::Outside,
         View::Disk { rewritten: false } if table.is_none() => Seen::DiskAsIs,
         View::Disk { rewritten: false } => Seen::DiskAsIs,
         _ => Seen::View,
+    };
+    if seen != Seen::Outside && task_is_vrift() {
+        return Seen::Outside;
+    }
+    seen
+}
+
+/// The task of the notification being served, and whether it is vrift
+/// itself (0: not asked yet, 1: no, 2: yes). vrift's own processes never
+/// act through the view (DESIGN.md §2) — a daemon started under the filter
+/// would otherwise send its own mkdir to itself — so their calls all go
+/// back to the kernel. Asked (one readlink) only when a call would be
+/// served.
+static TASK: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(0);
+static TASK_IS_VRIFT: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+fn task_is_vrift() -> bool {
+    match TASK_IS_VRIFT.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            let mut path = [0u8; 40];
+            let n = super::target::proc_path(&mut path, TASK.load(Ordering::Relaxed), b"/exe");
+            let mut exe = [0u8; PATH_MAX];
+            let yes = sys::readlink_raw(&path[..n], &mut exe).is_some_and(|len| {
+                let exe = &exe[..len];
+                let exe = exe.strip_suffix(b" (deleted)").unwrap_or(exe);
+                crate::state::table().is_some_and(|t| t.exe_path() == exe)
+            });
+            TASK_IS_VRIFT.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
+            yes
+        }
     }
 }
 
@@ -111,6 +178,8 @@ fn call(nr: c_long, a: [usize; 6]) -> c_long {
 
 /// Serves call `nr` with `args` for `task`.
 pub fn dispatch(task: &mut Task, nr: c_long, args: [u64; 6]) -> Reply {
+    TASK.store(task.tid, Ordering::Relaxed);
+    TASK_IS_VRIFT.store(0, Ordering::Relaxed);
     match handle(task, nr, args) {
         Ok(r) => r,
         Err(e) => Reply::Value(-(e as c_long)),
@@ -156,12 +225,33 @@ fn handle(task: &mut Task, nr: c_long, a: [u64; 6]) -> Result<Reply, c_int> {
         libc::SYS_execve => exec(task, libc::AT_FDCWD, a[0], 0)?,
         libc::SYS_execveat => exec(task, int(0), a[1], int(4))?,
         libc::SYS_ioctl => ioctl(task, int(0))?,
+        libc::SYS_fchmod | libc::SYS_fchown | libc::SYS_fsetxattr | libc::SYS_fremovexattr
+            if task_is_vrift() =>
+        {
+            Reply::Continue
+        }
         libc::SYS_fchmod | libc::SYS_fchown => {
             let fd = task.fd(int(0))?;
-            Reply::Value(call(
-                nr,
-                [fd as usize, a[1] as usize, a[2] as usize, 0, 0, 0],
-            ))
+            // An fd the supervisor handed out on a rift file changes the
+            // entry, as the library does for an fd it tracks.
+            let mut path = [0u8; PATH_MAX + 1];
+            if entry_of(fd, int(0), &mut path) {
+                let p = path.as_ptr() as usize;
+                let at = libc::AT_FDCWD as usize;
+                Reply::Value(if nr == libc::SYS_fchmod {
+                    call(libc::SYS_fchmodat, [at, p, a[1] as usize, 0, 0, 0])
+                } else {
+                    call(
+                        libc::SYS_fchownat,
+                        [at, p, a[1] as usize, a[2] as usize, 0, 0],
+                    )
+                })
+            } else {
+                Reply::Value(call(
+                    nr,
+                    [fd as usize, a[1] as usize, a[2] as usize, 0, 0, 0],
+                ))
+            }
         }
         libc::SYS_fsetxattr | libc::SYS_fremovexattr => fd_xattr(task, nr, a)?,
         #[cfg(target_arch = "x86_64")]
@@ -199,12 +289,16 @@ fn open(
     if fd < 0 {
         return Err(super::target::errno());
     }
-    if fdtable::get(fd).is_some() {
-        remember_entry(fd, view.abs());
+    let entry = fdtable::get(fd).is_some() && view.abs().len() <= PATH_MAX;
+    if entry {
+        let p = pending();
+        p.len = view.abs().len();
+        p.path[..p.len].copy_from_slice(view.abs());
     }
     Ok(Reply::Fd {
         fd,
         cloexec: flags & libc::O_CLOEXEC != 0,
+        entry,
     })
 }
 
@@ -227,13 +321,16 @@ fn openat2(task: &mut Task, a: [u64; 6]) -> Result<Reply, c_int> {
 // ---- fstat of fds the supervisor opened -----------------------------------------------
 
 /// The view paths of rift entries handed to tasks, by the identity of the
-/// file behind the fd (a blob, a staging file): `fstat` on the task's fd
-/// then reports the view's metadata. A small ring: a miss reports the
-/// file itself.
+/// file behind the fd (a blob, a staging file) and the fd's number in the
+/// task: `fstat` on that fd then reports the view's metadata. (By number
+/// too: the same blob reached through another fd — inherited, opened
+/// through `/proc` — is the store's, not this entry.) A small ring: a miss
+/// reports the file itself.
 const ENTRIES: usize = 64;
 struct Entry {
     dev: u64,
     ino: u64,
+    fd: c_int,
     len: usize,
     path: [u8; PATH_MAX],
 }
@@ -250,6 +347,7 @@ static mut RING: Ring = Ring {
         Entry {
             dev: 0,
             ino: 0,
+            fd: -1,
             len: 0,
             path: [0; PATH_MAX],
         }
@@ -271,18 +369,34 @@ fn identity(fd: c_int) -> Option<(u64, u64)> {
         .map(|st| (st.st_dev, st.st_ino))
 }
 
-fn remember_entry(fd: c_int, path: &[u8]) {
-    let Some((dev, ino)) = identity(fd) else {
+/// The view path of the entry an open is handing out (until [`handed`]).
+struct Pending {
+    len: usize,
+    path: [u8; PATH_MAX],
+}
+
+static mut PENDING: Pending = Pending {
+    len: 0,
+    path: [0; PATH_MAX],
+};
+
+fn pending() -> &'static mut Pending {
+    // SAFETY: only the supervisor's one serving thread touches it.
+    unsafe { &mut *core::ptr::addr_of_mut!(PENDING) }
+}
+
+/// The supervisor's `local` fd on a rift entry is now the task's
+/// `task_fd`: remembered for `fstat`.
+pub fn handed(local: c_int, task_fd: c_int) {
+    let Some((dev, ino)) = identity(local) else {
         return;
     };
-    if path.len() > PATH_MAX {
-        return;
-    }
+    let p = pending();
     let r = ring();
     let slot = r
         .slots
         .iter()
-        .position(|e| e.dev == dev && e.ino == ino)
+        .position(|e| e.dev == dev && e.ino == ino && e.fd == task_fd)
         .unwrap_or(r.next);
     if slot == r.next {
         r.next = (r.next + 1) % ENTRIES;
@@ -290,20 +404,22 @@ fn remember_entry(fd: c_int, path: &[u8]) {
     let e = &mut r.slots[slot];
     e.dev = dev;
     e.ino = ino;
-    e.len = path.len();
-    e.path[..path.len()].copy_from_slice(path);
+    e.fd = task_fd;
+    e.len = p.len;
+    e.path[..p.len].copy_from_slice(&p.path[..p.len]);
 }
 
-/// The view path remembered for the file behind `fd`, NUL-terminated.
-fn entry_of(fd: c_int, out: &mut [u8; PATH_MAX + 1]) -> bool {
-    let Some((dev, ino)) = identity(fd) else {
+/// The view path remembered for the task's fd `task_fd` (whose copy in
+/// the supervisor is `local`), NUL-terminated.
+fn entry_of(local: c_int, task_fd: c_int, out: &mut [u8; PATH_MAX + 1]) -> bool {
+    let Some((dev, ino)) = identity(local) else {
         return false;
     };
     let r = ring();
     let Some(e) = r
         .slots
         .iter()
-        .find(|e| e.len > 0 && e.dev == dev && e.ino == ino)
+        .find(|e| e.len > 0 && e.dev == dev && e.ino == ino && e.fd == task_fd)
     else {
         return false;
     };
@@ -315,7 +431,7 @@ fn entry_of(fd: c_int, out: &mut [u8; PATH_MAX + 1]) -> bool {
 fn fstat(task: &mut Task, fd: c_int, out: u64) -> Result<Reply, c_int> {
     let local = task.fd(fd)?;
     let mut path = [0u8; PATH_MAX + 1];
-    if !entry_of(local, &mut path) {
+    if !entry_of(local, fd, &mut path) || task_is_vrift() {
         return Ok(Reply::Continue);
     }
     let mut st = core::mem::MaybeUninit::<libc::stat>::zeroed();
@@ -366,7 +482,7 @@ fn statx(task: &mut Task, a: [u64; 6]) -> Result<Reply, c_int> {
     let r = if arg.len == 0 && flags & libc::AT_EMPTY_PATH != 0 {
         let local = task.fd(dirfd)?;
         let mut path = [0u8; PATH_MAX + 1];
-        if !entry_of(local, &mut path) {
+        if !entry_of(local, dirfd, &mut path) {
             return Ok(Reply::Continue);
         }
         let flags = flags & !libc::AT_EMPTY_PATH;
@@ -461,7 +577,7 @@ fn getdents(
         vrift_format::pathnorm::domain_rel(&path[..n], crate::state::ROOT.get())
             .is_some_and(|rel| t.dir(rel).is_some())
     });
-    if !in_view {
+    if !in_view || task_is_vrift() {
         return Ok(Reply::Continue);
     }
     let Some((dev, ino)) = identity(local) else {
@@ -564,11 +680,13 @@ fn ioctl(task: &mut Task, fd: c_int) -> Result<Reply, c_int> {
     let Some(n) = sys::fd_path(local, &mut path) else {
         return Ok(Reply::Continue);
     };
-    Ok(if crate::resolve::in_store(&path[..n]) {
-        Reply::Value(-(libc::EPERM as c_long))
-    } else {
-        Reply::Continue
-    })
+    Ok(
+        if crate::resolve::in_store(&path[..n]) && !task_is_vrift() {
+            Reply::Value(-(libc::EPERM as c_long))
+        } else {
+            Reply::Continue
+        },
+    )
 }
 
 /// A short C string argument (an xattr name).
@@ -580,6 +698,12 @@ const XATTR_SIZE_MAX: usize = 65536;
 
 fn fd_xattr(task: &mut Task, nr: c_long, a: [u64; 6]) -> Result<Reply, c_int> {
     let local = task.fd(a[0] as c_int)?;
+    let mut path = [0u8; PATH_MAX + 1];
+    if entry_of(local, a[0] as c_int, &mut path) {
+        // A rift file: the rift keeps no attributes (as the library says
+        // for an fd it tracks).
+        return Ok(Reply::Value(-(libc::EOPNOTSUPP as c_long)));
+    }
     let mut name = [0u8; PATH_MAX + 1];
     read_name(task, a[1], &mut name)?;
     let name_ptr = name.as_ptr() as *const c_char;

@@ -108,6 +108,14 @@ impl Task {
         Ok(self.keep(fd))
     }
 
+    /// The task's current directory as a path (None: gone, or too long).
+    pub fn cwd_path(&self, out: &mut [u8; PATH_MAX]) -> Option<usize> {
+        let mut path = [0u8; 40];
+        let n = proc_path(&mut path, self.tid, b"/cwd");
+        let got = sys::readlink_raw(&path[..n], out)?;
+        (out.first() == Some(&b'/') && !out[..got].ends_with(b" (deleted)")).then_some(got)
+    }
+
     /// A dirfd argument made ours: AT_FDCWD is the task's cwd.
     pub fn dirfd(&mut self, fd: c_int) -> Result<c_int, c_int> {
         if fd == libc::AT_FDCWD {
