@@ -840,6 +840,25 @@ fn on_demand(b: &Backend) {
         assert_eq!(a.cat(f), bm.cat(f), "{f} differs between the machines");
     }
     assert_eq!(bm.sb.blob_count(), 5);
+    // The blobs still only on the remote are no fault: fsck finds them
+    // there, gc counts them, deletes none of the fetched ones (referenced),
+    // and neither fails.
+    let out = bm.ok(&["fsck"]);
+    assert!(
+        out.contains("10 referenced blobs are only on the remote")
+            && out.contains("no problems found"),
+        "{out}"
+    );
+    let out = bm.ok(&["gc", "--delete"]);
+    assert!(
+        out.contains("10 referenced blobs are not in the store") && out.contains("deleted 0"),
+        "{out}"
+    );
+    assert_eq!(bm.sb.blob_count(), 5);
+    assert_eq!(
+        bm.ok(&["run", "--", "cat", "out/obj/deep/o9.o"]),
+        "object 9\n"
+    );
     // Materialize writes every file: it fetches the rest.
     bm.ok(&["materialize"]);
     assert_eq!(bm.sb.blob_count(), 15);
@@ -970,6 +989,15 @@ fn webdav_on_demand_server_gone_then_back() {
     let err = bm.fails(&["cat", "out/obj/deep/o5.o"]);
     assert!(err.contains(&b.url), "{err}");
     assert_eq!(bm.sb.blob_count(), 0);
+    // fsck cannot tell where the blobs are, and says so; gc needs not know.
+    let out = bm.run(&["fsck"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("could not be looked for on the remote"),
+        "{text}"
+    );
+    bm.ok(&["gc"]);
     b._server.as_mut().unwrap().start();
     assert_eq!(
         bm.ok(&["run", "--", "cat", "out/obj/deep/o5.o"]),
