@@ -72,6 +72,11 @@ impl Fetcher {
         self.wake_r.as_raw_fd()
     }
 
+    /// Whether transfers are queued or running.
+    pub fn pending(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
     /// `FetchBlob` of `hex` (64 hex digits) by `who`; `size` as the entry
     /// records it ([`vrift_format::proto::SIZE_UNKNOWN`]: unknown).
     pub fn request(&mut self, who: Waiter, hex: &[u8], size: u64) -> Start {

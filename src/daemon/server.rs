@@ -219,6 +219,7 @@ fn serve(
     let mut next_id = 0u64;
     loop {
         if STOP.load(Ordering::Acquire) {
+            finish_fetches(fetcher, &mut conns);
             return Ok(());
         }
         let mut fds = vec![
@@ -409,6 +410,27 @@ fn serve(
         }
         if conns.is_empty() && rift.staged_count() == 0 && last_activity.elapsed() >= idle {
             return Ok(());
+        }
+    }
+}
+
+/// Before the daemon exits: the readers waiting for a blob get their answer
+/// (the transfers end within the remotes' timeouts), rather than a closed
+/// socket, which they would report as an unreachable daemon.
+fn finish_fetches(fetcher: &mut Fetcher, conns: &mut HashMap<RawFd, Conn>) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while fetcher.pending() && Instant::now() < deadline {
+        let mut p = libc::pollfd {
+            fd: fetcher.wake_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd.
+        unsafe { libc::poll(&mut p, 1, 1000) };
+        for ((fd, id), errno, why) in fetcher.finished() {
+            if let Some(conn) = conns.get(&fd).filter(|c| c.id == id) {
+                answer(conn, Op::FetchBlob, (errno, 0, 0, why, None));
+            }
         }
     }
 }
