@@ -27,6 +27,11 @@ pub struct Report {
     pub unreadable: Vec<(PathBuf, String)>,
     /// Manifest records whose blob is missing: (where, path, hash).
     pub missing: Vec<(String, Vec<u8>, ContentHash)>,
+    /// Blobs referenced but not in the store that a remote holds (pulled
+    /// without `--eager`: fetched on first read), and the remote's URL.
+    pub remote_only: Vec<(ContentHash, String)>,
+    /// Why the remotes could not be asked about the missing blobs.
+    pub remote_unchecked: Option<String>,
     /// Executable copies (`<store>/exec/<hash>`) whose content was not their
     /// blob's: removed (the next run makes them again from the blob).
     pub exec_tampered: Vec<PathBuf>,
@@ -147,6 +152,45 @@ pub fn check_manifest(txn: &ReadTxn<'_>, cas: &Cas, report: &mut Report) -> Resu
             }
             Ok(())
         })?;
+    }
+    Ok(())
+}
+
+/// Moves the missing blobs that one of the project's remotes holds from
+/// `missing` to `remote_only`: a snapshot pulled without `--eager` is
+/// complete there, and its blobs are fetched on first read. Only existence
+/// is asked; the content is verified when it is fetched.
+#[cfg(feature = "remote")]
+pub fn check_remote(project: &crate::project::Project, report: &mut Report) -> Result<()> {
+    if report.missing.is_empty() {
+        return Ok(());
+    }
+    let urls = crate::remote::ondemand::candidate_urls(project)?;
+    for url in urls {
+        let mut hashes: Vec<ContentHash> = report.missing.iter().map(|m| m.2).collect();
+        hashes.sort();
+        hashes.dedup();
+        let lacks = crate::remote::store::Remote::open(&url).and_then(|r| r.missing(&hashes));
+        let lacks = match lacks {
+            Ok(l) => l,
+            Err(e) => {
+                report.remote_unchecked = Some(format!("{e:#}"));
+                continue;
+            }
+        };
+        let there: HashSet<ContentHash> = hashes
+            .iter()
+            .zip(&lacks)
+            .filter(|(_, lacks)| !**lacks)
+            .map(|(h, _)| *h)
+            .collect();
+        report.missing.retain(|m| !there.contains(&m.2));
+        report
+            .remote_only
+            .extend(there.into_iter().map(|h| (h, url.clone())));
+        if report.missing.is_empty() {
+            break;
+        }
     }
     Ok(())
 }

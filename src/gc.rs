@@ -1,6 +1,12 @@
 //! `vrift gc`: mark every blob referenced by a registered project's rift,
 //! phantom layer, snapshots or ingest journal; sweep the rest.
 //!
+//! Remotes: gc acts on the local store only. It never deletes from a remote
+//! (nothing in vrift does), and a blob a manifest references but the store
+//! lacks — a snapshot pulled without `--eager` — is counted, not an error:
+//! its remote holds it and the first read fetches it. A blob that is both
+//! referenced and on a remote is kept like any other referenced blob.
+//!
 //! Safety: sweeping holds the store's gc lock exclusively, which every ingest
 //! holds shared from before it looks for a blob until it has committed its
 //! references (cas.rs, invariant 3). A registered project whose manifest
@@ -58,6 +64,10 @@ pub struct Report {
     pub stale_tmp: u64,
     /// Executable copies (`exec/`, made by the shim) of unreferenced blobs.
     pub stale_exec: u64,
+    /// Referenced blobs that are not in the store: snapshots pulled without
+    /// `--eager` reference blobs only their remote holds (fetched on first
+    /// read). Not an error, and nothing gc deletes or fetches.
+    pub absent: u64,
 }
 
 /// Temp files younger than this may belong to a writer that is still running.
@@ -124,6 +134,8 @@ pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
         report.projects.push(root);
     }
     let blobs = cas.list_blobs()?;
+    let present: HashSet<ContentHash> = blobs.iter().map(|(h, _)| *h).collect();
+    report.absent = live.iter().filter(|h| !present.contains(h)).count() as u64;
     let bar = crate::ui::progress_of(blobs.len() as u64, "gc", "blobs");
     for (hash, path) in blobs {
         bar.inc(1);

@@ -89,7 +89,7 @@ pub fn materialize(
         .map(|(i, (rel, (action, _)))| {
             let dest = project.disk_path(rel);
             let r = match action {
-                Action::Write(e) => write_entry(cas, &dest, e),
+                Action::Write(e) => write_entry(project, cas, &dest, e),
                 Action::Remove => remove_disk(&dest),
             };
             bar.inc(1);
@@ -147,7 +147,7 @@ fn tmp_beside(dest: &Path) -> PathBuf {
     dest.with_file_name(name)
 }
 
-fn write_entry(cas: &Cas, dest: &Path, e: &Entry) -> io::Result<()> {
+fn write_entry(project: &Project, cas: &Cas, dest: &Path, e: &Entry) -> io::Result<()> {
     if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent)?;
     }
@@ -163,9 +163,8 @@ fn write_entry(cas: &Cas, dest: &Path, e: &Entry) -> io::Result<()> {
                 set_link_mtime(&tmp, e.mtime_ns)?;
             }
             _ => {
-                let mut src = cas
-                    .open_blob(&e.hash)
-                    .map_err(|err| io::Error::other(err.to_string()))?;
+                let mut src = crate::view::open_content(project, cas, e)
+                    .map_err(|err| io::Error::other(format!("{err:#}")))?;
                 let mut out = OpenOptions::new()
                     .write(true)
                     .create_new(true)

@@ -241,6 +241,19 @@ pub fn list_dir(txn: &ReadTxn<'_>, project: &Project, rel: &[u8]) -> Result<Vec<
     Ok(items.into_values().collect())
 }
 
+/// Opens the content of file entry `e`: its blob, fetched first from the
+/// project's remotes when it is missing from the store (a snapshot pulled
+/// without `--eager`), verified by its hash.
+pub fn open_content(project: &Project, cas: &crate::cas::Cas, e: &Entry) -> Result<fs::File> {
+    #[cfg(feature = "remote")]
+    return crate::remote::ondemand::open_blob(project, cas, &e.hash, e.size);
+    #[cfg(not(feature = "remote"))]
+    {
+        let _ = project;
+        cas.open_blob(&e.hash)
+    }
+}
+
 /// Reads a file of the view, following symlinks inside the view.
 pub fn read_file(
     txn: &ReadTxn<'_>,
@@ -252,7 +265,7 @@ pub fn read_file(
     for _ in 0..40 {
         match lookup(txn, project, &rel)? {
             Node::Entry(_, e) if e.kind == Kind::File => {
-                return Ok(Box::new(cas.open_blob(&e.hash)?))
+                return Ok(Box::new(open_content(project, cas, &e)?))
             }
             Node::Entry(_, e) => {
                 // A symlink: resolve its target against the link's directory.

@@ -79,6 +79,19 @@ fn unavailable(what: &str, why: &str) -> Option<Backend> {
     None
 }
 
+/// The server gets no fd of ours but stdio: a lock the test runner was
+/// started under (`flock LOCK cargo test`) must not outlive the test in it.
+fn no_inherited_fds(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: close_range in the child before exec is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -182,6 +195,7 @@ fn seaweed_backend() -> Option<Backend> {
         .stdin(Stdio::null())
         .stdout(fs::File::create(&log).unwrap())
         .stderr(fs::File::create(dir.path().join("weed.err")).unwrap());
+    no_inherited_fds(&mut cmd);
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return unavailable("SeaweedFS", &format!("cannot run weed: {e}")),
@@ -315,7 +329,9 @@ http {{
 /// Runs nginx in the foreground with the config in `root` until it listens.
 fn start_nginx(nginx: &Path, root: &Path, port: u16) -> Result<Server, String> {
     let log = root.join("error.log");
-    let child = Command::new(nginx)
+    let mut cmd = Command::new(nginx);
+    no_inherited_fds(&mut cmd);
+    let child = cmd
         .arg("-p")
         .arg(root)
         .arg("-c")
@@ -667,13 +683,14 @@ fn lazy_pull_then_eager() {
     assert!(out.contains("14 blobs are only on the remote"), "{out}");
     let out = bm.ok(&["snapshot", "list"]);
     assert!(out.contains("built"), "{out}");
-    // Restored at once; a file whose blob is only on the remote says so.
+    // Restored at once; reading a file fetches its blob (and only it).
     bm.ok(&["snapshot", "restore", "built"]);
-    let err = bm.fails(&["cat", "out/result.txt"]);
-    assert!(err.contains("--eager"), "{err}");
+    assert_eq!(bm.sb.blob_count(), 0);
+    assert_eq!(bm.cat("out/result.txt"), b"built from main.c\n");
+    assert_eq!(bm.sb.blob_count(), 1);
     let out = bm.ok(&["pull", "built", "--eager"]);
     assert!(
-        out.contains("already here") && out.contains("fetched 14 blobs"),
+        out.contains("already here") && out.contains("fetched 13 blobs"),
         "{out}"
     );
     bm.ok(&["snapshot", "restore", "built"]);
@@ -721,4 +738,278 @@ fn remote_config() {
     let text = String::from_utf8_lossy(&doctor.stdout);
     assert!(text.contains("is trusted"), "{text}");
     assert!(!sb.ok(&root, &["remote", "list"]).contains("team"));
+}
+
+/// The build of the on-demand tests: BUILD and a script that runs from the
+/// rift (its blob is read by exec).
+fn build_with_tool() -> String {
+    format!("{BUILD} && printf '#!/bin/sh\\necho ran from the rift\\n' > out/tool.sh && chmod +x out/tool.sh")
+}
+
+/// The lines vrift itself wrote on stderr (the program's own follow).
+fn vrift_lines(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| l.starts_with("vrift"))
+        .map(str::to_string)
+        .collect()
+}
+
+impl Machine {
+    /// `cat PATH` by vrift's applet (vrift invoked as `cat`), in the project.
+    fn applet_cat(&self, path: &str) -> std::process::Output {
+        let bin = self.sb.path().join("applets");
+        let link = bin.join("cat");
+        if !link.exists() {
+            fs::create_dir_all(&bin).unwrap();
+            std::os::unix::fs::symlink(VRIFT, &link).unwrap();
+        }
+        // The sandbox's environment, with vrift invoked as `cat`.
+        let base = self.sb.cmd(&self.root, &[]);
+        let mut cmd = Command::new(&link);
+        cmd.arg(path).current_dir(&self.root);
+        for (k, v) in base.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.output().unwrap()
+    }
+
+    /// A machine that pulled `built` from `b` without --eager and restored it.
+    fn lazy(b: &Backend) -> Machine {
+        let m = Machine::new(b);
+        let out = m.ok(&["pull", "built"]);
+        assert!(out.contains("only on the remote"), "{out}");
+        m.ok(&["snapshot", "restore", "built"]);
+        m
+    }
+}
+
+/// Blobs on demand: after a lazy pull and a restore, the view's readers —
+/// a program's open (and many at once), exec of a rift script, the applet,
+/// `vrift cat` — fetch exactly the blobs they read, with the pusher's bytes.
+fn on_demand(b: &Backend) {
+    build_shim();
+    let a = Machine::new(b);
+    a.ok(&["run", "--", "sh", "-c", &build_with_tool()]);
+    a.ok(&["snapshot", "save", "built", "--push"]);
+    let bm = Machine::lazy(b);
+    assert_eq!(
+        bm.sb.blob_count(),
+        0,
+        "a lazy pull and a restore fetch nothing"
+    );
+
+    // A program's open.
+    assert_eq!(
+        bm.ok(&["run", "--", "cat", "out/obj/deep/o7.o"]),
+        "object 7\n"
+    );
+    assert_eq!(bm.sb.blob_count(), 1);
+    // Eight openers of one missing blob at once: all get its bytes, and it
+    // is stored once.
+    let want = a.ok(&["run", "--", "cksum", "out/big.bin"]);
+    let out = bm.ok(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8; do cksum out/big.bin & done; wait",
+    ]);
+    assert_eq!(out.lines().count(), 8, "{out}");
+    assert!(
+        out.lines().all(|l| format!("{l}\n") == want),
+        "{out} vs {want}"
+    );
+    assert_eq!(bm.sb.blob_count(), 2);
+    // Exec of a rift program reads its blob (its #! line, its copy).
+    assert_eq!(bm.ok(&["run", "--", "out/tool.sh"]), "ran from the rift\n");
+    assert_eq!(bm.sb.blob_count(), 3);
+    // The applet asks the daemon too.
+    let out = bm.applet_cat("out/obj/deep/o3.o");
+    assert_ok("the cat applet", &out);
+    assert_eq!(out.stdout, b"object 3\n");
+    assert_eq!(bm.sb.blob_count(), 4);
+    // `vrift cat` (which stops the daemon) fetches by itself.
+    assert_eq!(bm.cat("out/obj/deep/o4.o"), b"object 4\n");
+    assert_eq!(bm.sb.blob_count(), 5, "only the blobs read were fetched");
+    for f in ["out/big.bin", "out/obj/deep/o7.o", "out/tool.sh"] {
+        assert_eq!(a.cat(f), bm.cat(f), "{f} differs between the machines");
+    }
+    assert_eq!(bm.sb.blob_count(), 5);
+    // The blobs still only on the remote are no fault: fsck finds them
+    // there, gc counts them, deletes none of the fetched ones (referenced),
+    // and neither fails.
+    let out = bm.ok(&["fsck"]);
+    assert!(
+        out.contains("10 referenced blobs are only on the remote")
+            && out.contains("no problems found"),
+        "{out}"
+    );
+    let out = bm.ok(&["gc", "--delete"]);
+    assert!(
+        out.contains("10 referenced blobs are not in the store") && out.contains("deleted 0"),
+        "{out}"
+    );
+    assert_eq!(bm.sb.blob_count(), 5);
+    assert_eq!(
+        bm.ok(&["run", "--", "cat", "out/obj/deep/o9.o"]),
+        "object 9\n"
+    );
+    // Materialize writes every file: it fetches the rest.
+    bm.ok(&["materialize"]);
+    assert_eq!(bm.sb.blob_count(), 15);
+    assert_eq!(
+        fs::read(bm.root.join("out/big.bin")).unwrap(),
+        a.cat("out/big.bin")
+    );
+}
+
+#[test]
+fn file_remote_blobs_on_demand() {
+    on_demand(&file_backend());
+}
+
+#[test]
+fn webdav_nginx_blobs_on_demand() {
+    if let Some(b) = nginx_backend() {
+        on_demand(&b);
+    }
+}
+
+#[test]
+fn s3_seaweedfs_blobs_on_demand() {
+    if let Some(b) = seaweed_backend() {
+        on_demand(&b);
+    }
+}
+
+/// A remote object that is not its name's content — other bytes of the
+/// same size, or longer than the entry — is refused: EIO, one line naming
+/// it, no byte of it read, nothing stored; the other files still read.
+fn on_demand_refuses_bad_objects(b: &Backend) {
+    build_shim();
+    let a = Machine::new(b);
+    a.ok(&["run", "--", "sh", "-c", BUILD]);
+    a.ok(&["snapshot", "save", "built", "--push"]);
+    let disk = b.disk.as_ref().expect("a remote on disk");
+    let big = a.cat("out/big.bin");
+    let o2 = a.cat("out/obj/deep/o2.o");
+    let find = |content: &[u8]| -> PathBuf {
+        let want = blake3::hash(content).to_hex().to_string();
+        remote_blobs(disk)
+            .into_iter()
+            .find(|p| p.file_name().unwrap().to_string_lossy() == want)
+            .expect("the blob on the remote")
+    };
+    let (big_obj, o2_obj) = (find(&big), find(&o2));
+    let mut bad = big.clone();
+    bad[1000] ^= 0xff;
+    for (p, bytes) in [
+        (&big_obj, bad),
+        (&o2_obj, [o2.clone(), vec![b'x'; 4096]].concat()),
+    ] {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(p, bytes).unwrap();
+    }
+    let bm = Machine::lazy(b);
+    let hash = big_obj.file_name().unwrap().to_string_lossy().into_owned();
+    let out = bm.run(&["run", "--", "cat", "out/big.bin"]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no byte of a refused object is read");
+    let lines = vrift_lines(&out.stderr);
+    assert_eq!(lines.len(), 1, "one line: {lines:?}");
+    assert!(
+        lines[0].contains("refused") && lines[0].contains(&hash) && lines[0].contains("hashes to"),
+        "{lines:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Input/output error"),
+        "EIO: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = bm.fails(&["cat", "out/big.bin"]);
+    assert!(err.contains("refused") && err.contains(&hash), "{err}");
+    let out = bm.run(&["run", "--", "cat", "out/obj/deep/o2.o"]);
+    assert!(!out.status.success() && out.stdout.is_empty());
+    let lines = vrift_lines(&out.stderr);
+    assert!(
+        lines.len() == 1 && lines[0].contains("longer than"),
+        "{lines:?}"
+    );
+    assert_eq!(bm.sb.blob_count(), 0, "nothing refused is stored");
+    assert_eq!(
+        bm.sb.staged_leftovers(),
+        0,
+        "nothing left in the store's tmp/"
+    );
+    assert_eq!(
+        bm.ok(&["run", "--", "cat", "out/obj/deep/o1.o"]),
+        "object 1\n"
+    );
+}
+
+#[test]
+fn file_remote_on_demand_refuses_bad_objects() {
+    on_demand_refuses_bad_objects(&file_backend());
+}
+
+#[test]
+fn webdav_nginx_on_demand_refuses_bad_objects() {
+    if let Some(b) = nginx_backend() {
+        on_demand_refuses_bad_objects(&b);
+    }
+}
+
+/// The server is gone when a missing blob is read: EIO and one line naming
+/// the remote; once it is back, the same read works. Without any remote,
+/// the line says so.
+#[test]
+fn webdav_on_demand_server_gone_then_back() {
+    let Some(mut b) = nginx_backend() else {
+        return;
+    };
+    build_shim();
+    let a = Machine::new(&b);
+    a.ok(&["run", "--", "sh", "-c", BUILD]);
+    a.ok(&["snapshot", "save", "built", "--push"]);
+    let bm = Machine::lazy(&b);
+    b._server.as_mut().unwrap().stop();
+    let out = bm.run(&["run", "--", "cat", "out/obj/deep/o5.o"]);
+    assert!(!out.status.success() && out.stdout.is_empty());
+    let lines = vrift_lines(&out.stderr);
+    assert_eq!(lines.len(), 1, "one line: {lines:?}");
+    assert!(
+        lines[0].contains(&b.url) && lines[0].contains("o5.o"),
+        "{lines:?}"
+    );
+    let err = bm.fails(&["cat", "out/obj/deep/o5.o"]);
+    assert!(err.contains(&b.url), "{err}");
+    assert_eq!(bm.sb.blob_count(), 0);
+    // fsck cannot tell where the blobs are, and says so; gc needs not know.
+    let out = bm.run(&["fsck"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("could not be looked for on the remote"),
+        "{text}"
+    );
+    bm.ok(&["gc"]);
+    b._server.as_mut().unwrap().start();
+    assert_eq!(
+        bm.ok(&["run", "--", "cat", "out/obj/deep/o5.o"]),
+        "object 5\n"
+    );
+    // No remote at all: the line says so.
+    bm.ok(&["remote", "remove", "team"]);
+    let out = bm.run(&["run", "--", "cat", "out/obj/deep/o6.o"]);
+    assert!(!out.status.success());
+    let lines = vrift_lines(&out.stderr);
+    assert!(
+        lines.len() == 1 && lines[0].contains("no remote is configured"),
+        "{lines:?}"
+    );
 }

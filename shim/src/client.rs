@@ -4,7 +4,8 @@
 //! `MSG_CMSG_CLOEXEC`. If no daemon answers, it is started with the vrift
 //! binary the hot table names, and the request is retried.
 //!
-//! Only the write side calls this: lookups never talk to the daemon.
+//! Only the write side calls this, and the error path of a read whose
+//! blob is missing ([`fetch_blob`]): lookups never talk to the daemon.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -19,7 +20,7 @@ pub struct Answer {
     pub errno: i32,
     pub a: u64,
     pub b: u64,
-    pub data: [u8; 256],
+    pub data: [u8; 512],
     pub data_len: usize,
     /// A received fd (close-on-exec), or -1.
     pub fd: c_int,
@@ -298,7 +299,7 @@ pub fn call(op: Op, a: u64, b: u64, path1: &[u8], path2: &[u8]) -> Answer {
         errno: libc::EIO,
         a: 0,
         b: 0,
-        data: [0; 256],
+        data: [0; 512],
         data_len: 0,
         fd: -1,
     };
@@ -426,4 +427,25 @@ fn unreachable(mut ans: Answer) -> Answer {
     }
     ans.errno = libc::EIO;
     ans
+}
+
+/// A blob the view needs is not in the store (a snapshot pulled without
+/// `--eager`): asks the daemon to fetch it from the project's remotes.
+/// True: it is in the store now. False: one line on stderr says why (for
+/// `view_path`, if not empty) and errno is EIO. Only ever called after an open failed.
+pub fn fetch_blob(hash: &vrift_format::ContentHash, size: u64, view_path: &[u8]) -> bool {
+    let mut hex = [0u8; vrift_format::HASH_HEX_LEN];
+    hash.write_hex(&mut hex);
+    let ans = call(Op::FetchBlob, size, 0, &hex, b"");
+    if ans.errno == 0 {
+        return true;
+    }
+    if ans.data_len > 0 && view_path.is_empty() {
+        sys::complain(&[b"vrift: ", ans.data()]);
+    } else if ans.data_len > 0 {
+        sys::complain(&[b"vrift: cannot read ", view_path, b": ", ans.data()]);
+    }
+    // SAFETY: errno is thread-local.
+    unsafe { *libc::__errno_location() = libc::EIO };
+    false
 }

@@ -687,16 +687,25 @@ fn script_argv(
     Ok(())
 }
 
-/// A blob opened read-only (raw syscall: no interposed open).
+/// A blob opened read-only (raw syscall: no interposed open); one missing
+/// from the store (pulled without --eager) is fetched by the daemon first.
 fn open_blob(hash: &ContentHash) -> Option<c_int> {
     let mut blob = [0u8; PATH_MAX + 1];
     crate::resolve::blob_path(hash, &mut blob)?;
-    let fd = sys::openat_raw(
-        libc::AT_FDCWD,
-        blob.as_ptr() as *const c_char,
-        libc::O_RDONLY | libc::O_CLOEXEC,
-        0,
-    );
+    let open = || {
+        sys::openat_raw(
+            libc::AT_FDCWD,
+            blob.as_ptr() as *const c_char,
+            libc::O_RDONLY | libc::O_CLOEXEC,
+            0,
+        )
+    };
+    let mut fd = open();
+    // SAFETY: errno is thread-local.
+    let missing = fd < 0 && unsafe { *libc::__errno_location() } == libc::ENOENT;
+    if missing && crate::client::fetch_blob(hash, vrift_format::proto::SIZE_UNKNOWN, b"") {
+        fd = open();
+    }
     (fd >= 0).then_some(fd)
 }
 

@@ -123,13 +123,22 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
             }
         }
         if e == libc::ENOENT && !staged {
-            sys::complain(&[
-                b"vrift: a blob is missing from the store (run `vrift fsck`) for ",
-                view_path,
-            ]);
-            return fail(libc::EIO);
+            // Not in the store (pulled without --eager): the daemon fetches
+            // it from a remote, verified, or says why not.
+            if !crate::client::fetch_blob(&header.hash, header.size, view_path) {
+                return fail(libc::EIO);
+            }
+            let mut content = PathBuf::new();
+            if !content_path(header, target, &mut content) {
+                return fail(libc::ENAMETOOLONG);
+            }
+            fd = open_at(libc::AT_FDCWD, content.c_ptr());
+            if fd < 0 {
+                return -1;
+            }
+        } else {
+            return -1;
         }
-        return -1;
     }
     if staged {
         fdtable::set_staged(fd, &meta, view_path);
@@ -397,16 +406,17 @@ fn stream_open(
                 fail(libc::ENAMETOOLONG);
                 return core::ptr::null_mut();
             }
-            let f = real(blob.c_ptr());
-            if f.is_null() {
-                // SAFETY: errno is thread-local.
-                if unsafe { *libc::__errno_location() } == libc::ENOENT && !header.is_staged() {
-                    sys::complain(&[
-                        b"vrift: a blob is missing from the store (run `vrift fsck`) for ",
-                        buf.abs(),
-                    ]);
-                    fail(libc::EIO);
+            let mut f = real(blob.c_ptr());
+            // SAFETY: errno is thread-local.
+            let missing = f.is_null() && unsafe { *libc::__errno_location() } == libc::ENOENT;
+            if missing && !header.is_staged() {
+                // Not in the store: fetched from a remote, or EIO and why.
+                if !crate::client::fetch_blob(&header.hash, header.size, buf.abs()) {
+                    return core::ptr::null_mut();
                 }
+                f = real(blob.c_ptr());
+            }
+            if f.is_null() {
                 return f;
             }
             // SAFETY: a stream libc just opened.

@@ -32,6 +32,15 @@ pub fn gc(delete: bool) -> Result<Outcome> {
         r.blobs - r.unreferenced,
         ui::count(r.projects.len() as u64, "project", "projects")
     );
+    if r.absent > 0 {
+        // Not an error: a snapshot pulled without --eager references blobs
+        // its remote holds; the first read fetches them.
+        println!(
+            "{} not in the store (snapshots pulled without --eager; \
+             fetched from the remote on first read, or all at once by `vrift pull SNAPSHOT --eager`)",
+            ui::count(r.absent, "referenced blob is", "referenced blobs are")
+        );
+    }
     for p in &r.stale_projects {
         println!(
             "project {} is gone{}",
@@ -68,6 +77,8 @@ pub fn fsck() -> Result<Outcome> {
     if let Some(project) = &project {
         let (_lock, _, manifest) = super::open_manifest(project)?;
         fsck_op::check_manifest(&manifest.read()?, &cas, &mut report)?;
+        #[cfg(feature = "remote")]
+        fsck_op::check_remote(project, &mut report)?;
     }
     println!(
         "checked {} blobs ({}) in {}",
@@ -99,6 +110,23 @@ pub fn fsck() -> Result<Outcome> {
     }
     for line in fsck_op::describe_missing(&report) {
         println!("{line}");
+    }
+    if !report.remote_only.is_empty() {
+        let mut urls: Vec<&str> = report.remote_only.iter().map(|r| r.1.as_str()).collect();
+        urls.sort();
+        urls.dedup();
+        println!(
+            "{} only on the remote ({}): pulled without --eager, fetched on first read",
+            ui::count(
+                report.remote_only.len() as u64,
+                "referenced blob is",
+                "referenced blobs are"
+            ),
+            urls.join(", ")
+        );
+    }
+    if let (Some(why), false) = (&report.remote_unchecked, report.missing.is_empty()) {
+        println!("the missing blobs could not be looked for on the remote: {why}");
     }
     if report.ok() {
         println!("no problems found");

@@ -163,7 +163,7 @@ mod imp {
             ui::bytes(r.fetched_bytes),
             if r.remote_only > 0 {
                 format!(
-                    "; {} only on the remote (pull with --eager to fetch them)",
+                    "; {} only on the remote (fetched on first read; --eager fetches them all now)",
                     ui::count(r.remote_only, "blob is", "blobs are")
                 )
             } else {

@@ -8,6 +8,7 @@
 //! and the others find it answering.
 
 pub mod client;
+mod fetch;
 pub mod journal;
 pub mod live;
 pub mod rift;

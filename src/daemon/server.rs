@@ -22,6 +22,7 @@ use vrift_format::proto::{
     decode_request, encode_reply, frame_len, FrameError, Op, Reply, Request,
 };
 
+use super::fetch::{Fetcher, Start};
 use super::live::Identity;
 use super::rift::{Caller, Errno, Rift, Seal, SEAL_SLICE};
 use super::wire::{peer_cred, read_some, send_frame};
@@ -60,6 +61,11 @@ struct Conn {
     sock: UnixStream,
     uid: u32,
     buf: Vec<u8>,
+    /// Told apart from a later connection on the same fd number.
+    id: u64,
+    /// Waiting for a blob being fetched: not polled, not answered, until
+    /// the fetch ends (its client is blocked on the answer anyway).
+    parked: bool,
 }
 
 /// Closes every inherited fd above stderr: a daemon must not keep a build's
@@ -113,9 +119,11 @@ pub fn run(project: Project) -> Result<()> {
         socket: socket.as_os_str().as_bytes().to_vec(),
         exe: exe.as_os_str().as_bytes().to_vec(),
     };
+    let mut fetcher =
+        Fetcher::new(project.clone(), cas.clone()).context("cannot set up blob fetching")?;
     let mut rift = Rift::open(project, cas, manifest, id)?;
     let inotify = watch_staging(&rift)?;
-    let result = serve(&mut rift, &listener, &inotify);
+    let result = serve(&mut rift, &mut fetcher, &listener, &inotify);
     // Whatever happened, what was journaled goes into the manifest.
     let sealed = rift.seal_idle();
     let commit = rift.commit();
@@ -193,7 +201,12 @@ fn closed_names(inotify: &OwnedFd) -> Vec<Vec<u8>> {
     out
 }
 
-fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<()> {
+fn serve(
+    rift: &mut Rift,
+    fetcher: &mut Fetcher,
+    listener: &UnixListener,
+    inotify: &OwnedFd,
+) -> Result<()> {
     // SAFETY: getuid cannot fail.
     let my_uid = unsafe { libc::getuid() };
     let idle = super::idle_timeout();
@@ -203,8 +216,10 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
     let mut last_commit = Instant::now();
     let mut last_sweep = Instant::now();
     let mut reseal: Vec<Reseal> = Vec::new();
+    let mut next_id = 0u64;
     loop {
         if STOP.load(Ordering::Acquire) {
+            finish_fetches(fetcher, &mut conns);
             return Ok(());
         }
         let mut fds = vec![
@@ -218,12 +233,22 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
                 events: libc::POLLIN,
                 revents: 0,
             },
+            libc::pollfd {
+                fd: fetcher.wake_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
-        fds.extend(conns.keys().map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        }));
+        fds.extend(
+            conns
+                .iter()
+                .filter(|(_, c)| !c.parked)
+                .map(|(&fd, _)| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                }),
+        );
         // Quiet: nothing staged or uncommitted. A scattered table then waits
         // COMPACT_QUIET after the last request (never a busy poll: the
         // rebuild below runs as soon as the wait is over).
@@ -263,12 +288,15 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
                             continue;
                         }
                         let _ = sock.set_nonblocking(true);
+                        next_id += 1;
                         conns.insert(
                             sock.as_raw_fd(),
                             Conn {
                                 sock,
                                 uid: cred.uid,
                                 buf: Vec::new(),
+                                id: next_id,
+                                parked: false,
                             },
                         );
                     }
@@ -295,6 +323,19 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
                     }),
             );
         }
+        if fds[2].revents & libc::POLLIN != 0 {
+            for ((fd, id), errno, why) in fetcher.finished() {
+                let Some(conn) = conns.get_mut(&fd).filter(|c| c.id == id) else {
+                    continue;
+                };
+                conn.parked = false;
+                let keep = answer(conn, Op::FetchBlob, (errno, 0, 0, why, None))
+                    && handle_frames(rift, fetcher, fd, conn, &mut last_activity);
+                if !keep {
+                    conns.remove(&fd);
+                }
+            }
+        }
         rift.remove_retired(false);
         let now = Instant::now();
         reseal.retain_mut(|r| {
@@ -320,7 +361,7 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
                 }
             }
         });
-        for p in &fds[2..] {
+        for p in &fds[3..] {
             if p.revents == 0 {
                 continue;
             }
@@ -329,7 +370,7 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
             };
             let keep = match read_some(&conn.sock, &mut conn.buf) {
                 Ok(0) => false,
-                Ok(_) => handle_frames(rift, conn, &mut last_activity),
+                Ok(_) => handle_frames(rift, fetcher, p.fd, conn, &mut last_activity),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
                 Err(_) => false,
@@ -373,8 +414,36 @@ fn serve(rift: &mut Rift, listener: &UnixListener, inotify: &OwnedFd) -> Result<
     }
 }
 
-/// Answers every whole frame in the connection's buffer. False: drop it.
-fn handle_frames(rift: &mut Rift, conn: &mut Conn, last_activity: &mut Instant) -> bool {
+/// Before the daemon exits: the readers waiting for a blob get their answer
+/// (the transfers end within the remotes' timeouts), rather than a closed
+/// socket, which they would report as an unreachable daemon.
+fn finish_fetches(fetcher: &mut Fetcher, conns: &mut HashMap<RawFd, Conn>) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while fetcher.pending() && Instant::now() < deadline {
+        let mut p = libc::pollfd {
+            fd: fetcher.wake_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd.
+        unsafe { libc::poll(&mut p, 1, 1000) };
+        for ((fd, id), errno, why) in fetcher.finished() {
+            if let Some(conn) = conns.get(&fd).filter(|c| c.id == id) {
+                answer(conn, Op::FetchBlob, (errno, 0, 0, why, None));
+            }
+        }
+    }
+}
+
+/// Answers every whole frame in the connection's buffer, up to one that
+/// parks it (a fetch). False: drop it.
+fn handle_frames(
+    rift: &mut Rift,
+    fetcher: &mut Fetcher,
+    fd: RawFd,
+    conn: &mut Conn,
+    last_activity: &mut Instant,
+) -> bool {
     loop {
         let total = match frame_len(&conn.buf) {
             Ok(n) => n,
@@ -399,26 +468,24 @@ fn handle_frames(rift: &mut Rift, conn: &mut Conn, last_activity: &mut Instant) 
             // Asking whether the daemon is up does not keep it up.
             *last_activity = Instant::now();
         }
+        if req.op == Op::FetchBlob {
+            match fetcher.request((fd, conn.id), req.path1, req.a) {
+                Start::Wait => {
+                    conn.parked = true;
+                    return true;
+                }
+                Start::Answer(errno, why) => {
+                    if !answer(conn, req.op, (errno, 0, 0, why, None)) {
+                        return false;
+                    }
+                    continue;
+                }
+            }
+        }
         let caller = Caller { uid: conn.uid };
-        let (errno, a, b, data, fd) = dispatch(rift, caller, &req);
-        // Sized to the reply: a whole-frame buffer would be zeroed per request.
-        let mut out = vec![0u8; 64 + data.len()];
-        let reply = Reply {
-            op: req.op,
-            errno,
-            a,
-            b,
-            data: &data,
-        };
-        let Some(n) = encode_reply(&mut out, &reply) else {
-            return false;
-        };
-        // The reply is small; a client that does not read it loses it.
-        let _ = conn.sock.set_nonblocking(false);
-        let _ = conn.sock.set_write_timeout(Some(Duration::from_secs(5)));
-        let sent = send_frame(&conn.sock, &out[..n], fd.as_ref().map(|f| f.as_raw_fd()));
-        let _ = conn.sock.set_nonblocking(true);
-        if sent.is_err() {
+        let ans = dispatch(rift, caller, &req);
+        let errno = ans.0;
+        if !answer(conn, req.op, ans) {
             return false;
         }
         if req.op == Op::Stop && errno == 0 {
@@ -429,6 +496,28 @@ fn handle_frames(rift: &mut Rift, conn: &mut Conn, last_activity: &mut Instant) 
 }
 
 type Answer = (i32, u64, u64, Vec<u8>, Option<OwnedFd>);
+
+/// Sends the answer to a request of `op`. False: the connection is lost.
+fn answer(conn: &Conn, op: Op, (errno, a, b, data, fd): Answer) -> bool {
+    // Sized to the reply: a whole-frame buffer would be zeroed per request.
+    let mut out = vec![0u8; 64 + data.len()];
+    let reply = Reply {
+        op,
+        errno,
+        a,
+        b,
+        data: &data,
+    };
+    let Some(n) = encode_reply(&mut out, &reply) else {
+        return false;
+    };
+    // The reply is small; a client that does not read it loses it.
+    let _ = conn.sock.set_nonblocking(false);
+    let _ = conn.sock.set_write_timeout(Some(Duration::from_secs(5)));
+    let sent = send_frame(&conn.sock, &out[..n], fd.as_ref().map(|f| f.as_raw_fd()));
+    let _ = conn.sock.set_nonblocking(true);
+    sent.is_ok()
+}
 
 fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
     let ok = |data: Vec<u8>| (0, 0, 0, data, None);
@@ -485,6 +574,8 @@ fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
         Op::LinkTmp => rift
             .link_tmp(p1, req.path2, req.a as u32)
             .map(|()| ok(Vec::new())),
+        // Answered by the fetcher before dispatch.
+        Op::FetchBlob => Err(Errno::Posix(libc::EINVAL)),
     };
     match res {
         Ok(a) => a,

@@ -8,10 +8,12 @@
 //!
 //! `pull` reads the ref, fetches and verifies the bundle, and adds it to the
 //! local manifest's snapshots; `--eager` first fetches every blob the local
-//! store lacks (verified), so `vrift snapshot restore` gives a complete view.
+//! store lacks (verified). Without it, the blobs stay on the remote until a
+//! reader of the view needs one ([`ondemand`], the daemon's `FetchBlob`).
 
 pub mod bundle;
 pub mod config;
+pub mod ondemand;
 pub mod store;
 
 use std::collections::HashSet;

@@ -7,6 +7,7 @@
 //! - `bench shim`: what the LD_PRELOAD shim costs per call and for whole tools.
 //! - `bench build`: a clean and a no-op `make` of a C project, and write
 //!   latency, under `vrift run` against native.
+//! - `bench remote`: push and pull through SeaweedFS's S3 beside `rclone copy`.
 //!
 //! Every task but `install` and `uninstall` works in a fresh temporary
 //! directory with its own `HOME`,
@@ -15,6 +16,7 @@
 
 mod bench;
 mod bench_build;
+mod bench_remote;
 mod bench_shim;
 mod bench_unviewed;
 mod cargo;
@@ -72,6 +74,8 @@ enum Bench {
     Build(bench_build::BuildArgs),
     /// Go builds, an esbuild bundle and static programs (served by the syscall supervisor) under `vrift run` against native.
     Unviewed(bench_unviewed::UnviewedArgs),
+    /// Push, second push, eager and lazy pull of a generated tree through SeaweedFS (S3) beside `rclone copy`.
+    Remote(bench_remote::RemoteArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +100,9 @@ fn main() -> ExitCode {
         Task::Bench {
             bench: Some(Bench::Unviewed(args)),
         } => bench_unviewed::unviewed(args),
+        Task::Bench {
+            bench: Some(Bench::Remote(args)),
+        } => bench_remote::remote(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -514,19 +514,15 @@ impl<'a> Vfs<'a> {
                     let n = h.hash.write_blob_rel_path(&mut rel);
                     cas.join(OsStr::from_bytes(&rel[..n]))
                 };
-                File::open(&path).map_err(|e| {
-                    if e.kind() == io::ErrorKind::NotFound {
-                        io::Error::new(
-                            io::ErrorKind::NotFound,
-                            format!(
-                                "its content {} is missing from the store (run `vrift fsck`)",
-                                h.hash
-                            ),
-                        )
-                    } else {
-                        e
+                match File::open(&path) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && !h.is_staged() => {
+                        // Not in the store (pulled without --eager): the
+                        // daemon fetches it from a remote, verified.
+                        self.fetch_blob(h)?;
+                        File::open(&path)
                     }
-                })
+                    other => other,
+                }
             }
             Node::Disk(_) => File::open(self.disk_path(&loc.at)),
         }
@@ -622,6 +618,15 @@ impl<'a> Vfs<'a> {
 
     /// Sends a change to the daemon; an errno answer becomes an error.
     fn call(&self, op: Op, a: u64, b: u64, p1: &[u8], p2: &[u8]) -> io::Result<crate::Answer> {
+        let answer = self.call_raw(op, a, b, p1, p2)?;
+        if answer.errno > 0 {
+            return Err(errno(answer.errno));
+        }
+        Ok(answer)
+    }
+
+    /// Sends a request to the daemon; its answer, errno included.
+    fn call_raw(&self, op: Op, a: u64, b: u64, p1: &[u8], p2: &[u8]) -> io::Result<crate::Answer> {
         let dom = self.dom.as_ref().expect("inside implies a domain");
         if self.unreachable.get() {
             return Err(errno(libc::EIO));
@@ -663,10 +668,24 @@ impl<'a> Vfs<'a> {
                 return Err(errno(libc::EIO));
             }
         };
-        if answer.errno > 0 {
-            return Err(errno(answer.errno));
-        }
         Ok(answer)
+    }
+
+    /// Asks the daemon to fetch the missing blob of `h`; its reason, if it
+    /// cannot, becomes the error (EIO).
+    fn fetch_blob(&self, h: &RecordHeader) -> io::Result<()> {
+        let mut hex = [0u8; vrift_format::HASH_HEX_LEN];
+        h.hash.write_hex(&mut hex);
+        let answer = self.call_raw(Op::FetchBlob, h.size, 0, &hex, b"")?;
+        if answer.errno == 0 {
+            return Ok(());
+        }
+        let why = String::from_utf8_lossy(&answer.data);
+        Err(io::Error::other(if why.is_empty() {
+            format!("its content {} is missing from the store", h.hash)
+        } else {
+            why.into_owned()
+        }))
     }
 
     fn rel<'l>(&self, loc: &'l Loc) -> Option<&'l [u8]> {

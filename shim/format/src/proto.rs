@@ -32,6 +32,12 @@
 //! | Seal | | | | path | | hash in data |
 //! | LinkTmp | | | | new path | staging name | |
 //! | Ping / Stop / Status | | | | | | text in data |
+//! | FetchBlob | expected size ([`SIZE_UNKNOWN`]: unknown) | | | hash (64 hex digits) | | why, in data, on failure |
+//!
+//! `FetchBlob` is sent only after a blob the view needs was not found in
+//! the store (a snapshot pulled without `--eager`): the daemon fetches it
+//! from the project's remotes, verified, and answers once it is in the
+//! store (0) or with EIO and one line saying why. Never on the hot path.
 
 pub const PROTO_VERSION: u8 = 1;
 
@@ -44,6 +50,9 @@ pub const HEADER: usize = 8;
 /// `Utimes` values meaning "now" and "leave unchanged" (UTIME_NOW/UTIME_OMIT).
 pub const TIME_NOW: u64 = u64::MAX - 1;
 pub const TIME_OMIT: u64 = u64::MAX;
+
+/// `FetchBlob`'s size when the client does not know it.
+pub const SIZE_UNKNOWN: u64 = u64::MAX;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
@@ -64,6 +73,7 @@ pub enum Op {
     Ping = 14,
     Stop = 15,
     Status = 16,
+    FetchBlob = 17,
 }
 
 impl Op {
@@ -86,6 +96,7 @@ impl Op {
             14 => Ping,
             15 => Stop,
             16 => Status,
+            17 => FetchBlob,
             _ => return None,
         })
     }

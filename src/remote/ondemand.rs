@@ -1,0 +1,106 @@
+//! Blobs on demand: a snapshot pulled without `--eager` references blobs
+//! that only its remote holds; the first reader of such a file (the shim's
+//! `open`, `exec`, the applets through the daemon; `vrift cat` and
+//! `materialize` directly) fetches the blob into the store.
+//!
+//! Where from: the project's remotes (its own, then the user's), the
+//! default one first; a remote that lacks the blob is passed over, the
+//! next one is asked. What comes back is verified by its hash (and bounded
+//! by the size the entry records) before it becomes a blob: a remote that
+//! is gone or sends other bytes gives an error, never wrong content.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, Result};
+use vrift_format::ContentHash;
+
+use super::config::Remotes;
+use super::store::Remote;
+use crate::cas::Cas;
+use crate::project::Project;
+
+/// The URLs a missing blob is looked for at, in order: the remote a command
+/// would use without `--remote` (when there is one), then every other one.
+pub fn candidate_urls(project: &Project) -> Result<Vec<String>> {
+    let remotes = Remotes::load(Some(project))?;
+    let mut urls = Vec::new();
+    if let Ok(first) = remotes.pick(None) {
+        urls.push(first.url.clone());
+    }
+    for r in &remotes.list {
+        if !urls.contains(&r.url) {
+            urls.push(r.url.clone());
+        }
+    }
+    Ok(urls)
+}
+
+/// The remotes a process has opened, by URL, kept between fetches (their
+/// connections are reused).
+#[derive(Default)]
+pub struct RemoteCache {
+    open: Mutex<HashMap<String, Arc<Remote>>>,
+}
+
+impl RemoteCache {
+    fn get(&self, url: &str) -> Result<Arc<Remote>> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = open.get(url) {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(Remote::open(url)?);
+        open.insert(url.to_string(), r.clone());
+        Ok(r)
+    }
+
+    /// Fetches blob `hash` (of `size` bytes, if known) from the first of
+    /// `urls` that has it. The error is one line: the last remote's failure,
+    /// or that none has the blob.
+    pub fn fetch(
+        &self,
+        urls: &[String],
+        cas: &Cas,
+        hash: &ContentHash,
+        size: Option<u64>,
+    ) -> Result<u64> {
+        if urls.is_empty() {
+            return Err(anyhow!(
+                "blob {hash} is missing from the store and no remote is configured (run `vrift fsck`)"
+            ));
+        }
+        let mut failure = None;
+        for url in urls {
+            let got = self
+                .get(url)
+                .and_then(|remote| remote.fetch(cas, hash, size));
+            match got {
+                Ok(Some(n)) => return Ok(n),
+                Ok(None) => {}
+                Err(e) => failure = Some(e),
+            }
+        }
+        Err(failure.unwrap_or_else(|| {
+            anyhow!(
+                "blob {hash} is missing from the store and from {} (run `vrift fsck`)",
+                urls.join(", ")
+            )
+        }))
+    }
+}
+
+/// Opens blob `hash` of `project`'s store, fetching it first if it is
+/// missing and a remote has it (for the CLI, which holds the project lock
+/// and so cannot ask the daemon).
+pub fn open_blob(project: &Project, cas: &Cas, hash: &ContentHash, size: u64) -> Result<File> {
+    if let Ok(f) = File::open(cas.blob_path(hash)) {
+        return Ok(f);
+    }
+    if cas.has_blob(hash) {
+        return cas.open_blob(hash); // present but unreadable: say why
+    }
+    let urls = candidate_urls(project)?;
+    RemoteCache::default().fetch(&urls, cas, hash, Some(size))?;
+    cas.open_blob(hash)
+}

