@@ -213,3 +213,81 @@ fn executable_copies_cannot_be_poisoned_and_fsck_checks_them() {
     let out = sb.sh_in_view(&b, "./prog; echo rc=$?");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "rc=7\n");
 }
+
+/// A cwd whose path is longer than PATH_MAX (reached by raw chdir calls, or
+/// inherited) cannot be read, so no path relative to it can be told in or
+/// out of the view: inside the project such a call fails with ENAMETOOLONG
+/// instead of reaching the disk; natively it creates the file.
+#[test]
+fn a_cwd_deeper_than_path_max_in_the_project_never_reaches_the_disk() {
+    if !has_cc() {
+        skip("no C compiler");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let probe = compile_c(&sb, "deep_cwd", &[]);
+    let root = sb.mkdir("proj");
+    let chain =
+        "import os\nfor _ in range(25):\n    os.mkdir('d' * 200)\n    os.chdir('d' * 200)\n";
+    for dir in [&root, &sb.mkdir("native")] {
+        let st = std::process::Command::new("python3")
+            .args(["-c", chain])
+            .current_dir(dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    sb.ok(&root, &["init"]);
+    let out = sb.sh_in_view(&root, &probe.display().to_string());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ENAMETOOLONG\n");
+    let native = std::process::Command::new(&probe)
+        .current_dir(sb.path().join("native"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&native.stdout), "created\n");
+    let found = std::process::Command::new("find")
+        .args([root.to_str().unwrap(), "-name", "f"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&found.stdout),
+        "",
+        "f reached the disk"
+    );
+}
+
+/// A symlink outside the project that points into it: changes made
+/// through it are changes of the view (the rift), never of the disk.
+#[test]
+fn changes_through_a_symlink_from_outside_land_in_the_rift() {
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("proj");
+    fs::create_dir(root.join("src")).unwrap();
+    for name in ["a.c", "b.c", "keep.c"] {
+        fs::write(root.join("src").join(name), name).unwrap();
+    }
+    sb.ok(&root, &["init"]);
+    let before = disk_files(&root);
+    let link = sb.path().join("plink");
+    std::os::unix::fs::symlink(&root, &link).unwrap();
+    let l = link.display();
+    let script = format!(
+        "rm {l}/src/a.c && echo new > {l}/src/new.c && mv {l}/src/b.c {l}/src/moved.c && \
+         chmod 600 {l}/src/keep.c && ls src && cat src/new.c && stat -c %a src/keep.c"
+    );
+    assert_eq!(
+        sb.ok_in_view(&root, &script),
+        "keep.c\nmoved.c\nnew.c\nnew\n600\n"
+    );
+    assert_eq!(disk_files(&root), before, "the disk changed");
+    assert_eq!(
+        fs::metadata(root.join("src/keep.c"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o644
+    );
+}

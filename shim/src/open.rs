@@ -253,6 +253,15 @@ pub extern "C" fn vrift_openat(
         // A blob of the store reached through an fd the shim did not open
         // (`/proc/self/fd/N`): read, never written.
         View::Pass if buf.in_store && writes(flags) => fail(libc::EACCES),
+        View::Pass if writes(flags) && state_ready() => match write_through_link(&buf, flags, mode)
+        {
+            Some(fd) => fd,
+            None => {
+                let fd = real_open(which, dirfd, path, flags, mode);
+                remember(fd, flags, &buf);
+                fd
+            }
+        },
         View::Pass => {
             let fd = real_open(which, dirfd, path, flags, mode);
             remember(fd, flags, &buf);
@@ -300,6 +309,20 @@ pub extern "C" fn vrift_openat(
             }
         }
     }
+}
+
+fn state_ready() -> bool {
+    crate::state::ready()
+}
+
+/// An open for writing outside the domain whose parent is, canonically,
+/// in the project (`/tmp/link -> project`): opened as its canonical path.
+#[cold]
+#[inline(never)]
+fn write_through_link(buf: &PathBuf, flags: c_int, mode: c_uint) -> Option<c_int> {
+    let mut canon = PathBuf::new();
+    crate::resolve::outside_leads_in(buf, &mut canon)
+        .then(|| vrift_openat(libc::AT_FDCWD, canon.c_ptr(), flags, mode, W_OPENAT))
 }
 
 /// Whether an fopen mode string writes.

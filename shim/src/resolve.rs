@@ -185,6 +185,63 @@ fn absolutize(dirfd: i32, path: &[u8], out: &mut PathBuf) -> bool {
     out.append(path)
 }
 
+/// Whether the directory `dirfd` (or the cwd) lies in the project, found
+/// by walking `..` up to the root's inode: its path cannot be read (it is
+/// longer than PATH_MAX). Only on that failure path.
+#[cold]
+#[inline(never)]
+fn base_in_domain(dirfd: i32) -> bool {
+    let Some(root) = sys::stat_raw(state::ROOT.get()) else {
+        return false;
+    };
+    let mut fd = sys::openat_raw(
+        dirfd,
+        c".".as_ptr(),
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+    );
+    // Each level is at least two bytes of path: PATH_MAX of them reach `/`.
+    for _ in 0..PATH_MAX {
+        if fd < 0 {
+            return false;
+        }
+        let mut st = MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: a valid fd and an out-buffer for one stat.
+        let r = unsafe { crate::raw_syscall!(libc::SYS_fstat, fd, st.as_mut_ptr()) };
+        if r != 0 {
+            break;
+        }
+        // SAFETY: filled by the successful fstat.
+        let st = unsafe { st.assume_init() };
+        if st.st_dev == root.st_dev && st.st_ino == root.st_ino {
+            sys::close_raw(fd);
+            return true;
+        }
+        let up = sys::openat_raw(
+            fd,
+            c"..".as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            0,
+        );
+        sys::close_raw(fd);
+        fd = up;
+        let mut parent = MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: as above.
+        if fd >= 0 && unsafe { crate::raw_syscall!(libc::SYS_fstat, fd, parent.as_mut_ptr()) } == 0
+        {
+            // SAFETY: filled by the successful fstat.
+            let p = unsafe { parent.assume_init() };
+            if p.st_dev == st.st_dev && p.st_ino == st.st_ino {
+                break; // `/`: its `..` is itself
+            }
+        }
+    }
+    if fd >= 0 {
+        sys::close_raw(fd);
+    }
+    false
+}
+
 /// A shell's word to its shim ([`state::shell_control`]): `active` reads as
 /// `/` while the shell is in the view; everything else as the kernel has it.
 #[cold]
@@ -316,6 +373,13 @@ pub fn resolve<'t>(
         return (View::Pass, None);
     }
     if !absolutize(dirfd, path, out) {
+        // The base directory's path, or the whole path, is past PATH_MAX
+        // (the kernel still walks it, relative to the cwd or a dirfd): if
+        // that base lies in the project, the call would reach its disk
+        // unseen, so it fails instead.
+        if path.first() != Some(&b'/') && base_in_domain(dirfd) {
+            return (View::Error(libc::ENAMETOOLONG), None);
+        }
         return (View::Pass, None);
     }
     let root = state::ROOT.get();
@@ -591,6 +655,60 @@ fn readlink_byte(scratch: &mut PathBuf) -> Result<(), i32> {
         *errno = saved;
         answer
     }
+}
+
+/// For a path outside the domain that is about to be *changed* (a write,
+/// an unlink, a rename…): if its parent directory is, canonically, inside
+/// the project (`/tmp/link -> project`, then `rm /tmp/link/src/a.c`),
+/// writes the canonical path into `canon` and returns true — the change
+/// belongs to the view. Asks the kernel once per parent directory (an
+/// O_PATH open and a /proc readlink; a parent that is its own canonical
+/// path is remembered in [`VERIFIED`]); reads are not checked (see
+/// [`physical_fallback`] on why).
+#[cold]
+#[inline(never)]
+pub fn outside_leads_in(lexical: &PathBuf, canon: &mut PathBuf) -> bool {
+    let abs = lexical.abs();
+    if abs.is_empty() || domain_rel(abs, state::ROOT.get()).is_some() {
+        return false;
+    }
+    let Some(cut) = abs.iter().rposition(|&c| c == b'/') else {
+        return false;
+    };
+    let (parent, name) = (&abs[..cut.max(1)], &abs[cut + 1..]);
+    let Some(slot) = unverified(parent) else {
+        return false;
+    };
+    let Some(c) = sys::CPath::new(parent) else {
+        return false;
+    };
+    let fd = sys::openat_raw(
+        libc::AT_FDCWD,
+        c.as_ptr(),
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+    );
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: the buffer holds PATH_MAX + 1 bytes.
+    let n = unsafe { sys::fd_path_into(fd, canon.ptr(), PATH_MAX) };
+    sys::close_raw(fd);
+    let Some(n) = n else {
+        return false;
+    };
+    canon.len = n;
+    if canon.abs() == parent {
+        slot.verify();
+        return false;
+    }
+    let Some(rel) = domain_rel(canon.abs(), state::ROOT.get()) else {
+        return false;
+    };
+    if is_state_path(rel) {
+        return false;
+    }
+    canon.append(name)
 }
 
 /// For a directory the shim opened at the in-domain path `lexical` (a miss

@@ -114,7 +114,7 @@ pub fn route(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut PathBuf)
     match resolve(dirfd, p, follow, buf) {
         // A blob of the store reached through an fd the shim did not open.
         _ if buf.in_store => Route::Fail(libc::EPERM),
-        (View::Pass, _) => Route::Real,
+        (View::Pass, _) => leads_in(follow, buf).unwrap_or(Route::Real),
         (View::Disk { rewritten: true }, None) => Route::RealAt,
         (View::Disk { .. }, None) => Route::Real,
         (View::Error(e), Some(_)) if e == libc::ENOENT || e == libc::ENOTDIR => Route::Rift,
@@ -122,6 +122,23 @@ pub fn route(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut PathBuf)
         (_, Some(_)) => Route::Rift,
         (View::Entry { .. }, None) => Route::Real,
     }
+}
+
+/// A change outside the domain whose parent is, canonically, in the
+/// project: routed as its canonical path (see `resolve::outside_leads_in`).
+#[cold]
+#[inline(never)]
+fn leads_in(follow: bool, buf: &mut PathBuf) -> Option<Route> {
+    let mut canon = PathBuf::new();
+    if !crate::resolve::outside_leads_in(buf, &mut canon) {
+        return None;
+    }
+    let route = route(libc::AT_FDCWD, canon.c_ptr(), follow, buf);
+    // The kernel must be given the canonical path too.
+    Some(match route {
+        Route::Real => Route::RealAt,
+        other => other,
+    })
 }
 
 /// The daemon's answer as a libc return value. `Err(PassToLibc)`: call libc.
