@@ -252,7 +252,7 @@ pub fn read_file(
     for _ in 0..40 {
         match lookup(txn, project, &rel)? {
             Node::Entry(_, e) if e.kind == Kind::File => {
-                return Ok(Box::new(cas.open_blob(&e.hash)?))
+                return Ok(Box::new(cas.open_blob_verified(&e.hash, e.size)?))
             }
             Node::Entry(_, e) => {
                 // A symlink: resolve its target against the link's directory.
