@@ -479,6 +479,12 @@ fn answer(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
         return dispatch(rift, caller, req);
     }
     if rift.done_before(req.c, req.op as u8) {
+        // Rare (a daemon died with this request unanswered): worth a line.
+        eprintln!(
+            "vrift daemon: {:?} {} was done by the daemon before (its answer was lost): answered as done",
+            req.op,
+            crate::paths::display(req.path1)
+        );
         if req.op != Op::OpenWrite {
             return (0, 0, 0, Vec::new(), None);
         }
@@ -611,6 +617,7 @@ pub fn start(project: &Project) -> Result<()> {
     // A daemon killed by a signal before it answered (`kill -9`, the OOM
     // killer) says nothing about the next one: started again, a few times.
     // One that exits with an error gave its reason: that is final.
+    // (`Killed` also covers one that exited 0 without answering us.)
     let mut killed = 0;
     loop {
         match spawn_and_wait(project, &exe, &socket, &log_path, &log, log_start)? {
@@ -619,7 +626,7 @@ pub fn start(project: &Project) -> Result<()> {
                 killed += 1;
                 if killed >= START_TRIES {
                     bail!(
-                        "the daemon of {} was killed before answering, {killed} times (last: {status}); see {}",
+                        "the daemon of {} ended before answering, {killed} times (last: {status}); see {}",
                         project.root().display(),
                         log_path.display()
                     );
@@ -675,7 +682,11 @@ fn spawn_and_wait(
             if super::client::ping_socket(socket).is_ok() {
                 return Ok(Started::Answering);
             }
-            if std::os::unix::process::ExitStatusExt::signal(&status).is_some() {
+            // Killed by a signal, or gone without an error: it found
+            // another daemon answering (which has died since) or exited
+            // idle before we asked. Neither says the next one will fail.
+            if status.success() || std::os::unix::process::ExitStatusExt::signal(&status).is_some()
+            {
                 return Ok(Started::Killed(status));
             }
             let why = last_log_line(log_path, log_start)
