@@ -6,7 +6,6 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
@@ -46,7 +45,9 @@ pub fn dispatch(args: &[OsString]) -> Option<std::process::ExitCode> {
 /// Connections to project daemons, through vrift's own client.
 struct Daemons;
 
-struct Conn(UnixStream);
+/// Survives the daemon: a request whose answer a dying daemon took with
+/// it is asked again of the next one (see [`crate::daemon::client::Session`]).
+struct Conn(crate::daemon::client::Session);
 
 fn io_err(e: anyhow::Error) -> io::Error {
     io::Error::other(format!("{e:#}"))
@@ -55,14 +56,14 @@ fn io_err(e: anyhow::Error) -> io::Error {
 impl Connector for Daemons {
     fn connect(&self, root: &Path) -> io::Result<Box<dyn Daemon>> {
         let project = Project::at(root).map_err(io_err)?;
-        let sock = crate::daemon::client::connect_or_start(&project).map_err(io_err)?;
-        Ok(Box::new(Conn(sock)))
+        let session = crate::daemon::client::Session::open(project).map_err(io_err)?;
+        Ok(Box::new(Conn(session)))
     }
 }
 
 impl Daemon for Conn {
     fn call(&mut self, req: &Request<'_>) -> io::Result<Answer> {
-        let a = crate::daemon::client::call(&self.0, req).map_err(io_err)?;
+        let a = self.0.call(req).map_err(io_err)?;
         Ok(Answer {
             errno: a.errno,
             a: a.a,

@@ -254,6 +254,19 @@ pub fn open_content(project: &Project, cas: &crate::cas::Cas, e: &Entry) -> Resu
     }
 }
 
+/// [`open_content`], checked before a byte is read: the blob's size and
+/// BLAKE3 hash against the entry (`vrift cat`, `vrift doctor`).
+pub fn open_content_verified(
+    project: &Project,
+    cas: &crate::cas::Cas,
+    e: &Entry,
+) -> Result<fs::File> {
+    if !cas.has_blob(&e.hash) {
+        open_content(project, cas, e)?; // fetched from a remote, verified
+    }
+    cas.open_blob_verified(&e.hash, e.size)
+}
+
 /// Reads a file of the view, following symlinks inside the view.
 pub fn read_file(
     txn: &ReadTxn<'_>,
@@ -265,7 +278,7 @@ pub fn read_file(
     for _ in 0..40 {
         match lookup(txn, project, &rel)? {
             Node::Entry(_, e) if e.kind == Kind::File => {
-                return Ok(Box::new(open_content(project, cas, &e)?))
+                return Ok(Box::new(open_content_verified(project, cas, &e)?))
             }
             Node::Entry(_, e) => {
                 // A symlink: resolve its target against the link's directory.

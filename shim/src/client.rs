@@ -4,6 +4,14 @@
 //! `MSG_CMSG_CLOEXEC`. If no daemon answers, it is started with the vrift
 //! binary the hot table names, and the request is retried.
 //!
+//! A daemon may die (`kill -9`, the OOM killer) or exit idle with a request
+//! in flight: the connection ends without an answer. The request is then
+//! sent again, to the next daemon (started if need be), with the same
+//! request id: a daemon that finds the id in its predecessor's journal
+//! answers "done" instead of acting twice (see the daemon's journal.rs,
+//! "Request ids"). A daemon that cannot start fails the request at once:
+//! the starter has said why on stderr.
+//!
 //! Only the write side calls this, and the error path of a read whose
 //! blob is missing ([`fetch_blob`]): lookups never talk to the daemon.
 
@@ -161,15 +169,27 @@ fn read_reply(fd: c_int, buf: &mut [u8]) -> Option<(usize, c_int)> {
     }
 }
 
+/// What starting the daemon gave.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// The starter saw the daemon answer.
+    Answering,
+    /// The starter failed (and said why on stderr).
+    Failed,
+    /// The starter ended, its status unknown (SIGCHLD is ignored in this
+    /// process: the kernel reaped it): one connect tells.
+    Unknown,
+}
+
 /// Starts the daemon (`vrift -C <root> daemon start`) and waits for it.
-fn start_daemon() -> bool {
+fn start_daemon() -> Start {
     let Some(table) = state::table() else {
-        return false;
+        return Start::Failed;
     };
     let exe = table.exe_path();
     let root = state::ROOT.get();
     let (Some(exe_c), Some(root_c)) = (sys::CPath::new(exe), sys::CPath::new(root)) else {
-        return false;
+        return Start::Failed;
     };
     let argv: [*const c_char; 6] = [
         exe_c.as_ptr(),
@@ -197,7 +217,7 @@ fn start_daemon() -> bool {
         ) or libc::ENOSYS)
     };
     if r != 0 {
-        return false;
+        return Start::Failed;
     }
     let mut status = 0;
     loop {
@@ -207,13 +227,79 @@ fn start_daemon() -> bool {
             break;
         }
         if errno() != libc::EINTR {
-            // Not ours to reap (SIGCHLD ignored): we cannot know; try to connect.
-            return true;
+            // SIGCHLD ignored: waitpid returned (ECHILD) once the starter
+            // ended, but its status went with it.
+            return Start::Unknown;
         }
     }
     // The starter returns only once the daemon answers, or has said on
     // stderr why it cannot start: retrying the connect then only waits.
-    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        Start::Answering
+    } else {
+        Start::Failed
+    }
+}
+
+/// How often one request may lose its answer (its daemon died) before it
+/// fails; each time it is asked again of the next daemon.
+const MAX_LOST: u32 = 32;
+/// How many daemons one request may start: each start that the starter
+/// saw answer and that then refused us was killed in between.
+const MAX_STARTS: u32 = 32;
+/// Connects refused with EAGAIN (the daemon's listen queue is full: it is
+/// alive and busy) before the request fails, 2 ms apart.
+const MAX_BUSY: u32 = 5000;
+
+/// A fresh request id: 64 random bits (no allocation, no lock), else the
+/// clock mixed with the pid, the thread and a counter; never 0 (0: none).
+fn request_id() -> u64 {
+    static SEQ: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+    let mut v: u64 = 0;
+    // SAFETY: getrandom into our 8-byte local.
+    let got = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_getrandom,
+            &mut v as *mut u64,
+            8usize,
+            libc::GRND_NONBLOCK
+        )
+    };
+    if got != 8 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime into our local.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        // SAFETY: plain syscalls without arguments.
+        let (pid, tid) = unsafe {
+            (
+                crate::raw_syscall!(libc::SYS_getpid) as u64,
+                crate::raw_syscall!(libc::SYS_gettid) as u64,
+            )
+        };
+        v = (ts.tv_sec as u64)
+            .wrapping_mul(1_000_000_007)
+            .wrapping_add(ts.tv_nsec as u64)
+            ^ (pid << 40)
+            ^ (tid << 20)
+            ^ SEQ.fetch_add(1, Ordering::Relaxed);
+        // splitmix64's finaliser spreads the bits.
+        v = (v ^ (v >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        v = (v ^ (v >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        v ^= v >> 31;
+    }
+    v.max(1)
+}
+
+fn nap_2ms() {
+    let ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 2_000_000,
+    };
+    // SAFETY: nanosleep of a valid timespec.
+    unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
 }
 
 /// Why a daemon socket is refused.
@@ -303,22 +389,12 @@ pub fn call(op: Op, a: u64, b: u64, path1: &[u8], path2: &[u8]) -> Answer {
         data_len: 0,
         fd: -1,
     };
-    let Some(table) = state::table() else {
-        return ans;
-    };
-    let mut socket = [0u8; PATH_MAX];
-    let sp = table.socket_path();
-    if sp.is_empty() || sp.len() >= socket.len() {
-        return unreachable(ans);
-    }
-    socket[..sp.len()].copy_from_slice(sp);
-    let socket = &socket[..sp.len()];
     let mut frame = [0u8; MAX_FRAME + 4];
     let req = Request {
         op,
         a,
         b,
-        c: 0,
+        c: request_id(),
         path1,
         path2,
     };
@@ -326,14 +402,30 @@ pub fn call(op: Op, a: u64, b: u64, path1: &[u8], path2: &[u8]) -> Answer {
         ans.errno = libc::ENAMETOOLONG;
         return ans;
     };
-    let dir = match socket.iter().rposition(|&c| c == b'/') {
-        Some(0) => &socket[..1],
-        Some(i) => &socket[..i],
-        None => return unreachable(ans),
-    };
-    let mut fd = -1;
-    let mut started = false;
-    for attempt in 0..3000u32 {
+    let frame = &frame[..n];
+    let mut reply = [0u8; MAX_FRAME + 4];
+    let (mut lost, mut starts, mut busy) = (0u32, 0u32, 0u32);
+    let mut unknown_start = false;
+    loop {
+        // The socket is read from the table at every round: a daemon we
+        // started may listen elsewhere than the one that published the
+        // table (the runtime directory follows the starter's
+        // XDG_RUNTIME_DIR), and its new table names its own socket.
+        let Some(table) = state::table() else {
+            return ans;
+        };
+        let mut socket = [0u8; PATH_MAX];
+        let sp = table.socket_path();
+        if sp.is_empty() || sp.len() >= socket.len() {
+            return unreachable(ans);
+        }
+        socket[..sp.len()].copy_from_slice(sp);
+        let socket = &socket[..sp.len()];
+        let dir = match socket.iter().rposition(|&c| c == b'/') {
+            Some(0) => &socket[..1],
+            Some(i) => &socket[..i],
+            None => return unreachable(ans),
+        };
         // Checked before every connect: the directory may appear (created
         // by the starter) between two attempts.
         let dir_exists = match runtime_dir_ok(dir) {
@@ -346,47 +438,50 @@ pub fn call(op: Op, a: u64, b: u64, path1: &[u8], path2: &[u8]) -> Answer {
             Err(libc::ENOENT)
         };
         match conn {
-            Ok(s) => {
-                if !peer_is_us(s) {
-                    sys::close_raw(s);
+            Ok(fd) => {
+                if !peer_is_us(fd) {
+                    sys::close_raw(fd);
                     return refused(ans, Refusal::Peer, dir, socket);
                 }
-                fd = s;
-                break;
-            }
-            Err(e) if e == libc::ENOENT || e == libc::ECONNREFUSED || e == libc::EAGAIN => {
-                if !started {
-                    started = true;
-                    if !start_daemon() {
-                        break;
-                    }
-                    continue;
-                }
-                // SAFETY: plain sleep.
-                let ts = libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: if attempt < 100 { 2_000_000 } else { 10_000_000 },
+                let got = if write_all(fd, frame) {
+                    read_reply(fd, &mut reply)
+                } else {
+                    None
                 };
-                // SAFETY: nanosleep of a valid timespec.
-                unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
+                sys::close_raw(fd);
+                match got {
+                    Some((len, rfd)) => return decoded(ans, &reply[..len], rfd, fd),
+                    // The daemon ended with our request: ask the next one.
+                    None if lost < MAX_LOST => lost += 1,
+                    None => return unreachable(ans),
+                }
             }
-            Err(_) => break,
+            Err(libc::EAGAIN) if busy < MAX_BUSY => {
+                busy += 1;
+                nap_2ms();
+            }
+            Err(e) if e == libc::ENOENT || e == libc::ECONNREFUSED => {
+                // No daemon listens (none yet, one killed, one exiting
+                // idle that refuses new clients): start one.
+                if unknown_start || starts >= MAX_STARTS {
+                    return unreachable(ans);
+                }
+                starts += 1;
+                match start_daemon() {
+                    Start::Answering => {}
+                    Start::Unknown => unknown_start = true,
+                    Start::Failed => return unreachable(ans),
+                }
+            }
+            Err(_) => return unreachable(ans),
         }
     }
-    if fd < 0 {
-        return unreachable(ans);
-    }
-    let mut reply = [0u8; MAX_FRAME + 4];
-    let got = if write_all(fd, &frame[..n]) {
-        read_reply(fd, &mut reply)
-    } else {
-        None
-    };
-    sys::close_raw(fd);
-    let Some((len, mut rfd)) = got else {
-        return unreachable(ans);
-    };
-    if rfd > fd {
+}
+
+/// The answer in `reply`, with the fd that came with it (`sock`: the
+/// number the socket had, now closed).
+fn decoded(mut ans: Answer, reply: &[u8], mut rfd: c_int, sock: c_int) -> Answer {
+    if rfd > sock {
         // The caller gets the lowest free fd, as open(2) would give (the
         // socket held it while the answer came in).
         // SAFETY: duplicating our fresh fd; the old one is closed after.
@@ -398,7 +493,7 @@ pub fn call(op: Op, a: u64, b: u64, path1: &[u8], path2: &[u8]) -> Answer {
             sys::close_raw(low);
         }
     }
-    match decode_reply(&reply[..len]) {
+    match decode_reply(reply) {
         Ok(r) => {
             ans.errno = r.errno;
             ans.a = r.a;

@@ -143,9 +143,28 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
     if staged {
         fdtable::set_staged(fd, &meta, view_path);
     } else {
+        if sys::fd_size(fd) != Some(header.size) {
+            sys::close_raw(fd);
+            return damaged(view_path);
+        }
         fdtable::set(fd, &meta, view_path);
     }
     fd
+}
+
+/// A blob whose size is not its record's: EIO and one line, never its
+/// bytes. Blobs are never written once sealed, so another size is damage
+/// (truncated, appended to, a copy cut short by a full disk), and reading
+/// it would give wrong bytes without an error. One `fstat` per open is the
+/// whole cost; content changed in place at the same size is not seen here
+/// (that takes hashing the whole file: `vrift cat` and `vrift fsck` do). See
+/// the README, "Security".
+fn damaged(view_path: &[u8]) -> c_int {
+    sys::complain(&[
+        b"vrift: a blob in the store is damaged (its size is not the file's; run `vrift fsck`); EIO for ",
+        view_path,
+    ]);
+    fail(libc::EIO)
 }
 
 /// The shim's fd on `<cas>/blobs` (see [`fdtable::OWN_BLOBS_FD`]), opened
@@ -428,6 +447,16 @@ fn stream_open(
             if !content_path(&header, target, &mut blob) {
                 fail(libc::ENAMETOOLONG);
                 return core::ptr::null_mut();
+            }
+            // Checked before the stream exists (closing one here would go
+            // through our own fclose); see `damaged`.
+            if !header.is_staged() {
+                if let Some(st) = sys::stat_raw(blob.abs()) {
+                    if st.st_size as u64 != header.size {
+                        damaged(buf.abs());
+                        return core::ptr::null_mut();
+                    }
+                }
             }
             let mut f = real(blob.c_ptr());
             // SAFETY: errno is thread-local.

@@ -95,6 +95,15 @@ fn fstatat_raw(path: &[u8], flags: libc::c_int) -> Result<libc::stat, i32> {
     }
 }
 
+/// The size of the file open on `fd` (fstat by a raw syscall).
+pub fn fd_size(fd: i32) -> Option<u64> {
+    // SAFETY: zeroed stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: our fd and buffer.
+    let rc = unsafe { crate::raw_syscall!(libc::SYS_fstat, fd, &mut st as *mut libc::stat) };
+    (rc == 0).then_some(st.st_size as u64)
+}
+
 pub fn openat_raw(dirfd: i32, path: *const libc::c_char, flags: i32, mode: u32) -> i32 {
     // SAFETY: arguments are passed through to the kernel, which validates them.
     unsafe { crate::raw_syscall!(libc::SYS_openat, dirfd, path, flags, mode) as i32 }

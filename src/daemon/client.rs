@@ -28,7 +28,11 @@ pub fn call(sock: &UnixStream, req: &Request<'_>) -> Result<Answer> {
     let n = encode_request(&mut buf, req).context("request too large for the protocol")?;
     send_frame(sock, &buf[..n], None).context("cannot write to the daemon")?;
     let (frame, fd) = recv_frame(sock).context("no answer from the daemon")?;
-    let r = decode_reply(&frame).map_err(|e| anyhow::anyhow!("bad answer from the daemon: {e}"))?;
+    decoded(&frame, fd)
+}
+
+fn decoded(frame: &[u8], fd: Option<OwnedFd>) -> Result<Answer> {
+    let r = decode_reply(frame).map_err(|e| anyhow::anyhow!("bad answer from the daemon: {e}"))?;
     Ok(Answer {
         errno: r.errno,
         a: r.a,
@@ -36,6 +40,89 @@ pub fn call(sock: &UnixStream, req: &Request<'_>) -> Result<Answer> {
         data: r.data.to_vec(),
         fd,
     })
+}
+
+/// How often one request may lose its answer (its daemon died) before it
+/// fails; each time the next daemon is started and asked again.
+const MAX_LOST: u32 = 32;
+
+/// A fresh request id (never 0, which means none).
+fn request_id() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom into our buffer.
+    let got = unsafe { libc::getrandom(b.as_mut_ptr() as *mut libc::c_void, 8, 0) };
+    let v = if got == 8 {
+        u64::from_ne_bytes(b)
+    } else {
+        // Unique enough: the pid, the time and a counter through a hash.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let h = blake3::hash(format!("{}.{t}.{seq}", std::process::id()).as_bytes());
+        u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap_or_default())
+    };
+    v.max(1)
+}
+
+/// Whether an error of the exchange means the daemon went away with the
+/// request (asked again of the next one), not that it answered badly or
+/// is alive but slow (a timeout is never retried: the daemon may still
+/// act on the request, and only a dead daemon's journal is consulted).
+fn lost(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        UnexpectedEof | ConnectionReset | BrokenPipe | ConnectionAborted | NotConnected
+    )
+}
+
+/// A connection to a project's daemon that survives the daemon: a request
+/// whose answer is lost (the daemon was killed, or exited idle) is sent
+/// again, with the same request id, to the next daemon, started if need be
+/// (see journal.rs, "Request ids", for why that is safe).
+pub struct Session {
+    project: Project,
+    sock: Option<UnixStream>,
+}
+
+impl Session {
+    /// Connects, starting the daemon if none runs.
+    pub fn open(project: Project) -> Result<Session> {
+        let sock = connect_or_start(&project)?;
+        Ok(Session {
+            project,
+            sock: Some(sock),
+        })
+    }
+
+    /// Sends `req` (given a request id if it has none) and returns the answer.
+    pub fn call(&mut self, req: &Request<'_>) -> Result<Answer> {
+        let mut req = *req;
+        if req.c == 0 && !matches!(req.op, Op::Ping | Op::Status | Op::Stop) {
+            req.c = request_id();
+        }
+        let mut buf = vec![0u8; MAX_FRAME + 4];
+        let n = encode_request(&mut buf, &req).context("request too large for the protocol")?;
+        let mut tries = 0;
+        loop {
+            let sock = match self.sock.take() {
+                Some(s) => s,
+                None => connect_or_start(&self.project)?,
+            };
+            let got = send_frame(&sock, &buf[..n], None).and_then(|()| recv_frame(&sock));
+            match got {
+                Ok((frame, fd)) => {
+                    self.sock = Some(sock);
+                    return decoded(&frame, fd);
+                }
+                Err(e) if lost(&e) && tries < MAX_LOST => tries += 1,
+                Err(e) => return Err(e).context("no answer from the daemon"),
+            }
+        }
+    }
 }
 
 fn simple(op: Op) -> Request<'static> {

@@ -24,7 +24,7 @@ use vrift_format::{
     FLAG_PHANTOM, FLAG_STAGED, OWNER_INHERIT, STAGING_DIR, WHITEOUT_RECORD,
 };
 
-use super::journal::{self, Change, Journal};
+use super::journal::{self, Change, Done, Journal};
 use super::live::{Identity, LiveTable};
 use crate::cas::Cas;
 use crate::lock::LockMode;
@@ -109,6 +109,13 @@ pub struct Rift {
     /// Changes journaled and not yet committed to the manifest.
     uncommitted: Vec<Change>,
     journal: Journal,
+    /// The request being answered, its changes so far (journaled as one
+    /// entry when it ends, see [`Rift::begin_request`]), and whether its id
+    /// was journaled already (see [`Rift::journal_request_now`]).
+    request: Option<(Done, Vec<Change>, bool)>,
+    /// Requests a daemon before this one journaled: a client whose answer
+    /// was lost asks again with the same id (see journal.rs, "Request ids").
+    carried: HashMap<u64, Done>,
     next_ino: u64,
     ino_end: u64,
     name_prefix: String,
@@ -268,6 +275,16 @@ impl Rift {
     pub fn open(project: Project, cas: Cas, manifest: Manifest, id: Identity) -> Result<Rift> {
         let jpath = journal_path(&project);
         journal::replay(&jpath, &manifest)?;
+        // After the replay the journal holds only request ids.
+        let mut journal = Journal::open(&jpath)?;
+        let now = journal::now_secs();
+        let carried = journal
+            .read_all()?
+            .done
+            .into_iter()
+            .filter(|d| d.young(now))
+            .map(|d| (d.id, d))
+            .collect();
         let view = crate::table::collect(&manifest)?;
         let table = LiveTable::create(&project, &id, &view.records, &view.dir_flags, view.hiding)?;
         let staging_dir = staging_dir(&cas);
@@ -288,7 +305,9 @@ impl Rift {
             staged: HashMap::new(),
             anon: HashMap::new(),
             uncommitted: Vec::new(),
-            journal: Journal::open(&jpath)?,
+            journal,
+            request: None,
+            carried,
             next_ino,
             ino_end: next_ino + (1 << 16),
             name_seq: 0,
@@ -391,7 +410,11 @@ impl Rift {
     // ---- recording changes -------------------------------------------------
 
     fn record(&mut self, changes: Vec<Change>) -> Result<()> {
-        self.journal.append(&changes)?;
+        match &mut self.request {
+            // Journaled when the request ends, all together.
+            Some((_, pending, _)) => pending.extend(changes.iter().cloned()),
+            None => self.journal.append(&changes)?,
+        }
         for c in &changes {
             self.apply_to_table(c)?;
         }
@@ -461,14 +484,79 @@ impl Rift {
     }
 
     /// Commits the journaled changes to the manifest (one transaction).
+    /// Never between a request and its answer (the server commits between
+    /// requests): the journal must hold every request whose answer a
+    /// killed daemon did not send.
     pub fn commit(&mut self) -> Result<()> {
         if self.uncommitted.is_empty() {
             return Ok(());
         }
         journal::apply(&self.manifest, &self.uncommitted)?;
-        self.journal.clear()?;
+        let now = journal::now_secs();
+        self.carried.retain(|_, d| d.young(now));
+        let keep: Vec<Done> = self.carried.values().copied().collect();
+        self.journal.clear_keeping(&keep)?;
         self.uncommitted.clear();
         Ok(())
+    }
+
+    // ---- requests ------------------------------------------------------------
+
+    /// Starts answering request `id` (the client's, never 0): its changes
+    /// are held until [`Rift::end_request`] journals them as one entry with
+    /// the id, so that a daemon killed in between loses all of them or
+    /// none, and the next daemon knows whether it was done.
+    pub fn begin_request(&mut self, id: u64, op: u8) {
+        let done = Done {
+            id,
+            op,
+            at: journal::now_secs(),
+        };
+        self.request = Some((done, Vec::new(), false));
+    }
+
+    /// Journals the request's id (and its changes so far) now, before the
+    /// request acts on the disk (makes or removes a directory): a daemon
+    /// killed right after that act leaves a journal saying the request was
+    /// done, so its retry is answered "done" instead of finding its own
+    /// directory (EEXIST) or its absence (ENOENT). If the act then fails,
+    /// [`Rift::end_request`] journals the id as cancelled.
+    fn journal_request_now(&mut self) -> Result<()> {
+        if let Some((done, pending, early)) = &mut self.request {
+            self.journal.append_request(done, pending)?;
+            pending.clear();
+            *early = true;
+        }
+        Ok(())
+    }
+
+    /// Journals the request begun last. A request that failed is journaled
+    /// without its id (a retry then acts again and answers as it finds the
+    /// rift), or, if its id was journaled early, as cancelled; one that
+    /// succeeded is journaled even without changes (its retry must still be
+    /// answered as done).
+    pub fn end_request(&mut self, ok: bool) -> Result<()> {
+        let Some((done, changes, early)) = self.request.take() else {
+            return Ok(());
+        };
+        if early && !ok {
+            let cancelled = Done {
+                op: journal::CANCELLED,
+                ..done
+            };
+            self.journal.append_request(&cancelled, &changes)
+        } else if ok && (!early || !changes.is_empty()) {
+            self.journal.append_request(&done, &changes)
+        } else if !changes.is_empty() {
+            self.journal.append(&changes)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether request `id` with `op` was done by a daemon before this one.
+    pub fn done_before(&self, id: u64, op: u8) -> bool {
+        self.carried.get(&id).is_some_and(|d| d.op == op)
     }
 
     // ---- the view ------------------------------------------------------------
@@ -1106,15 +1194,25 @@ impl Rift {
             None => {
                 let c = std::ffi::CString::new(path.as_os_str().as_bytes())
                     .map_err(|e| anyhow::anyhow!(e))?;
-                // SAFETY: a valid C string. The daemon's umask is 0: the
-                // client applied its own.
-                if unsafe { libc::mkdir(c.as_ptr(), mode & 0o7777) } != 0 {
-                    return Err(io::Error::last_os_error().into());
-                }
-                if matches!(self.table().lookup(rel), Some(RecordRef::Whiteout)) {
+                // Journaled before the directory is made (see
+                // `journal_request_now`), undone if it cannot be.
+                let whiteout = matches!(self.table().lookup(rel), Some(RecordRef::Whiteout));
+                if whiteout {
                     self.record(vec![Change::Remove(rel.to_vec())])?;
                 }
                 self.set_dir(rel, flags | DIR_CREATED)?;
+                self.journal_request_now()?;
+                // SAFETY: a valid C string. The daemon's umask is 0: the
+                // client applied its own.
+                if unsafe { libc::mkdir(c.as_ptr(), mode & 0o7777) } != 0 {
+                    let e = io::Error::last_os_error();
+                    let mut undo = vec![Change::Dir(rel.to_vec(), flags)];
+                    if whiteout {
+                        undo.push(Change::Set(rel.to_vec(), WHITEOUT_RECORD.to_vec()));
+                    }
+                    self.record(undo)?;
+                    return Err(e.into());
+                }
             }
         }
         Ok(())
@@ -1132,13 +1230,16 @@ impl Rift {
         if !self.is_empty_dir(rel) {
             return posix(libc::ENOTEMPTY);
         }
-        self.remove_dir_in_view(rel)?;
+        self.remove_dir_in_view(rel, true)?;
         Ok(())
     }
 
     /// Removes an empty-in-view directory: from the disk if the rift made it
     /// and nothing physical is left in it, else by a whiteout.
-    fn remove_dir_in_view(&mut self, rel: &[u8]) -> Result<()> {
+    /// `own_request`: the removal is the request itself (rmdir), whose id is
+    /// journaled before the directory goes (not a rename over it, whose
+    /// retry finds the directory gone and simply moves).
+    fn remove_dir_in_view(&mut self, rel: &[u8], own_request: bool) -> Result<()> {
         // The records below (whiteouts of what was deleted) go with it.
         let below: Vec<Vec<u8>> = self.records_under(rel);
         let mut changes: Vec<Change> = below.into_iter().map(Change::Remove).collect();
@@ -1148,6 +1249,13 @@ impl Rift {
             .map(|mut d| d.next().is_none())
             .unwrap_or(false);
         if flags & DIR_CREATED != 0 && physically_empty && self.phantom(rel)?.is_none() {
+            // The id first (see `journal_request_now`): a daemon killed
+            // after the removal and before the changes below leaves a mark
+            // and whiteouts for a directory that is gone, which the view
+            // does not show (directories are physical).
+            if own_request {
+                self.journal_request_now()?;
+            }
             fs::remove_dir(&path).with_context(|| format!("cannot remove {}", path.display()))?;
             changes.push(Change::Dir(rel.to_vec(), 0));
             self.record(changes)?;
@@ -1348,7 +1456,7 @@ impl Rift {
     /// hidden at the old one.
     fn rename_dir(&mut self, old: &[u8], new: &[u8], dst: &Node) -> OpResult<()> {
         if let Node::Dir = dst {
-            self.remove_dir_in_view(new)?;
+            self.remove_dir_in_view(new, false)?;
         }
         // Build the new tree: directories on disk, entries in the rift.
         let mut changes = Vec::new();
@@ -1427,7 +1535,7 @@ impl Rift {
             order.push(d);
         }
         for d in order.iter().rev() {
-            self.remove_dir_in_view(d)?;
+            self.remove_dir_in_view(d, false)?;
         }
         Ok(())
     }

@@ -217,6 +217,9 @@ fn serve(
     let mut last_sweep = Instant::now();
     let mut reseal: Vec<Reseal> = Vec::new();
     let mut next_id = 0u64;
+    // Idle and on the way out: no new client is let in, those already in
+    // the listen queue are still answered (see below).
+    let mut draining = false;
     loop {
         if STOP.load(Ordering::Acquire) {
             finish_fetches(fetcher, &mut conns);
@@ -224,7 +227,9 @@ fn serve(
         }
         let mut fds = vec![
             libc::pollfd {
-                fd: listener.as_raw_fd(),
+                // A shut-down listener polls readable for ever: accepted
+                // from below without asking poll.
+                fd: if draining { -1 } else { listener.as_raw_fd() },
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -264,6 +269,15 @@ fn serve(
             Some(due) => timeout.min(due.saturating_duration_since(Instant::now())),
             None => timeout,
         };
+        // Draining with no client: accept the queued ones (below) at once.
+        // Else wake when the idle time is up, not at the next sweep.
+        let timeout = if draining && conns.is_empty() {
+            Duration::ZERO
+        } else if conns.is_empty() && rift.staged_count() == 0 {
+            timeout.min(idle.saturating_sub(last_activity.elapsed()))
+        } else {
+            timeout
+        };
         // SAFETY: fds is a live array of pollfd.
         let n = unsafe {
             libc::poll(
@@ -275,7 +289,7 @@ fn serve(
         if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             bail!("poll: {}", io::Error::last_os_error());
         }
-        if fds[0].revents & libc::POLLIN != 0 {
+        if draining || fds[0].revents & libc::POLLIN != 0 {
             loop {
                 match listener.accept() {
                     Ok((sock, _)) => {
@@ -408,8 +422,26 @@ fn serve(
                 eprintln!("vrift daemon: cannot rebuild the hot table: {e:#}");
             }
         }
-        if conns.is_empty() && rift.staged_count() == 0 && last_activity.elapsed() >= idle {
+        if draining && conns.is_empty() {
+            // The accept loop above found the listen queue empty, and
+            // nothing joins it once shut down. Files still staged are
+            // picked up by the next daemon.
             return Ok(());
+        }
+        if !draining
+            && conns.is_empty()
+            && rift.staged_count() == 0
+            && last_activity.elapsed() >= idle
+        {
+            // A client may be connecting right now. Closing the listener
+            // would reset those already queued (their requests sent, never
+            // read: EIO in a build). Shut it down instead: from here a
+            // connect is refused (its client starts the next daemon, which
+            // waits for our lock), while the queued ones are still
+            // accepted and answered before we exit.
+            // SAFETY: shutdown of our own listening socket.
+            unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RD) };
+            draining = true;
         }
     }
 }
@@ -483,7 +515,7 @@ fn handle_frames(
             }
         }
         let caller = Caller { uid: conn.uid };
-        let ans = dispatch(rift, caller, &req);
+        let ans = answer_once(rift, caller, &req);
         let errno = ans.0;
         if !answer(conn, req.op, ans) {
             return false;
@@ -517,6 +549,69 @@ fn answer(conn: &Conn, op: Op, (errno, a, b, data, fd): Answer) -> bool {
     let sent = send_frame(&conn.sock, &out[..n], fd.as_ref().map(|f| f.as_raw_fd()));
     let _ = conn.sock.set_nonblocking(true);
     sent.is_ok()
+}
+
+/// Whether a request carries an id its retry is recognised by: a change to
+/// the rift whose second run could answer differently from its first (see
+/// journal.rs, "Request ids"). Not `Seal` (asking again seals nothing new
+/// and must return the hash) nor an `O_TMPFILE` open (nothing to find again:
+/// its retry makes another anonymous file).
+fn tracked(req: &Request<'_>) -> bool {
+    let tmpfile = req.op == Op::OpenWrite && (req.a as i32) & libc::O_TMPFILE == libc::O_TMPFILE;
+    req.c != 0
+        && !tmpfile
+        && !matches!(
+            req.op,
+            Op::Ping | Op::Status | Op::Stop | Op::Seal | Op::FetchBlob
+        )
+}
+
+/// Answers a request, once: a retry of one that a killed daemon journaled
+/// (its answer lost) is answered as done instead of being done again.
+fn answer_once(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
+    if !tracked(req) {
+        return dispatch(rift, caller, req);
+    }
+    if rift.done_before(req.c, req.op as u8) {
+        // Rare (a daemon died with this request unanswered): worth a line.
+        eprintln!(
+            "vrift daemon: {:?} {} was done by the daemon before (its answer was lost): answered as done",
+            req.op,
+            crate::paths::display(req.path1)
+        );
+        if req.op != Op::OpenWrite {
+            return (0, 0, 0, Vec::new(), None);
+        }
+        // The file was created (O_EXCL honoured then); the client still
+        // needs an fd on it. Opening it again without O_EXCL gives that fd
+        // and the entry's own inode and mode.
+        let again = Request {
+            a: (req.a as i32 & !libc::O_EXCL) as u32 as u64,
+            ..*req
+        };
+        rift.begin_request(req.c, req.op as u8);
+        let ans = dispatch(rift, caller, &again);
+        return end(rift, req, ans);
+    }
+    rift.begin_request(req.c, req.op as u8);
+    let ans = dispatch(rift, caller, req);
+    end(rift, req, ans)
+}
+
+/// Journals the request (before its answer leaves): a journal that cannot
+/// be written fails the request.
+fn end(rift: &mut Rift, req: &Request<'_>, ans: Answer) -> Answer {
+    match rift.end_request(ans.0 == 0) {
+        Ok(()) => ans,
+        Err(e) => {
+            eprintln!(
+                "vrift daemon: {:?} {}: {e:#}",
+                req.op,
+                crate::paths::display(req.path1)
+            );
+            (libc::EIO, 0, 0, format!("{e:#}").into_bytes(), None)
+        }
+    }
 }
 
 fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
@@ -609,6 +704,51 @@ pub fn start(project: &Project) -> Result<()> {
     // Where this daemon's own lines start (the log is appended to).
     let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
     let exe = std::env::current_exe().context("cannot find the vrift binary")?;
+    // A starter run by a process that ignores SIGCHLD inherits that: the
+    // kernel would reap the daemon that failed, and we could not see it
+    // exit (try_wait: ECHILD) until the 30 s deadline. We are a process of
+    // our own: take the default back.
+    // SAFETY: setting a standard disposition; no handler runs.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+    // A daemon killed by a signal before it answered (`kill -9`, the OOM
+    // killer) says nothing about the next one: started again, a few times.
+    // One that exits with an error gave its reason: that is final.
+    // (`Killed` also covers one that exited 0 without answering us.)
+    let mut killed = 0;
+    loop {
+        match spawn_and_wait(project, &exe, &socket, &log_path, &log, log_start)? {
+            Started::Answering => return Ok(()),
+            Started::Killed(status) => {
+                killed += 1;
+                if killed >= START_TRIES {
+                    bail!(
+                        "the daemon of {} ended before answering, {killed} times (last: {status}); see {}",
+                        project.root().display(),
+                        log_path.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Starts of a daemon killed before it answered, before the starter gives up.
+const START_TRIES: u32 = 5;
+
+enum Started {
+    Answering,
+    Killed(std::process::ExitStatus),
+}
+
+fn spawn_and_wait(
+    project: &Project,
+    exe: &std::path::Path,
+    socket: &std::path::Path,
+    log_path: &std::path::Path,
+    log: &std::fs::File,
+    log_start: u64,
+) -> Result<Started> {
+    let log = log.try_clone()?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("-C")
         .arg(project.root())
@@ -628,17 +768,24 @@ pub fn start(project: &Project) -> Result<()> {
     let mut child = cmd.spawn().context("cannot start the daemon")?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if super::client::ping_socket(&socket).is_ok() {
+        if super::client::ping_socket(socket).is_ok() {
             // Reaped by init once we exit; we do not wait for it.
             std::mem::forget(child);
-            return Ok(());
+            return Ok(Started::Answering);
         }
         if let Ok(Some(status)) = child.try_wait() {
             // It may have lost a start race to another daemon that answers now.
-            if super::client::ping_socket(&socket).is_ok() {
-                return Ok(());
+            if super::client::ping_socket(socket).is_ok() {
+                return Ok(Started::Answering);
             }
-            let why = last_log_line(&log_path, log_start)
+            // Killed by a signal, or gone without an error: it found
+            // another daemon answering (which has died since) or exited
+            // idle before we asked. Neither says the next one will fail.
+            if status.success() || std::os::unix::process::ExitStatusExt::signal(&status).is_some()
+            {
+                return Ok(Started::Killed(status));
+            }
+            let why = last_log_line(log_path, log_start)
                 .map(|l| format!(": {l}"))
                 .unwrap_or_default();
             bail!(

@@ -16,6 +16,12 @@
 //! paths (relative to the project root), already resolved by the client.
 //! An `OpenWrite` reply carries the opened file descriptor (SCM_RIGHTS).
 //!
+//! `c` of a request that changes the rift is its request id: random, never
+//! 0 (0: none), the same when a client asks again after its daemon died
+//! without answering. A daemon that finds the id journaled by the one
+//! before answers it as done instead of acting twice (the daemon's
+//! journal.rs, "Request ids").
+//!
 //! | op | a | b | c | path1 | path2 | reply a / b / data |
 //! |---|---|---|---|---|---|---|
 //! | OpenWrite | open flags | mode (umask applied) | | path | | ino / mode / staging name |
