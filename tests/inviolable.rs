@@ -291,3 +291,32 @@ fn changes_through_a_symlink_from_outside_land_in_the_rift() {
         0o644
     );
 }
+
+/// Symlinks that lead out of the project write where they lead, as on
+/// disk: a physical one (`physout -> /elsewhere`) and one made in the view;
+/// a physical symlink to a directory inside the project writes the rift.
+#[test]
+fn symlinks_leading_out_of_the_project_write_where_they_lead() {
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("proj");
+    let out1 = sb.mkdir("elsewhere");
+    let out2 = sb.mkdir("elsewhere2");
+    std::os::unix::fs::symlink(&out1, root.join("physout")).unwrap();
+    fs::create_dir(root.join("real")).unwrap();
+    std::os::unix::fs::symlink("real", root.join("inlink")).unwrap();
+    sb.ok(&root, &["init"]);
+    let before = disk_files(&root);
+    let script = format!(
+        "echo x > physout/f && mkdir physout/d && ln -s '{}' rl_abs && echo y > rl_abs/g && \
+         mkdir rl_abs/dd && echo z > inlink/h && cat real/h",
+        out2.display()
+    );
+    assert_eq!(sb.ok_in_view(&root, &script), "z\n");
+    assert_eq!(fs::read_to_string(out1.join("f")).unwrap(), "x\n");
+    assert!(out1.join("d").is_dir());
+    assert_eq!(fs::read_to_string(out2.join("g")).unwrap(), "y\n");
+    assert!(out2.join("dd").is_dir());
+    assert_eq!(disk_files(&root), before, "the project's disk changed");
+    assert_eq!(sb.ok(&root, &["cat", "real/h"]), "z\n");
+}

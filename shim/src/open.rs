@@ -37,10 +37,23 @@ fn write_open(
     flags: c_int,
     mode: c_uint,
 ) -> c_int {
+    if let Some(fd) = open_elsewhere(buf, flags, mode) {
+        return fd;
+    }
     match crate::write::open_write(buf, flags, mode) {
         Ok(fd) => fd,
         Err(PassToLibc) => real_open(which, dirfd, path, flags, mode),
     }
+}
+
+/// A write-open in the domain whose parent is, canonically, elsewhere (a
+/// physical symlink on the way): opened as its canonical path.
+#[cold]
+#[inline(never)]
+fn open_elsewhere(buf: &PathBuf, flags: c_int, mode: c_uint) -> Option<c_int> {
+    let mut canon = PathBuf::new();
+    crate::resolve::parent_elsewhere(buf, &mut canon)
+        .then(|| vrift_openat(libc::AT_FDCWD, canon.c_ptr(), flags, mode, W_OPENAT))
 }
 
 fn real_open(which: c_int, dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
@@ -267,7 +280,7 @@ pub extern "C" fn vrift_openat(
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();
     let mut buf = PathBuf::new();
     let follow = flags & libc::O_NOFOLLOW == 0;
-    let (view, _) = resolve(dirfd, p, follow, &mut buf);
+    let (view, table) = resolve(dirfd, p, follow, &mut buf);
     match view {
         // A blob of the store reached through an fd the shim did not open
         // (`/proc/self/fd/N`): read, never written.
@@ -283,6 +296,13 @@ pub extern "C" fn vrift_openat(
         },
         View::Pass => {
             let fd = real_open(which, dirfd, path, flags, mode);
+            remember(fd, flags, &buf);
+            fd
+        }
+        // A rift symlink led out of the project: the kernel opens where it
+        // leads.
+        View::Disk { rewritten: true } if table.is_none() => {
+            let fd = real_open(W_OPENAT, libc::AT_FDCWD, buf.c_ptr(), flags, mode);
             remember(fd, flags, &buf);
             fd
         }

@@ -657,6 +657,57 @@ fn readlink_byte(scratch: &mut PathBuf) -> Result<(), i32> {
     }
 }
 
+/// Parent directories a change was made in that are their own canonical
+/// path (no physical symlink on the way): direct-mapped by path hash, as
+/// [`VERIFIED`] (which also holds directories that lead out).
+static CANONICAL: [core::sync::atomic::AtomicU64; 256] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; 256];
+
+/// For a change of the in-domain path `buf` (which the daemon is about to
+/// make in the rift): if a *physical* symlink on the way leads elsewhere —
+/// out of the project (`physout -> /elsewhere`: the change is the outside
+/// file's, as on disk) or to another place in it — writes the canonical
+/// path into `canon` and returns true. One O_PATH open and a /proc
+/// readlink the first time a parent directory is changed in, none after.
+#[cold]
+#[inline(never)]
+pub fn parent_elsewhere(buf: &PathBuf, canon: &mut PathBuf) -> bool {
+    let abs = buf.abs();
+    let Some(cut) = abs.iter().rposition(|&c| c == b'/') else {
+        return false;
+    };
+    let (parent, name) = (&abs[..cut.max(1)], &abs[cut + 1..]);
+    let key = vrift_format::table::path_hash(parent);
+    let slot = &CANONICAL[(key & 255) as usize];
+    if slot.load(core::sync::atomic::Ordering::Relaxed) == key {
+        return false;
+    }
+    let Some(c) = sys::CPath::new(parent) else {
+        return false;
+    };
+    let fd = sys::openat_raw(
+        libc::AT_FDCWD,
+        c.as_ptr(),
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+    );
+    if fd < 0 {
+        return false; // the daemon answers for a missing parent
+    }
+    // SAFETY: the buffer holds PATH_MAX + 1 bytes.
+    let n = unsafe { sys::fd_path_into(fd, canon.ptr(), PATH_MAX) };
+    sys::close_raw(fd);
+    let Some(n) = n else {
+        return false;
+    };
+    canon.len = n;
+    if canon.abs() == parent {
+        slot.store(key, core::sync::atomic::Ordering::Relaxed);
+        return false;
+    }
+    canon.append(name)
+}
+
 /// For a path outside the domain that is about to be *changed* (a write,
 /// an unlink, a rename…): if its parent directory is, canonically, inside
 /// the project (`/tmp/link -> project`, then `rm /tmp/link/src/a.c`),

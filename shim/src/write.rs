@@ -117,11 +117,29 @@ pub fn route(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut PathBuf)
         (View::Pass, _) => leads_in(follow, buf).unwrap_or(Route::Real),
         (View::Disk { rewritten: true }, None) => Route::RealAt,
         (View::Disk { .. }, None) => Route::Real,
-        (View::Error(e), Some(_)) if e == libc::ENOENT || e == libc::ENOTDIR => Route::Rift,
+        (View::Error(e), Some(_)) if e == libc::ENOENT || e == libc::ENOTDIR => {
+            elsewhere(follow, buf).unwrap_or(Route::Rift)
+        }
         (View::Error(e), _) => Route::Fail(e),
-        (_, Some(_)) => Route::Rift,
+        (_, Some(_)) => elsewhere(follow, buf).unwrap_or(Route::Rift),
         (View::Entry { .. }, None) => Route::Real,
     }
+}
+
+/// A change in the domain whose parent is, canonically, somewhere else (a
+/// physical symlink on the way): routed as its canonical path (see
+/// `resolve::parent_elsewhere`).
+#[cold]
+#[inline(never)]
+fn elsewhere(follow: bool, buf: &mut PathBuf) -> Option<Route> {
+    let mut canon = PathBuf::new();
+    if !crate::resolve::parent_elsewhere(buf, &mut canon) {
+        return None;
+    }
+    Some(match route(libc::AT_FDCWD, canon.c_ptr(), follow, buf) {
+        Route::Real => Route::RealAt,
+        other => other,
+    })
 }
 
 /// A change outside the domain whose parent is, canonically, in the
