@@ -175,6 +175,37 @@ impl Cas {
         self.root.join("projects")
     }
 
+    /// Where inceptions load the view library from: a copy per content
+    /// (see [`Cas::pin_library`]).
+    pub fn lib_dir(&self) -> PathBuf {
+        self.root.join("lib")
+    }
+
+    /// A copy of the library at `lib`, named by its content, that no
+    /// upgrade or rebuild of the installed one removes or changes while
+    /// processes of an inception still start (the dynamic loader would
+    /// skip a missing LD_PRELOAD with a warning, and the process would run
+    /// against the disk). Made once per content (write aside, rename).
+    pub fn pin_library(&self, lib: &Path) -> Result<PathBuf> {
+        let bytes = fs::read(lib).with_context(|| format!("cannot read {}", lib.display()))?;
+        let hash = blake3::hash(&bytes).to_hex();
+        let dir = self.lib_dir();
+        let pinned = dir.join(format!("libvrift_shim-{}.so", &hash[..32]));
+        if pinned.is_file() {
+            return Ok(pinned);
+        }
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let tmp = self.tmp_path("lib");
+        if let Some(parent) = tmp.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o555))?;
+        fs::rename(&tmp, &pinned)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), pinned.display()))?;
+        Ok(pinned)
+    }
+
     /// The path a blob has (or would have).
     pub fn blob_path(&self, hash: &ContentHash) -> PathBuf {
         let mut rel = [0u8; BLOB_REL_PATH_LEN];

@@ -322,3 +322,50 @@ int main(int argc, char **argv) {
         "own fd>2=1 cloexec=1\nafter close loop same=1\nafter dup2 same=1\n"
     );
 }
+
+/// An inception preloads a copy of the library named by its content in the
+/// store: removing (or rebuilding) the installed library while it runs
+/// leaves every process started afterwards in the view, where the dynamic
+/// loader would otherwise skip the missing LD_PRELOAD with a warning and
+/// the process would write the disk.
+#[test]
+fn removing_the_installed_library_mid_inception_keeps_new_processes_in_the_view() {
+    let built = build_shim();
+    let sb = Sandbox::new();
+    let lib_dir = sb.mkdir("installed");
+    let lib = lib_dir.join("libvrift_shim.so");
+    fs::copy(&built, &lib).unwrap();
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    let started = sb.path().join("started");
+    let go = sb.path().join("go");
+    let script = format!(
+        "touch '{s}'; while [ ! -e '{g}' ]; do sleep 0.05; done; sh -c 'echo x > after.txt'; cat after.txt",
+        s = started.display(),
+        g = go.display()
+    );
+    let child = sb
+        .cmd(&root, &["run", "--", "sh", "-c", &script])
+        .env("VRIFT_SHIM_PATH", &lib)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..600 {
+        if started.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(started.exists(), "the inception did not start");
+    fs::remove_file(&lib).unwrap();
+    fs::write(&go, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "x\n", "{err}");
+    assert!(!err.contains("cannot be preloaded"), "{err}");
+    assert!(
+        !root.join("after.txt").exists(),
+        "after.txt reached the disk"
+    );
+}

@@ -46,7 +46,7 @@ pub fn wake(shell: Option<Shell>) -> Result<Outcome> {
 
 pub fn hook(shell: Shell) -> Result<Outcome> {
     let exe = std::env::current_exe().context("cannot locate the vrift binary")?;
-    let shim = crate::inception::env::shim_path().ok();
+    let shim = crate::inception::env::pinned_shim_path().ok();
     emit(&shell.syntax().hook(&exe, shim.as_deref()))?;
     Ok(Outcome::Ok)
 }

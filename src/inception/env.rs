@@ -39,6 +39,16 @@ pub fn shim_path() -> Result<PathBuf> {
     )
 }
 
+/// The library an inception preloads: a copy of [`shim_path`]'s named by
+/// its content in the user's store (`$VR_THE_SOURCE` or the XDG default,
+/// whatever a project's own store), so that the shell hook and every
+/// inception name the same file, and no upgrade or rebuild of the
+/// installed library takes it from processes still starting.
+pub fn pinned_shim_path() -> Result<PathBuf> {
+    let cas = crate::cas::Cas::open(&crate::cas::resolve_root(None)?)?;
+    cas.pin_library(&shim_path()?)
+}
+
 /// What an inception of one project needs, resolved once.
 #[derive(Clone, Debug)]
 pub struct InceptionEnv {
@@ -51,7 +61,7 @@ pub struct InceptionEnv {
 /// Finds the shim, finishes an interrupted ingest and makes sure the hot
 /// table the shim reads is published for `project`.
 pub fn prepare(project: &Project) -> Result<InceptionEnv> {
-    let shim = shim_path()?;
+    let shim = pinned_shim_path()?;
     let cas = project.cas()?;
     // Every command that changes the view republishes the table; only a
     // missing or foreign one needs the manifest (its lock, its fsyncs) here.
