@@ -428,7 +428,17 @@ fn entry_of(local: c_int, task_fd: c_int, out: &mut [u8; PATH_MAX + 1]) -> bool 
     true
 }
 
+/// Whether any entry handed out is the task's fd number `fd`: if not,
+/// `fstat` and its kin go back to the kernel without a look at the fd (Go
+/// stats every file it opens).
+fn maybe_entry(task_fd: c_int) -> bool {
+    ring().slots.iter().any(|e| e.len > 0 && e.fd == task_fd)
+}
+
 fn fstat(task: &mut Task, fd: c_int, out: u64) -> Result<Reply, c_int> {
+    if !maybe_entry(fd) {
+        return Ok(Reply::Continue);
+    }
     let local = task.fd(fd)?;
     let mut path = [0u8; PATH_MAX + 1];
     if !entry_of(local, fd, &mut path) || task_is_vrift() {
@@ -459,11 +469,17 @@ fn write_struct<T>(task: &Task, addr: u64, v: &T) -> Result<Reply, c_int> {
 
 // ---- stat, access, readlink -------------------------------------------------------------
 
+/// Whether the string at `addr` is empty (an `AT_EMPTY_PATH` call on an fd).
+fn empty_at(task: &Task, addr: u64) -> bool {
+    let mut first = [1u8; 1];
+    task.read(addr, &mut first).is_ok() && first[0] == 0
+}
+
 fn stat(task: &mut Task, dirfd: c_int, addr: u64, out: u64, flags: c_int) -> Result<Reply, c_int> {
-    let arg = read_path(task, dirfd, addr)?;
-    if arg.len == 0 && flags & libc::AT_EMPTY_PATH != 0 {
+    if flags & libc::AT_EMPTY_PATH != 0 && empty_at(task, addr) {
         return fstat(task, dirfd, out);
     }
+    let arg = read_path(task, dirfd, addr)?;
     if kernel_reads(&arg, flags & NOFOLLOW == 0) {
         return Ok(Reply::Continue);
     }
@@ -477,9 +493,13 @@ fn stat(task: &mut Task, dirfd: c_int, addr: u64, out: u64, flags: c_int) -> Res
 
 fn statx(task: &mut Task, a: [u64; 6]) -> Result<Reply, c_int> {
     let (dirfd, flags, mask, out) = (a[0] as c_int, a[2] as c_int, a[3] as c_uint, a[4]);
+    let empty = flags & libc::AT_EMPTY_PATH != 0 && empty_at(task, a[1]);
+    if empty && !maybe_entry(dirfd) {
+        return Ok(Reply::Continue);
+    }
     let arg = read_path(task, dirfd, a[1])?;
     let mut stx = core::mem::MaybeUninit::<libc::statx>::zeroed();
-    let r = if arg.len == 0 && flags & libc::AT_EMPTY_PATH != 0 {
+    let r = if empty {
         let local = task.fd(dirfd)?;
         let mut path = [0u8; PATH_MAX + 1];
         if !entry_of(local, dirfd, &mut path) {
