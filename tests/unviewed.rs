@@ -310,3 +310,39 @@ fn a_daemon_started_under_the_filter_is_left_to_the_kernel() {
     assert!(!root.join("d/g").exists());
     sb.ok(&root, &["daemon", "stop"]);
 }
+
+/// A program under the supervisor that execs a file the view changed
+/// cannot be given the view's file (its path argument cannot be changed
+/// from outside): it gets EACCES and one line, never the stale copy the
+/// disk holds under that name.
+#[test]
+fn a_supervised_program_never_execs_the_disks_stale_copy() {
+    if !has_cc() || !can_link_static() {
+        skip("no C compiler that links statically");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let launcher = static_binary(
+        &sb,
+        "launcher",
+        "#include <stdio.h>\n#include <unistd.h>\n\
+         int main(int c, char **v) { execv(v[1], v + 1); perror(v[1]); return 127; }\n",
+    )
+    .unwrap();
+    let root = sb.mkdir("p");
+    fs::write(root.join("prog"), "#!/bin/sh\necho disk\n").unwrap();
+    Command::new("chmod")
+        .args(["755", root.join("prog").to_str().unwrap()])
+        .status()
+        .unwrap();
+    sb.ok(&root, &["init"]);
+    let script = format!(
+        "printf '#!/bin/sh\\necho view\\n' > prog && ./prog && {} ./prog",
+        launcher.display()
+    );
+    let (code, out, err) = in_view(&sb, &root, &script);
+    assert_eq!((code, out.as_str()), (127, "view\n"), "{err}");
+    assert!(err.contains("which only the view holds"), "{err}");
+    assert_eq!(err.matches("vrift:").count(), 1, "{err}");
+}
