@@ -778,9 +778,12 @@ impl Machine {
         cmd.output().unwrap()
     }
 
-    /// A machine that pulled `built` from `b` without --eager and restored it.
+    /// A machine that pulled `built` from `b` without --eager and restored
+    /// it; its daemon fetches only what is read (no fetching ahead), so the
+    /// tests can count.
     fn lazy(b: &Backend) -> Machine {
-        let m = Machine::new(b);
+        let mut m = Machine::new(b);
+        m.env.push(("VRIFT_FETCH_AHEAD".into(), "0".into()));
         let out = m.ok(&["pull", "built"]);
         assert!(out.contains("only on the remote"), "{out}");
         m.ok(&["snapshot", "restore", "built"]);
@@ -1012,4 +1015,51 @@ fn webdav_on_demand_server_gone_then_back() {
         lines.len() == 1 && lines[0].contains("no remote is configured"),
         "{lines:?}"
     );
+}
+
+/// Fetching ahead: a read that fetches a blob on demand makes the daemon
+/// fetch the blobs of the file's neighbours too (the other files of its
+/// directory, the files of the same name in the sibling directories), in
+/// the background, and nothing else.
+#[test]
+fn file_remote_fetches_neighbours_ahead() {
+    let b = file_backend();
+    build_shim();
+    let a = Machine::new(&b);
+    let tree = "mkdir -p pkgs/a pkgs/b pkgs/c/lib far \
+        && for p in a b c; do echo \"{\\\"name\\\": \\\"$p\\\"}\" > pkgs/$p/package.json; \
+           echo \"module $p\" > pkgs/$p/index.js; done \
+        && echo 'deep' > pkgs/c/lib/deep.js && echo 'far away' > far/other.txt";
+    a.ok(&["run", "--", "sh", "-c", tree]);
+    a.ok(&["snapshot", "save", "built", "--push"]);
+    let bm = Machine::new(&b);
+    bm.ok(&["pull", "built"]);
+    bm.ok(&["snapshot", "restore", "built"]);
+    assert_eq!(bm.sb.blob_count(), 0);
+    assert_eq!(
+        bm.ok(&["run", "--", "cat", "pkgs/a/package.json"]),
+        "{\"name\": \"a\"}\n"
+    );
+    // pkgs/a/index.js (a sibling), pkgs/{b,c}/package.json (cousins), and
+    // the one read: 4 blobs, fetched in the background. Waiting for them is
+    // not a timing assertion: the count is what is checked.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bm.sb.blob_count() < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(bm.sb.blob_count(), 4, "the read one and its neighbours");
+    // Their reads need no fetch now: with the remote gone they still work;
+    // a file outside the neighbourhood was not fetched and fails.
+    fs::rename(
+        b.disk.as_ref().unwrap(),
+        b.disk.as_ref().unwrap().with_extension("gone"),
+    )
+    .unwrap();
+    assert_eq!(
+        bm.ok(&["run", "--", "cat", "pkgs/c/package.json", "pkgs/a/index.js"]),
+        "{\"name\": \"c\"}\nmodule a\n"
+    );
+    let out = bm.run(&["run", "--", "cat", "far/other.txt"]);
+    assert!(!out.status.success(), "far/other.txt was fetched ahead");
+    assert_eq!(bm.sb.blob_count(), 4);
 }
