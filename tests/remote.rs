@@ -1063,3 +1063,88 @@ fn file_remote_fetches_neighbours_ahead() {
     assert!(!out.status.success(), "far/other.txt was fetched ahead");
     assert_eq!(bm.sb.blob_count(), 4);
 }
+
+/// A machine's signing key: generated under its HOME, 0600; the public key
+/// is the last line `key generate` prints.
+fn generate_key(m: &Machine, name: &str) -> String {
+    let out = m.ok(&["remote", "key", "generate", "--name", name]);
+    let key = m.sb.home().join(".config/vrift/signing-key");
+    let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the secret key is private");
+    let public = out.trim_end().lines().last().unwrap().to_string();
+    assert!(public.starts_with(&format!("{name}:")), "{out}");
+    assert_eq!(m.ok(&["remote", "key", "public"]).trim_end(), public);
+    public
+}
+
+/// Signed refs: a push with a key signs; a remote with `trusted-keys`
+/// accepts a ref signed by one of them, and refuses — one line — a
+/// tampered ref, a ref replayed under another name, an unsigned ref and a
+/// ref signed by another key; a remote without keys accepts all of them.
+#[test]
+fn file_remote_signed_refs() {
+    let b = file_backend();
+    build_shim();
+    let disk = b.disk.clone().unwrap();
+    let a = Machine::new(&b);
+    let public = generate_key(&a, "a-1");
+    a.ok(&["run", "--", "sh", "-c", BUILD]);
+    a.ok(&["snapshot", "save", "built"]);
+    let out = a.ok(&["push", "built"]);
+    assert!(out.contains("(signed by a-1)"), "{out}");
+    let ref_path = disk.join("refs/p/built");
+    let signed = fs::read_to_string(&ref_path).unwrap();
+    assert!(
+        signed.lines().nth(1).unwrap().starts_with("Sig: a-1:"),
+        "{signed}"
+    );
+    // A second push of the same signed snapshot changes nothing.
+    let out = a.ok(&["push", "built"]);
+    assert!(out.contains("up to date"), "{out}");
+
+    let bm = Machine::new(&b);
+    bm.ok(&["remote", "add", "signed", &b.url, "--trusted-key", &public]);
+    let config = fs::read_to_string(bm.root.join(".vrift/config.toml")).unwrap();
+    assert!(config.contains("trusted-keys"), "{config}");
+    bm.ok(&["pull", "built", "--remote", "signed", "--eager"]);
+    bm.ok(&["snapshot", "restore", "built"]);
+    assert_eq!(bm.cat("out/big.bin"), a.cat("out/big.bin"));
+
+    let refused = |snapshot: &str, why: &str| {
+        let err = bm.fails(&["pull", snapshot, "--remote", "signed"]);
+        assert!(err.contains("refused") && err.contains(why), "{err}");
+        assert!(err.contains(&format!("refs/p/{snapshot}")), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        let list = bm.ok(&["snapshot", "list"]);
+        assert!(!list.contains(snapshot), "{list}");
+    };
+    // Tampered: the ref points at another snapshot's bundle, the signature kept.
+    a.ok(&["run", "--", "sh", "-c", "echo changed > out/result.txt"]);
+    a.ok(&["snapshot", "save", "other", "--push"]);
+    let other = fs::read_to_string(disk.join("refs/p/other")).unwrap();
+    let tampered = signed.replacen(&signed[..64], &other[..64], 1);
+    fs::write(disk.join("refs/p/tampered"), &tampered).unwrap();
+    refused("tampered", "does not verify");
+    // Replayed: a validly signed ref copied under another name.
+    fs::write(disk.join("refs/p/replayed"), &other).unwrap();
+    refused("replayed", "does not verify");
+    // Unsigned: pushed by a machine without a key.
+    let c = Machine::new(&b);
+    c.ok(&["run", "--", "sh", "-c", BUILD]);
+    c.ok(&["snapshot", "save", "unsigned"]);
+    let out = c.ok(&["push", "unsigned"]);
+    assert!(!out.contains("signed by"), "{out}");
+    refused("unsigned", "not signed");
+    // Signed by a key the remote does not trust.
+    generate_key(&c, "c-1");
+    c.ok(&["snapshot", "save", "by-c"]);
+    c.ok(&["push", "by-c"]);
+    refused("by-c", "signed by c-1 only");
+    // The same remote without trusted keys takes them all.
+    for s in ["unsigned", "by-c", "tampered"] {
+        bm.ok(&["pull", s, "--remote", "team"]);
+    }
+    // A key that is not NAME:BASE64 of 32 bytes is refused when added.
+    let err = bm.fails(&["remote", "add", "bad", &b.url, "--trusted-key", "a-1:AAAA"]);
+    assert!(err.contains("32 bytes"), "{err}");
+}

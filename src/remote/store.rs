@@ -4,7 +4,8 @@
 //! ```text
 //! <prefix>/blobs/ab/abcd…            a blob, named by the BLAKE3 of its bytes
 //!                                    (snapshot bundles are blobs too)
-//! <prefix>/refs/<project>/<snapshot> 64 hex digits + "\n": the bundle's hash
+//! <prefix>/refs/<project>/<snapshot> 64 hex digits + "\n": the bundle's hash,
+//!                                    then "Sig: NAME:BASE64\n" lines (see sign.rs)
 //! ```
 //!
 //! Nothing read from a remote is trusted: every blob is hashed on the way in
@@ -29,6 +30,7 @@ use object_store::path::Path as ObjPath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use vrift_format::{ContentHash, HASH_HEX_LEN};
 
+use super::sign::PublicKey;
 use crate::cas::Cas;
 
 /// Transfers and existence checks in flight at once.
@@ -43,6 +45,16 @@ pub struct Remote {
     /// WebDAV listing needs PROPFIND, which plain HTTP caches lack).
     lists: bool,
     rt: tokio::runtime::Runtime,
+    /// The keys a ref pulled from here must be signed by (none: refs are
+    /// not checked), from the remote's `trusted-keys`.
+    pub trusted: Vec<PublicKey>,
+}
+
+/// A ref as read: the bundle it names and its signatures (`NAME:BASE64`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Ref {
+    pub bundle: ContentHash,
+    pub sigs: Vec<String>,
 }
 
 /// Called after each finished transfer with its size.
@@ -135,6 +147,7 @@ impl Remote {
                 .map(str::to_string)
                 .collect(),
             rt,
+            trusted: Vec::new(),
         })
     }
 
@@ -325,7 +338,7 @@ impl Remote {
     }
 
     async fn download_one(&self, cas: &Cas, hash: &ContentHash) -> Result<u64> {
-        match self.fetch_async(cas, hash, None, false).await? {
+        match self.fetch_async(cas, hash, None, None).await? {
             Some(n) => Ok(n),
             None => bail!(
                 "cannot download {}: it does not exist",
@@ -337,20 +350,29 @@ impl Remote {
     /// Fetches blob `hash` into the local store, verified: `Ok(None)` when
     /// the remote does not have it. `max`: the size the caller expects; a
     /// longer object is refused as soon as it is (a remote cannot fill the
-    /// disk through a small file). The blob is durable when this returns:
-    /// entries reference it already.
-    pub fn fetch(&self, cas: &Cas, hash: &ContentHash, max: Option<u64>) -> Result<Option<u64>> {
-        self.rt.block_on(self.fetch_async(cas, hash, max, true))
+    /// disk through a small file). The blob is durable when this returns
+    /// (entries reference it already): flushed through `flush`, whose one
+    /// `syncfs` serves every fetch waiting for it.
+    pub fn fetch(
+        &self,
+        cas: &Cas,
+        hash: &ContentHash,
+        max: Option<u64>,
+        flush: &GroupFlush,
+    ) -> Result<Option<u64>> {
+        self.rt
+            .block_on(self.fetch_async(cas, hash, max, Some(flush)))
     }
 
     /// Streams blob `hash` into the store's tmp/ while hashing it, and adopts
-    /// it only if the hash is its name; `sync`: flushed before it is adopted.
+    /// it only if the hash is its name; with `flush`, flushed before it is
+    /// adopted.
     async fn fetch_async(
         &self,
         cas: &Cas,
         hash: &ContentHash,
         max: Option<u64>,
-        sync: bool,
+        flush: Option<&GroupFlush>,
     ) -> Result<Option<u64>> {
         let key = self.blob_key(hash);
         let what = || format!("cannot download {}", self.describe(&key));
@@ -388,8 +410,9 @@ impl Remote {
         // 77 s with one, 18 s without): the caller flushes the store once
         // (syncfs) before a manifest references them, as ingest does. A blob
         // fetched on demand is referenced already: it is flushed first.
-        if sync {
-            file.sync_data()
+        if let Some(flush) = flush {
+            flush
+                .flush(&file)
                 .with_context(|| format!("cannot write {}", tmp.display()))?;
         }
         drop(file);
@@ -401,26 +424,48 @@ impl Remote {
         Ok(Some(n))
     }
 
-    /// Reads ref `refs/<project>/<snapshot>`: the bundle's hash.
-    pub fn read_ref(&self, project: &str, snapshot: &str) -> Result<Option<ContentHash>> {
+    /// Reads ref `refs/<project>/<snapshot>`: the bundle's hash and the
+    /// signatures it carries (not checked here).
+    pub fn read_ref(&self, project: &str, snapshot: &str) -> Result<Option<Ref>> {
         let key = self.ref_key(project, snapshot);
         let Some(bytes) = self.get_object(&key)? else {
             return Ok(None);
         };
-        let text = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-        match ContentHash::from_hex(text) {
-            Some(h) if text.len() == HASH_HEX_LEN => Ok(Some(h)),
-            _ => bail!(
+        let bad = || {
+            anyhow!(
                 "{} is not a ref (64 hex digits expected)",
                 self.describe(&key)
-            ),
+            )
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
+        let mut lines = text.lines();
+        let first = lines.next().unwrap_or_default();
+        let bundle = ContentHash::from_hex(first.as_bytes())
+            .filter(|_| first.len() == HASH_HEX_LEN)
+            .ok_or_else(bad)?;
+        let mut sigs = Vec::new();
+        for line in lines.filter(|l| !l.trim().is_empty()) {
+            let sig = line.strip_prefix("Sig: ").ok_or_else(bad)?;
+            sigs.push(sig.trim().to_string());
         }
+        Ok(Some(Ref { bundle, sigs }))
     }
 
-    /// Points ref `refs/<project>/<snapshot>` at `bundle` (last writer wins).
-    pub fn write_ref(&self, project: &str, snapshot: &str, bundle: &ContentHash) -> Result<()> {
+    /// Points ref `refs/<project>/<snapshot>` at `bundle`, with signature
+    /// `sig` (`NAME:BASE64`) if any (last writer wins).
+    pub fn write_ref(
+        &self,
+        project: &str,
+        snapshot: &str,
+        bundle: &ContentHash,
+        sig: Option<&str>,
+    ) -> Result<()> {
         let key = self.ref_key(project, snapshot);
-        self.put_object(&key, format!("{bundle}\n").into_bytes())
+        let mut text = format!("{bundle}\n");
+        if let Some(sig) = sig {
+            text.push_str(&format!("Sig: {sig}\n"));
+        }
+        self.put_object(&key, text.into_bytes())
     }
 
     /// The snapshots `project` has refs for.
@@ -438,6 +483,69 @@ impl Remote {
             .collect();
         names.sort();
         Ok(names)
+    }
+}
+
+/// Flushes of the store's filesystem shared by concurrent fetches (group
+/// commit): a fetch whose file is written waits for a `syncfs` that started
+/// after its write, and one `syncfs` serves every fetch waiting for it.
+/// Flushing each blob by itself (`fdatasync`) cost ~1.1 ms per small blob
+/// here however many threads did it (the filesystem's journal commits one
+/// at a time): a prefetch of 668 package.json files took 0.5 s of it.
+#[derive(Default)]
+pub struct GroupFlush {
+    state: std::sync::Mutex<FlushState>,
+    cv: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct FlushState {
+    /// Flushes started and finished (numbered from 1).
+    started: u64,
+    done: u64,
+    running: bool,
+    /// The last flush that failed.
+    failed: u64,
+}
+
+impl GroupFlush {
+    /// Returns once everything written to `file` (and to its filesystem
+    /// before this call) is on stable storage.
+    pub fn flush(&self, file: &fs::File) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let lock = || self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = lock();
+        let want = s.started + 1;
+        loop {
+            if s.done >= want {
+                return if s.failed >= want {
+                    Err(std::io::Error::other("syncfs of the store failed"))
+                } else {
+                    Ok(())
+                };
+            }
+            if !s.running {
+                s.running = true;
+                s.started += 1;
+                let this = s.started;
+                drop(s);
+                // SAFETY: syncfs on an fd we hold open.
+                let r = unsafe { libc::syncfs(file.as_raw_fd()) };
+                let err = std::io::Error::last_os_error();
+                s = lock();
+                s.running = false;
+                s.done = this;
+                if r != 0 {
+                    s.failed = this;
+                }
+                self.cv.notify_all();
+                if r != 0 && this >= want {
+                    return Err(err);
+                }
+                continue;
+            }
+            s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
     }
 }
 
