@@ -17,7 +17,7 @@ use anyhow::{anyhow, Result};
 use vrift_format::ContentHash;
 
 use super::config::Remotes;
-use super::store::{GroupFlush, Remote};
+use super::store::Remote;
 use crate::cas::Cas;
 use crate::project::Project;
 
@@ -42,8 +42,6 @@ pub fn candidate_urls(project: &Project) -> Result<Vec<String>> {
 #[derive(Default)]
 pub struct RemoteCache {
     open: Mutex<HashMap<String, Arc<Remote>>>,
-    /// Concurrent fetches share their flushes.
-    flush: GroupFlush,
 }
 
 impl RemoteCache {
@@ -76,7 +74,7 @@ impl RemoteCache {
         for url in urls {
             let got = self
                 .get(url)
-                .and_then(|remote| remote.fetch(cas, hash, size, &self.flush));
+                .and_then(|remote| remote.fetch(cas, hash, size));
             match got {
                 Ok(Some(n)) => return Ok(n),
                 Ok(None) => {}

@@ -338,7 +338,7 @@ impl Remote {
     }
 
     async fn download_one(&self, cas: &Cas, hash: &ContentHash) -> Result<u64> {
-        match self.fetch_async(cas, hash, None, None).await? {
+        match self.fetch_async(cas, hash, None, false).await? {
             Some(n) => Ok(n),
             None => bail!(
                 "cannot download {}: it does not exist",
@@ -350,29 +350,26 @@ impl Remote {
     /// Fetches blob `hash` into the local store, verified: `Ok(None)` when
     /// the remote does not have it. `max`: the size the caller expects; a
     /// longer object is refused as soon as it is (a remote cannot fill the
-    /// disk through a small file). The blob is durable when this returns
-    /// (entries reference it already): flushed through `flush`, whose one
-    /// `syncfs` serves every fetch waiting for it.
-    pub fn fetch(
-        &self,
-        cas: &Cas,
-        hash: &ContentHash,
-        max: Option<u64>,
-        flush: &GroupFlush,
-    ) -> Result<Option<u64>> {
-        self.rt
-            .block_on(self.fetch_async(cas, hash, max, Some(flush)))
+    /// disk through a small file). The blob is durable when this returns:
+    /// entries reference it already.
+    ///
+    /// That flush (`fdatasync`) is most of a fetch from a server on the same
+    /// host: ~1.1 ms per small blob on ext4 here, however many threads flush
+    /// at once (the journal commits one at a time). One `syncfs` shared by
+    /// concurrent fetches would amortize it, but it also flushes whatever a
+    /// running build has written to the filesystem.
+    pub fn fetch(&self, cas: &Cas, hash: &ContentHash, max: Option<u64>) -> Result<Option<u64>> {
+        self.rt.block_on(self.fetch_async(cas, hash, max, true))
     }
 
     /// Streams blob `hash` into the store's tmp/ while hashing it, and adopts
-    /// it only if the hash is its name; with `flush`, flushed before it is
-    /// adopted.
+    /// it only if the hash is its name; `sync`: flushed before it is adopted.
     async fn fetch_async(
         &self,
         cas: &Cas,
         hash: &ContentHash,
         max: Option<u64>,
-        flush: Option<&GroupFlush>,
+        sync: bool,
     ) -> Result<Option<u64>> {
         let key = self.blob_key(hash);
         let what = || format!("cannot download {}", self.describe(&key));
@@ -410,9 +407,8 @@ impl Remote {
         // 77 s with one, 18 s without): the caller flushes the store once
         // (syncfs) before a manifest references them, as ingest does. A blob
         // fetched on demand is referenced already: it is flushed first.
-        if let Some(flush) = flush {
-            flush
-                .flush(&file)
+        if sync {
+            file.sync_data()
                 .with_context(|| format!("cannot write {}", tmp.display()))?;
         }
         drop(file);
@@ -483,69 +479,6 @@ impl Remote {
             .collect();
         names.sort();
         Ok(names)
-    }
-}
-
-/// Flushes of the store's filesystem shared by concurrent fetches (group
-/// commit): a fetch whose file is written waits for a `syncfs` that started
-/// after its write, and one `syncfs` serves every fetch waiting for it.
-/// Flushing each blob by itself (`fdatasync`) cost ~1.1 ms per small blob
-/// here however many threads did it (the filesystem's journal commits one
-/// at a time): a prefetch of 668 package.json files took 0.5 s of it.
-#[derive(Default)]
-pub struct GroupFlush {
-    state: std::sync::Mutex<FlushState>,
-    cv: std::sync::Condvar,
-}
-
-#[derive(Default)]
-struct FlushState {
-    /// Flushes started and finished (numbered from 1).
-    started: u64,
-    done: u64,
-    running: bool,
-    /// The last flush that failed.
-    failed: u64,
-}
-
-impl GroupFlush {
-    /// Returns once everything written to `file` (and to its filesystem
-    /// before this call) is on stable storage.
-    pub fn flush(&self, file: &fs::File) -> std::io::Result<()> {
-        use std::os::fd::AsRawFd;
-        let lock = || self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut s = lock();
-        let want = s.started + 1;
-        loop {
-            if s.done >= want {
-                return if s.failed >= want {
-                    Err(std::io::Error::other("syncfs of the store failed"))
-                } else {
-                    Ok(())
-                };
-            }
-            if !s.running {
-                s.running = true;
-                s.started += 1;
-                let this = s.started;
-                drop(s);
-                // SAFETY: syncfs on an fd we hold open.
-                let r = unsafe { libc::syncfs(file.as_raw_fd()) };
-                let err = std::io::Error::last_os_error();
-                s = lock();
-                s.running = false;
-                s.done = this;
-                if r != 0 {
-                    s.failed = this;
-                }
-                self.cv.notify_all();
-                if r != 0 && this >= want {
-                    return Err(err);
-                }
-                continue;
-            }
-            s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
-        }
     }
 }
 
