@@ -61,3 +61,9 @@ pub const VRIFT_SYSCALL_VIEW: &str = "VRIFT_SYSCALL_VIEW";
 /// directories (S3, directories) instead of asking for each blob (default
 /// 1024; HTTP remotes are always asked blob by blob).
 pub const VRIFT_REMOTE_LIST_MIN: &str = "VRIFT_REMOTE_LIST_MIN";
+/// The daemon: `0` turns off fetching ahead, i.e. prefetching the blobs of
+/// the neighbours of a file whose blob is fetched on demand (default on).
+pub const VRIFT_FETCH_AHEAD: &str = "VRIFT_FETCH_AHEAD";
+/// `vrift push`: the secret key file refs are signed with (default:
+/// `signing-key` beside the user's config file; see `vrift remote key`).
+pub const VRIFT_SIGNING_KEY: &str = "VRIFT_SIGNING_KEY";

@@ -778,9 +778,12 @@ impl Machine {
         cmd.output().unwrap()
     }
 
-    /// A machine that pulled `built` from `b` without --eager and restored it.
+    /// A machine that pulled `built` from `b` without --eager and restored
+    /// it; its daemon fetches only what is read (no fetching ahead), so the
+    /// tests can count.
     fn lazy(b: &Backend) -> Machine {
-        let m = Machine::new(b);
+        let mut m = Machine::new(b);
+        m.env.push(("VRIFT_FETCH_AHEAD".into(), "0".into()));
         let out = m.ok(&["pull", "built"]);
         assert!(out.contains("only on the remote"), "{out}");
         m.ok(&["snapshot", "restore", "built"]);
@@ -1012,4 +1015,136 @@ fn webdav_on_demand_server_gone_then_back() {
         lines.len() == 1 && lines[0].contains("no remote is configured"),
         "{lines:?}"
     );
+}
+
+/// Fetching ahead: a read that fetches a blob on demand makes the daemon
+/// fetch the blobs of the file's neighbours too (the other files of its
+/// directory, the files of the same name in the sibling directories), in
+/// the background, and nothing else.
+#[test]
+fn file_remote_fetches_neighbours_ahead() {
+    let b = file_backend();
+    build_shim();
+    let a = Machine::new(&b);
+    let tree = "mkdir -p pkgs/a pkgs/b pkgs/c/lib far \
+        && for p in a b c; do echo \"{\\\"name\\\": \\\"$p\\\"}\" > pkgs/$p/package.json; \
+           echo \"module $p\" > pkgs/$p/index.js; done \
+        && echo 'deep' > pkgs/c/lib/deep.js && echo 'far away' > far/other.txt";
+    a.ok(&["run", "--", "sh", "-c", tree]);
+    a.ok(&["snapshot", "save", "built", "--push"]);
+    let bm = Machine::new(&b);
+    bm.ok(&["pull", "built"]);
+    bm.ok(&["snapshot", "restore", "built"]);
+    assert_eq!(bm.sb.blob_count(), 0);
+    assert_eq!(
+        bm.ok(&["run", "--", "cat", "pkgs/a/package.json"]),
+        "{\"name\": \"a\"}\n"
+    );
+    // pkgs/a/index.js (a sibling), pkgs/{b,c}/package.json (cousins), and
+    // the one read: 4 blobs, fetched in the background. Waiting for them is
+    // not a timing assertion: the count is what is checked.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bm.sb.blob_count() < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(bm.sb.blob_count(), 4, "the read one and its neighbours");
+    // Their reads need no fetch now: with the remote gone they still work;
+    // a file outside the neighbourhood was not fetched and fails.
+    fs::rename(
+        b.disk.as_ref().unwrap(),
+        b.disk.as_ref().unwrap().with_extension("gone"),
+    )
+    .unwrap();
+    assert_eq!(
+        bm.ok(&["run", "--", "cat", "pkgs/c/package.json", "pkgs/a/index.js"]),
+        "{\"name\": \"c\"}\nmodule a\n"
+    );
+    let out = bm.run(&["run", "--", "cat", "far/other.txt"]);
+    assert!(!out.status.success(), "far/other.txt was fetched ahead");
+    assert_eq!(bm.sb.blob_count(), 4);
+}
+
+/// A machine's signing key: generated under its HOME, 0600; the public key
+/// is the last line `key generate` prints.
+fn generate_key(m: &Machine, name: &str) -> String {
+    let out = m.ok(&["remote", "key", "generate", "--name", name]);
+    let key = m.sb.home().join(".config/vrift/signing-key");
+    let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the secret key is private");
+    let public = out.trim_end().lines().last().unwrap().to_string();
+    assert!(public.starts_with(&format!("{name}:")), "{out}");
+    assert_eq!(m.ok(&["remote", "key", "public"]).trim_end(), public);
+    public
+}
+
+/// Signed refs: a push with a key signs; a remote with `trusted-keys`
+/// accepts a ref signed by one of them, and refuses — one line — a
+/// tampered ref, a ref replayed under another name, an unsigned ref and a
+/// ref signed by another key; a remote without keys accepts all of them.
+#[test]
+fn file_remote_signed_refs() {
+    let b = file_backend();
+    build_shim();
+    let disk = b.disk.clone().unwrap();
+    let a = Machine::new(&b);
+    let public = generate_key(&a, "a-1");
+    a.ok(&["run", "--", "sh", "-c", BUILD]);
+    a.ok(&["snapshot", "save", "built"]);
+    let out = a.ok(&["push", "built"]);
+    assert!(out.contains("(signed by a-1)"), "{out}");
+    let ref_path = disk.join("refs/p/built");
+    let signed = fs::read_to_string(&ref_path).unwrap();
+    assert!(
+        signed.lines().nth(1).unwrap().starts_with("Sig: a-1:"),
+        "{signed}"
+    );
+    // A second push of the same signed snapshot changes nothing.
+    let out = a.ok(&["push", "built"]);
+    assert!(out.contains("up to date"), "{out}");
+
+    let bm = Machine::new(&b);
+    bm.ok(&["remote", "add", "signed", &b.url, "--trusted-key", &public]);
+    let config = fs::read_to_string(bm.root.join(".vrift/config.toml")).unwrap();
+    assert!(config.contains("trusted-keys"), "{config}");
+    bm.ok(&["pull", "built", "--remote", "signed", "--eager"]);
+    bm.ok(&["snapshot", "restore", "built"]);
+    assert_eq!(bm.cat("out/big.bin"), a.cat("out/big.bin"));
+
+    let refused = |snapshot: &str, why: &str| {
+        let err = bm.fails(&["pull", snapshot, "--remote", "signed"]);
+        assert!(err.contains("refused") && err.contains(why), "{err}");
+        assert!(err.contains(&format!("refs/p/{snapshot}")), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        let list = bm.ok(&["snapshot", "list"]);
+        assert!(!list.contains(snapshot), "{list}");
+    };
+    // Tampered: the ref points at another snapshot's bundle, the signature kept.
+    a.ok(&["run", "--", "sh", "-c", "echo changed > out/result.txt"]);
+    a.ok(&["snapshot", "save", "other", "--push"]);
+    let other = fs::read_to_string(disk.join("refs/p/other")).unwrap();
+    let tampered = signed.replacen(&signed[..64], &other[..64], 1);
+    fs::write(disk.join("refs/p/tampered"), &tampered).unwrap();
+    refused("tampered", "does not verify");
+    // Replayed: a validly signed ref copied under another name.
+    fs::write(disk.join("refs/p/replayed"), &other).unwrap();
+    refused("replayed", "does not verify");
+    // Unsigned: pushed by a machine without a key.
+    let c = Machine::new(&b);
+    c.ok(&["run", "--", "sh", "-c", BUILD]);
+    c.ok(&["snapshot", "save", "unsigned"]);
+    let out = c.ok(&["push", "unsigned"]);
+    assert!(!out.contains("signed by"), "{out}");
+    refused("unsigned", "not signed");
+    // Signed by a key the remote does not trust.
+    generate_key(&c, "c-1");
+    c.ok(&["snapshot", "save", "by-c"]);
+    c.ok(&["push", "by-c"]);
+    refused("by-c", "signed by c-1 only");
+    // The same remote without trusted keys takes them all.
+    for s in ["unsigned", "by-c", "tampered"] {
+        bm.ok(&["pull", s, "--remote", "team"]);
+    }
+    // A key that is not NAME:BASE64 of 32 bytes is refused when added.
+    let err = bm.fails(&["remote", "add", "bad", &b.url, "--trusted-key", "a-1:AAAA"]);
+    assert!(err.contains("32 bytes"), "{err}");
 }

@@ -531,7 +531,9 @@ fn unreachable(mut ans: Answer) -> Answer {
 pub fn fetch_blob(hash: &vrift_format::ContentHash, size: u64, view_path: &[u8]) -> bool {
     let mut hex = [0u8; vrift_format::HASH_HEX_LEN];
     hash.write_hex(&mut hex);
-    let ans = call(Op::FetchBlob, size, 0, &hex, b"");
+    // The view path as a rift path: the daemon fetches its neighbours ahead.
+    let rel = vrift_format::pathnorm::domain_rel(view_path, state::ROOT.get()).unwrap_or(b"");
+    let ans = call(Op::FetchBlob, size, 0, &hex, rel);
     if ans.errno == 0 {
         return true;
     }

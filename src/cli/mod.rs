@@ -321,6 +321,10 @@ pub enum RemoteCommand {
         /// In the user's config (~/.config/vrift/config.toml), for every project.
         #[arg(long)]
         user: bool,
+        /// Pull only refs signed by this public key (`NAME:BASE64`, as
+        /// `vrift remote key generate` prints it); repeatable.
+        #[arg(long = "trusted-key", value_name = "KEY")]
+        trusted_keys: Vec<String>,
     },
     /// Remove remote NAME.
     Remove {
@@ -336,6 +340,26 @@ pub enum RemoteCommand {
         /// The remote (default: `[remote] default`, else the only one).
         name: Option<String>,
     },
+    /// The key refs are signed with (ed25519, in Nix's key format).
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Make a key pair: the secret key goes to ~/.config/vrift/signing-key
+    /// (0600; `VRIFT_SIGNING_KEY` names another file), and every push signs
+    /// its refs with it. Prints the public key, for remotes' `trusted-keys`.
+    Generate {
+        /// The key's name (default: this host's name, then `-1`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace an existing key.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the public key of the signing key.
+    Public,
 }
 
 #[derive(Subcommand, Debug)]

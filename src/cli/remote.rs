@@ -34,26 +34,57 @@ mod off {
 mod imp {
     use anyhow::Result;
 
-    use super::super::{Outcome, RemoteCommand};
+    use super::super::{KeyCommand, Outcome, RemoteCommand};
     use crate::project::Project;
     use crate::remote::config::{self, Remotes};
+    use crate::remote::sign;
     use crate::remote::store::Remote;
     use crate::trust;
     use crate::ui;
 
     pub fn remote(cmd: RemoteCommand) -> Result<Outcome> {
         match cmd {
-            RemoteCommand::Add { name, url, user } => {
+            RemoteCommand::Add {
+                name,
+                url,
+                user,
+                trusted_keys,
+            } => {
                 if user {
                     let path = config::user_config_path()?;
-                    config::add(&path, &name, &url)?;
+                    config::add(&path, &name, &url, &trusted_keys)?;
                     println!("added remote {name:?} → {url} (in {})", path.display());
                 } else {
                     let project = super::super::current_project()?;
-                    edit_project_config(&project, |path| config::add(path, &name, &url))?;
+                    edit_project_config(&project, |path| {
+                        config::add(path, &name, &url, &trusted_keys)
+                    })?;
                     println!("added remote {name:?} → {url}");
                 }
+                if !trusted_keys.is_empty() {
+                    println!(
+                        "pulls from {name:?} accept only refs signed by one of its trusted keys"
+                    );
+                }
             }
+            RemoteCommand::Key(KeyCommand::Generate { name, force }) => {
+                let path = sign::secret_key_path()?;
+                let name = match name {
+                    Some(n) => n,
+                    None => format!("{}-1", host_name()),
+                };
+                let key = sign::generate(&path, &name, force)?;
+                println!("wrote the secret key {} (keep it private)", path.display());
+                println!("public key (for a remote's trusted-keys):");
+                println!("{}", key.public());
+            }
+            RemoteCommand::Key(KeyCommand::Public) => match sign::load_secret()? {
+                Some(key) => println!("{}", key.public()),
+                None => anyhow::bail!(
+                    "no signing key at {} (make one with `vrift remote key generate`)",
+                    sign::secret_key_path()?.display()
+                ),
+            },
             RemoteCommand::Remove { name, user } => {
                 let removed = if user {
                     config::remove(&config::user_config_path()?, &name)?
@@ -127,7 +158,34 @@ mod imp {
     fn open(project: &Project, name: Option<&str>) -> Result<Remote> {
         let remotes = Remotes::load(Some(project))?;
         let r = remotes.pick(name)?;
-        Remote::open(&r.url)
+        let mut remote = Remote::open(&r.url)?;
+        remote.trusted = r
+            .trusted_keys
+            .iter()
+            .map(|k| {
+                sign::PublicKey::parse(k)
+                    .map_err(|e| anyhow::anyhow!("remote {:?}, trusted-keys: {e:#}", r.name))
+            })
+            .collect::<Result<_>>()?;
+        Ok(remote)
+    }
+
+    /// This host's name, for a key's default name.
+    fn host_name() -> String {
+        let mut buf = [0u8; 256];
+        // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
+        let ok =
+            unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) } == 0;
+        let end = buf.iter().position(|&c| c == 0).unwrap_or(buf.len());
+        let name: String = String::from_utf8_lossy(&buf[..end])
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            .collect();
+        if ok && !name.is_empty() {
+            name
+        } else {
+            "vrift".to_string()
+        }
     }
 
     pub fn push(snapshots: Vec<String>, remote: Option<String>, recheck: bool) -> Result<Outcome> {
@@ -142,8 +200,12 @@ mod imp {
             report.present,
             remote.url
         );
+        let signed = match &report.signed_by {
+            Some(k) => format!(" (signed by {k})"),
+            None => String::new(),
+        };
         for (name, hash) in &report.snapshots {
-            println!("pushed snapshot {name:?}: refs/{project_name}/{name} → {hash}");
+            println!("pushed snapshot {name:?}: refs/{project_name}/{name} → {hash}{signed}");
         }
         for (name, hash) in &report.up_to_date {
             println!("snapshot {name:?} is up to date: refs/{project_name}/{name} → {hash}");

@@ -4,21 +4,44 @@
 //! The event loop never waits for a transfer: a request is handed to a
 //! pool of at most 16 threads (`pool::MAX_FETCHES`, a remote's transfer
 //! concurrency), the asking connection is parked (not polled) until its
-//! blob is in, and the loop keeps serving everyone else. Openers of one blob share one transfer: the first one queues it,
-//! the others only join its list of waiters. A finished transfer is posted
-//! back through a pipe the loop polls; every waiter gets the same answer.
+//! blob is in, and the loop keeps serving everyone else. Openers of one
+//! blob share one transfer: the first one queues it, the others only join
+//! its list of waiters. A finished transfer is posted back through a pipe
+//! the loop polls; every waiter gets the same answer.
+//!
+//! Prefetch: one reader's fetch says where the next reads go. When a
+//! request names the view path it is for, the daemon also queues the blobs
+//! of that path's neighbours ([`Rift::neighbours`](super::rift::Rift::neighbours):
+//! the other files of its directory, the files of the same name in the
+//! sibling directories), once per directory, bounded in count and size.
+//! Reads that run one after another (a resolver walking
+//! `node_modules/*/package.json`) then find most blobs in, or in flight,
+//! instead of paying a round trip each. Prefetches never delay a request:
+//! they queue behind every request, take at most
+//! `pool::PREFETCH_THREADS` of the threads (the rest stay for requests),
+//! and a request for a blob queued for prefetch is moved to the front. A
+//! prefetch that fails is dropped quietly (the read that needs the blob,
+//! if any, fetches it and reports).
 //!
 //! Invariant: a blob enters the store only verified (its BLAKE3 is its
 //! name, its size at most what the asking entry records) and flushed; a
 //! failure is EIO and one line, in the reply and in the daemon's log.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use vrift_format::ContentHash;
 
 use crate::cas::Cas;
 use crate::project::Project;
+
+/// Most blobs one fetch queues for prefetch.
+pub const PREFETCH_MAX: usize = 1024;
+/// Largest blob prefetched (larger ones wait for their reader).
+pub const PREFETCH_MAX_SIZE: u64 = 1 << 20;
+/// Directories whose neighbourhood was queued are remembered up to this
+/// many (then forgotten all at once).
+const EXPANDED_MAX: usize = 1 << 16;
 
 /// A parked connection: its fd and its identity (fds are reused).
 pub type Waiter = (RawFd, u64);
@@ -34,7 +57,14 @@ type Done = (ContentHash, Result<(), String>);
 pub struct Fetcher {
     project: Project,
     cas: Cas,
+    /// Requested blobs (queued or in transfer) and who waits for each.
     waiting: HashMap<ContentHash, Vec<Waiter>>,
+    /// Blobs queued or in transfer for prefetch only.
+    prefetching: HashSet<ContentHash>,
+    /// Directories (rift paths) whose neighbourhood was queued.
+    expanded: HashSet<Vec<u8>>,
+    /// Whether to fetch ahead at all ([`crate::env_vars::VRIFT_FETCH_AHEAD`]).
+    ahead: bool,
     wake_r: OwnedFd,
     wake_w: std::sync::Arc<OwnedFd>,
     done_tx: std::sync::mpsc::Sender<Done>,
@@ -58,6 +88,9 @@ impl Fetcher {
             project,
             cas,
             waiting: HashMap::new(),
+            prefetching: HashSet::new(),
+            expanded: HashSet::new(),
+            ahead: std::env::var_os(crate::env_vars::VRIFT_FETCH_AHEAD).is_none_or(|v| v != "0"),
             wake_r,
             wake_w: std::sync::Arc::new(wake_w),
             done_tx,
@@ -72,7 +105,8 @@ impl Fetcher {
         self.wake_r.as_raw_fd()
     }
 
-    /// Whether transfers are queued or running.
+    /// Whether requested transfers are queued or running (prefetches alone
+    /// keep nobody waiting).
     pub fn pending(&self) -> bool {
         !self.waiting.is_empty()
     }
@@ -91,7 +125,9 @@ impl Fetcher {
             return Start::Wait;
         }
         let size = (size != vrift_format::proto::SIZE_UNKNOWN).then_some(size);
-        match self.queue(hash, size) {
+        // Queued for prefetch already: queued again in front (the pool
+        // transfers a blob once, and the first answer is everyone's).
+        match self.queue(&[(hash, size)], false) {
             Ok(()) => {
                 self.waiting.insert(hash, vec![who]);
                 Start::Wait
@@ -103,22 +139,74 @@ impl Fetcher {
         }
     }
 
+    /// Whether the neighbours of rift path `rel` (a fetch's view path) are
+    /// still to be prefetched: once per directory.
+    pub fn wants_neighbours(&mut self, rel: &[u8]) -> bool {
+        if !cfg!(feature = "remote") || !self.ahead || rel.is_empty() {
+            return false;
+        }
+        if self.expanded.len() >= EXPANDED_MAX {
+            self.expanded.clear();
+        }
+        self.expanded.insert(crate::paths::parent_rel(rel).to_vec())
+    }
+
+    /// Queues `blobs` for prefetch, behind every request; those in the
+    /// store, requested or queued already are skipped.
+    pub fn prefetch(&mut self, blobs: Vec<(ContentHash, u64)>) {
+        let mut seen = HashSet::new();
+        let todo: Vec<(ContentHash, Option<u64>)> = blobs
+            .into_iter()
+            .filter(|(h, _)| {
+                seen.insert(*h)
+                    && !self.waiting.contains_key(h)
+                    && !self.prefetching.contains(h)
+                    && !self.cas.has_blob(h)
+            })
+            .map(|(h, size)| (h, Some(size)))
+            .collect();
+        if todo.is_empty() {
+            return;
+        }
+        // Quietly: the reads that need these blobs report for themselves.
+        if self.queue(&todo, true).is_ok() {
+            self.prefetching.extend(todo.iter().map(|(h, _)| *h));
+        }
+    }
+
     #[cfg(feature = "remote")]
-    fn queue(&mut self, hash: ContentHash, size: Option<u64>) -> Result<(), String> {
+    fn queue(
+        &mut self,
+        blobs: &[(ContentHash, Option<u64>)],
+        prefetch: bool,
+    ) -> Result<(), String> {
         // Read per request: a remote added since the daemon started counts.
         let urls = crate::remote::ondemand::candidate_urls(&self.project)
-            .map_err(|e| format!("cannot fetch blob {hash}: {e:#}"))?;
+            .map_err(|e| format!("cannot fetch blob {}: {e:#}", blobs[0].0))?;
+        let urls: std::sync::Arc<[String]> = urls.into();
         let pool = self.pool.get_or_insert_with(|| {
             pool::Pool::new(self.cas.clone(), self.done_tx.clone(), self.wake_w.clone())
         });
-        pool.push(pool::Job { hash, size, urls })
+        pool.push(
+            blobs.iter().map(|&(hash, size)| pool::Job {
+                hash,
+                size,
+                urls: urls.clone(),
+            }),
+            prefetch,
+        )
     }
 
     #[cfg(not(feature = "remote"))]
-    fn queue(&mut self, hash: ContentHash, _size: Option<u64>) -> Result<(), String> {
+    fn queue(
+        &mut self,
+        blobs: &[(ContentHash, Option<u64>)],
+        _prefetch: bool,
+    ) -> Result<(), String> {
         let _ = (&self.project, &self.done_tx, &self.wake_w);
         Err(format!(
-            "blob {hash} is missing from the store, and this vrift was built without remotes (run `vrift fsck`)"
+            "blob {} is missing from the store, and this vrift was built without remotes (run `vrift fsck`)",
+            blobs[0].0
         ))
     }
 
@@ -136,10 +224,10 @@ impl Fetcher {
         {}
         let mut out = Vec::new();
         while let Ok((hash, result)) = self.done_rx.try_recv() {
-            #[cfg(feature = "remote")]
-            if let Some(p) = &mut self.pool {
-                p.done();
-            }
+            self.prefetching.remove(&hash);
+            let Some(waiters) = self.waiting.remove(&hash) else {
+                continue; // a prefetch nobody asked for (yet)
+            };
             let (errno, why) = match result {
                 Ok(()) => (0, Vec::new()),
                 Err(why) => {
@@ -147,7 +235,7 @@ impl Fetcher {
                     (libc::EIO, why.into_bytes())
                 }
             };
-            for w in self.waiting.remove(&hash).unwrap_or_default() {
+            for w in waiters {
                 out.push((w, errno, why.clone()));
             }
         }
@@ -157,7 +245,7 @@ impl Fetcher {
 
 #[cfg(feature = "remote")]
 mod pool {
-    use std::collections::VecDeque;
+    use std::collections::{HashSet, VecDeque};
     use std::os::fd::{AsRawFd, OwnedFd};
     use std::sync::mpsc::Sender;
     use std::sync::{Arc, Condvar, Mutex};
@@ -170,21 +258,52 @@ mod pool {
 
     /// Transfers in flight at once (each on its own thread).
     pub const MAX_FETCHES: usize = crate::remote::store::CONCURRENCY;
+    /// Of which prefetches at most: the rest are kept for requests.
+    pub const PREFETCH_THREADS: usize = MAX_FETCHES * 3 / 4;
 
     pub struct Job {
         pub hash: ContentHash,
         pub size: Option<u64>,
-        pub urls: Vec<String>,
+        pub urls: Arc<[String]>,
     }
 
-    type Queue = Arc<(Mutex<VecDeque<Job>>, Condvar)>;
+    #[derive(Default)]
+    struct Queues {
+        requests: VecDeque<Job>,
+        prefetches: VecDeque<Job>,
+        /// Blobs in transfer: a second job for one is dropped (the first
+        /// one's answer serves both).
+        claimed: HashSet<ContentHash>,
+        prefetching: usize,
+        idle: usize,
+    }
+
+    impl Queues {
+        /// The next job a free thread takes: requests first.
+        fn next(&mut self) -> Option<(Job, bool)> {
+            while let Some(j) = self.requests.pop_front() {
+                if self.claimed.insert(j.hash) {
+                    return Some((j, false));
+                }
+            }
+            while self.prefetching < PREFETCH_THREADS {
+                let j = self.prefetches.pop_front()?;
+                if self.claimed.insert(j.hash) {
+                    self.prefetching += 1;
+                    return Some((j, true));
+                }
+            }
+            None
+        }
+    }
+
+    type Shared = Arc<(Mutex<Queues>, Condvar)>;
 
     /// Threads started as transfers need them, up to [`MAX_FETCHES`]; they
     /// share one cache of open remotes.
     pub struct Pool {
-        queue: Queue,
+        shared: Shared,
         threads: usize,
-        busy: usize,
         cas: Cas,
         remotes: Arc<RemoteCache>,
         done: Sender<Done>,
@@ -194,9 +313,8 @@ mod pool {
     impl Pool {
         pub fn new(cas: Cas, done: Sender<Done>, wake: Arc<OwnedFd>) -> Pool {
             Pool {
-                queue: Arc::new((Mutex::new(VecDeque::new()), Condvar::new())),
+                shared: Arc::new((Mutex::new(Queues::default()), Condvar::new())),
                 threads: 0,
-                busy: 0,
                 cas,
                 remotes: Arc::new(RemoteCache::default()),
                 done,
@@ -204,30 +322,44 @@ mod pool {
             }
         }
 
-        pub fn push(&mut self, job: Job) -> Result<(), String> {
-            if self.busy >= self.threads && self.threads < MAX_FETCHES {
+        /// Queues `jobs`: requests in front of every prefetch.
+        pub fn push(
+            &mut self,
+            jobs: impl Iterator<Item = Job>,
+            prefetch: bool,
+        ) -> Result<(), String> {
+            let shared = self.shared.clone();
+            let (q, cv) = &*shared;
+            let (queued, idle) = {
+                let mut q = q.lock().unwrap_or_else(|e| e.into_inner());
+                let before = q.requests.len() + q.prefetches.len();
+                if prefetch {
+                    q.prefetches.extend(jobs);
+                } else {
+                    q.requests.extend(jobs);
+                }
+                (q.requests.len() + q.prefetches.len() - before, q.idle)
+            };
+            let want = if prefetch {
+                queued.min(PREFETCH_THREADS)
+            } else {
+                queued
+            };
+            for _ in idle..want {
+                if self.threads >= MAX_FETCHES {
+                    break;
+                }
                 self.spawn();
             }
             if self.threads == 0 {
-                return Err(format!(
-                    "cannot fetch blob {}: no thread could be started",
-                    job.hash
-                ));
+                return Err("cannot fetch blobs: no thread could be started".into());
             }
-            self.busy += 1;
-            let (q, cv) = &*self.queue;
-            q.lock().unwrap_or_else(|e| e.into_inner()).push_back(job);
-            cv.notify_one();
+            cv.notify_all();
             Ok(())
         }
 
-        /// One transfer has been answered.
-        pub fn done(&mut self) {
-            self.busy = self.busy.saturating_sub(1);
-        }
-
         fn spawn(&mut self) {
-            let queue = self.queue.clone();
+            let shared = self.shared.clone();
             let cas = self.cas.clone();
             let remotes = self.remotes.clone();
             let done = self.done.clone();
@@ -235,14 +367,16 @@ mod pool {
             let started = std::thread::Builder::new()
                 .name("vrift-fetch".into())
                 .spawn(move || loop {
-                    let job = {
-                        let (q, cv) = &*queue;
+                    let (q, cv) = &*shared;
+                    let (job, prefetch) = {
                         let mut q = q.lock().unwrap_or_else(|e| e.into_inner());
                         loop {
-                            if let Some(j) = q.pop_front() {
-                                break j;
+                            if let Some(next) = q.next() {
+                                break next;
                             }
+                            q.idle += 1;
                             q = cv.wait(q).unwrap_or_else(|e| e.into_inner());
+                            q.idle -= 1;
                         }
                     };
                     let result = if cas.has_blob(&job.hash) {
@@ -253,6 +387,13 @@ mod pool {
                             .map(drop)
                             .map_err(|e| format!("{e:#}"))
                     };
+                    {
+                        let mut q = q.lock().unwrap_or_else(|e| e.into_inner());
+                        q.claimed.remove(&job.hash);
+                        if prefetch {
+                            q.prefetching -= 1;
+                        }
+                    }
                     if done.send((job.hash, result)).is_err() {
                         return;
                     }

@@ -617,6 +617,53 @@ impl Rift {
         names
     }
 
+    /// The blobs of the rift files a reader of `rel` is likely to open next,
+    /// for the fetcher to prefetch (see `fetch.rs`): the other files of its
+    /// directory, then the files of the same name in the other directories
+    /// of its parent (`node_modules/*/package.json`, `src/*/mod.rs`: what
+    /// resolvers walk). At most `max`, each at most `max_size` bytes; staged
+    /// files (no blob yet) are left out. No blob is looked at here (the
+    /// fetcher skips those in the store): one listing of the parent
+    /// directory and table lookups.
+    pub fn neighbours(&self, rel: &[u8], max: usize, max_size: u64) -> Vec<(ContentHash, u64)> {
+        let t = self.table();
+        let blob = |rec: RecordRef<'_>| match rec {
+            RecordRef::Entry { header, .. }
+                if header.kind == Kind::File && !header.is_staged() && header.size <= max_size =>
+            {
+                Some((header.hash, header.size))
+            }
+            _ => None,
+        };
+        let mut out: Vec<(ContentHash, u64)> = Vec::new();
+        if let Some(d) = t.dir(parent_rel(rel)) {
+            out.extend(d.children().take(max).filter_map(|(_, rec)| blob(rec)));
+        }
+        let (Some(i), name) = (
+            rel.iter().rposition(|&c| c == b'/'),
+            rel.rsplit(|&c| c == b'/').next().unwrap_or_default(),
+        ) else {
+            out.truncate(max);
+            return out;
+        };
+        let grand = parent_rel(&rel[..i]);
+        if let Ok(rd) = fs::read_dir(self.disk(grand)) {
+            // Directories are physical: the disk lists the cousins' parents.
+            for e in rd.flatten().take(4 * max) {
+                if out.len() >= max {
+                    break;
+                }
+                let sub = join_rel(grand, e.file_name().as_bytes());
+                if sub == rel[..i] {
+                    continue;
+                }
+                out.extend(t.lookup(&join_rel(&sub, name)).and_then(blob));
+            }
+        }
+        out.truncate(max);
+        out
+    }
+
     fn is_empty_dir(&self, rel: &[u8]) -> bool {
         self.list(rel).is_empty()
     }

@@ -22,7 +22,7 @@ use vrift_format::proto::{
     decode_request, encode_reply, frame_len, FrameError, Op, Reply, Request,
 };
 
-use super::fetch::{Fetcher, Start};
+use super::fetch::{self, Fetcher, Start};
 use super::live::Identity;
 use super::rift::{Caller, Errno, Rift, Seal, SEAL_SLICE};
 use super::wire::{peer_cred, read_some, send_frame};
@@ -503,6 +503,15 @@ fn handle_frames(
         if req.op == Op::FetchBlob {
             match fetcher.request((fd, conn.id), req.path1, req.a) {
                 Start::Wait => {
+                    // path2: the view path the blob is read for, if the
+                    // client says; its neighbours are fetched ahead.
+                    if fetcher.wants_neighbours(req.path2) {
+                        fetcher.prefetch(rift.neighbours(
+                            req.path2,
+                            fetch::PREFETCH_MAX,
+                            fetch::PREFETCH_MAX_SIZE,
+                        ));
+                    }
                     conn.parked = true;
                     return true;
                 }

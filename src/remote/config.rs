@@ -9,6 +9,8 @@
 //!
 //! [remotes.team]
 //! url = "s3://bucket/prefix"
+//! # Optional: pull refuses refs not signed by one of these (sign.rs).
+//! trusted-keys = ["ci.example.com-1:BASE64…"]
 //! ```
 //!
 //! A project's remote shadows a user remote of the same name. The files are
@@ -41,6 +43,8 @@ struct Section {
 #[derive(Debug, Deserialize)]
 struct Entry {
     url: String,
+    #[serde(default, rename = "trusted-keys")]
+    trusted_keys: Vec<String>,
 }
 
 /// Where a remote is configured.
@@ -65,6 +69,8 @@ pub struct RemoteConfig {
     pub name: String,
     pub url: String,
     pub scope: Scope,
+    /// Public keys (`NAME:BASE64`) refs pulled from it must be signed by.
+    pub trusted_keys: Vec<String>,
 }
 
 /// The user's config file.
@@ -117,6 +123,7 @@ impl Remotes {
                     name,
                     url: e.url,
                     scope: Scope::Project,
+                    trusted_keys: e.trusted_keys,
                 });
             }
         }
@@ -128,6 +135,7 @@ impl Remotes {
                     name,
                     url: e.url,
                     scope: Scope::User,
+                    trusted_keys: e.trusted_keys,
                 });
             }
         }
@@ -212,11 +220,15 @@ fn header(name: &str) -> String {
     format!("[remotes.{name}]")
 }
 
-/// Adds `[remotes.NAME] url = URL` to the config file at `path`.
-pub fn add(path: &Path, name: &str, url: &str) -> Result<()> {
+/// Adds `[remotes.NAME] url = URL` (and `trusted-keys`, if any) to the
+/// config file at `path`.
+pub fn add(path: &Path, name: &str, url: &str, trusted_keys: &[String]) -> Result<()> {
     check_name(name)?;
     // Refuse what cannot work before writing it down.
     crate::remote::store::check_url(url)?;
+    for k in trusted_keys {
+        super::sign::PublicKey::parse(k)?;
+    }
     let (mut text, f) = read(path)?;
     if f.remotes.contains_key(name) {
         bail!(
@@ -233,6 +245,12 @@ pub fn add(path: &Path, name: &str, url: &str) -> Result<()> {
         header(name),
         serde_json::to_string(url)?
     ));
+    if !trusted_keys.is_empty() {
+        text.push_str(&format!(
+            "trusted-keys = {}\n",
+            serde_json::to_string(trusted_keys)?
+        ));
+    }
     write_checked(path, &text)
 }
 

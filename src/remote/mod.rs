@@ -14,6 +14,7 @@
 pub mod bundle;
 pub mod config;
 pub mod ondemand;
+pub mod sign;
 pub mod store;
 
 use std::collections::HashSet;
@@ -40,6 +41,8 @@ pub struct PushReport {
     pub uploaded_bytes: u64,
     /// Objects the remote had already.
     pub present: u64,
+    /// The name of the key the refs were signed with, if any.
+    pub signed_by: Option<String>,
 }
 
 /// Reads snapshot `name` out of the manifest.
@@ -102,15 +105,30 @@ pub fn push(
             .map(|n| export(&manifest, n))
             .collect::<Result<_>>()?
     };
+    // A key that cannot be read fails the push before anything moves.
+    let key = sign::load_secret()?;
     let mut blobs: Vec<(ContentHash, u64)> = Vec::new();
     let mut seen = HashSet::new();
     let mut encoded = Vec::new();
-    let mut report = PushReport::default();
+    let mut report = PushReport {
+        signed_by: key.as_ref().map(|k| k.name.clone()),
+        ..PushReport::default()
+    };
     for b in &bundles {
         b.check_sealed()?;
         let bytes = b.encode()?;
         let hash = ContentHash(*blake3::hash(&bytes).as_bytes());
-        if !recheck && remote.read_ref(&project_name, &b.info.name)? == Some(hash) {
+        // Up to date: the ref names this bundle (and, with a key, is
+        // signed by it; otherwise only the ref is written again).
+        let msg = sign::message(&project_name, &b.info.name, &hash);
+        let current = remote.read_ref(&project_name, &b.info.name)?;
+        let named = current.as_ref().is_some_and(|r| r.bundle == hash);
+        let signed = match (&key, &current) {
+            (Some(k), Some(r)) => sign::verify(&[k.public()], &msg, &r.sigs).is_ok(),
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        if !recheck && named && signed {
             report.up_to_date.push((b.info.name.clone(), hash));
             continue;
         }
@@ -156,7 +174,10 @@ pub fn push(
             report.present += 1;
         }
         // Last: the ref names a snapshot whose every object is on the remote.
-        remote.write_ref(&project_name, &name, &hash)?;
+        let sig = key
+            .as_ref()
+            .map(|k| k.sign(&sign::message(&project_name, &name, &hash)));
+        remote.write_ref(&project_name, &name, &hash, sig.as_deref())?;
         report.snapshots.push((name, hash));
     }
     Ok(report)
@@ -179,13 +200,26 @@ pub struct PullReport {
 pub fn pull(project: &Project, remote: &Remote, name: &str, eager: bool) -> Result<PullReport> {
     crate::manifest::check_snapshot_name(name)?;
     let project_name = config::project_name(project)?;
-    let bundle_hash = remote.read_ref(&project_name, name)?.ok_or_else(|| {
+    let ref_at = remote.describe(&remote.ref_key(&project_name, name));
+    let found = remote.read_ref(&project_name, name)?.ok_or_else(|| {
         anyhow!(
-            "the remote {} has no snapshot {name:?} for project {project_name:?} ({} does not exist)",
+            "the remote {} has no snapshot {name:?} for project {project_name:?} ({ref_at} does not exist)",
             remote.url,
-            remote.describe(&remote.ref_key(&project_name, name))
         )
     })?;
+    let msg = sign::message(&project_name, name, &found.bundle);
+    if let Err(why) = sign::verify(&remote.trusted, &msg, &found.sigs) {
+        bail!(
+            "refused {ref_at}: {why}, and this remote trusts only refs signed by {} (trusted-keys)",
+            remote
+                .trusted
+                .iter()
+                .map(|k| k.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let bundle_hash = found.bundle;
     let bytes = remote.get_blob(&bundle_hash)?;
     let mut bundle = Bundle::decode(&bytes, &remote.describe(&remote.blob_key(&bundle_hash)))?;
     bundle.info.name = name.to_string();

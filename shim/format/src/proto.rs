@@ -38,12 +38,15 @@
 //! | Seal | | | | path | | hash in data |
 //! | LinkTmp | | | | new path | staging name | |
 //! | Ping / Stop / Status | | | | | | text in data |
-//! | FetchBlob | expected size ([`SIZE_UNKNOWN`]: unknown) | | | hash (64 hex digits) | | why, in data, on failure |
+//! | FetchBlob | expected size ([`SIZE_UNKNOWN`]: unknown) | | | hash (64 hex digits) | view path read (optional) | why, in data, on failure |
 //!
 //! `FetchBlob` is sent only after a blob the view needs was not found in
 //! the store (a snapshot pulled without `--eager`): the daemon fetches it
 //! from the project's remotes, verified, and answers once it is in the
 //! store (0) or with EIO and one line saying why. Never on the hot path.
+//! Its path2, when not empty, is the view path the blob is read for: a
+//! hint (the daemon prefetches the blobs of its neighbours), never trusted
+//! for anything else.
 
 pub const PROTO_VERSION: u8 = 1;
 
