@@ -46,6 +46,10 @@ pub struct InceptionEnv {
     pub shim: PathBuf,
     pub store: PathBuf,
     pub manifest: PathBuf,
+    /// This vrift binary: the library starts the daemon and the syscall
+    /// supervisor with it (`VRIFT_EXE`), never with what a project's table
+    /// names.
+    pub exe: PathBuf,
 }
 
 /// Finds the shim, finishes an interrupted ingest and makes sure the hot
@@ -68,6 +72,7 @@ pub fn prepare(project: &Project) -> Result<InceptionEnv> {
         shim,
         store: cas.root().to_path_buf(),
         manifest: project.manifest_path(),
+        exe: std::env::current_exe()?,
     })
 }
 
@@ -98,6 +103,7 @@ impl InceptionEnv {
             (env_vars::VR_THE_SOURCE, self.store.clone().into()),
             (env_vars::VRIFT_SHIM_PATH, self.shim.clone().into()),
             (env_vars::VRIFT_MANIFEST, self.manifest.clone().into()),
+            (env_vars::VRIFT_EXE, self.exe.clone().into()),
         ]
     }
 
