@@ -18,7 +18,7 @@ if [[ $- == *i* && -z ${VRIFT_SHELL_VIEW-} && -z ${VRIFT_NO_SHELL_VIEW-} ]] \
   __vrift_login=()
   [[ ${__vrift_argv[0]-} == -* ]] && __vrift_login=(-l)
   SHLVL=$((${SHLVL:-1} - 1))
-  exec env VRIFT_SHELL_VIEW=1 VRIFT_SHELL_PRELOAD="${LD_PRELOAD-}" \
+  exec env VRIFT_SHELL_VIEW=1 VRIFT_SHELL_PRELOAD="${LD_PRELOAD-}" VRIFT_EXE={{vrift}} \
     LD_PRELOAD={{shim}}"${LD_PRELOAD:+:$LD_PRELOAD}" \
     "$BASH" ${__vrift_login[@]+"${__vrift_login[@]}"} "${__vrift_argv[@]:1}"
 fi

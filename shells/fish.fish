@@ -21,7 +21,7 @@ if status is-interactive; and not set -q VRIFT_SHELL_VIEW; and not set -q VRIFT_
     test -n "$__vrift_preload"; and set __vrift_new "$__vrift_new:$__vrift_preload"
     # (`vrift hook fish | source` reads this from a pipe: the new shell
     # takes the terminal, not the pipe, as its input.)
-    exec env VRIFT_SHELL_VIEW=1 VRIFT_SHELL_PRELOAD="$__vrift_preload" LD_PRELOAD="$__vrift_new" (status fish-path) $__vrift_login $__vrift_argv[2..-1] </dev/tty
+    exec env VRIFT_SHELL_VIEW=1 VRIFT_SHELL_PRELOAD="$__vrift_preload" VRIFT_EXE={{vrift}} LD_PRELOAD="$__vrift_new" (status fish-path) $__vrift_login $__vrift_argv[2..-1] </dev/tty
 end
 if set -q VRIFT_SHELL_VIEW
     if test -n "$VRIFT_SHELL_PRELOAD"

@@ -19,7 +19,7 @@ if [[ -o interactive && -z ${VRIFT_SHELL_VIEW-} && -z ${VRIFT_NO_SHELL_VIEW-} &&
     __vrift_login=()
     [[ ${__vrift_argv[1]-} == -* ]] && __vrift_login=(-l)
     SHLVL=$((${SHLVL:-1} - 1))
-    exec env VRIFT_SHELL_VIEW=1 VRIFT_SHELL_PRELOAD="${LD_PRELOAD-}" \
+    exec env VRIFT_SHELL_VIEW=1 VRIFT_SHELL_PRELOAD="${LD_PRELOAD-}" VRIFT_EXE={{vrift}} \
       LD_PRELOAD={{shim}}"${LD_PRELOAD:+:$LD_PRELOAD}" \
       "$__vrift_zsh" "${__vrift_login[@]}" "${(@)__vrift_argv[2,-1]}"
   fi

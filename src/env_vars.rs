@@ -13,6 +13,11 @@ pub const VR_THE_SOURCE: &str = "VR_THE_SOURCE";
 pub const VRIFT_VFS_PREFIX: &str = "VRIFT_VFS_PREFIX";
 /// Absolute path of `libvrift_shim.so`.
 pub const VRIFT_SHIM_PATH: &str = "VRIFT_SHIM_PATH";
+/// Absolute path of the vrift binary that set up the inception: the only
+/// program the library runs on its own (the daemon starter, the syscall
+/// supervisor). Never taken from a project's files (`.vrift/view.table`
+/// names a binary too, but a project can forge it).
+pub const VRIFT_EXE: &str = "VRIFT_EXE";
 /// Diagnostic output on stderr: named by the design, read by nothing yet
 /// (`vrift doctor` removes it from the programs it probes).
 pub const VRIFT_DEBUG: &str = "VRIFT_DEBUG";

@@ -238,9 +238,14 @@ pub fn ensure(project: &Project) -> Result<Changes> {
     ensure_with(project, &exe)
 }
 
-/// Where [`ensure_with`] records what it last left in `.vrift/bin`.
-fn record_path(project: &Project) -> PathBuf {
-    project.state_dir().join("wrappers.state")
+/// Where [`ensure_with`] records what it last left in `.vrift/bin`: in the
+/// user's data directory, not in the project (a file the project could
+/// write would let it keep a planted program past the check). None without
+/// a home: every call then checks each wrapper in full.
+fn record_path(project: &Project) -> Option<PathBuf> {
+    let dirs = directories::ProjectDirs::from("", "", "vrift")?;
+    let key = blake3::hash(project.root().as_os_str().as_bytes());
+    Some(dirs.data_dir().join("wrappers").join(&key.to_hex()[..32]))
 }
 
 /// What `.vrift/bin` holds when it is up to date for `vrift` and `names`:
@@ -292,10 +297,18 @@ pub fn ensure_with(project: &Project, vrift: &Path) -> Result<Changes> {
     let bin = bin_dir(project);
     let wanted = wanted(project)?;
     let record = record_path(project);
-    if let (Some(now), Ok(then)) = (bin_record(project, &bin, vrift, &wanted), fs::read(&record)) {
+    if let (Some(now), Some(then)) = (
+        bin_record(project, &bin, vrift, &wanted),
+        record.as_ref().and_then(|r| fs::read(r).ok()),
+    ) {
         if now == then {
             return Ok(Changes::default());
         }
+    }
+    // `.vrift/bin` is vrift's: a symlink or a file in its place (a project
+    // may ship one) is removed, never followed.
+    if fs::symlink_metadata(&bin).is_ok_and(|m| !m.is_dir()) {
+        fs::remove_file(&bin).with_context(|| format!("cannot remove {}", bin.display()))?;
     }
     fs::create_dir_all(&bin).with_context(|| format!("cannot create {}", bin.display()))?;
     let mut changes = Changes::default();
@@ -303,10 +316,16 @@ pub fn ensure_with(project: &Project, vrift: &Path) -> Result<Changes> {
         let name = &w.name;
         let path = bin.join(name);
         let text = render(w, project.root(), &bin, vrift);
-        let current = fs::read(&path).ok();
-        let executable = fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
+        // Only a regular file is read back (a symlink could change under it).
+        let meta = fs::symlink_metadata(&path).ok().filter(|m| m.is_file());
+        let current = meta.as_ref().and_then(|_| fs::read(&path).ok());
+        let executable = meta.is_some_and(|m| m.permissions().mode() & 0o111 != 0);
         if current.as_deref() == Some(&text[..]) && executable {
             continue;
+        }
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            fs::remove_dir_all(&path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
         }
         write_atomic(&path, &text)?;
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
@@ -319,18 +338,33 @@ pub fn ensure_with(project: &Project, vrift: &Path) -> Result<Changes> {
             continue;
         };
         // Dot files are other vrifts' temporary files, about to be renamed
-        // into place: no wrapper name starts with a dot.
-        if wanted.iter().any(|w| w.name == name)
-            || name.starts_with('.')
-            || !is_wrapper(&entry.path())
-        {
+        // into place: no wrapper name starts with a dot, and PATH lookups
+        // of build commands never find one.
+        if wanted.iter().any(|w| w.name == name) || name.starts_with('.') {
             continue;
         }
-        fs::remove_file(entry.path())
-            .with_context(|| format!("cannot remove {}", entry.path().display()))?;
+        // Anything else would run, first on PATH, as whatever command it
+        // is named after: only what vrift derived from the trusted config
+        // may be there (issue 14). A file vrift did not write is reported.
+        if !is_wrapper(&entry.path()) {
+            ui::warn(&format!(
+                "removed {}: .vrift/bin holds only the wrappers vrift writes (list a command under [wrappers] in .vrift/config.toml instead)",
+                entry.path().display()
+            ));
+        }
+        let path = entry.path();
+        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("cannot remove {}", path.display()))?;
         changes.removed.push(name);
     }
-    if let Some(now) = bin_record(project, &bin, vrift, &wanted) {
+    if let (Some(now), Some(record)) = (bin_record(project, &bin, vrift, &wanted), record) {
+        if let Some(dir) = record.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         write_atomic(&record, &now)?;
     }
     Ok(changes)

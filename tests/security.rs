@@ -702,3 +702,133 @@ fn sealing_a_large_file_does_not_stall_other_writes() {
         .count();
     assert_eq!(big, 1, "one 4 GiB blob");
 }
+
+/// A program that records that it ran (a marker file), then fails.
+fn plant(path: &Path, marker: &Path) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(
+        path,
+        format!(
+            "#!/bin/sh\necho \"$0 $*\" >> '{}'\nexit 3\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn a_program_planted_in_vrift_bin_of_a_trusted_project_never_runs() {
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]); // trusted from here on
+    sb.ok(&root, &["run", "--", "true"]); // the wrappers are written
+    let marker = sb.path().join("planted-ran");
+    // A project (a clone, an archive) that ships `.vrift/bin/make`, and one
+    // that replaces a wrapper vrift wrote.
+    let make = root.join(".vrift/bin/make");
+    plant(&make, &marker);
+    plant(&root.join(".vrift/bin/rm"), &marker);
+    // Entering the trusted project the way the shell hook does, then
+    // running what a build runs, first on PATH.
+    let hook = sb.run(&root, &["__hook-env", "--shell", "bash"]);
+    assert!(hook.status.success(), "{}", text(&hook.stderr));
+    assert!(
+        text(&hook.stderr).contains(".vrift/bin/make"),
+        "the removal is reported: {}",
+        text(&hook.stderr)
+    );
+    let script = format!(
+        "{}\nmake --version >/dev/null 2>&1; rm -f nothing; echo done",
+        text(&hook.stdout)
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(&root)
+        .env("HOME", sb.home())
+        .env("VR_THE_SOURCE", sb.store())
+        .output()
+        .unwrap();
+    assert!(text(&out.stdout).contains("done"), "{}", text(&out.stderr));
+    assert!(
+        !marker.exists(),
+        "a planted program ran: {}",
+        fs::read_to_string(&marker).unwrap_or_default()
+    );
+    assert!(!make.exists(), ".vrift/bin holds only vrift's wrappers");
+    // `.vrift/bin` itself as a symlink (to the user's own bin, say) is
+    // replaced by a directory, never written through.
+    let elsewhere = sb.mkdir("elsewhere");
+    fs::write(elsewhere.join("keep"), "mine").unwrap();
+    fs::remove_dir_all(root.join(".vrift/bin")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, root.join(".vrift/bin")).unwrap();
+    sb.ok(&root, &["run", "--", "true"]);
+    assert!(root.join(".vrift/bin").symlink_metadata().unwrap().is_dir());
+    assert_eq!(fs::read_to_string(elsewhere.join("keep")).unwrap(), "mine");
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 1);
+}
+
+#[test]
+fn a_doctored_view_table_cannot_choose_what_the_library_runs() {
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    // No daemon runs: the first write in the view starts one.
+    let _ = sb.run(&root, &["daemon", "stop"]);
+    // The table names the vrift binary as a path string: put a program of
+    // the project's choosing in its place (same length, same layout).
+    let vrift = fs::canonicalize(VRIFT).unwrap();
+    let vrift = vrift.as_os_str().as_encoded_bytes().to_vec();
+    let dir = tempfile::Builder::new()
+        .prefix("vp")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let dir_len = dir.path().as_os_str().len() + 1;
+    if vrift.len() <= dir_len {
+        return skip("the vrift binary's path is too short to forge in its place");
+    }
+    let planted = dir.path().join("x".repeat(vrift.len() - dir_len));
+    let marker = sb.path().join("planted-ran");
+    plant(&planted, &marker);
+    let table_path = root.join(".vrift/view.table");
+    let table = fs::read(&table_path).unwrap();
+    let at = table
+        .windows(vrift.len())
+        .position(|w| w == vrift)
+        .expect("the table names the vrift binary");
+    let mut doctored = table.clone();
+    doctored[at..at + vrift.len()].copy_from_slice(planted.as_os_str().as_encoded_bytes());
+    fs::write(&table_path, &doctored).unwrap();
+    // A write in the view starts the daemon, and a static program runs
+    // under vrift's supervisor: both with the vrift that set up the view.
+    let out = sb.sh_in_view(&root, "echo x > f.txt && cat f.txt");
+    assert!(
+        !marker.exists(),
+        "the library ran the table's program: {}",
+        fs::read_to_string(&marker).unwrap_or_default()
+    );
+    assert_eq!(text(&out.stdout), "x\n", "{}", text(&out.stderr));
+    if can_link_static() {
+        let src = sb.path().join("static_true.c");
+        fs::write(&src, "int main(void) { return 0; }\n").unwrap();
+        let prog = sb.path().join("static_true");
+        let st = Command::new("cc")
+            .args(["-static", "-o"])
+            .arg(&prog)
+            .arg(&src)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let out = sb.sh_in_view(&root, &format!("'{}'; echo rc=$?", prog.display()));
+        assert!(
+            !marker.exists(),
+            "the library ran the table's program as the supervisor: {}",
+            fs::read_to_string(&marker).unwrap_or_default()
+        );
+        assert!(text(&out.stdout).contains("rc="), "{}", text(&out.stderr));
+    }
+    let _ = sb.run(&root, &["daemon", "stop"]);
+}

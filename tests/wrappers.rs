@@ -929,7 +929,8 @@ fn wrappers_follow_the_config_and_are_rewritten_when_stale() {
         ["cat", "chmod", "chown", "cp", "ln", "mkdir", "mv", "rm", "rmdir", "touch"]
     );
     // A command from the config gets a wrapper at the next entry; one
-    // dropped from it loses its wrapper; other files are the user's.
+    // dropped from it loses its wrapper; any other file is removed, with a
+    // warning (issue 14: nothing the project ships runs from there).
     fs::write(
         root.join(".vrift/config.toml"),
         "[wrappers]\ncommands = [\"make\", \"tar\", \"../evil\"]\n",
@@ -952,7 +953,7 @@ fn wrappers_follow_the_config_and_are_rewritten_when_stale() {
     sb.ok(&root, &["allow"]);
     sb.ok(&root, &["run", "--", "true"]);
     let now = names(&root);
-    assert!(!now.contains(&"tar".to_string()) && now.contains(&"mine".to_string()));
+    assert!(!now.contains(&"tar".to_string()) && !now.contains(&"mine".to_string()));
     // A passed-through command keeps its exit code and output.
     let out = in_view(&sb, &root, "make -f /dev/null nothing-to-make", true);
     let direct = in_view(&sb, &root, "make -f /dev/null nothing-to-make", false);

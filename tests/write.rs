@@ -467,16 +467,13 @@ fn an_unreachable_daemon_fails_writes_with_eio_and_one_line() {
         .unwrap();
     assert!(st.success());
     fs::remove_file(&gone).unwrap();
-    let out = sb.run(
-        &root,
-        &[
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "echo x > new.txt; echo rc=$?; cat src/a.txt",
-        ],
+    // The library starts the daemon with `VRIFT_EXE` (never the table's
+    // path, which a project could forge): name the removed copy there.
+    let script = format!(
+        "VRIFT_EXE='{}' sh -c 'echo x > new.txt; echo rc=$?; cat src/a.txt'",
+        gone.display()
     );
+    let out = sb.run(&root, &["run", "--", "sh", "-c", &script]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

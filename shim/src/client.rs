@@ -181,12 +181,16 @@ enum Start {
     Unknown,
 }
 
-/// Starts the daemon (`vrift -C <root> daemon start`) and waits for it.
+/// Starts the daemon (`$VRIFT_EXE -C <root> daemon start`) and waits for it.
 fn start_daemon() -> Start {
-    let Some(table) = state::table() else {
+    // vrift as the inception's environment names it, never the table's
+    // `exe_path` (a project's file: see `state::vrift_exe`).
+    let Some(exe) = state::vrift_exe() else {
+        sys::complain(&[
+            b"vrift: cannot start the daemon: VRIFT_EXE is not set (start the inception with vrift)",
+        ]);
         return Start::Failed;
     };
-    let exe = table.exe_path();
     let root = state::ROOT.get();
     let (Some(exe_c), Some(root_c)) = (sys::CPath::new(exe), sys::CPath::new(root)) else {
         return Start::Failed;

@@ -22,7 +22,7 @@ use crate::state::{self, PATH_MAX};
 use crate::{call_real, sys};
 
 /// How many variables [`KEEP`] names.
-pub const KEPT_VARS: usize = 6;
+pub const KEPT_VARS: usize = 7;
 /// The variables an inception must keep, as captured at start-up.
 const KEEP: [&[u8]; KEPT_VARS] = [
     b"LD_PRELOAD",
@@ -31,6 +31,7 @@ const KEEP: [&[u8]; KEPT_VARS] = [
     b"VR_THE_SOURCE",
     b"VRIFT_SHIM_PATH",
     b"VRIFT_MANIFEST",
+    b"VRIFT_EXE",
 ];
 /// Pointers to the `NAME=value` strings of KEEP in the initial environment
 /// (in the constructor's page: `state::CAPTURED_ENV`).
@@ -898,8 +899,9 @@ fn run_unviewable(
     argv: *const *const c_char,
     env: *const *const c_char,
 ) -> c_int {
-    let exe = state::table().map(|t| t.exe_path()).unwrap_or_default();
-    if !exe.is_empty() {
+    // vrift as the inception's environment names it, never as the table
+    // does: a project can forge its table (see `state::vrift_exe`).
+    if let Some(exe) = state::vrift_exe() {
         crate::seccomp::exec_supervisor(exe, path, argv, env, |p, a, e| {
             without_audit(e, |e| call_real!(EXECVE(p, a, e) or fail(libc::ENOSYS)))
         });

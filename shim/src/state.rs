@@ -107,6 +107,8 @@ struct Startup {
     uid: AtomicU32,
     gid: AtomicU32,
     captured_env: [AtomicUsize; crate::exec::KEPT_VARS],
+    /// The value of `VRIFT_EXE` in the initial environment (0: none).
+    exe: AtomicUsize,
     merged_streams: AtomicUsize,
     /// Mappings made so far (`CURRENT` is the one in use + 1; a shell that
     /// switches projects starts again from none without reusing a slot).
@@ -134,6 +136,7 @@ static STARTUP: Startup = Startup {
     uid: AtomicU32::new(0),
     gid: AtomicU32::new(0),
     captured_env: [const { AtomicUsize::new(0) }; crate::exec::KEPT_VARS],
+    exe: AtomicUsize::new(0),
     merged_streams: AtomicUsize::new(0),
     mapped: AtomicUsize::new(0),
     shell: AtomicBool::new(false),
@@ -174,6 +177,10 @@ pub fn init(exe_is_vrift: bool) {
         // vrift's own processes never act through the shim (DESIGN.md §2).
         return;
     }
+    // Before the root: a hook's shell enters its projects later.
+    if let Some(exe) = sys::getenv(b"VRIFT_EXE\0").filter(|e| e.first() == Some(&b'/')) {
+        STARTUP.exe.store(exe.as_ptr() as usize, Ordering::Relaxed);
+    }
     if sys::getenv(b"VRIFT_SHELL_VIEW\0").is_some() {
         SHELL.store(true, Ordering::Relaxed);
     }
@@ -185,6 +192,21 @@ pub fn init(exe_is_vrift: bool) {
         return;
     }
     READY.store(true, Ordering::Release);
+}
+
+/// The vrift binary this library may run (the daemon starter, the syscall
+/// supervisor): `VRIFT_EXE` as the process started, set by the vrift that
+/// set up the inception. The table names a binary too, but the table is a
+/// project's file: a project that could choose what the library executes
+/// would run its own program in every process that writes (issue 14).
+pub fn vrift_exe() -> Option<&'static [u8]> {
+    let p = STARTUP.exe.load(Ordering::Relaxed);
+    if p == 0 {
+        return None;
+    }
+    // SAFETY: a NUL-terminated string of the initial environment, which
+    // lives for the process.
+    Some(unsafe { core::ffi::CStr::from_ptr(p as *const libc::c_char) }.to_bytes())
 }
 
 /// The first need of the table: the root's identity, then the mapping.

@@ -559,6 +559,46 @@ impl Rift {
         self.carried.get(&id).is_some_and(|d| d.op == op)
     }
 
+    // ---- the domain ----------------------------------------------------------
+
+    /// Refuses a path the library never sends (issue 14: the wire format is
+    /// public, and any process of the user can connect): one below
+    /// `.vrift/`, the store or the runtime directory when they lie in the
+    /// project (vrift's own state is never part of the view: EACCES), and
+    /// one with a physical symlink on the way (clients resolve symlinks
+    /// before they name a path, so such a path could only lead the daemon
+    /// out of the project: ELOOP). The last component is never followed by
+    /// the operations themselves (lstat, lchown, openat2 RESOLVE_BENEATH).
+    /// Names and lengths were checked before (`is_valid_rift_path`,
+    /// NAME_MAX, PATH_MAX).
+    pub fn confined(&self, rel: &[u8]) -> std::result::Result<(), i32> {
+        if rel.is_empty() {
+            return Ok(());
+        }
+        let below = |dir: &[u8]| rel == dir || rel.starts_with(dir) && rel[dir.len()] == b'/';
+        if below(crate::project::STATE_DIR.as_bytes()) {
+            return Err(libc::EACCES);
+        }
+        let root = self.project.root();
+        for own in [self.cas.root().to_path_buf(), super::runtime_dir()] {
+            if let Ok(inside) = own.strip_prefix(root) {
+                let inside = inside.as_os_str().as_bytes();
+                if inside.is_empty() || below(inside) {
+                    return Err(libc::EACCES);
+                }
+            }
+        }
+        for (i, _) in rel.iter().enumerate().filter(|(_, &c)| c == b'/') {
+            match fs::symlink_metadata(self.disk(&rel[..i])) {
+                Ok(m) if m.file_type().is_symlink() => return Err(libc::ELOOP),
+                Ok(_) => {}
+                // Nothing physical below a missing directory.
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
     // ---- the view ------------------------------------------------------------
 
     /// What `rel` names in the view.

@@ -25,7 +25,7 @@ use vrift_format::proto::{
 use super::fetch::{self, Fetcher, Start};
 use super::live::Identity;
 use super::rift::{Caller, Errno, Rift, Seal, SEAL_SLICE};
-use super::wire::{peer_cred, read_some, send_frame};
+use super::wire::{peer_cred, read_some, send_some};
 use crate::lock::{FileLock, LockMode};
 use crate::project::Project;
 
@@ -66,6 +66,14 @@ struct Conn {
     /// Waiting for a blob being fetched: not polled, not answered, until
     /// the fetch ends (its client is blocked on the answer anyway).
     parked: bool,
+    /// The part of a reply the client has not taken yet (its socket buffer
+    /// is full), and the fd to send with its first byte. While it is there
+    /// the connection is polled for writing only: nothing more is read or
+    /// answered for it, so a client that floods requests and never reads
+    /// its replies holds one reply and one read buffer of the daemon, and
+    /// never the daemon itself (issue 14).
+    out: Vec<u8>,
+    out_fd: Option<OwnedFd>,
 }
 
 /// Closes every inherited fd above stderr: a daemon must not keep a build's
@@ -248,9 +256,13 @@ fn serve(
             conns
                 .iter()
                 .filter(|(_, c)| !c.parked)
-                .map(|(&fd, _)| libc::pollfd {
+                .map(|(&fd, c)| libc::pollfd {
                     fd,
-                    events: libc::POLLIN,
+                    events: if c.out.is_empty() {
+                        libc::POLLIN
+                    } else {
+                        libc::POLLOUT
+                    },
                     revents: 0,
                 }),
         );
@@ -311,6 +323,8 @@ fn serve(
                                 buf: Vec::new(),
                                 id: next_id,
                                 parked: false,
+                                out: Vec::new(),
+                                out_fd: None,
                             },
                         );
                     }
@@ -382,12 +396,22 @@ fn serve(
             let Some(conn) = conns.get_mut(&p.fd) else {
                 continue;
             };
-            let keep = match read_some(&conn.sock, &mut conn.buf) {
-                Ok(0) => false,
-                Ok(_) => handle_frames(rift, fetcher, p.fd, conn, &mut last_activity),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
-                Err(_) => false,
+            let keep = if !conn.out.is_empty() {
+                // The client takes its reply at last: then the requests it
+                // sent meanwhile are answered.
+                match flush(conn) {
+                    Ok(true) => handle_frames(rift, fetcher, p.fd, conn, &mut last_activity),
+                    Ok(false) => true,
+                    Err(_) => false,
+                }
+            } else {
+                match read_some(&conn.sock, &mut conn.buf) {
+                    Ok(0) => false,
+                    Ok(_) => handle_frames(rift, fetcher, p.fd, conn, &mut last_activity),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+                    Err(_) => false,
+                }
             };
             if !keep {
                 conns.remove(&p.fd);
@@ -460,7 +484,7 @@ fn finish_fetches(fetcher: &mut Fetcher, conns: &mut HashMap<RawFd, Conn>) {
         // SAFETY: one live pollfd.
         unsafe { libc::poll(&mut p, 1, 1000) };
         for ((fd, id), errno, why) in fetcher.finished() {
-            if let Some(conn) = conns.get(&fd).filter(|c| c.id == id) {
+            if let Some(conn) = conns.get_mut(&fd).filter(|c| c.id == id) {
                 answer(conn, Op::FetchBlob, (errno, 0, 0, why, None));
             }
         }
@@ -477,6 +501,10 @@ fn handle_frames(
     last_activity: &mut Instant,
 ) -> bool {
     loop {
+        // One reply waiting for the client to read it: the rest waits too.
+        if !conn.out.is_empty() {
+            return true;
+        }
         let total = match frame_len(&conn.buf) {
             Ok(n) => n,
             Err(FrameError::Incomplete) => return true,
@@ -538,8 +566,10 @@ fn handle_frames(
 
 type Answer = (i32, u64, u64, Vec<u8>, Option<OwnedFd>);
 
-/// Sends the answer to a request of `op`. False: the connection is lost.
-fn answer(conn: &Conn, op: Op, (errno, a, b, data, fd): Answer) -> bool {
+/// Sends the answer to a request of `op`, or keeps what the client's socket
+/// cannot take now in `conn.out` (never waiting for a client). False: the
+/// connection is lost.
+fn answer(conn: &mut Conn, op: Op, (errno, a, b, data, fd): Answer) -> bool {
     // Sized to the reply: a whole-frame buffer would be zeroed per request.
     let mut out = vec![0u8; 64 + data.len()];
     let reply = Reply {
@@ -552,12 +582,34 @@ fn answer(conn: &Conn, op: Op, (errno, a, b, data, fd): Answer) -> bool {
     let Some(n) = encode_reply(&mut out, &reply) else {
         return false;
     };
-    // The reply is small; a client that does not read it loses it.
-    let _ = conn.sock.set_nonblocking(false);
-    let _ = conn.sock.set_write_timeout(Some(Duration::from_secs(5)));
-    let sent = send_frame(&conn.sock, &out[..n], fd.as_ref().map(|f| f.as_raw_fd()));
-    let _ = conn.sock.set_nonblocking(true);
-    sent.is_ok()
+    if !conn.out.is_empty() {
+        // Not reached: a connection with a reply pending is not answered.
+        return false;
+    }
+    out.truncate(n);
+    conn.out = out;
+    conn.out_fd = fd;
+    flush(conn).is_ok()
+}
+
+/// Sends what it can of `conn.out` without blocking. Ok(true): all of it.
+fn flush(conn: &mut Conn) -> io::Result<bool> {
+    while !conn.out.is_empty() {
+        let fd = conn.out_fd.as_ref().map(|f| f.as_raw_fd());
+        match send_some(&conn.sock, &conn.out, fd) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(sent) => {
+                // The fd went with the first byte.
+                conn.out_fd = None;
+                conn.out.drain(..sent);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    conn.out = Vec::new();
+    Ok(true)
 }
 
 /// Whether a request carries an id its retry is recognised by: a change to
@@ -639,6 +691,15 @@ fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
         };
     if too_long {
         return (libc::ENAMETOOLONG, 0, 0, Vec::new(), None);
+    }
+    // Only inside the project, never through a symlink out of it.
+    let second_is_path = matches!(req.op, Op::Rename | Op::Link);
+    let confined = rift.confined(p1).and_then(|()| match second_is_path {
+        true => rift.confined(req.path2),
+        false => Ok(()),
+    });
+    if let Err(e) = confined {
+        return (e, 0, 0, Vec::new(), None);
     }
     let res: Result<Answer, Errno> = match req.op {
         Op::Ping => Ok(ok(b"pong".to_vec())),

@@ -56,6 +56,10 @@ pub struct InceptionEnv {
     pub shim: PathBuf,
     pub store: PathBuf,
     pub manifest: PathBuf,
+    /// This vrift binary: the library starts the daemon and the syscall
+    /// supervisor with it (`VRIFT_EXE`), never with what a project's table
+    /// names.
+    pub exe: PathBuf,
 }
 
 /// Finds the shim, finishes an interrupted ingest and makes sure the hot
@@ -78,6 +82,7 @@ pub fn prepare(project: &Project) -> Result<InceptionEnv> {
         shim,
         store: cas.root().to_path_buf(),
         manifest: project.manifest_path(),
+        exe: std::env::current_exe()?,
     })
 }
 
@@ -108,6 +113,7 @@ impl InceptionEnv {
             (env_vars::VR_THE_SOURCE, self.store.clone().into()),
             (env_vars::VRIFT_SHIM_PATH, self.shim.clone().into()),
             (env_vars::VRIFT_MANIFEST, self.manifest.clone().into()),
+            (env_vars::VRIFT_EXE, self.exe.clone().into()),
         ]
     }
 

@@ -19,12 +19,13 @@ use crate::project::{Project, STATE_DIR};
 use shell::Shell;
 
 /// The variables an inception sets, in the order its code sets them.
-pub const MANAGED: [&str; 7] = [
+pub const MANAGED: [&str; 8] = [
     env_vars::VRIFT_PROJECT_ROOT,
     env_vars::VRIFT_INCEPTION,
     env_vars::VR_THE_SOURCE,
     env_vars::VRIFT_SHIM_PATH,
     env_vars::VRIFT_MANIFEST,
+    env_vars::VRIFT_EXE,
     "LD_PRELOAD",
     "PATH",
 ];

@@ -140,10 +140,15 @@ fn task_is_vrift() -> bool {
             let mut path = [0u8; 40];
             let n = super::target::proc_path(&mut path, TASK.load(Ordering::Relaxed), b"/exe");
             let mut exe = [0u8; PATH_MAX];
+            // The supervisor is vrift itself: a task running the same
+            // binary is one of vrift's own (the table's `exe_path` is a
+            // project's file, and is not trusted for this).
+            let mut own = [0u8; PATH_MAX];
+            let own = sys::readlink_raw(b"/proc/self/exe", &mut own).map(|len| &own[..len]);
             let yes = sys::readlink_raw(&path[..n], &mut exe).is_some_and(|len| {
                 let exe = &exe[..len];
                 let exe = exe.strip_suffix(b" (deleted)").unwrap_or(exe);
-                crate::state::table().is_some_and(|t| t.exe_path() == exe)
+                own.is_some_and(|own| own.strip_suffix(b" (deleted)").unwrap_or(own) == exe)
             });
             TASK_IS_VRIFT.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
             yes
