@@ -346,3 +346,42 @@ fn a_supervised_program_never_execs_the_disks_stale_copy() {
     assert!(err.contains("which only the view holds"), "{err}");
     assert_eq!(err.matches("vrift:").count(), 1, "{err}");
 }
+
+/// Bad pointers from a program under the supervisor get EFAULT, as from
+/// the kernel: a path that is not mapped, and a stat buffer that is not
+/// (for a file the supervisor serves).
+#[test]
+fn bad_pointers_from_a_supervised_program_get_efault() {
+    if !has_cc() || !can_link_static() {
+        skip("no C compiler that links statically");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let prog = static_binary(
+        &sb,
+        "badptr",
+        r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+int main(void) {
+    int r = open((const char *)1, O_RDONLY);
+    printf("open %s\n", r < 0 ? strerrorname_np(errno) : "ok");
+    r = mkdir((const char *)1, 0755);
+    printf("mkdir %s\n", r < 0 ? strerrorname_np(errno) : "ok");
+    r = stat("f", (struct stat *)1);
+    printf("stat %s\n", r < 0 ? strerrorname_np(errno) : "ok");
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    let out = sb.ok_in_view(&root, &format!("echo x > f && {}", prog.display()));
+    assert_eq!(out, "open EFAULT\nmkdir EFAULT\nstat EFAULT\n");
+}
