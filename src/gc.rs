@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
@@ -64,6 +64,9 @@ pub struct Report {
     pub stale_tmp: u64,
     /// Executable copies (`exec/`, made by the shim) of unreferenced blobs.
     pub stale_exec: u64,
+    /// Copies of the view library (`lib/`) that no running process maps
+    /// and that are not the current one.
+    pub stale_libs: u64,
     /// Referenced blobs that are not in the store: snapshots pulled without
     /// `--eager` reference blobs only their remote holds (fetched on first
     /// read). Not an error, and nothing gc deletes or fetches.
@@ -173,6 +176,7 @@ pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
             }
         }
     }
+    stale_libraries(cas, delete, &mut report);
     let now = SystemTime::now();
     for entry in fs::read_dir(cas.tmp_dir())? {
         let entry = entry?;
@@ -213,4 +217,49 @@ pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
         }
     }
     Ok(report)
+}
+
+/// The library copies inceptions preload (`Cas::pin_library`): one per
+/// library build. Those mapped by a running process (any `/proc/*/maps`
+/// naming them) and the one the installed library pins to stay.
+fn stale_libraries(cas: &Cas, delete: bool, report: &mut Report) {
+    let Ok(entries) = fs::read_dir(cas.lib_dir()) else {
+        return;
+    };
+    let current = crate::inception::env::shim_path()
+        .ok()
+        .and_then(|lib| cas.pin_library(&lib).ok());
+    let mapped = mapped_paths(&cas.lib_dir());
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if Some(&path) == current.as_ref() || mapped.contains(&path) {
+            continue;
+        }
+        report.stale_libs += 1;
+        if delete {
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
+
+/// Files under `dir` that some process of ours has mapped.
+fn mapped_paths(dir: &Path) -> HashSet<PathBuf> {
+    let mut out = HashSet::new();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let Ok(maps) = fs::read(p.path().join("maps")) else {
+            continue;
+        };
+        for line in maps.split(|&c| c == b'\n') {
+            if let Some(at) = line.iter().position(|&c| c == b'/') {
+                let path = Path::new(std::ffi::OsStr::from_bytes(&line[at..]));
+                if path.starts_with(dir) {
+                    out.insert(path.to_path_buf());
+                }
+            }
+        }
+    }
+    out
 }

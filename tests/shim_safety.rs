@@ -369,3 +369,27 @@ fn removing_the_installed_library_mid_inception_keeps_new_processes_in_the_view(
         "after.txt reached the disk"
     );
 }
+
+/// `vrift gc --delete` removes copies of the view library that no process
+/// maps and that are not the installed one's; the current copy stays.
+#[test]
+fn gc_removes_old_library_copies_no_process_uses() {
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    sb.ok_in_view(&root, "true");
+    let lib = sb.store().join("lib");
+    let old = lib.join("libvrift_shim-00000000000000000000000000000000.so");
+    fs::write(&old, "an old build").unwrap();
+    let current: Vec<_> = fs::read_dir(&lib)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| *p != old)
+        .collect();
+    assert_eq!(current.len(), 1, "{current:?}");
+    let out = sb.ok(&root, &["gc", "--delete"]);
+    assert!(out.contains("deleted 1 old copy of the view library"), "{out}");
+    assert!(!old.exists());
+    assert!(current[0].exists());
+}

@@ -59,6 +59,12 @@ pub fn gc(delete: bool) -> Result<Outcome> {
                 String::new()
             }
         );
+        if r.stale_libs > 0 {
+            println!(
+                "deleted {} of the view library no process uses",
+                ui::count(r.stale_libs, "old copy", "old copies")
+            );
+        }
     } else {
         println!(
             "{} unreferenced blobs ({}) would be deleted; run `vrift gc --delete` to delete them",
