@@ -251,6 +251,9 @@ pub extern "C" fn unlink(path: *const c_char) -> c_int {
 
 #[no_mangle]
 pub extern "C" fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
+    if flags & !libc::AT_REMOVEDIR != 0 {
+        return fail(libc::EINVAL);
+    }
     let op = if flags & libc::AT_REMOVEDIR != 0 {
         Op::Rmdir
     } else {
@@ -338,6 +341,12 @@ fn two_paths(
 ) -> c_int {
     // A path the kernel cannot read is its EFAULT, before anything else.
     if crate::sys::unreadable(old) || crate::sys::unreadable(new) {
+        return real(od, old, nd, new);
+    }
+    // An empty path is the kernel's ENOENT (AT_EMPTY_PATH is decided by
+    // the callers), not a path outside the domain.
+    // SAFETY: both readable (checked above).
+    if unsafe { *old == 0 || *new == 0 } {
         return real(od, old, nd, new);
     }
     let mut ob = PathBuf::new();
@@ -576,7 +585,10 @@ macro_rules! by_fd {
         let mut path = PathBuf::new();
         let known = fd_entry_path($fd, $staged_too, &mut path)
             || (!fdtable::is_staged($fd) && untracked_fd_path($fd, &mut path));
-        if path.in_store {
+        if (known || path.in_store) && sys::is_path_fd($fd) {
+            // An O_PATH fd changes nothing, as in the kernel.
+            fail(libc::EBADF)
+        } else if path.in_store {
             // A blob of the store: no entry to change, and the blob never.
             fail(libc::EPERM)
         } else if known {
@@ -690,12 +702,17 @@ pub extern "C" fn fchownat(
 
 #[no_mangle]
 pub extern "C" fn fchown(fd: c_int, uid: libc::uid_t, gid: libc::gid_t) -> c_int {
-    by_fd!(
+    let r = by_fd!(
         fd,
         true,
         |rel| rift(Op::Chown, uid as u64, gid as u64, rel, b""),
         call_real!(FCHOWN(fd, uid, gid) or raw(libc::SYS_fchown, fd as usize, uid as usize, gid as usize, 0, 0))
-    )
+    );
+    if r == 0 {
+        // What fstat on this fd reports follows.
+        fdtable::set_owner(fd, uid, gid);
+    }
+    r
 }
 
 fn ts_ns(t: &libc::timespec) -> u64 {
