@@ -628,6 +628,39 @@ pub extern "C" fn fchmodat(dirfd: c_int, path: *const c_char, mode: mode_t, flag
     )
 }
 
+/// `fchmodat2` (Linux 6.6; reached as a raw syscall): `fchmodat` with the
+/// kernel's flag check and `AT_EMPTY_PATH`, which acts on the fd (an
+/// O_PATH one too, as in the kernel); what is not the rift's goes to the
+/// kernel's own `fchmodat2`.
+pub fn fchmodat2(dirfd: c_int, path: *const c_char, mode: mode_t, flags: c_int) -> c_int {
+    if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
+        return fail(libc::EINVAL);
+    }
+    let nr = libc::SYS_fchmodat2;
+    let (m, f) = (mode as usize, flags as usize);
+    // SAFETY: checked readable first.
+    if flags & libc::AT_EMPTY_PATH != 0 && !sys::unreadable(path) && unsafe { *path } == 0 {
+        let mut view = PathBuf::new();
+        if fd_entry_path(dirfd, true, &mut view) {
+            let r = fchmodat(libc::AT_FDCWD, view.c_ptr(), mode, 0);
+            if r == 0 {
+                fdtable::set_mode(dirfd, mode);
+            }
+            return r;
+        }
+        return raw(nr, dirfd as usize, path as usize, m, f, 0);
+    }
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+    one_path!(
+        dirfd,
+        path,
+        follow,
+        |rel| rift(Op::Chmod, mode as u64, 0, rel, b""),
+        raw(nr, dirfd as usize, path as usize, m, f, 0),
+        |abs| raw(nr, FD, abs as usize, m, f, 0)
+    )
+}
+
 /// ioctl (through the C layer: it is variadic). The requests that change
 /// an inode in place — its flags (`chattr`), its project attributes — are
 /// refused with EPERM on a blob of the store, which every project holding

@@ -46,6 +46,12 @@ int main(void) {
     report("fchmodat2", syscall(452, AT_FDCWD, "f", 0600, 0));
     stat("f", &st);
     printf("%-28s %o\n", "mode after fchmodat2", st.st_mode);
+    report("fchmodat2 bad flags", syscall(452, AT_FDCWD, "f", 0600, 9999));
+    p = open("f", O_PATH);
+    report("fchmodat2 empty O_PATH", syscall(452, p, "", 0640, AT_EMPTY_PATH));
+    close(p);
+    stat("f", &st);
+    printf("%-28s %o\n", "mode after empty path", st.st_mode);
 
     if (geteuid() == 0) {
         report("chmod 2700", chmod("f", 02700));
