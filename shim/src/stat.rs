@@ -334,9 +334,10 @@ fn access_meta(m: &Meta, amode: c_int, effective: bool, abs: &[u8]) -> c_int {
     if amode == libc::F_OK {
         return 0;
     }
-    let shift = if m.uid == uid {
+    let (owner, group) = crate::statbuf::owner(m);
+    let shift = if owner == uid {
         6
-    } else if m.gid == gid || in_groups(m.gid) {
+    } else if group == gid || in_groups(group) {
         3
     } else {
         0

@@ -170,6 +170,13 @@ pub fn conformance(args: ConformanceArgs) -> Result<()> {
         let run = Run::new(&args, &ltp, &sandbox, &built, user)?;
         let result = run.all(&tests);
         let _ = run.stop_daemon();
+        // A test as root may leave a file immutable (unlink09 does, in the
+        // rift on a staging file): clear the flags so the sandbox can go.
+        let _ = Command::new("chattr")
+            .args(["-R", "-f", "-i", "-a"])
+            .arg(sandbox.path())
+            .stderr(Stdio::null())
+            .status();
         if args.keep {
             println!("logs: {}", sandbox.path().join("logs").display());
         }
