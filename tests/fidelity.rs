@@ -87,3 +87,41 @@ fn raw_syscall_numbers_of_the_path_family_act_on_the_view() {
     assert_eq!(disk_files(&root), before);
     assert_eq!(sb.ok(&root, &["cat", "o2.txt"]), "o2\n");
 }
+
+/// Issue 15, found by `cargo xtask conformance` (LTP's access04, fstatat01,
+/// unlinkat01, link04, open13, fchmodat2_01, chown02, fchown02, fchown05,
+/// access01): each corner answers in the view as on disk.
+#[test]
+fn issue_15_ltp_corners_answer_as_the_kernel() {
+    if !has_cc() {
+        skip("no C compiler");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let prog = compile_c(&sb, "ltp_corners", &[]);
+    let root = sb.mkdir("proj");
+    let twin = sb.mkdir("twin");
+    sb.ok(&root, &["init"]);
+    let native = Command::new(&prog).current_dir(&twin).output().unwrap();
+    assert!(native.status.success(), "native run failed");
+    let view = sb.run(&root, &["run", "--", prog.to_str().unwrap()]);
+    assert!(
+        view.status.success(),
+        "view run failed ({:?}): {}",
+        view.status,
+        String::from_utf8_lossy(&view.stderr)
+    );
+    let (n, v) = (
+        String::from_utf8_lossy(&native.stdout),
+        String::from_utf8_lossy(&view.stdout),
+    );
+    for (a, b) in n.lines().zip(v.lines()) {
+        assert_eq!(b, a, "view (left) vs native (right)");
+    }
+    assert_eq!(v.lines().count(), n.lines().count(), "{v}");
+    assert!(n.contains("read O_PATH                  -1 EBADF"), "{n}");
+    // What it wrote is in the rift.
+    assert!(!root.join("f").exists());
+    assert_eq!(sb.ok(&root, &["cat", "f"]), "data\n");
+}

@@ -110,6 +110,28 @@ pub fn set_mode(fd: i32, mode: u32) {
     }
 }
 
+/// After a successful `fchown` of `fd`'s entry: its new owner (`u32::MAX`
+/// keeps one), and the set-user-ID bit (set-group-ID too when group
+/// execute is set) cleared as the daemon clears it on a regular file.
+pub fn set_owner(fd: i32, uid: u32, gid: u32) {
+    if let Some(s) = slot(fd) {
+        let old = s.owner.load(Ordering::Relaxed);
+        let uid = if uid == u32::MAX {
+            (old >> 32) as u32
+        } else {
+            uid
+        };
+        let gid = if gid == u32::MAX { old as u32 } else { gid };
+        s.owner
+            .store((u64::from(uid) << 32) | u64::from(gid), Ordering::Relaxed);
+        let mode = s.mode.load(Ordering::Relaxed);
+        if mode & libc::S_IFMT == libc::S_IFREG {
+            s.mode
+                .store(vrift_format::view::chown_mode(mode), Ordering::Relaxed);
+        }
+    }
+}
+
 /// Records that `fd` is the directory at absolute path `path` (if it fits).
 pub fn set_dir(fd: i32, path: &[u8]) {
     if path.len() <= PATH_CAP {

@@ -83,7 +83,9 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
             | libc::O_NONBLOCK
             | libc::O_NOCTTY
             | libc::O_NOATIME
-            | libc::O_LARGEFILE);
+            | libc::O_LARGEFILE
+            // An O_PATH fd neither reads nor changes anything (see `by_fd!`).
+            | libc::O_PATH);
     let open_at = |dirfd: c_int, path: *const c_char| {
         call_real!(OPENAT(dirfd, path, libc::O_RDONLY | keep, 0)
             or sys::openat_raw(dirfd, path, libc::O_RDONLY | keep, 0))

@@ -183,11 +183,21 @@ fn is_empty_path(path: *const c_char) -> bool {
     !crate::sys::unreadable(path) && unsafe { *path } == 0
 }
 
+/// The flags `fstatat` and `statx` accept (the kernel's `vfs_statx`);
+/// any other bit is EINVAL, for a rift entry as on disk.
+const STAT_FLAGS: c_int = libc::AT_SYMLINK_NOFOLLOW
+    | libc::AT_NO_AUTOMOUNT
+    | libc::AT_EMPTY_PATH
+    | libc::AT_STATX_SYNC_TYPE;
+
 /// `fstatat` family (with `AT_EMPTY_PATH` on tracked fds).
 macro_rules! fstatat_export {
     ($name:ident, $real:ident, $buf:ty, $fill:ident) => {
         #[no_mangle]
         pub extern "C" fn $name(dirfd: c_int, path: *const c_char, st: *mut $buf, flags: c_int) -> c_int {
+            if flags & !STAT_FLAGS != 0 {
+                return fail(libc::EINVAL);
+            }
             if flags & libc::AT_EMPTY_PATH != 0 && is_empty_path(path) {
                 if let Some(m) = fdtable::get(dirfd) {
                     // SAFETY: libc contract: a valid out-buffer.
@@ -257,6 +267,12 @@ pub extern "C" fn statx(
         // SAFETY: passthrough to the kernel.
         unsafe { crate::raw_syscall!(libc::SYS_statx, d, p, flags, mask, stx) as c_int }
     };
+    if flags & !STAT_FLAGS != 0
+        || flags & libc::AT_STATX_SYNC_TYPE == libc::AT_STATX_SYNC_TYPE
+        || mask & libc::STATX__RESERVED as c_uint != 0
+    {
+        return fail(libc::EINVAL);
+    }
     if flags & libc::AT_EMPTY_PATH != 0 && is_empty_path(path) {
         if let Some(m) = fdtable::get(dirfd) {
             // SAFETY: libc contract: a valid out-buffer.
@@ -285,27 +301,86 @@ pub extern "C" fn statx(
     }
 }
 
-/// Access check of a rift entry against its mode (as the owner; the shim
-/// reports the project root's owner for entries).
-fn access_meta(m: &Meta, amode: c_int) -> c_int {
+/// Access check of a rift entry as the kernel makes it: EINVAL for a mode
+/// past R|W|X; then, for anyone but root, search permission on the
+/// directories on the way (physical: the kernel checks them, asked for
+/// `X_OK` on the entry's parent) and the entry's owner, group or other
+/// bits for the real ids (the effective ones with `effective`: `eaccess`,
+/// `AT_EACCESS`); root may read and write anything, and execute what has
+/// an execute bit.
+fn access_meta(m: &Meta, amode: c_int, effective: bool, abs: &[u8]) -> c_int {
+    if amode & !(libc::R_OK | libc::W_OK | libc::X_OK) != 0 {
+        return fail(libc::EINVAL);
+    }
+    // SAFETY: the id getters have no preconditions.
+    let (uid, gid) = unsafe {
+        if effective {
+            (libc::geteuid(), libc::getegid())
+        } else {
+            (libc::getuid(), libc::getgid())
+        }
+    };
+    let want = (amode & 7) as u32;
+    if uid == 0 {
+        return if want & 1 == 0 || m.mode & 0o111 != 0 {
+            0
+        } else {
+            fail(libc::EACCES)
+        };
+    }
+    if !parent_searchable(abs, effective) {
+        return fail(libc::EACCES);
+    }
     if amode == libc::F_OK {
         return 0;
     }
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let bits = (m.mode >> 6) & 7;
-    let want = (amode & 7) as u32;
-    let ok = if root {
-        // Root may read and write anything; execute needs some x bit.
-        want & 1 == 0 || m.mode & 0o111 != 0
+    let (owner, group) = crate::statbuf::owner(m);
+    let shift = if owner == uid {
+        6
+    } else if group == gid || in_groups(group) {
+        3
     } else {
-        bits & want == want
+        0
     };
-    if ok {
+    if (m.mode >> shift) & want == want {
         0
     } else {
         fail(libc::EACCES)
     }
+}
+
+/// Whether the directories leading to the absolute path `abs` may be
+/// searched: the kernel's answer to `X_OK` on its parent (a missing or
+/// unreadable parent is left to the entry's own answer).
+fn parent_searchable(abs: &[u8], effective: bool) -> bool {
+    let Some(cut) = abs.iter().rposition(|&b| b == b'/') else {
+        return true;
+    };
+    let mut parent = PathBuf::new();
+    if !parent.set(if cut == 0 { b"/" } else { &abs[..cut] }) {
+        return true;
+    }
+    let flags = if effective { libc::AT_EACCESS } else { 0 };
+    // SAFETY: a NUL-terminated path; no other pointer.
+    let r = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_faccessat2,
+            libc::AT_FDCWD,
+            parent.c_ptr(),
+            libc::X_OK,
+            flags
+        )
+    };
+    // SAFETY: errno is thread-local.
+    r == 0 || unsafe { *libc::__errno_location() } != libc::EACCES
+}
+
+/// Whether `gid` is one of the process's supplementary groups.
+fn in_groups(gid: u32) -> bool {
+    let mut groups = [0 as libc::gid_t; 256];
+    // SAFETY: `groups` holds 256 entries.
+    let n = unsafe { libc::getgroups(groups.len() as c_int, groups.as_mut_ptr()) };
+    n > 0 && groups[..n as usize].contains(&gid)
 }
 
 /// libc's access answer `r`, unless it failed where a physical symlink
@@ -316,13 +391,13 @@ fn access_fallback(r: c_int, miss: &PathBuf, follow: bool, amode: c_int) -> c_in
     }
     let mut view = PathBuf::new();
     match crate::resolve::physical_fallback(miss, follow, &mut view) {
-        Some((h, t)) => access_meta(&crate::statbuf::entry_meta(&h, t), amode),
+        Some((h, t)) => access_meta(&crate::statbuf::entry_meta(&h, t), amode, false, view.abs()),
         None => r,
     }
 }
 
 macro_rules! access_export {
-    ($name:ident, $real:ident) => {
+    ($name:ident, $real:ident, $effective:expr) => {
         #[no_mangle]
         pub extern "C" fn $name(path: *const c_char, amode: c_int) -> c_int {
             let mut buf = PathBuf::new();
@@ -335,16 +410,16 @@ macro_rules! access_export {
                     let p = buf.c_ptr();
                     call_real!($real(p, amode) or fail(libc::ENOSYS))
                 }
-                Lk::Meta(m) => access_meta(&m, amode),
+                Lk::Meta(m) => access_meta(&m, amode, $effective, buf.abs()),
                 Lk::Err(e) => fail(e),
             }
         }
     };
 }
 
-access_export!(access, ACCESS);
-access_export!(eaccess, EACCESS);
-access_export!(euidaccess, EUIDACCESS);
+access_export!(access, ACCESS, false);
+access_export!(eaccess, EACCESS, true);
+access_export!(euidaccess, EUIDACCESS, true);
 
 #[no_mangle]
 pub extern "C" fn faccessat(
@@ -364,7 +439,7 @@ pub extern "C" fn faccessat(
             let p = buf.c_ptr();
             call_real!(FACCESSAT(libc::AT_FDCWD, p, amode, flags) or fail(libc::ENOSYS))
         }
-        Lk::Meta(m) => access_meta(&m, amode),
+        Lk::Meta(m) => access_meta(&m, amode, flags & libc::AT_EACCESS != 0, buf.abs()),
         Lk::Err(e) => fail(e),
     }
 }

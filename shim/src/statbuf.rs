@@ -47,7 +47,7 @@ pub fn absorb_stat(m: &mut Meta, st: &libc::stat) {
     );
 }
 
-fn owner(m: &Meta) -> (u32, u32) {
+pub(crate) fn owner(m: &Meta) -> (u32, u32) {
     m.owner(
         state::UID.load(Ordering::Relaxed),
         state::GID.load(Ordering::Relaxed),

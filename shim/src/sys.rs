@@ -45,6 +45,14 @@ pub fn unreadable<T>(p: *const T) -> bool {
     !(0x1_0000..USER_TOP).contains(&a)
 }
 
+/// Whether `fd` was opened with O_PATH (one `fcntl`; asked only of fds
+/// the shim knows to be rift files).
+pub fn is_path_fd(fd: i32) -> bool {
+    // SAFETY: F_GETFL takes no pointer.
+    let fl = unsafe { crate::raw_syscall!(libc::SYS_fcntl, fd, libc::F_GETFL) };
+    fl >= 0 && (fl as i32) & libc::O_PATH != 0
+}
+
 /// The end of the user half of the address space (47-bit on x86_64 with
 /// 4-level paging; 48-bit on aarch64 with 48-bit VA).
 #[cfg(target_arch = "x86_64")]

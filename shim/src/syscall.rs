@@ -118,6 +118,12 @@ pub extern "C" fn vrift_syscall(
         libc::SYS_truncate => {
             crate::write::truncate(a1 as *const c_char, a2 as libc::off_t) as c_long
         }
+        libc::SYS_fchmodat2 => crate::write::fchmodat2(
+            a1 as c_int,
+            a2 as *const c_char,
+            a3 as libc::mode_t,
+            a4 as c_int,
+        ) as c_long,
         libc::SYS_faccessat2 => {
             crate::stat::faccessat(a1 as c_int, a2 as *const c_char, a3 as c_int, a4 as c_int)
                 as c_long

@@ -269,6 +269,9 @@ pub extern "C" fn unlink(path: *const c_char) -> c_int {
 
 #[no_mangle]
 pub extern "C" fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
+    if flags & !libc::AT_REMOVEDIR != 0 {
+        return fail(libc::EINVAL);
+    }
     let op = if flags & libc::AT_REMOVEDIR != 0 {
         Op::Rmdir
     } else {
@@ -356,6 +359,12 @@ fn two_paths(
 ) -> c_int {
     // A path the kernel cannot read is its EFAULT, before anything else.
     if crate::sys::unreadable(old) || crate::sys::unreadable(new) {
+        return real(od, old, nd, new);
+    }
+    // An empty path is the kernel's ENOENT (AT_EMPTY_PATH is decided by
+    // the callers), not a path outside the domain.
+    // SAFETY: both readable (checked above).
+    if unsafe { *old == 0 || *new == 0 } {
         return real(od, old, nd, new);
     }
     let mut ob = PathBuf::new();
@@ -594,7 +603,10 @@ macro_rules! by_fd {
         let mut path = PathBuf::new();
         let known = fd_entry_path($fd, $staged_too, &mut path)
             || (!fdtable::is_staged($fd) && untracked_fd_path($fd, &mut path));
-        if path.in_store {
+        if (known || path.in_store) && sys::is_path_fd($fd) {
+            // An O_PATH fd changes nothing, as in the kernel.
+            fail(libc::EBADF)
+        } else if path.in_store {
             // A blob of the store: no entry to change, and the blob never.
             fail(libc::EPERM)
         } else if known {
@@ -631,6 +643,39 @@ pub extern "C" fn fchmodat(dirfd: c_int, path: *const c_char, mode: mode_t, flag
         |rel| rift(Op::Chmod, mode as u64, 0, rel, b""),
         call_real!(FCHMODAT(dirfd, path, mode, flags) or raw(libc::SYS_fchmodat, dirfd as usize, path as usize, mode as usize, 0, 0)),
         |abs| call_real!(FCHMODAT(libc::AT_FDCWD, abs, mode, flags) or raw(libc::SYS_fchmodat, FD, abs as usize, mode as usize, 0, 0))
+    )
+}
+
+/// `fchmodat2` (Linux 6.6; reached as a raw syscall): `fchmodat` with the
+/// kernel's flag check and `AT_EMPTY_PATH`, which acts on the fd (an
+/// O_PATH one too, as in the kernel); what is not the rift's goes to the
+/// kernel's own `fchmodat2`.
+pub fn fchmodat2(dirfd: c_int, path: *const c_char, mode: mode_t, flags: c_int) -> c_int {
+    if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
+        return fail(libc::EINVAL);
+    }
+    let nr = libc::SYS_fchmodat2;
+    let (m, f) = (mode as usize, flags as usize);
+    // SAFETY: checked readable first.
+    if flags & libc::AT_EMPTY_PATH != 0 && !sys::unreadable(path) && unsafe { *path } == 0 {
+        let mut view = PathBuf::new();
+        if fd_entry_path(dirfd, true, &mut view) {
+            let r = fchmodat(libc::AT_FDCWD, view.c_ptr(), mode, 0);
+            if r == 0 {
+                fdtable::set_mode(dirfd, mode);
+            }
+            return r;
+        }
+        return raw(nr, dirfd as usize, path as usize, m, f, 0);
+    }
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+    one_path!(
+        dirfd,
+        path,
+        follow,
+        |rel| rift(Op::Chmod, mode as u64, 0, rel, b""),
+        raw(nr, dirfd as usize, path as usize, m, f, 0),
+        |abs| raw(nr, FD, abs as usize, m, f, 0)
     )
 }
 
@@ -708,12 +753,17 @@ pub extern "C" fn fchownat(
 
 #[no_mangle]
 pub extern "C" fn fchown(fd: c_int, uid: libc::uid_t, gid: libc::gid_t) -> c_int {
-    by_fd!(
+    let r = by_fd!(
         fd,
         true,
         |rel| rift(Op::Chown, uid as u64, gid as u64, rel, b""),
         call_real!(FCHOWN(fd, uid, gid) or raw(libc::SYS_fchown, fd as usize, uid as usize, gid as usize, 0, 0))
-    )
+    );
+    if r == 0 {
+        // What fstat on this fd reports follows.
+        fdtable::set_owner(fd, uid, gid);
+    }
+    r
 }
 
 fn ts_ns(t: &libc::timespec) -> u64 {

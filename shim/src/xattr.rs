@@ -96,6 +96,9 @@ pub extern "C" fn fgetxattr(
     size: size_t,
 ) -> ssize_t {
     if fdtable::get(fd).is_some() {
+        if crate::sys::is_path_fd(fd) {
+            return fail(libc::EBADF) as ssize_t;
+        }
         return fail(libc::ENODATA) as ssize_t;
     }
     call_real!(FGETXATTR(fd, name, value, size) or fail(libc::ENOSYS) as ssize_t)
@@ -104,6 +107,9 @@ pub extern "C" fn fgetxattr(
 #[no_mangle]
 pub extern "C" fn flistxattr(fd: c_int, list: *mut c_char, size: size_t) -> ssize_t {
     if fdtable::get(fd).is_some() {
+        if crate::sys::is_path_fd(fd) {
+            return fail(libc::EBADF) as ssize_t;
+        }
         return 0;
     }
     call_real!(FLISTXATTR(fd, list, size) or fail(libc::ENOSYS) as ssize_t)

@@ -1684,9 +1684,10 @@ impl Rift {
                 if gid != u32::MAX {
                     h.gid = gid;
                 }
-                // chown clears set-user/group-ID on regular files.
+                // chown clears set-user-ID (and an executable
+                // set-group-ID) on regular files.
                 if h.kind == Kind::File {
-                    h.mode &= !(libc::S_ISUID | libc::S_ISGID);
+                    h.mode = vrift_format::view::chown_mode(h.mode);
                 }
             }),
         }

@@ -3,6 +3,7 @@
 //! - `install`, `uninstall`: vrift, its library, completions and man pages
 //!   under a prefix (default `~/.local`).
 //! - `demo`: a guided tour on a small C project (make, git, the bash hook), checked end to end.
+//! - `conformance`: LTP's filesystem syscall tests natively and in the rift.
 //! - `bench ingest`: ingest and snapshot timings on a large node_modules-like tree.
 //! - `bench shim`: what the LD_PRELOAD shim costs per call and for whole tools.
 //! - `bench build`: a clean and a no-op `make` of a C project, and write
@@ -21,6 +22,7 @@ mod bench_shim;
 mod bench_unviewed;
 mod cargo;
 mod compare;
+mod conformance;
 mod demo;
 mod gen;
 mod gen_c;
@@ -57,6 +59,9 @@ enum Task {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// LTP's filesystem syscall tests natively and in the rift, side by
+    /// side (needs an LTP tree: --ltp DIR or VRIFT_LTP_DIR; else SKIPPED).
+    Conformance(conformance::ConformanceArgs),
     /// Benchmarks (without a name: list them).
     Bench {
         #[command(subcommand)]
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
         Task::Install(args) => install::install(args),
         Task::Uninstall(args) => install::uninstall(args),
         Task::Demo { keep, dir } => demo::run(keep, dir),
+        Task::Conformance(args) => conformance::conformance(args),
         Task::Bench { bench: None } => {
             list_benches();
             Ok(())

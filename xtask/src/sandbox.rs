@@ -44,6 +44,12 @@ impl Sandbox {
     /// may have (an inception, a store) removed, HOME and the store redirected.
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
         let mut cmd = Command::new(program);
+        self.set_env(&mut cmd);
+        cmd
+    }
+
+    /// Gives `cmd` the sandbox's environment, as [`Sandbox::command`] does.
+    pub fn set_env(&self, cmd: &mut Command) {
         for (key, _) in std::env::vars_os() {
             let k = key.to_string_lossy();
             if k.starts_with("VRIFT_") || k == "VR_THE_SOURCE" {
@@ -53,7 +59,6 @@ impl Sandbox {
         cmd.env("HOME", &self.home)
             .env("XDG_DATA_HOME", self.home.join(".local/share"))
             .env("VR_THE_SOURCE", &self.store);
-        cmd
     }
 
     /// Deletes the directory, or keeps it and says where it is.

@@ -232,6 +232,23 @@ fn is_state_dir(rel: &[u8]) -> bool {
     rel == STATE_DIR
 }
 
+/// A regular file's mode after `chown` (as the kernel's `chown_common`):
+/// set-user-ID is cleared, even by root; set-group-ID only with group
+/// execute (without it, the bit marks mandatory locking, not a set-ID
+/// program, and stays).
+#[inline]
+pub fn chown_mode(mode: u32) -> u32 {
+    const S_ISUID: u32 = 0o4000;
+    const S_ISGID: u32 = 0o2000;
+    const S_IXGRP: u32 = 0o0010;
+    let mode = mode & !S_ISUID;
+    if mode & S_IXGRP != 0 {
+        mode & !S_ISGID
+    } else {
+        mode
+    }
+}
+
 /// The metadata a rift entry shows through `stat` (without the device and
 /// with the owner still possibly [`OWNER_INHERIT`]: see [`Meta::owner`]).
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]

@@ -1,0 +1,100 @@
+/* Corners LTP's syscall tests found answered differently in the view
+ * (issue 15, `cargo xtask conformance`): bad flags (EINVAL), an empty
+ * path in a two-path call (ENOENT), O_PATH fds (EBADF for reads and
+ * changes), fchmodat2 as a raw syscall, chown keeping a non-executable
+ * set-group-ID bit, fstat after fchown, access's directory search and
+ * owner/group/other bits for another uid. Prints one line per check, run
+ * natively and in the view and compared line by line. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+static void report(const char *what, long rc) {
+    printf("%-28s %ld %s\n", what, rc < 0 ? -1L : 0L, rc < 0 ? strerrorname_np(errno) : "-");
+    errno = 0;
+}
+
+int main(void) {
+    struct stat st;
+    char b[64];
+    int fd = open("f", O_RDWR | O_CREAT, 0644);
+    report("write f", write(fd, "data\n", 5));
+    close(fd);
+    report("unlinkat bad flags", unlinkat(AT_FDCWD, "f", 9999));
+    report("fstatat bad flags", fstatat(AT_FDCWD, "f", &st, 9999));
+    report("access bad mode", access("f", -1));
+    report("link empty from", link("", "g"));
+    report("rename empty to", rename("f", ""));
+
+    int p = open("f", O_PATH);
+    report("open O_PATH", p);
+    report("read O_PATH", read(p, b, 1));
+    report("fchmod O_PATH", fchmod(p, 0600));
+    report("fchown O_PATH", fchown(p, 0, 0));
+    report("fgetxattr O_PATH", fgetxattr(p, "user.x", b, sizeof b));
+    report("fstatat O_PATH", fstatat(p, "", &st, AT_EMPTY_PATH));
+    printf("%-28s %o %lld\n", "O_PATH view", st.st_mode, (long long)st.st_size);
+    close(p);
+
+    report("fchmodat2", syscall(452, AT_FDCWD, "f", 0600, 0));
+    stat("f", &st);
+    printf("%-28s %o\n", "mode after fchmodat2", st.st_mode);
+    report("fchmodat2 bad flags", syscall(452, AT_FDCWD, "f", 0600, 9999));
+    p = open("f", O_PATH);
+    report("fchmodat2 empty O_PATH", syscall(452, p, "", 0640, AT_EMPTY_PATH));
+    close(p);
+    stat("f", &st);
+    printf("%-28s %o\n", "mode after empty path", st.st_mode);
+
+    if (geteuid() == 0) {
+        report("chmod 2700", chmod("f", 02700));
+        report("chown", chown("f", 0, 0));
+        stat("f", &st);
+        printf("%-28s %o\n", "setgid kept (no g+x)", st.st_mode);
+        report("chmod 6770", chmod("f", 06770));
+        report("chown", chown("f", 0, 0));
+        stat("f", &st);
+        printf("%-28s %o\n", "set-ID cleared (g+x)", st.st_mode);
+        fd = open("f", O_RDWR);
+        report("fchown", fchown(fd, 700, 701));
+        report("fstat", fstat(fd, &st));
+        printf("%-28s %u %u\n", "fstat owner", st.st_uid, st.st_gid);
+        report("fchown -1", fchown(fd, -1, 702));
+        fstat(fd, &st);
+        printf("%-28s %u %u\n", "fstat owner", st.st_uid, st.st_gid);
+        close(fd);
+        report("chown back", chown("f", 0, 0));
+
+        /* access as nobody: search permission on the directory, then
+         * the owner/group/other bits. */
+        report("mkdir closed", mkdir("closed", 0700));
+        fd = open("closed/r", O_RDWR | O_CREAT, 0644);
+        close(fd);
+        fd = open("own", O_RDWR | O_CREAT, 0600);
+        close(fd);
+        fd = open("other", O_RDWR | O_CREAT, 0604);
+        close(fd);
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            if (setgid(65534) || setuid(65534))
+                _exit(2);
+            report("nobody access closed/r", access("closed/r", F_OK));
+            report("nobody access own R", access("own", R_OK));
+            report("nobody access other R", access("other", R_OK));
+            report("nobody access other W", access("other", W_OK));
+            fflush(stdout);
+            _exit(0);
+        }
+        int status;
+        waitpid(pid, &status, 0);
+    }
+    return 0;
+}
