@@ -320,3 +320,38 @@ fn symlinks_leading_out_of_the_project_write_where_they_lead() {
     assert_eq!(disk_files(&root), before, "the project's disk changed");
     assert_eq!(sb.ok(&root, &["cat", "real/h"]), "z\n");
 }
+
+/// Inode flags are never set on the files behind the view: `chattr +i` on
+/// a rift file being written fails with EOPNOTSUPP (the rift keeps no
+/// flags; an immutable staging file could never be sealed), and the file
+/// seals and reads back afterwards.
+#[test]
+fn inode_flags_are_never_set_on_a_rift_file() {
+    if std::process::Command::new("chattr")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        skip("chattr is not installed (e2fsprogs)");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("proj");
+    sb.ok(&root, &["init"]);
+    let out = sb.sh_in_view(
+        &root,
+        "exec 4>f; echo x >&4; chattr +i f 2>/dev/null; echo rc=$?; exec 4>&-; cat f",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "rc=1\nx\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sb.ok(&root, &["daemon", "stop"]);
+    assert_eq!(sb.ok(&root, &["cat", "f"]), "x\n");
+    sb.ok(&root, &["discard", "--yes"]);
+    let fsck = sb.ok(&root, &["fsck"]);
+    assert!(!fsck.contains("corrupt"), "{fsck}");
+}

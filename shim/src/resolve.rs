@@ -349,6 +349,18 @@ pub fn in_store(abs: &[u8]) -> bool {
     !(rest.starts_with(staging) && rest.get(staging.len()) == Some(&b'/'))
 }
 
+/// Whether `abs` (what the kernel says an fd is) is a staging file of the
+/// store: a rift file being written.
+pub fn in_staging(abs: &[u8]) -> bool {
+    let Some(t) = state::table() else {
+        return false;
+    };
+    let staging = vrift_format::STAGING_DIR.as_bytes();
+    abs.strip_prefix(t.cas_root())
+        .and_then(|r| r.strip_prefix(b"/"))
+        .is_some_and(|rest| rest.starts_with(staging) && rest.get(staging.len()) == Some(&b'/'))
+}
+
 fn parse_decimal(s: &[u8]) -> Option<u32> {
     if s.is_empty() || s.len() > 9 {
         return None;

@@ -681,26 +681,45 @@ pub fn fchmodat2(dirfd: c_int, path: *const c_char, mode: mode_t, flags: c_int) 
 
 /// ioctl (through the C layer: it is variadic). The requests that change
 /// an inode in place — its flags (`chattr`), its project attributes — are
-/// refused with EPERM on a blob of the store, which every project holding
-/// that content shares; every other request goes to libc untouched (one
-/// comparison: terminals call ioctl all the time).
+/// refused on the files behind the view (see [`flags_refused`]); every
+/// other request goes to libc untouched (one comparison: terminals call
+/// ioctl all the time).
 #[no_mangle]
 pub extern "C" fn vrift_ioctl(fd: c_int, request: libc::c_ulong, arg: *mut libc::c_void) -> c_int {
-    if crate::seccomp::filter::SETTING_IOCTLS.contains(&(request as u32)) && on_blob(fd) {
-        return fail(libc::EPERM);
+    if crate::seccomp::filter::SETTING_IOCTLS.contains(&(request as u32)) {
+        if let Some(e) = flags_refused(fd) {
+            return fail(e);
+        }
     }
     call_real!(IOCTL(fd, request, arg) or raw(libc::SYS_ioctl, fd as usize, request as usize, arg as usize, 0, 0))
 }
 
-/// Whether `fd` is open on a blob of the store: a rift file the shim
-/// opened (sealed, so its content is a blob), or an fd it did not open
-/// whose path lies in the store.
-fn on_blob(fd: c_int) -> bool {
-    if fdtable::get(fd).is_some() && !fdtable::is_staged(fd) {
-        return true;
+/// Why inode flags may not be changed through `fd`: EPERM on a blob of the
+/// store (every project holding that content shares it); EOPNOTSUPP on a
+/// rift file being written (its staging file: the rift keeps no flags, and
+/// an immutable staging file could never be sealed or removed). None for
+/// anything else.
+#[cold]
+#[inline(never)]
+fn flags_refused(fd: c_int) -> Option<c_int> {
+    if fdtable::get(fd).is_some() {
+        return Some(if fdtable::is_staged(fd) {
+            libc::EOPNOTSUPP
+        } else {
+            libc::EPERM
+        });
     }
     let mut path = PathBuf::new();
-    untracked_fd_path(fd, &mut path) && path.in_store
+    if !untracked_fd_path(fd, &mut path) {
+        return None;
+    }
+    if path.in_store {
+        Some(libc::EPERM)
+    } else if crate::resolve::in_staging(path.abs()) {
+        Some(libc::EOPNOTSUPP)
+    } else {
+        None
+    }
 }
 
 #[no_mangle]

@@ -698,20 +698,25 @@ fn unreachable_view(what: &[u8], path: &[u8]) {
 // ---- calls on fds ---------------------------------------------------------------------
 
 /// `ioctl` with a request that changes a file in place: refused on a file
-/// of the store, the kernel's otherwise.
+/// of the store (as the library does), the kernel's otherwise.
 fn ioctl(task: &mut Task, fd: c_int) -> Result<Reply, c_int> {
     let local = task.fd(fd)?;
     let mut path = [0u8; PATH_MAX];
     let Some(n) = sys::fd_path(local, &mut path) else {
         return Ok(Reply::Continue);
     };
-    Ok(
-        if crate::resolve::in_store(&path[..n]) && !task_is_vrift() {
-            Reply::Value(-(libc::EPERM as c_long))
-        } else {
-            Reply::Continue
-        },
-    )
+    let p = &path[..n];
+    Ok(if task_is_vrift() {
+        Reply::Continue
+    } else if crate::resolve::in_store(p) {
+        Reply::Value(-(libc::EPERM as c_long))
+    } else if crate::resolve::in_staging(p) {
+        // A rift file being written: the rift keeps no flags (and an
+        // immutable staging file could never be sealed).
+        Reply::Value(-(libc::EOPNOTSUPP as c_long))
+    } else {
+        Reply::Continue
+    })
 }
 
 /// A short C string argument (an xattr name).
