@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 
+use crate::bench_build::{human, median};
 use crate::cargo;
 use crate::sandbox::{copy_tree, time_output, Sandbox, Vrift};
 
@@ -325,22 +326,6 @@ impl<'a> Bench<'a> {
 
 fn ratio(r: &Row) -> f64 {
     r.vrift.as_secs_f64() / r.native.as_secs_f64().max(1e-9)
-}
-
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn human(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s >= 1.0 {
-        format!("{s:.2} s")
-    } else if s >= 1e-3 {
-        format!("{:.1} ms", s * 1e3)
-    } else {
-        format!("{:.2} µs", s * 1e6)
-    }
 }
 
 /// A module of `packages` packages: package i imports i-1 … i-4, each with
