@@ -280,6 +280,10 @@ pub fn read_file(
             Node::Entry(_, e) if e.kind == Kind::File => {
                 return Ok(Box::new(open_content_verified(project, cas, &e)?))
             }
+            Node::Entry(_, e) if e.kind == Kind::Special => anyhow::bail!(
+                "{} is a special file (FIFO, socket or device), not a file to read",
+                crate::paths::display(&rel)
+            ),
             Node::Entry(_, e) => {
                 // A symlink: resolve its target against the link's directory.
                 let base = project.disk_path(parent_rel(&rel));

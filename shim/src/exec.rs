@@ -826,10 +826,10 @@ fn exec_rift_program(
     argv: *const *const c_char,
     env: *const *const c_char,
 ) -> c_int {
-    if header.kind != Kind::File {
+    if header.kind == Kind::Symlink {
         return fail(libc::ELOOP);
     }
-    if header.mode & 0o111 == 0 {
+    if header.kind != Kind::File || header.mode & 0o111 == 0 {
         return fail(libc::EACCES);
     }
     let mut line = [0u8; 256];

@@ -17,7 +17,7 @@ use crate::{call_real, fdtable, sys};
 
 const W_OPEN: c_int = 0;
 const W_OPEN64: c_int = 1;
-const W_OPENAT: c_int = 2;
+pub(crate) const W_OPENAT: c_int = 2;
 
 /// Whether open flags ask to write or create (O_TMPFILE includes
 /// O_DIRECTORY's bit, so it is tested as a whole).
@@ -164,6 +164,30 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
         }
         fdtable::set(fd, &meta, view_path);
     }
+    fd
+}
+
+/// A special file of the view: its node in the store, opened with the
+/// caller's flags (a FIFO's reader waits for a writer, as on disk), and an
+/// fd that reports the entry.
+#[cold]
+#[inline(never)]
+fn open_special(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u8]) -> c_int {
+    let mut node = PathBuf::new();
+    if !content_path(header, target, &mut node) {
+        return fail(libc::ENAMETOOLONG);
+    }
+    let flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC);
+    let fd = call_real!(OPENAT(libc::AT_FDCWD, node.c_ptr(), flags, 0)
+        or sys::openat_raw(libc::AT_FDCWD, node.c_ptr(), flags, 0));
+    if fd < 0 {
+        // SAFETY: errno is thread-local.
+        let e = unsafe { *libc::__errno_location() };
+        // A socket whose server never bound it (or a node gc took): the
+        // kernel's answer for a socket path is ENXIO either way.
+        return fail(if e == libc::ENOENT { libc::ENXIO } else { e });
+    }
+    fdtable::set(fd, &crate::statbuf::entry_meta(header, target), view_path);
     fd
 }
 
@@ -346,6 +370,7 @@ pub extern "C" fn vrift_openat(
             match header.kind {
                 Kind::Symlink => fail(libc::ELOOP), // only reached with O_NOFOLLOW
                 _ if flags & libc::O_DIRECTORY != 0 => fail(libc::ENOTDIR),
+                Kind::Special => open_special(&header, target, flags, buf.abs()),
                 _ => open_entry(&header, target, flags, buf.abs()),
             }
         }
@@ -461,6 +486,20 @@ fn stream_open(
         View::Disk { rewritten: false } => real(path),
         View::Disk { rewritten: true } => real(buf.c_ptr()),
         View::Entry { header, target } => {
+            if header.kind == Kind::Special {
+                // Through its node, by fd (see `open_special`).
+                let fd = open_special(&header, target, fopen_flags(m), buf.abs());
+                if fd < 0 {
+                    return core::ptr::null_mut();
+                }
+                // SAFETY: an fd we own and a NUL-terminated mode.
+                let f = unsafe { libc::fdopen(fd, mode) };
+                if f.is_null() {
+                    fdtable::clear(fd);
+                    sys::close_raw(fd);
+                }
+                return f;
+            }
             if header.kind != Kind::File {
                 fail(libc::ELOOP);
                 return core::ptr::null_mut();

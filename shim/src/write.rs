@@ -87,7 +87,7 @@ fn umask_from_proc() -> Option<u32> {
     any.then_some(mask & 0o777)
 }
 
-fn masked(mode: u32) -> u64 {
+pub(crate) fn masked(mode: u32) -> u64 {
     (mode & 0o7777 & !current_umask()) as u64
 }
 
@@ -631,6 +631,14 @@ macro_rules! by_fd {
 #[no_mangle]
 pub extern "C" fn chmod(path: *const c_char, mode: mode_t) -> c_int {
     fchmodat(libc::AT_FDCWD, path, mode, 0)
+}
+
+/// glibc's lchmod calls its own fchmodat (not through the PLT), so it is
+/// served here, as fchmodat with AT_SYMLINK_NOFOLLOW (coreutils' `mkfifo
+/// -m`, `mknod -m` and `install` use it).
+#[no_mangle]
+pub extern "C" fn lchmod(path: *const c_char, mode: mode_t) -> c_int {
+    fchmodat(libc::AT_FDCWD, path, mode, libc::AT_SYMLINK_NOFOLLOW)
 }
 
 #[no_mangle]

@@ -509,6 +509,12 @@ impl<'a> Vfs<'a> {
                 let path = if h.is_staged() {
                     cas.join(vrift_format::STAGING_DIR)
                         .join(OsStr::from_bytes(target))
+                } else if h.kind == Kind::Special {
+                    // A FIFO or device of the view: its node.
+                    return File::open(
+                        cas.join(vrift_format::NODES_DIR)
+                            .join(OsStr::from_bytes(target)),
+                    );
                 } else {
                     let mut rel = [0u8; vrift_format::BLOB_REL_PATH_LEN];
                     let n = h.hash.write_blob_rel_path(&mut rel);

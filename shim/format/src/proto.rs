@@ -38,7 +38,13 @@
 //! | Seal | | | | path | | hash in data |
 //! | LinkTmp | | | | new path | staging name | |
 //! | Ping / Stop / Status | | | | | | text in data |
+//! | Mknod | mode (type bits, umask applied) | rdev | | path | | node name in data |
 //! | FetchBlob | expected size ([`SIZE_UNKNOWN`]: unknown) | | | hash (64 hex digits) | view path read (optional) | why, in data, on failure |
+//!
+//! `Mknod` makes a special file ([`crate::Kind::Special`]): for a FIFO or a
+//! device the daemon makes the node itself; for a socket it only names one,
+//! and the client's `bind` creates it at `<cas>/nodes/<name>` (a failed
+//! bind unlinks the entry again).
 //!
 //! `FetchBlob` is sent only after a blob the view needs was not found in
 //! the store (a snapshot pulled without `--eager`): the daemon fetches it
@@ -83,6 +89,7 @@ pub enum Op {
     Stop = 15,
     Status = 16,
     FetchBlob = 17,
+    Mknod = 18,
 }
 
 impl Op {
@@ -106,6 +113,7 @@ impl Op {
             15 => Stop,
             16 => Status,
             17 => FetchBlob,
+            18 => Mknod,
             _ => return None,
         })
     }
