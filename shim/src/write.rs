@@ -106,11 +106,15 @@ pub fn route(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut PathBuf)
     if crate::sys::unreadable(path) {
         return Route::Real;
     }
-    // SAFETY: libc contract: a NUL-terminated path.
-    let p = unsafe { CStr::from_ptr(path) }.to_bytes();
-    if p.is_empty() {
-        return Route::Real; // ENOENT (or AT_EMPTY_PATH) from libc
+    // At most PATH_MAX bytes are read, as the kernel does: a path with no
+    // NUL in them is its ENAMETOOLONG (reading on could reach a guard page).
+    // SAFETY: a readable pointer (checked above); strnlen stops at the limit.
+    let n = unsafe { libc::strnlen(path, PATH_MAX) };
+    if n == 0 || n == PATH_MAX {
+        return Route::Real; // ENOENT (or AT_EMPTY_PATH) / ENAMETOOLONG from libc
     }
+    // SAFETY: `n` bytes before the NUL just found.
+    let p = unsafe { core::slice::from_raw_parts(path as *const u8, n) };
     match resolve(dirfd, p, follow, buf) {
         // A blob of the store reached through an fd the shim did not open.
         _ if buf.in_store => Route::Fail(libc::EPERM),

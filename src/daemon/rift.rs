@@ -785,11 +785,23 @@ impl Rift {
         Ok(())
     }
 
-    /// A staged record for `rel` with the metadata of `like`.
+    /// The group a new entry at `rel` gets: a set-group-ID parent
+    /// directory's (as the kernel's `inode_init_owner`), else the project
+    /// root's owner's ([`OWNER_INHERIT`]).
+    fn new_entry_gid(&self, rel: &[u8]) -> u32 {
+        match fs::metadata(self.disk(parent_rel(rel))) {
+            Ok(m) if m.mode() & libc::S_ISGID != 0 => m.gid(),
+            _ => OWNER_INHERIT,
+        }
+    }
+
+    /// A staged record with the metadata of `like`, or new with `mode` and
+    /// group `gid`.
     fn staged_record(
         &mut self,
         like: Option<&RecordHeader>,
         mode: u32,
+        gid: u32,
         hides: bool,
         name: &[u8],
     ) -> Result<Vec<u8>> {
@@ -805,7 +817,7 @@ impl Rift {
             },
             hash: ContentHash::default(),
             uid: like.map(|h| h.uid).unwrap_or(OWNER_INHERIT),
-            gid: like.map(|h| h.gid).unwrap_or(OWNER_INHERIT),
+            gid: like.map(|h| h.gid).unwrap_or(gid),
             atime_ns: 0,
         };
         Ok(encode(&h, name))
@@ -848,6 +860,11 @@ impl Rift {
                 return posix(if creat && excl { libc::EEXIST } else { PASS });
             }
             Node::Entry(..) | Node::Phys(_) if creat && excl => return posix(libc::EEXIST),
+            Node::Entry(h, _) if h.kind == Kind::Special => {
+                // Clients open a special file's node themselves (the
+                // library's `open_special`); nothing here to stage.
+                return posix(libc::EOPNOTSUPP);
+            }
             Node::Entry(h, target) => {
                 if caller.uid != 0 && h.mode & 0o200 == 0 && access != libc::O_RDONLY {
                     return posix(libc::EACCES);
@@ -862,8 +879,13 @@ impl Rift {
                 } else {
                     let (name, _) = self.stage_copy(&node, rel, trunc)?;
                     let h = *h;
-                    let rec =
-                        self.staged_record(Some(&h), 0, h.flags & FLAG_HIDES_DIR != 0, &name)?;
+                    let rec = self.staged_record(
+                        Some(&h),
+                        0,
+                        OWNER_INHERIT,
+                        h.flags & FLAG_HIDES_DIR != 0,
+                        &name,
+                    )?;
                     self.register_staged(&name, rel)?;
                     self.set(rel, rec)?;
                     (name, h.mode, h.ino)
@@ -875,7 +897,7 @@ impl Rift {
                 }
                 let (name, _) = self.stage_copy(&node, rel, trunc)?;
                 let mode = m.mode();
-                let rec = self.staged_record(None, mode, false, &name)?;
+                let rec = self.staged_record(None, mode, OWNER_INHERIT, false, &name)?;
                 self.register_staged(&name, rel)?;
                 self.set(rel, rec)?;
                 let ino = record_ino(&self.table(), rel);
@@ -889,7 +911,8 @@ impl Rift {
                 let hides = fs::symlink_metadata(self.disk(rel)).is_ok_and(|m| m.is_dir());
                 let (name, _) = self.stage_copy(&Node::Absent, rel, true)?;
                 let mode = libc::S_IFREG | (mode & 0o7777);
-                let rec = self.staged_record(None, mode, hides, &name)?;
+                let gid = self.new_entry_gid(rel);
+                let rec = self.staged_record(None, mode, gid, hides, &name)?;
                 self.register_staged(&name, rel)?;
                 self.set(rel, rec)?;
                 let ino = record_ino(&self.table(), rel);
@@ -961,7 +984,8 @@ impl Rift {
         self.check_parent(rel)?;
         let file = self.anon.remove(name).expect("checked above");
         drop(file);
-        let rec = self.staged_record(None, libc::S_IFREG | (mode & 0o7777), false, name)?;
+        let gid = self.new_entry_gid(rel);
+        let rec = self.staged_record(None, libc::S_IFREG | (mode & 0o7777), gid, false, name)?;
         self.register_staged(name, rel)?;
         self.set(rel, rec)?;
         Ok(())
@@ -1395,7 +1419,7 @@ impl Rift {
             ino: self.alloc_ino()?,
             hash: ContentHash::default(),
             uid: OWNER_INHERIT,
-            gid: OWNER_INHERIT,
+            gid: self.new_entry_gid(rel),
             atime_ns: now,
         };
         self.set(rel, encode(&h, target))?;
@@ -1450,7 +1474,7 @@ impl Rift {
             ino: self.alloc_ino()?,
             hash: ContentHash::default(),
             uid: OWNER_INHERIT,
-            gid: OWNER_INHERIT,
+            gid: self.new_entry_gid(rel),
             atime_ns: now,
         };
         self.set(rel, encode(&h, &name))?;
@@ -1479,7 +1503,7 @@ impl Rift {
                 // Still being written: the link gets its content so far.
                 let (name, _) = self.stage_copy(&node, old, false)?;
                 let h = *h;
-                let mut rec = self.staged_record(Some(&h), 0, false, &name)?;
+                let mut rec = self.staged_record(Some(&h), 0, OWNER_INHERIT, false, &name)?;
                 rec[24..32].copy_from_slice(&self.alloc_ino()?.to_le_bytes());
                 self.register_staged(&name, new)?;
                 self.set(new, rec)?;

@@ -141,5 +141,21 @@ int main(void) {
     say("unlink fifo2", unlink("fifo2"));
     show("fifo2");
     say("unlink sock", unlink("sock"));
+
+    /* A set-group-ID directory gives its group to what is made in it. */
+    say("mkdir sg", mkdir("sg", 0755));
+    say("chown sg :4242", chown("sg", -1, 4242));
+    say("chmod sg 02775", chmod("sg", 02775));
+    say("mkfifo sg/p", mkfifo("sg/p", 0600));
+    int f = open("sg/f", O_CREAT | O_WRONLY, 0600);
+    say("create sg/f", f < 0 ? -1 : 0);
+    close(f);
+    say("symlink sg/l", symlink("f", "sg/l"));
+    const char *in_sg[] = {"sg/p", "sg/f", "sg/l"};
+    for (int i = 0; i < 3; i++) {
+        struct stat g;
+        lstat(in_sg[i], &g);
+        printf("group of %s %u\n", in_sg[i], (unsigned)g.st_gid);
+    }
     return 0;
 }
