@@ -7,7 +7,6 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
-use std::process::Command;
 
 use common::*;
 
@@ -26,23 +25,7 @@ fn mknod_family_through_every_spelling_matches_the_kernel() {
     let prog = compile_c(&sb, "special", &[]);
     let (root, twin) = project_and_twin_with(&sb, seed);
     let before = disk_files(&root);
-    let native = Command::new(&prog).current_dir(&twin).output().unwrap();
-    assert!(native.status.success(), "native run failed");
-    let view = sb.run(&root, &["run", "--", prog.to_str().unwrap()]);
-    assert!(
-        view.status.success(),
-        "view run failed ({:?}): {}",
-        view.status,
-        String::from_utf8_lossy(&view.stderr)
-    );
-    let (n, v) = (
-        String::from_utf8_lossy(&native.stdout),
-        String::from_utf8_lossy(&view.stdout),
-    );
-    for (a, b) in n.lines().zip(v.lines()) {
-        assert_eq!(b, a, "view (left) vs native (right)");
-    }
-    assert_eq!(v.lines().count(), n.lines().count(), "{v}");
+    let n = same_probe_output(&sb, &prog, &root, &twin);
     assert!(n.contains("fifo read 16 'through the fifo'"), "{n}");
     assert!(n.contains("socket read 4 'ping'"), "{n}");
     // Nothing of it reached the project's disk.
