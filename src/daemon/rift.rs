@@ -541,9 +541,17 @@ impl Rift {
                 }
             }
         }
+        let t = self.table();
         for (i, _) in rel.iter().enumerate().filter(|(_, &c)| c == b'/') {
             match fs::symlink_metadata(self.disk(&rel[..i])) {
-                Ok(m) if m.file_type().is_symlink() => return Err(libc::ELOOP),
+                // Unless the rift hides it (a whiteout, an entry over it, an
+                // opaque directory above): then the view's rules answer.
+                Ok(m) if m.file_type().is_symlink() => {
+                    return match view::lookup(&t, &rel[..i]) {
+                        Found::Disk => Err(libc::ELOOP),
+                        _ => Ok(()),
+                    };
+                }
                 Ok(_) => {}
                 // Nothing physical below a missing directory.
                 Err(_) => break,
@@ -1501,18 +1509,22 @@ impl Rift {
         let mut dirs = vec![(old.to_vec(), new.to_vec())];
         let mut staged_moves = Vec::new();
         while let Some((from, to)) = dirs.pop() {
+            let mode = beneath::lstat(self.root(), &from)
+                .map(|m| m.mode())
+                .unwrap_or(0o755);
             match beneath::lstat(self.root(), &to) {
                 // A directory the disk had (hidden): it shows only what
-                // moves in, and is never marked as made by the rift.
-                Ok(m) if m.is_dir() => changes.push(Change::Dir(
-                    to.clone(),
-                    DIR_OPAQUE | (self.dir_flags(&to) & DIR_CREATED),
-                )),
+                // moves in, with the moved directory's mode, and is never
+                // marked as made by the rift.
+                Ok(m) if m.is_dir() => {
+                    beneath::chmod(self.root(), &to, mode)?;
+                    changes.push(Change::Dir(
+                        to.clone(),
+                        DIR_OPAQUE | (self.dir_flags(&to) & DIR_CREATED),
+                    ))
+                }
                 Ok(_) => return posix(libc::EEXIST),
                 Err(_) => {
-                    let mode = beneath::lstat(self.root(), &from)
-                        .map(|m| m.mode())
-                        .unwrap_or(0o755);
                     beneath::mkdir(self.root(), &to, 0o700)?;
                     beneath::chmod(self.root(), &to, mode)?;
                     changes.push(Change::Dir(to.clone(), DIR_CREATED));
