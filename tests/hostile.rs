@@ -287,6 +287,124 @@ fn hostile_frames_act_only_inside_the_project() {
     sb.ok(&root, &["daemon", "stop"]);
 }
 
+/// Issue 14, check-then-act: the daemon refuses a request path with a
+/// physical symlink on the way, but a process of the user can swap a
+/// directory for a symlink to outside between that check and the
+/// operation. A thread here swaps `d` (a real directory) and a symlink to
+/// a directory outside, atomically and without pause (RENAME_EXCHANGE),
+/// while requests on `d/...` arrive; whatever each answers, nothing
+/// outside is read or changed.
+#[test]
+fn a_directory_swapped_for_a_symlink_mid_request_never_leads_outside() {
+    build_shim();
+    let sb = Sandbox::new();
+    let secret = format!("TOP-SECRET-{}\n", std::process::id());
+    let outside = sb.mkdir("outside");
+    let root = sb.mkdir("p");
+    for dir in [&outside, &root.join("d")] {
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::create_dir_all(dir.join("gone")).unwrap();
+        fs::set_permissions(dir.join("sub"), fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    fs::write(outside.join("x"), &secret).unwrap();
+    fs::write(root.join("d/x"), "inside\n").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("alt")).unwrap();
+    sb.ok(&root, &["init"]);
+    let socket = daemon_socket(&sb, &root);
+    let before = snapshot(&outside);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        let (a, b) = (
+            std::ffi::CString::new(root.join("d").as_os_str().as_encoded_bytes()).unwrap(),
+            std::ffi::CString::new(root.join("alt").as_os_str().as_encoded_bytes()).unwrap(),
+        );
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: two valid C strings.
+                let r = unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let rounds = iterations(2000);
+    let mut c = Raw::connect(&socket);
+    let creat = (libc::O_CREAT | libc::O_WRONLY) as u64;
+    let mut done = 0;
+    for i in 0..rounds {
+        let name = format!("d/new{i}");
+        let r = match i % 8 {
+            0 => req(Op::Chmod, 0o777, 0, b"d/sub", b""),
+            1 => req(Op::Chown, u32::MAX as u64, 4242, b"d/sub", b""),
+            2 => req(Op::Utimes, 1_000_000_000, 1_000_000_000, b"d/sub", b""),
+            3 => req(Op::Mkdir, 0o777, 0, name.as_bytes(), b""),
+            4 => req(Op::Rmdir, 0, 0, b"d/gone", b""),
+            5 => req(Op::OpenWrite, libc::O_WRONLY as u64, 0, b"d/x", b""),
+            6 => req(Op::OpenWrite, creat, 0o644, name.as_bytes(), b""),
+            _ => req(Op::Truncate, 3, 0, b"d/x", b""),
+        };
+        match c.ask(&r) {
+            Some((0, _)) => done += 1,
+            Some(_) => {}
+            None => c = Raw::connect(&socket),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    eprintln!("{rounds} requests, {done} done, {swaps} swaps");
+    assert!(swaps > 0);
+    assert_eq!(snapshot(&outside), before, "something outside changed");
+    // The same requests are served once `d` holds still as a directory.
+    if fs::symlink_metadata(root.join("d")).unwrap().is_symlink() {
+        fs::rename(root.join("d"), root.join("tmp")).unwrap();
+        fs::rename(root.join("alt"), root.join("d")).unwrap();
+        fs::rename(root.join("tmp"), root.join("alt")).unwrap();
+    }
+    assert_eq!(
+        c.ask(&req(Op::Chmod, 0o750, 0, b"d/sub", b"")).map(|r| r.0),
+        Some(0)
+    );
+    assert_eq!(
+        fs::metadata(root.join("d/sub")).unwrap().mode() & 0o7777,
+        0o750
+    );
+    assert_eq!(
+        c.ask(&req(Op::Mkdir, 0o755, 0, b"d/last", b""))
+            .map(|r| r.0),
+        Some(0)
+    );
+    assert!(root.join("d/last").is_dir());
+    assert_eq!(snapshot(&outside), before, "something outside changed");
+    // Nothing outside was read: no blob or staging file holds the secret.
+    let mut leaked = Vec::new();
+    let mut stack = vec![sb.store()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p);
+            } else if fs::read(&p).is_ok_and(|b| b == secret.as_bytes()) {
+                leaked.push(p);
+            }
+        }
+    }
+    assert!(leaked.is_empty(), "outside bytes copied in: {leaked:?}");
+    assert!(ping(&socket));
+    sb.ok(&root, &["daemon", "stop"]);
+}
+
 #[test]
 fn a_store_inside_the_project_is_not_the_projects_to_change() {
     build_shim();

@@ -305,7 +305,10 @@ pub extern "C" fn vrift_openat(
     // SAFETY: libc contract: a NUL-terminated path.
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();
     let mut buf = PathBuf::new();
-    let follow = flags & libc::O_NOFOLLOW == 0;
+    // O_CREAT|O_EXCL never follows a final symlink: a dangling one is
+    // EEXIST, not a file created where it points (as the kernel does).
+    let excl = flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL;
+    let follow = flags & libc::O_NOFOLLOW == 0 && !excl;
     let (view, table) = resolve(dirfd, p, follow, &mut buf);
     match view {
         // A blob of the store reached through an fd the shim did not open

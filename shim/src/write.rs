@@ -769,6 +769,9 @@ pub extern "C" fn fchownat(
 ) -> c_int {
     // SAFETY: checked readable first.
     if !crate::sys::unreadable(path) && unsafe { *path } == 0 && flags & libc::AT_EMPTY_PATH != 0 {
+        if sys::is_path_fd(dirfd) {
+            return chown_path_fd(dirfd, uid, gid, flags);
+        }
         return fchown(dirfd, uid, gid);
     }
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
@@ -780,6 +783,29 @@ pub extern "C" fn fchownat(
         call_real!(FCHOWNAT(dirfd, path, uid, gid, flags) or raw(libc::SYS_fchownat, dirfd as usize, path as usize, uid as usize, gid as usize, flags as usize)),
         |abs| call_real!(FCHOWNAT(libc::AT_FDCWD, abs, uid, gid, flags) or raw(libc::SYS_fchownat, FD, abs as usize, uid as usize, gid as usize, flags as usize))
     )
+}
+
+/// `fchownat(fd, "", …, AT_EMPTY_PATH)` on an O_PATH fd: the kernel allows
+/// it (where `fchown` gives EBADF). A rift entry's fd changes the entry, a
+/// blob's nothing (EPERM), anything else is the kernel's.
+#[cold]
+#[inline(never)]
+fn chown_path_fd(fd: c_int, uid: libc::uid_t, gid: libc::gid_t, flags: c_int) -> c_int {
+    let mut path = PathBuf::new();
+    if fd_entry_path(fd, true, &mut path) {
+        return fchownat(
+            libc::AT_FDCWD,
+            path.c_ptr(),
+            uid,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        );
+    }
+    if untracked_fd_path(fd, &mut path) && path.in_store {
+        return fail(libc::EPERM);
+    }
+    call_real!(FCHOWNAT(fd, c"".as_ptr(), uid, gid, flags)
+        or raw(libc::SYS_fchownat, fd as usize, c"".as_ptr() as usize, uid as usize, gid as usize, flags as usize))
 }
 
 #[no_mangle]

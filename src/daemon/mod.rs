@@ -7,6 +7,7 @@
 //! binds the socket, so of many processes starting one at once, one serves
 //! and the others find it answering.
 
+mod beneath;
 pub mod client;
 mod fetch;
 pub mod journal;

@@ -12,11 +12,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+
+use super::beneath;
 use vrift_format::table::Table;
 use vrift_format::view::{self, Found};
 use vrift_format::{
@@ -164,14 +166,6 @@ pub struct Opened {
     pub name: Vec<u8>,
 }
 
-/// `struct open_how` of openat2(2) (libc's is `non_exhaustive`).
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
 /// Opens the physical regular file `rel` below `root` for reading, in a way
 /// that can neither block nor leave the project: O_NONBLOCK (a FIFO opens
 /// at once instead of waiting for a writer), O_NOFOLLOW on the last
@@ -180,62 +174,21 @@ struct OpenHow {
 /// since it was looked at). Anything else is EOPNOTSUPP: a FIFO, socket or
 /// device has no content to copy, and reading one could block or never end.
 fn open_phys_regular(root: &Path, rel: &[u8]) -> OpResult<File> {
-    let root_c =
-        std::ffi::CString::new(root.as_os_str().as_bytes()).map_err(|e| anyhow::anyhow!(e))?;
-    let rel_c = std::ffi::CString::new(rel).map_err(|e| anyhow::anyhow!(e))?;
-    // SAFETY: a valid C string; the fd is owned right after.
-    let dirfd = unsafe {
-        libc::open(
-            root_c.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if dirfd < 0 {
-        return Err(anyhow::Error::from(io::Error::last_os_error())
-            .context(format!("cannot open {}", root.display()))
-            .into());
+    match beneath::open_regular(root, rel) {
+        Ok(f) => Ok(f),
+        // The last component is a symlink, the path leaves the project, or
+        // a special file: nothing to copy.
+        Err(e) if beneath::refused(&e) || e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+            posix(libc::EOPNOTSUPP)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => posix(libc::ENOENT),
+        Err(e) => Err(anyhow::Error::from(e)
+            .context(format!(
+                "cannot read {}",
+                root.join(crate::paths::os(rel)).display()
+            ))
+            .into()),
     }
-    // SAFETY: a fresh fd we own.
-    let dir = unsafe { OwnedFd::from_raw_fd(dirfd) };
-    let how = OpenHow {
-        flags: (libc::O_RDONLY
-            | libc::O_NONBLOCK
-            | libc::O_NOFOLLOW
-            | libc::O_CLOEXEC
-            | libc::O_NOCTTY) as u64,
-        mode: 0,
-        resolve: 0x08 /* RESOLVE_BENEATH */ | 0x02, /* RESOLVE_NO_MAGICLINKS */
-    };
-    // SAFETY: valid fd, path and open_how of the size given.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            rel_c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    } as i32;
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            // The last component is a symlink, or the path leaves the project.
-            Some(libc::ELOOP) | Some(libc::EXDEV) => posix(libc::EOPNOTSUPP),
-            Some(libc::ENOENT) => posix(libc::ENOENT),
-            _ => Err(anyhow::Error::from(e)
-                .context(format!(
-                    "cannot read {}",
-                    root.join(crate::paths::os(rel)).display()
-                ))
-                .into()),
-        };
-    }
-    // SAFETY: a fresh fd we own.
-    let file = unsafe { File::from_raw_fd(fd) };
-    if !file.metadata()?.file_type().is_file() {
-        return posix(libc::EOPNOTSUPP);
-    }
-    Ok(file)
 }
 
 fn now_ns() -> i64 {
@@ -467,7 +420,7 @@ impl Rift {
     /// Removes `rel` from the view: a whiteout where something lies below
     /// (the disk or the phantom layer), else no record at all.
     fn delete(&mut self, rel: &[u8]) -> Result<()> {
-        let below = fs::symlink_metadata(self.disk(rel)).is_ok() || self.phantom(rel)?.is_some();
+        let below = beneath::lstat(self.root(), rel).is_ok() || self.phantom(rel)?.is_some();
         if below {
             self.set(rel, WHITEOUT_RECORD.to_vec())
         } else {
@@ -588,9 +541,17 @@ impl Rift {
                 }
             }
         }
+        let t = self.table();
         for (i, _) in rel.iter().enumerate().filter(|(_, &c)| c == b'/') {
             match fs::symlink_metadata(self.disk(&rel[..i])) {
-                Ok(m) if m.file_type().is_symlink() => return Err(libc::ELOOP),
+                // Unless the rift hides it (a whiteout, an entry over it, an
+                // opaque directory above): then the view's rules answer.
+                Ok(m) if m.file_type().is_symlink() => {
+                    return match view::lookup(&t, &rel[..i]) {
+                        Found::Disk => Err(libc::ELOOP),
+                        _ => Ok(()),
+                    };
+                }
                 Ok(_) => {}
                 // Nothing physical below a missing directory.
                 Err(_) => break,
@@ -612,10 +573,13 @@ impl Rift {
             // never follows a link on a client's behalf.
             Found::Symlink { .. } => Node::NotDir,
             Found::Entry { header, target } => Node::Entry(header, target.to_vec()),
-            Found::Disk => match fs::symlink_metadata(self.disk(rel)) {
+            Found::Disk => match beneath::lstat(self.root(), rel) {
                 Ok(m) if m.is_dir() => Node::Dir,
                 Ok(m) => Node::Phys(m),
                 Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Node::NotDir,
+                // A symlink on the way (swapped in since `confined`): the
+                // daemon never follows one.
+                Err(e) if beneath::refused(&e) => Node::NotDir,
                 Err(_) if view::missing_errno(&t, rel) == libc::ENOTDIR => Node::NotDir,
                 Err(_) => Node::Absent,
             },
@@ -646,9 +610,9 @@ impl Rift {
             }
         }
         let hidden = view::hides_disk_names(&t, rel);
-        if let Ok(rd) = fs::read_dir(self.disk(rel)) {
-            for e in rd.flatten() {
-                let name = e.file_name().as_bytes().to_vec();
+        if let Ok(rd) = beneath::read_dir(self.root(), rel) {
+            for e in rd {
+                let name = e.into_vec();
                 if view::disk_name_shows(&t, &join_rel(rel, &name), hidden) {
                     names.push(name);
                 }
@@ -687,13 +651,13 @@ impl Rift {
             return out;
         };
         let grand = parent_rel(&rel[..i]);
-        if let Ok(rd) = fs::read_dir(self.disk(grand)) {
+        if let Ok(rd) = beneath::read_dir(self.root(), grand) {
             // Directories are physical: the disk lists the cousins' parents.
-            for e in rd.flatten().take(4 * max) {
+            for e in rd.into_iter().take(4 * max) {
                 if out.len() >= max {
                     break;
                 }
-                let sub = join_rel(grand, e.file_name().as_bytes());
+                let sub = join_rel(grand, e.as_bytes());
                 if sub == rel[..i] {
                     continue;
                 }
@@ -789,7 +753,7 @@ impl Rift {
     /// directory's (as the kernel's `inode_init_owner`), else the project
     /// root's owner's ([`OWNER_INHERIT`]).
     fn new_entry_gid(&self, rel: &[u8]) -> u32 {
-        match fs::metadata(self.disk(parent_rel(rel))) {
+        match beneath::lstat(self.root(), parent_rel(rel)) {
             Ok(m) if m.mode() & libc::S_ISGID != 0 => m.gid(),
             _ => OWNER_INHERIT,
         }
@@ -908,7 +872,7 @@ impl Rift {
                     return posix(libc::ENOENT);
                 }
                 self.check_parent(rel)?;
-                let hides = fs::symlink_metadata(self.disk(rel)).is_ok_and(|m| m.is_dir());
+                let hides = beneath::lstat(self.root(), rel).is_ok_and(|m| m.is_dir());
                 let (name, _) = self.stage_copy(&Node::Absent, rel, true)?;
                 let mode = libc::S_IFREG | (mode & 0o7777);
                 let gid = self.new_entry_gid(rel);
@@ -1193,9 +1157,8 @@ impl Rift {
 
     /// A sealed record of the physical file at `rel` (copied into the CAS).
     fn copy_up(&mut self, rel: &[u8], m: &fs::Metadata) -> OpResult<RecordHeader> {
-        let path = self.disk(rel);
         let (kind, hash, target) = if m.file_type().is_symlink() {
-            let t = fs::read_link(&path)?;
+            let t = beneath::read_link(self.root(), rel)?;
             (
                 Kind::Symlink,
                 ContentHash::default(),
@@ -1240,7 +1203,7 @@ impl Rift {
             Node::Phys(m) => {
                 let h = self.copy_up(rel, m)?;
                 let target = if h.kind == Kind::Symlink {
-                    fs::read_link(self.disk(rel))?
+                    beneath::read_link(self.root(), rel)?
                         .as_os_str()
                         .as_bytes()
                         .to_vec()
@@ -1281,8 +1244,7 @@ impl Rift {
             _ => return posix(libc::EEXIST),
         }
         self.check_parent(rel)?;
-        let path = self.disk(rel);
-        let physical = fs::symlink_metadata(&path).ok();
+        let physical = beneath::lstat(self.root(), rel).ok();
         let flags = self.dir_flags(rel);
         match physical {
             Some(m) if m.is_dir() => {
@@ -1295,7 +1257,7 @@ impl Rift {
                     self.record(vec![Change::Remove(rel.to_vec())])?;
                 }
                 self.set_dir(rel, flags | DIR_OPAQUE)?;
-                fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o7777))?;
+                beneath::chmod(self.root(), rel, mode)?;
             }
             Some(_) => {
                 // A hidden physical file stands there: the directory cannot
@@ -1303,8 +1265,6 @@ impl Rift {
                 return posix(libc::EEXIST);
             }
             None => {
-                let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-                    .map_err(|e| anyhow::anyhow!(e))?;
                 // Journaled before the directory is made (see
                 // `journal_request_now`), undone if it cannot be.
                 let whiteout = matches!(self.table().lookup(rel), Some(RecordRef::Whiteout));
@@ -1313,10 +1273,8 @@ impl Rift {
                 }
                 self.set_dir(rel, flags | DIR_CREATED)?;
                 self.journal_request_now()?;
-                // SAFETY: a valid C string. The daemon's umask is 0: the
-                // client applied its own.
-                if unsafe { libc::mkdir(c.as_ptr(), mode & 0o7777) } != 0 {
-                    let e = io::Error::last_os_error();
+                // The daemon's umask is 0: the client applied its own.
+                if let Err(e) = beneath::mkdir(self.root(), rel, mode & 0o7777) {
                     let mut undo = vec![Change::Dir(rel.to_vec(), flags)];
                     if whiteout {
                         undo.push(Change::Set(rel.to_vec(), WHITEOUT_RECORD.to_vec()));
@@ -1356,8 +1314,8 @@ impl Rift {
         let mut changes: Vec<Change> = below.into_iter().map(Change::Remove).collect();
         let flags = self.dir_flags(rel);
         let path = self.disk(rel);
-        let physically_empty = fs::read_dir(&path)
-            .map(|mut d| d.next().is_none())
+        let physically_empty = beneath::read_dir(self.root(), rel)
+            .map(|d| d.is_empty())
             .unwrap_or(false);
         if flags & DIR_CREATED != 0 && physically_empty && self.phantom(rel)?.is_none() {
             // The id first (see `journal_request_now`): a daemon killed
@@ -1367,7 +1325,8 @@ impl Rift {
             if own_request {
                 self.journal_request_now()?;
             }
-            fs::remove_dir(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+            beneath::rmdir(self.root(), rel)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
             changes.push(Change::Dir(rel.to_vec(), 0));
             self.record(changes)?;
             if matches!(self.table().lookup(rel), Some(RecordRef::Whiteout)) {
@@ -1408,7 +1367,7 @@ impl Rift {
             return posix(libc::EEXIST);
         }
         self.check_parent(rel)?;
-        let hides = fs::symlink_metadata(self.disk(rel)).is_ok_and(|m| m.is_dir());
+        let hides = beneath::lstat(self.root(), rel).is_ok_and(|m| m.is_dir());
         let now = now_ns();
         let h = RecordHeader {
             kind: Kind::Symlink,
@@ -1463,7 +1422,7 @@ impl Rift {
                 return Err(io::Error::last_os_error().into());
             }
         }
-        let hides = fs::symlink_metadata(self.disk(rel)).is_ok_and(|m| m.is_dir());
+        let hides = beneath::lstat(self.root(), rel).is_ok_and(|m| m.is_dir());
         let now = now_ns();
         let h = RecordHeader {
             kind: Kind::Special,
@@ -1514,7 +1473,7 @@ impl Rift {
         let (mut h, target) = self.entry_of(old, &node)?;
         h.ino = self.alloc_ino()?;
         h.flags &= !(FLAG_PHANTOM | FLAG_HIDES_DIR);
-        if fs::symlink_metadata(self.disk(new)).is_ok_and(|m| m.is_dir()) {
+        if beneath::lstat(self.root(), new).is_ok_and(|m| m.is_dir()) {
             h.flags |= FLAG_HIDES_DIR;
         }
         self.set(new, encode(&h, &target))?;
@@ -1598,7 +1557,7 @@ impl Rift {
         self.move_staged(&target, &h, new);
         let h = self.with_hides(new, h);
         let mut changes = vec![Change::Set(new.to_vec(), encode(&h, &target))];
-        let below = fs::symlink_metadata(self.disk(old)).is_ok() || self.phantom(old)?.is_some();
+        let below = beneath::lstat(self.root(), old).is_ok() || self.phantom(old)?.is_some();
         changes.push(if below {
             Change::Set(old.to_vec(), WHITEOUT_RECORD.to_vec())
         } else {
@@ -1610,7 +1569,7 @@ impl Rift {
 
     fn with_hides(&self, rel: &[u8], mut h: RecordHeader) -> RecordHeader {
         h.flags &= !(FLAG_PHANTOM | FLAG_HIDES_DIR);
-        if fs::symlink_metadata(self.disk(rel)).is_ok_and(|m| m.is_dir()) {
+        if beneath::lstat(self.root(), rel).is_ok_and(|m| m.is_dir()) {
             h.flags |= FLAG_HIDES_DIR;
         }
         h
@@ -1637,21 +1596,24 @@ impl Rift {
         let mut dirs = vec![(old.to_vec(), new.to_vec())];
         let mut staged_moves = Vec::new();
         while let Some((from, to)) = dirs.pop() {
-            let to_path = self.disk(&to);
-            match fs::symlink_metadata(&to_path) {
+            let mode = beneath::lstat(self.root(), &from)
+                .map(|m| m.mode())
+                .unwrap_or(0o755);
+            match beneath::lstat(self.root(), &to) {
                 // A directory the disk had (hidden): it shows only what
-                // moves in, and is never marked as made by the rift.
-                Ok(m) if m.is_dir() => changes.push(Change::Dir(
-                    to.clone(),
-                    DIR_OPAQUE | (self.dir_flags(&to) & DIR_CREATED),
-                )),
+                // moves in, with the moved directory's mode, and is never
+                // marked as made by the rift.
+                Ok(m) if m.is_dir() => {
+                    beneath::chmod(self.root(), &to, mode)?;
+                    changes.push(Change::Dir(
+                        to.clone(),
+                        DIR_OPAQUE | (self.dir_flags(&to) & DIR_CREATED),
+                    ))
+                }
                 Ok(_) => return posix(libc::EEXIST),
                 Err(_) => {
-                    let mode = fs::metadata(self.disk(&from))
-                        .map(|m| m.mode())
-                        .unwrap_or(0o755);
-                    fs::create_dir(&to_path)?;
-                    fs::set_permissions(&to_path, fs::Permissions::from_mode(mode & 0o7777))?;
+                    beneath::mkdir(self.root(), &to, 0o700)?;
+                    beneath::chmod(self.root(), &to, mode)?;
                     changes.push(Change::Dir(to.clone(), DIR_CREATED));
                 }
             }
@@ -1698,7 +1660,7 @@ impl Rift {
                 } else {
                     // Entries were moved (staged ones keep their file).
                     let below =
-                        fs::symlink_metadata(self.disk(&c)).is_ok() || self.phantom(&c)?.is_some();
+                        beneath::lstat(self.root(), &c).is_ok() || self.phantom(&c)?.is_some();
                     self.record(vec![if below {
                         Change::Set(c.clone(), WHITEOUT_RECORD.to_vec())
                     } else {
@@ -1741,7 +1703,7 @@ impl Rift {
         match self.node(rel) {
             Node::Dir => {
                 // Directories are physical.
-                fs::set_permissions(self.disk(rel), fs::Permissions::from_mode(mode & 0o7777))?;
+                beneath::chmod(self.root(), rel, mode)?;
                 Ok(())
             }
             Node::Entry(h, _) if h.kind == Kind::Symlink => posix(libc::EOPNOTSUPP),
@@ -1756,12 +1718,7 @@ impl Rift {
         }
         match self.node(rel) {
             Node::Dir => {
-                let c = std::ffi::CString::new(self.disk(rel).as_os_str().as_bytes())
-                    .map_err(|e| anyhow::anyhow!(e))?;
-                // SAFETY: a valid C string.
-                if unsafe { libc::lchown(c.as_ptr(), uid, gid) } != 0 {
-                    return Err(io::Error::last_os_error().into());
-                }
+                beneath::lchown(self.root(), rel, uid, gid)?;
                 Ok(())
             }
             _ => self.update_entry(rel, |h| {
@@ -1790,8 +1747,17 @@ impl Rift {
         };
         // Directories are physical, and a staged file's times are its
         // staging file's: both are set on the real file.
+        let ts = |ns: i64| libc::timespec {
+            tv_sec: ns.div_euclid(1_000_000_000),
+            tv_nsec: ns.rem_euclid(1_000_000_000),
+        };
         let real_file = match self.node(rel) {
-            Node::Dir => Some(self.disk(rel)),
+            Node::Dir => {
+                let m = beneath::lstat(self.root(), rel)?;
+                let times = [ts(pick(atime, atime_ns(&m))), ts(pick(mtime, mtime_ns(&m)))];
+                beneath::utimes(self.root(), rel, &times)?;
+                return Ok(());
+            }
             Node::Entry(h, target) if h.is_staged() => {
                 Some(self.staging_dir.join(std::ffi::OsStr::from_bytes(&target)))
             }
@@ -1799,10 +1765,6 @@ impl Rift {
         };
         if let Some(path) = real_file {
             let m = fs::metadata(&path)?;
-            let ts = |ns: i64| libc::timespec {
-                tv_sec: ns.div_euclid(1_000_000_000),
-                tv_nsec: ns.rem_euclid(1_000_000_000),
-            };
             let times = [ts(pick(atime, atime_ns(&m))), ts(pick(mtime, mtime_ns(&m)))];
             let c = std::ffi::CString::new(path.as_os_str().as_bytes())
                 .map_err(|e| anyhow::anyhow!(e))?;

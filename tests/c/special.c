@@ -145,6 +145,9 @@ int main(void) {
     /* A set-group-ID directory gives its group to what is made in it. */
     say("mkdir sg", mkdir("sg", 0755));
     say("chown sg :4242", chown("sg", -1, 4242));
+    int pd = open("sg", O_PATH);
+    say("fchownat O_PATH sg", fchownat(pd, "", -1, 4242, AT_EMPTY_PATH));
+    close(pd);
     say("chmod sg 02775", chmod("sg", 02775));
     say("mkfifo sg/p", mkfifo("sg/p", 0600));
     int f = open("sg/f", O_CREAT | O_WRONLY, 0600);

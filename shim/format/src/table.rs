@@ -332,6 +332,9 @@ impl<'a> Table<'a> {
             || !fits(slots_off, slot_count, PATH_SLOT_LEN as u64)
             || !fits(dir_slots_off, dir_slot_count, DIR_SLOT_LEN as u64)
             || !bloom_words.is_power_of_two()
+            // Read with 8-byte atomic loads: misaligned is undefined
+            // behaviour (found by `fuzz/` target `table`).
+            || bloom_off % 8 != 0
             || !fits(bloom_off, bloom_words, 8)
             || h(field::FILE_LEN) > len
         {
