@@ -338,7 +338,7 @@ impl Remote {
     }
 
     async fn download_one(&self, cas: &Cas, hash: &ContentHash) -> Result<u64> {
-        match self.fetch_async(cas, hash, None, false).await? {
+        match self.fetch_async(cas, hash, None).await? {
             Some(n) => Ok(n),
             None => bail!(
                 "cannot download {}: it does not exist",
@@ -350,26 +350,32 @@ impl Remote {
     /// Fetches blob `hash` into the local store, verified: `Ok(None)` when
     /// the remote does not have it. `max`: the size the caller expects; a
     /// longer object is refused as soon as it is (a remote cannot fill the
-    /// disk through a small file). The blob is durable when this returns:
-    /// entries reference it already.
+    /// disk through a small file).
     ///
-    /// That flush (`fdatasync`) is most of a fetch from a server on the same
-    /// host: ~1.1 ms per small blob on ext4 here, however many threads flush
-    /// at once (the journal commits one at a time). One `syncfs` shared by
-    /// concurrent fetches would amortize it, but it also flushes whatever a
-    /// running build has written to the filesystem.
+    /// Not flushed: a flush (`fdatasync`) per blob was most of a fetch from
+    /// a server on the same host (~1.1 ms per small blob on ext4 here,
+    /// however many threads flush at once: the journal commits one at a
+    /// time), and lazy reads fetch blobs one by one. Entries reference the
+    /// blob already, so a power loss may leave it empty or cut short under
+    /// its name: every reader compares an opened blob's size with its
+    /// entry's and has it quarantined and fetched again
+    /// ([`super::ondemand::quarantine_damaged`]; the library through the
+    /// daemon's `FetchBlob` with `FETCH_DAMAGED`). A cut-short blob costs a
+    /// refetch, never wrong bytes (ext4's ordered mode commits a file's
+    /// size after its data).
     pub fn fetch(&self, cas: &Cas, hash: &ContentHash, max: Option<u64>) -> Result<Option<u64>> {
-        self.rt.block_on(self.fetch_async(cas, hash, max, true))
+        self.rt.block_on(self.fetch_async(cas, hash, max))
     }
 
     /// Streams blob `hash` into the store's tmp/ while hashing it, and adopts
-    /// it only if the hash is its name; `sync`: flushed before it is adopted.
+    /// it only if the hash is its name (not flushed: see [`Remote::fetch`];
+    /// a pull flushes the store once, `syncfs`, before a manifest
+    /// references what it fetched).
     async fn fetch_async(
         &self,
         cas: &Cas,
         hash: &ContentHash,
         max: Option<u64>,
-        sync: bool,
     ) -> Result<Option<u64>> {
         let key = self.blob_key(hash);
         let what = || format!("cannot download {}", self.describe(&key));
@@ -403,14 +409,8 @@ impl Remote {
             file.write_all(&chunk)
                 .with_context(|| format!("cannot write {}", tmp.display()))?;
         }
-        // No fsync per blob of a pull (an eager pull of 20k small blobs took
-        // 77 s with one, 18 s without): the caller flushes the store once
-        // (syncfs) before a manifest references them, as ingest does. A blob
-        // fetched on demand is referenced already: it is flushed first.
-        if sync {
-            file.sync_data()
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
-        }
+        // No fsync per blob (an eager pull of 20k small blobs took 77 s with
+        // one, 18 s without): see `fetch`.
         drop(file);
         let actual = ContentHash(*hasher.finalize().as_bytes());
         if actual != *hash {
