@@ -1314,3 +1314,136 @@ fn webdav_nginx_damaged_blobs_are_fetched_again() {
         damaged_blobs_are_fetched_again(&b);
     }
 }
+
+/// S3 settings the variables do not give come from the AWS shared files
+/// (~/.aws/credentials, ~/.aws/config; profile `AWS_PROFILE`), as the AWS
+/// CLI reads them; a variable set wins over the files.
+#[test]
+fn s3_seaweedfs_settings_from_the_aws_shared_files() {
+    let Some(b) = seaweed_backend() else {
+        return;
+    };
+    build_shim();
+    let a = Machine::new(&b);
+    a.ok(&["run", "--", "sh", "-c", BUILD]);
+    a.ok(&["snapshot", "save", "built", "--push"]);
+    let mut bm = Machine::new(&b);
+    let var = |k: &str| b.env.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    let (endpoint, key, secret) = (
+        var("AWS_ENDPOINT_URL"),
+        var("AWS_ACCESS_KEY_ID"),
+        var("AWS_SECRET_ACCESS_KEY"),
+    );
+    bm.env.retain(|(k, _)| !k.starts_with("AWS_"));
+    let aws = bm.sb.home().join(".aws");
+    fs::create_dir_all(&aws).unwrap();
+    fs::write(
+        aws.join("credentials"),
+        format!(
+            "[default]\naws_access_key_id = not-{key}\naws_secret_access_key = not-{secret}\n\n\
+             [ci]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+        ),
+    )
+    .unwrap();
+    fs::write(
+        aws.join("config"),
+        format!(
+            "[default]\nregion = us-east-1\nendpoint_url = {endpoint}\n\n\
+             # the CI profile\n[profile ci]\nregion = us-east-1\nendpoint_url = {endpoint}\n"
+        ),
+    )
+    .unwrap();
+    // The default profile's key is not one the server knows.
+    let err = bm.fails(&["pull", "built"]);
+    assert!(err.contains("refs/p/built"), "{err}");
+    assert!(!bm.ok(&["snapshot", "list"]).contains("built"));
+    // AWS_PROFILE=ci: its key, region and endpoint.
+    bm.env.push(("AWS_PROFILE".into(), "ci".into()));
+    bm.ok(&["pull", "built", "--eager"]);
+    bm.ok(&["snapshot", "restore", "built"]);
+    assert_eq!(bm.cat("out/big.bin"), a.cat("out/big.bin"));
+    // A key in the environment wins over the files' (and a wrong one fails).
+    bm.env
+        .push(("AWS_ACCESS_KEY_ID".into(), format!("not-{key}")));
+    bm.env
+        .push(("AWS_SECRET_ACCESS_KEY".into(), format!("not-{secret}")));
+    let err = bm.fails(&["remote", "snapshots"]);
+    assert!(err.contains(&b.url) || err.contains("refs"), "{err}");
+}
+
+/// A blob of at least `VRIFT_REMOTE_MULTIPART_MIN` bytes goes up to S3 in
+/// parts (multipart upload): the server's ETag for it says how many
+/// (`"…-3"`, asked with curl's SigV4), a small one goes up whole, and a
+/// pull on another machine gets the same bytes.
+#[test]
+fn s3_seaweedfs_large_blobs_go_up_in_parts() {
+    let Some(b) = seaweed_backend() else {
+        return;
+    };
+    build_shim();
+    let mut a = Machine::new(&b);
+    a.env.push((
+        "VRIFT_REMOTE_MULTIPART_MIN".into(),
+        (5u64 << 20).to_string(),
+    ));
+    a.ok(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "head -c 12000000 /dev/urandom > big.bin && echo small > small.txt",
+    ]);
+    let out = a.ok(&["snapshot", "save", "big", "--push"]);
+    assert!(out.contains("pushed snapshot"), "{out}");
+    let var = |k: &str| b.env.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    let etag = |content: &[u8]| -> String {
+        let hex = blake3::hash(content).to_hex().to_string();
+        let url = format!(
+            "{}/{}/blobs/{}/{hex}",
+            var("AWS_ENDPOINT_URL"),
+            b.url.strip_prefix("s3://").unwrap(),
+            &hex[..2]
+        );
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--fail",
+                "-I",
+                "--aws-sigv4",
+                "aws:amz:us-east-1:s3",
+                "--user",
+            ])
+            .arg(format!(
+                "{}:{}",
+                var("AWS_ACCESS_KEY_ID"),
+                var("AWS_SECRET_ACCESS_KEY")
+            ))
+            .arg(&url)
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "HEAD {url}: {text} {out:?}");
+        text.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("etag").then(|| v.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no ETag for {url}: {text}"))
+    };
+    let big = a.cat("big.bin");
+    assert_eq!(big.len(), 12_000_000);
+    let tag = etag(&big);
+    assert!(
+        tag.trim_matches('"').ends_with("-3"),
+        "3 parts of 5 MiB: {tag}"
+    );
+    let tag = etag(b"small\n");
+    assert!(!tag.contains('-'), "a small blob goes up whole: {tag}");
+    let bm = Machine::new(&b);
+    bm.ok(&["pull", "big", "--eager"]);
+    bm.ok(&["snapshot", "restore", "big"]);
+    assert_eq!(bm.cat("big.bin"), big);
+    // A second push has nothing to send.
+    let out = a.ok(&["push", "big", "--recheck"]);
+    assert_eq!(uploaded(&out), 0, "{out}");
+}

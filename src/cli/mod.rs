@@ -314,7 +314,9 @@ pub enum RemoteCommand {
     ///
     /// S3 endpoint, region and credentials come from the standard AWS_*
     /// variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
-    /// AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true for a plain-HTTP endpoint).
+    /// AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true for a plain-HTTP endpoint),
+    /// else from the AWS shared files (~/.aws/credentials and ~/.aws/config,
+    /// profile AWS_PROFILE: keys, region, endpoint_url).
     Add {
         name: String,
         url: String,
