@@ -261,9 +261,8 @@ pub fn open_content_verified(
     cas: &crate::cas::Cas,
     e: &Entry,
 ) -> Result<fs::File> {
-    if !cas.has_blob(&e.hash) {
-        open_content(project, cas, e)?; // fetched from a remote, verified
-    }
+    // Fetched from a remote first if missing or damaged, verified.
+    open_content(project, cas, e)?;
     cas.open_blob_verified(&e.hash, e.size)
 }
 

@@ -160,7 +160,22 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
     } else {
         if sys::fd_size(fd) != Some(header.size) {
             sys::close_raw(fd);
-            return damaged(view_path);
+            // Damaged: fetched again when a remote has it (see `damaged`).
+            if !crate::client::refetch_damaged(&header.hash, header.size, view_path) {
+                return -1;
+            }
+            let mut content = PathBuf::new();
+            if !content_path(header, target, &mut content) {
+                return fail(libc::ENAMETOOLONG);
+            }
+            fd = open_at(libc::AT_FDCWD, content.c_ptr());
+            if fd < 0 {
+                return -1;
+            }
+            if sys::fd_size(fd) != Some(header.size) {
+                sys::close_raw(fd);
+                return damaged(view_path);
+            }
         }
         fdtable::set(fd, &meta, view_path);
     }
@@ -191,13 +206,17 @@ fn open_special(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &
     fd
 }
 
-/// A blob whose size is not its record's: EIO and one line, never its
-/// bytes. Blobs are never written once sealed, so another size is damage
-/// (truncated, appended to, a copy cut short by a full disk), and reading
-/// it would give wrong bytes without an error. One `fstat` per open is the
-/// whole cost; content changed in place at the same size is not seen here
-/// (that takes hashing the whole file: `vrift cat` and `vrift fsck` do). See
-/// the README, "Security".
+/// A blob whose size is not its record's: never its bytes. Blobs are never
+/// written once sealed, so another size is damage (truncated, appended to,
+/// a copy cut short by a full disk, a blob fetched on demand that a power
+/// loss cut short: those are not flushed one by one), and reading it would
+/// give wrong bytes without an error. The daemon is asked to set it aside
+/// and fetch it again from a remote ([`crate::client::refetch_damaged`]);
+/// without one (or if the new copy is damaged too): EIO and one line. One
+/// `fstat` per open is the whole cost on the way that finds the blob whole;
+/// content changed in place at the same size is not seen here (that takes
+/// hashing the whole file: `vrift cat` and `vrift fsck` do). See the
+/// README, "Security".
 fn damaged(view_path: &[u8]) -> c_int {
     sys::complain(&[
         b"vrift: a blob in the store is damaged (its size is not the file's; run `vrift fsck`); EIO for ",
@@ -516,8 +535,9 @@ fn stream_open(
             // through our own fclose); see `damaged`.
             if !header.is_staged() {
                 if let Some(st) = sys::stat_raw(blob.abs()) {
-                    if st.st_size as u64 != header.size {
-                        damaged(buf.abs());
+                    if st.st_size as u64 != header.size
+                        && !crate::client::refetch_damaged(&header.hash, header.size, buf.abs())
+                    {
                         return core::ptr::null_mut();
                     }
                 }

@@ -529,7 +529,7 @@ fn handle_frames(
             *last_activity = Instant::now();
         }
         if req.op == Op::FetchBlob {
-            match fetcher.request((fd, conn.id), req.path1, req.a) {
+            match fetcher.request((fd, conn.id), req.path1, req.a, req.b) {
                 Start::Wait => {
                     // path2: the view path the blob is read for, if the
                     // client says; its neighbours are fetched ahead.
