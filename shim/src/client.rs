@@ -48,36 +48,30 @@ fn errno() -> i32 {
     unsafe { *libc::__errno_location() }
 }
 
-/// The soft `RLIMIT_NOFILE` raised by one for the socket of a request, to
-/// put back when the socket is closed (see [`Fds`]).
-fn raise_fd_limit() -> Option<libc::rlim_t> {
+/// `RLIMIT_NOFILE` raised by one for the socket of a request (the hard
+/// limit too when it is reached, which takes CAP_SYS_RESOURCE, as root
+/// has): the old limits, to put back when the socket is closed (see
+/// [`Fds`]).
+fn raise_fd_limit() -> Option<libc::rlimit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit/setrlimit of our own process, into/from a local.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             return None;
         }
-        let old = lim.rlim_cur;
+        let old = lim;
         lim.rlim_cur += 1;
+        lim.rlim_max = lim.rlim_max.max(lim.rlim_cur);
         (libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0).then_some(old)
     }
 }
 
-fn restore_fd_limit(old: libc::rlim_t) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: as above (a soft limit below open fds is allowed: they stay).
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = old;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
+fn restore_fd_limit(old: libc::rlimit) {
+    // SAFETY: as above (limits below open fds are allowed: they stay open).
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &old) };
 }
 
 /// The request's socket must not cost the caller an fd it counts on: a
@@ -89,7 +83,7 @@ fn restore_fd_limit(old: libc::rlim_t) {
 /// before the daemon creates anything, as the kernel allocates the fd
 /// first.
 struct Fds {
-    raised: Option<libc::rlim_t>,
+    raised: Option<libc::rlimit>,
 }
 
 impl Fds {
@@ -121,7 +115,7 @@ fn keep_slot_free(fd: c_int, fds: &mut Fds) -> Result<c_int, i32> {
             return Err(libc::EMFILE);
         };
         fds.raised = Some(old);
-        let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, old as c_int);
+        let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, old.rlim_cur as c_int);
         if high < 0 {
             return Err(libc::EMFILE);
         }

@@ -428,6 +428,10 @@ pub extern "C" fn faccessat(
     amode: c_int,
     flags: c_int,
 ) -> c_int {
+    // The kernel's flag check (faccessat2 as a raw syscall: faccessat202).
+    if flags & !(libc::AT_EACCESS | libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
+        return fail(libc::EINVAL);
+    }
     let mut buf = PathBuf::new();
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
     match lookup_meta(dirfd, path, follow, &mut buf) {

@@ -496,6 +496,15 @@ pub extern "C" fn linkat(
             return fail(libc::EXDEV);
         }
     }
+    // The kernel finds the old name before it reads the new one: a bad new
+    // name is EFAULT once the old one exists, in the view too (link04).
+    if crate::sys::unreadable(new) && !crate::sys::unreadable(old) {
+        let mut ob = PathBuf::new();
+        let follow = flags & libc::AT_SYMLINK_FOLLOW != 0;
+        if let crate::stat::Lk::Meta(_) = crate::stat::lookup_meta(od, old, follow, &mut ob) {
+            return fail(libc::EFAULT);
+        }
+    }
     two_paths(
         od,
         old,
@@ -635,6 +644,10 @@ pub extern "C" fn chmod(path: *const c_char, mode: mode_t) -> c_int {
 
 #[no_mangle]
 pub extern "C" fn fchmodat(dirfd: c_int, path: *const c_char, mode: mode_t, flags: c_int) -> c_int {
+    // glibc's own check (fchmodat02).
+    if flags & !libc::AT_SYMLINK_NOFOLLOW != 0 {
+        return fail(libc::EINVAL);
+    }
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
     one_path!(
         dirfd,

@@ -110,6 +110,7 @@ int main(void) {
     report("PROT_NONE unlink", unlink(none));
     report("PROT_NONE rename", rename("f", none));
     report("PROT_NONE link", link(none, "l2"));
+    report("link to PROT_NONE", link("f", none));
     report("PROT_NONE chdir", chdir(none));
     report("PROT_NONE chmod", fchmodat(AT_FDCWD, none, 0644, 0));
     report("PROT_NONE execve", execve(none, (char *[]){"x", NULL}, (char *[]){NULL}));
