@@ -191,3 +191,25 @@ fn has_line(out: &str, line: &str) -> bool {
     out.lines()
         .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == line)
 }
+
+/// Times as the kernel changes them (issue 15): write, chmod, chown,
+/// utimensat, truncate, rename and link move a rift entry's ctime (and only
+/// a write or truncate its mtime); a name made or removed in a directory
+/// moves the directory's mtime and ctime; reading moves nothing.
+#[test]
+fn ctime_and_parent_times_change_as_on_disk() {
+    let Some((_sb, root, n)) = probe_native_and_in_view("times") else {
+        return;
+    };
+    for line in [
+        "chmod ok ctime moved mtime kept",
+        "rename (moved file) ok ctime moved mtime kept",
+        "fstat ctime = stat ctime yes",
+        "dir: create ok ctime moved mtime moved",
+        "dir: unlink ok ctime moved mtime moved",
+        "dir: open existing ok ctime kept mtime kept",
+    ] {
+        assert!(has_line(&n, line), "{line:?} in\n{n}");
+    }
+    assert!(!root.join("d/f").exists());
+}

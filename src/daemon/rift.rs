@@ -256,6 +256,10 @@ fn mtime_ns(m: &fs::Metadata) -> i64 {
     m.mtime() * 1_000_000_000 + m.mtime_nsec()
 }
 
+fn ctime_ns(m: &fs::Metadata) -> i64 {
+    m.ctime() * 1_000_000_000 + m.ctime_nsec()
+}
+
 fn atime_ns(m: &fs::Metadata) -> i64 {
     m.atime() * 1_000_000_000 + m.atime_nsec()
 }
@@ -803,6 +807,8 @@ impl Rift {
             uid: like.map(|h| h.uid).unwrap_or(OWNER_INHERIT),
             gid: like.map(|h| h.gid).unwrap_or(OWNER_INHERIT),
             atime_ns: 0,
+            // The staging file's (see `Meta::absorb`), or a later change's.
+            ctime_ns: 0,
         };
         Ok(encode(&h, name))
     }
@@ -1140,6 +1146,7 @@ impl Rift {
         h.size = meta.len();
         h.mtime_ns = mtime_ns(&meta);
         h.atime_ns = atime_ns(&meta);
+        h.ctime_ns = h.ctime_ns.max(ctime_ns(&meta));
         self.set(&rel, encode(&h, &[]))?;
         Ok(())
     }
@@ -1206,6 +1213,7 @@ impl Rift {
             uid: OWNER_INHERIT,
             gid: OWNER_INHERIT,
             atime_ns: atime_ns(m),
+            ctime_ns: ctime_ns(m),
         };
         let _ = target;
         Ok(h)
@@ -1400,6 +1408,7 @@ impl Rift {
             uid: OWNER_INHERIT,
             gid: OWNER_INHERIT,
             atime_ns: now,
+            ctime_ns: now,
         };
         self.set(rel, encode(&h, target))?;
         Ok(())
@@ -1428,6 +1437,11 @@ impl Rift {
         }
         let node = self.node(old);
         let (mut h, target) = self.entry_of(old, &node)?;
+        // A link changes the inode: its ctime (the rift's own entry's too).
+        h.ctime_ns = now_ns();
+        if let Node::Entry(..) = node {
+            self.set(old, encode(&h, &target))?;
+        }
         h.ino = self.alloc_ino()?;
         h.flags &= !(FLAG_PHANTOM | FLAG_HIDES_DIR);
         if fs::symlink_metadata(self.disk(new)).is_ok_and(|m| m.is_dir()) {
@@ -1478,8 +1492,11 @@ impl Rift {
                 }
                 return self.exchange_dirs(old, new, &src, &dst);
             }
-            let (a, at) = self.entry_of(old, &src)?;
-            let (b, bt) = self.entry_of(new, &dst)?;
+            let (mut a, at) = self.entry_of(old, &src)?;
+            let (mut b, bt) = self.entry_of(new, &dst)?;
+            // A rename changes each moved inode's ctime.
+            a.ctime_ns = now_ns();
+            b.ctime_ns = a.ctime_ns;
             self.move_staged(&at, &a, new);
             self.move_staged(&bt, &b, old);
             let a = self.with_hides(new, a);
@@ -1505,7 +1522,8 @@ impl Rift {
         if dst.is_dir() {
             return posix(libc::EISDIR);
         }
-        let (h, target) = self.entry_of(old, &src)?;
+        let (mut h, target) = self.entry_of(old, &src)?;
+        h.ctime_ns = now_ns();
         if let Node::Entry(dh, dt) = &dst {
             if !(dh.is_staged() && h.is_staged() && dt == &target) {
                 self.drop_staged(dh, dt);
@@ -1649,6 +1667,8 @@ impl Rift {
         let node = self.node(rel);
         let (mut h, target) = self.entry_of(rel, &node)?;
         f(&mut h);
+        // Every change of an entry's metadata is a change of its inode.
+        h.ctime_ns = now_ns();
         self.set(rel, encode(&h, &target))?;
         Ok(())
     }
@@ -1790,6 +1810,35 @@ impl Rift {
                 self.anon.remove(&name);
             }
         }
+    }
+
+    /// A name made or removed in a directory changes the directory's mtime
+    /// and ctime, as on disk. Directories are physical (the rift keeps no
+    /// times for them), so it is the physical directory's.
+    pub fn touch_parent(&self, rel: &[u8]) {
+        let dir = self.disk(parent_rel(rel));
+        let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+            return;
+        };
+        let times = [
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_OMIT,
+            },
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_NOW,
+            },
+        ];
+        // SAFETY: a valid C string and two timespecs.
+        unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                times.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
     }
 
     pub fn staging_path(&self, name: &[u8]) -> PathBuf {

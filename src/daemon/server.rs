@@ -733,6 +733,11 @@ fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
     if let Err(e) = confined {
         return (e, 0, 0, Vec::new(), None);
     }
+    // A name made in a directory changes its times (see below).
+    let creates = req.op == Op::OpenWrite
+        && (req.a as i32) & libc::O_CREAT != 0
+        && (req.a as i32) & libc::O_TMPFILE != libc::O_TMPFILE
+        && matches!(rift.node(p1), super::rift::Node::Absent);
     let res: Result<Answer, Errno> = match req.op {
         Op::Ping => Ok(ok(b"pong".to_vec())),
         Op::Status => Ok(ok(rift.status().into_bytes())),
@@ -774,6 +779,20 @@ fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
         // Answered by the fetcher before dispatch.
         Op::FetchBlob => Err(Errno::Posix(libc::EINVAL)),
     };
+    if matches!(res, Ok((0, ..))) {
+        // The parent directories' mtime and ctime, as the kernel changes
+        // them when a name is made or removed.
+        match req.op {
+            Op::Unlink | Op::Rmdir | Op::Mkdir | Op::Symlink | Op::LinkTmp => rift.touch_parent(p1),
+            Op::Link => rift.touch_parent(req.path2),
+            Op::Rename if p1 != req.path2 => {
+                rift.touch_parent(p1);
+                rift.touch_parent(req.path2);
+            }
+            Op::OpenWrite if creates => rift.touch_parent(p1),
+            _ => {}
+        }
+    }
     match res {
         Ok(a) => a,
         Err(Errno::Posix(e)) => (e, 0, 0, Vec::new(), None),
