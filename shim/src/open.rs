@@ -275,11 +275,10 @@ pub extern "C" fn vrift_openat(
     mode: c_uint,
     which: c_int,
 ) -> c_int {
-    if crate::sys::unreadable(path) {
+    // Unreadable: the kernel's EFAULT.
+    let Some(p) = crate::sys::readable_c_str(path) else {
         return real_open(which, dirfd, path, flags, mode);
-    }
-    // SAFETY: libc contract: a NUL-terminated path.
-    let p = unsafe { CStr::from_ptr(path) }.to_bytes();
+    };
     let mut buf = PathBuf::new();
     let follow = flags & libc::O_NOFOLLOW == 0;
     let (view, table) = resolve(dirfd, p, follow, &mut buf);

@@ -2,7 +2,6 @@
 //! everything else goes to libc (with the rewritten path when a rift symlink
 //! was followed).
 
-use core::ffi::CStr;
 
 use libc::{c_char, c_int, c_uint};
 
@@ -23,11 +22,10 @@ pub enum Lk {
 
 #[inline(always)]
 pub fn lookup_meta(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut PathBuf) -> Lk {
-    if crate::sys::unreadable(path) {
+    // Unreadable: the kernel's EFAULT.
+    let Some(p) = crate::sys::readable_c_str(path) else {
         return Lk::Real;
-    }
-    // SAFETY: libc contract: a NUL-terminated path.
-    let p = unsafe { CStr::from_ptr(path) }.to_bytes();
+    };
     if p.is_empty() {
         return Lk::Real;
     }

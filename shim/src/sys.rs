@@ -46,6 +46,29 @@ pub fn unreadable<T>(p: *const T) -> bool {
     !(0x1_0000..USER_TOP).contains(&a) || !string_readable(a)
 }
 
+/// The string at `p` if the kernel could read it (see [`unreadable`]),
+/// scanned once: for the hot paths that read it right after the check.
+#[inline(always)]
+pub fn readable_c_str<'a>(p: *const libc::c_char) -> Option<&'a [u8]> {
+    let a = p as usize;
+    if !(0x1_0000..USER_TOP).contains(&a) || !page_readable(a / PAGE) {
+        return None;
+    }
+    let rem = PAGE - a % PAGE;
+    // SAFETY: as in string_readable: [a, a + rem) is one readable page.
+    let n = unsafe { libc::strnlen(p, rem) };
+    if n < rem {
+        // SAFETY: n bytes before the NUL, in the readable page; the
+        // caller's string lives for the call.
+        return Some(unsafe { core::slice::from_raw_parts(p as *const u8, n) });
+    }
+    if !rest_readable(a + rem) {
+        return None;
+    }
+    // SAFETY: readable up to its NUL (checked above).
+    Some(unsafe { CStr::from_ptr(p) }.to_bytes())
+}
+
 /// Granule of the readable-page cache (a divisor of every page size).
 const PAGE: usize = 4096;
 /// Slots of the readable-page cache (direct-mapped by page number).
