@@ -2,7 +2,6 @@
 //! everything else goes to libc (with the rewritten path when a rift symlink
 //! was followed).
 
-
 use libc::{c_char, c_int, c_uint};
 
 use crate::real::fail;
