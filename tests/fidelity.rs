@@ -213,3 +213,26 @@ fn ctime_and_parent_times_change_as_on_disk() {
     }
     assert!(!root.join("d/f").exists());
 }
+
+/// Set-group-ID dropped on create as the kernel drops it (issue 15): in a
+/// set-group-ID directory, by a process outside its group without
+/// CAP_FSETID (the probe drops it), for a mode with group execute.
+#[test]
+fn set_group_id_is_dropped_on_create_for_non_members() {
+    if !is_root() {
+        skip("needs root (the probe chowns a directory and drops CAP_FSETID)");
+        return;
+    }
+    let Some((_sb, root, n)) = probe_native_and_in_view("setgid") else {
+        return;
+    };
+    for line in [
+        "CAP_FSETID, setgid dir 2755",
+        "outsider, setgid dir 0755",
+        "outsider, no g+x 2745",
+        "outsider, plain dir 2755",
+    ] {
+        assert!(has_line(&n, line), "{line:?} in\n{n}");
+    }
+    assert!(!root.join("sg/b").exists());
+}
