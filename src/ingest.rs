@@ -624,6 +624,7 @@ fn commit_batch(
                 uid: vrift_format::OWNER_INHERIT,
                 gid: vrift_format::OWNER_INHERIT,
                 atime_ns: 0,
+                ctime_ns: 0,
             };
             (h.rel.clone(), entry, h.pending)
         })

@@ -105,6 +105,8 @@ pub struct Entry {
     pub uid: u32,
     pub gid: u32,
     pub atime_ns: i64,
+    /// 0: the mtime.
+    pub ctime_ns: i64,
 }
 
 impl Entry {
@@ -122,6 +124,7 @@ impl Entry {
             uid: h.uid,
             gid: h.gid,
             atime_ns: h.atime_ns,
+            ctime_ns: h.ctime_ns,
         }
     }
 
@@ -138,6 +141,7 @@ impl Entry {
             uid: self.uid,
             gid: self.gid,
             atime_ns: self.atime_ns,
+            ctime_ns: self.ctime_ns,
         }
     }
 }

@@ -550,6 +550,7 @@ mod tests {
             uid: vrift_format::OWNER_INHERIT,
             gid: vrift_format::OWNER_INHERIT,
             atime_ns: 0,
+            ctime_ns: 0,
         })
         .encode()
     }

@@ -97,6 +97,7 @@ fn entry(kind: Kind, target: &str) -> Record {
         uid: OWNER_INHERIT,
         gid: OWNER_INHERIT,
         atime_ns: 0,
+        ctime_ns: 0,
     })
 }
 

@@ -48,12 +48,94 @@ fn errno() -> i32 {
     unsafe { *libc::__errno_location() }
 }
 
+/// `RLIMIT_NOFILE` raised by one for the socket of a request (the hard
+/// limit too when it is reached, which takes CAP_SYS_RESOURCE, as root
+/// has): the old limits, to put back when the socket is closed (see
+/// [`Fds`]).
+fn raise_fd_limit() -> Option<libc::rlimit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit of our own process, into/from a local.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        let old = lim;
+        lim.rlim_cur += 1;
+        lim.rlim_max = lim.rlim_max.max(lim.rlim_cur);
+        (libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0).then_some(old)
+    }
+}
+
+fn restore_fd_limit(old: libc::rlimit) {
+    // SAFETY: as above (limits below open fds are allowed: they stay open).
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &old) };
+}
+
+/// The request's socket must not cost the caller an fd it counts on: a
+/// process that filled its fd table (LTP's dup06, open04, creat05) still
+/// unlinks and opens through the daemon as it would on disk. When the
+/// table is full, the socket goes one above the soft limit (raised for the
+/// request, then put back). For an open (`wants_fd`), the caller's table
+/// must keep a free slot for the answer's fd: none, and the open is EMFILE
+/// before the daemon creates anything, as the kernel allocates the fd
+/// first.
+struct Fds {
+    raised: Option<libc::rlimit>,
+}
+
+impl Fds {
+    fn done(&mut self) {
+        if let Some(old) = self.raised.take() {
+            restore_fd_limit(old);
+        }
+    }
+}
+
+/// Makes room for `fd` (our socket) so that one slot below the caller's
+/// limit stays free for the answer's fd. Err: EMFILE for the caller.
+fn keep_slot_free(fd: c_int, fds: &mut Fds) -> Result<c_int, i32> {
+    if fds.raised.is_some() {
+        return Err(libc::EMFILE); // the socket itself did not fit
+    }
+    // SAFETY: plain fcntl/close on our own fds.
+    unsafe {
+        let probe = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0);
+        if probe >= 0 {
+            sys::close_raw(probe);
+            return Ok(fd);
+        }
+        if errno() != libc::EMFILE {
+            return Ok(fd);
+        }
+        // The socket took the last slot: move it above the limit.
+        let Some(old) = raise_fd_limit() else {
+            return Err(libc::EMFILE);
+        };
+        fds.raised = Some(old);
+        let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, old.rlim_cur as c_int);
+        if high < 0 {
+            return Err(libc::EMFILE);
+        }
+        sys::close_raw(fd);
+        Ok(high)
+    }
+}
+
 /// A socket fd never 0–2 (a process that closed its stdio must not have our
 /// socket land there) and close-on-exec.
-fn connect(path: &[u8]) -> Result<c_int, i32> {
+fn connect(path: &[u8], fds: &mut Fds) -> Result<c_int, i32> {
     // SAFETY: plain syscalls on our own fd.
     unsafe {
-        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        let mut fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 && errno() == libc::EMFILE && fds.raised.is_none() {
+            fds.raised = raise_fd_limit();
+            if fds.raised.is_some() {
+                fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            }
+        }
         if fd < 0 {
             return Err(errno());
         }
@@ -436,15 +518,30 @@ pub fn call(op: Op, a: u64, b: u64, path1: &[u8], path2: &[u8]) -> Answer {
             Ok(e) => e,
             Err(why) => return refused(ans, why, dir, socket),
         };
+        let mut fds = Fds { raised: None };
         let conn = if dir_exists {
-            connect(socket)
+            connect(socket, &mut fds)
         } else {
             Err(libc::ENOENT)
         };
+        let conn = match conn {
+            Ok(fd) if op == Op::OpenWrite => keep_slot_free(fd, &mut fds).inspect_err(|_| {
+                sys::close_raw(fd);
+            }),
+            other => other,
+        };
+        if conn.is_err() {
+            fds.done();
+        }
+        if let Err(libc::EMFILE) = conn {
+            ans.errno = libc::EMFILE;
+            return ans;
+        }
         match conn {
             Ok(fd) => {
                 if !peer_is_us(fd) {
                     sys::close_raw(fd);
+                    fds.done();
                     return refused(ans, Refusal::Peer, dir, socket);
                 }
                 let got = if write_all(fd, frame) {
@@ -453,6 +550,7 @@ pub fn call(op: Op, a: u64, b: u64, path1: &[u8], path2: &[u8]) -> Answer {
                     None
                 };
                 sys::close_raw(fd);
+                fds.done();
                 match got {
                     Some((len, rfd)) => return decoded(ans, &reply[..len], rfd, fd),
                     // The daemon ended with our request: ask the next one.

@@ -34,6 +34,7 @@ struct Slot {
     mode: AtomicU32,
     size: AtomicU64,
     mtime_ns: AtomicI64,
+    ctime_ns: AtomicI64,
     ino: AtomicU64,
     owner: AtomicU64,
     path_len: AtomicUsize,
@@ -55,6 +56,7 @@ static SLOTS: [Slot; MAX_FDS] = [const {
         mode: AtomicU32::new(0),
         size: AtomicU64::new(0),
         mtime_ns: AtomicI64::new(0),
+        ctime_ns: AtomicI64::new(0),
         ino: AtomicU64::new(0),
         owner: AtomicU64::new(0),
         path_len: AtomicUsize::new(0),
@@ -101,12 +103,27 @@ pub fn is_staged(fd: i32) -> bool {
     })
 }
 
+/// After `fchmod`/`fchown` of a tracked fd's entry: the ctime the daemon
+/// gave the entry (its record, published before the daemon answered).
+#[cold]
+fn refresh_ctime(fd: i32, s: &Slot) {
+    let mut p = [0u8; PATH_CAP];
+    let n = path(fd, &mut p);
+    let rel = vrift_format::pathnorm::domain_rel(&p[..n], crate::state::ROOT.get());
+    let found = rel.and_then(|rel| crate::state::table()?.lookup(rel));
+    if let Some(vrift_format::RecordRef::Entry { header, target }) = found {
+        s.ctime_ns
+            .store(Meta::of(&header, target).ctime_ns, Ordering::Relaxed);
+    }
+}
+
 /// Updates the mode a tracked fd reports (after fchmod).
 pub fn set_mode(fd: i32, mode: u32) {
     if let Some(s) = slot(fd) {
         let old = s.mode.load(Ordering::Relaxed);
         s.mode
             .store((old & libc::S_IFMT) | (mode & 0o7777), Ordering::Relaxed);
+        refresh_ctime(fd, s);
     }
 }
 
@@ -124,6 +141,7 @@ pub fn set_owner(fd: i32, uid: u32, gid: u32) {
         let gid = if gid == u32::MAX { old as u32 } else { gid };
         s.owner
             .store((u64::from(uid) << 32) | u64::from(gid), Ordering::Relaxed);
+        refresh_ctime(fd, s);
         let mode = s.mode.load(Ordering::Relaxed);
         if mode & libc::S_IFMT == libc::S_IFREG {
             s.mode
@@ -152,6 +170,7 @@ fn store(fd: i32, kind: u8, meta: &Meta, path: &[u8]) {
         Ordering::Relaxed,
     );
     s.mtime_ns.store(meta.mtime_ns, Ordering::Relaxed);
+    s.ctime_ns.store(meta.ctime_ns, Ordering::Relaxed);
     s.ino.store(meta.ino, Ordering::Relaxed);
     s.owner
         .store((meta.uid as u64) << 32 | meta.gid as u64, Ordering::Relaxed);
@@ -222,6 +241,7 @@ pub fn get(fd: i32) -> Option<Meta> {
         rdev: if special { size } else { 0 },
         mtime_ns: s.mtime_ns.load(Ordering::Relaxed),
         atime_ns: s.mtime_ns.load(Ordering::Relaxed),
+        ctime_ns: s.ctime_ns.load(Ordering::Relaxed),
         ino: s.ino.load(Ordering::Relaxed),
         uid: (owner >> 32) as u32,
         gid: owner as u32,
@@ -339,6 +359,8 @@ pub fn copy(old: i32, new: i32) {
         .store(from.size.load(Ordering::Relaxed), Ordering::Relaxed);
     to.mtime_ns
         .store(from.mtime_ns.load(Ordering::Relaxed), Ordering::Relaxed);
+    to.ctime_ns
+        .store(from.ctime_ns.load(Ordering::Relaxed), Ordering::Relaxed);
     to.ino
         .store(from.ino.load(Ordering::Relaxed), Ordering::Relaxed);
     to.owner

@@ -318,11 +318,10 @@ pub extern "C" fn vrift_openat(
     mode: c_uint,
     which: c_int,
 ) -> c_int {
-    if crate::sys::unreadable(path) {
+    // Unreadable: the kernel's EFAULT.
+    let Some(p) = crate::sys::readable_c_str(path) else {
         return real_open(which, dirfd, path, flags, mode);
-    }
-    // SAFETY: libc contract: a NUL-terminated path.
-    let p = unsafe { CStr::from_ptr(path) }.to_bytes();
+    };
     let mut buf = PathBuf::new();
     // O_CREAT|O_EXCL never follows a final symlink: a dangling one is
     // EEXIST, not a file created where it points (as the kernel does).

@@ -532,15 +532,24 @@ pub fn content_path(header: &RecordHeader, target: &[u8], out: &mut PathBuf) -> 
         None
     };
     if let Some(dir) = named_in {
-        if target.is_empty() || target.contains(&b'/') {
-            return false;
-        }
-        out.set_parts(&[cas, b"/", dir.as_bytes(), b"/", target])
+        named_path(cas, dir, target, out)
     } else {
         let mut rel = [0u8; vrift_format::BLOB_REL_PATH_LEN];
         let n = header.hash.write_blob_rel_path(&mut rel);
         out.set_parts(&[cas, b"/", &rel[..n]])
     }
+}
+
+/// `<cas>/<dir>/<name>` into `out` (false: not a plain name, or too long).
+fn named_path(cas: &[u8], dir: &str, name: &[u8], out: &mut PathBuf) -> bool {
+    !name.is_empty()
+        && !name.contains(&b'/')
+        && out.set_parts(&[cas, b"/", dir.as_bytes(), b"/", name])
+}
+
+/// The node of a special file named `name` (`<cas>/nodes/<name>`) into `out`.
+pub fn node_path(name: &[u8], out: &mut PathBuf) -> bool {
+    state::table().is_some_and(|t| named_path(t.cas_root(), vrift_format::NODES_DIR, name, out))
 }
 
 /// Builds the path of the staging file `name` (`<cas>/staging/<name>`,

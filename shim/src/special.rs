@@ -165,23 +165,6 @@ fn node_addr(path: &[u8], addr: &mut libc::sockaddr_un) -> Option<socklen_t> {
     Some((SUN_PATH_AT + path.len() + 1) as socklen_t)
 }
 
-/// The node path of the special file whose node is named `name`, in `out`.
-fn node_path(name: &[u8], out: &mut PathBuf) -> bool {
-    let header = vrift_format::RecordHeader {
-        kind: Kind::Special,
-        flags: 0,
-        mode: 0,
-        size: 0,
-        mtime_ns: 0,
-        ino: 0,
-        hash: vrift_format::ContentHash::default(),
-        uid: 0,
-        gid: 0,
-        atime_ns: 0,
-    };
-    crate::resolve::content_path(&header, name, out)
-}
-
 #[no_mangle]
 pub extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     let real = |a: *const sockaddr, l: socklen_t| call_real!(BIND(fd, a, l) or raw4(libc::SYS_bind, fd as usize, a as usize, l as usize, 0));
@@ -230,7 +213,7 @@ fn bind_in_view(buf: &mut PathBuf, real: impl Fn(*const sockaddr, socklen_t) -> 
     }
     let mut node = PathBuf::new();
     let mut sun = zeroed_un();
-    let bound = match node_path(ans.data(), &mut node)
+    let bound = match crate::resolve::node_path(ans.data(), &mut node)
         .then(|| node_addr(node.abs(), &mut sun))
         .flatten()
     {
@@ -266,7 +249,7 @@ pub extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c
                 return fail(libc::ECONNREFUSED); // as the kernel, for a FIFO
             }
             let mut node = PathBuf::new();
-            match node_path(target, &mut node)
+            match crate::resolve::node_path(target, &mut node)
                 .then(|| node_addr(node.abs(), &mut sun))
                 .flatten()
             {

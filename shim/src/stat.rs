@@ -2,8 +2,6 @@
 //! everything else goes to libc (with the rewritten path when a rift symlink
 //! was followed).
 
-use core::ffi::CStr;
-
 use libc::{c_char, c_int, c_uint};
 
 use crate::real::fail;
@@ -23,11 +21,10 @@ pub enum Lk {
 
 #[inline(always)]
 pub fn lookup_meta(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut PathBuf) -> Lk {
-    if crate::sys::unreadable(path) {
+    // Unreadable: the kernel's EFAULT.
+    let Some(p) = crate::sys::readable_c_str(path) else {
         return Lk::Real;
-    }
-    // SAFETY: libc contract: a NUL-terminated path.
-    let p = unsafe { CStr::from_ptr(path) }.to_bytes();
+    };
     if p.is_empty() {
         return Lk::Real;
     }
@@ -428,6 +425,10 @@ pub extern "C" fn faccessat(
     amode: c_int,
     flags: c_int,
 ) -> c_int {
+    // The kernel's flag check (faccessat2 as a raw syscall: faccessat202).
+    if flags & !(libc::AT_EACCESS | libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
+        return fail(libc::EINVAL);
+    }
     let mut buf = PathBuf::new();
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
     match lookup_meta(dirfd, path, follow, &mut buf) {

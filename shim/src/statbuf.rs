@@ -44,6 +44,7 @@ pub fn absorb_stat(m: &mut Meta, st: &libc::stat) {
         st.st_size as u64,
         st.st_mtime * 1_000_000_000 + st.st_mtime_nsec,
         st.st_atime * 1_000_000_000 + st.st_atime_nsec,
+        st.st_ctime * 1_000_000_000 + st.st_ctime_nsec,
     );
 }
 
@@ -73,6 +74,7 @@ pub fn fill_stat(st: &mut libc::stat, m: &Meta) {
     let (s, ns) = split_ns(m.mtime_ns);
     st.st_mtime = s;
     st.st_mtime_nsec = ns;
+    let (s, ns) = split_ns(m.ctime_ns);
     st.st_ctime = s;
     st.st_ctime_nsec = ns;
     let (s, ns) = split_ns(m.atime_ns);
@@ -109,6 +111,8 @@ pub fn fill_statx(stx: &mut libc::statx, m: &Meta) {
     ts.tv_sec = m.mtime_ns.div_euclid(1_000_000_000);
     ts.tv_nsec = m.mtime_ns.rem_euclid(1_000_000_000) as u32;
     stx.stx_mtime = ts;
+    ts.tv_sec = m.ctime_ns.div_euclid(1_000_000_000);
+    ts.tv_nsec = m.ctime_ns.rem_euclid(1_000_000_000) as u32;
     stx.stx_ctime = ts;
     ts.tv_sec = m.atime_ns.div_euclid(1_000_000_000);
     ts.tv_nsec = m.atime_ns.rem_euclid(1_000_000_000) as u32;

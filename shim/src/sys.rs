@@ -33,16 +33,149 @@ impl CPath {
 }
 
 /// Whether a pointer a caller passed as a string cannot be read: null, in
-/// the first 64 KiB (below `vm.mmap_min_addr`, never mapped), or at or
-/// past the top of the user half of the address space. Such a call goes
-/// to libc unread, and the kernel answers it with EFAULT, as without the
-/// shim; reading it here would crash the caller instead. (An address in
-/// the user half that is not mapped still faults: telling needs a syscall,
-/// which this check, made on every path argument, cannot afford.)
+/// the first 64 KiB (below `vm.mmap_min_addr`, never mapped), at or past
+/// the top of the user half of the address space, or in a page that is
+/// not mapped readable (LTP's `tst_get_bad_addr`: a `PROT_NONE` page), on
+/// any page up to the string's NUL. Such a call goes to libc unread, and
+/// the kernel answers it with EFAULT, as without the shim; reading it here
+/// would crash the caller instead. Costs a cache probe and a `strnlen`
+/// within the first page for a readable string (see [`page_readable`]).
 #[inline(always)]
 pub fn unreadable<T>(p: *const T) -> bool {
     let a = p as usize;
-    !(0x1_0000..USER_TOP).contains(&a)
+    !(0x1_0000..USER_TOP).contains(&a) || !string_readable(a)
+}
+
+/// The string at `p` if the kernel could read it (see [`unreadable`]),
+/// scanned once: for the hot paths that read it right after the check.
+#[inline(always)]
+pub fn readable_c_str<'a>(p: *const libc::c_char) -> Option<&'a [u8]> {
+    let a = p as usize;
+    if !(0x1_0000..USER_TOP).contains(&a) || !page_readable(a / PAGE) {
+        return None;
+    }
+    let rem = PAGE - a % PAGE;
+    // SAFETY: as in string_readable: [a, a + rem) is one readable page.
+    let n = unsafe { libc::strnlen(p, rem) };
+    if n < rem {
+        // SAFETY: n bytes before the NUL, in the readable page; the
+        // caller's string lives for the call.
+        return Some(unsafe { core::slice::from_raw_parts(p as *const u8, n) });
+    }
+    if !rest_readable(a + rem) {
+        return None;
+    }
+    // SAFETY: readable up to its NUL (checked above).
+    Some(unsafe { CStr::from_ptr(p) }.to_bytes())
+}
+
+/// Granule of the readable-page cache (a divisor of every page size).
+const PAGE: usize = 4096;
+/// Slots of the readable-page cache (direct-mapped by page number).
+const SLOTS: usize = 64;
+/// Pages known readable: page numbers, 0 for an empty slot. Filled by
+/// [`probe_page`]; emptied when the program unmaps or protects memory
+/// through libc ([`forget_readable_pages`], from `munmap` and `mprotect`;
+/// not from glibc's own internal calls, nor `mremap`: a program that
+/// passes a pointer into memory it freed may still crash). Lock-free: a
+/// slot is one word.
+static READABLE: [core::sync::atomic::AtomicUsize; SLOTS] =
+    [const { core::sync::atomic::AtomicUsize::new(0) }; SLOTS];
+
+#[inline(always)]
+fn string_readable(a: usize) -> bool {
+    if !page_readable(a / PAGE) {
+        return false;
+    }
+    let rem = PAGE - a % PAGE;
+    // SAFETY: [a, a + rem) lies in one readable page; glibc's strnlen reads
+    // aligned words that never cross past the page of its last byte.
+    let n = unsafe { libc::strnlen(a as *const libc::c_char, rem) };
+    n < rem || rest_readable(a + rem)
+}
+
+/// A string that goes on past its first page: every page up to its NUL
+/// must be readable too. Longer than PATH_MAX: left to the kernel as well
+/// (ENAMETOOLONG), the shim never reads it.
+#[cold]
+#[inline(never)]
+fn rest_readable(mut a: usize) -> bool {
+    for _ in 0..=PATH_MAX / PAGE {
+        if a >= USER_TOP || !page_readable(a / PAGE) {
+            return false;
+        }
+        // SAFETY: as in string_readable: one readable page.
+        if unsafe { libc::strnlen(a as *const libc::c_char, PAGE) } < PAGE {
+            return true;
+        }
+        a += PAGE;
+    }
+    false
+}
+
+#[inline(always)]
+fn page_readable(page: usize) -> bool {
+    let slot = &READABLE[(page ^ (page >> 6)) % SLOTS];
+    slot.load(core::sync::atomic::Ordering::Relaxed) == page || probe_page(page, slot)
+}
+
+/// Asks the kernel whether `page` is readable: `rt_sigprocmask` copies
+/// the new mask from user memory before it looks at `how`, so with an
+/// invalid `how` it changes nothing and answers EFAULT for an unreadable
+/// page, EINVAL for a readable one. errno is kept.
+#[cold]
+#[inline(never)]
+fn probe_page(page: usize, slot: &core::sync::atomic::AtomicUsize) -> bool {
+    // SAFETY: errno is thread-local.
+    let saved = unsafe { *libc::__errno_location() };
+    // SAFETY: the kernel reads 8 bytes at the page's start, fault-safely.
+    let r = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_rt_sigprocmask,
+            -1i32 as isize,
+            page * PAGE,
+            0usize,
+            8usize
+        )
+    };
+    // SAFETY: errno is thread-local.
+    let readable = r < 0 && unsafe { *libc::__errno_location() } == libc::EINVAL;
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved };
+    if readable {
+        slot.store(page, core::sync::atomic::Ordering::Relaxed);
+    }
+    readable
+}
+
+/// Empties the readable-page cache: memory may have been unmapped or made
+/// unreadable.
+pub fn forget_readable_pages() {
+    for slot in &READABLE {
+        slot.store(0, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// `munmap` and `mprotect` forget the pages known readable (see
+/// [`unreadable`]) before the kernel changes the mapping.
+#[no_mangle]
+pub extern "C" fn munmap(addr: *mut libc::c_void, len: libc::size_t) -> libc::c_int {
+    forget_readable_pages();
+    // SAFETY: the caller's arguments, passed through.
+    unsafe { crate::raw_syscall!(libc::SYS_munmap, addr, len) as libc::c_int }
+}
+
+#[no_mangle]
+pub extern "C" fn mprotect(
+    addr: *mut libc::c_void,
+    len: libc::size_t,
+    prot: libc::c_int,
+) -> libc::c_int {
+    if prot & libc::PROT_READ == 0 {
+        forget_readable_pages();
+    }
+    // SAFETY: the caller's arguments, passed through.
+    unsafe { crate::raw_syscall!(libc::SYS_mprotect, addr, len, prot) as libc::c_int }
 }
 
 /// Whether `fd` was opened with O_PATH (one `fcntl`; asked only of fds

@@ -214,13 +214,12 @@ const FD: usize = libc::AT_FDCWD as usize;
 /// Opens the entry at `buf` for writing through the daemon. `Err(PassToLibc)`: the
 /// path is a special file libc must open itself.
 pub fn open_write(buf: &PathBuf, flags: c_int, mode: c_uint) -> Result<c_int, PassToLibc> {
-    let ans = client::call(
-        Op::OpenWrite,
-        flags as u32 as u64,
-        masked(mode),
-        buf.rel(),
-        b"",
-    );
+    let mut mode = masked(mode);
+    let sgid = (libc::S_ISGID | libc::S_IXGRP) as u64;
+    if flags & libc::O_CREAT != 0 && mode & sgid == sgid {
+        mode = strip_sgid(buf.abs(), mode);
+    }
+    let ans = client::call(Op::OpenWrite, flags as u32 as u64, mode, buf.rel(), b"");
     if ans.errno == PASS {
         return Err(PassToLibc);
     }
@@ -255,6 +254,47 @@ pub fn open_write(buf: &PathBuf, flags: c_int, mode: c_uint) -> Result<c_int, Pa
         fdtable::set_staged(fd, &meta, buf.abs());
     }
     Ok(fd)
+}
+
+/// The kernel's `mode_strip_sgid`: a file created with set-group-ID and
+/// group execute in a set-group-ID directory by a process outside that
+/// directory's group (and without CAP_FSETID: root here) loses its
+/// set-group-ID bit. (Creates asking for both bits only.)
+#[cold]
+#[inline(never)]
+fn strip_sgid(abs: &[u8], mode: u64) -> u64 {
+    let dir = match abs.iter().rposition(|&c| c == b'/') {
+        Some(0) => &abs[..1],
+        Some(i) => &abs[..i],
+        None => return mode,
+    };
+    let Some(st) = sys::stat_raw(dir) else {
+        return mode;
+    };
+    // SAFETY: plain id queries into local arrays of their stated sizes.
+    let member = unsafe {
+        let mut groups = [0 as libc::gid_t; 256];
+        let n = libc::getgroups(groups.len() as c_int, groups.as_mut_ptr());
+        libc::getegid() == st.st_gid
+            || (n > 0 && groups[..n as usize].contains(&st.st_gid))
+            || has_cap_fsetid()
+    };
+    if st.st_mode & libc::S_ISGID == 0 || member {
+        mode
+    } else {
+        mode & !(libc::S_ISGID as u64)
+    }
+}
+
+/// Whether CAP_FSETID is in this thread's effective set (`capget`, v3:
+/// a header {version, pid}, then two {effective, permitted, inheritable}).
+fn has_cap_fsetid() -> bool {
+    let mut header: [u32; 2] = [0x2008_0522, 0]; // _LINUX_CAPABILITY_VERSION_3
+    let mut data = [0u32; 6];
+    // SAFETY: capget into a header and two data structs, as v3 takes.
+    let r =
+        unsafe { crate::raw_syscall!(libc::SYS_capget, header.as_mut_ptr(), data.as_mut_ptr()) };
+    r == 0 && data[0] & (1 << 4) != 0 // CAP_FSETID
 }
 
 // ---- unlink, rmdir, mkdir -------------------------------------------------------
@@ -500,6 +540,15 @@ pub extern "C" fn linkat(
             return fail(libc::EXDEV);
         }
     }
+    // The kernel finds the old name before it reads the new one: a bad new
+    // name is EFAULT once the old one exists, in the view too (link04).
+    if crate::sys::unreadable(new) && !crate::sys::unreadable(old) {
+        let mut ob = PathBuf::new();
+        let follow = flags & libc::AT_SYMLINK_FOLLOW != 0;
+        if let crate::stat::Lk::Meta(_) = crate::stat::lookup_meta(od, old, follow, &mut ob) {
+            return fail(libc::EFAULT);
+        }
+    }
     two_paths(
         od,
         old,
@@ -647,6 +696,10 @@ pub extern "C" fn lchmod(path: *const c_char, mode: mode_t) -> c_int {
 
 #[no_mangle]
 pub extern "C" fn fchmodat(dirfd: c_int, path: *const c_char, mode: mode_t, flags: c_int) -> c_int {
+    // glibc's own check (fchmodat02).
+    if flags & !libc::AT_SYMLINK_NOFOLLOW != 0 {
+        return fail(libc::EINVAL);
+    }
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
     one_path!(
         dirfd,

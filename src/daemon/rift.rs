@@ -85,11 +85,12 @@ impl Node {
     }
 }
 
-/// A file being written: its view path, and the daemon's read-only probe
-/// fd (held open so the "no writer left" test needs no further open).
+/// A file being written: its view path. The daemon holds no fd for it (a
+/// build may keep more files open for writing than the daemon may hold
+/// fds): the read-only probe that takes the seal's lease is opened when a
+/// seal starts (see [`Partial`]).
 struct Staged {
     rel: Vec<u8>,
-    probe: File,
 }
 
 /// The caller of an operation (SO_PEERCRED).
@@ -107,7 +108,7 @@ pub struct Rift {
     staging_dir: PathBuf,
     staged: HashMap<Vec<u8>, Staged>,
     /// Anonymous (O_TMPFILE) staging files not linked into the view yet.
-    anon: HashMap<Vec<u8>, File>,
+    anon: std::collections::HashSet<Vec<u8>>,
     /// Changes journaled and not yet committed to the manifest.
     uncommitted: Vec<Change>,
     journal: Journal,
@@ -132,13 +133,19 @@ pub struct Rift {
     sealing: HashMap<Vec<u8>, Partial>,
 }
 
-/// A seal under way: the hash so far. While one exists, the staged file's
-/// probe holds a read lease, so no process has it open for writing and its
-/// content is what was hashed.
+/// A seal under way: the hash so far, and the read-only probe holding a
+/// read lease on the staged file (so no process has it open for writing
+/// and its content is what was hashed; closing the probe ends the lease).
 struct Partial {
     hasher: blake3::Hasher,
     offset: u64,
+    probe: File,
 }
+
+/// Most seals under way at once, each holding its probe's fd: past this,
+/// a seal waits for the next sweep (the daemon's fds stay bounded however
+/// many files a build keeps open).
+const MAX_SEALING: usize = 64;
 
 /// How much of a staged file one step of a seal hashes: small enough that
 /// other clients wait at most a few tens of milliseconds behind a seal.
@@ -202,6 +209,10 @@ fn mtime_ns(m: &fs::Metadata) -> i64 {
     m.mtime() * 1_000_000_000 + m.mtime_nsec()
 }
 
+fn ctime_ns(m: &fs::Metadata) -> i64 {
+    m.ctime() * 1_000_000_000 + m.ctime_nsec()
+}
+
 fn atime_ns(m: &fs::Metadata) -> i64 {
     m.atime() * 1_000_000_000 + m.atime_nsec()
 }
@@ -256,7 +267,7 @@ impl Rift {
             id,
             staging_dir,
             staged: HashMap::new(),
-            anon: HashMap::new(),
+            anon: Default::default(),
             uncommitted: Vec::new(),
             journal,
             request: None,
@@ -270,17 +281,13 @@ impl Rift {
         for (rel, rec) in &view.records {
             if let Ok(RecordRef::Entry { header, target }) = vrift_format::decode_record(rec) {
                 if header.is_staged() {
-                    let probe =
-                        File::open(rift.staging_dir.join(std::ffi::OsStr::from_bytes(target)));
+                    let probe = fs::symlink_metadata(
+                        rift.staging_dir.join(std::ffi::OsStr::from_bytes(target)),
+                    );
                     match probe {
-                        Ok(probe) => {
-                            rift.staged.insert(
-                                target.to_vec(),
-                                Staged {
-                                    rel: rel.to_vec(),
-                                    probe,
-                                },
-                            );
+                        Ok(_) => {
+                            rift.staged
+                                .insert(target.to_vec(), Staged { rel: rel.to_vec() });
                         }
                         Err(e) => eprintln!(
                             "vrift daemon: the staging file of {} is gone ({e}); the entry is dropped",
@@ -737,15 +744,8 @@ impl Rift {
     }
 
     fn register_staged(&mut self, name: &[u8], rel: &[u8]) -> Result<()> {
-        let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(name));
-        let probe = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-        self.staged.insert(
-            name.to_vec(),
-            Staged {
-                rel: rel.to_vec(),
-                probe,
-            },
-        );
+        self.staged
+            .insert(name.to_vec(), Staged { rel: rel.to_vec() });
         Ok(())
     }
 
@@ -783,6 +783,8 @@ impl Rift {
             uid: like.map(|h| h.uid).unwrap_or(OWNER_INHERIT),
             gid: like.map(|h| h.gid).unwrap_or(gid),
             atime_ns: 0,
+            // The staging file's (see `Meta::absorb`), or a later change's.
+            ctime_ns: 0,
         };
         Ok(encode(&h, name))
     }
@@ -923,11 +925,9 @@ impl Rift {
             Node::Absent => return posix(libc::ENOENT),
             _ => return posix(libc::ENOTDIR),
         }
-        let (name, path, file) = self.new_staging()?;
+        let (name, _, file) = self.new_staging()?;
         drop(file);
-        // A read-only probe: the lease test needs every writer to be the client's.
-        let probe = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-        self.anon.insert(name.clone(), probe);
+        self.anon.insert(name.clone());
         let fd = self.open_staging(&name, flags)?;
         Ok(Opened {
             fd,
@@ -939,15 +939,14 @@ impl Rift {
 
     /// `linkat` of an O_TMPFILE file into the view.
     pub fn link_tmp(&mut self, rel: &[u8], name: &[u8], mode: u32) -> OpResult<()> {
-        if !self.anon.contains_key(name) {
+        if !self.anon.contains(name) {
             return posix(libc::ENOENT);
         }
         if self.node(rel).exists() {
             return posix(libc::EEXIST);
         }
         self.check_parent(rel)?;
-        let file = self.anon.remove(name).expect("checked above");
-        drop(file);
+        self.anon.remove(name);
         let gid = self.new_entry_gid(rel);
         let rec = self.staged_record(None, libc::S_IFREG | (mode & 0o7777), gid, false, name)?;
         self.register_staged(name, rel)?;
@@ -999,12 +998,8 @@ impl Rift {
     /// Gives up a seal under way (before the daemon itself opens the file
     /// for writing, or when a writer is waiting): its lease is released.
     fn abort_seal(&mut self, name: &[u8]) {
-        if self.sealing.remove(name).is_some() {
-            if let Some(st) = self.staged.get(name) {
-                // SAFETY: fcntl on our own fd.
-                unsafe { libc::fcntl(st.probe.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
-            }
-        }
+        // Closing the probe releases its lease.
+        self.sealing.remove(name);
     }
 
     /// Hashes up to `budget` more bytes of the staged file `name` and, once
@@ -1014,21 +1009,37 @@ impl Rift {
     /// opens it for writing meanwhile breaks the lease and the seal starts
     /// over after that writer closes.
     pub fn seal_step(&mut self, name: &[u8], budget: u64) -> Result<Seal> {
-        let Some(st) = self.staged.get(name) else {
+        if !self.staged.contains_key(name) {
             self.sealing.remove(name);
             return Ok(Seal::Done);
-        };
-        let fd = st.probe.as_raw_fd();
-        if self.sealing.contains_key(name) {
+        }
+        if let Some(p) = self.sealing.get(name) {
             // A writer waiting on our lease is let through at once.
             // SAFETY: fcntl on our own fd.
-            if unsafe { libc::fcntl(fd, libc::F_GETLEASE) } != libc::F_RDLCK {
+            if unsafe { libc::fcntl(p.probe.as_raw_fd(), libc::F_GETLEASE) } != libc::F_RDLCK {
                 self.abort_seal(name);
                 return Ok(Seal::NotNow);
             }
         } else {
+            if self.sealing.len() >= MAX_SEALING {
+                return Ok(Seal::NotNow);
+            }
+            let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(name));
+            let probe = match OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOATIME)
+                .open(&path)
+                .or_else(|_| File::open(&path))
+            {
+                Ok(f) => f,
+                // Out of fds: the next sweep tries again.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    return Ok(Seal::NotNow)
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+            };
             // SAFETY: fcntl on our own fd.
-            if unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) } != 0 {
+            if unsafe { libc::fcntl(probe.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) } != 0 {
                 let e = io::Error::last_os_error();
                 if e.raw_os_error() == Some(libc::EAGAIN) {
                     return Ok(Seal::NotNow);
@@ -1040,6 +1051,7 @@ impl Rift {
                 Partial {
                     hasher: blake3::Hasher::new(),
                     offset: 0,
+                    probe,
                 },
             );
         }
@@ -1062,12 +1074,10 @@ impl Rift {
         };
         let partial = self.sealing.remove(name).expect("inserted above");
         let hash = ContentHash(*partial.hasher.finalize().as_bytes());
-        let res = self.seal_leased(name, hash);
+        let res = self.seal_leased(name, hash, &partial.probe);
         drop(gc);
-        if let Some(st) = self.staged.get(name) {
-            // SAFETY: as above.
-            unsafe { libc::fcntl(st.probe.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
-        }
+        // Closing the probe releases the lease.
+        drop(partial);
         res.map(|()| Seal::Done)
     }
 
@@ -1075,14 +1085,13 @@ impl Rift {
     /// whole file is hashed.
     fn hash_some(&mut self, name: &[u8], budget: u64) -> Result<bool> {
         use std::os::unix::fs::FileExt;
-        let st = self.staged.get(name).expect("caller checked");
         let p = self.sealing.get_mut(name).expect("caller checked");
-        let size = st.probe.metadata()?.len();
+        let size = p.probe.metadata()?.len();
         let end = size.min(p.offset.saturating_add(budget));
         let mut buf = vec![0u8; (256 * 1024).min((end - p.offset.min(end)) as usize).max(1)];
         while p.offset < end {
             let want = ((end - p.offset) as usize).min(buf.len());
-            let n = match st.probe.read_at(&mut buf[..want], p.offset) {
+            let n = match p.probe.read_at(&mut buf[..want], p.offset) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -1094,10 +1103,10 @@ impl Rift {
         Ok(p.offset >= size)
     }
 
-    fn seal_leased(&mut self, name: &[u8], hash: ContentHash) -> Result<()> {
+    fn seal_leased(&mut self, name: &[u8], hash: ContentHash, probe: &File) -> Result<()> {
         let st = self.staged.get(name).expect("caller checked");
         let rel = st.rel.clone();
-        let meta = st.probe.metadata()?;
+        let meta = probe.metadata()?;
         let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(name));
         // (The caller holds the gc lock shared.) The blob is linked, the
         // sealed record published, and only then does the staging name go
@@ -1125,6 +1134,7 @@ impl Rift {
         h.size = meta.len();
         h.mtime_ns = mtime_ns(&meta);
         h.atime_ns = atime_ns(&meta);
+        h.ctime_ns = h.ctime_ns.max(ctime_ns(&meta));
         self.set(&rel, encode(&h, &[]))?;
         Ok(())
     }
@@ -1190,6 +1200,7 @@ impl Rift {
             uid: OWNER_INHERIT,
             gid: OWNER_INHERIT,
             atime_ns: atime_ns(m),
+            ctime_ns: ctime_ns(m),
         };
         let _ = target;
         Ok(h)
@@ -1380,6 +1391,7 @@ impl Rift {
             uid: OWNER_INHERIT,
             gid: self.new_entry_gid(rel),
             atime_ns: now,
+            ctime_ns: now,
         };
         self.set(rel, encode(&h, target))?;
         Ok(())
@@ -1435,6 +1447,7 @@ impl Rift {
             uid: OWNER_INHERIT,
             gid: self.new_entry_gid(rel),
             atime_ns: now,
+            ctime_ns: now,
         };
         self.set(rel, encode(&h, &name))?;
         Ok(name)
@@ -1471,6 +1484,11 @@ impl Rift {
         }
         let node = self.node(old);
         let (mut h, target) = self.entry_of(old, &node)?;
+        // A link changes the inode: its ctime (the rift's own entry's too).
+        h.ctime_ns = now_ns();
+        if let Node::Entry(..) = node {
+            self.set(old, encode(&h, &target))?;
+        }
         h.ino = self.alloc_ino()?;
         h.flags &= !(FLAG_PHANTOM | FLAG_HIDES_DIR);
         if beneath::lstat(self.root(), new).is_ok_and(|m| m.is_dir()) {
@@ -1521,8 +1539,11 @@ impl Rift {
                 }
                 return self.exchange_dirs(old, new, &src, &dst);
             }
-            let (a, at) = self.entry_of(old, &src)?;
-            let (b, bt) = self.entry_of(new, &dst)?;
+            let (mut a, at) = self.entry_of(old, &src)?;
+            let (mut b, bt) = self.entry_of(new, &dst)?;
+            // A rename changes each moved inode's ctime.
+            a.ctime_ns = now_ns();
+            b.ctime_ns = a.ctime_ns;
             self.move_staged(&at, &a, new);
             self.move_staged(&bt, &b, old);
             let a = self.with_hides(new, a);
@@ -1548,7 +1569,8 @@ impl Rift {
         if dst.is_dir() {
             return posix(libc::EISDIR);
         }
-        let (h, target) = self.entry_of(old, &src)?;
+        let (mut h, target) = self.entry_of(old, &src)?;
+        h.ctime_ns = now_ns();
         if let Node::Entry(dh, dt) = &dst {
             if !(dh.is_staged() && h.is_staged() && dt == &target) {
                 self.drop_staged(dh, dt);
@@ -1695,6 +1717,8 @@ impl Rift {
         let node = self.node(rel);
         let (mut h, target) = self.entry_of(rel, &node)?;
         f(&mut h);
+        // Every change of an entry's metadata is a change of its inode.
+        h.ctime_ns = now_ns();
         self.set(rel, encode(&h, &target))?;
         Ok(())
     }
@@ -1818,14 +1842,18 @@ impl Rift {
 
     /// Whether `name` (a staging file name) belongs to this daemon's project.
     pub fn owns_staging_name(&self, name: &[u8]) -> bool {
-        self.staged.contains_key(name) || self.anon.contains_key(name)
+        self.staged.contains_key(name) || self.anon.contains(name)
     }
 
     /// Drops anonymous staging files no process holds any more.
     pub fn reap_anon(&mut self) {
-        let names: Vec<Vec<u8>> = self.anon.keys().cloned().collect();
+        let names: Vec<Vec<u8>> = self.anon.iter().cloned().collect();
         for name in names {
-            let f = &self.anon[&name];
+            // A read-only probe for the lease test, opened for the test only.
+            let Ok(f) = File::open(self.staging_dir.join(std::ffi::OsStr::from_bytes(&name)))
+            else {
+                continue;
+            };
             // SAFETY: fcntl on our own fd.
             if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) } == 0 {
                 // SAFETY: as above.
@@ -1835,6 +1863,24 @@ impl Rift {
                 self.anon.remove(&name);
             }
         }
+    }
+
+    /// A name made or removed in a directory changes the directory's mtime
+    /// and ctime, as on disk. Directories are physical (the rift keeps no
+    /// times for them), so it is the physical directory's.
+    pub fn touch_parent(&self, rel: &[u8]) {
+        let times = [
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_OMIT,
+            },
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_NOW,
+            },
+        ];
+        // Beneath the root, as every disk operation for a client (beneath.rs).
+        let _ = beneath::utimes(self.root(), parent_rel(rel), &times);
     }
 
     pub fn staging_path(&self, name: &[u8]) -> PathBuf {

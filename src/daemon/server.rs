@@ -150,7 +150,19 @@ fn raise_fd_limit() {
     };
     // SAFETY: plain getrlimit/setrlimit on our own process.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        // Root may raise the hard limit too (a client that started us
+        // with a low one, say a test of EMFILE, must not limit the daemon).
+        let high = libc::rlimit {
+            rlim_cur: 1 << 20,
+            rlim_max: lim.rlim_max.max(1 << 20),
+        };
+        if lim.rlim_max < high.rlim_max && libc::setrlimit(libc::RLIMIT_NOFILE, &high) == 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max.min(1 << 20);
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
@@ -225,6 +237,10 @@ fn serve(
     let mut last_sweep = Instant::now();
     let mut reseal: Vec<Reseal> = Vec::new();
     let mut next_id = 0u64;
+    // One fd kept in reserve for accepting (and closing) a client when the
+    // daemon has no other left (see the accept loop).
+    let mut spare = std::fs::File::open("/dev/null").ok();
+    let mut out_of_fds = false;
     // Idle and on the way out: no new client is let in, those already in
     // the listen queue are still answered (see below).
     let mut draining = false;
@@ -313,6 +329,7 @@ fn serve(
                             );
                             continue;
                         }
+                        out_of_fds = false;
                         let _ = sock.set_nonblocking(true);
                         next_id += 1;
                         conns.insert(
@@ -330,6 +347,21 @@ fn serve(
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                        // Out of fds: a queued client would wait for ever
+                        // (and poll would wake us for it at once, again and
+                        // again). Take it with the spare fd and close it:
+                        // its request is sent again, and fails with EIO
+                        // after a few tries if nothing frees up.
+                        if !out_of_fds {
+                            eprintln!("vrift daemon: accept: {e} (clients are turned away until fds free up)");
+                            out_of_fds = true;
+                        }
+                        drop(spare.take());
+                        drop(listener.accept());
+                        spare = std::fs::File::open("/dev/null").ok();
+                        break;
+                    }
                     Err(e) => {
                         eprintln!("vrift daemon: accept: {e}");
                         break;
@@ -705,6 +737,11 @@ fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
     if let Err(e) = confined {
         return (e, 0, 0, Vec::new(), None);
     }
+    // A name made in a directory changes its times (see below).
+    let creates = req.op == Op::OpenWrite
+        && (req.a as i32) & libc::O_CREAT != 0
+        && (req.a as i32) & libc::O_TMPFILE != libc::O_TMPFILE
+        && matches!(rift.node(p1), super::rift::Node::Absent);
     let res: Result<Answer, Errno> = match req.op {
         Op::Ping => Ok(ok(b"pong".to_vec())),
         Op::Status => Ok(ok(rift.status().into_bytes())),
@@ -747,6 +784,22 @@ fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
         // Answered by the fetcher before dispatch.
         Op::FetchBlob => Err(Errno::Posix(libc::EINVAL)),
     };
+    if matches!(res, Ok((0, ..))) {
+        // The parent directories' mtime and ctime, as the kernel changes
+        // them when a name is made or removed.
+        match req.op {
+            Op::Unlink | Op::Rmdir | Op::Mkdir | Op::Symlink | Op::Mknod | Op::LinkTmp => {
+                rift.touch_parent(p1)
+            }
+            Op::Link => rift.touch_parent(req.path2),
+            Op::Rename if p1 != req.path2 => {
+                rift.touch_parent(p1);
+                rift.touch_parent(req.path2);
+            }
+            Op::OpenWrite if creates => rift.touch_parent(p1),
+            _ => {}
+        }
+    }
     match res {
         Ok(a) => a,
         Err(Errno::Posix(e)) => (e, 0, 0, Vec::new(), None),

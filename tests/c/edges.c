@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static void report(const char *what, long rc) {
@@ -90,5 +92,42 @@ int main(void) {
     report("creat below file", open("f/x", O_CREAT | O_WRONLY, 0644));
     report("mkdir below file", mkdir("f/x", 0755));
     report("access below file", access("f/x/y", F_OK));
+
+    /* A mapped page the kernel cannot read (LTP's tst_get_bad_addr), and
+     * a string that runs from a readable page into one: EFAULT. */
+    long pg = sysconf(_SC_PAGESIZE);
+    char *none = mmap(NULL, pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    report("PROT_NONE open", open(none, O_RDONLY));
+    report("PROT_NONE creat", creat(none, 0644));
+    report("PROT_NONE stat", stat(none, &st));
+    report("PROT_NONE lstat", lstat(none, &st));
+    report("PROT_NONE fstatat", fstatat(AT_FDCWD, none, &st, 0));
+    report("PROT_NONE statx", syscall(SYS_statx, AT_FDCWD, none, 0, 0x7ff, (char[256]){0}));
+    report("PROT_NONE access", access(none, F_OK));
+    report("PROT_NONE faccessat2", syscall(439, AT_FDCWD, none, F_OK, 0));
+    report("PROT_NONE mkdir", mkdir(none, 0755));
+    report("PROT_NONE rmdir", rmdir(none));
+    report("PROT_NONE unlink", unlink(none));
+    report("PROT_NONE rename", rename("f", none));
+    report("PROT_NONE link", link(none, "l2"));
+    report("link to PROT_NONE", link("f", none));
+    report("PROT_NONE chdir", chdir(none));
+    report("PROT_NONE chmod", fchmodat(AT_FDCWD, none, 0644, 0));
+    report("PROT_NONE execve", execve(none, (char *[]){"x", NULL}, (char *[]){NULL}));
+    char *two = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    memset(two, 'a', pg);
+    mprotect(two + pg, pg, PROT_NONE);
+    report("into PROT_NONE stat", stat(two + pg - 3, &st));
+    report("into PROT_NONE open", open(two + pg - 3, O_RDONLY));
+    /* A page read once as a good path, then unmapped and mapped again
+     * unreadable (munmap and mprotect are seen). */
+    char *once = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    strcpy(once, "f");
+    report("good page stat", stat(once, &st));
+    mprotect(once, pg, PROT_NONE);
+    report("then PROT_NONE stat", stat(once, &st));
+    munmap(once, pg);
+    char *again = mmap(once, pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    report("mapped again stat", again == once ? stat(again, &st) : -1);
     return 0;
 }

@@ -30,6 +30,8 @@ int main(void) {
     report("unlinkat bad flags", unlinkat(AT_FDCWD, "f", 9999));
     report("fstatat bad flags", fstatat(AT_FDCWD, "f", &st, 9999));
     report("access bad mode", access("f", -1));
+    report("faccessat2 bad flags", syscall(439, AT_FDCWD, "f", R_OK, -1));
+    report("fchmodat bad flags", fchmodat(AT_FDCWD, "f", 0644, -1));
     report("link empty from", link("", "g"));
     report("rename empty to", rename("f", ""));
 

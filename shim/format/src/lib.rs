@@ -181,24 +181,31 @@ pub fn is_special_type(mode: u32) -> bool {
 }
 
 /// Encoded size of a file or symlink record without its symlink target.
-pub const RECORD_HEADER_LEN: usize = 80;
+pub const RECORD_HEADER_LEN: usize = 88;
+/// The size of a header written before records carried a ctime (byte 2
+/// without [`HEADER_HAS_CTIME`]): still decoded, its ctime read as 0.
+pub const RECORD_HEADER_LEN_V1: usize = 80;
+/// Byte 2 of a record: the header is [`RECORD_HEADER_LEN`] bytes long and
+/// ends with `ctime_ns`.
+pub const HEADER_HAS_CTIME: u8 = 1;
 
 /// Longest symlink target a record may carry (Linux `PATH_MAX`).
 pub const MAX_SYMLINK_TARGET: usize = 4096;
 
 /// The fixed part of a file or symlink record.
 ///
-/// Encoding (little endian), 80 bytes followed by the symlink target (or,
+/// Encoding (little endian), 88 bytes followed by the symlink target (or,
 /// for a staged file, the staging file's name):
 ///
 /// ```text
-///  0  kind u8        1  flags u8       2..4 reserved (zero)
+///  0  kind u8        1  flags u8       2 HEADER_HAS_CTIME   3 reserved (zero)
 ///  4  mode u32 (permission bits and file-type bits as in st_mode)
 ///  8  size u64       16 mtime_ns i64   24 ino u64
 /// 32  hash [u8; 32] (zero for symlinks and staged files)
 /// 64  uid u32        68 gid u32 (OWNER_INHERIT: the project root's)
 /// 72  atime_ns i64
-/// 80  symlink target bytes (symlinks) / staging name (staged files)
+/// 80  ctime_ns i64 (0: the mtime; records without HEADER_HAS_CTIME end at 80)
+/// 88  symlink target bytes (symlinks) / staging name (staged files)
 ///     / node name (special files)
 /// ```
 ///
@@ -217,6 +224,9 @@ pub struct RecordHeader {
     pub uid: u32,
     pub gid: u32,
     pub atime_ns: i64,
+    /// The last change of the entry (0: its mtime; a staged file's is its
+    /// staging file's when later).
+    pub ctime_ns: i64,
 }
 
 /// A decoded record borrowing its symlink target from the encoded bytes.
@@ -246,6 +256,7 @@ impl RecordHeader {
         let mut b = [0u8; RECORD_HEADER_LEN];
         b[0] = self.kind as u8;
         b[1] = self.flags;
+        b[2] = HEADER_HAS_CTIME;
         b[4..8].copy_from_slice(&self.mode.to_le_bytes());
         b[8..16].copy_from_slice(&self.size.to_le_bytes());
         b[16..24].copy_from_slice(&self.mtime_ns.to_le_bytes());
@@ -254,6 +265,7 @@ impl RecordHeader {
         b[64..68].copy_from_slice(&self.uid.to_le_bytes());
         b[68..72].copy_from_slice(&self.gid.to_le_bytes());
         b[72..80].copy_from_slice(&self.atime_ns.to_le_bytes());
+        b[80..88].copy_from_slice(&self.ctime_ns.to_le_bytes());
         b
     }
 
@@ -282,7 +294,12 @@ pub fn decode_record(bytes: &[u8]) -> Result<RecordRef<'_>, DecodeError> {
     if kind == Kind::Whiteout {
         return Ok(RecordRef::Whiteout);
     }
-    if bytes.len() < RECORD_HEADER_LEN {
+    let len = if bytes.get(2).is_some_and(|b| b & HEADER_HAS_CTIME != 0) {
+        RECORD_HEADER_LEN
+    } else {
+        RECORD_HEADER_LEN_V1
+    };
+    if bytes.len() < len {
         return Err(DecodeError::Truncated);
     }
     let u32_at =
@@ -305,10 +322,15 @@ pub fn decode_record(bytes: &[u8]) -> Result<RecordRef<'_>, DecodeError> {
         uid: u32_at(64),
         gid: u32_at(68),
         atime_ns: u64_at(72) as i64,
+        ctime_ns: if len == RECORD_HEADER_LEN {
+            u64_at(80) as i64
+        } else {
+            0
+        },
     };
     Ok(RecordRef::Entry {
         header,
-        target: &bytes[RECORD_HEADER_LEN..],
+        target: &bytes[len..],
     })
 }
 
@@ -375,6 +397,7 @@ mod tests {
             uid: 7,
             gid: OWNER_INHERIT,
             atime_ns: 11,
+            ctime_ns: 13,
         };
         let mut buf = [0u8; RECORD_HEADER_LEN + 5];
         buf[..RECORD_HEADER_LEN].copy_from_slice(&header.encode());
@@ -383,6 +406,21 @@ mod tests {
             decode_record(&buf),
             Ok(RecordRef::Entry {
                 header,
+                target: b"a/b/c"
+            })
+        );
+        // A record written before records carried a ctime.
+        let mut old = [0u8; RECORD_HEADER_LEN_V1 + 5];
+        old[..RECORD_HEADER_LEN_V1].copy_from_slice(&header.encode()[..RECORD_HEADER_LEN_V1]);
+        old[2] = 0;
+        old[RECORD_HEADER_LEN_V1..].copy_from_slice(b"a/b/c");
+        assert_eq!(
+            decode_record(&old),
+            Ok(RecordRef::Entry {
+                header: RecordHeader {
+                    ctime_ns: 0,
+                    ..header
+                },
                 target: b"a/b/c"
             })
         );

@@ -259,6 +259,7 @@ pub struct Meta {
     pub rdev: u64,
     pub mtime_ns: i64,
     pub atime_ns: i64,
+    pub ctime_ns: i64,
     pub ino: u64,
     pub uid: u32,
     pub gid: u32,
@@ -285,17 +286,25 @@ impl Meta {
             } else {
                 h.atime_ns
             },
+            ctime_ns: if h.ctime_ns == 0 {
+                h.mtime_ns
+            } else {
+                h.ctime_ns
+            },
             ino: h.ino,
             uid: h.uid,
             gid: h.gid,
         }
     }
 
-    /// Takes size and times from the real file behind a staged entry.
-    pub fn absorb(&mut self, size: u64, mtime_ns: i64, atime_ns: i64) {
+    /// Takes size and times from the real file behind a staged entry (its
+    /// ctime when later than the entry's: a write changes the file, a
+    /// chmod only the entry).
+    pub fn absorb(&mut self, size: u64, mtime_ns: i64, atime_ns: i64, ctime_ns: i64) {
         self.size = size;
         self.mtime_ns = mtime_ns;
         self.atime_ns = atime_ns;
+        self.ctime_ns = self.ctime_ns.max(ctime_ns);
     }
 
     /// Owner and group, [`OWNER_INHERIT`] replaced by the project root's.
@@ -346,6 +355,7 @@ mod tests {
             uid: OWNER_INHERIT,
             gid: 7,
             atime_ns: 0,
+            ctime_ns: 0,
         }
     }
 
