@@ -507,3 +507,37 @@ fn a_damaged_blob_is_never_read_back() {
     );
     assert!(!sb.run(&root, &["fsck"]).status.success(), "fsck missed it");
 }
+
+/// Issue 14: the CLI's other requests (status, stop) are asked again when
+/// the daemon dies with their answer, as writes are. The daemon is stopped
+/// (SIGSTOP) so the request waits in its socket, then killed.
+#[test]
+fn status_and_stop_survive_a_daemon_killed_with_their_answer() {
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    for args in [&["daemon", "status"][..], &["daemon", "stop"][..]] {
+        sb.ok(&root, &["daemon", "start"]);
+        let pid = *daemon_pids(&root).first().expect("a daemon runs");
+        // SAFETY: kill(2) of the daemon we started.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        let child = sb
+            .cmd(&root, args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The request is in the stopped daemon's socket before it dies.
+        std::thread::sleep(Duration::from_millis(500));
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        let out = child.wait_with_output().unwrap();
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(
+            stdout.starts_with("not running"),
+            "vrift {args:?} after the daemon died with its answer:\n{stdout}{stderr}"
+        );
+        assert!(!stderr.contains("answer"), "{stderr}");
+    }
+}
