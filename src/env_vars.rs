@@ -66,6 +66,10 @@ pub const VRIFT_SYSCALL_VIEW: &str = "VRIFT_SYSCALL_VIEW";
 /// directories (S3, directories) instead of asking for each blob (default
 /// 1024; HTTP remotes are always asked blob by blob).
 pub const VRIFT_REMOTE_LIST_MIN: &str = "VRIFT_REMOTE_LIST_MIN";
+/// `vrift push` to S3 (and directories): blobs of at least this many bytes
+/// are uploaded in parts (multipart upload; default 64 MiB, parts of at
+/// most 16 MiB, never under S3's 5 MiB).
+pub const VRIFT_REMOTE_MULTIPART_MIN: &str = "VRIFT_REMOTE_MULTIPART_MIN";
 /// The daemon: `0` turns off fetching ahead, i.e. prefetching the blobs of
 /// the neighbours of a file whose blob is fetched on demand (default on).
 pub const VRIFT_FETCH_AHEAD: &str = "VRIFT_FETCH_AHEAD";

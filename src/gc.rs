@@ -23,31 +23,47 @@ use vrift_format::ContentHash;
 
 use crate::cas::Cas;
 use crate::lock::LockMode;
-use crate::manifest::{Layer, ReadTxn};
+use crate::manifest::{Layer, ReadTxn, Record};
 use crate::project::{self, Project};
 
-/// Every blob a manifest references.
-pub fn references(txn: &ReadTxn<'_>, into: &mut HashSet<ContentHash>) -> Result<()> {
+/// Every record of a manifest that keeps something of the store alive:
+/// its rift and phantom layers and its snapshots.
+fn for_each_record(txn: &ReadTxn<'_>, mut f: impl FnMut(&Record)) -> Result<()> {
     for layer in [Layer::Rift, Layer::Phantom] {
         txn.for_each(layer, b"", |_, rec| {
-            if let Some(h) = rec.blob() {
-                into.insert(h);
-            }
+            f(&rec);
             Ok(())
         })?;
     }
     for snap in txn.snapshots()? {
         txn.for_each_in_snapshot(&snap.name, |_, rec| {
-            if let Some(h) = rec.blob() {
-                into.insert(h);
-            }
+            f(&rec);
             Ok(())
         })?;
     }
+    Ok(())
+}
+
+/// Every blob a manifest references.
+pub fn references(txn: &ReadTxn<'_>, into: &mut HashSet<ContentHash>) -> Result<()> {
+    for_each_record(txn, |rec| {
+        if let Some(h) = rec.blob() {
+            into.insert(h);
+        }
+    })?;
     for (_, p) in txn.pending()? {
         into.insert(p.hash);
     }
     Ok(())
+}
+
+/// Every special file's node a manifest references.
+fn node_references(txn: &ReadTxn<'_>, into: &mut HashSet<Vec<u8>>) -> Result<()> {
+    for_each_record(txn, |rec| {
+        if let Some(n) = rec.node() {
+            into.insert(n.to_vec());
+        }
+    })
 }
 
 #[derive(Debug, Default)]
@@ -67,6 +83,8 @@ pub struct Report {
     /// Copies of the view library (`lib/`) that no running process maps
     /// and that are not the current one.
     pub stale_libs: u64,
+    /// Nodes of special files (`nodes/`) no manifest or snapshot names.
+    pub stale_nodes: u64,
     /// Referenced blobs that are not in the store: snapshots pulled without
     /// `--eager` reference blobs only their remote holds (fetched on first
     /// read). Not an error, and nothing gc deletes or fetches.
@@ -92,6 +110,7 @@ pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
     })?;
     let mut report = Report::default();
     let mut live = HashSet::new();
+    let mut live_nodes = HashSet::new();
     for (entry, root) in project::registered(cas)? {
         let manifest_path = root.join(project::STATE_DIR).join("manifest.redb");
         if !manifest_path.exists() {
@@ -120,7 +139,9 @@ pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
                 entry.display()
             )
         })?;
-        references(&manifest.read()?, &mut live)?;
+        let txn = manifest.read()?;
+        references(&txn, &mut live)?;
+        node_references(&txn, &mut live_nodes)?;
         // The project's mirror of rift programs and libraries for the loader
         // (hard links to executable copies; remade on the next run): with
         // --delete it goes, so the copies' space is really freed.
@@ -177,6 +198,18 @@ pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
         }
     }
     stale_libraries(cas, delete, &mut report);
+    // Nodes of special files: kept while a record names them (a FIFO
+    // removed in the view may come back with a snapshot).
+    if let Ok(entries) = fs::read_dir(cas.root().join(vrift_format::NODES_DIR)) {
+        for entry in entries.flatten() {
+            if !live_nodes.contains(entry.file_name().as_bytes()) {
+                report.stale_nodes += 1;
+                if delete {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
     let now = SystemTime::now();
     for entry in fs::read_dir(cas.tmp_dir())? {
         let entry = entry?;

@@ -170,6 +170,14 @@ impl Record {
         })
     }
 
+    /// The node (`<cas>/nodes/<name>`) of a special file, if this is one.
+    pub fn node(&self) -> Option<&[u8]> {
+        match self {
+            Record::Entry(e) if e.kind == Kind::Special => Some(&e.target),
+            _ => None,
+        }
+    }
+
     /// The blob this record references, if any.
     pub fn blob(&self) -> Option<ContentHash> {
         match self {

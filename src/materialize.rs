@@ -162,6 +162,21 @@ fn write_entry(project: &Project, cas: &Cas, dest: &Path, e: &Entry) -> io::Resu
                 std::os::unix::fs::symlink(crate::paths::os(&e.target), &tmp)?;
                 set_link_mtime(&tmp, e.mtime_ns)?;
             }
+            Kind::Special => {
+                // A FIFO, socket or device node, made anew with its type,
+                // mode and rdev (a socket on disk is one nobody listens on,
+                // as a bound socket's path is after its server exits).
+                use std::os::unix::ffi::OsStrExt;
+                let c = std::ffi::CString::new(tmp.as_os_str().as_bytes())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                // SAFETY: a NUL-terminated path.
+                if unsafe { libc::mknod(c.as_ptr(), (e.mode & libc::S_IFMT) | 0o600, e.size) } != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                fs::set_permissions(&tmp, fs::Permissions::from_mode(e.mode & 0o7777))?;
+                set_link_mtime(&tmp, e.mtime_ns)?;
+            }
             _ => {
                 let mut src = crate::view::open_content(project, cas, e)
                     .map_err(|err| io::Error::other(format!("{err:#}")))?;

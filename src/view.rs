@@ -261,9 +261,8 @@ pub fn open_content_verified(
     cas: &crate::cas::Cas,
     e: &Entry,
 ) -> Result<fs::File> {
-    if !cas.has_blob(&e.hash) {
-        open_content(project, cas, e)?; // fetched from a remote, verified
-    }
+    // Fetched from a remote first if missing or damaged, verified.
+    open_content(project, cas, e)?;
     // `verify = true`: every read hashes, the mark notwithstanding.
     let strict = project.config().map(|c| c.verify).unwrap_or(true);
     cas.open_blob_verified(&e.hash, e.size, strict)
@@ -282,6 +281,10 @@ pub fn read_file(
             Node::Entry(_, e) if e.kind == Kind::File => {
                 return Ok(Box::new(open_content_verified(project, cas, &e)?))
             }
+            Node::Entry(_, e) if e.kind == Kind::Special => anyhow::bail!(
+                "{} is a special file (FIFO, socket or device), not a file to read",
+                crate::paths::display(&rel)
+            ),
             Node::Entry(_, e) => {
                 // A symlink: resolve its target against the link's directory.
                 let base = project.disk_path(parent_rel(&rel));

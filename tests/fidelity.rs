@@ -7,7 +7,6 @@
 mod common;
 
 use std::fs;
-use std::process::Command;
 
 use common::*;
 
@@ -23,23 +22,7 @@ fn bad_pointers_long_names_and_long_paths_answer_as_the_kernel() {
     let root = sb.mkdir("proj");
     let twin = sb.mkdir("twin");
     sb.ok(&root, &["init"]);
-    let native = Command::new(&prog).current_dir(&twin).output().unwrap();
-    assert!(native.status.success(), "native run failed");
-    let view = sb.run(&root, &["run", "--", prog.to_str().unwrap()]);
-    assert!(
-        view.status.success(),
-        "view run failed ({:?}): {}",
-        view.status,
-        String::from_utf8_lossy(&view.stderr)
-    );
-    let (n, v) = (
-        String::from_utf8_lossy(&native.stdout),
-        String::from_utf8_lossy(&view.stdout),
-    );
-    for (a, b) in n.lines().zip(v.lines()) {
-        assert_eq!(b, a, "view (left) vs native (right)");
-    }
-    assert_eq!(v.lines().count(), n.lines().count(), "{v}");
+    let n = same_probe_output(&sb, &prog, &root, &twin);
     assert!(
         n.contains("creat 256                    -1 ENAMETOOLONG"),
         "{n}"
@@ -71,18 +54,7 @@ fn raw_syscall_numbers_of_the_path_family_act_on_the_view() {
     };
     let (root, twin) = project_and_twin_with(&sb, seed);
     let before = disk_files(&root);
-    let native = Command::new(&prog).current_dir(&twin).output().unwrap();
-    assert!(native.status.success());
-    let view = sb.run(&root, &["run", "--", prog.to_str().unwrap()]);
-    assert!(
-        view.status.success(),
-        "{}",
-        String::from_utf8_lossy(&view.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&view.stdout),
-        String::from_utf8_lossy(&native.stdout)
-    );
+    same_probe_output(&sb, &prog, &root, &twin);
     // Nothing of it reached the project's disk.
     assert_eq!(disk_files(&root), before);
     assert_eq!(sb.ok(&root, &["cat", "o2.txt"]), "o2\n");
@@ -103,23 +75,7 @@ fn issue_15_ltp_corners_answer_as_the_kernel() {
     let root = sb.mkdir("proj");
     let twin = sb.mkdir("twin");
     sb.ok(&root, &["init"]);
-    let native = Command::new(&prog).current_dir(&twin).output().unwrap();
-    assert!(native.status.success(), "native run failed");
-    let view = sb.run(&root, &["run", "--", prog.to_str().unwrap()]);
-    assert!(
-        view.status.success(),
-        "view run failed ({:?}): {}",
-        view.status,
-        String::from_utf8_lossy(&view.stderr)
-    );
-    let (n, v) = (
-        String::from_utf8_lossy(&native.stdout),
-        String::from_utf8_lossy(&view.stdout),
-    );
-    for (a, b) in n.lines().zip(v.lines()) {
-        assert_eq!(b, a, "view (left) vs native (right)");
-    }
-    assert_eq!(v.lines().count(), n.lines().count(), "{v}");
+    let n = same_probe_output(&sb, &prog, &root, &twin);
     assert!(n.contains("read O_PATH                  -1 EBADF"), "{n}");
     // What it wrote is in the rift.
     assert!(!root.join("f").exists());

@@ -1081,12 +1081,10 @@ fn generate_key(m: &Machine, name: &str) -> String {
 /// accepts a ref signed by one of them, and refuses — one line — a
 /// tampered ref, a ref replayed under another name, an unsigned ref and a
 /// ref signed by another key; a remote without keys accepts all of them.
-#[test]
-fn file_remote_signed_refs() {
-    let b = file_backend();
+fn signed_refs(b: &Backend) {
     build_shim();
     let disk = b.disk.clone().unwrap();
-    let a = Machine::new(&b);
+    let a = Machine::new(b);
     let public = generate_key(&a, "a-1");
     a.ok(&["run", "--", "sh", "-c", BUILD]);
     a.ok(&["snapshot", "save", "built"]);
@@ -1102,7 +1100,7 @@ fn file_remote_signed_refs() {
     let out = a.ok(&["push", "built"]);
     assert!(out.contains("up to date"), "{out}");
 
-    let bm = Machine::new(&b);
+    let bm = Machine::new(b);
     bm.ok(&["remote", "add", "signed", &b.url, "--trusted-key", &public]);
     let config = fs::read_to_string(bm.root.join(".vrift/config.toml")).unwrap();
     assert!(config.contains("trusted-keys"), "{config}");
@@ -1129,7 +1127,7 @@ fn file_remote_signed_refs() {
     fs::write(disk.join("refs/p/replayed"), &other).unwrap();
     refused("replayed", "does not verify");
     // Unsigned: pushed by a machine without a key.
-    let c = Machine::new(&b);
+    let c = Machine::new(b);
     c.ok(&["run", "--", "sh", "-c", BUILD]);
     c.ok(&["snapshot", "save", "unsigned"]);
     let out = c.ok(&["push", "unsigned"]);
@@ -1147,4 +1145,305 @@ fn file_remote_signed_refs() {
     // A key that is not NAME:BASE64 of 32 bytes is refused when added.
     let err = bm.fails(&["remote", "add", "bad", &b.url, "--trusted-key", "a-1:AAAA"]);
     assert!(err.contains("32 bytes"), "{err}");
+
+    // Keys added to and removed from an existing remote: `team` took
+    // everything; trusting a-1 makes it refuse the unsigned ref and c's,
+    // and take a's; trusting c-1 too takes c's; untrusting both (by key,
+    // by name) takes everything again. The config's comments stay.
+    let config = bm.root.join(".vrift/config.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(
+        &config,
+        text.replace("[remotes.team]", "# the team's cache\n[remotes.team]"),
+    )
+    .unwrap();
+    let out = bm.ok(&["remote", "trust", "team", &public]);
+    assert!(out.contains("trusts 1 key (1 added)"), "{out}");
+    let out = bm.ok(&["remote", "trust", "team", &public]);
+    assert!(out.contains("(0 added)"), "{out}");
+    let pull_team = |snapshot: &str| bm.run(&["pull", snapshot, "--remote", "team"]);
+    for (snapshot, why) in [("unsigned", "not signed"), ("by-c", "signed by c-1 only")] {
+        let out = pull_team(snapshot);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(why),
+            "{snapshot}: {err}"
+        );
+    }
+    bm.ok(&["pull", "built", "--remote", "team"]);
+    let c_public = c.ok(&["remote", "key", "public"]).trim_end().to_string();
+    let out = bm.ok(&["remote", "trust", "team", &c_public]);
+    assert!(out.contains("trusts 2 keys (1 added)"), "{out}");
+    bm.ok(&["pull", "by-c", "--remote", "team"]);
+    assert!(!pull_team("unsigned").status.success());
+    let text = fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains("# the team's cache\n[remotes.team]"),
+        "{text}"
+    );
+    assert!(text.contains(&c_public) && text.contains(&public), "{text}");
+    let out = bm.ok(&["remote", "untrust", "team", &public]);
+    assert!(out.contains("trusts 1 key (1 removed)"), "{out}");
+    let out = bm.ok(&["remote", "untrust", "team", "c-1"]);
+    assert!(out.contains("trusts no key now"), "{out}");
+    bm.ok(&["pull", "unsigned", "--remote", "team"]);
+    let text = fs::read_to_string(&config).unwrap();
+    let team = text.split("[remotes.team]").nth(1).unwrap();
+    let team = team.split("\n[").next().unwrap();
+    assert!(!team.contains("trusted-keys"), "{text}");
+    assert!(
+        text.contains("# the team's cache\n[remotes.team]"),
+        "{text}"
+    );
+    // What cannot work is refused, and the config is unchanged.
+    for (args, why) in [
+        (vec!["untrust", "team", "a-1"], "trusts no key"),
+        (vec!["trust", "team", "a-1:AAAA"], "32 bytes"),
+        (vec!["trust", "nowhere", &public], "no remote named"),
+    ] {
+        let mut full = vec!["remote"];
+        full.extend(args);
+        let err = bm.fails(&full);
+        assert!(err.contains(why), "{full:?}: {err}");
+    }
+    assert_eq!(fs::read_to_string(&config).unwrap(), text);
+}
+
+#[test]
+fn file_remote_signed_refs() {
+    signed_refs(&file_backend());
+}
+
+#[test]
+fn webdav_nginx_signed_refs() {
+    if let Some(b) = nginx_backend() {
+        signed_refs(&b);
+    }
+}
+
+/// Cuts the store's copy of `content` short, as a power loss can leave a
+/// blob fetched on demand (those are not flushed one by one); its path.
+fn cut_short(m: &Machine, content: &[u8]) -> PathBuf {
+    let hex = blake3::hash(content).to_hex().to_string();
+    let blob = m.sb.store().join("blobs").join(&hex[..2]).join(&hex);
+    assert!(blob.is_file(), "{} was fetched", blob.display());
+    fs::set_permissions(&blob, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(&blob, &content[..content.len() / 2]).unwrap();
+    fs::set_permissions(&blob, fs::Permissions::from_mode(0o400)).unwrap();
+    blob
+}
+
+fn quarantined(m: &Machine) -> usize {
+    fs::read_dir(m.sb.store().join("quarantine")).map_or(0, |d| d.count())
+}
+
+/// A blob of the store cut short (what a power loss can leave of a blob
+/// fetched on demand) is never read: a program's open, exec of a rift
+/// script and the applet each get the pusher's bytes, the damaged copy is
+/// quarantined and fetched again; without a remote, EIO and one line.
+fn damaged_blobs_are_fetched_again(b: &Backend) {
+    build_shim();
+    let a = Machine::new(b);
+    a.ok(&["run", "--", "sh", "-c", &build_with_tool()]);
+    a.ok(&["snapshot", "save", "built", "--push"]);
+    let bm = Machine::lazy(b);
+    let big = a.cat("out/big.bin");
+    let tool = a.cat("out/tool.sh");
+    let o3 = a.cat("out/obj/deep/o3.o");
+    let want = a.ok(&["run", "--", "cksum", "out/big.bin"]);
+    // Fetched on demand, then cut short.
+    assert_eq!(bm.ok(&["run", "--", "cksum", "out/big.bin"]), want);
+    assert_eq!(bm.ok(&["run", "--", "out/tool.sh"]), "ran from the rift\n");
+    assert_eq!(
+        bm.ok(&["run", "--", "cat", "out/obj/deep/o3.o"]),
+        "object 3\n"
+    );
+    let blobs = [
+        cut_short(&bm, &big),
+        cut_short(&bm, &tool),
+        cut_short(&bm, &o3),
+    ];
+    // A program's open (open/openat), exec of the script, the applet.
+    let out = bm.run(&["run", "--", "cksum", "out/big.bin"]);
+    assert_ok("cksum of a damaged blob", &out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+    assert!(vrift_lines(&out.stderr).is_empty(), "{out:?}");
+    assert_eq!(bm.ok(&["run", "--", "out/tool.sh"]), "ran from the rift\n");
+    let out = bm.applet_cat("out/obj/deep/o3.o");
+    assert_ok("the cat applet", &out);
+    assert_eq!(out.stdout, b"object 3\n");
+    for (blob, content) in blobs.iter().zip([&big, &tool, &o3]) {
+        assert_eq!(&fs::read(blob).unwrap(), content, "{}", blob.display());
+    }
+    assert_eq!(quarantined(&bm), 3, "the damaged copies were set aside");
+    // `vrift cat` (no daemon) does the same.
+    cut_short(&bm, &big);
+    assert_eq!(bm.cat("out/big.bin"), big);
+    assert_eq!(quarantined(&bm), 4);
+    bm.ok(&["fsck"]);
+    // No remote to fetch it from: EIO and one line, never its bytes.
+    bm.ok(&["remote", "remove", "team"]);
+    let blob = cut_short(&bm, &o3);
+    let out = bm.run(&["run", "--", "cat", "out/obj/deep/o3.o"]);
+    assert!(!out.status.success() && out.stdout.is_empty(), "{out:?}");
+    let lines = vrift_lines(&out.stderr);
+    assert!(
+        lines.len() == 1 && lines[0].contains("damaged") && lines[0].contains("no remote"),
+        "{lines:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Input/output error"),
+        "{out:?}"
+    );
+    assert_eq!(
+        fs::metadata(&blob).unwrap().len(),
+        o3.len() as u64 / 2,
+        "left for fsck"
+    );
+    assert_eq!(quarantined(&bm), 4);
+}
+
+#[test]
+fn file_remote_damaged_blobs_are_fetched_again() {
+    damaged_blobs_are_fetched_again(&file_backend());
+}
+
+#[test]
+fn webdav_nginx_damaged_blobs_are_fetched_again() {
+    if let Some(b) = nginx_backend() {
+        damaged_blobs_are_fetched_again(&b);
+    }
+}
+
+/// S3 settings the variables do not give come from the AWS shared files
+/// (~/.aws/credentials, ~/.aws/config; profile `AWS_PROFILE`), as the AWS
+/// CLI reads them; a variable set wins over the files.
+#[test]
+fn s3_seaweedfs_settings_from_the_aws_shared_files() {
+    let Some(b) = seaweed_backend() else {
+        return;
+    };
+    build_shim();
+    let a = Machine::new(&b);
+    a.ok(&["run", "--", "sh", "-c", BUILD]);
+    a.ok(&["snapshot", "save", "built", "--push"]);
+    let mut bm = Machine::new(&b);
+    let var = |k: &str| b.env.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    let (endpoint, key, secret) = (
+        var("AWS_ENDPOINT_URL"),
+        var("AWS_ACCESS_KEY_ID"),
+        var("AWS_SECRET_ACCESS_KEY"),
+    );
+    bm.env.retain(|(k, _)| !k.starts_with("AWS_"));
+    let aws = bm.sb.home().join(".aws");
+    fs::create_dir_all(&aws).unwrap();
+    fs::write(
+        aws.join("credentials"),
+        format!(
+            "[default]\naws_access_key_id = not-{key}\naws_secret_access_key = not-{secret}\n\n\
+             [ci]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+        ),
+    )
+    .unwrap();
+    fs::write(
+        aws.join("config"),
+        format!(
+            "[default]\nregion = us-east-1\nendpoint_url = {endpoint}\n\n\
+             # the CI profile\n[profile ci]\nregion = us-east-1\nendpoint_url = {endpoint}\n"
+        ),
+    )
+    .unwrap();
+    // The default profile's key is not one the server knows.
+    let err = bm.fails(&["pull", "built"]);
+    assert!(err.contains("refs/p/built"), "{err}");
+    assert!(!bm.ok(&["snapshot", "list"]).contains("built"));
+    // AWS_PROFILE=ci: its key, region and endpoint.
+    bm.env.push(("AWS_PROFILE".into(), "ci".into()));
+    bm.ok(&["pull", "built", "--eager"]);
+    bm.ok(&["snapshot", "restore", "built"]);
+    assert_eq!(bm.cat("out/big.bin"), a.cat("out/big.bin"));
+    // A key in the environment wins over the files' (and a wrong one fails).
+    bm.env
+        .push(("AWS_ACCESS_KEY_ID".into(), format!("not-{key}")));
+    bm.env
+        .push(("AWS_SECRET_ACCESS_KEY".into(), format!("not-{secret}")));
+    let err = bm.fails(&["remote", "snapshots"]);
+    assert!(err.contains(&b.url) || err.contains("refs"), "{err}");
+}
+
+/// A blob of at least `VRIFT_REMOTE_MULTIPART_MIN` bytes goes up to S3 in
+/// parts (multipart upload): the server's ETag for it says how many
+/// (`"…-3"`, asked with curl's SigV4), a small one goes up whole, and a
+/// pull on another machine gets the same bytes.
+#[test]
+fn s3_seaweedfs_large_blobs_go_up_in_parts() {
+    let Some(b) = seaweed_backend() else {
+        return;
+    };
+    build_shim();
+    let mut a = Machine::new(&b);
+    a.env.push((
+        "VRIFT_REMOTE_MULTIPART_MIN".into(),
+        (5u64 << 20).to_string(),
+    ));
+    a.ok(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "head -c 12000000 /dev/urandom > big.bin && echo small > small.txt",
+    ]);
+    let out = a.ok(&["snapshot", "save", "big", "--push"]);
+    assert!(out.contains("pushed snapshot"), "{out}");
+    let var = |k: &str| b.env.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    let etag = |content: &[u8]| -> String {
+        let hex = blake3::hash(content).to_hex().to_string();
+        let url = format!(
+            "{}/{}/blobs/{}/{hex}",
+            var("AWS_ENDPOINT_URL"),
+            b.url.strip_prefix("s3://").unwrap(),
+            &hex[..2]
+        );
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--fail",
+                "-I",
+                "--aws-sigv4",
+                "aws:amz:us-east-1:s3",
+                "--user",
+            ])
+            .arg(format!(
+                "{}:{}",
+                var("AWS_ACCESS_KEY_ID"),
+                var("AWS_SECRET_ACCESS_KEY")
+            ))
+            .arg(&url)
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "HEAD {url}: {text} {out:?}");
+        text.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("etag").then(|| v.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no ETag for {url}: {text}"))
+    };
+    let big = a.cat("big.bin");
+    assert_eq!(big.len(), 12_000_000);
+    let tag = etag(&big);
+    assert!(
+        tag.trim_matches('"').ends_with("-3"),
+        "3 parts of 5 MiB: {tag}"
+    );
+    let tag = etag(b"small\n");
+    assert!(!tag.contains('-'), "a small blob goes up whole: {tag}");
+    let bm = Machine::new(&b);
+    bm.ok(&["pull", "big", "--eager"]);
+    bm.ok(&["snapshot", "restore", "big"]);
+    assert_eq!(bm.cat("big.bin"), big);
+    // A second push has nothing to send.
+    let out = a.ok(&["push", "big", "--recheck"]);
+    assert_eq!(uploaded(&out), 0, "{out}");
 }

@@ -97,7 +97,7 @@ pub extern "C" fn la_objsearch(
         View::Disk { rewritten: true } => answer(buf.abs()),
         View::Entry { header, .. } if header.kind == Kind::File && !header.is_staged() => {
             let slot = take_slot();
-            match exec_mirror(buf.rel(), &header.hash, slot) {
+            match exec_mirror(buf.rel(), &header.hash, header.size, slot) {
                 Some(_) => slot.as_mut_ptr() as *mut c_char,
                 None => {
                     crate::sys::complain(&[b"vrift: cannot prepare the rift library ", buf.abs()]);

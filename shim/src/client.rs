@@ -533,20 +533,60 @@ fn unreachable(mut ans: Answer) -> Answer {
 /// True: it is in the store now. False: one line on stderr says why (for
 /// `view_path`, if not empty) and errno is EIO. Only ever called after an open failed.
 pub fn fetch_blob(hash: &vrift_format::ContentHash, size: u64, view_path: &[u8]) -> bool {
+    fetch(hash, size, 0, view_path) == Fetched::Yes
+}
+
+/// A blob in the store whose size is not its entry's `size` (a blob fetched
+/// on demand and cut short by a power loss: such fetches are not flushed
+/// one by one): asks the daemon to set it aside and fetch it again. True:
+/// the store holds it again. False: one line said why (without a remote:
+/// the blob is damaged, run `vrift fsck`) and errno is EIO. Never on the
+/// hot path.
+pub fn refetch_damaged(hash: &vrift_format::ContentHash, size: u64, view_path: &[u8]) -> bool {
+    match fetch(hash, size, vrift_format::proto::FETCH_DAMAGED, view_path) {
+        Fetched::Yes => true,
+        Fetched::No => false,
+        Fetched::Unsaid => {
+            // The daemon gave no reason (unreachable: said once already).
+            sys::complain(&[
+                b"vrift: a blob in the store is damaged (its size is not the file's; run `vrift fsck`); EIO for ",
+                view_path,
+            ]);
+            // SAFETY: errno is thread-local.
+            unsafe { *libc::__errno_location() = libc::EIO };
+            false
+        }
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Fetched {
+    Yes,
+    /// Failed, and one line said why.
+    No,
+    /// Failed without a reason from the daemon.
+    Unsaid,
+}
+
+fn fetch(hash: &vrift_format::ContentHash, size: u64, flags: u64, view_path: &[u8]) -> Fetched {
     let mut hex = [0u8; vrift_format::HASH_HEX_LEN];
     hash.write_hex(&mut hex);
     // The view path as a rift path: the daemon fetches its neighbours ahead.
     let rel = vrift_format::pathnorm::domain_rel(view_path, state::ROOT.get()).unwrap_or(b"");
-    let ans = call(Op::FetchBlob, size, 0, &hex, rel);
+    let ans = call(Op::FetchBlob, size, flags, &hex, rel);
     if ans.errno == 0 {
-        return true;
+        return Fetched::Yes;
     }
-    if ans.data_len > 0 && view_path.is_empty() {
+    let said = if ans.data_len == 0 {
+        Fetched::Unsaid
+    } else if view_path.is_empty() {
         sys::complain(&[b"vrift: ", ans.data()]);
-    } else if ans.data_len > 0 {
+        Fetched::No
+    } else {
         sys::complain(&[b"vrift: cannot read ", view_path, b": ", ans.data()]);
-    }
+        Fetched::No
+    };
     // SAFETY: errno is thread-local.
     unsafe { *libc::__errno_location() = libc::EIO };
-    false
+    said
 }

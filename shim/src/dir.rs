@@ -185,8 +185,14 @@ fn unregister(dirp: *mut DIR) {
 fn d_type(kind: Kind, mode: u32) -> u8 {
     match kind {
         Kind::Symlink => libc::DT_LNK,
-        _ if mode & libc::S_IFMT == libc::S_IFDIR => libc::DT_DIR,
-        _ => libc::DT_REG,
+        _ => match mode & libc::S_IFMT {
+            libc::S_IFDIR => libc::DT_DIR,
+            libc::S_IFIFO => libc::DT_FIFO,
+            libc::S_IFSOCK => libc::DT_SOCK,
+            libc::S_IFCHR => libc::DT_CHR,
+            libc::S_IFBLK => libc::DT_BLK,
+            _ => libc::DT_REG,
+        },
     }
 }
 

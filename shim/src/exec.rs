@@ -311,7 +311,7 @@ fn with_audit_rebuilt<R>(
 }
 
 /// `<cas>/exec/<hex>`: an executable copy of a blob, made on first use.
-fn exec_copy(hash: &ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> {
+fn exec_copy(hash: &ContentHash, size: u64, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> {
     let table = state::table()?;
     let cas = table.cas_root();
     let mut hex = [0u8; HASH_HEX_LEN];
@@ -336,7 +336,7 @@ fn exec_copy(hash: &ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> 
     dir[..dir_len].copy_from_slice(&out[..dir_len]);
     // SAFETY: NUL-terminated path.
     unsafe { crate::raw_syscall!(libc::SYS_mkdirat, libc::AT_FDCWD, dir.as_ptr(), 0o755) };
-    let src = open_blob(hash)?;
+    let src = open_blob(hash, size)?;
     let mut tmp = [0u8; PATH_MAX + 1];
     temp_name(&out[..total], &mut tmp);
     let ok = copy_to_executable(src, &tmp, None);
@@ -454,9 +454,14 @@ pub const MIRROR_DIR: &[u8] = b"/.vrift/exec/";
 /// beside it; `/proc/self/exe` maps back to the view path (fds.rs).
 /// Refreshed when the rift entry changes; concurrent refreshes are atomic
 /// renames of identical content.
-pub fn exec_mirror(rel: &[u8], hash: &ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> {
+pub fn exec_mirror(
+    rel: &[u8],
+    hash: &ContentHash,
+    size: u64,
+    out: &mut [u8; PATH_MAX + 1],
+) -> Option<usize> {
     let mut copy = [0u8; PATH_MAX + 1];
-    let copy_len = exec_copy(hash, &mut copy)?;
+    let copy_len = exec_copy(hash, size, &mut copy)?;
     let root = state::ROOT.get();
     let base = root.len() + MIRROR_DIR.len();
     let total = base + rel.len();
@@ -689,8 +694,10 @@ fn script_argv(
 }
 
 /// A blob opened read-only (raw syscall: no interposed open); one missing
-/// from the store (pulled without --eager) is fetched by the daemon first.
-fn open_blob(hash: &ContentHash) -> Option<c_int> {
+/// from the store (pulled without --eager) is fetched by the daemon first,
+/// one whose size is not `size` (damaged, see `open::damaged`) fetched
+/// again, or refused: never its bytes.
+fn open_blob(hash: &ContentHash, size: u64) -> Option<c_int> {
     let mut blob = [0u8; PATH_MAX + 1];
     crate::resolve::blob_path(hash, &mut blob)?;
     let open = || {
@@ -704,15 +711,26 @@ fn open_blob(hash: &ContentHash) -> Option<c_int> {
     let mut fd = open();
     // SAFETY: errno is thread-local.
     let missing = fd < 0 && unsafe { *libc::__errno_location() } == libc::ENOENT;
-    if missing && crate::client::fetch_blob(hash, vrift_format::proto::SIZE_UNKNOWN, b"") {
+    if missing && crate::client::fetch_blob(hash, size, b"") {
         fd = open();
+    }
+    if fd >= 0 && sys::fd_size(fd) != Some(size) {
+        sys::close_raw(fd);
+        fd = -1;
+        if crate::client::refetch_damaged(hash, size, b"") {
+            fd = open();
+            if fd >= 0 && sys::fd_size(fd) != Some(size) {
+                sys::close_raw(fd);
+                fd = -1;
+            }
+        }
     }
     (fd >= 0).then_some(fd)
 }
 
 /// The `#!` line of a blob, read into `line`.
-fn shebang(hash: &ContentHash, line: &mut [u8; 256]) -> Option<Shebang> {
-    let fd = open_blob(hash)?;
+fn shebang(hash: &ContentHash, size: u64, line: &mut [u8; 256]) -> Option<Shebang> {
+    let fd = open_blob(hash, size)?;
     // SAFETY: reading into our buffer.
     let n = unsafe { crate::raw_syscall!(libc::SYS_read, fd, line.as_mut_ptr(), line.len() - 1) };
     sys::close_raw(fd);
@@ -826,14 +844,14 @@ fn exec_rift_program(
     argv: *const *const c_char,
     env: *const *const c_char,
 ) -> c_int {
-    if header.kind != Kind::File {
+    if header.kind == Kind::Symlink {
         return fail(libc::ELOOP);
     }
-    if header.mode & 0o111 == 0 {
+    if header.kind != Kind::File || header.mode & 0o111 == 0 {
         return fail(libc::EACCES);
     }
     let mut line = [0u8; 256];
-    if let Some(sb) = shebang(&header.hash, &mut line) {
+    if let Some(sb) = shebang(&header.hash, header.size, &mut line) {
         let mut args: [*const c_char; MAX_ARGS] = [core::ptr::null(); MAX_ARGS];
         let view = buf.c_ptr();
         if let Err(e) = script_argv(&line, &sb, view, argv, &mut args) {
@@ -843,7 +861,7 @@ fn exec_rift_program(
         return exec_resolved(args[0], args.as_ptr(), env);
     }
     let mut mirror = [0u8; PATH_MAX + 1];
-    if exec_mirror(buf.rel(), &header.hash, &mut mirror).is_none() {
+    if exec_mirror(buf.rel(), &header.hash, header.size, &mut mirror).is_none() {
         sys::complain(&[b"vrift: cannot prepare the rift executable ", buf.abs()]);
         return fail(libc::EIO);
     }
@@ -1114,11 +1132,11 @@ fn spawn_target(
             if header.kind != Kind::File || header.mode & 0o111 == 0 {
                 return Err(libc::EACCES);
             }
-            if let Some(sb) = shebang(&header.hash, line) {
+            if let Some(sb) = shebang(&header.hash, header.size, line) {
                 script_argv(line, &sb, buf.c_ptr(), argv, args)?;
                 return Ok(plain(args[0], args.as_ptr()));
             }
-            exec_mirror(buf.rel(), &header.hash, copy).ok_or(libc::EIO)?;
+            exec_mirror(buf.rel(), &header.hash, header.size, copy).ok_or(libc::EIO)?;
             prepare_origin_dirs(copy, buf.abs());
             Ok(SpawnTarget {
                 path: copy.as_ptr() as *const c_char,
@@ -1237,7 +1255,7 @@ fn dl_target(
     }
     match view {
         View::Entry { header, .. } if header.kind == Kind::File && !header.is_staged() => {
-            if exec_mirror(buf.rel(), &header.hash, copy).is_some() {
+            if exec_mirror(buf.rel(), &header.hash, header.size, copy).is_some() {
                 copy.as_ptr() as *const c_char
             } else {
                 path

@@ -145,7 +145,12 @@ fn store(fd: i32, kind: u8, meta: &Meta, path: &[u8]) {
     let Some(s) = slot(fd) else { return };
     s.kind.store(UNUSED, Ordering::Release);
     s.mode.store(meta.mode, Ordering::Relaxed);
-    s.size.store(meta.size, Ordering::Relaxed);
+    // A special file shows size 0: its slot keeps its rdev instead.
+    let special = vrift_format::is_special_type(meta.mode);
+    s.size.store(
+        if special { meta.rdev } else { meta.size },
+        Ordering::Relaxed,
+    );
     s.mtime_ns.store(meta.mtime_ns, Ordering::Relaxed);
     s.ino.store(meta.ino, Ordering::Relaxed);
     s.owner
@@ -208,9 +213,13 @@ pub fn get(fd: i32) -> Option<Meta> {
         return None;
     }
     let owner = s.owner.load(Ordering::Relaxed);
+    let mode = s.mode.load(Ordering::Relaxed);
+    let size = s.size.load(Ordering::Relaxed);
+    let special = vrift_format::is_special_type(mode);
     let mut m = Meta {
-        mode: s.mode.load(Ordering::Relaxed),
-        size: s.size.load(Ordering::Relaxed),
+        mode,
+        size: if special { 0 } else { size },
+        rdev: if special { size } else { 0 },
         mtime_ns: s.mtime_ns.load(Ordering::Relaxed),
         atime_ns: s.mtime_ns.load(Ordering::Relaxed),
         ino: s.ino.load(Ordering::Relaxed),

@@ -93,6 +93,9 @@ crate::real! {
     RENAMEAT2 = "renameat2": fn(c_int, *const c_char, c_int, *const c_char, c_uint) -> c_int;
     SYMLINK = "symlink": fn(*const c_char, *const c_char) -> c_int;
     SYMLINKAT = "symlinkat": fn(*const c_char, c_int, *const c_char) -> c_int;
+    MKNODAT = "mknodat": fn(c_int, *const c_char, mode_t, libc::dev_t) -> c_int;
+    BIND = "bind": fn(c_int, *const libc::sockaddr, libc::socklen_t) -> c_int;
+    CONNECT = "connect": fn(c_int, *const libc::sockaddr, libc::socklen_t) -> c_int;
     LINK = "link": fn(*const c_char, *const c_char) -> c_int;
     LINKAT = "linkat": fn(c_int, *const c_char, c_int, *const c_char, c_int) -> c_int;
     CHMOD = "chmod": fn(*const c_char, mode_t) -> c_int;

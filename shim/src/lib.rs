@@ -43,6 +43,7 @@ pub mod open;
 pub mod real;
 pub mod resolve;
 pub mod seccomp;
+pub mod special;
 pub mod stat;
 pub mod statbuf;
 pub mod state;

@@ -17,7 +17,7 @@ use crate::{call_real, fdtable, sys};
 
 const W_OPEN: c_int = 0;
 const W_OPEN64: c_int = 1;
-const W_OPENAT: c_int = 2;
+pub(crate) const W_OPENAT: c_int = 2;
 
 /// Whether open flags ask to write or create (O_TMPFILE includes
 /// O_DIRECTORY's bit, so it is tested as a whole).
@@ -160,20 +160,63 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
     } else {
         if sys::fd_size(fd) != Some(header.size) {
             sys::close_raw(fd);
-            return damaged(view_path);
+            // Damaged: fetched again when a remote has it (see `damaged`).
+            if !crate::client::refetch_damaged(&header.hash, header.size, view_path) {
+                return -1;
+            }
+            let mut content = PathBuf::new();
+            if !content_path(header, target, &mut content) {
+                return fail(libc::ENAMETOOLONG);
+            }
+            fd = open_at(libc::AT_FDCWD, content.c_ptr());
+            if fd < 0 {
+                return -1;
+            }
+            if sys::fd_size(fd) != Some(header.size) {
+                sys::close_raw(fd);
+                return damaged(view_path);
+            }
         }
         fdtable::set(fd, &meta, view_path);
     }
     fd
 }
 
-/// A blob whose size is not its record's: EIO and one line, never its
-/// bytes. Blobs are never written once sealed, so another size is damage
-/// (truncated, appended to, a copy cut short by a full disk), and reading
-/// it would give wrong bytes without an error. One `fstat` per open is the
-/// whole cost; content changed in place at the same size is not seen here
-/// (that takes hashing the whole file: `vrift cat` and `vrift fsck` do). See
-/// the README, "Security".
+/// A special file of the view: its node in the store, opened with the
+/// caller's flags (a FIFO's reader waits for a writer, as on disk), and an
+/// fd that reports the entry.
+#[cold]
+#[inline(never)]
+fn open_special(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u8]) -> c_int {
+    let mut node = PathBuf::new();
+    if !content_path(header, target, &mut node) {
+        return fail(libc::ENAMETOOLONG);
+    }
+    let flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC);
+    let fd = call_real!(OPENAT(libc::AT_FDCWD, node.c_ptr(), flags, 0)
+        or sys::openat_raw(libc::AT_FDCWD, node.c_ptr(), flags, 0));
+    if fd < 0 {
+        // SAFETY: errno is thread-local.
+        let e = unsafe { *libc::__errno_location() };
+        // A socket whose server never bound it (or a node gc took): the
+        // kernel's answer for a socket path is ENXIO either way.
+        return fail(if e == libc::ENOENT { libc::ENXIO } else { e });
+    }
+    fdtable::set(fd, &crate::statbuf::entry_meta(header, target), view_path);
+    fd
+}
+
+/// A blob whose size is not its record's: never its bytes. Blobs are never
+/// written once sealed, so another size is damage (truncated, appended to,
+/// a copy cut short by a full disk, a blob fetched on demand that a power
+/// loss cut short: those are not flushed one by one), and reading it would
+/// give wrong bytes without an error. The daemon is asked to set it aside
+/// and fetch it again from a remote ([`crate::client::refetch_damaged`]);
+/// without one (or if the new copy is damaged too): EIO and one line. One
+/// `fstat` per open is the whole cost on the way that finds the blob whole;
+/// content changed in place at the same size is not seen here (that takes
+/// hashing the whole file: `vrift cat` and `vrift fsck` do). See the
+/// README, "Security".
 fn damaged(view_path: &[u8]) -> c_int {
     sys::complain(&[
         b"vrift: a blob in the store is damaged (its size is not the file's; run `vrift fsck`); EIO for ",
@@ -349,6 +392,7 @@ pub extern "C" fn vrift_openat(
             match header.kind {
                 Kind::Symlink => fail(libc::ELOOP), // only reached with O_NOFOLLOW
                 _ if flags & libc::O_DIRECTORY != 0 => fail(libc::ENOTDIR),
+                Kind::Special => open_special(&header, target, flags, buf.abs()),
                 _ => open_entry(&header, target, flags, buf.abs()),
             }
         }
@@ -464,6 +508,20 @@ fn stream_open(
         View::Disk { rewritten: false } => real(path),
         View::Disk { rewritten: true } => real(buf.c_ptr()),
         View::Entry { header, target } => {
+            if header.kind == Kind::Special {
+                // Through its node, by fd (see `open_special`).
+                let fd = open_special(&header, target, fopen_flags(m), buf.abs());
+                if fd < 0 {
+                    return core::ptr::null_mut();
+                }
+                // SAFETY: an fd we own and a NUL-terminated mode.
+                let f = unsafe { libc::fdopen(fd, mode) };
+                if f.is_null() {
+                    fdtable::clear(fd);
+                    sys::close_raw(fd);
+                }
+                return f;
+            }
             if header.kind != Kind::File {
                 fail(libc::ELOOP);
                 return core::ptr::null_mut();
@@ -477,8 +535,9 @@ fn stream_open(
             // through our own fclose); see `damaged`.
             if !header.is_staged() {
                 if let Some(st) = sys::stat_raw(blob.abs()) {
-                    if st.st_size as u64 != header.size {
-                        damaged(buf.abs());
+                    if st.st_size as u64 != header.size
+                        && !crate::client::refetch_damaged(&header.hash, header.size, buf.abs())
+                    {
                         return core::ptr::null_mut();
                     }
                 }

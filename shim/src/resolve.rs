@@ -522,12 +522,20 @@ pub fn content_path(header: &RecordHeader, target: &[u8], out: &mut PathBuf) -> 
         return false;
     };
     let cas = table.cas_root();
-    if header.is_staged() {
-        let dir = vrift_format::STAGING_DIR.as_bytes();
+    // A staged file's staging file, a special file's node: named by the
+    // record's trailing bytes in their directory of the store.
+    let named_in = if header.is_staged() {
+        Some(vrift_format::STAGING_DIR)
+    } else if header.kind == vrift_format::Kind::Special {
+        Some(vrift_format::NODES_DIR)
+    } else {
+        None
+    };
+    if let Some(dir) = named_in {
         if target.is_empty() || target.contains(&b'/') {
             return false;
         }
-        out.set_parts(&[cas, b"/", dir, b"/", target])
+        out.set_parts(&[cas, b"/", dir.as_bytes(), b"/", target])
     } else {
         let mut rel = [0u8; vrift_format::BLOB_REL_PATH_LEN];
         let n = header.hash.write_blob_rel_path(&mut rel);

@@ -67,6 +67,7 @@ pub fn fill_stat(st: &mut libc::stat, m: &Meta) {
     st.st_nlink = 1;
     (st.st_uid, st.st_gid) = owner(m);
     st.st_size = m.size as i64;
+    st.st_rdev = m.rdev;
     st.st_blksize = 4096;
     st.st_blocks = m.size.div_ceil(512) as i64;
     let (s, ns) = split_ns(m.mtime_ns);
@@ -100,6 +101,8 @@ pub fn fill_statx(stx: &mut libc::statx, m: &Meta) {
     stx.stx_mode = m.mode as u16;
     stx.stx_ino = m.ino;
     stx.stx_size = m.size;
+    stx.stx_rdev_major = libc::major(m.rdev);
+    stx.stx_rdev_minor = libc::minor(m.rdev);
     stx.stx_blocks = m.size.div_ceil(512);
     // SAFETY: all-zero is a valid timestamp (padding included).
     let mut ts: libc::statx_timestamp = unsafe { core::mem::zeroed() };

@@ -72,6 +72,17 @@ pub extern "C" fn vrift_syscall(
             crate::write::mkdirat(a1 as c_int, a2 as *const c_char, a3 as libc::mode_t) as c_long
         }
         libc::SYS_mkdir => crate::write::mkdir(a1 as *const c_char, a2 as libc::mode_t) as c_long,
+        libc::SYS_mknodat => crate::special::mknodat(
+            a1 as c_int,
+            a2 as *const c_char,
+            a3 as libc::mode_t,
+            a4 as libc::dev_t,
+        ) as c_long,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_mknod => {
+            crate::special::mknod(a1 as *const c_char, a2 as libc::mode_t, a3 as libc::dev_t)
+                as c_long
+        }
         libc::SYS_renameat2 => crate::write::renameat2(
             a1 as c_int,
             a2 as *const c_char,

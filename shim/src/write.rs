@@ -87,7 +87,7 @@ fn umask_from_proc() -> Option<u32> {
     any.then_some(mask & 0o777)
 }
 
-fn masked(mode: u32) -> u64 {
+pub(crate) fn masked(mode: u32) -> u64 {
     (mode & 0o7777 & !current_umask()) as u64
 }
 
@@ -106,11 +106,15 @@ pub fn route(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut PathBuf)
     if crate::sys::unreadable(path) {
         return Route::Real;
     }
-    // SAFETY: libc contract: a NUL-terminated path.
-    let p = unsafe { CStr::from_ptr(path) }.to_bytes();
-    if p.is_empty() {
-        return Route::Real; // ENOENT (or AT_EMPTY_PATH) from libc
+    // At most PATH_MAX bytes are read, as the kernel does: a path with no
+    // NUL in them is its ENAMETOOLONG (reading on could reach a guard page).
+    // SAFETY: a readable pointer (checked above); strnlen stops at the limit.
+    let n = unsafe { libc::strnlen(path, PATH_MAX) };
+    if n == 0 || n == PATH_MAX {
+        return Route::Real; // ENOENT (or AT_EMPTY_PATH) / ENAMETOOLONG from libc
     }
+    // SAFETY: `n` bytes before the NUL just found.
+    let p = unsafe { core::slice::from_raw_parts(path as *const u8, n) };
     match resolve(dirfd, p, follow, buf) {
         // A blob of the store reached through an fd the shim did not open.
         _ if buf.in_store => Route::Fail(libc::EPERM),
@@ -633,6 +637,14 @@ pub extern "C" fn chmod(path: *const c_char, mode: mode_t) -> c_int {
     fchmodat(libc::AT_FDCWD, path, mode, 0)
 }
 
+/// glibc's lchmod calls its own fchmodat (not through the PLT), so it is
+/// served here, as fchmodat with AT_SYMLINK_NOFOLLOW (coreutils' `mkfifo
+/// -m`, `mknod -m` and `install` use it).
+#[no_mangle]
+pub extern "C" fn lchmod(path: *const c_char, mode: mode_t) -> c_int {
+    fchmodat(libc::AT_FDCWD, path, mode, libc::AT_SYMLINK_NOFOLLOW)
+}
+
 #[no_mangle]
 pub extern "C" fn fchmodat(dirfd: c_int, path: *const c_char, mode: mode_t, flags: c_int) -> c_int {
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
@@ -757,6 +769,9 @@ pub extern "C" fn fchownat(
 ) -> c_int {
     // SAFETY: checked readable first.
     if !crate::sys::unreadable(path) && unsafe { *path } == 0 && flags & libc::AT_EMPTY_PATH != 0 {
+        if sys::is_path_fd(dirfd) {
+            return chown_path_fd(dirfd, uid, gid, flags);
+        }
         return fchown(dirfd, uid, gid);
     }
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
@@ -768,6 +783,29 @@ pub extern "C" fn fchownat(
         call_real!(FCHOWNAT(dirfd, path, uid, gid, flags) or raw(libc::SYS_fchownat, dirfd as usize, path as usize, uid as usize, gid as usize, flags as usize)),
         |abs| call_real!(FCHOWNAT(libc::AT_FDCWD, abs, uid, gid, flags) or raw(libc::SYS_fchownat, FD, abs as usize, uid as usize, gid as usize, flags as usize))
     )
+}
+
+/// `fchownat(fd, "", …, AT_EMPTY_PATH)` on an O_PATH fd: the kernel allows
+/// it (where `fchown` gives EBADF). A rift entry's fd changes the entry, a
+/// blob's nothing (EPERM), anything else is the kernel's.
+#[cold]
+#[inline(never)]
+fn chown_path_fd(fd: c_int, uid: libc::uid_t, gid: libc::gid_t, flags: c_int) -> c_int {
+    let mut path = PathBuf::new();
+    if fd_entry_path(fd, true, &mut path) {
+        return fchownat(
+            libc::AT_FDCWD,
+            path.c_ptr(),
+            uid,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        );
+    }
+    if untracked_fd_path(fd, &mut path) && path.in_store {
+        return fail(libc::EPERM);
+    }
+    call_real!(FCHOWNAT(fd, c"".as_ptr(), uid, gid, flags)
+        or raw(libc::SYS_fchownat, fd as usize, c"".as_ptr() as usize, uid as usize, gid as usize, flags as usize))
 }
 
 #[no_mangle]

@@ -59,6 +59,12 @@ pub fn gc(delete: bool) -> Result<Outcome> {
                 String::new()
             }
         );
+        if r.stale_nodes > 0 {
+            println!(
+                "deleted {} no record names",
+                ui::count(r.stale_nodes, "special-file node", "special-file nodes")
+            );
+        }
         if r.stale_libs > 0 {
             println!(
                 "deleted {} of the view library no process uses",

@@ -314,7 +314,9 @@ pub enum RemoteCommand {
     ///
     /// S3 endpoint, region and credentials come from the standard AWS_*
     /// variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
-    /// AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true for a plain-HTTP endpoint).
+    /// AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true for a plain-HTTP endpoint),
+    /// else from the AWS shared files (~/.aws/credentials and ~/.aws/config,
+    /// profile AWS_PROFILE: keys, region, endpoint_url).
     Add {
         name: String,
         url: String,
@@ -339,6 +341,27 @@ pub enum RemoteCommand {
     Snapshots {
         /// The remote (default: `[remote] default`, else the only one).
         name: Option<String>,
+    },
+    /// Make pulls from remote NAME accept refs signed by KEY (`NAME:BASE64`,
+    /// as `vrift remote key public` prints it); once a remote has a key,
+    /// unsigned refs and refs signed by other keys are refused.
+    Trust {
+        name: String,
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+        /// The remote in the user's config.
+        #[arg(long)]
+        user: bool,
+    },
+    /// Stop trusting KEY (a whole `NAME:BASE64` key, or its name) for
+    /// remote NAME; with no key left, its refs are no longer checked.
+    Untrust {
+        name: String,
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+        /// The remote in the user's config.
+        #[arg(long)]
+        user: bool,
     },
     /// The key refs are signed with (ed25519, in Nix's key format).
     #[command(subcommand)]

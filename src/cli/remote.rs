@@ -67,6 +67,36 @@ mod imp {
                     );
                 }
             }
+            RemoteCommand::Trust { name, keys, user } => {
+                let (keys, n) = edit_keys(&name, user, config::KeyEdit::Add(&keys))?;
+                println!(
+                    "remote {name:?} trusts {} ({n} added): pulls accept only refs signed by one of them",
+                    ui::count(keys.len() as u64, "key", "keys")
+                );
+            }
+            RemoteCommand::Untrust {
+                name,
+                keys: gone,
+                user,
+            } => {
+                let (keys, n) = edit_keys(&name, user, config::KeyEdit::Remove(&gone))?;
+                if n == 0 {
+                    anyhow::bail!(
+                        "remote {name:?} trusts no key {} (see `trusted-keys` in its config)",
+                        gone.join(", ")
+                    );
+                }
+                if keys.is_empty() {
+                    println!(
+                        "remote {name:?} trusts no key now ({n} removed): its refs are not checked"
+                    );
+                } else {
+                    println!(
+                        "remote {name:?} trusts {} ({n} removed)",
+                        ui::count(keys.len() as u64, "key", "keys")
+                    );
+                }
+            }
             RemoteCommand::Key(KeyCommand::Generate { name, force }) => {
                 let path = sign::secret_key_path()?;
                 let name = match name {
@@ -137,6 +167,28 @@ mod imp {
             }
         }
         Ok(Outcome::Ok)
+    }
+
+    /// Changes the trusted keys of remote `name` (project config, or the
+    /// user's with `user`): its keys afterwards, and how many changed.
+    fn edit_keys(
+        name: &str,
+        user: bool,
+        edit: config::KeyEdit<'_>,
+    ) -> Result<(Vec<String>, usize)> {
+        let found = if user {
+            config::edit_trusted_keys(&config::user_config_path()?, name, edit)?
+        } else {
+            let project = super::super::current_project()?;
+            edit_project_config(&project, |path| config::edit_trusted_keys(path, name, edit))?
+        };
+        found.ok_or_else(|| {
+            anyhow::anyhow!(
+                "no remote named {name:?} in the {} config{}",
+                if user { "user" } else { "project" },
+                if user { "" } else { " (--user: the user's)" }
+            )
+        })
     }
 
     /// Edits `.vrift/config.toml`. The config's hash is what trust covers:

@@ -128,6 +128,7 @@ fn differs(project: &Project, lower: &Node, e: &Entry, rel: &[u8]) -> Result<boo
     Ok(match lower {
         Node::Entry(_, below) => {
             below.kind != e.kind
+                || (e.kind == Kind::Special && below.size != e.size)
                 || below.hash != e.hash
                 || below.target != e.target
                 || below.mode != e.mode
@@ -140,6 +141,8 @@ fn differs(project: &Project, lower: &Node, e: &Entry, rel: &[u8]) -> Result<boo
                         .as_bytes()
                         != e.target.as_slice()
             }
+            // A special file: its type, mode and device number.
+            Kind::Special => m.mode() != e.mode || m.rdev() != e.size,
             _ => {
                 if !m.is_file() || m.len() != e.size || m.mode() != e.mode {
                     true

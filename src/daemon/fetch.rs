@@ -24,8 +24,11 @@
 //! if any, fetches it and reports).
 //!
 //! Invariant: a blob enters the store only verified (its BLAKE3 is its
-//! name, its size at most what the asking entry records) and flushed; a
-//! failure is EIO and one line, in the reply and in the daemon's log.
+//! name, its size at most what the asking entry records); a failure is EIO
+//! and one line, in the reply and in the daemon's log. It is not flushed
+//! (see [`crate::remote::store::Remote::fetch`]): one a power loss cut
+//! short is found by its reader's size check, which asks again with
+//! `FETCH_DAMAGED`; the blob is then quarantined and fetched again.
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -112,17 +115,27 @@ impl Fetcher {
     }
 
     /// `FetchBlob` of `hex` (64 hex digits) by `who`; `size` as the entry
-    /// records it ([`vrift_format::proto::SIZE_UNKNOWN`]: unknown).
-    pub fn request(&mut self, who: Waiter, hex: &[u8], size: u64) -> Start {
+    /// records it ([`vrift_format::proto::SIZE_UNKNOWN`]: unknown); `flags`:
+    /// [`vrift_format::proto::FETCH_DAMAGED`] when the store's copy has
+    /// another size (checked here again: the asker may be late).
+    pub fn request(&mut self, who: Waiter, hex: &[u8], size: u64, flags: u64) -> Start {
         let Some(hash) = ContentHash::from_hex(hex).filter(|_| hex.len() == 64) else {
             return Start::Answer(libc::EINVAL, Vec::new());
         };
-        if self.cas.has_blob(&hash) {
-            return Start::Answer(0, Vec::new());
-        }
         if let Some(w) = self.waiting.get_mut(&hash) {
             w.push(who);
             return Start::Wait;
+        }
+        let damaged = flags & vrift_format::proto::FETCH_DAMAGED != 0
+            && size != vrift_format::proto::SIZE_UNKNOWN;
+        if damaged {
+            if let Err(why) = self.set_aside(&hash, size) {
+                eprintln!("vrift daemon: {why}");
+                return Start::Answer(libc::EIO, why.into_bytes());
+            }
+        }
+        if self.cas.has_blob(&hash) {
+            return Start::Answer(0, Vec::new());
         }
         let size = (size != vrift_format::proto::SIZE_UNKNOWN).then_some(size);
         // Queued for prefetch already: queued again in front (the pool
@@ -136,6 +149,41 @@ impl Fetcher {
                 eprintln!("vrift daemon: {why}");
                 Start::Answer(libc::EIO, why.into_bytes())
             }
+        }
+    }
+
+    /// Moves blob `hash` to the quarantine if its size is not `size` and a
+    /// remote can give it again (the request then fetches it); without a
+    /// remote it stays, and the reader gets EIO and why.
+    #[cfg(feature = "remote")]
+    fn set_aside(&self, hash: &ContentHash, size: u64) -> Result<(), String> {
+        let found = std::fs::symlink_metadata(self.cas.blob_path(hash)).map(|m| m.len());
+        let Some(len) = found.ok().filter(|&len| len != size) else {
+            return Ok(()); // replaced meanwhile (or gone: fetched as missing)
+        };
+        let damaged =
+            || format!("blob {hash} in the store is damaged ({len} bytes, its record says {size})");
+        let urls = crate::remote::ondemand::candidate_urls(&self.project)
+            .map_err(|e| format!("{}, and it cannot be fetched again: {e:#}", damaged()))?;
+        if urls.is_empty() {
+            return Err(format!(
+                "{} and no remote is configured to fetch it again; run `vrift fsck`",
+                damaged()
+            ));
+        }
+        crate::remote::ondemand::quarantine_damaged(&self.cas, hash, size)
+            .map(drop)
+            .map_err(|e| format!("{}: {e:#}", damaged()))
+    }
+
+    #[cfg(not(feature = "remote"))]
+    fn set_aside(&self, hash: &ContentHash, size: u64) -> Result<(), String> {
+        match std::fs::symlink_metadata(self.cas.blob_path(hash)) {
+            Ok(m) if m.len() != size => Err(format!(
+                "blob {hash} in the store is damaged ({} bytes, its record says {size}); run `vrift fsck`",
+                m.len()
+            )),
+            _ => Ok(()),
         }
     }
 

@@ -12,7 +12,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -749,11 +749,23 @@ impl Rift {
         Ok(())
     }
 
-    /// A staged record for `rel` with the metadata of `like`.
+    /// The group a new entry at `rel` gets: a set-group-ID parent
+    /// directory's (as the kernel's `inode_init_owner`), else the project
+    /// root's owner's ([`OWNER_INHERIT`]).
+    fn new_entry_gid(&self, rel: &[u8]) -> u32 {
+        match beneath::lstat(self.root(), parent_rel(rel)) {
+            Ok(m) if m.mode() & libc::S_ISGID != 0 => m.gid(),
+            _ => OWNER_INHERIT,
+        }
+    }
+
+    /// A staged record with the metadata of `like`, or new with `mode` and
+    /// group `gid`.
     fn staged_record(
         &mut self,
         like: Option<&RecordHeader>,
         mode: u32,
+        gid: u32,
         hides: bool,
         name: &[u8],
     ) -> Result<Vec<u8>> {
@@ -769,7 +781,7 @@ impl Rift {
             },
             hash: ContentHash::default(),
             uid: like.map(|h| h.uid).unwrap_or(OWNER_INHERIT),
-            gid: like.map(|h| h.gid).unwrap_or(OWNER_INHERIT),
+            gid: like.map(|h| h.gid).unwrap_or(gid),
             atime_ns: 0,
         };
         Ok(encode(&h, name))
@@ -812,6 +824,11 @@ impl Rift {
                 return posix(if creat && excl { libc::EEXIST } else { PASS });
             }
             Node::Entry(..) | Node::Phys(_) if creat && excl => return posix(libc::EEXIST),
+            Node::Entry(h, _) if h.kind == Kind::Special => {
+                // Clients open a special file's node themselves (the
+                // library's `open_special`); nothing here to stage.
+                return posix(libc::EOPNOTSUPP);
+            }
             Node::Entry(h, target) => {
                 if caller.uid != 0 && h.mode & 0o200 == 0 && access != libc::O_RDONLY {
                     return posix(libc::EACCES);
@@ -826,8 +843,13 @@ impl Rift {
                 } else {
                     let (name, _) = self.stage_copy(&node, rel, trunc)?;
                     let h = *h;
-                    let rec =
-                        self.staged_record(Some(&h), 0, h.flags & FLAG_HIDES_DIR != 0, &name)?;
+                    let rec = self.staged_record(
+                        Some(&h),
+                        0,
+                        OWNER_INHERIT,
+                        h.flags & FLAG_HIDES_DIR != 0,
+                        &name,
+                    )?;
                     self.register_staged(&name, rel)?;
                     self.set(rel, rec)?;
                     (name, h.mode, h.ino)
@@ -839,7 +861,7 @@ impl Rift {
                 }
                 let (name, _) = self.stage_copy(&node, rel, trunc)?;
                 let mode = m.mode();
-                let rec = self.staged_record(None, mode, false, &name)?;
+                let rec = self.staged_record(None, mode, OWNER_INHERIT, false, &name)?;
                 self.register_staged(&name, rel)?;
                 self.set(rel, rec)?;
                 let ino = record_ino(&self.table(), rel);
@@ -853,7 +875,8 @@ impl Rift {
                 let hides = beneath::lstat(self.root(), rel).is_ok_and(|m| m.is_dir());
                 let (name, _) = self.stage_copy(&Node::Absent, rel, true)?;
                 let mode = libc::S_IFREG | (mode & 0o7777);
-                let rec = self.staged_record(None, mode, hides, &name)?;
+                let gid = self.new_entry_gid(rel);
+                let rec = self.staged_record(None, mode, gid, hides, &name)?;
                 self.register_staged(&name, rel)?;
                 self.set(rel, rec)?;
                 let ino = record_ino(&self.table(), rel);
@@ -925,7 +948,8 @@ impl Rift {
         self.check_parent(rel)?;
         let file = self.anon.remove(name).expect("checked above");
         drop(file);
-        let rec = self.staged_record(None, libc::S_IFREG | (mode & 0o7777), false, name)?;
+        let gid = self.new_entry_gid(rel);
+        let rec = self.staged_record(None, libc::S_IFREG | (mode & 0o7777), gid, false, name)?;
         self.register_staged(name, rel)?;
         self.set(rel, rec)?;
         Ok(())
@@ -1354,11 +1378,74 @@ impl Rift {
             ino: self.alloc_ino()?,
             hash: ContentHash::default(),
             uid: OWNER_INHERIT,
-            gid: OWNER_INHERIT,
+            gid: self.new_entry_gid(rel),
             atime_ns: now,
         };
         self.set(rel, encode(&h, target))?;
         Ok(())
+    }
+
+    /// Makes a special file (FIFO, socket, device node) in the rift. For a
+    /// FIFO or a device the node is made now in `<cas>/nodes/` (the kernel's
+    /// answer, EPERM for a device without CAP_MKNOD, is the caller's: the
+    /// daemon runs as the same user); for a socket only its name is chosen:
+    /// the client's `bind` makes it. Returns the node's name.
+    pub fn mknod(&mut self, rel: &[u8], mode: u32, rdev: u64) -> OpResult<Vec<u8>> {
+        if !vrift_format::is_special_type(mode) {
+            return posix(libc::EINVAL);
+        }
+        if self.node(rel).exists() {
+            return posix(libc::EEXIST);
+        }
+        self.check_parent(rel)?;
+        let dir = self.cas.root().join(vrift_format::NODES_DIR);
+        if let Err(e) = fs::DirBuilder::new().mode(0o700).create(&dir) {
+            if e.kind() != io::ErrorKind::AlreadyExists {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("cannot create {}", dir.display()))
+                    .into());
+            }
+        }
+        self.name_seq += 1;
+        let name = format!("n.{}.{}", self.name_prefix, self.name_seq).into_bytes();
+        if mode & libc::S_IFMT != libc::S_IFSOCK {
+            let c = std::ffi::CString::new(
+                dir.join(std::ffi::OsStr::from_bytes(&name))
+                    .into_os_string()
+                    .into_vec(),
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
+            // The node is private to the store's owner; the view shows the
+            // record's mode.
+            // SAFETY: a valid C string.
+            if unsafe { libc::mknod(c.as_ptr(), (mode & libc::S_IFMT) | 0o600, rdev) } != 0 {
+                return Err(io::Error::last_os_error().into());
+            }
+        }
+        let hides = beneath::lstat(self.root(), rel).is_ok_and(|m| m.is_dir());
+        let now = now_ns();
+        let h = RecordHeader {
+            kind: Kind::Special,
+            flags: if hides { FLAG_HIDES_DIR } else { 0 },
+            mode: (mode & libc::S_IFMT) | (mode & 0o7777),
+            size: rdev,
+            mtime_ns: now,
+            ino: self.alloc_ino()?,
+            hash: ContentHash::default(),
+            uid: OWNER_INHERIT,
+            gid: self.new_entry_gid(rel),
+            atime_ns: now,
+        };
+        self.set(rel, encode(&h, &name))?;
+        Ok(name)
+    }
+
+    /// The node name of the special file at `rel` (a retried `Mknod`).
+    pub fn node_name(&self, rel: &[u8]) -> Option<Vec<u8>> {
+        match self.node(rel) {
+            Node::Entry(h, t) if h.kind == Kind::Special => Some(t),
+            _ => None,
+        }
     }
 
     pub fn link(&mut self, old: &[u8], new: &[u8]) -> OpResult<()> {
@@ -1375,7 +1462,7 @@ impl Rift {
                 // Still being written: the link gets its content so far.
                 let (name, _) = self.stage_copy(&node, old, false)?;
                 let h = *h;
-                let mut rec = self.staged_record(Some(&h), 0, false, &name)?;
+                let mut rec = self.staged_record(Some(&h), 0, OWNER_INHERIT, false, &name)?;
                 rec[24..32].copy_from_slice(&self.alloc_ino()?.to_le_bytes());
                 self.register_staged(&name, new)?;
                 self.set(new, rec)?;
@@ -1699,6 +1786,9 @@ impl Rift {
     }
 
     pub fn truncate(&mut self, caller: Caller, rel: &[u8], len: u64) -> OpResult<()> {
+        if matches!(self.node(rel), Node::Entry(h, _) if h.kind == Kind::Special) {
+            return posix(libc::EINVAL); // as the kernel, for anything not regular
+        }
         let opened = self.open_write(caller, rel, libc::O_WRONLY, 0)?;
         let file = File::from(opened.fd);
         file.set_len(len)?;

@@ -529,7 +529,7 @@ fn handle_frames(
             *last_activity = Instant::now();
         }
         if req.op == Op::FetchBlob {
-            match fetcher.request((fd, conn.id), req.path1, req.a) {
+            match fetcher.request((fd, conn.id), req.path1, req.a, req.b) {
                 Start::Wait => {
                     // path2: the view path the blob is read for, if the
                     // client says; its neighbours are fetched ahead.
@@ -640,6 +640,10 @@ fn answer_once(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
             req.op,
             crate::paths::display(req.path1)
         );
+        if req.op == Op::Mknod {
+            // The client binds a socket at the node it was given.
+            return (0, 0, 0, rift.node_name(req.path1).unwrap_or_default(), None);
+        }
         if req.op != Op::OpenWrite {
             return (0, 0, 0, Vec::new(), None);
         }
@@ -728,6 +732,7 @@ fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
             .rename(p1, req.path2, req.a as u32)
             .map(|()| ok(Vec::new())),
         Op::Symlink => rift.symlink(p1, req.path2).map(|()| ok(Vec::new())),
+        Op::Mknod => rift.mknod(p1, req.a as u32, req.b).map(ok),
         Op::Link => rift.link(p1, req.path2).map(|()| ok(Vec::new())),
         Op::Chmod => rift.chmod(p1, req.a as u32).map(|()| ok(Vec::new())),
         Op::Chown => rift

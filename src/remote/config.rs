@@ -306,3 +306,107 @@ fn write_checked(path: &Path, text: &str) -> Result<()> {
     }
     write_atomic(path, text.as_bytes())
 }
+
+/// How `trust`/`untrust` change a remote's keys.
+pub enum KeyEdit<'a> {
+    /// Add these keys (`NAME:BASE64`; those already there are kept once).
+    Add(&'a [String]),
+    /// Remove the keys that are one of these, or whose name (before `:`) is.
+    Remove(&'a [String]),
+}
+
+/// Changes the `trusted-keys` of `[remotes.NAME]` in the config file at
+/// `path`; returns the remote's keys afterwards and how many were added or
+/// removed. `None`: the file has no such remote. The table's other lines
+/// (and the file's comments) stay; the `trusted-keys` line is rewritten
+/// right after the header.
+pub fn edit_trusted_keys(
+    path: &Path,
+    name: &str,
+    edit: KeyEdit<'_>,
+) -> Result<Option<(Vec<String>, usize)>> {
+    let (text, f) = read(path)?;
+    let Some(entry) = f.remotes.get(name) else {
+        return Ok(None);
+    };
+    let mut keys = entry.trusted_keys.clone();
+    let changed = match edit {
+        KeyEdit::Add(add) => {
+            let mut n = 0;
+            for k in add {
+                let key = super::sign::PublicKey::parse(k)?;
+                if let Some(same) = keys
+                    .iter()
+                    .find(|old| old.split(':').next() == Some(key.name.as_str()) && *old != k)
+                {
+                    bail!("remote {name:?} trusts another key named {:?} already ({same}); untrust it first", key.name);
+                }
+                if !keys.contains(k) {
+                    keys.push(k.clone());
+                    n += 1;
+                }
+            }
+            n
+        }
+        KeyEdit::Remove(gone) => {
+            let before = keys.len();
+            keys.retain(|k| {
+                !gone
+                    .iter()
+                    .any(|g| k == g || k.split(':').next() == Some(g.as_str()))
+            });
+            before - keys.len()
+        }
+    };
+    if changed == 0 {
+        return Ok(Some((keys, 0)));
+    }
+    let want = header(name);
+    let mut out: Vec<String> = Vec::new();
+    let (mut inside, mut found, mut in_array) = (false, false, false);
+    for line in text.lines() {
+        let t = line.trim();
+        if in_array {
+            // The rest of a multi-line `trusted-keys = [ … ]`.
+            in_array = !t.contains(']');
+            continue;
+        }
+        if t.starts_with('[') {
+            inside = t == want;
+            if inside {
+                found = true;
+                out.push(line.to_string());
+                if !keys.is_empty() {
+                    out.push(format!("trusted-keys = {}", serde_json::to_string(&keys)?));
+                }
+                continue;
+            }
+        }
+        if inside && t.starts_with("trusted-keys") {
+            in_array = t.contains('[') && !t.contains(']');
+            continue;
+        }
+        out.push(line.to_string());
+    }
+    if !found {
+        bail!(
+            "remote {name:?} in {} is not written as a `{want}` table; edit the file by hand",
+            path.display()
+        );
+    }
+    let mut new = out.join("\n");
+    new.push('\n');
+    // What the file would say is what counts (a hand-written layout this
+    // line editing does not understand is left alone).
+    let parsed: Option<File> = toml::from_str(&new).ok();
+    if parsed.and_then(|f| f.remotes.get(name).map(|e| e.trusted_keys.clone()))
+        != Some(keys.clone())
+    {
+        bail!(
+            "cannot change the trusted-keys of remote {name:?} in {}; edit it by hand",
+            path.display()
+        );
+    }
+    write_checked(path, &new)?;
+    Ok(Some((keys, changed)))
+}

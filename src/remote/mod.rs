@@ -11,6 +11,7 @@
 //! store lacks (verified). Without it, the blobs stay on the remote until a
 //! reader of the view needs one ([`ondemand`], the daemon's `FetchBlob`).
 
+pub mod aws;
 pub mod bundle;
 pub mod config;
 pub mod ondemand;

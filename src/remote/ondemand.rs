@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use vrift_format::ContentHash;
 
 use super::config::Remotes;
@@ -91,11 +91,23 @@ impl RemoteCache {
 }
 
 /// Opens blob `hash` of `project`'s store, fetching it first if it is
-/// missing and a remote has it (for the CLI, which holds the project lock
-/// and so cannot ask the daemon).
+/// missing, or damaged (see [`quarantine_damaged`]), and a remote has it
+/// (for the CLI, which holds the project lock and so cannot ask the daemon).
+/// Without a remote a damaged blob is returned as it is: the callers that
+/// hand its bytes on check it ([`Cas::open_blob_verified`]).
 pub fn open_blob(project: &Project, cas: &Cas, hash: &ContentHash, size: u64) -> Result<File> {
     if let Ok(f) = File::open(cas.blob_path(hash)) {
-        return Ok(f);
+        if f.metadata().is_ok_and(|m| m.len() == size) {
+            return Ok(f);
+        }
+        let urls = candidate_urls(project)?;
+        if urls.is_empty() {
+            return Ok(f);
+        }
+        drop(f);
+        quarantine_damaged(cas, hash, size)?;
+        RemoteCache::default().fetch(&urls, cas, hash, Some(size))?;
+        return cas.open_blob(hash);
     }
     if cas.has_blob(hash) {
         return cas.open_blob(hash); // present but unreadable: say why
@@ -103,4 +115,33 @@ pub fn open_blob(project: &Project, cas: &Cas, hash: &ContentHash, size: u64) ->
     let urls = candidate_urls(project)?;
     RemoteCache::default().fetch(&urls, cas, hash, Some(size))?;
     cas.open_blob(hash)
+}
+
+/// Moves blob `hash` to the store's quarantine if its size is not `size`,
+/// so that it can be fetched again; true if it did. Blobs fetched on
+/// demand are not flushed one by one (a flush per blob was most of a lazy
+/// read's time), so a power loss can leave one empty or cut short; every
+/// reader compares an opened blob's size with its entry's, and the damage
+/// costs a refetch, never wrong bytes.
+pub fn quarantine_damaged(cas: &Cas, hash: &ContentHash, size: u64) -> Result<bool> {
+    let path = cas.blob_path(hash);
+    let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        return Ok(false);
+    };
+    if meta.len() == size {
+        return Ok(false);
+    }
+    let dir = cas.quarantine_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dest = dir.join(format!("{hash}.{stamp}"));
+    match std::fs::rename(&path, &dest) {
+        Ok(()) => Ok(true),
+        // Moved (or replaced) by another reader meanwhile.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot quarantine {}", path.display())),
+    }
 }

@@ -35,6 +35,13 @@ use crate::cas::Cas;
 
 /// Transfers and existence checks in flight at once.
 pub const CONCURRENCY: usize = 16;
+/// Blobs from this size on are uploaded in parts (where the store can).
+const MULTIPART_MIN: u64 = 64 << 20;
+/// Part sizes: S3's smallest (all but the last part), and the largest used.
+const PART_MIN: u64 = 5 << 20;
+const PART_MAX: u64 = 16 << 20;
+/// Parts of one blob in flight at once.
+const PARTS_IN_FLIGHT: usize = 4;
 
 pub struct Remote {
     /// The URL as configured, for messages.
@@ -44,6 +51,9 @@ pub struct Remote {
     /// Whether listing is cheap and always available (S3, directories; a
     /// WebDAV listing needs PROPFIND, which plain HTTP caches lack).
     lists: bool,
+    /// Whether large blobs go up in parts (S3, directories: object_store's
+    /// HTTP store has no multipart upload).
+    multipart: bool,
     rt: tokio::runtime::Runtime,
     /// The keys a ref pulled from here must be signed by (none: refs are
     /// not checked), from the remote's `trusted-keys`.
@@ -98,8 +108,29 @@ impl Remote {
             "s3" => {
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
                 // Endpoint, region, credentials, AWS_ALLOW_HTTP: the standard
-                // AWS_* variables, read by from_env.
-                let s3 = object_store::aws::AmazonS3Builder::from_env()
+                // AWS_* variables, read by from_env; then what the AWS
+                // shared files (~/.aws/credentials, ~/.aws/config) give
+                // for what the variables do not set.
+                let mut b = object_store::aws::AmazonS3Builder::from_env();
+                let shared = super::aws::shared();
+                if let (Some(id), Some(secret)) = (shared.access_key_id, shared.secret_access_key) {
+                    b = b.with_access_key_id(id).with_secret_access_key(secret);
+                    if let Some(token) = shared.session_token {
+                        b = b.with_token(token);
+                    }
+                }
+                if let Some(region) = shared.region {
+                    b = b.with_region(region);
+                }
+                if let Some(endpoint) = shared.endpoint {
+                    // A plain-HTTP endpoint written in the config is what
+                    // its user asked for.
+                    if endpoint.starts_with("http://") {
+                        b = b.with_allow_http(true);
+                    }
+                    b = b.with_endpoint(endpoint);
+                }
+                let s3 = b
                     .with_bucket_name(bucket)
                     .with_retry(retry())
                     .build()
@@ -140,6 +171,7 @@ impl Remote {
         Ok(Remote {
             url: url.to_string(),
             lists: scheme != "http" && scheme != "https",
+            multipart: scheme != "http" && scheme != "https",
             store,
             prefix: prefix
                 .split('/')
@@ -259,7 +291,10 @@ impl Remote {
                 }
                 let n = bytes.len() as u64;
                 let key = self.blob_key(h);
-                self.put(&key, bytes).await?;
+                match self.part_size(n) {
+                    Some(part) => self.put_in_parts(&key, bytes, part).await?,
+                    None => self.put(&key, bytes).await?,
+                }
                 progress(n);
                 Ok(())
             }))
@@ -267,6 +302,42 @@ impl Remote {
             .try_collect::<()>()
             .await
         })
+    }
+
+    /// The part size a blob of `len` bytes is uploaded in, if in parts:
+    /// from [`MULTIPART_MIN`] bytes (or `VRIFT_REMOTE_MULTIPART_MIN`) on a
+    /// store that has multipart uploads. A single PUT is limited (5 GiB on
+    /// S3) and a failure retries the whole of it; parts are retried alone.
+    fn part_size(&self, len: u64) -> Option<usize> {
+        let min = std::env::var(crate::env_vars::VRIFT_REMOTE_MULTIPART_MIN)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(MULTIPART_MIN);
+        (self.multipart && len >= min).then(|| min.clamp(PART_MIN, PART_MAX) as usize)
+    }
+
+    /// Uploads `bytes` to `key` in parts of `part` bytes, a few at once; the
+    /// object appears whole when the last part is in, or not at all (an
+    /// interrupted upload is aborted; the next push uploads it again).
+    async fn put_in_parts(&self, key: &ObjPath, bytes: Bytes, part: usize) -> Result<()> {
+        let what = || format!("cannot upload {}", self.describe(key));
+        let upload = self
+            .store
+            .put_multipart(key)
+            .await
+            .map_err(|e| fail(what(), e))?;
+        let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, part);
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            if let Err(e) = w.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                let _ = w.abort().await;
+                return Err(fail(what(), e));
+            }
+            let take = rest.len().min(part);
+            w.put(rest.split_to(take));
+        }
+        w.finish().await.map_err(|e| fail(what(), e))?;
+        Ok(())
     }
 
     async fn put(&self, key: &ObjPath, bytes: Bytes) -> Result<()> {
@@ -338,7 +409,7 @@ impl Remote {
     }
 
     async fn download_one(&self, cas: &Cas, hash: &ContentHash) -> Result<u64> {
-        match self.fetch_async(cas, hash, None, false).await? {
+        match self.fetch_async(cas, hash, None).await? {
             Some(n) => Ok(n),
             None => bail!(
                 "cannot download {}: it does not exist",
@@ -350,26 +421,32 @@ impl Remote {
     /// Fetches blob `hash` into the local store, verified: `Ok(None)` when
     /// the remote does not have it. `max`: the size the caller expects; a
     /// longer object is refused as soon as it is (a remote cannot fill the
-    /// disk through a small file). The blob is durable when this returns:
-    /// entries reference it already.
+    /// disk through a small file).
     ///
-    /// That flush (`fdatasync`) is most of a fetch from a server on the same
-    /// host: ~1.1 ms per small blob on ext4 here, however many threads flush
-    /// at once (the journal commits one at a time). One `syncfs` shared by
-    /// concurrent fetches would amortize it, but it also flushes whatever a
-    /// running build has written to the filesystem.
+    /// Not flushed: a flush (`fdatasync`) per blob was most of a fetch from
+    /// a server on the same host (~1.1 ms per small blob on ext4 here,
+    /// however many threads flush at once: the journal commits one at a
+    /// time), and lazy reads fetch blobs one by one. Entries reference the
+    /// blob already, so a power loss may leave it empty or cut short under
+    /// its name: every reader compares an opened blob's size with its
+    /// entry's and has it quarantined and fetched again
+    /// ([`super::ondemand::quarantine_damaged`]; the library through the
+    /// daemon's `FetchBlob` with `FETCH_DAMAGED`). A cut-short blob costs a
+    /// refetch, never wrong bytes (ext4's ordered mode commits a file's
+    /// size after its data).
     pub fn fetch(&self, cas: &Cas, hash: &ContentHash, max: Option<u64>) -> Result<Option<u64>> {
-        self.rt.block_on(self.fetch_async(cas, hash, max, true))
+        self.rt.block_on(self.fetch_async(cas, hash, max))
     }
 
     /// Streams blob `hash` into the store's tmp/ while hashing it, and adopts
-    /// it only if the hash is its name; `sync`: flushed before it is adopted.
+    /// it only if the hash is its name (not flushed: see [`Remote::fetch`];
+    /// a pull flushes the store once, `syncfs`, before a manifest
+    /// references what it fetched).
     async fn fetch_async(
         &self,
         cas: &Cas,
         hash: &ContentHash,
         max: Option<u64>,
-        sync: bool,
     ) -> Result<Option<u64>> {
         let key = self.blob_key(hash);
         let what = || format!("cannot download {}", self.describe(&key));
@@ -403,14 +480,8 @@ impl Remote {
             file.write_all(&chunk)
                 .with_context(|| format!("cannot write {}", tmp.display()))?;
         }
-        // No fsync per blob of a pull (an eager pull of 20k small blobs took
-        // 77 s with one, 18 s without): the caller flushes the store once
-        // (syncfs) before a manifest references them, as ingest does. A blob
-        // fetched on demand is referenced already: it is flushed first.
-        if sync {
-            file.sync_data()
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
-        }
+        // No fsync per blob (an eager pull of 20k small blobs took 77 s with
+        // one, 18 s without): see `fetch`.
         drop(file);
         let actual = ContentHash(*hasher.finalize().as_bytes());
         if actual != *hash {

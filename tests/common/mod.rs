@@ -389,6 +389,35 @@ pub fn compile_c(sb: &Sandbox, name: &str, flags: &[&str]) -> PathBuf {
     out
 }
 
+/// Runs the probe `prog` natively in `twin` and in the view (`vrift run` in
+/// `root`); both must succeed and print the same lines (compared line by
+/// line, so a failure names the first that differs). Returns the output.
+pub fn same_probe_output(sb: &Sandbox, prog: &Path, root: &Path, twin: &Path) -> String {
+    let native = Command::new(prog).current_dir(twin).output().unwrap();
+    assert!(
+        native.status.success(),
+        "native run failed ({:?}): {}",
+        native.status,
+        String::from_utf8_lossy(&native.stderr)
+    );
+    let view = sb.run(root, &["run", "--", prog.to_str().unwrap()]);
+    assert!(
+        view.status.success(),
+        "view run failed ({:?}): {}",
+        view.status,
+        String::from_utf8_lossy(&view.stderr)
+    );
+    let (n, v) = (
+        String::from_utf8_lossy(&native.stdout),
+        String::from_utf8_lossy(&view.stdout),
+    );
+    for (a, b) in n.lines().zip(v.lines()) {
+        assert_eq!(b, a, "view (left) vs native (right)");
+    }
+    assert_eq!(v.lines().count(), n.lines().count(), "{v}");
+    n.into_owned()
+}
+
 /// Runs `sh -c SCRIPT` in the view (`vrift run` in `root`) and in the
 /// physical `copy`; asserts the same stdout and exit status (and, if
 /// `quiet`, nothing on the view's stderr). Returns the stdout.

@@ -54,6 +54,15 @@ pub struct RemoteArgs {
     /// Keep the bench directory afterwards.
     #[arg(long)]
     keep: bool,
+    /// Instead of a generated tree, a copy of DIR (e.g. a real
+    /// `node_modules` from `npm install`) is the tree pushed and pulled.
+    #[arg(long, value_name = "DIR")]
+    tree: Option<PathBuf>,
+    /// The lazy rows' reads: `node -e 'require("M")…'` of these modules
+    /// (comma-separated; with --tree of a real node_modules) instead of
+    /// reading every top-level package.json.
+    #[arg(long, value_name = "M,…", value_delimiter = ',')]
+    require: Vec<String>,
 }
 
 const SECOND_PUSH_TARGET: Duration = Duration::from_secs(1);
@@ -254,21 +263,38 @@ impl Bench<'_> {
     fn run(&self) -> Result<()> {
         let tree_dir = self.project("a").join("node_modules");
         fs::create_dir_all(self.project("a"))?;
-        let tree = Tree::plan(&TreeSpec {
-            files: self.args.files,
-            bytes: self.args.size_mb * 1_000_000,
-            dup_percent: self.args.dup_percent,
-            seed: self.args.seed,
-        });
-        println!(
-            "generating {} files, {}, {} distinct contents, {} symlinks (seed {})",
-            tree.file_count(),
-            mb(tree.bytes()),
-            tree.unique_contents(),
-            tree.symlink_count(),
-            self.args.seed
-        );
-        tree.write(&tree_dir)?;
+        let file_count = match &self.args.tree {
+            Some(src) => {
+                let status = Command::new("cp")
+                    .arg("-a")
+                    .arg(src)
+                    .arg(&tree_dir)
+                    .status()
+                    .context("cannot run cp")?;
+                ensure!(status.success(), "cp -a {} failed", src.display());
+                let n = count_files(&tree_dir);
+                println!("copied {} ({n} files)", src.display());
+                n
+            }
+            None => {
+                let tree = Tree::plan(&TreeSpec {
+                    files: self.args.files,
+                    bytes: self.args.size_mb * 1_000_000,
+                    dup_percent: self.args.dup_percent,
+                    seed: self.args.seed,
+                });
+                println!(
+                    "generating {} files, {}, {} distinct contents, {} symlinks (seed {})",
+                    tree.file_count(),
+                    mb(tree.bytes()),
+                    tree.unique_contents(),
+                    tree.symlink_count(),
+                    self.args.seed
+                );
+                tree.write(&tree_dir)?;
+                tree.file_count()
+            }
+        };
         let mut rows = Vec::new();
         let rclone = self.rclone_rows(&tree_dir)?;
 
@@ -284,8 +310,9 @@ impl Bench<'_> {
             &mut self.vrift("a", &["snapshot", "save", "s"]),
             "vrift snapshot save",
         )?;
-        let objects = format!("{} blobs + 1", tree.unique_contents());
-        let files = format!("{} files", tree.file_count());
+        let unique = count_blobs(&store_a);
+        let objects = format!("{unique} blobs + 1");
+        let files = format!("{file_count} files");
 
         let (first, _) = self.timed("a", &["push", "s"])?;
         rows.push(Row {
@@ -322,7 +349,23 @@ impl Bench<'_> {
             target: "≤ rclone".into(),
             baseline: rclone.pull.map(|t| ("rclone copy back".into(), t)),
         });
-        let read = "cat node_modules/*/package.json > /dev/null";
+        let read = if self.args.require.is_empty() {
+            "cat node_modules/*/package.json > /dev/null".to_string()
+        } else {
+            let requires: String = self
+                .args
+                .require
+                .iter()
+                .map(|m| format!("require({m:?});"))
+                .collect();
+            format!("node -e '{requires}'")
+        };
+        let read = read.as_str();
+        let reads = if self.args.require.is_empty() {
+            "read package.jsons".to_string()
+        } else {
+            format!("require({})", self.args.require.join(", "))
+        };
         let (restore_b, _) = self.timed("b", &["snapshot", "restore", "s"])?;
         let (read_b, _) = self.timed("b", &["run", "--", "sh", "-c", read])?;
         let local = restore_b + read_b;
@@ -330,8 +373,11 @@ impl Bench<'_> {
         // C: the snapshot only; the reads fetch what they need (and the
         // daemon fetches ahead). D: the same without fetching ahead.
         for (m, what) in [
-            ("d", "lazy, no fetch-ahead: pull + restore + read"),
-            ("c", "lazy: pull + restore + read package.jsons"),
+            (
+                "d",
+                "lazy, no fetch-ahead: pull + restore + read".to_string(),
+            ),
+            ("c", format!("lazy: pull + restore + {reads}")),
         ] {
             self.machine(m)?;
             let (lazy_pull, _) = self.timed(m, &["pull", "s"])?;
@@ -339,14 +385,14 @@ impl Bench<'_> {
             let (read, _) = self.timed(m, &["run", "--", "sh", "-c", read])?;
             let fetched = count_blobs(&self.sandbox.path().join(m).join("store"));
             rows.push(Row {
-                what: what.into(),
+                what,
                 time: lazy_pull + restore + read,
                 objects: format!("{fetched} blobs fetched"),
                 target: "≤ 2x local".into(),
                 baseline: Some(("restore + read, local".into(), local)),
             });
             ensure!(
-                fetched < tree.unique_contents(),
+                fetched < unique,
                 "the lazy reads fetched {fetched} blobs, as many as the tree has"
             );
         }
@@ -416,6 +462,20 @@ struct RcloneTimes {
     first: Option<Duration>,
     second: Option<Duration>,
     pull: Option<Duration>,
+}
+
+fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => count_files(&e.path()),
+            Ok(t) if t.is_file() => 1,
+            _ => 0,
+        })
+        .sum()
 }
 
 fn count_blobs(store: &Path) -> usize {

@@ -13,7 +13,11 @@
 //!   trees get a copy of its node_modules, which the project holds on disk);
 //! - a statically linked C loop of `stat` calls on a file of the rift and
 //!   on a path outside the project: the supervisor's cost per served call
-//!   and per call it hands back to the kernel.
+//!   and per call it hands back to the kernel;
+//! - the floor: the no-op build and the outside stat loop natively under
+//!   `notify_floor.c`, a listener for the same calls that answers every
+//!   one CONTINUE without reading it — what any seccomp-notify supervisor
+//!   costs before it looks at a path (the bound on the goal below).
 //!
 //! Medians of RUNS runs after one untimed run of each kind; the sides
 //! alternate. The goal (issue 13) is at most 1.3× native for the builds.
@@ -76,6 +80,9 @@ pub fn unviewed(args: UnviewedArgs) -> Result<()> {
 enum Side {
     Native,
     Vrift,
+    /// Natively, in the physical copy, under `notify_floor.c`: the same
+    /// calls notified to a supervisor that answers CONTINUE unread.
+    Floor,
 }
 
 struct Row {
@@ -93,6 +100,8 @@ struct Bench<'a> {
     root: PathBuf,
     project: PathBuf,
     copy: PathBuf,
+    /// The compiled `notify_floor.c` (None: cc failed; its rows are skipped).
+    floor: Option<PathBuf>,
 }
 
 impl<'a> Bench<'a> {
@@ -124,6 +133,7 @@ impl<'a> Bench<'a> {
             project.display(),
             copy.display()
         );
+        let floor = build_floor(&root);
         Ok(Bench {
             args,
             vrift,
@@ -132,6 +142,7 @@ impl<'a> Bench<'a> {
             root,
             project,
             copy,
+            floor,
         })
     }
 
@@ -148,6 +159,17 @@ impl<'a> Bench<'a> {
             Side::Native => {
                 let mut cmd = self.sandbox.command("sh");
                 cmd.args(["-c", script]).current_dir(self.copy.join(dir));
+                go_env(&mut cmd, "native");
+                cmd
+            }
+            Side::Floor => {
+                let floor = self
+                    .floor
+                    .as_ref()
+                    .expect("floor rows need the floor program");
+                let mut cmd = self.sandbox.command(floor);
+                cmd.args(["sh", "-c", script])
+                    .current_dir(self.copy.join(dir));
                 go_env(&mut cmd, "native");
                 cmd
             }
@@ -176,9 +198,22 @@ impl<'a> Bench<'a> {
         before: &dyn Fn(Side) -> Result<()>,
         goal: Option<f64>,
     ) -> Result<Row> {
+        self.row_against(Side::Vrift, name, dir, script, before, goal)
+    }
+
+    /// [`Bench::row`] with `against` in the vrift column.
+    fn row_against(
+        &self,
+        against: Side,
+        name: &str,
+        dir: &str,
+        script: &str,
+        before: &dyn Fn(Side) -> Result<()>,
+        goal: Option<f64>,
+    ) -> Result<Row> {
         let mut samples = [Vec::new(), Vec::new()];
         for i in 0..=self.args.runs {
-            for (k, side) in [Side::Native, Side::Vrift].into_iter().enumerate() {
+            for (k, side) in [Side::Native, against].into_iter().enumerate() {
                 before(side)?;
                 let took = self.time(side, dir, script)?;
                 if i > 0 {
@@ -243,6 +278,16 @@ impl<'a> Bench<'a> {
             &|_| Ok(()),
             Some(GOAL),
         )?);
+        if self.floor.is_some() {
+            rows.push(self.row_against(
+                Side::Floor,
+                "go build, no-op, floor (CONTINUE-only listener)",
+                "gomod",
+                "go build -o app .",
+                &|_| Ok(()),
+                Some(GOAL),
+            )?);
+        }
         if self.project.join("web/node_modules").is_dir() {
             rows.push(self.row(
                 &format!("esbuild bundle of {} modules", self.args.modules),
@@ -320,8 +365,44 @@ impl<'a> Bench<'a> {
             row.vrift = row.vrift.saturating_sub(base.vrift) / n;
             rows.push(row);
         }
+        if self.floor.is_some() {
+            // What a notification costs before anything is read or decided.
+            let script = format!("{} /usr/bin/env {n}", bin.display());
+            let empty = format!("{} /usr/bin/env 0", bin.display());
+            let name = "stat, per call, floor (CONTINUE-only listener)";
+            let mut row =
+                self.row_against(Side::Floor, name, "gomod", &script, &|_| Ok(()), None)?;
+            let base = self.row_against(
+                Side::Floor,
+                "  (an empty run)",
+                "gomod",
+                &empty,
+                &|_| Ok(()),
+                None,
+            )?;
+            row.native = row.native.saturating_sub(base.native) / n;
+            row.vrift = row.vrift.saturating_sub(base.vrift) / n;
+            rows.push(row);
+        }
         Ok(rows)
     }
+}
+
+/// Compiles `notify_floor.c` (the floor of seccomp user notification).
+fn build_floor(root: &Path) -> Option<PathBuf> {
+    let src = root.join("notify_floor.c");
+    fs::write(&src, include_str!("notify_floor.c")).ok()?;
+    let bin = root.join("notify_floor");
+    let ok = Command::new("cc")
+        .args(["-O2", "-pthread", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        println!("floor rows skipped: cc could not build notify_floor.c");
+    }
+    ok.then_some(bin)
 }
 
 fn ratio(r: &Row) -> f64 {

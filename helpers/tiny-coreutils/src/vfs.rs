@@ -509,17 +509,40 @@ impl<'a> Vfs<'a> {
                 let path = if h.is_staged() {
                     cas.join(vrift_format::STAGING_DIR)
                         .join(OsStr::from_bytes(target))
+                } else if h.kind == Kind::Special {
+                    // A FIFO or device of the view: its node.
+                    return File::open(
+                        cas.join(vrift_format::NODES_DIR)
+                            .join(OsStr::from_bytes(target)),
+                    );
                 } else {
                     let mut rel = [0u8; vrift_format::BLOB_REL_PATH_LEN];
                     let n = h.hash.write_blob_rel_path(&mut rel);
                     cas.join(OsStr::from_bytes(&rel[..n]))
                 };
+                let rel = self.rel(loc).unwrap_or_default();
+                let whole = |f: File| -> io::Result<File> {
+                    if h.is_staged() || f.metadata()?.len() == h.size {
+                        return Ok(f);
+                    }
+                    Err(io::Error::other(format!(
+                        "its content {} in the store is damaged (its size is not the file's; run `vrift fsck`)",
+                        h.hash
+                    )))
+                };
                 match File::open(&path) {
                     Err(e) if e.kind() == io::ErrorKind::NotFound && !h.is_staged() => {
                         // Not in the store (pulled without --eager): the
                         // daemon fetches it from a remote, verified.
-                        self.fetch_blob(h, self.rel(loc).unwrap_or_default())?;
-                        File::open(&path)
+                        self.fetch_blob(h, rel, 0)?;
+                        whole(File::open(&path)?)
+                    }
+                    // Another size than its entry's: damaged (a fetched blob
+                    // a power loss cut short); fetched again if a remote has it.
+                    Ok(f) if !h.is_staged() && f.metadata()?.len() != h.size => {
+                        drop(f);
+                        self.fetch_blob(h, rel, vrift_format::proto::FETCH_DAMAGED)?;
+                        whole(File::open(&path)?)
                     }
                     other => other,
                 }
@@ -671,13 +694,14 @@ impl<'a> Vfs<'a> {
         Ok(answer)
     }
 
-    /// Asks the daemon to fetch the missing blob of `h`; its reason, if it
-    /// cannot, becomes the error (EIO).
+    /// Asks the daemon to fetch the missing (`flags` 0) or damaged
+    /// ([`vrift_format::proto::FETCH_DAMAGED`]) blob of `h`; its reason, if
+    /// it cannot, becomes the error (EIO).
     /// `rel`: the view path read (the daemon fetches its neighbours ahead).
-    fn fetch_blob(&self, h: &RecordHeader, rel: &[u8]) -> io::Result<()> {
+    fn fetch_blob(&self, h: &RecordHeader, rel: &[u8], flags: u64) -> io::Result<()> {
         let mut hex = [0u8; vrift_format::HASH_HEX_LEN];
         h.hash.write_hex(&mut hex);
-        let answer = self.call_raw(Op::FetchBlob, h.size, 0, &hex, rel)?;
+        let answer = self.call_raw(Op::FetchBlob, h.size, flags, &hex, rel)?;
         if answer.errno == 0 {
             return Ok(());
         }

@@ -131,6 +131,12 @@ pub enum Kind {
     Symlink = 2,
     /// The path is deleted in the view (ENOENT, absent from listings).
     Whiteout = 3,
+    /// A FIFO, socket or device node (the type bits of `mode` say which;
+    /// `size` holds its `st_rdev`, and it shows size 0). The kernel object
+    /// behind it is the node `<cas>/nodes/<name>`, named by the record's
+    /// trailing bytes: FIFOs and devices are made there by the daemon, a
+    /// socket by the `bind` that creates it.
+    Special = 4,
 }
 
 impl Kind {
@@ -139,6 +145,7 @@ impl Kind {
             1 => Some(Kind::File),
             2 => Some(Kind::Symlink),
             3 => Some(Kind::Whiteout),
+            4 => Some(Kind::Special),
             _ => None,
         }
     }
@@ -161,6 +168,18 @@ pub const OWNER_INHERIT: u32 = u32::MAX;
 /// Name of the staging directory below the CAS root.
 pub const STAGING_DIR: &str = "staging";
 
+/// Name of the directory below the CAS root that holds the kernel nodes of
+/// special files in the rift ([`Kind::Special`]).
+pub const NODES_DIR: &str = "nodes";
+
+/// Whether `mode`'s type is one a [`Kind::Special`] record holds.
+pub fn is_special_type(mode: u32) -> bool {
+    matches!(
+        mode & 0o170000,
+        0o010000 | 0o140000 | 0o020000 | 0o060000 // FIFO, socket, char, block
+    )
+}
+
 /// Encoded size of a file or symlink record without its symlink target.
 pub const RECORD_HEADER_LEN: usize = 80;
 
@@ -180,7 +199,10 @@ pub const MAX_SYMLINK_TARGET: usize = 4096;
 /// 64  uid u32        68 gid u32 (OWNER_INHERIT: the project root's)
 /// 72  atime_ns i64
 /// 80  symlink target bytes (symlinks) / staging name (staged files)
+///     / node name (special files)
 /// ```
+///
+/// A special file ([`Kind::Special`]) keeps its `st_rdev` in `size`.
 ///
 /// A whiteout is encoded as the single byte `3`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -233,6 +255,15 @@ impl RecordHeader {
         b[68..72].copy_from_slice(&self.gid.to_le_bytes());
         b[72..80].copy_from_slice(&self.atime_ns.to_le_bytes());
         b
+    }
+
+    /// A special file's device number (`st_rdev`); 0 for anything else.
+    pub fn rdev(&self) -> u64 {
+        if self.kind == Kind::Special {
+            self.size
+        } else {
+            0
+        }
     }
 
     /// Whether the content is a staging file still being written.

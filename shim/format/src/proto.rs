@@ -38,7 +38,13 @@
 //! | Seal | | | | path | | hash in data |
 //! | LinkTmp | | | | new path | staging name | |
 //! | Ping / Stop / Status | | | | | | text in data |
-//! | FetchBlob | expected size ([`SIZE_UNKNOWN`]: unknown) | | | hash (64 hex digits) | view path read (optional) | why, in data, on failure |
+//! | Mknod | mode (type bits, umask applied) | rdev | | path | | node name in data |
+//! | FetchBlob | expected size ([`SIZE_UNKNOWN`]: unknown) | [`FETCH_DAMAGED`] or 0 | | hash (64 hex digits) | view path read (optional) | why, in data, on failure |
+//!
+//! `Mknod` makes a special file ([`crate::Kind::Special`]): for a FIFO or a
+//! device the daemon makes the node itself; for a socket it only names one,
+//! and the client's `bind` creates it at `<cas>/nodes/<name>` (a failed
+//! bind unlinks the entry again).
 //!
 //! `FetchBlob` is sent only after a blob the view needs was not found in
 //! the store (a snapshot pulled without `--eager`): the daemon fetches it
@@ -46,7 +52,11 @@
 //! store (0) or with EIO and one line saying why. Never on the hot path.
 //! Its path2, when not empty, is the view path the blob is read for: a
 //! hint (the daemon prefetches the blobs of its neighbours), never trusted
-//! for anything else.
+//! for anything else. With [`FETCH_DAMAGED`] in b, the blob is in the
+//! store but its size is not the expected one (a fetched blob that a power
+//! loss cut short: on-demand fetches are not flushed one by one): the
+//! daemon checks that itself, moves the blob to the store's quarantine and
+//! fetches it again, when the project has a remote (else EIO and why).
 
 pub const PROTO_VERSION: u8 = 1;
 
@@ -62,6 +72,10 @@ pub const TIME_OMIT: u64 = u64::MAX;
 
 /// `FetchBlob`'s size when the client does not know it.
 pub const SIZE_UNKNOWN: u64 = u64::MAX;
+
+/// `FetchBlob`'s b: the store's copy of the blob has another size than
+/// expected; replace it.
+pub const FETCH_DAMAGED: u64 = 1;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
@@ -83,6 +97,7 @@ pub enum Op {
     Stop = 15,
     Status = 16,
     FetchBlob = 17,
+    Mknod = 18,
 }
 
 impl Op {
@@ -106,6 +121,7 @@ impl Op {
             15 => Stop,
             16 => Status,
             17 => FetchBlob,
+            18 => Mknod,
             _ => return None,
         })
     }

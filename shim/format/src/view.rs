@@ -255,6 +255,8 @@ pub fn chown_mode(mode: u32) -> u32 {
 pub struct Meta {
     pub mode: u32,
     pub size: u64,
+    /// `st_rdev` (a special file's device number; 0 otherwise).
+    pub rdev: u64,
     pub mtime_ns: i64,
     pub atime_ns: i64,
     pub ino: u64,
@@ -271,11 +273,12 @@ impl Meta {
     pub fn of(h: &RecordHeader, target: &[u8]) -> Meta {
         Meta {
             mode: h.mode,
-            size: if h.kind == Kind::Symlink {
-                target.len() as u64
-            } else {
-                h.size
+            size: match h.kind {
+                Kind::Symlink => target.len() as u64,
+                Kind::Special => 0,
+                _ => h.size,
             },
+            rdev: h.rdev(),
             mtime_ns: h.mtime_ns,
             atime_ns: if h.atime_ns == 0 {
                 h.mtime_ns

@@ -290,9 +290,26 @@ fn open(
     if seen == Seen::Outside || (seen == Seen::DiskAsIs && !writes(flags)) {
         return Ok(Reply::Continue);
     }
-    let fd = crate::open::vrift_openat(arg.dirfd, arg.ptr(), flags, mode, 2);
+    // A FIFO of the view opens without waiting for its other end: the
+    // supervisor serves every task from one thread and must not block in
+    // an open (README, "Special files": a reader sees end-of-file until a
+    // writer came, a writer with no reader gets ENXIO).
+    let fifo = is_fifo_entry(&arg, follow);
+    let open_flags = if fifo {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags
+    };
+    let fd = crate::open::vrift_openat(arg.dirfd, arg.ptr(), open_flags, mode, 2);
     if fd < 0 {
         return Err(super::target::errno());
+    }
+    if fifo && flags & libc::O_NONBLOCK == 0 {
+        // SAFETY: fcntl on our own fd, no pointers.
+        unsafe {
+            let fl = crate::raw_syscall!(libc::SYS_fcntl, fd, libc::F_GETFL) as c_int;
+            crate::raw_syscall!(libc::SYS_fcntl, fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
+        }
     }
     let entry = fdtable::get(fd).is_some() && view.abs().len() <= PATH_MAX;
     if entry {
@@ -305,6 +322,17 @@ fn open(
         cloexec: flags & libc::O_CLOEXEC != 0,
         entry,
     })
+}
+
+/// Whether an open names a FIFO of the view.
+fn is_fifo_entry(arg: &PathArg, follow: bool) -> bool {
+    let mut buf = PathBuf::new();
+    matches!(
+        resolve(arg.dirfd, arg.bytes(), follow, &mut buf).0,
+        View::Entry { header, .. }
+            if header.kind == vrift_format::Kind::Special
+                && header.mode & libc::S_IFMT == libc::S_IFIFO
+    )
 }
 
 fn openat2(task: &mut Task, a: [u64; 6]) -> Result<Reply, c_int> {
@@ -798,7 +826,9 @@ fn paths_of(nr: c_long, a: &[u64; 6]) -> Option<Shape> {
     let flag_follow = |i: usize| a[i] as c_int & NOFOLLOW == 0;
     // (paths, an input buffer: (argument index, size))
     Some(match nr {
-        libc::SYS_mkdirat | libc::SYS_unlinkat => ([Some((Some(0), 1, false)), None], None),
+        libc::SYS_mkdirat | libc::SYS_unlinkat | libc::SYS_mknodat => {
+            ([Some((Some(0), 1, false)), None], None)
+        }
         libc::SYS_renameat | libc::SYS_renameat2 => {
             ([Some((Some(0), 1, false)), Some((Some(2), 3, false))], None)
         }
@@ -818,7 +848,7 @@ fn paths_of(nr: c_long, a: &[u64; 6]) -> Option<Shape> {
         ),
         libc::SYS_truncate => ([Some((None, 0, true)), None], None),
         #[cfg(target_arch = "x86_64")]
-        libc::SYS_mkdir | libc::SYS_rmdir | libc::SYS_unlink => {
+        libc::SYS_mkdir | libc::SYS_rmdir | libc::SYS_unlink | libc::SYS_mknod => {
             ([Some((None, 0, false)), None], None)
         }
         #[cfg(target_arch = "x86_64")]
