@@ -51,6 +51,17 @@ pub const INGEST_BUSY_LOCK: &str = "ingest.lock";
 pub const BLOB_MODE: u32 = 0o400;
 /// Mode of the blobs of a shared store (readable by everyone).
 pub const SHARED_BLOB_MODE: u32 = 0o444;
+
+/// The verified-once mark: the sticky bit (which Linux ignores on regular
+/// files) on a blob whose bytes were hashed and found to be its name after
+/// it was written: by `vrift fsck`, or by the first reader that verifies
+/// (`vrift cat`, `vrift doctor`). A reader that finds it checks the size
+/// only; the mark is in the mode, so a reader that fstats the blob anyway
+/// (the library does, for the size) pays nothing to see it. It is never
+/// set when a blob is written (a write cut short by a crash must still be
+/// caught on first use) and says nothing of later changes in place: that
+/// is `verify = true` (README, "Security").
+pub const VERIFIED: u32 = 0o1000;
 /// Mode of a private store's directories.
 const DIR_MODE: u32 = 0o700;
 /// Mode of a shared store's directories.
@@ -235,16 +246,24 @@ impl Cas {
     /// one back (`vrift cat`): a damaged blob is an error naming it, never
     /// wrong bytes. The library checks only the size (see the README,
     /// "Security").
-    pub fn open_blob_verified(&self, hash: &ContentHash, size: u64) -> Result<File> {
+    /// A blob with the verified-once mark ([`VERIFIED`]) is only
+    /// size-checked, unless `strict` (`verify = true`); one found good is
+    /// marked.
+    pub fn open_blob_verified(&self, hash: &ContentHash, size: u64, strict: bool) -> Result<File> {
         use std::io::{Seek, SeekFrom};
         let mut f = self.open_blob(hash)?;
         let path = self.blob_path(hash);
-        let len = f.metadata()?.len();
+        let meta = f.metadata()?;
+        let len = meta.len();
+        let marked = meta.permissions().mode() & VERIFIED != 0;
         if len != size {
             bail!(
                 "blob {hash} in the store is damaged: {len} bytes, its record says {size} ({}); run `vrift fsck`",
                 path.display()
             );
+        }
+        if marked && !strict {
+            return Ok(f);
         }
         let got = hash_reader(&mut f).with_context(|| format!("cannot read {}", path.display()))?;
         if got != *hash {
@@ -253,8 +272,20 @@ impl Cas {
                 path.display()
             );
         }
+        if !marked {
+            // Best effort: a shared store's blob may be another user's.
+            let _ = self.mark_verified(&path);
+        }
         f.seek(SeekFrom::Start(0))?;
         Ok(f)
+    }
+
+    /// Sets the verified-once mark ([`VERIFIED`]) on the blob at `path`.
+    pub fn mark_verified(&self, path: &Path) -> io::Result<()> {
+        fs::set_permissions(
+            path,
+            fs::Permissions::from_mode(self.blob_mode() | VERIFIED),
+        )
     }
 
     /// Takes the gc lock: shared for anything about to reference blobs,

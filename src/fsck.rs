@@ -81,10 +81,14 @@ pub fn check_store(cas: &Cas, report: &mut Report) -> Result<()> {
                     fs::rename(path, &dest)
                         .with_context(|| format!("cannot quarantine {}", path.display()))?;
                     report.corrupt.push((*hash, dest));
-                } else if mode != cas.blob_mode() {
-                    fs::set_permissions(path, fs::Permissions::from_mode(cas.blob_mode()))
+                } else if mode & !cas::VERIFIED != cas.blob_mode() {
+                    cas.mark_verified(path)
                         .with_context(|| format!("cannot fix the mode of {}", path.display()))?;
                     report.mode_fixed += 1;
+                } else if mode & cas::VERIFIED == 0 {
+                    // Hashed and found good: later readers need not hash it.
+                    cas.mark_verified(path)
+                        .with_context(|| format!("cannot mark {}", path.display()))?;
                 }
             }
         }

@@ -33,6 +33,10 @@ pub struct Project {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Config {
+    /// `verify = true`: readers that verify blobs (`vrift cat`, `vrift
+    /// doctor`) hash every blob they read, even one with the
+    /// verified-once mark (README, "Security").
+    pub verify: bool,
     pub phantom: PhantomConfig,
     pub inception: InceptionConfig,
     pub wrappers: WrappersConfig,

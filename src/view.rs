@@ -263,7 +263,9 @@ pub fn open_content_verified(
 ) -> Result<fs::File> {
     // Fetched from a remote first if missing or damaged, verified.
     open_content(project, cas, e)?;
-    cas.open_blob_verified(&e.hash, e.size)
+    // `verify = true`: every read hashes, the mark notwithstanding.
+    let strict = project.config().map(|c| c.verify).unwrap_or(true);
+    cas.open_blob_verified(&e.hash, e.size, strict)
 }
 
 /// Reads a file of the view, following symlinks inside the view.

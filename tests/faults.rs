@@ -507,3 +507,91 @@ fn a_damaged_blob_is_never_read_back() {
     );
     assert!(!sb.run(&root, &["fsck"]).status.success(), "fsck missed it");
 }
+
+/// Issue 14: the CLI's other requests (status, stop) are asked again when
+/// the daemon dies with their answer, as writes are. The daemon is stopped
+/// (SIGSTOP) so the request waits in its socket, then killed.
+#[test]
+fn status_and_stop_survive_a_daemon_killed_with_their_answer() {
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    for args in [&["daemon", "status"][..], &["daemon", "stop"][..]] {
+        sb.ok(&root, &["daemon", "start"]);
+        let pid = *daemon_pids(&root).first().expect("a daemon runs");
+        // SAFETY: kill(2) of the daemon we started.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        let child = sb
+            .cmd(&root, args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The request is in the stopped daemon's socket before it dies.
+        std::thread::sleep(Duration::from_millis(500));
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        let out = child.wait_with_output().unwrap();
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(
+            stdout.starts_with("not running"),
+            "vrift {args:?} after the daemon died with its answer:\n{stdout}{stderr}"
+        );
+        assert!(!stderr.contains("answer"), "{stderr}");
+    }
+}
+
+/// The verified-once mark (issue 14): a blob is hashed by the first
+/// verifying reader (`vrift cat`) or `vrift fsck`, which mark it; later
+/// readers check its size only. `verify = true` hashes on every read.
+#[test]
+fn a_blob_is_verified_once_unless_verify_is_true() {
+    use std::os::unix::fs::PermissionsExt;
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    let content = b"verified once, then trusted by its mark\n";
+    sb.ok_in_view(
+        &root,
+        "printf 'verified once, then trusted by its mark\\n' > f.txt; echo other > g.txt",
+    );
+    sb.ok(&root, &["daemon", "stop"]);
+    let blob = blob_of(&sb, content);
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&blob), 0o400, "a new blob is not marked");
+    assert_eq!(sb.ok(&root, &["cat", "f.txt"]).as_bytes(), content);
+    assert_eq!(mode(&blob), 0o1400, "vrift cat hashed it and marked it");
+    // fsck marks every blob it finds good.
+    let other = blob_of(&sb, b"other\n");
+    assert_eq!(mode(&other), 0o400);
+    sb.ok(&root, &["fsck"]);
+    assert_eq!(mode(&other), 0o1400);
+
+    // Changed in place at the same size, the mark kept: the mark is
+    // trusted (the size matches) ...
+    fs::set_permissions(&blob, fs::Permissions::from_mode(0o1600)).unwrap();
+    let mut bad = content.to_vec();
+    bad[0] = b'V';
+    fs::write(&blob, &bad).unwrap();
+    fs::set_permissions(&blob, fs::Permissions::from_mode(0o1400)).unwrap();
+    assert_eq!(sb.ok(&root, &["cat", "f.txt"]).as_bytes(), bad);
+    // ... unless `verify = true`: then every read hashes.
+    let config = root.join(".vrift/config.toml");
+    let old = fs::read_to_string(&config).unwrap_or_default();
+    fs::write(&config, format!("verify = true\n{old}")).unwrap();
+    let out = sb.run(&root, &["cat", "f.txt"]);
+    assert!(
+        !out.status.success() && out.stdout.is_empty(),
+        "verify = true read a changed blob: {}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("damaged"),
+        "{}",
+        text(&out.stderr)
+    );
+    // And fsck, which always hashes, finds it.
+    assert!(!sb.run(&root, &["fsck"]).status.success(), "fsck missed it");
+}

@@ -41,6 +41,9 @@ enum Node {
 
 type Tree = BTreeMap<String, Node>;
 
+/// What an operation does to the model when it succeeds.
+type Apply = Box<dyn FnOnce(&mut Tree)>;
+
 struct Rng(u64);
 
 impl Rng {
@@ -172,7 +175,7 @@ fn generate(w: usize, ops: usize, rng: &mut Rng, t: &mut Tree, shared: &mut Shar
         };
         let node = t.get(&p).cloned();
         let kind = rng.below(100);
-        let (line, apply): (String, Box<dyn FnOnce(&mut Tree)>) = match kind {
+        let (line, apply): (String, Apply) = match kind {
             // create
             0..=11 => {
                 let mode = *rng.pick(&[0o644, 0o600, 0o755, 0o640]);

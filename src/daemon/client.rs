@@ -187,10 +187,36 @@ fn connect_if_running(socket: &Path) -> Result<Option<UnixStream>> {
     }
 }
 
+/// Asks whichever daemon runs on `socket` (None: none runs). A request
+/// whose answer is lost (the daemon was killed or exited idle meanwhile)
+/// is asked again of the daemon running then, as [`Session::call`] does
+/// for changes: Ping, Status and Stop change nothing a second asking
+/// could repeat, so no request id is needed.
+fn ask_running(socket: &Path, req: &Request<'_>) -> Result<Option<Answer>> {
+    let mut tries = 0;
+    loop {
+        let Some(s) = connect_if_running(socket)? else {
+            return Ok(None);
+        };
+        match call(&s, req) {
+            Ok(a) => return Ok(Some(a)),
+            Err(e)
+                if tries < MAX_LOST
+                    && e.chain()
+                        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(lost)) =>
+            {
+                tries += 1
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Whether a daemon answers on `socket`.
 pub fn ping_socket(socket: &Path) -> Result<()> {
-    let s = connect(socket)?;
-    let a = call(&s, &simple(Op::Ping))?;
+    let Some(a) = ask_running(socket, &simple(Op::Ping))? else {
+        bail!("no daemon listens on {}", socket.display());
+    };
     if a.errno != 0 || a.data != b"pong" {
         bail!("unexpected answer to ping");
     }
@@ -199,11 +225,10 @@ pub fn ping_socket(socket: &Path) -> Result<()> {
 
 /// The daemon's status text, or None if none runs.
 pub fn status(project: &Project) -> Result<Option<String>> {
-    let Some(s) = connect_if_running(&super::socket_path(project))? else {
-        return Ok(None);
-    };
-    let a = call(&s, &simple(Op::Status))?;
-    Ok(Some(String::from_utf8_lossy(&a.data).into_owned()))
+    Ok(
+        ask_running(&super::socket_path(project), &simple(Op::Status))?
+            .map(|a| String::from_utf8_lossy(&a.data).into_owned()),
+    )
 }
 
 /// Connects to the project's daemon, starting it if needed.
@@ -220,10 +245,10 @@ pub fn connect_or_start(project: &Project) -> Result<UnixStream> {
 /// has let go of the project. Returns whether one was running.
 pub fn stop(project: &Project) -> Result<bool> {
     let socket = super::socket_path(project);
-    let Some(s) = connect_if_running(&socket)? else {
+    // A daemon that died with the answer is stopped too (`ask_running`).
+    let Some(a) = ask_running(&socket, &simple(Op::Stop))? else {
         return Ok(false);
     };
-    let a = call(&s, &simple(Op::Stop))?;
     if a.errno == libc::EBUSY {
         bail!(
             "{} file(s) of {} are still open for writing by running processes; let them finish first",
