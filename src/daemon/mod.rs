@@ -9,9 +9,11 @@
 
 mod beneath;
 pub mod client;
+mod conn;
 mod fetch;
 pub mod journal;
 pub mod live;
+mod requests;
 pub mod rift;
 mod server;
 mod start;
