@@ -67,7 +67,7 @@ pub(super) fn answer_once(rift: &mut Rift, caller: Caller, req: &Request<'_>) ->
         );
         if req.op == Op::Mknod {
             // The client binds a socket at the node it was given.
-            return (0, 0, 0, rift.node_name(req.path1).unwrap_or_default(), None);
+            return ok(rift.node_name(req.path1).unwrap_or_default());
         }
         if req.op != Op::OpenWrite {
             return Answer::new(0, 0, 0, Vec::new(), None);
@@ -136,7 +136,7 @@ fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
         && (req.a as i32) & libc::O_TMPFILE != libc::O_TMPFILE
         && matches!(rift.node(p1), super::rift::Node::Absent);
     let res = handler(req.op)(rift, caller, req);
-    if matches!(res, Ok((0, ..))) {
+    if matches!(&res, Ok(a) if a.errno == 0) {
         // The parent directories' mtime and ctime, as the kernel changes
         // them when a name is made or removed.
         match req.op {
