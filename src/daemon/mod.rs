@@ -13,6 +13,7 @@ pub mod journal;
 pub mod live;
 pub mod rift;
 mod server;
+mod start;
 mod wire;
 
 use std::fs;
@@ -136,5 +137,5 @@ pub fn run(project: Project) -> Result<()> {
 
 /// Starts the daemon in the background unless one answers; returns once it does.
 pub fn start(project: &Project) -> Result<()> {
-    server::start(project)
+    start::start(project)
 }

@@ -1,0 +1,151 @@
+//! The view as the daemon reads it: what a path names, what a directory
+//! lists, which paths are refused, and what a reader opens next.
+
+use super::*;
+
+impl Rift {
+    /// Refuses a path the library never sends (issue 14: the wire format is
+    /// public, and any process of the user can connect): one below
+    /// `.vrift/`, the store or the runtime directory when they lie in the
+    /// project (vrift's own state is never part of the view: EACCES), and
+    /// one with a physical symlink on the way (clients resolve symlinks
+    /// before they name a path, so such a path could only lead the daemon
+    /// out of the project: ELOOP). The last component is never followed by
+    /// the operations themselves (lstat, lchown, openat2 RESOLVE_BENEATH).
+    /// Names and lengths were checked before (`is_valid_rift_path`,
+    /// NAME_MAX, PATH_MAX).
+    pub fn confined(&self, rel: &[u8]) -> std::result::Result<(), i32> {
+        if rel.is_empty() {
+            return Ok(());
+        }
+        let below = |dir: &[u8]| rel == dir || rel.starts_with(dir) && rel[dir.len()] == b'/';
+        if below(crate::project::STATE_DIR.as_bytes()) {
+            return Err(libc::EACCES);
+        }
+        let root = self.project.root();
+        for own in [self.cas.root().to_path_buf(), crate::daemon::runtime_dir()] {
+            if let Ok(inside) = own.strip_prefix(root) {
+                let inside = inside.as_os_str().as_bytes();
+                if inside.is_empty() || below(inside) {
+                    return Err(libc::EACCES);
+                }
+            }
+        }
+        for (i, _) in rel.iter().enumerate().filter(|(_, &c)| c == b'/') {
+            match fs::symlink_metadata(self.disk(&rel[..i])) {
+                Ok(m) if m.file_type().is_symlink() => return Err(libc::ELOOP),
+                Ok(_) => {}
+                // Nothing physical below a missing directory.
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// What `rel` names in the view.
+    pub fn node(&self, rel: &[u8]) -> Node {
+        let t = self.table();
+        match view::lookup(&t, rel) {
+            Found::Error(libc::ENOTDIR) => Node::NotDir,
+            Found::Error(_) => Node::Absent,
+            // Clients resolve rift symlinks before they name a path: one
+            // on the way here is not a directory to the daemon, which
+            // never follows a link on a client's behalf.
+            Found::Symlink { .. } => Node::NotDir,
+            Found::Entry { header, target } => Node::Entry(header, target.to_vec()),
+            Found::Disk => match fs::symlink_metadata(self.disk(rel)) {
+                Ok(m) if m.is_dir() => Node::Dir,
+                Ok(m) => Node::Phys(m),
+                Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Node::NotDir,
+                Err(_) if view::missing_errno(&t, rel) == libc::ENOTDIR => Node::NotDir,
+                Err(_) => Node::Absent,
+            },
+        }
+    }
+
+    /// The parent of a path about to be created must be a directory.
+    pub(super) fn check_parent(&self, rel: &[u8]) -> OpResult<()> {
+        if rel.is_empty() {
+            return posix(libc::EEXIST);
+        }
+        match self.node(parent_rel(rel)) {
+            Node::Dir => Ok(()),
+            Node::Absent => posix(libc::ENOENT),
+            _ => posix(libc::ENOTDIR),
+        }
+    }
+
+    /// The names a directory of the view lists (rift and disk merged).
+    pub fn list(&self, rel: &[u8]) -> Vec<Vec<u8>> {
+        let t = self.table();
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        if let Some(d) = t.dir(rel) {
+            for (name, rec) in d.children() {
+                if matches!(rec, RecordRef::Entry { .. }) {
+                    names.push(name.to_vec());
+                }
+            }
+        }
+        let hidden = view::hides_disk_names(&t, rel);
+        if let Ok(rd) = fs::read_dir(self.disk(rel)) {
+            for e in rd.flatten() {
+                let name = e.file_name().as_bytes().to_vec();
+                if view::disk_name_shows(&t, &join_rel(rel, &name), hidden) {
+                    names.push(name);
+                }
+            }
+        }
+        names
+    }
+
+    /// The blobs of the rift files a reader of `rel` is likely to open next,
+    /// for the fetcher to prefetch (see `fetch.rs`): the other files of its
+    /// directory, then the files of the same name in the other directories
+    /// of its parent (`node_modules/*/package.json`, `src/*/mod.rs`: what
+    /// resolvers walk). At most `max`, each at most `max_size` bytes; staged
+    /// files (no blob yet) are left out. No blob is looked at here (the
+    /// fetcher skips those in the store): one listing of the parent
+    /// directory and table lookups.
+    pub fn neighbours(&self, rel: &[u8], max: usize, max_size: u64) -> Vec<(ContentHash, u64)> {
+        let t = self.table();
+        let blob = |rec: RecordRef<'_>| match rec {
+            RecordRef::Entry { header, .. }
+                if header.kind == Kind::File && !header.is_staged() && header.size <= max_size =>
+            {
+                Some((header.hash, header.size))
+            }
+            _ => None,
+        };
+        let mut out: Vec<(ContentHash, u64)> = Vec::new();
+        if let Some(d) = t.dir(parent_rel(rel)) {
+            out.extend(d.children().take(max).filter_map(|(_, rec)| blob(rec)));
+        }
+        let (Some(i), name) = (
+            rel.iter().rposition(|&c| c == b'/'),
+            rel.rsplit(|&c| c == b'/').next().unwrap_or_default(),
+        ) else {
+            out.truncate(max);
+            return out;
+        };
+        let grand = parent_rel(&rel[..i]);
+        if let Ok(rd) = fs::read_dir(self.disk(grand)) {
+            // Directories are physical: the disk lists the cousins' parents.
+            for e in rd.flatten().take(4 * max) {
+                if out.len() >= max {
+                    break;
+                }
+                let sub = join_rel(grand, e.file_name().as_bytes());
+                if sub == rel[..i] {
+                    continue;
+                }
+                out.extend(t.lookup(&join_rel(&sub, name)).and_then(blob));
+            }
+        }
+        out.truncate(max);
+        out
+    }
+
+    pub(super) fn is_empty_dir(&self, rel: &[u8]) -> bool {
+        self.list(rel).is_empty()
+    }
+}

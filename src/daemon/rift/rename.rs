@@ -1,0 +1,212 @@
+//! rename(2) in the view: files and symlinks move as records, directories
+//! as trees (physical ones the rift made move on disk), RENAME_NOREPLACE
+//! and RENAME_EXCHANGE honoured.
+
+use super::*;
+
+impl Rift {
+    pub fn rename(&mut self, old: &[u8], new: &[u8], flags: u32) -> OpResult<()> {
+        let noreplace = flags & libc::RENAME_NOREPLACE != 0;
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        if (noreplace && exchange) || flags & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0
+        {
+            return posix(libc::EINVAL);
+        }
+        if old.is_empty() || new.is_empty() {
+            return posix(libc::EBUSY);
+        }
+        let src = self.node(old);
+        match src {
+            Node::Absent => return posix(libc::ENOENT),
+            Node::NotDir => return posix(libc::ENOTDIR),
+            _ => {}
+        }
+        if old == new {
+            return Ok(());
+        }
+        if new.starts_with(old) && new.get(old.len()) == Some(&b'/') && src.is_dir() {
+            return posix(libc::EINVAL);
+        }
+        let dst = self.node(new);
+        if let Node::NotDir = dst {
+            return posix(libc::ENOTDIR);
+        }
+        if !dst.exists() {
+            if exchange {
+                return posix(libc::ENOENT);
+            }
+            self.check_parent(new)?;
+        } else if noreplace {
+            return posix(libc::EEXIST);
+        }
+        if exchange {
+            if src.is_dir() || dst.is_dir() {
+                if old.starts_with(new) && old.get(new.len()) == Some(&b'/') {
+                    return posix(libc::EINVAL);
+                }
+                return self.exchange_dirs(old, new, &src, &dst);
+            }
+            let (a, at) = self.entry_of(old, &src)?;
+            let (b, bt) = self.entry_of(new, &dst)?;
+            self.move_staged(&at, &a, new);
+            self.move_staged(&bt, &b, old);
+            let a = self.with_hides(new, a);
+            let b = self.with_hides(old, b);
+            self.record(vec![
+                Change::Set(new.to_vec(), encode(&a, &at)),
+                Change::Set(old.to_vec(), encode(&b, &bt)),
+            ])?;
+            return Ok(());
+        }
+        if src.is_dir() {
+            match &dst {
+                Node::Dir => {
+                    if !self.is_empty_dir(new) {
+                        return posix(libc::ENOTEMPTY);
+                    }
+                }
+                Node::Absent => {}
+                _ => return posix(libc::ENOTDIR),
+            }
+            return self.rename_dir(old, new, &dst);
+        }
+        if dst.is_dir() {
+            return posix(libc::EISDIR);
+        }
+        let (h, target) = self.entry_of(old, &src)?;
+        if let Node::Entry(dh, dt) = &dst {
+            if !(dh.is_staged() && h.is_staged() && dt == &target) {
+                self.drop_staged(dh, dt);
+            }
+        }
+        self.move_staged(&target, &h, new);
+        let h = self.with_hides(new, h);
+        let mut changes = vec![Change::Set(new.to_vec(), encode(&h, &target))];
+        let below = fs::symlink_metadata(self.disk(old)).is_ok() || self.phantom(old)?.is_some();
+        changes.push(if below {
+            Change::Set(old.to_vec(), WHITEOUT_RECORD.to_vec())
+        } else {
+            Change::Remove(old.to_vec())
+        });
+        self.record(changes)?;
+        Ok(())
+    }
+
+    pub(super) fn with_hides(&self, rel: &[u8], mut h: RecordHeader) -> RecordHeader {
+        h.flags &= !(FLAG_PHANTOM | FLAG_HIDES_DIR);
+        if fs::symlink_metadata(self.disk(rel)).is_ok_and(|m| m.is_dir()) {
+            h.flags |= FLAG_HIDES_DIR;
+        }
+        h
+    }
+
+    /// Renames a directory of the view. A directory the rift made, with
+    /// nothing physical but directories below it, moves on disk with its
+    /// records; any other is copied up into the rift at the new place and
+    /// hidden at the old one.
+    pub(super) fn rename_dir(&mut self, old: &[u8], new: &[u8], dst: &Node) -> OpResult<()> {
+        if let Node::Dir = dst {
+            self.remove_dir_in_view(new, false)?;
+        }
+        // Build the new tree: directories on disk, entries in the rift.
+        let mut changes = Vec::new();
+        let mut dirs = vec![(old.to_vec(), new.to_vec())];
+        let mut staged_moves = Vec::new();
+        while let Some((from, to)) = dirs.pop() {
+            let to_path = self.disk(&to);
+            match fs::symlink_metadata(&to_path) {
+                // A directory the disk had (hidden): it shows only what
+                // moves in, and is never marked as made by the rift.
+                Ok(m) if m.is_dir() => changes.push(Change::Dir(
+                    to.clone(),
+                    DIR_OPAQUE | (self.dir_flags(&to) & DIR_CREATED),
+                )),
+                Ok(_) => return posix(libc::EEXIST),
+                Err(_) => {
+                    let mode = fs::metadata(self.disk(&from))
+                        .map(|m| m.mode())
+                        .unwrap_or(0o755);
+                    fs::create_dir(&to_path)?;
+                    fs::set_permissions(&to_path, fs::Permissions::from_mode(mode & 0o7777))?;
+                    changes.push(Change::Dir(to.clone(), DIR_CREATED));
+                }
+            }
+            if matches!(self.table().lookup(&to), Some(RecordRef::Whiteout)) {
+                changes.push(Change::Remove(to.clone()));
+            }
+            for name in self.list(&from) {
+                let f = join_rel(&from, &name);
+                let t = join_rel(&to, &name);
+                let node = self.node(&f);
+                if node.is_dir() {
+                    dirs.push((f, t));
+                    continue;
+                }
+                let (h, target) = self.entry_of(&f, &node)?;
+                if h.is_staged() {
+                    staged_moves.push((target.clone(), t.clone()));
+                }
+                let h = self.with_hides(&t, h);
+                changes.push(Change::Set(t, encode(&h, &target)));
+            }
+        }
+        for (name, to) in staged_moves {
+            if let Some(st) = self.staged.get_mut(&name) {
+                st.rel = to;
+            }
+        }
+        self.record(changes)?;
+        // The old tree leaves the view: empty rift-made directories leave
+        // the disk, everything else is hidden.
+        self.remove_tree_in_view(old)?;
+        Ok(())
+    }
+
+    /// Removes a whole subtree from the view (after its content moved).
+    pub(super) fn remove_tree_in_view(&mut self, rel: &[u8]) -> Result<()> {
+        let mut order = Vec::new();
+        let mut stack = vec![rel.to_vec()];
+        while let Some(d) = stack.pop() {
+            for name in self.list(&d) {
+                let c = join_rel(&d, &name);
+                if self.node(&c).is_dir() {
+                    stack.push(c.clone());
+                } else {
+                    // Entries were moved (staged ones keep their file).
+                    let below =
+                        fs::symlink_metadata(self.disk(&c)).is_ok() || self.phantom(&c)?.is_some();
+                    self.record(vec![if below {
+                        Change::Set(c.clone(), WHITEOUT_RECORD.to_vec())
+                    } else {
+                        Change::Remove(c.clone())
+                    }])?;
+                }
+            }
+            order.push(d);
+        }
+        for d in order.iter().rev() {
+            self.remove_dir_in_view(d, false)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn exchange_dirs(
+        &mut self,
+        a: &[u8],
+        b: &[u8],
+        na: &Node,
+        nb: &Node,
+    ) -> OpResult<()> {
+        // Through a temporary name in a's parent: a → tmp, b → a, tmp → b.
+        let mut tmp = parent_rel(a).to_vec();
+        if !tmp.is_empty() {
+            tmp.push(b'/');
+        }
+        tmp.extend_from_slice(format!(".vrift-exchange.{}", std::process::id()).as_bytes());
+        let _ = (na, nb);
+        self.rename(a, &tmp, 0)?;
+        self.rename(b, a, 0)?;
+        self.rename(&tmp, b, 0)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,379 @@
+//! Files opened for writing: staging files (copied up from the disk or a
+//! blob, or anonymous O_TMPFILE ones), their staged records, and reading
+//! a client-named physical file without blocking or leaving the project.
+
+use super::*;
+
+/// `struct open_how` of openat2(2) (libc's is `non_exhaustive`).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// Opens the physical regular file `rel` below `root` for reading, in a way
+/// that can neither block nor leave the project: O_NONBLOCK (a FIFO opens
+/// at once instead of waiting for a writer), O_NOFOLLOW on the last
+/// component, RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS on the others, then an
+/// fstat that must find a regular file (the name may have been replaced
+/// since it was looked at). Anything else is EOPNOTSUPP: a FIFO, socket or
+/// device has no content to copy, and reading one could block or never end.
+pub(super) fn open_phys_regular(root: &Path, rel: &[u8]) -> OpResult<File> {
+    let root_c =
+        std::ffi::CString::new(root.as_os_str().as_bytes()).map_err(|e| anyhow::anyhow!(e))?;
+    let rel_c = std::ffi::CString::new(rel).map_err(|e| anyhow::anyhow!(e))?;
+    // SAFETY: a valid C string; the fd is owned right after.
+    let dirfd = unsafe {
+        libc::open(
+            root_c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if dirfd < 0 {
+        return Err(anyhow::Error::from(io::Error::last_os_error())
+            .context(format!("cannot open {}", root.display()))
+            .into());
+    }
+    // SAFETY: a fresh fd we own.
+    let dir = unsafe { OwnedFd::from_raw_fd(dirfd) };
+    let how = OpenHow {
+        flags: (libc::O_RDONLY
+            | libc::O_NONBLOCK
+            | libc::O_NOFOLLOW
+            | libc::O_CLOEXEC
+            | libc::O_NOCTTY) as u64,
+        mode: 0,
+        resolve: 0x08 /* RESOLVE_BENEATH */ | 0x02, /* RESOLVE_NO_MAGICLINKS */
+    };
+    // SAFETY: valid fd, path and open_how of the size given.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            rel_c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    } as i32;
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            // The last component is a symlink, or the path leaves the project.
+            Some(libc::ELOOP) | Some(libc::EXDEV) => posix(libc::EOPNOTSUPP),
+            Some(libc::ENOENT) => posix(libc::ENOENT),
+            _ => Err(anyhow::Error::from(e)
+                .context(format!(
+                    "cannot read {}",
+                    root.join(crate::paths::os(rel)).display()
+                ))
+                .into()),
+        };
+    }
+    // SAFETY: a fresh fd we own.
+    let file = unsafe { File::from_raw_fd(fd) };
+    if !file.metadata()?.file_type().is_file() {
+        return posix(libc::EOPNOTSUPP);
+    }
+    Ok(file)
+}
+
+fn record_ino(t: &Table<'_>, rel: &[u8]) -> u64 {
+    match t.lookup(rel) {
+        Some(RecordRef::Entry { header, .. }) => header.ino,
+        _ => 0,
+    }
+}
+
+impl Rift {
+    pub(super) fn new_staging(&mut self) -> Result<(Vec<u8>, PathBuf, File)> {
+        self.name_seq += 1;
+        let name = format!("{}.{}", self.name_prefix, self.name_seq).into_bytes();
+        let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(&name));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot create the staging file {}", path.display()))?;
+        Ok((name, path, file))
+    }
+
+    /// Copies the current content of `node` into a new staging file.
+    pub(super) fn stage_copy(
+        &mut self,
+        node: &Node,
+        rel: &[u8],
+        truncate: bool,
+    ) -> OpResult<(Vec<u8>, PathBuf)> {
+        // The source is opened first: a refused one leaves no staging file.
+        let source = if truncate {
+            None
+        } else {
+            match node {
+                Node::Entry(h, target) if h.is_staged() => {
+                    Some(self.staging_dir.join(std::ffi::OsStr::from_bytes(target)))
+                }
+                Node::Entry(h, _) => Some(self.cas.blob_path(&h.hash)),
+                Node::Phys(_) => Some(self.disk(rel)),
+                _ => None,
+            }
+        };
+        let source = match source {
+            None => None,
+            // A client names this path: never block on it, never copy a
+            // special file, never follow a symlink out of the project.
+            Some(src) if matches!(node, Node::Phys(_)) => {
+                Some((open_phys_regular(self.project.root(), rel)?, src))
+            }
+            Some(src) => Some((
+                File::open(&src).with_context(|| format!("cannot read {}", src.display()))?,
+                src,
+            )),
+        };
+        let (name, path, mut file) = self.new_staging()?;
+        if let Some((mut from, src)) = source {
+            // A reflink where the filesystem shares extents (btrfs, xfs);
+            // else std's copy, which uses copy_file_range.
+            // SAFETY: FICLONE between two fds we own.
+            let cloned =
+                unsafe { libc::ioctl(file.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) } == 0;
+            if !cloned {
+                io::copy(&mut from, &mut file).with_context(|| {
+                    format!("cannot copy {} to {}", src.display(), path.display())
+                })?;
+            }
+        }
+        Ok((name, path))
+    }
+
+    pub(super) fn register_staged(&mut self, name: &[u8], rel: &[u8]) -> Result<()> {
+        let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(name));
+        let probe = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        self.staged.insert(
+            name.to_vec(),
+            Staged {
+                rel: rel.to_vec(),
+                probe,
+            },
+        );
+        Ok(())
+    }
+
+    /// A staged record for `rel` with the metadata of `like`.
+    pub(super) fn staged_record(
+        &mut self,
+        like: Option<&RecordHeader>,
+        mode: u32,
+        hides: bool,
+        name: &[u8],
+    ) -> Result<Vec<u8>> {
+        let h = RecordHeader {
+            kind: Kind::File,
+            flags: FLAG_STAGED | if hides { FLAG_HIDES_DIR } else { 0 },
+            mode: like.map(|h| h.mode).unwrap_or(mode),
+            size: 0,
+            mtime_ns: 0,
+            ino: match like {
+                Some(h) => h.ino,
+                None => self.alloc_ino()?,
+            },
+            hash: ContentHash::default(),
+            uid: like.map(|h| h.uid).unwrap_or(OWNER_INHERIT),
+            gid: like.map(|h| h.gid).unwrap_or(OWNER_INHERIT),
+            atime_ns: 0,
+        };
+        Ok(encode(&h, name))
+    }
+
+    /// Opens `rel` for writing (DESIGN.md §2: a staging file, visible at once).
+    pub fn open_write(
+        &mut self,
+        caller: Caller,
+        rel: &[u8],
+        flags: i32,
+        mode: u32,
+    ) -> OpResult<Opened> {
+        let creat = flags & libc::O_CREAT != 0;
+        let excl = flags & libc::O_EXCL != 0;
+        let trunc = flags & libc::O_TRUNC != 0;
+        let access = flags & libc::O_ACCMODE;
+        if flags & libc::O_TMPFILE == libc::O_TMPFILE {
+            return self.open_tmpfile(rel, flags, mode);
+        }
+        let node = self.node(rel);
+        let (name, header_mode, ino) = match &node {
+            Node::NotDir => return posix(libc::ENOTDIR),
+            Node::Dir => {
+                return posix(if creat && excl {
+                    libc::EEXIST
+                } else {
+                    libc::EISDIR
+                })
+            }
+            Node::Entry(h, _) if h.kind == Kind::Symlink => {
+                return posix(if creat && excl {
+                    libc::EEXIST
+                } else {
+                    libc::ELOOP
+                })
+            }
+            Node::Phys(m) if !m.file_type().is_file() => {
+                // A fifo, socket or device: writing it changes no file.
+                return posix(if creat && excl { libc::EEXIST } else { PASS });
+            }
+            Node::Entry(..) | Node::Phys(_) if creat && excl => return posix(libc::EEXIST),
+            Node::Entry(h, target) => {
+                if caller.uid != 0 && h.mode & 0o200 == 0 && access != libc::O_RDONLY {
+                    return posix(libc::EACCES);
+                }
+                if h.is_staged() {
+                    if trunc && access != libc::O_RDONLY {
+                        self.abort_seal(target);
+                        let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(target));
+                        OpenOptions::new().write(true).open(&path)?.set_len(0)?;
+                    }
+                    (target.clone(), h.mode, h.ino)
+                } else {
+                    let (name, _) = self.stage_copy(&node, rel, trunc)?;
+                    let h = *h;
+                    let rec =
+                        self.staged_record(Some(&h), 0, h.flags & FLAG_HIDES_DIR != 0, &name)?;
+                    self.register_staged(&name, rel)?;
+                    self.set(rel, rec)?;
+                    (name, h.mode, h.ino)
+                }
+            }
+            Node::Phys(m) => {
+                if caller.uid != 0 && m.mode() & 0o200 == 0 && access != libc::O_RDONLY {
+                    return posix(libc::EACCES);
+                }
+                let (name, _) = self.stage_copy(&node, rel, trunc)?;
+                let mode = m.mode();
+                let rec = self.staged_record(None, mode, false, &name)?;
+                self.register_staged(&name, rel)?;
+                self.set(rel, rec)?;
+                let ino = record_ino(&self.table(), rel);
+                (name, mode, ino)
+            }
+            Node::Absent => {
+                if !creat {
+                    return posix(libc::ENOENT);
+                }
+                self.check_parent(rel)?;
+                let hides = fs::symlink_metadata(self.disk(rel)).is_ok_and(|m| m.is_dir());
+                let (name, _) = self.stage_copy(&Node::Absent, rel, true)?;
+                let mode = libc::S_IFREG | (mode & 0o7777);
+                let rec = self.staged_record(None, mode, hides, &name)?;
+                self.register_staged(&name, rel)?;
+                self.set(rel, rec)?;
+                let ino = record_ino(&self.table(), rel);
+                (name, mode, ino)
+            }
+        };
+        let fd = self.open_staging(&name, flags)?;
+        Ok(Opened {
+            fd,
+            ino,
+            mode: header_mode,
+            name,
+        })
+    }
+
+    pub(super) fn open_staging(&mut self, name: &[u8], flags: i32) -> OpResult<OwnedFd> {
+        if flags & libc::O_ACCMODE != libc::O_RDONLY {
+            // Our own write open would wait for our own lease to be released.
+            self.abort_seal(name);
+        }
+        let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(name));
+        let keep = flags
+            & (libc::O_ACCMODE
+                | libc::O_APPEND
+                | libc::O_NONBLOCK
+                | libc::O_SYNC
+                | libc::O_DSYNC
+                | libc::O_DIRECT
+                | libc::O_NOATIME);
+        let c =
+            std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| anyhow::anyhow!(e))?;
+        // SAFETY: a valid C string; the fd is owned right after.
+        let fd = unsafe { libc::open(c.as_ptr(), keep | libc::O_CLOEXEC | libc::O_LARGEFILE) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+        // SAFETY: a fresh fd we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    pub(super) fn open_tmpfile(&mut self, dir: &[u8], flags: i32, mode: u32) -> OpResult<Opened> {
+        match self.node(dir) {
+            Node::Dir => {}
+            Node::Absent => return posix(libc::ENOENT),
+            _ => return posix(libc::ENOTDIR),
+        }
+        let (name, path, file) = self.new_staging()?;
+        drop(file);
+        // A read-only probe: the lease test needs every writer to be the client's.
+        let probe = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        self.anon.insert(name.clone(), probe);
+        let fd = self.open_staging(&name, flags)?;
+        Ok(Opened {
+            fd,
+            ino: self.alloc_ino()?,
+            mode: libc::S_IFREG | (mode & 0o7777),
+            name,
+        })
+    }
+
+    /// `linkat` of an O_TMPFILE file into the view.
+    pub fn link_tmp(&mut self, rel: &[u8], name: &[u8], mode: u32) -> OpResult<()> {
+        if !self.anon.contains_key(name) {
+            return posix(libc::ENOENT);
+        }
+        if self.node(rel).exists() {
+            return posix(libc::EEXIST);
+        }
+        self.check_parent(rel)?;
+        let file = self.anon.remove(name).expect("checked above");
+        drop(file);
+        let rec = self.staged_record(None, libc::S_IFREG | (mode & 0o7777), false, name)?;
+        self.register_staged(name, rel)?;
+        self.set(rel, rec)?;
+        Ok(())
+    }
+
+    /// Forgets a staged file whose entry left the view (the writers keep
+    /// their fds, as with an unlinked file).
+    pub(super) fn drop_staged(&mut self, h: &RecordHeader, target: &[u8]) {
+        if h.is_staged() {
+            self.sealing.remove(target);
+            self.staged.remove(target);
+            let _ = fs::remove_file(self.staging_dir.join(std::ffi::OsStr::from_bytes(target)));
+        }
+    }
+
+    pub(super) fn move_staged(&mut self, target: &[u8], h: &RecordHeader, to: &[u8]) {
+        if h.is_staged() {
+            if let Some(st) = self.staged.get_mut(target) {
+                st.rel = to.to_vec();
+            }
+        }
+    }
+
+    /// Drops anonymous staging files no process holds any more.
+    pub fn reap_anon(&mut self) {
+        let names: Vec<Vec<u8>> = self.anon.keys().cloned().collect();
+        for name in names {
+            let f = &self.anon[&name];
+            // SAFETY: fcntl on our own fd.
+            if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) } == 0 {
+                // SAFETY: as above.
+                unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
+                // No writer left and never linked: it is gone.
+                let _ = fs::remove_file(self.staging_dir.join(std::ffi::OsStr::from_bytes(&name)));
+                self.anon.remove(&name);
+            }
+        }
+    }
+}
