@@ -8,6 +8,7 @@ pub mod cas;
 pub mod cli;
 pub mod daemon;
 pub mod env_vars;
+pub mod exclusive;
 pub mod fsck;
 pub mod gc;
 pub mod inception;

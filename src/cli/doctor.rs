@@ -379,7 +379,7 @@ fn check_view_command(project: &Project, label: String) -> Check {
         let Some(rel) = crate::wrappers::parse_command(&label).and_then(|w| w.path) else {
             return Ok(None);
         };
-        let (_lock, cas, manifest) = super::open_manifest(project)?;
+        let (_lock, cas, manifest) = project.open_exclusive()?.into_parts();
         let txn = manifest.read()?;
         if matches!(
             crate::view::lookup(&txn, project, rel.as_bytes())?,

@@ -81,7 +81,7 @@ pub fn fsck() -> Result<Outcome> {
     fsck_op::check_store(&cas, &mut report)?;
     fsck_op::check_exec_copies(&cas, &mut report)?;
     if let Some(project) = &project {
-        let (_lock, _, manifest) = super::open_manifest(project)?;
+        let (_lock, _, manifest) = project.open_exclusive()?.into_parts();
         fsck_op::check_manifest(&manifest.read()?, &cas, &mut report)?;
         #[cfg(feature = "remote")]
         fsck_op::check_remote(project, &mut report)?;

@@ -135,7 +135,7 @@ fn shown_targets(paths: &[PathBuf]) -> String {
 pub fn materialize(paths: Vec<PathBuf>) -> Result<Outcome> {
     let project = current_project()?;
     let targets = rift_paths(&project, &paths)?;
-    let (_lock, cas, manifest) = super::open_manifest(&project)?;
+    let (_lock, cas, manifest) = project.open_exclusive()?.into_parts();
     let report = materialize_op::materialize(&project, &cas, &manifest, &targets);
     crate::table::publish(&project, &cas, &manifest)?;
     let report = report?;

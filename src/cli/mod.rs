@@ -378,25 +378,3 @@ pub enum DaemonCommand {
 fn current_project() -> anyhow::Result<Project> {
     Project::current()
 }
-
-/// Locks the project and opens its manifest, finishing an interrupted ingest
-/// first so that every command sees a consistent rift.
-pub(crate) fn open_manifest(
-    project: &Project,
-) -> anyhow::Result<(
-    crate::lock::FileLock,
-    crate::cas::Cas,
-    crate::manifest::Manifest,
-)> {
-    let cas = project.cas()?;
-    // The daemon holds the manifest while it runs: it commits and exits first.
-    crate::daemon::client::stop(project)?;
-    let lock = project.lock()?;
-    let manifest = project.manifest()?;
-    let replayed =
-        crate::daemon::journal::replay(&crate::daemon::rift::journal_path(project), &manifest)?;
-    if crate::ingest::recover(project, &cas, &manifest)? || replayed > 0 {
-        crate::table::publish(project, &cas, &manifest)?;
-    }
-    Ok((lock, cas, manifest))
-}

@@ -20,7 +20,7 @@ struct LayerStats {
 
 pub fn status(json: bool) -> Result<Outcome> {
     let project = current_project()?;
-    let (_lock, cas, manifest) = super::open_manifest(&project)?;
+    let (_lock, cas, manifest) = project.open_exclusive()?.into_parts();
     let txn = manifest.read()?;
 
     // Unique content referenced by the live layers, for the dedup ratio.

@@ -21,7 +21,7 @@ pub fn ls(path: Option<PathBuf>) -> Result<Outcome> {
     let project = current_project()?;
     let path = path.unwrap_or_else(|| PathBuf::from("."));
     let rel = project.rift_path(&path)?.unwrap_or_default();
-    let (_lock, _cas, manifest) = super::open_manifest(&project)?;
+    let (_lock, _cas, manifest) = project.open_exclusive()?.into_parts();
     let txn = manifest.read()?;
     let node = view::lookup(&txn, &project, &rel)?;
     let items = if node.is_dir() {
@@ -95,7 +95,7 @@ fn print_item(out: &mut impl Write, project: &Project, dir: &[u8], item: &Item) 
 
 pub fn cat(paths: Vec<PathBuf>) -> Result<Outcome> {
     let project = current_project()?;
-    let (_lock, cas, manifest) = super::open_manifest(&project)?;
+    let (_lock, cas, manifest) = project.open_exclusive()?.into_parts();
     let txn = manifest.read()?;
     let mut out = io::stdout().lock();
     let mut failed = false;
@@ -157,7 +157,7 @@ fn differs(project: &Project, lower: &Node, e: &Entry, rel: &[u8]) -> Result<boo
 
 pub fn diff(phantom: bool, json: bool) -> Result<Outcome> {
     let project = current_project()?;
-    let (_lock, _cas, manifest) = super::open_manifest(&project)?;
+    let (_lock, _cas, manifest) = project.open_exclusive()?.into_parts();
     let txn = manifest.read()?;
     let mut lines: Vec<(u8, Vec<u8>)> = Vec::new();
     let mut phantom_count = 0u64;

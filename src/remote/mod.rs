@@ -86,7 +86,7 @@ pub fn push(
     let bundles: Vec<Bundle> = {
         // Read the snapshots under the project lock, then let it go: the
         // transfer may take long and needs no lock (snapshots are immutable).
-        let (_lock, _cas, manifest) = crate::cli::open_manifest(project)?;
+        let (_lock, _cas, manifest) = project.open_exclusive()?.into_parts();
         let names: Vec<String> = if names.is_empty() {
             manifest
                 .read()?
@@ -248,7 +248,7 @@ pub fn pull(project: &Project, remote: &Remote, name: &str, eager: bool) -> Resu
         fetched_bytes = done.bytes.load(Ordering::Relaxed);
     }
     let remote_only = if eager { 0 } else { missing.len() as u64 };
-    let (_lock, _cas, manifest) = crate::cli::open_manifest(project)?;
+    let (_lock, _cas, manifest) = project.open_exclusive()?.into_parts();
     let existing = manifest
         .read()?
         .snapshots()?
