@@ -8,9 +8,11 @@
 //! and the others find it answering.
 
 pub mod client;
+mod conn;
 mod fetch;
 pub mod journal;
 pub mod live;
+mod requests;
 pub mod rift;
 mod server;
 mod start;

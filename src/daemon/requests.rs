@@ -1,0 +1,231 @@
+//! The requests a client sends, one handler per kind: checked (names,
+//! lengths, confinement), answered once (a retry of a request a killed
+//! daemon journaled is answered as done), journaled before the answer.
+
+use std::os::fd::OwnedFd;
+
+use vrift_format::proto::{Op, Request};
+
+use super::rift::{Caller, Errno, Rift};
+
+pub(super) type Answer = (i32, u64, u64, Vec<u8>, Option<OwnedFd>);
+
+/// Whether a request carries an id its retry is recognised by: a change to
+/// the rift whose second run could answer differently from its first (see
+/// journal.rs, "Request ids"). Not `Seal` (asking again seals nothing new
+/// and must return the hash) nor an `O_TMPFILE` open (nothing to find again:
+/// its retry makes another anonymous file).
+fn tracked(req: &Request<'_>) -> bool {
+    let tmpfile = req.op == Op::OpenWrite && (req.a as i32) & libc::O_TMPFILE == libc::O_TMPFILE;
+    req.c != 0
+        && !tmpfile
+        && !matches!(
+            req.op,
+            Op::Ping | Op::Status | Op::Stop | Op::Seal | Op::FetchBlob
+        )
+}
+
+/// Answers a request, once: a retry of one that a killed daemon journaled
+/// (its answer lost) is answered as done instead of being done again.
+pub(super) fn answer_once(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
+    if !tracked(req) {
+        return dispatch(rift, caller, req);
+    }
+    if rift.done_before(req.c, req.op as u8) {
+        // Rare (a daemon died with this request unanswered): worth a line.
+        eprintln!(
+            "vrift daemon: {:?} {} was done by the daemon before (its answer was lost): answered as done",
+            req.op,
+            crate::paths::display(req.path1)
+        );
+        if req.op != Op::OpenWrite {
+            return (0, 0, 0, Vec::new(), None);
+        }
+        // The file was created (O_EXCL honoured then); the client still
+        // needs an fd on it. Opening it again without O_EXCL gives that fd
+        // and the entry's own inode and mode.
+        let again = Request {
+            a: (req.a as i32 & !libc::O_EXCL) as u32 as u64,
+            ..*req
+        };
+        rift.begin_request(req.c, req.op as u8);
+        let ans = dispatch(rift, caller, &again);
+        return end(rift, req, ans);
+    }
+    rift.begin_request(req.c, req.op as u8);
+    let ans = dispatch(rift, caller, req);
+    end(rift, req, ans)
+}
+
+/// Journals the request (before its answer leaves): a journal that cannot
+/// be written fails the request.
+fn end(rift: &mut Rift, req: &Request<'_>, ans: Answer) -> Answer {
+    match rift.end_request(ans.0 == 0) {
+        Ok(()) => ans,
+        Err(e) => {
+            eprintln!(
+                "vrift daemon: {:?} {}: {e:#}",
+                req.op,
+                crate::paths::display(req.path1)
+            );
+            (libc::EIO, 0, 0, format!("{e:#}").into_bytes(), None)
+        }
+    }
+}
+
+/// Checks a request (names, lengths, confinement), then runs its handler.
+fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
+    let p1 = req.path1;
+    let valid = |p: &[u8]| p.is_empty() || vrift_format::is_valid_rift_path(p);
+    if !valid(p1) || (req.op != Op::Symlink && !valid(req.path2)) {
+        return (libc::EINVAL, 0, 0, Vec::new(), None);
+    }
+    // As the kernel: a name past NAME_MAX, a symlink target of PATH_MAX.
+    let too_long = vrift_format::has_long_name(p1)
+        || if req.op == Op::Symlink {
+            req.path2.len() >= vrift_format::MAX_SYMLINK_TARGET
+        } else {
+            vrift_format::has_long_name(req.path2)
+        };
+    if too_long {
+        return (libc::ENAMETOOLONG, 0, 0, Vec::new(), None);
+    }
+    // Only inside the project, never through a symlink out of it.
+    let second_is_path = matches!(req.op, Op::Rename | Op::Link);
+    let confined = rift.confined(p1).and_then(|()| match second_is_path {
+        true => rift.confined(req.path2),
+        false => Ok(()),
+    });
+    if let Err(e) = confined {
+        return (e, 0, 0, Vec::new(), None);
+    }
+    let res = handler(req.op)(rift, caller, req);
+    match res {
+        Ok(a) => a,
+        Err(Errno::Posix(e)) => (e, 0, 0, Vec::new(), None),
+        Err(Errno::Internal(e)) => {
+            eprintln!(
+                "vrift daemon: {:?} {}: {e:#}",
+                req.op,
+                crate::paths::display(p1)
+            );
+            (libc::EIO, 0, 0, format!("{e:#}").into_bytes(), None)
+        }
+    }
+}
+
+/// What a handler answers: the reply's errno, `a`, `b`, data and fd, or an
+/// errno / internal failure that [`dispatch`] turns into one.
+type Handled = Result<Answer, Errno>;
+
+/// Answers a request of one kind (its paths checked by [`dispatch`]).
+type Handler = fn(&mut Rift, Caller, &Request<'_>) -> Handled;
+
+/// The handler of each kind of request.
+fn handler(op: Op) -> Handler {
+    match op {
+        Op::Ping => ping,
+        Op::Status => status,
+        Op::Stop => stop,
+        Op::OpenWrite => open_write,
+        Op::Unlink => unlink,
+        Op::Rmdir => rmdir,
+        Op::Mkdir => mkdir,
+        Op::Rename => rename,
+        Op::Symlink => symlink,
+        Op::Link => link,
+        Op::Chmod => chmod,
+        Op::Chown => chown,
+        Op::Utimes => utimes,
+        Op::Truncate => truncate,
+        Op::Seal => seal,
+        Op::LinkTmp => link_tmp,
+        // Answered by the fetcher before dispatch.
+        Op::FetchBlob => |_, _, _| Err(Errno::Posix(libc::EINVAL)),
+    }
+}
+
+fn ok(data: Vec<u8>) -> Answer {
+    (0, 0, 0, data, None)
+}
+
+/// An answer that says only "done".
+fn done(r: Result<(), Errno>) -> Handled {
+    r.map(|()| ok(Vec::new()))
+}
+
+fn ping(_: &mut Rift, _: Caller, _: &Request<'_>) -> Handled {
+    Ok(ok(b"pong".to_vec()))
+}
+
+fn status(rift: &mut Rift, _: Caller, _: &Request<'_>) -> Handled {
+    Ok(ok(rift.status().into_bytes()))
+}
+
+fn stop(rift: &mut Rift, _: Caller, _: &Request<'_>) -> Handled {
+    rift.seal_idle();
+    if rift.staged_count() > 0 {
+        Ok((
+            libc::EBUSY,
+            rift.staged_count() as u64,
+            0,
+            b"files of this project are still open for writing".to_vec(),
+            None,
+        ))
+    } else {
+        rift.commit().map(|()| ok(Vec::new())).map_err(Errno::from)
+    }
+}
+
+fn open_write(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Handled {
+    rift.open_write(caller, req.path1, req.a as i32, req.b as u32)
+        .map(|o| (0, o.ino, o.mode as u64, o.name, Some(o.fd)))
+}
+
+fn unlink(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+    done(rift.unlink(req.path1))
+}
+
+fn rmdir(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+    done(rift.rmdir(req.path1))
+}
+
+fn mkdir(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+    done(rift.mkdir(req.path1, req.a as u32))
+}
+
+fn rename(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+    done(rift.rename(req.path1, req.path2, req.a as u32))
+}
+
+fn symlink(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+    done(rift.symlink(req.path1, req.path2))
+}
+
+fn link(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+    done(rift.link(req.path1, req.path2))
+}
+
+fn chmod(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+    done(rift.chmod(req.path1, req.a as u32))
+}
+
+fn chown(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Handled {
+    done(rift.chown(caller, req.path1, req.a as u32, req.b as u32))
+}
+
+fn utimes(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+    done(rift.utimes(req.path1, req.a, req.b))
+}
+
+fn truncate(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Handled {
+    done(rift.truncate(caller, req.path1, req.a))
+}
+
+fn seal(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+    rift.seal_path(req.path1).map(ok)
+}
+
+fn link_tmp(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+    done(rift.link_tmp(req.path1, req.path2, req.a as u32))
+}
