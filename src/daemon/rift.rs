@@ -12,6 +12,8 @@ mod ops;
 mod rename;
 mod seal;
 mod staging;
+#[cfg(test)]
+mod testkit;
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};

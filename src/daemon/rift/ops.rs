@@ -385,3 +385,93 @@ impl Rift {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{Fixture, Kinds, ALL};
+    use super::super::{Errno, OpResult};
+
+    fn errno(r: OpResult<()>) -> i32 {
+        match r {
+            Ok(()) => 0,
+            Err(Errno::Posix(e)) => e,
+            Err(Errno::Internal(e)) => panic!("an internal error: {e:#}"),
+        }
+    }
+
+    #[test]
+    fn unlink_by_node_kind() {
+        for kind in ALL {
+            let mut f = Fixture::new();
+            f.make("n", kind, "a");
+            // Below a non-directory: ENOTDIR (ENOENT below nothing).
+            let below = match kind {
+                Kinds::Absent | Kinds::Whiteout | Kinds::Dir => libc::ENOENT,
+                _ => libc::ENOTDIR,
+            };
+            assert_eq!(errno(f.rift.unlink(b"n/x")), below, "unlink {kind:?}/x");
+            let want = match kind {
+                Kinds::Absent | Kinds::Whiteout => libc::ENOENT,
+                Kinds::Dir => libc::EISDIR,
+                _ => 0,
+            };
+            assert_eq!(errno(f.rift.unlink(b"n")), want, "unlink {kind:?}");
+            let after = if want == 0 { "absent" } else { kind.seen() };
+            assert_eq!(f.seen("n").0, after, "unlink {kind:?}");
+            if kind.on_disk() {
+                assert_eq!(f.disk("n").as_deref(), Some("a"), "unlink {kind:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn rmdir_by_node_kind() {
+        for kind in ALL {
+            let mut f = Fixture::new();
+            f.make("n", kind, "a");
+            let want = match kind {
+                Kinds::Absent | Kinds::Whiteout => libc::ENOENT,
+                Kinds::Dir => 0,
+                _ => libc::ENOTDIR,
+            };
+            assert_eq!(errno(f.rift.rmdir(b"n")), want, "rmdir {kind:?}");
+            let after = if want == 0 { "absent" } else { kind.seen() };
+            assert_eq!(f.seen("n").0, after, "rmdir {kind:?}");
+            if kind.on_disk() {
+                assert_eq!(f.disk("n").as_deref(), Some("a"), "rmdir {kind:?}");
+            }
+        }
+        let mut f = Fixture::new();
+        assert_eq!(errno(f.rift.rmdir(b"")), libc::EBUSY);
+        f.make("d", Kinds::Dir, "");
+        f.make("d/x", Kinds::DiskFile, "x");
+        assert_eq!(errno(f.rift.rmdir(b"d")), libc::ENOTEMPTY);
+        // Empty in the view once its only file is unlinked: hidden, while
+        // the disk keeps the directory and the file.
+        assert_eq!(errno(f.rift.unlink(b"d/x")), 0);
+        assert_eq!(errno(f.rift.rmdir(b"d")), 0);
+        assert_eq!(f.seen("d").0, "absent");
+        assert_eq!(f.disk("d/x").as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn mkdir_by_node_kind() {
+        for kind in ALL {
+            let mut f = Fixture::new();
+            f.make("n", kind, "a");
+            let want = if kind.exists() { libc::EEXIST } else { 0 };
+            let got = errno(f.rift.mkdir(b"n", 0o755));
+            // A whiteout over a disk file: the directory cannot be made
+            // on disk (directories are physical).
+            let want = if kind == Kinds::Whiteout {
+                libc::EEXIST
+            } else {
+                want
+            };
+            assert_eq!(got, want, "mkdir {kind:?}");
+            if want == 0 {
+                assert_eq!(f.seen("n").0, "dir", "mkdir {kind:?}");
+            }
+        }
+    }
+}

@@ -203,10 +203,143 @@ impl Rift {
             tmp.push(b'/');
         }
         tmp.extend_from_slice(format!(".vrift-exchange.{}", std::process::id()).as_bytes());
-        let _ = (na, nb);
+        // Directories are physical: one cannot take a name where the disk
+        // holds a file (hidden or not). Refused before anything moves, as
+        // the three renames below would stop half-way.
+        let disk_file =
+            |rel: &[u8]| fs::symlink_metadata(self.disk(rel)).is_ok_and(|m| !m.is_dir());
+        if (na.is_dir() && disk_file(b)) || (nb.is_dir() && disk_file(a)) {
+            return posix(libc::EEXIST);
+        }
         self.rename(a, &tmp, 0)?;
         self.rename(b, a, 0)?;
         self.rename(&tmp, b, 0)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{Fixture, Kinds, ALL};
+    use super::super::{Errno, OpResult};
+
+    pub fn errno(r: OpResult<()>) -> i32 {
+        match r {
+            Ok(()) => 0,
+            Err(Errno::Posix(e)) => e,
+            Err(Errno::Internal(e)) => panic!("an internal error: {e:#}"),
+        }
+    }
+
+    const FLAGS: [u32; 5] = [
+        0,
+        libc::RENAME_NOREPLACE,
+        libc::RENAME_EXCHANGE,
+        libc::RENAME_WHITEOUT,
+        libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE,
+    ];
+
+    /// What rename(2) answers on a Linux filesystem without whiteout
+    /// support (man 2 rename), for two different names in one directory.
+    fn expected(src: Kinds, dst: Kinds, flags: u32) -> i32 {
+        let noreplace = flags & libc::RENAME_NOREPLACE != 0;
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        if flags & libc::RENAME_WHITEOUT != 0 || (noreplace && exchange) {
+            return libc::EINVAL;
+        }
+        if !src.exists() {
+            return libc::ENOENT;
+        }
+        // Directories are physical (DESIGN.md §2): a directory cannot
+        // take a name where the disk holds a file, hidden or not. (Linux
+        // would rename: a known difference of the view.)
+        let dir_onto_disk_file = (src.is_dir() && dst.on_disk() && (exchange || !dst.exists()))
+            || (exchange && dst.is_dir() && src.on_disk() && src.exists());
+        if !dst.exists() {
+            return match (exchange, dir_onto_disk_file) {
+                (true, _) => libc::ENOENT,
+                (false, true) => libc::EEXIST,
+                (false, false) => 0,
+            };
+        }
+        if noreplace {
+            return libc::EEXIST;
+        }
+        if dir_onto_disk_file {
+            return libc::EEXIST;
+        }
+        if exchange {
+            return 0;
+        }
+        match (src.is_dir(), dst.is_dir()) {
+            (true, false) => libc::ENOTDIR,
+            (false, true) => libc::EISDIR,
+            _ => 0,
+        }
+    }
+
+    /// Every flag × every kind of source × every kind of target: the
+    /// errno, what each name shows after, and the disk's files unchanged.
+    #[test]
+    fn rename_flags_by_node_kinds() {
+        let mut checked = 0;
+        for src in ALL {
+            for dst in ALL {
+                for flags in FLAGS {
+                    let mut f = Fixture::new();
+                    f.make("s", src, "a");
+                    f.make("d", dst, "b");
+                    let (before_s, before_d) = (f.seen("s"), f.seen("d"));
+                    let case = format!("rename({src:?} → {dst:?}, flags {flags:#x})");
+                    let got = errno(f.rift.rename(b"s", b"d", flags));
+                    assert_eq!(got, expected(src, dst, flags), "{case}");
+                    let (after_s, after_d) = (f.seen("s"), f.seen("d"));
+                    if got != 0 {
+                        assert_eq!((&after_s, &after_d), (&before_s, &before_d), "{case}");
+                    } else if flags & libc::RENAME_EXCHANGE != 0 {
+                        assert_eq!((&after_s, &after_d), (&before_d, &before_s), "{case}");
+                    } else {
+                        assert_eq!(after_d, before_s, "{case}");
+                        assert_eq!(after_s.0, "absent", "{case}");
+                    }
+                    // Writes never touch the disk's files.
+                    for (name, kind, content) in [("s", src, "a"), ("d", dst, "b")] {
+                        if kind.on_disk() {
+                            assert_eq!(f.disk(name).as_deref(), Some(content), "{case}");
+                        }
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 7 * 7 * 5);
+    }
+
+    #[test]
+    fn a_directory_renamed_over_a_non_empty_one_is_enotempty() {
+        for src in [Kinds::Dir] {
+            let mut f = Fixture::new();
+            f.make("s", src, "");
+            f.make("d", Kinds::Dir, "");
+            f.make("d/x", Kinds::RiftFile, "x");
+            assert_eq!(errno(f.rift.rename(b"s", b"d", 0)), libc::ENOTEMPTY);
+            // Exchanging two directories needs neither to be empty.
+            assert_eq!(errno(f.rift.rename(b"s", b"d", libc::RENAME_EXCHANGE)), 0);
+            assert_eq!(f.seen("s/x"), ("file", "x".to_string()));
+            assert_eq!(f.seen("d/x").0, "absent");
+        }
+    }
+
+    #[test]
+    fn a_path_through_a_file_is_enotdir_and_a_directory_into_itself_einval() {
+        let mut f = Fixture::new();
+        f.make("file", Kinds::RiftFile, "x");
+        f.make("dir", Kinds::Dir, "");
+        assert_eq!(errno(f.rift.rename(b"file/a", b"b", 0)), libc::ENOTDIR);
+        assert_eq!(errno(f.rift.rename(b"dir", b"file/a", 0)), libc::ENOTDIR);
+        assert_eq!(errno(f.rift.rename(b"dir", b"dir/sub", 0)), libc::EINVAL);
+        assert_eq!(errno(f.rift.rename(b"", b"x", 0)), libc::EBUSY);
+        assert_eq!(errno(f.rift.rename(b"file", b"file", 0)), 0);
+        assert_eq!(f.seen("file"), ("file", "x".to_string()));
     }
 }
