@@ -66,6 +66,7 @@ impl Daemon for Conn {
         let a = self.0.call(req).map_err(io_err)?;
         Ok(Answer {
             errno: a.errno,
+            flags: a.flags,
             a: a.a,
             b: a.b,
             data: a.data,

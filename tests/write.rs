@@ -680,3 +680,31 @@ fn gc_with_a_running_daemon_keeps_what_the_rift_references() {
     let fsck = sb.ok(&root, &["fsck"]);
     assert!(fsck.contains("no problems"), "{fsck}");
 }
+
+/// A FIFO of the disk is no rift file: the daemon answers an open for
+/// writing with the protocol's PASS flag and the library opens the real
+/// FIFO, so its reader gets the bytes (and nothing lands in the rift).
+#[test]
+fn writing_into_a_fifo_of_the_project_reaches_its_reader() {
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    let st = Command::new("mkfifo")
+        .arg(root.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = sb.ok_in_view(
+        &root,
+        "timeout 20 cat pipe > got.txt & echo through > pipe; wait; cat got.txt",
+    );
+    assert_eq!(out, "through\n");
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+        &fs::symlink_metadata(root.join("pipe")).unwrap().file_type()
+    ));
+    assert!(
+        !root.join("got.txt").exists(),
+        "the reader's file is a rift file"
+    );
+}

@@ -26,6 +26,9 @@ use crate::{call_real, sys};
 /// The daemon's answer (data copied out of the frame).
 pub struct Answer {
     pub errno: i32,
+    /// The daemon did nothing: the caller makes the call through libc
+    /// (`REPLY_PASS`).
+    pub pass: bool,
     pub a: u64,
     pub b: u64,
     pub data: [u8; 512],
@@ -387,6 +390,7 @@ fn refused(mut ans: Answer, why: Refusal, dir: &[u8], socket: &[u8]) -> Answer {
 pub fn call(op: Op, a: u64, b: u64, path1: &[u8], path2: &[u8]) -> Answer {
     let mut ans = Answer {
         errno: libc::EIO,
+        pass: false,
         a: 0,
         b: 0,
         data: [0; 512],
@@ -500,6 +504,7 @@ fn decoded(mut ans: Answer, reply: &[u8], mut rfd: c_int, sock: c_int) -> Answer
     match decode_reply(reply) {
         Ok(r) => {
             ans.errno = r.errno;
+            ans.pass = r.flags & vrift_format::proto::REPLY_PASS != 0;
             ans.a = r.a;
             ans.b = r.b;
             let k = r.data.len().min(ans.data.len());

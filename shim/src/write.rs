@@ -16,9 +16,6 @@ use crate::statbuf::Meta;
 use crate::state::{self, PATH_MAX};
 use crate::{call_real, fdtable, sys};
 
-/// The daemon's "not mine: call libc" answer (a fifo or device in the domain).
-const PASS: i32 = -1;
-
 /// The call is not the rift's to serve: the caller passes it to libc.
 #[derive(Debug, PartialEq, Eq)]
 pub struct PassToLibc;
@@ -165,8 +162,8 @@ fn answer(ans: Answer) -> Result<c_int, PassToLibc> {
         sys::close_raw(ans.fd);
     }
     match ans.errno {
+        _ if ans.pass => Err(PassToLibc),
         0 => Ok(0),
-        PASS => Err(PassToLibc),
         e => Ok(fail(e)),
     }
 }
@@ -217,7 +214,7 @@ pub fn open_write(buf: &PathBuf, flags: c_int, mode: c_uint) -> Result<c_int, Pa
         buf.rel(),
         b"",
     );
-    if ans.errno == PASS {
+    if ans.pass {
         return Err(PassToLibc);
     }
     if ans.errno != 0 {

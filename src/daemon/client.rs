@@ -16,6 +16,8 @@ use crate::project::Project;
 #[derive(Debug)]
 pub struct Answer {
     pub errno: i32,
+    /// `REPLY_*` bits.
+    pub flags: u32,
     pub a: u64,
     pub b: u64,
     pub data: Vec<u8>,
@@ -35,6 +37,7 @@ fn decoded(frame: &[u8], fd: Option<OwnedFd>) -> Result<Answer> {
     let r = decode_reply(frame).map_err(|e| anyhow::anyhow!("bad answer from the daemon: {e}"))?;
     Ok(Answer {
         errno: r.errno,
+        flags: r.flags,
         a: r.a,
         b: r.b,
         data: r.data.to_vec(),

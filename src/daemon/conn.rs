@@ -51,7 +51,7 @@ pub(super) fn finish_fetches(fetcher: &mut Fetcher, conns: &mut HashMap<RawFd, C
         unsafe { libc::poll(&mut p, 1, 1000) };
         for ((fd, id), errno, why) in fetcher.finished() {
             if let Some(conn) = conns.get_mut(&fd).filter(|c| c.id == id) {
-                answer(conn, Op::FetchBlob, (errno, 0, 0, why, None));
+                answer(conn, Op::FetchBlob, Answer::fail(errno, why));
             }
         }
     }
@@ -110,7 +110,7 @@ pub(super) fn handle_frames(
                     return true;
                 }
                 Start::Answer(errno, why) => {
-                    if !answer(conn, req.op, (errno, 0, 0, why, None)) {
+                    if !answer(conn, req.op, Answer::fail(errno, why)) {
                         return false;
                     }
                     continue;
@@ -119,7 +119,7 @@ pub(super) fn handle_frames(
         }
         let caller = Caller { uid: conn.uid };
         let ans = answer_once(rift, caller, &req);
-        let errno = ans.0;
+        let errno = ans.errno;
         if !answer(conn, req.op, ans) {
             return false;
         }
@@ -133,12 +133,21 @@ pub(super) fn handle_frames(
 /// Sends the answer to a request of `op`, or keeps what the client's socket
 /// cannot take now in `conn.out` (never waiting for a client). False: the
 /// connection is lost.
-pub(super) fn answer(conn: &mut Conn, op: Op, (errno, a, b, data, fd): Answer) -> bool {
+pub(super) fn answer(conn: &mut Conn, op: Op, ans: Answer) -> bool {
+    let Answer {
+        errno,
+        flags,
+        a,
+        b,
+        data,
+        fd,
+    } = ans;
     // Sized to the reply: a whole-frame buffer would be zeroed per request.
     let mut out = vec![0u8; 64 + data.len()];
     let reply = Reply {
         op,
         errno,
+        flags,
         a,
         b,
         data: &data,

@@ -4,11 +4,38 @@
 
 use std::os::fd::OwnedFd;
 
-use vrift_format::proto::{Op, Request};
+use vrift_format::proto::{Op, Request, REPLY_PASS};
 
 use super::rift::{Caller, Errno, Rift};
 
-pub(super) type Answer = (i32, u64, u64, Vec<u8>, Option<OwnedFd>);
+/// A reply before it is encoded (see `vrift_format::proto`): errno (0:
+/// done), flags (`REPLY_*`), `a`, `b`, data, and the fd sent with it.
+pub(super) struct Answer {
+    pub(super) errno: i32,
+    pub(super) flags: u32,
+    pub(super) a: u64,
+    pub(super) b: u64,
+    pub(super) data: Vec<u8>,
+    pub(super) fd: Option<OwnedFd>,
+}
+
+impl Answer {
+    pub(super) fn new(errno: i32, a: u64, b: u64, data: Vec<u8>, fd: Option<OwnedFd>) -> Answer {
+        Answer {
+            errno,
+            flags: 0,
+            a,
+            b,
+            data,
+            fd,
+        }
+    }
+
+    /// The request failed with `errno` (its message, if any, in data).
+    pub(super) fn fail(errno: i32, data: Vec<u8>) -> Answer {
+        Answer::new(errno, 0, 0, data, None)
+    }
+}
 
 /// Whether a request carries an id its retry is recognised by: a change to
 /// the rift whose second run could answer differently from its first (see
@@ -39,7 +66,7 @@ pub(super) fn answer_once(rift: &mut Rift, caller: Caller, req: &Request<'_>) ->
             crate::paths::display(req.path1)
         );
         if req.op != Op::OpenWrite {
-            return (0, 0, 0, Vec::new(), None);
+            return Answer::new(0, 0, 0, Vec::new(), None);
         }
         // The file was created (O_EXCL honoured then); the client still
         // needs an fd on it. Opening it again without O_EXCL gives that fd
@@ -60,7 +87,7 @@ pub(super) fn answer_once(rift: &mut Rift, caller: Caller, req: &Request<'_>) ->
 /// Journals the request (before its answer leaves): a journal that cannot
 /// be written fails the request.
 fn end(rift: &mut Rift, req: &Request<'_>, ans: Answer) -> Answer {
-    match rift.end_request(ans.0 == 0) {
+    match rift.end_request(ans.errno == 0 && ans.flags == 0) {
         Ok(()) => ans,
         Err(e) => {
             eprintln!(
@@ -68,7 +95,7 @@ fn end(rift: &mut Rift, req: &Request<'_>, ans: Answer) -> Answer {
                 req.op,
                 crate::paths::display(req.path1)
             );
-            (libc::EIO, 0, 0, format!("{e:#}").into_bytes(), None)
+            Answer::fail(libc::EIO, format!("{e:#}").into_bytes())
         }
     }
 }
@@ -78,7 +105,7 @@ fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
     let p1 = req.path1;
     let valid = |p: &[u8]| p.is_empty() || vrift_format::is_valid_rift_path(p);
     if !valid(p1) || (req.op != Op::Symlink && !valid(req.path2)) {
-        return (libc::EINVAL, 0, 0, Vec::new(), None);
+        return Answer::fail(libc::EINVAL, Vec::new());
     }
     // As the kernel: a name past NAME_MAX, a symlink target of PATH_MAX.
     let too_long = vrift_format::has_long_name(p1)
@@ -88,7 +115,7 @@ fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
             vrift_format::has_long_name(req.path2)
         };
     if too_long {
-        return (libc::ENAMETOOLONG, 0, 0, Vec::new(), None);
+        return Answer::fail(libc::ENAMETOOLONG, Vec::new());
     }
     // Only inside the project, never through a symlink out of it.
     let second_is_path = matches!(req.op, Op::Rename | Op::Link);
@@ -97,19 +124,24 @@ fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
         false => Ok(()),
     });
     if let Err(e) = confined {
-        return (e, 0, 0, Vec::new(), None);
+        return Answer::fail(e, Vec::new());
     }
     let res = handler(req.op)(rift, caller, req);
     match res {
         Ok(a) => a,
-        Err(Errno::Posix(e)) => (e, 0, 0, Vec::new(), None),
+        Err(Errno::Posix(e)) => Answer::fail(e, Vec::new()),
+        // A FIFO, socket or device: the client's libc acts on it.
+        Err(Errno::Pass) => Answer {
+            flags: REPLY_PASS,
+            ..Answer::fail(0, Vec::new())
+        },
         Err(Errno::Internal(e)) => {
             eprintln!(
                 "vrift daemon: {:?} {}: {e:#}",
                 req.op,
                 crate::paths::display(p1)
             );
-            (libc::EIO, 0, 0, format!("{e:#}").into_bytes(), None)
+            Answer::fail(libc::EIO, format!("{e:#}").into_bytes())
         }
     }
 }
@@ -146,7 +178,7 @@ fn handler(op: Op) -> Handler {
 }
 
 fn ok(data: Vec<u8>) -> Answer {
-    (0, 0, 0, data, None)
+    Answer::new(0, 0, 0, data, None)
 }
 
 /// An answer that says only "done".
@@ -165,7 +197,7 @@ fn status(rift: &mut Rift, _: Caller, _: &Request<'_>) -> Handled {
 fn stop(rift: &mut Rift, _: Caller, _: &Request<'_>) -> Handled {
     rift.seal_idle();
     if rift.staged_count() > 0 {
-        Ok((
+        Ok(Answer::new(
             libc::EBUSY,
             rift.staged_count() as u64,
             0,
@@ -179,7 +211,7 @@ fn stop(rift: &mut Rift, _: Caller, _: &Request<'_>) -> Handled {
 
 fn open_write(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Handled {
     rift.open_write(caller, req.path1, req.a as i32, req.b as u32)
-        .map(|o| (0, o.ino, o.mode as u64, o.name, Some(o.fd)))
+        .map(|o| Answer::new(0, o.ino, o.mode as u64, o.name, Some(o.fd)))
 }
 
 fn unlink(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {

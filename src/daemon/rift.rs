@@ -46,6 +46,9 @@ pub type OpResult<T> = std::result::Result<T, Errno>;
 #[derive(Debug)]
 pub enum Errno {
     Posix(i32),
+    /// Nothing done: the path is a FIFO, socket or device of the disk, and
+    /// the client passes the call to libc unchanged (`REPLY_PASS`).
+    Pass,
     Internal(anyhow::Error),
 }
 
@@ -523,7 +526,3 @@ impl Rift {
         self.project.root()
     }
 }
-
-/// errno value telling the client to pass the call to libc unchanged
-/// (a fifo, socket or device in the domain).
-pub const PASS: i32 = -1;

@@ -23,6 +23,7 @@ use vrift_format::proto::Op;
 use super::conn::{answer, finish_fetches, flush, handle_frames, Conn};
 use super::fetch::Fetcher;
 use super::live::Identity;
+use super::requests::Answer;
 use super::rift::{Rift, Seal, SEAL_SLICE};
 use super::wire::{peer_cred, read_some};
 use crate::lock::{FileLock, LockMode};
@@ -434,7 +435,7 @@ impl Server<'_> {
                 continue;
             };
             conn.parked = false;
-            let keep = answer(conn, Op::FetchBlob, (errno, 0, 0, why, None))
+            let keep = answer(conn, Op::FetchBlob, Answer::fail(errno, why))
                 && handle_frames(self.rift, self.fetcher, fd, conn, &mut self.last_activity);
             if !keep {
                 self.conns.remove(&fd);

@@ -54,6 +54,8 @@ pub fn applet(name: &str) -> Option<&'static str> {
 #[derive(Debug)]
 pub struct Answer {
     pub errno: i32,
+    /// `REPLY_*` bits.
+    pub flags: u32,
     pub a: u64,
     pub b: u64,
     pub data: Vec<u8>,

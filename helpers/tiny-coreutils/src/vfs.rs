@@ -30,7 +30,7 @@ use crate::table::MappedTable;
 use crate::{Connector, Daemon};
 
 /// vrift's own state below the root: never part of the view.
-const STATE_DIR: &[u8] = b".vrift";
+const STATE_DIR: &[u8] = vrift_format::view::STATE_DIR;
 /// Symlinks followed in one resolution before ELOOP (Linux's limit).
 const MAX_SYMLINKS: usize = 40;
 
@@ -226,7 +226,9 @@ impl<'a> Vfs<'a> {
     pub fn new(root: Option<&Path>, connector: &'a dyn Connector) -> Vfs<'a> {
         let dom = root.and_then(|root| {
             let m = fs::metadata(root).ok()?;
-            let table = root.join(".vrift").join(vrift_format::table::TABLE_FILE);
+            let table = root
+                .join(vrift_format::STATE_DIR_NAME)
+                .join(vrift_format::table::TABLE_FILE);
             Some(Domain {
                 root: root.to_path_buf(),
                 table: RefCell::new(MappedTable::new(&table)),
@@ -702,7 +704,7 @@ impl<'a> Vfs<'a> {
         let flags = flags | libc::O_WRONLY;
         if let Some(rel) = self.rel(loc) {
             let answer = self.call(Op::OpenWrite, flags as u64, mode as u64, rel, b"")?;
-            if answer.errno == -1 {
+            if answer.flags & vrift_format::proto::REPLY_PASS != 0 {
                 // A fifo, socket or device: writing it changes no file.
                 return raw_open(&self.disk_path(&loc.at), flags, mode);
             }

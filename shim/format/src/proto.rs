@@ -8,7 +8,7 @@
 //! request:  len u32 | version u8 | op u8 | reserved u16
 //!           | a u64 | b u64 | c u64 | path1 (u32 len, bytes) | path2 (u32 len, bytes)
 //! reply:    len u32 | version u8 | op u8 | reserved u16
-//!           | errno i32 | pad u32 | a u64 | b u64 | data (u32 len, bytes)
+//!           | errno i32 | flags u32 | a u64 | b u64 | data (u32 len, bytes)
 //! ```
 //!
 //! `len` counts the bytes after itself and is at most [`MAX_FRAME`]; a
@@ -40,6 +40,10 @@
 //! | Ping / Stop / Status | | | | | | text in data |
 //! | FetchBlob | expected size ([`SIZE_UNKNOWN`]: unknown) | | | hash (64 hex digits) | view path read (optional) | why, in data, on failure |
 //!
+//! A reply's flags: [`REPLY_PASS`] (errno 0, nothing done) says the path
+//! names a FIFO, socket or device of the disk, which the daemon does not
+//! act on: the client makes the call through libc unchanged (`OpenWrite`).
+//!
 //! `FetchBlob` is sent only after a blob the view needs was not found in
 //! the store (a snapshot pulled without `--eager`): the daemon fetches it
 //! from the project's remotes, verified, and answers once it is in the
@@ -59,6 +63,10 @@ pub const HEADER: usize = 8;
 /// `Utimes` values meaning "now" and "leave unchanged" (UTIME_NOW/UTIME_OMIT).
 pub const TIME_NOW: u64 = u64::MAX - 1;
 pub const TIME_OMIT: u64 = u64::MAX;
+
+/// Reply flag: the daemon did nothing; the client passes the call to libc
+/// unchanged (the path is a FIFO, socket or device of the disk).
+pub const REPLY_PASS: u32 = 1;
 
 /// `FetchBlob`'s size when the client does not know it.
 pub const SIZE_UNKNOWN: u64 = u64::MAX;
@@ -128,6 +136,8 @@ pub struct Reply<'a> {
     pub op: Op,
     /// 0 on success, else the errno the call fails with.
     pub errno: i32,
+    /// `REPLY_*` bits.
+    pub flags: u32,
     pub a: u64,
     pub b: u64,
     pub data: &'a [u8],
@@ -292,7 +302,7 @@ pub fn decode_request(frame: &[u8]) -> Result<Request<'_>, FrameError> {
 pub fn encode_reply(buf: &mut [u8], reply: &Reply<'_>) -> Option<usize> {
     let mut w = Writer { buf, n: HEADER };
     w.put(&reply.errno.to_le_bytes())?;
-    w.put(&[0u8; 4])?;
+    w.put(&reply.flags.to_le_bytes())?;
     w.put(&reply.a.to_le_bytes())?;
     w.put(&reply.b.to_le_bytes())?;
     w.bytes(reply.data)?;
@@ -303,10 +313,11 @@ pub fn encode_reply(buf: &mut [u8], reply: &Reply<'_>) -> Option<usize> {
 pub fn decode_reply(frame: &[u8]) -> Result<Reply<'_>, FrameError> {
     let (op, mut r) = open_frame(frame)?;
     let errno = r.u32()? as i32;
-    r.take(4)?;
+    let flags = r.u32()?;
     let reply = Reply {
         op,
         errno,
+        flags,
         a: r.u64()?,
         b: r.u64()?,
         data: r.bytes()?,
@@ -338,6 +349,7 @@ mod tests {
         let reply = Reply {
             op: Op::OpenWrite,
             errno: 17,
+            flags: REPLY_PASS,
             a: 9,
             b: 0o100644,
             data: b"stage.1",

@@ -256,9 +256,12 @@ impl Rift {
             if h.is_staged() && !self.try_seal(t)? {
                 // Still being written: the link gets its content so far.
                 let (name, _) = self.stage_copy(&node, old, false)?;
-                let h = *h;
-                let mut rec = self.staged_record(Some(&h), 0, false, &name)?;
-                rec[24..32].copy_from_slice(&self.alloc_ino()?.to_le_bytes());
+                // Its own inode: a link is a second entry (DESIGN.md §2).
+                let like = RecordHeader {
+                    ino: self.alloc_ino()?,
+                    ..*h
+                };
+                let rec = self.staged_record(Some(&like), 0, false, &name)?;
                 self.register_staged(&name, new)?;
                 self.set(new, rec)?;
                 return Ok(());
@@ -388,16 +391,7 @@ impl Rift {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::{Fixture, Kinds, ALL};
-    use super::super::{Errno, OpResult};
-
-    fn errno(r: OpResult<()>) -> i32 {
-        match r {
-            Ok(()) => 0,
-            Err(Errno::Posix(e)) => e,
-            Err(Errno::Internal(e)) => panic!("an internal error: {e:#}"),
-        }
-    }
+    use super::super::testkit::{errno, Fixture, Kinds, ALL};
 
     #[test]
     fn unlink_by_node_kind() {

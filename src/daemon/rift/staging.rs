@@ -221,7 +221,10 @@ impl Rift {
             }
             Node::Phys(m) if !m.file_type().is_file() => {
                 // A fifo, socket or device: writing it changes no file.
-                return posix(if creat && excl { libc::EEXIST } else { PASS });
+                return match creat && excl {
+                    true => posix(libc::EEXIST),
+                    false => Err(Errno::Pass),
+                };
             }
             Node::Entry(..) | Node::Phys(_) if creat && excl => return posix(libc::EEXIST),
             Node::Entry(h, target) => {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use vrift_format::Kind;
 
-use super::{Caller, Node, Rift};
+use super::{Caller, Errno, Node, OpResult, Rift};
 use crate::cas::Cas;
 use crate::daemon::live::Identity;
 use crate::project::Project;
@@ -48,10 +48,20 @@ pub struct Fixture {
     _tmp: tempfile::TempDir,
 }
 
+/// The errno an operation answered (0: done).
+pub fn errno(r: OpResult<()>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(Errno::Posix(e)) => e,
+        Err(Errno::Pass) => panic!("passed to libc"),
+        Err(Errno::Internal(e)) => panic!("an internal error: {e:#}"),
+    }
+}
+
 /// The caller of every test operation: this process's own uid.
 pub fn me() -> Caller {
-    // SAFETY: getuid cannot fail.
     Caller {
+        // SAFETY: getuid cannot fail.
         uid: unsafe { libc::getuid() },
     }
 }
