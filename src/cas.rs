@@ -1,11 +1,13 @@
 //! The global content-addressed store (the CAS).
 //!
-//! Layout below the root:
+//! Layout below the root (docs/design.md, "The store", is the long form):
 //!
 //! ```text
 //! blobs/ab/abcd…      one file per content, named by its BLAKE3 hash, mode 0400
-//! tmp/                staging for blobs being written (same filesystem as blobs/)
-//! exec/<hash>         executable copies of blobs (made by the shim)
+//! tmp/                blobs being written (same filesystem as blobs/)
+//! staging/            files being written in a view (the daemon's; see below)
+//! exec/<hash>         executable copies of blobs (0555, made by the library)
+//! lib/                pinned copies of the view library, one per content
 //! shared              present in a store shared between users (see below)
 //! quarantine/         blobs `vrift fsck` found corrupt, moved aside
 //! projects/<id>       the registry: one file per project, holding its root path
@@ -15,8 +17,15 @@
 //!
 //! # Invariants
 //!
-//! 1. A file under `blobs/` is complete: it appears only by `rename` from
-//!    `tmp/`, after its bytes were written and its mode set to the blob mode.
+//! 1. A file under `blobs/` is complete and has the blob mode when its name
+//!    appears there: by `rename` from `tmp/` after its bytes were written
+//!    ([`Cas::adopt_tmp`]), or by a hard link from `staging/`
+//!    ([`Cas::adopt_tmp_linked`]) after the daemon hashed the whole file
+//!    under a read lease (no writer could have it open) and set the blob
+//!    mode. In the second case the staging name stays a second name of the
+//!    blob for about a second (readers that resolved the staged record
+//!    open it by that name), then the daemon removes it. Like every blob
+//!    name it has mode 0400 from before the link.
 //! 2. A blob's content is never modified in place and never executable.
 //! 3. A blob may be deleted only by `gc --delete`, holding `gc.lock`
 //!    exclusively, when no registered manifest or snapshot references it. Every
@@ -114,7 +123,7 @@ impl Cas {
             "tmp",
             "quarantine",
             "projects",
-            "exec",
+            vrift_format::EXEC_DIR,
             vrift_format::STAGING_DIR,
         ] {
             create_dirs(&root.join(sub), mode)?;
@@ -165,6 +174,12 @@ impl Cas {
 
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+
+    /// Executable copies of blobs (`exec/<hash>`, 0555), made by the
+    /// library on a rift program's first run.
+    pub fn exec_dir(&self) -> PathBuf {
+        self.root.join(vrift_format::EXEC_DIR)
     }
 
     pub fn quarantine_dir(&self) -> PathBuf {

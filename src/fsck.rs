@@ -97,7 +97,7 @@ pub fn check_store(cas: &Cas, report: &mut Report) -> Result<()> {
 /// whose content is not its name was changed after it was made, and is
 /// removed, so that the next run copies the blob again.
 pub fn check_exec_copies(cas: &Cas, report: &mut Report) -> Result<()> {
-    let dir = cas.root().join("exec");
+    let dir = cas.exec_dir();
     let Ok(entries) = fs::read_dir(&dir) else {
         return Ok(());
     };

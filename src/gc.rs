@@ -125,7 +125,7 @@ pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
         // (hard links to executable copies; remade on the next run): with
         // --delete it goes, so the copies' space is really freed.
         if delete {
-            let mirror = root.join(".vrift/exec");
+            let mirror = root.join(vrift_format::EXEC_MIRROR);
             match fs::remove_dir_all(&mirror) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -163,7 +163,7 @@ pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
     bar.finish_and_clear();
     // Executable copies the shim made of rift executables: derived data,
     // kept while their blob is live.
-    if let Ok(entries) = fs::read_dir(cas.root().join("exec")) {
+    if let Ok(entries) = fs::read_dir(cas.exec_dir()) {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let live_copy =

@@ -21,7 +21,7 @@ use crate::manifest::Manifest;
 use crate::ui;
 
 /// Name of the per-project state directory.
-pub const STATE_DIR: &str = ".vrift";
+pub const STATE_DIR: &str = vrift_format::STATE_DIR_NAME;
 
 /// A located project; `root` is canonical.
 #[derive(Clone, Debug)]

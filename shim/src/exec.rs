@@ -316,13 +316,14 @@ fn exec_copy(hash: &ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> 
     let cas = table.cas_root();
     let mut hex = [0u8; HASH_HEX_LEN];
     hash.write_hex(&mut hex);
-    let dir_len = cas.len() + 5;
+    const EXEC: &[u8] = concat!("/", vrift_format::exec_dir!()).as_bytes();
+    let dir_len = cas.len() + EXEC.len();
     let total = dir_len + 1 + HASH_HEX_LEN;
     if total + 32 > PATH_MAX {
         return None;
     }
     out[..cas.len()].copy_from_slice(cas);
-    out[cas.len()..dir_len].copy_from_slice(b"/exec");
+    out[cas.len()..dir_len].copy_from_slice(EXEC);
     out[dir_len] = b'/';
     out[dir_len + 1..total].copy_from_slice(&hex);
     out[total] = 0;
@@ -442,7 +443,14 @@ fn rename_into_place(tmp: &[u8; PATH_MAX + 1], dst: &[u8; PATH_MAX + 1]) -> bool
 }
 
 /// Where rift files are mirrored for the loader, below the project root.
-pub const MIRROR_DIR: &[u8] = b"/.vrift/exec/";
+pub const MIRROR_DIR: &[u8] = concat!(
+    "/",
+    vrift_format::state_dir!(),
+    "/",
+    vrift_format::exec_dir!(),
+    "/"
+)
+.as_bytes();
 
 /// `ROOT/.vrift/exec/REL`: the rift file REL as a physical file that the
 /// kernel can exec and the dynamic loader can open — a hard link to its

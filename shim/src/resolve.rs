@@ -135,7 +135,7 @@ const MAX_SYMLINKS: usize = 40;
 
 /// Where rift programs run from: hard links to the store's executable
 /// copies (`.vrift/exec/<view path>`).
-const EXEC_MIRRORS: &[u8] = b".vrift/exec/";
+const EXEC_MIRRORS: &[u8] = vrift_format::EXEC_MIRROR.as_bytes();
 
 /// Makes `path` absolute (and normalized) into `out`; false if the base is
 /// unknown or the result too long.

@@ -34,7 +34,7 @@ pub struct RootBuf {
 // SAFETY: written only in the constructor before READY is set; read after.
 unsafe impl Sync for RootBuf {}
 
-const TABLE_SUFFIX: &[u8] = b"/.vrift/";
+const TABLE_SUFFIX: &[u8] = concat!("/", vrift_format::state_dir!(), "/").as_bytes();
 
 impl RootBuf {
     const fn new() -> RootBuf {

@@ -158,6 +158,36 @@ pub const FLAG_STAGED: u8 = 4;
 /// Owner value meaning "the project root's owner" (what ingest records).
 pub const OWNER_INHERIT: u32 = u32::MAX;
 
+/// The name of vrift's state directory below a project root, as a literal
+/// for `concat!` (see [`STATE_DIR_NAME`]).
+#[macro_export]
+macro_rules! state_dir {
+    () => {
+        ".vrift"
+    };
+}
+
+/// The name of the executable copies' directory, as a literal for
+/// `concat!` (see [`EXEC_DIR`]).
+#[macro_export]
+macro_rules! exec_dir {
+    () => {
+        "exec"
+    };
+}
+
+/// Name of vrift's state directory below a project root (never part of
+/// the view).
+pub const STATE_DIR_NAME: &str = state_dir!();
+
+/// Name of the directory of executable copies below the CAS root
+/// (`<store>/exec/<hash>`, mode 0555: the CAS keeps no exec bits).
+pub const EXEC_DIR: &str = exec_dir!();
+
+/// A project's mirror of the executable copies its programs run from
+/// (hard links), relative to its root: `.vrift/exec/`.
+pub const EXEC_MIRROR: &str = concat!(state_dir!(), "/", exec_dir!(), "/");
+
 /// Name of the staging directory below the CAS root.
 pub const STAGING_DIR: &str = "staging";
 

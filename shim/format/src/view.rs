@@ -219,7 +219,7 @@ pub fn disk_name_shows<L: Layers + ?Sized>(layers: &L, child: &[u8], hidden: boo
 }
 
 /// Name of vrift's state directory below the project root.
-pub const STATE_DIR: &[u8] = b".vrift";
+pub const STATE_DIR: &[u8] = crate::STATE_DIR_NAME.as_bytes();
 
 /// Whether `rel` is vrift's own state (`.vrift` or below): never part of
 /// the view, passed through untouched.
