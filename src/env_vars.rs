@@ -72,3 +72,6 @@ pub const VRIFT_FETCH_AHEAD: &str = "VRIFT_FETCH_AHEAD";
 /// `vrift push`: the secret key file refs are signed with (default:
 /// `signing-key` beside the user's config file; see `vrift remote key`).
 pub const VRIFT_SIGNING_KEY: &str = "VRIFT_SIGNING_KEY";
+
+/// Tests: the step at which a vrift process kills itself (see `failpoint`).
+pub const VRIFT_FAILPOINT: &str = "VRIFT_FAILPOINT";

@@ -331,7 +331,10 @@ impl Mover<'_> {
                         self.euid,
                         Some(self.trash),
                     ) {
-                        Ok(m) => (i, m),
+                        Ok(m) => {
+                            crate::failpoint::hit("ingest.moved-one");
+                            (i, m)
+                        }
                         Err(e) => {
                             if is_out_of_space(&e) {
                                 let mut slot = self.stop_error.lock().unwrap();
@@ -503,6 +506,7 @@ pub fn ingest(
                 }
                 match mover.run(&hashed) {
                     Ok(moves) => {
+                        crate::failpoint::hit("ingest.moved");
                         merge(&mut moved, moves.report);
                         let mut d = done.lock().unwrap();
                         d.left_behind.extend(moves.left_behind);
@@ -538,6 +542,7 @@ pub fn ingest(
                     .collect()
             });
             report.errors.extend(errors.into_inner().unwrap());
+            crate::failpoint::hit("ingest.hashed");
             if halted() || commit_tx.send((batch as u64, hashed)).is_err() {
                 stopped_early = true;
                 break;
@@ -574,6 +579,7 @@ pub fn ingest(
     for rel in &done.left_behind {
         txn.remove(Layer::Phantom, rel)?;
     }
+    crate::failpoint::hit("ingest.final");
     txn.commit()?;
     result?;
     if let Some(e) = stop_error.into_inner().unwrap() {
@@ -629,7 +635,9 @@ fn commit_batch(
         })
         .collect();
     txn.put_ingest_batch(batch, &mut rows)?;
-    txn.commit()
+    txn.commit()?;
+    crate::failpoint::hit("ingest.committed");
+    Ok(())
 }
 
 fn merge(into: &mut Report, from: Report) {

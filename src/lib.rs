@@ -9,6 +9,7 @@ pub mod cli;
 pub mod daemon;
 pub mod env_vars;
 pub mod exclusive;
+pub mod failpoint;
 pub mod fsck;
 pub mod gc;
 pub mod inception;

@@ -245,6 +245,9 @@ pub fn list_dir(txn: &ReadTxn<'_>, project: &Project, rel: &[u8]) -> Result<Vec<
 /// project's remotes when it is missing from the store (a snapshot pulled
 /// without `--eager`), verified by its hash.
 pub fn open_content(project: &Project, cas: &crate::cas::Cas, e: &Entry) -> Result<fs::File> {
+    if let Some(staged) = open_staged(cas, e)? {
+        return Ok(staged);
+    }
     #[cfg(feature = "remote")]
     return crate::remote::ondemand::open_blob(project, cas, &e.hash, e.size);
     #[cfg(not(feature = "remote"))]
@@ -254,6 +257,21 @@ pub fn open_content(project: &Project, cas: &crate::cas::Cas, e: &Entry) -> Resu
     }
 }
 
+/// A file still staged (its daemon died before sealing it; the next one
+/// seals it): its content is its staging file's, as the library reads it.
+fn open_staged(cas: &crate::cas::Cas, e: &Entry) -> Result<Option<fs::File>> {
+    if e.flags & vrift_format::FLAG_STAGED == 0 {
+        return Ok(None);
+    }
+    let path = cas
+        .root()
+        .join(vrift_format::STAGING_DIR)
+        .join(crate::paths::os(&e.target));
+    fs::File::open(&path)
+        .map(Some)
+        .with_context(|| format!("cannot open the staged file {}", path.display()))
+}
+
 /// [`open_content`], checked before a byte is read: the blob's size and
 /// BLAKE3 hash against the entry (`vrift cat`, `vrift doctor`).
 pub fn open_content_verified(
@@ -261,6 +279,9 @@ pub fn open_content_verified(
     cas: &crate::cas::Cas,
     e: &Entry,
 ) -> Result<fs::File> {
+    if let Some(staged) = open_staged(cas, e)? {
+        return Ok(staged);
+    }
     if !cas.has_blob(&e.hash) {
         open_content(project, cas, e)?; // fetched from a remote, verified
     }

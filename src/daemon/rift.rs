@@ -429,6 +429,7 @@ impl Rift {
             return Ok(());
         }
         journal::apply(&self.manifest, &self.uncommitted)?;
+        crate::failpoint::hit("commit.applied");
         let now = journal::now_secs();
         self.carried.retain(|_, d| d.young(now));
         let keep: Vec<Done> = self.carried.values().copied().collect();

@@ -102,6 +102,7 @@ impl Rift {
         if !all {
             return Ok(Seal::More);
         }
+        crate::failpoint::hit("seal.hashed");
         // A `gc --delete` in progress: seal after it (it may be stopping
         // this daemon, and must not wait for a seal waiting for it).
         let Some(gc) = self.cas.try_gc_lock_shared()? else {
@@ -158,6 +159,7 @@ impl Rift {
         if tmp_left {
             self.retired.push((path, Instant::now()));
         }
+        crate::failpoint::hit("seal.linked");
         let header = match self.table().lookup(&rel) {
             Some(RecordRef::Entry { header, target }) if header.is_staged() && target == name => {
                 Some(header)
@@ -174,6 +176,7 @@ impl Rift {
         h.mtime_ns = mtime_ns(&meta);
         h.atime_ns = atime_ns(&meta);
         self.set(&rel, encode(&h, &[]))?;
+        crate::failpoint::hit("seal.recorded");
         Ok(())
     }
 
