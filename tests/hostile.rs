@@ -16,31 +16,10 @@ use std::time::Duration;
 use common::*;
 use vrift_format::proto::{decode_reply, encode_request, frame_len, Op, Request, MAX_FRAME};
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// The daemon's socket (starting the daemon).
 fn daemon_socket(sb: &Sandbox, root: &Path) -> PathBuf {
     sb.ok(root, &["daemon", "start"]);
-    let status = sb.ok(root, &["daemon", "status"]);
-    PathBuf::from(
-        status
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("running on "))
-            .unwrap_or_else(|| panic!("{status}")),
-    )
-}
-
-fn daemon_pid(sb: &Sandbox, root: &Path) -> String {
-    let status = sb.ok(root, &["daemon", "status"]);
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("pid "))
-        .unwrap_or_else(|| panic!("no pid in {status}"))
-        .trim()
-        .to_string()
+    sb.daemon_socket(root)
 }
 
 /// A raw client: one connection, one request at a time.
@@ -277,13 +256,13 @@ fn hostile_frames_act_only_inside_the_project() {
     );
     assert!(listing.contains("secret"), "{listing}");
     // And legitimate requests still work, the daemon unchanged.
-    let pid = daemon_pid(&sb, &root);
+    let pid = sb.daemon_pid(&root);
     assert_eq!(
         c.ask(&req(Op::Mkdir, 0o755, 0, b"fine", b"")).map(|r| r.0),
         Some(0)
     );
     assert!(root.join("fine").is_dir());
-    assert_eq!(daemon_pid(&sb, &root), pid);
+    assert_eq!(sb.daemon_pid(&root), pid);
     sb.ok(&root, &["daemon", "stop"]);
 }
 
@@ -604,7 +583,7 @@ fn the_daemon_survives_random_and_mutated_frames() {
     assert!(st.success());
     sb.ok(&root, &["init"]);
     let socket = daemon_socket(&sb, &root);
-    let pid = daemon_pid(&sb, &root);
+    let pid = sb.daemon_pid(&root);
     let before = snapshot(&outside);
     let mut rng = Rng::from_env();
     let mut c = Raw::connect(&socket);
@@ -643,7 +622,7 @@ fn the_daemon_survives_random_and_mutated_frames() {
     eprintln!("{answered} answered, {dropped} connections dropped");
     assert!(answered > 0);
     assert!(ping(&socket), "the daemon stopped answering");
-    assert_eq!(daemon_pid(&sb, &root), pid, "the daemon was replaced");
+    assert_eq!(sb.daemon_pid(&root), pid, "the daemon was replaced");
     assert_eq!(snapshot(&outside), before, "something outside changed");
     // Random opens leave files staged that no process writes any more: the
     // daemon would wait for them; this one is ours to end.

@@ -175,7 +175,7 @@ fn a_killed_daemon_loses_no_write_whose_close_returned() {
         "for i in $(seq 50); do echo $i > out-$i.txt; done; mv src/a.txt src/moved.txt",
     );
     // kill -9 the daemon before its group commit or seal can run.
-    let pid = daemon_pid(&sb, &root);
+    let pid = sb.daemon_pid(&root);
     Command::new("kill").args(["-9", &pid]).status().unwrap();
     std::thread::sleep(Duration::from_millis(100));
     // A fresh daemon (started by the next write) replays the journal.
@@ -184,7 +184,7 @@ fn a_killed_daemon_loses_no_write_whose_close_returned() {
         "cat out-1.txt out-50.txt src/moved.txt; ls src; echo again > again.txt",
     );
     assert_eq!(out, "1\n50\nalpha\nb.txt\nmoved.txt\nsub\n");
-    let pid2 = daemon_pid(&sb, &root);
+    let pid2 = sb.daemon_pid(&root);
     assert_ne!(pid, pid2);
     Command::new("kill").args(["-9", &pid2]).status().unwrap();
     std::thread::sleep(Duration::from_millis(100));
@@ -375,34 +375,13 @@ fn rift_entries_report_the_roots_device_and_owner() {
     );
 }
 
-fn daemon_pid(sb: &Sandbox, root: &Path) -> String {
-    let status = sb.ok(root, &["daemon", "status"]);
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("pid "))
-        .unwrap_or_else(|| panic!("no pid in {status}"))
-        .trim()
-        .to_string()
-}
-
-fn socket_of(sb: &Sandbox, root: &Path) -> PathBuf {
-    let status = sb.ok(root, &["daemon", "status"]);
-    PathBuf::from(
-        status
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("running on "))
-            .unwrap_or_else(|| panic!("{status}")),
-    )
-}
-
 #[test]
 fn the_daemon_refuses_garbage_and_oversized_frames_and_stays_up() {
     build_shim();
     let sb = Sandbox::new();
     let (root, _) = project_and_twin(&sb);
     sb.ok(&root, &["daemon", "start"]);
-    let socket = socket_of(&sb, &root);
+    let socket = sb.daemon_socket(&root);
     let mode = fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "socket mode");
     let dir_mode = fs::metadata(socket.parent().unwrap())
@@ -502,7 +481,7 @@ fn an_idle_daemon_commits_and_exits_and_strangers_cannot_connect() {
     {
         // The runtime directory is 0700: another user cannot reach the socket.
         sb.ok(&root, &["daemon", "start"]);
-        let socket = socket_of(&sb, &root);
+        let socket = sb.daemon_socket(&root);
         let probe = Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .args(["/usr/bin/python3", "-c"])

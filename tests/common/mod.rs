@@ -8,11 +8,13 @@ pub mod tmux;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 pub const VRIFT: &str = env!("CARGO_BIN_EXE_vrift");
 
@@ -41,6 +43,29 @@ impl Sandbox {
 
     pub fn store(&self) -> PathBuf {
         self.path().join("store")
+    }
+
+    /// The pid of the daemon of `root`, as `vrift daemon status` says it.
+    pub fn daemon_pid(&self, root: &Path) -> String {
+        let status = self.ok(root, &["daemon", "status"]);
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("pid "))
+            .unwrap_or_else(|| panic!("no pid in {status}"))
+            .trim()
+            .to_string()
+    }
+
+    /// The socket the daemon of `root` listens on (it must be running).
+    pub fn daemon_socket(&self, root: &Path) -> PathBuf {
+        let status = self.ok(root, &["daemon", "status"]);
+        PathBuf::from(
+            status
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("running on "))
+                .unwrap_or_else(|| panic!("{status}")),
+        )
     }
 
     /// A new directory in the sandbox.
@@ -429,4 +454,51 @@ pub fn same_in_view_and_copy(
         );
     }
     v.into_owned()
+}
+
+/// Lossy UTF-8 of a command's output.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs `cmd` and kills it after `limit` (a guard against a hang, not a
+/// timing assertion): None if it had to be killed.
+pub fn output_within(mut cmd: Command, limit: Duration) -> Option<Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drained by threads: a chatty child must not block on a full pipe.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let o = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let e = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (o.join().unwrap(), e.join().unwrap());
+    status.map(|status| Output {
+        status,
+        stdout,
+        stderr,
+    })
 }
