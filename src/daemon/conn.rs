@@ -14,8 +14,8 @@ use vrift_format::proto::{decode_request, encode_reply, frame_len, FrameError, O
 use super::fetch::{self, Fetcher, Start};
 use super::requests::{answer_once, Answer};
 use super::rift::{Caller, Rift};
-use super::server::STOP;
 use super::wire::send_some;
+use super::STOP;
 
 pub(super) struct Conn {
     pub(super) sock: UnixStream,

@@ -22,11 +22,15 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 use crate::project::Project;
+
+/// Set by SIGTERM/SIGINT and by a `Stop` request: the server's loop ends.
+static STOP: AtomicBool = AtomicBool::new(false);
 
 /// Environment variable: seconds of idleness before the daemon exits.
 pub const IDLE_ENV: &str = crate::env_vars::VRIFT_DAEMON_IDLE;

@@ -14,7 +14,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -26,6 +26,7 @@ use super::live::Identity;
 use super::requests::Answer;
 use super::rift::{Rift, Seal, SEAL_SLICE};
 use super::wire::{peer_cred, read_some};
+use super::STOP;
 use crate::lock::{FileLock, LockMode};
 use crate::project::Project;
 
@@ -50,9 +51,6 @@ struct Reseal {
 /// How long no client may have asked anything before a scattered hot table
 /// is rebuilt (a build's burst of writes is over).
 const COMPACT_QUIET: Duration = Duration::from_millis(250);
-
-/// Set by SIGTERM/SIGINT and by a `Stop` request: the loop ends.
-pub(super) static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_term(_: libc::c_int) {
     STOP.store(true, Ordering::Release);
