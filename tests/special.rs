@@ -14,6 +14,16 @@ fn seed(dir: &std::path::Path) {
     fs::write(dir.join("keep.txt"), "kept\n").unwrap();
 }
 
+/// A project holding one file on its disk, initialised.
+fn seeded_project() -> (Sandbox, std::path::PathBuf) {
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    seed(&root);
+    sb.ok(&root, &["init"]);
+    (sb, root)
+}
+
 #[test]
 fn mknod_family_through_every_spelling_matches_the_kernel() {
     if !has_cc() {
@@ -34,11 +44,7 @@ fn mknod_family_through_every_spelling_matches_the_kernel() {
 
 #[test]
 fn fifos_devices_and_sockets_are_rift_entries_and_never_reach_the_disk() {
-    build_shim();
-    let sb = Sandbox::new();
-    let root = sb.mkdir("p");
-    seed(&root);
-    sb.ok(&root, &["init"]);
+    let (sb, root) = seeded_project();
     let before = disk_files(&root);
     // The shell's own tools: mkfifo(1), test(1), ls, stat, a reader and a
     // writer, mv, and a socket served and reached by python3.
@@ -103,11 +109,7 @@ print("is-socket", os.path.exists("sock"))
 
 #[test]
 fn special_files_come_back_with_a_snapshot_and_materialize_onto_the_disk() {
-    build_shim();
-    let sb = Sandbox::new();
-    let root = sb.mkdir("p");
-    seed(&root);
-    sb.ok(&root, &["init"]);
+    let (sb, root) = seeded_project();
     sb.ok_in_view(&root, "mkfifo -m 0604 pipe && mkdir -p d && mkfifo d/inner");
     sb.ok(&root, &["snapshot", "save", "with-fifo"]);
     sb.ok_in_view(&root, "rm pipe d/inner");
@@ -150,12 +152,8 @@ fn a_static_program_makes_its_fifo_in_the_view() {
         skip("cannot link statically (glibc static libraries missing)");
         return;
     }
-    build_shim();
-    let sb = Sandbox::new();
+    let (sb, root) = seeded_project();
     let prog = compile_c(&sb, "static_fifo", &["-static"]);
-    let root = sb.mkdir("p");
-    seed(&root);
-    sb.ok(&root, &["init"]);
     let before = disk_files(&root);
     let out = sb.ok_in_view(
         &root,

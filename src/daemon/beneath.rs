@@ -188,8 +188,9 @@ fn fd_path(fd: &OwnedFd) -> CString {
     CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL")
 }
 
-/// `chmod` of `rel`, never of what a symlink there points at (ELOOP).
-pub fn chmod(root: &Path, rel: &[u8], mode: u32) -> io::Result<()> {
+/// An O_PATH fd of `rel`, which must not be a symlink (ELOOP): what a
+/// change through `/proc/self/fd/N` would otherwise follow.
+fn open_not_symlink(root: &Path, rel: &[u8]) -> io::Result<OwnedFd> {
     let fd = open(root, rel, libc::O_PATH)?;
     if File::from(fd.try_clone()?)
         .metadata()?
@@ -198,6 +199,12 @@ pub fn chmod(root: &Path, rel: &[u8], mode: u32) -> io::Result<()> {
     {
         return Err(io::Error::from_raw_os_error(libc::ELOOP));
     }
+    Ok(fd)
+}
+
+/// `chmod` of `rel`, never of what a symlink there points at (ELOOP).
+pub fn chmod(root: &Path, rel: &[u8], mode: u32) -> io::Result<()> {
+    let fd = open_not_symlink(root, rel)?;
     // SAFETY: a valid C string.
     if unsafe { libc::chmod(fd_path(&fd).as_ptr(), (mode & 0o7777) as libc::mode_t) } != 0 {
         return Err(io::Error::last_os_error());
@@ -217,14 +224,7 @@ pub fn lchown(root: &Path, rel: &[u8], uid: u32, gid: u32) -> io::Result<()> {
 
 /// `utimensat` of `rel` (a final symlink refused: ELOOP).
 pub fn utimes(root: &Path, rel: &[u8], times: &[libc::timespec; 2]) -> io::Result<()> {
-    let fd = open(root, rel, libc::O_PATH)?;
-    if File::from(fd.try_clone()?)
-        .metadata()?
-        .file_type()
-        .is_symlink()
-    {
-        return Err(io::Error::from_raw_os_error(libc::ELOOP));
-    }
+    let fd = open_not_symlink(root, rel)?;
     // SAFETY: a valid C string and two timespecs.
     if unsafe { libc::utimensat(libc::AT_FDCWD, fd_path(&fd).as_ptr(), times.as_ptr(), 0) } != 0 {
         return Err(io::Error::last_os_error());

@@ -216,18 +216,17 @@ impl Rift {
         out
     }
 
-    pub fn symlink(&mut self, rel: &[u8], target: &[u8]) -> OpResult<()> {
-        if self.node(rel).exists() {
-            return posix(libc::EEXIST);
-        }
-        self.check_parent(rel)?;
+    /// The header of a new symlink or special file at `rel`, made now: a
+    /// fresh inode, the group a new entry gets there, and the hides-a-
+    /// directory flag when the disk has a directory at `rel`.
+    fn new_header(&mut self, rel: &[u8], kind: Kind, mode: u32, size: u64) -> Result<RecordHeader> {
         let hides = beneath::lstat(self.root(), rel).is_ok_and(|m| m.is_dir());
         let now = now_ns();
-        let h = RecordHeader {
-            kind: Kind::Symlink,
+        Ok(RecordHeader {
+            kind,
             flags: if hides { FLAG_HIDES_DIR } else { 0 },
-            mode: libc::S_IFLNK | 0o777,
-            size: target.len() as u64,
+            mode,
+            size,
             mtime_ns: now,
             ino: self.alloc_ino()?,
             hash: ContentHash::default(),
@@ -235,7 +234,20 @@ impl Rift {
             gid: self.new_entry_gid(rel),
             atime_ns: now,
             ctime_ns: now,
-        };
+        })
+    }
+
+    pub fn symlink(&mut self, rel: &[u8], target: &[u8]) -> OpResult<()> {
+        if self.node(rel).exists() {
+            return posix(libc::EEXIST);
+        }
+        self.check_parent(rel)?;
+        let h = self.new_header(
+            rel,
+            Kind::Symlink,
+            libc::S_IFLNK | 0o777,
+            target.len() as u64,
+        )?;
         self.set(rel, encode(&h, target))?;
         Ok(())
     }
@@ -432,21 +444,8 @@ impl Rift {
                 return Err(io::Error::last_os_error().into());
             }
         }
-        let hides = beneath::lstat(self.root(), rel).is_ok_and(|m| m.is_dir());
-        let now = now_ns();
-        let h = RecordHeader {
-            kind: Kind::Special,
-            flags: if hides { FLAG_HIDES_DIR } else { 0 },
-            mode: (mode & libc::S_IFMT) | (mode & 0o7777),
-            size: rdev,
-            mtime_ns: now,
-            ino: self.alloc_ino()?,
-            hash: ContentHash::default(),
-            uid: OWNER_INHERIT,
-            gid: self.new_entry_gid(rel),
-            atime_ns: now,
-            ctime_ns: now,
-        };
+        let mode = (mode & libc::S_IFMT) | (mode & 0o7777);
+        let h = self.new_header(rel, Kind::Special, mode, rdev)?;
         self.set(rel, encode(&h, &name))?;
         Ok(name)
     }
