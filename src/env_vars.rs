@@ -79,3 +79,5 @@ pub const VRIFT_SIGNING_KEY: &str = "VRIFT_SIGNING_KEY";
 
 /// Tests: the step at which a vrift process kills itself (see `failpoint`).
 pub const VRIFT_FAILPOINT: &str = "VRIFT_FAILPOINT";
+/// A file: the crash point fires only in the process that creates it.
+pub const VRIFT_FAILPOINT_ONCE: &str = "VRIFT_FAILPOINT_ONCE";

@@ -26,15 +26,32 @@ pub const STEPS: &[&str] = &[
     "seal.recorded",
     // A group commit written to the manifest, the journal not yet emptied.
     "commit.applied",
+    // A mkdir's request id journaled, the directory not yet made (tested
+    // on its own: `faults::a_mkdir_its_daemon_died_in_is_made_by_the_retry`).
+    "mkdir.journaled",
 ];
 
 /// Kills this process if `step` is the one `VRIFT_FAILPOINT` names.
 pub fn hit(step: &'static str) {
     static WANTED: OnceLock<Option<String>> = OnceLock::new();
     let wanted = WANTED.get_or_init(|| std::env::var(crate::env_vars::VRIFT_FAILPOINT).ok());
-    if wanted.as_deref() == Some(step) {
+    if wanted.as_deref() == Some(step) && first_time() {
         debug_assert!(STEPS.contains(&step), "unlisted step {step}");
         // SAFETY: signalling our own process.
         unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    }
+}
+
+/// With `VRIFT_FAILPOINT_ONCE=<file>`, a step fires in the first process
+/// that reaches it only (the one that creates the file): the daemon started
+/// again for a retry then gets past it.
+fn first_time() -> bool {
+    match std::env::var_os(crate::env_vars::VRIFT_FAILPOINT_ONCE) {
+        None => true,
+        Some(path) => std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .is_ok(),
     }
 }

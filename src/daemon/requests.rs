@@ -58,7 +58,15 @@ pub(super) fn answer_once(rift: &mut Rift, caller: Caller, req: &Request<'_>) ->
     if !tracked(req) {
         return dispatch(rift, caller, req);
     }
-    if rift.done_before(req.c, req.op as u8) {
+    // mkdir/rmdir journal their id before they act on the disk (see
+    // `Rift::journal_request_now`): a daemon killed in between left the
+    // act undone, and the retry does it now.
+    let undone = |rift: &Rift| match req.op {
+        Op::Mkdir => !matches!(rift.node(req.path1), super::rift::Node::Dir),
+        Op::Rmdir => matches!(rift.node(req.path1), super::rift::Node::Dir),
+        _ => false,
+    };
+    if rift.done_before(req.c, req.op as u8) && !undone(rift) {
         // Rare (a daemon died with this request unanswered): worth a line.
         eprintln!(
             "vrift daemon: {:?} {} was done by the daemon before (its answer was lost): answered as done",

@@ -127,6 +127,7 @@ impl Rift {
                 }
                 self.set_dir(rel, flags | DIR_CREATED)?;
                 self.journal_request_now()?;
+                crate::failpoint::hit("mkdir.journaled");
                 // The daemon's umask is 0: the client applied its own.
                 if let Err(e) = beneath::mkdir(self.root(), rel, mode & 0o7777) {
                     let mut undo = vec![Change::Dir(rel.to_vec(), flags)];
