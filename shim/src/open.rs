@@ -90,6 +90,16 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
         call_real!(OPENAT(dirfd, path, libc::O_RDONLY | keep, 0)
             or sys::openat_raw(dirfd, path, libc::O_RDONLY | keep, 0))
     };
+    // The content by its full path (a staging file, a blob the fast way
+    // missed, one the daemon just fetched); -1 with errno set.
+    let open_by_path = || {
+        let mut content = PathBuf::new();
+        if content_path(header, target, &mut content) {
+            open_at(libc::AT_FDCWD, content.c_ptr())
+        } else {
+            fail(libc::ENAMETOOLONG)
+        }
+    };
     // A blob opens relative to the blobs directory: the kernel walks two
     // components (`ab/<hash>`) instead of the whole CAS path.
     let mut fd = -1;
@@ -117,11 +127,7 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
         }
     }
     if fd < 0 {
-        let mut content = PathBuf::new();
-        if !content_path(header, target, &mut content) {
-            return fail(libc::ENAMETOOLONG);
-        }
-        fd = open_at(libc::AT_FDCWD, content.c_ptr());
+        fd = open_by_path();
     }
     if fd < 0 {
         // SAFETY: errno is thread-local.
@@ -143,11 +149,7 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
             if !crate::client::fetch_blob(&header.hash, header.size, view_path) {
                 return fail(libc::EIO);
             }
-            let mut content = PathBuf::new();
-            if !content_path(header, target, &mut content) {
-                return fail(libc::ENAMETOOLONG);
-            }
-            fd = open_at(libc::AT_FDCWD, content.c_ptr());
+            fd = open_by_path();
             if fd < 0 {
                 return -1;
             }
@@ -164,11 +166,7 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
             if !crate::client::refetch_damaged(&header.hash, header.size, view_path) {
                 return -1;
             }
-            let mut content = PathBuf::new();
-            if !content_path(header, target, &mut content) {
-                return fail(libc::ENAMETOOLONG);
-            }
-            fd = open_at(libc::AT_FDCWD, content.c_ptr());
+            fd = open_by_path();
             if fd < 0 {
                 return -1;
             }
