@@ -5,7 +5,10 @@
 //! (nothing in vrift does), and a blob a manifest references but the store
 //! lacks — a snapshot pulled without `--eager` — is counted, not an error:
 //! its remote holds it and the first read fetches it. A blob that is both
-//! referenced and on a remote is kept like any other referenced blob.
+//! referenced and on a remote is kept like any other referenced blob —
+//! unless `--offload` is asked for and only snapshots reference it: then its
+//! local copy goes when a remote of every project naming it holds it (the
+//! store is shared, and a project fetches from its own remotes only).
 //!
 //! Safety: sweeping holds the store's gc lock exclusively, which every ingest
 //! holds shared from before it looks for a blob until it has committed its
@@ -44,16 +47,33 @@ fn for_each_record(txn: &ReadTxn<'_>, mut f: impl FnMut(&Record)) -> Result<()> 
     Ok(())
 }
 
-/// Every blob a manifest references.
-pub fn references(txn: &ReadTxn<'_>, into: &mut HashSet<ContentHash>) -> Result<()> {
-    for_each_record(txn, |rec| {
-        if let Some(h) = rec.blob() {
-            into.insert(h);
-        }
-    })?;
-    for (_, p) in txn.pending()? {
-        into.insert(p.hash);
+/// The blobs a manifest references: those its view reads now (the rift
+/// and phantom layers, pending ingests) into `current`, those only its
+/// snapshots name into `snapshots_only`.
+fn references(
+    txn: &ReadTxn<'_>,
+    current: &mut HashSet<ContentHash>,
+    snapshots_only: &mut HashSet<ContentHash>,
+) -> Result<()> {
+    let mut mine = HashSet::new();
+    for layer in [Layer::Rift, Layer::Phantom] {
+        txn.for_each(layer, b"", |_, rec| {
+            mine.extend(rec.blob());
+            Ok(())
+        })?;
     }
+    for (_, p) in txn.pending()? {
+        mine.insert(p.hash);
+    }
+    for snap in txn.snapshots()? {
+        txn.for_each_in_snapshot(&snap.name, |_, rec| {
+            if let Some(h) = rec.blob().filter(|h| !mine.contains(h)) {
+                snapshots_only.insert(h);
+            }
+            Ok(())
+        })?;
+    }
+    current.extend(mine);
     Ok(())
 }
 
@@ -89,12 +109,36 @@ pub struct Report {
     /// `--eager` reference blobs only their remote holds (fetched on first
     /// read). Not an error, and nothing gc deletes or fetches.
     pub absent: u64,
+    /// With `--offload`: blobs only snapshots reference that a remote of
+    /// every project referencing them holds (deleted with `--delete`).
+    pub offloadable: u64,
+    pub offloadable_bytes: u64,
+    /// With `--offload`: blobs only snapshots reference that must stay (a
+    /// project referencing them has no remote holding them).
+    pub not_offloadable: u64,
+    /// With `--offload`: projects whose remotes could not be asked, and why
+    /// (their blobs stay).
+    pub offload_unchecked: Vec<(PathBuf, String)>,
+}
+
+/// What `vrift gc` does besides counting.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Delete what it found (otherwise it only reports).
+    pub delete: bool,
+    /// Also count (and with `delete`, delete) the local copies of blobs that
+    /// only snapshots reference and that the projects' remotes hold: a
+    /// restored snapshot fetches them again on first read (`vrift pull
+    /// --eager` fetches all). What a CI machine that pushes its snapshots
+    /// does to keep its disk.
+    pub offload: bool,
 }
 
 /// Temp files younger than this may belong to a writer that is still running.
 const TMP_GRACE: Duration = Duration::from_secs(3600);
 
-pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
+pub fn gc(cas: &Cas, opts: Options) -> Result<Report> {
+    let delete = opts.delete;
     // Running daemons commit what they journaled and exit, sealing their
     // staged files while they still can (they never wait for the gc lock).
     for (_, root) in project::registered(cas)? {
@@ -111,6 +155,8 @@ pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
     let mut report = Report::default();
     let mut live = HashSet::new();
     let mut live_nodes = HashSet::new();
+    // Per project, the blobs only its snapshots reference (for --offload).
+    let mut snapshot_refs: Vec<(Project, HashSet<ContentHash>)> = Vec::new();
     for (entry, root) in project::registered(cas)? {
         let manifest_path = root.join(project::STATE_DIR).join("manifest.redb");
         if !manifest_path.exists() {
@@ -140,7 +186,8 @@ pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
             )
         })?;
         let txn = manifest.read()?;
-        references(&txn, &mut live)?;
+        let mut snapshots_only = HashSet::new();
+        references(&txn, &mut live, &mut snapshots_only)?;
         node_references(&txn, &mut live_nodes)?;
         // The project's mirror of rift programs and libraries for the loader
         // (hard links to executable copies; remade on the next run): with
@@ -155,30 +202,47 @@ pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
                 }
             }
         }
+        drop(txn);
+        drop(manifest);
         report.projects.push(root);
+        snapshot_refs.push((p, snapshots_only));
+    }
+    // A blob one project's rift reads and another's snapshot names is live.
+    for (_, only) in &mut snapshot_refs {
+        only.retain(|h| !live.contains(h));
+    }
+    for (_, only) in &snapshot_refs {
+        live.extend(only.iter().copied());
     }
     let blobs = cas.list_blobs()?;
     let present: HashSet<ContentHash> = blobs.iter().map(|(h, _)| *h).collect();
     report.absent = live.iter().filter(|h| !present.contains(h)).count() as u64;
+    let offloaded = if opts.offload {
+        offloadable(cas, &present, &snapshot_refs, &mut report)?
+    } else {
+        HashSet::new()
+    };
     let bar = crate::ui::progress_of(blobs.len() as u64, "gc", "blobs");
     for (hash, path) in blobs {
         bar.inc(1);
         let size = fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
         report.blobs += 1;
         report.blob_bytes += size;
+        if offloaded.contains(&hash) {
+            report.offloadable += 1;
+            report.offloadable_bytes += size;
+            if delete {
+                remove_blob(&path)?;
+            }
+            continue;
+        }
         if live.contains(&hash) {
             continue;
         }
         report.unreferenced += 1;
         report.unreferenced_bytes += size;
-        if delete {
-            match fs::remove_file(&path) {
-                Ok(()) => report.deleted += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(e).with_context(|| format!("cannot delete {}", path.display()))
-                }
-            }
+        if delete && remove_blob(&path)? {
+            report.deleted += 1;
         }
     }
     bar.finish_and_clear();
@@ -187,8 +251,8 @@ pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
     if let Ok(entries) = fs::read_dir(cas.exec_dir()) {
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let live_copy =
-                ContentHash::from_hex(name.as_bytes()).is_some_and(|h| live.contains(&h));
+            let live_copy = ContentHash::from_hex(name.as_bytes())
+                .is_some_and(|h| live.contains(&h) && !offloaded.contains(&h));
             if !live_copy {
                 report.stale_exec += 1;
                 if delete {
@@ -250,6 +314,73 @@ pub fn gc(cas: &Cas, delete: bool) -> Result<Report> {
         }
     }
     Ok(report)
+}
+
+/// Deletes a blob; false if it was already gone.
+fn remove_blob(path: &Path) -> Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot delete {}", path.display())),
+    }
+}
+
+/// The local blobs only snapshots reference that may go: for every project
+/// whose snapshots name one, one of that project's remotes holds it (by
+/// name and size). The store is shared, and a project fetches only from its
+/// own remotes, so one project without such a remote keeps the blob.
+#[cfg(feature = "remote")]
+fn offloadable(
+    cas: &Cas,
+    present: &HashSet<ContentHash>,
+    snapshot_refs: &[(Project, HashSet<ContentHash>)],
+    report: &mut Report,
+) -> Result<HashSet<ContentHash>> {
+    let mut candidates: HashSet<ContentHash> = snapshot_refs
+        .iter()
+        .flat_map(|(_, only)| only.iter().copied())
+        .filter(|h| present.contains(h))
+        .collect();
+    let all = candidates.len() as u64;
+    for (project, only) in snapshot_refs {
+        let mine: Vec<(ContentHash, u64)> = only
+            .iter()
+            .filter(|h| candidates.contains(h))
+            .map(|h| {
+                let size = fs::symlink_metadata(cas.blob_path(h)).map_or(0, |m| m.len());
+                (*h, size)
+            })
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let held = match crate::remote::ondemand::held_by_remotes(project, &mine) {
+            Ok(held) => held,
+            Err(e) => {
+                report
+                    .offload_unchecked
+                    .push((project.root().to_path_buf(), format!("{e:#}")));
+                HashSet::new()
+            }
+        };
+        for (h, _) in &mine {
+            if !held.contains(h) {
+                candidates.remove(h);
+            }
+        }
+    }
+    report.not_offloadable = all - candidates.len() as u64;
+    Ok(candidates)
+}
+
+#[cfg(not(feature = "remote"))]
+fn offloadable(
+    _: &Cas,
+    _: &HashSet<ContentHash>,
+    _: &[(Project, HashSet<ContentHash>)],
+    _: &mut Report,
+) -> Result<HashSet<ContentHash>> {
+    anyhow::bail!("this vrift was built without remotes (cargo feature `remote`): there is nothing to offload to")
 }
 
 /// The library copies inceptions preload (`Cas::pin_library`): one per

@@ -699,6 +699,97 @@ fn lazy_pull_then_eager() {
     assert!(err.contains("no snapshot \"nothing-here\""), "{err}");
 }
 
+/// `gc --offload`: after a push, the local copies of the blobs only
+/// snapshots reference and the remote holds go; restoring the snapshot
+/// fetches them again, byte for byte. A blob the rift still reads, one of a
+/// snapshot never pushed, and one another project (without the remote)
+/// reads stay.
+#[test]
+fn gc_offloads_only_what_the_remote_holds() {
+    let b = file_backend();
+    build_shim();
+    let mut a = Machine::new(&b);
+    // Fetch only what is read, to count it.
+    a.env.push(("VRIFT_FETCH_AHEAD".into(), "0".into()));
+    a.ok(&["run", "--", "sh", "-c", BUILD]);
+    let big = a.cat("out/big.bin");
+    a.ok(&["snapshot", "save", "built", "--push"]);
+    a.ok(&["run", "--", "sh", "-c", "echo 'not pushed' > out/local.txt"]);
+    a.ok(&["snapshot", "save", "local"]);
+    a.ok(&[
+        "run",
+        "--",
+        "rm",
+        "-r",
+        "out/big.bin",
+        "out/obj",
+        "out/local.txt",
+    ]);
+    // Another project of the same store, no remote: its rift reads o1.o's bytes.
+    let q = a.sb.mkdir("q");
+    a.sb.ok(&q, &["init"]);
+    a.sb.ok(&q, &["run", "--", "sh", "-c", "echo 'object 1' > o.txt"]);
+    assert_eq!(a.sb.blob_count(), 15);
+
+    // 15 blobs: result.txt (the rift reads it), o1.o's (q's rift), "not
+    // pushed" (no remote holds it) stay; big.bin and o2..o12 may go.
+    let out = a.ok(&["gc", "--offload"]);
+    assert!(
+        out.contains("can offload 12 blobs") && out.contains("kept 1 blob that only snapshots"),
+        "{out}"
+    );
+    assert_eq!(a.sb.blob_count(), 15, "without --delete nothing goes");
+    let out = a.ok(&["gc", "--delete"]);
+    assert!(out.contains("deleted 0 unreferenced"), "{out}");
+    assert_eq!(
+        a.sb.blob_count(),
+        15,
+        "plain gc keeps what snapshots reference"
+    );
+    let out = a.ok(&["gc", "--offload", "--delete"]);
+    assert!(
+        out.contains("offloaded 12 blobs") && out.contains("deleted 0 unreferenced"),
+        "{out}"
+    );
+    assert_eq!(a.sb.blob_count(), 3);
+    assert_eq!(
+        a.sb.ok(&q, &["run", "--", "cat", "o.txt"]),
+        "object 1\n",
+        "another project's blob stays"
+    );
+
+    // The offloaded snapshot restores and reads as before (fetched back);
+    // the one never pushed is whole without any remote.
+    a.ok(&["snapshot", "restore", "built"]);
+    assert_eq!(a.cat("out/big.bin"), big);
+    assert_eq!(
+        a.ok(&["run", "--", "cat", "out/obj/deep/o7.o"]),
+        "object 7\n"
+    );
+    assert_eq!(a.sb.blob_count(), 5);
+    // Once the rift reads them again, they are not offloaded.
+    a.ok(&["snapshot", "restore", "local"]);
+    let out = a.ok(&["gc", "--offload", "--delete"]);
+    assert!(out.contains("offloaded 0 blobs"), "{out}");
+    assert_eq!(a.sb.blob_count(), 5);
+    // A project whose remote cannot be asked keeps its blobs, and says so.
+    a.sb.ok(&q, &["remote", "add", "dead", "http://127.0.0.1:9/cache"]);
+    a.sb.ok(&q, &["run", "--", "sh", "-c", "echo 'only q' > q.txt"]);
+    a.sb.ok(&q, &["snapshot", "save", "q1"]);
+    a.sb.ok(&q, &["run", "--", "rm", "q.txt"]);
+    let out = a.run(&["gc", "--offload", "--delete"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && stderr.contains("cannot ask the remotes of")
+            && stderr.contains("/q"),
+        "{stderr}"
+    );
+    assert_eq!(a.sb.blob_count(), 6);
+    let out = a.ok(&["fsck"]);
+    assert!(out.contains("no problems found"), "{out}");
+}
+
 /// `remote add|list|remove`, the user-level config, and choosing a remote.
 #[test]
 fn remote_config() {

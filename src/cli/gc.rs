@@ -18,9 +18,10 @@ fn store() -> Result<(Option<Project>, Cas)> {
     }
 }
 
-pub fn gc(delete: bool) -> Result<Outcome> {
+pub fn gc(opts: gc_op::Options) -> Result<Outcome> {
+    let delete = opts.delete;
     let (_, cas) = store()?;
-    let r = gc_op::gc(&cas, delete)?;
+    let r = gc_op::gc(&cas, opts)?;
     // Say how many of the blobs are in use and by how many projects: "N
     // blobs referenced by 1 project" beside "M unreferenced" read as a
     // contradiction.
@@ -40,6 +41,34 @@ pub fn gc(delete: bool) -> Result<Outcome> {
              fetched from the remote on first read, or all at once by `vrift pull SNAPSHOT --eager`)",
             ui::count(r.absent, "referenced blob is", "referenced blobs are")
         );
+    }
+    if opts.offload {
+        for (root, why) in &r.offload_unchecked {
+            eprintln!(
+                "vrift: cannot ask the remotes of {} which blobs they hold (its blobs stay): {why}",
+                root.display()
+            );
+        }
+        let n = ui::count(r.offloadable, "blob", "blobs");
+        let bytes = ui::bytes(r.offloadable_bytes);
+        if delete {
+            println!(
+                "offloaded {n} ({bytes}) that only snapshots reference and their remotes hold; \
+                 a restored snapshot fetches them again on first read"
+            );
+        } else {
+            println!(
+                "can offload {n} ({bytes}) that only snapshots reference and their remotes hold: \
+                 `vrift gc --offload --delete` deletes the local copies"
+            );
+        }
+        if r.not_offloadable > 0 {
+            println!(
+                "kept {} that only snapshots reference and no remote of theirs holds \
+                 (push those snapshots to offload them)",
+                ui::count(r.not_offloadable, "blob", "blobs")
+            );
+        }
     }
     for p in &r.stale_projects {
         println!(

@@ -127,6 +127,10 @@ pub enum Command {
         /// Delete them.
         #[arg(long)]
         delete: bool,
+        /// Also the local copies of blobs only snapshots reference that the
+        /// projects' remotes hold (fetched again on first read).
+        #[arg(long)]
+        offload: bool,
     },
     /// Verify every blob, quarantine corrupt ones, and check the project's references.
     Fsck,
@@ -288,7 +292,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         } => remote::pull(snapshot, remote, eager),
         Command::Discard { yes } => snapshot::discard(yes),
         Command::Diff { phantom, json } => view_cmds::diff(phantom, json),
-        Command::Gc { delete } => gc::gc(delete),
+        Command::Gc { delete, offload } => gc::gc(crate::gc::Options { delete, offload }),
         Command::Fsck => gc::fsck(),
         Command::Allow { dir } => init::allow(dir),
         Command::Deny { dir } => init::deny(dir),

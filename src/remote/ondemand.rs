@@ -9,7 +9,7 @@
 //! by the size the entry records) before it becomes a blob: a remote that
 //! is gone or sends other bytes gives an error, never wrong content.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::sync::{Arc, Mutex};
 
@@ -144,4 +144,38 @@ pub fn quarantine_damaged(cas: &Cas, hash: &ContentHash, size: u64) -> Result<bo
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e).with_context(|| format!("cannot quarantine {}", path.display())),
     }
+}
+
+/// The blobs of `blobs` (hash, size) that one of the project's remotes
+/// holds under that name and size — what `vrift gc --offload` may delete
+/// locally, since the first read fetches them again. An error if no
+/// remote could be asked (one that answers is enough).
+pub fn held_by_remotes(
+    project: &Project,
+    blobs: &[(ContentHash, u64)],
+) -> Result<HashSet<ContentHash>> {
+    let mut held = HashSet::new();
+    let mut failures = Vec::new();
+    let mut asked = 0;
+    for url in candidate_urls(project)? {
+        let rest: Vec<(ContentHash, u64)> = blobs
+            .iter()
+            .filter(|b| !held.contains(&b.0))
+            .copied()
+            .collect();
+        if rest.is_empty() {
+            break;
+        }
+        match Remote::open(&url).and_then(|r| r.holds(&rest)) {
+            Ok(has) => {
+                asked += 1;
+                held.extend(rest.iter().zip(has).filter(|(_, h)| *h).map(|(b, _)| b.0));
+            }
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    if asked == 0 && !failures.is_empty() {
+        anyhow::bail!("{}", failures.join("; "));
+    }
+    Ok(held)
 }

@@ -16,7 +16,7 @@
 //! object_store is async; a small tokio runtime (2 workers) lives inside
 //! each `Remote` and nothing outside this module sees it.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
@@ -42,6 +42,15 @@ const PART_MIN: u64 = 5 << 20;
 const PART_MAX: u64 = 16 << 20;
 /// Parts of one blob in flight at once.
 const PARTS_IN_FLIGHT: usize = 4;
+
+/// From how many blobs an existence check lists fan-out directories
+/// instead of asking for each blob (`VRIFT_REMOTE_LIST_MIN`).
+fn list_min() -> usize {
+    std::env::var(crate::env_vars::VRIFT_REMOTE_LIST_MIN)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1024)
+}
 
 pub struct Remote {
     /// The URL as configured, for messages.
@@ -216,13 +225,9 @@ impl Remote {
     /// request per 1000 names instead of one per blob); otherwise HEAD
     /// requests. `CONCURRENCY` requests at once either way.
     pub fn missing(&self, hashes: &[ContentHash]) -> Result<Vec<bool>> {
-        let list_min = std::env::var(crate::env_vars::VRIFT_REMOTE_LIST_MIN)
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(1024);
-        if self.lists && !hashes.is_empty() && hashes.len() >= list_min {
-            let present = self.listed(hashes)?;
-            return Ok(hashes.iter().map(|h| !present.contains(h)).collect());
+        if self.lists && !hashes.is_empty() && hashes.len() >= list_min() {
+            let present = self.listed_sizes(hashes)?;
+            return Ok(hashes.iter().map(|h| !present.contains_key(h)).collect());
         }
         self.rt.block_on(async {
             futures::stream::iter(hashes.iter().map(|h| {
@@ -241,13 +246,45 @@ impl Remote {
         })
     }
 
-    /// The blobs present in the fan-out directories `hashes` fall in.
-    fn listed(&self, hashes: &[ContentHash]) -> Result<HashSet<ContentHash>> {
+    /// Which of `blobs` (hash, size) the remote holds as an object of that
+    /// name *and* size: what `vrift gc --offload` may delete locally. A
+    /// listing of their fan-out directories where listing is cheap, else a
+    /// HEAD each; `CONCURRENCY` requests at once. (The bytes themselves are
+    /// checked when they come back: a remote is never trusted for content.)
+    pub fn holds(&self, blobs: &[(ContentHash, u64)]) -> Result<Vec<bool>> {
+        if self.lists && blobs.len() >= list_min() {
+            let hashes: Vec<ContentHash> = blobs.iter().map(|b| b.0).collect();
+            let present = self.listed_sizes(&hashes)?;
+            return Ok(blobs
+                .iter()
+                .map(|(h, size)| present.get(h) == Some(size))
+                .collect());
+        }
+        self.rt.block_on(async {
+            futures::stream::iter(blobs.iter().map(|&(h, size)| {
+                let key = self.blob_key(&h);
+                async move {
+                    match self.store.head(&key).await {
+                        Ok(meta) => Ok(meta.size == size),
+                        Err(object_store::Error::NotFound { .. }) => Ok(false),
+                        Err(e) => Err(fail(format!("cannot check {}", self.describe(&key)), e)),
+                    }
+                }
+            }))
+            .buffered(CONCURRENCY)
+            .try_collect()
+            .await
+        })
+    }
+
+    /// The blobs present in the fan-out directories `hashes` fall in, with
+    /// their sizes.
+    fn listed_sizes(&self, hashes: &[ContentHash]) -> Result<HashMap<ContentHash, u64>> {
         let fans: BTreeSet<String> = hashes
             .iter()
             .map(|h| h.to_string()[..2].to_string())
             .collect();
-        let lists: Vec<Vec<ContentHash>> = self.rt.block_on(async {
+        let lists: Vec<Vec<(ContentHash, u64)>> = self.rt.block_on(async {
             futures::stream::iter(fans.iter().map(|fan| {
                 let prefix = self.key(&["blobs", fan]);
                 async move {
@@ -260,8 +297,10 @@ impl Remote {
                     Ok::<_, anyhow::Error>(
                         metas
                             .iter()
-                            .filter_map(|m| m.location.filename())
-                            .filter_map(|n| ContentHash::from_hex(n.as_bytes()))
+                            .filter_map(|m| {
+                                let name = m.location.filename()?;
+                                Some((ContentHash::from_hex(name.as_bytes())?, m.size))
+                            })
                             .collect(),
                     )
                 }
