@@ -699,6 +699,29 @@ fn lazy_pull_then_eager() {
     assert!(err.contains("no snapshot \"nothing-here\""), "{err}");
 }
 
+/// The daemon reads the remotes again when the config changes while it
+/// runs (and not at every fetch): a removed remote is no longer asked, one
+/// added back is.
+#[test]
+fn the_daemon_follows_remotes_changed_while_it_runs() {
+    let b = file_backend();
+    build_shim();
+    let a = Machine::new(&b);
+    a.ok(&["run", "--", "sh", "-c", BUILD]);
+    a.ok(&["snapshot", "save", "built", "--push"]);
+    let bm = Machine::lazy(&b);
+    let read = |f: &str| bm.run(&["run", "--", "cat", f]);
+    assert_ok("first read", &read("out/obj/deep/o1.o"));
+    let pid = bm.sb.daemon_pid(&bm.root);
+    bm.ok(&["remote", "remove", "team"]);
+    let out = read("out/obj/deep/o2.o");
+    assert!(!out.status.success(), "read without a remote");
+    bm.ok(&["remote", "add", "team", &b.url]);
+    let out = read("out/obj/deep/o3.o");
+    assert_eq!(assert_ok("read with the remote back", &out), "object 3\n");
+    assert_eq!(bm.sb.daemon_pid(&bm.root), pid, "one daemon throughout");
+}
+
 /// `gc --offload`: after a push, the local copies of the blobs only
 /// snapshots reference and the remote holds go; restoring the snapshot
 /// fetches them again, byte for byte. A blob the rift still reads, one of a

@@ -327,8 +327,10 @@ fn exec_copy(hash: &ContentHash, size: u64, out: &mut [u8; PATH_MAX + 1]) -> Opt
     out[dir_len] = b'/';
     out[dir_len + 1..total].copy_from_slice(&hex);
     out[total] = 0;
+    // A copy of another size is damage (copies are not flushed, as fetched
+    // blobs are not: a power loss can leave one cut short): made again.
     if let Some(st) = sys::stat_raw(&out[..total]) {
-        if st.st_mode & 0o111 != 0 {
+        if st.st_mode & 0o111 != 0 && st.st_size as u64 == size {
             return Some(total);
         }
     }

@@ -74,6 +74,9 @@ pub struct Fetcher {
     done_rx: std::sync::mpsc::Receiver<Done>,
     #[cfg(feature = "remote")]
     pool: Option<pool::Pool>,
+    /// The project's remotes, read again when a config file changes.
+    #[cfg(feature = "remote")]
+    urls: crate::remote::ondemand::CandidateUrls,
 }
 
 impl Fetcher {
@@ -100,6 +103,8 @@ impl Fetcher {
             done_rx,
             #[cfg(feature = "remote")]
             pool: None,
+            #[cfg(feature = "remote")]
+            urls: Default::default(),
         })
     }
 
@@ -156,14 +161,16 @@ impl Fetcher {
     /// remote can give it again (the request then fetches it); without a
     /// remote it stays, and the reader gets EIO and why.
     #[cfg(feature = "remote")]
-    fn set_aside(&self, hash: &ContentHash, size: u64) -> Result<(), String> {
+    fn set_aside(&mut self, hash: &ContentHash, size: u64) -> Result<(), String> {
         let found = std::fs::symlink_metadata(self.cas.blob_path(hash)).map(|m| m.len());
         let Some(len) = found.ok().filter(|&len| len != size) else {
             return Ok(()); // replaced meanwhile (or gone: fetched as missing)
         };
         let damaged =
             || format!("blob {hash} in the store is damaged ({len} bytes, its record says {size})");
-        let urls = crate::remote::ondemand::candidate_urls(&self.project)
+        let urls = self
+            .urls
+            .get(&self.project)
             .map_err(|e| format!("{}, and it cannot be fetched again: {e:#}", damaged()))?;
         if urls.is_empty() {
             return Err(format!(
@@ -177,7 +184,7 @@ impl Fetcher {
     }
 
     #[cfg(not(feature = "remote"))]
-    fn set_aside(&self, hash: &ContentHash, size: u64) -> Result<(), String> {
+    fn set_aside(&mut self, hash: &ContentHash, size: u64) -> Result<(), String> {
         match std::fs::symlink_metadata(self.cas.blob_path(hash)) {
             Ok(m) if m.len() != size => Err(format!(
                 "blob {hash} in the store is damaged ({} bytes, its record says {size}); run `vrift fsck`",
@@ -228,10 +235,11 @@ impl Fetcher {
         blobs: &[(ContentHash, Option<u64>)],
         prefetch: bool,
     ) -> Result<(), String> {
-        // Read per request: a remote added since the daemon started counts.
-        let urls = crate::remote::ondemand::candidate_urls(&self.project)
+        // A remote added since the daemon started counts.
+        let urls = self
+            .urls
+            .get(&self.project)
             .map_err(|e| format!("cannot fetch blob {}: {e:#}", blobs[0].0))?;
-        let urls: std::sync::Arc<[String]> = urls.into();
         let pool = self.pool.get_or_insert_with(|| {
             pool::Pool::new(self.cas.clone(), self.done_tx.clone(), self.wake_w.clone())
         });

@@ -37,6 +37,49 @@ pub fn candidate_urls(project: &Project) -> Result<Vec<String>> {
     Ok(urls)
 }
 
+/// [`candidate_urls`] for a long-lived process (the daemon asks at every
+/// fetch): the config files are read again only when one of them changed
+/// (another inode, size, mtime or ctime), so a remote added while the
+/// daemon runs counts without a read and parse per fetch.
+#[derive(Default)]
+pub struct CandidateUrls {
+    /// The two config files' stamps when last read, and what they gave.
+    seen: Option<([Stamp; 2], Arc<[String]>)>,
+}
+
+/// What tells a file's versions apart: inode, size, mtime, ctime, device
+/// (None: absent).
+type Stamp = Option<[i64; 5]>;
+
+impl CandidateUrls {
+    pub fn get(&mut self, project: &Project) -> Result<Arc<[String]>> {
+        let stamps = [
+            stamp(&project.config_path()),
+            stamp(&super::config::user_config_path()?),
+        ];
+        if let Some((seen, urls)) = &self.seen {
+            if *seen == stamps {
+                return Ok(urls.clone());
+            }
+        }
+        let urls: Arc<[String]> = candidate_urls(project)?.into();
+        self.seen = Some((stamps, urls.clone()));
+        Ok(urls)
+    }
+}
+
+fn stamp(path: &std::path::Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some([
+        m.ino() as i64,
+        m.size() as i64,
+        m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+        m.dev() as i64,
+    ])
+}
+
 /// The remotes a process has opened, by URL, kept between fetches (their
 /// connections are reused).
 #[derive(Default)]
