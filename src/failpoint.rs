@@ -26,9 +26,11 @@ pub const STEPS: &[&str] = &[
     "seal.recorded",
     // A group commit written to the manifest, the journal not yet emptied.
     "commit.applied",
-    // A mkdir's request id journaled, the directory not yet made (tested
-    // on its own: `faults::a_mkdir_its_daemon_died_in_is_made_by_the_retry`).
+    // A mkdir's (rmdir's) request id journaled, the directory not yet made
+    // (removed); tested on their own:
+    // `faults::a_mkdir_or_rmdir_its_daemon_died_in_is_done_by_the_retry`.
     "mkdir.journaled",
+    "rmdir.journaled",
 ];
 
 /// Kills this process if `step` is the one `VRIFT_FAILPOINT` names.

@@ -655,30 +655,40 @@ fn every_ingest_and_seal_step_survives_a_crash() {
 /// then failed on `a/b`: "Directory nonexistent" under 100 kill -9s). The
 /// retry now makes it.
 #[test]
-fn a_mkdir_its_daemon_died_in_is_made_by_the_retry() {
+fn a_mkdir_or_rmdir_its_daemon_died_in_is_done_by_the_retry() {
     build_shim();
     let sb = Sandbox::new();
     let root = sb.mkdir("p");
     sb.ok(&root, &["init"]);
-    let once = sb.path().join("failpoint-fired");
-    let out = sb
-        .cmd(
-            &root,
-            &[
-                "run",
-                "--",
-                "sh",
-                "-c",
-                "mkdir -p a/b/c && echo x > a/b/c/f && cat a/b/c/f",
-            ],
-        )
-        .env("VRIFT_FAILPOINT", "mkdir.journaled")
-        .env("VRIFT_FAILPOINT_ONCE", &once)
-        .output()
-        .unwrap();
-    assert!(once.exists(), "no daemon reached the crash point");
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "x\n");
+    let cases = [
+        (
+            "mkdir.journaled",
+            "mkdir -p a/b/c && echo x > a/b/c/f && cat a/b/c/f",
+            "x\n",
+        ),
+        (
+            "rmdir.journaled",
+            "mkdir -p r/s && rmdir r/s && ls -a r && test ! -e r/s && echo gone",
+            ".\n..\ngone\n",
+        ),
+    ];
+    for (step, script, want) in cases {
+        let once = sb.path().join(format!("{step}-fired"));
+        let out = sb
+            .cmd(&root, &["run", "--", "sh", "-c", script])
+            .env("VRIFT_FAILPOINT", step)
+            .env("VRIFT_FAILPOINT_ONCE", &once)
+            .output()
+            .unwrap();
+        assert!(once.exists(), "no daemon reached the crash point {step}");
+        assert!(out.status.success(), "{step}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), want, "{step}");
+        // The next case's daemon starts with its own crash point.
+        sb.ok(&root, &["daemon", "stop"]);
+    }
     assert!(fs::metadata(root.join("a/b/c")).unwrap().is_dir());
     assert_eq!(sb.ok(&root, &["cat", "a/b/c/f"]), "x\n");
+    assert!(!root.join("r/s").exists(), "the rmdir was done on disk");
+    let out = sb.ok(&root, &["fsck"]);
+    assert!(out.contains("no problems found"), "{out}");
 }

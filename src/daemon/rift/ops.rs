@@ -179,6 +179,7 @@ impl Rift {
             // does not show (directories are physical).
             if own_request {
                 self.journal_request_now()?;
+                crate::failpoint::hit("rmdir.journaled");
             }
             beneath::rmdir(self.root(), rel)
                 .with_context(|| format!("cannot remove {}", path.display()))?;
