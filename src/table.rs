@@ -14,8 +14,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use vrift_format::table::{
-    field, path_hash, Table, DIR_SLOT_LEN, FLAG_SUPERSEDED, HEADER_LEN, PATH_SLOT_LEN, TABLE_FILE,
-    TABLE_MAGIC, TABLE_VERSION,
+    field, path_hash, Table, DIR_SLOT_LEN, FLAG_SUPERSEDED, FLAG_VERIFY, HEADER_LEN, PATH_SLOT_LEN,
+    TABLE_FILE, TABLE_MAGIC, TABLE_VERSION,
 };
 use vrift_format::DIR_OPAQUE;
 
@@ -111,6 +111,8 @@ pub struct TableMeta<'a> {
     /// The daemon's socket and the binary that starts it.
     pub socket: &'a [u8],
     pub exe: &'a [u8],
+    /// `verify = true` in the project's config ([`FLAG_VERIFY`]).
+    pub verify: bool,
 }
 
 /// Whether a table is built exactly to size (the CLI's, replaced whole) or
@@ -331,6 +333,8 @@ pub fn build(
     put(field::BLOOM_WORDS, bloom_words as u64);
     header[field::MAGIC..field::MAGIC + 8].copy_from_slice(&TABLE_MAGIC);
     header[field::VERSION..field::VERSION + 4].copy_from_slice(&TABLE_VERSION.to_le_bytes());
+    let flags = if meta.verify { FLAG_VERIFY } else { 0 };
+    header[field::FLAGS..field::FLAGS + 4].copy_from_slice(&flags.to_le_bytes());
     // The spare arena the daemon appends to.
     out.resize(file_len, 0);
     out
@@ -439,6 +443,12 @@ pub fn next_generation(project: &Project) -> u64 {
         + 1
 }
 
+/// `verify = true` in the project's config; an unreadable config counts as
+/// true, as for `vrift cat` (the strict reading).
+pub fn verify_reads(project: &Project) -> bool {
+    project.config().map(|c| c.verify).unwrap_or(true)
+}
+
 /// Rebuilds the project's table from its manifest and publishes it.
 pub fn publish(project: &Project, cas: &Cas, manifest: &Manifest) -> Result<()> {
     let view = collect(manifest)?;
@@ -451,6 +461,7 @@ pub fn publish(project: &Project, cas: &Cas, manifest: &Manifest) -> Result<()> 
         cas_root: cas.root().as_os_str().as_bytes(),
         socket: socket.as_os_str().as_bytes(),
         exe: exe.as_os_str().as_bytes(),
+        verify: verify_reads(project),
     };
     let bytes = build(&view.records, &view.dir_flags, &meta, Room::Exact);
     replace(project, &bytes)
@@ -520,6 +531,14 @@ pub fn published_root(path: &std::path::Path) -> Option<Vec<u8>> {
     Some(root)
 }
 
+/// Whether the published table at `path` carries [`FLAG_VERIFY`] (None:
+/// no valid table there).
+pub fn published_verify(path: &std::path::Path) -> Option<bool> {
+    let header = published_header(path)?;
+    let flags = u32::from_le_bytes(header[field::FLAGS..field::FLAGS + 4].try_into().ok()?);
+    Some(flags & FLAG_VERIFY != 0)
+}
+
 /// Reads the table at `path` and applies `f` to it (None if absent or invalid).
 pub fn read_table<R>(path: &std::path::Path, f: impl FnOnce(&Table<'_>) -> R) -> Option<R> {
     let bytes = fs::read(path).ok()?;
@@ -563,6 +582,7 @@ mod tests {
             cas_root: b"/cas",
             socket: b"/run/s",
             exe: b"/bin/vrift",
+            verify: false,
         }
     }
 

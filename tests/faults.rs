@@ -561,6 +561,93 @@ fn a_blob_is_verified_once_unless_verify_is_true() {
     assert!(!sb.run(&root, &["fsck"]).status.success(), "fsck missed it");
 }
 
+/// `verify = true` reaches the library: the first open of a blob without
+/// the verified-once mark has the daemon hash it (and mark it), so a blob
+/// changed in place at the same size is refused — EIO and one line — by
+/// open, fopen and exec alike. Without `verify` the library checks the
+/// size only (the README's trade-off).
+#[test]
+fn under_verify_true_the_library_has_unmarked_blobs_verified() {
+    use std::os::unix::fs::PermissionsExt;
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    sb.ok_in_view(
+        &root,
+        "printf 'good bytes\\n' > good.txt; printf 'bad bytes\\n' > bad.txt; \
+         printf '#!/bin/sh\\necho ran\\n' > tool.sh; chmod +x tool.sh",
+    );
+    sb.ok(&root, &["daemon", "stop"]);
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let change = |content: &[u8], to: &[u8]| {
+        let blob = blob_of(&sb, content);
+        fs::set_permissions(&blob, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(&blob, to).unwrap();
+        fs::set_permissions(&blob, fs::Permissions::from_mode(0o400)).unwrap();
+    };
+    change(b"bad bytes\n", b"BAD bytes\n");
+    change(b"#!/bin/sh\necho ran\n", b"#!/bin/sh\necho RAN\n");
+    let good = blob_of(&sb, b"good bytes\n");
+    assert_eq!(
+        sb.ok(&root, &["run", "--", "cat", "bad.txt"]),
+        "BAD bytes\n"
+    );
+    assert_eq!(mode(&good), 0o400);
+
+    let config = root.join(".vrift/config.toml");
+    let old = fs::read_to_string(&config).unwrap_or_default();
+    fs::write(&config, format!("verify = true\n{old}")).unwrap();
+    assert_eq!(
+        sb.ok(&root, &["run", "--", "cat", "good.txt"]),
+        "good bytes\n"
+    );
+    assert_eq!(mode(&good), 0o1400, "the daemon hashed and marked it");
+    for (what, cmd) in [
+        ("open", &["cat", "bad.txt"][..]),
+        ("fopen", &["sed", "-n", "p", "bad.txt"][..]),
+        ("exec", &["./tool.sh"][..]),
+        ("the cat applet", &[][..]),
+    ] {
+        let out = if cmd.is_empty() {
+            // vrift run as `cat` (argv[0]): the applet, which asks the
+            // daemon the same way.
+            use std::os::unix::process::CommandExt;
+            sb.cmd(&root, &["bad.txt"]).arg0("cat").output().unwrap()
+        } else {
+            let mut args = vec!["run", "--"];
+            args.extend_from_slice(cmd);
+            sb.run(&root, &args)
+        };
+        let err = text(&out.stderr);
+        assert!(
+            !out.status.success() && out.stdout.is_empty(),
+            "{what} read a changed blob: {}",
+            text(&out.stdout)
+        );
+        assert!(
+            err.contains("damaged") && err.contains("hashes to"),
+            "{what}: {err}"
+        );
+    }
+    // Marked: read again without asking (and still right).
+    sb.ok(&root, &["daemon", "stop"]);
+    assert_eq!(
+        sb.ok(&root, &["run", "--", "cat", "good.txt"]),
+        "good bytes\n"
+    );
+    let status = sb.run(&root, &["daemon", "status"]);
+    assert!(
+        text(&status.stdout).contains("not running"),
+        "a marked blob is read without asking the daemon: {}",
+        text(&status.stdout)
+    );
+    assert!(
+        !sb.run(&root, &["fsck"]).status.success(),
+        "fsck missed the changed blobs"
+    );
+}
+
 /// Crash points instead of timed kills (docs/design.md, "Crash points"):
 /// an ingest killed at each of its steps, and a daemon killed at each step
 /// of a seal and of a group commit, lose no file and leave `vrift fsck`

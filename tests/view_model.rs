@@ -518,6 +518,7 @@ fn every_reader_of_the_view_agrees_with_the_reference_model() {
             cas_root: sb.store().as_os_str().as_bytes().to_vec(),
             socket: Vec::new(),
             exe: Vec::new(),
+            verify: false,
         };
         let rift = vrift::daemon::rift::Rift::open(Project::at(&root).unwrap(), cas, manifest, id)
             .unwrap();

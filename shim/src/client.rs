@@ -662,6 +662,41 @@ pub fn refetch_damaged(hash: &vrift_format::ContentHash, size: u64, view_path: &
     }
 }
 
+/// Under `verify = true` (the table's flag), a blob opened without the
+/// verified-once mark: the daemon hashes it and marks it. True: it is its
+/// name (or verify is off, or the blob is marked). False: one line said
+/// why and errno is EIO. Costs a round trip the first time each blob of
+/// the store is opened, and nothing once it is marked.
+pub fn verified(
+    hash: &vrift_format::ContentHash,
+    size: u64,
+    marked: bool,
+    view_path: &[u8],
+) -> bool {
+    if marked || !state::table().is_some_and(|t| t.verify()) {
+        return true;
+    }
+    verify_cold(hash, size, view_path)
+}
+
+#[cold]
+#[inline(never)]
+fn verify_cold(hash: &vrift_format::ContentHash, size: u64, view_path: &[u8]) -> bool {
+    match fetch(hash, size, vrift_format::proto::FETCH_VERIFY, view_path) {
+        Fetched::Yes => true,
+        Fetched::No => false,
+        Fetched::Unsaid => {
+            sys::complain(&[
+                b"vrift: a blob cannot be verified (`verify = true`; the daemon cannot be reached); EIO for ",
+                view_path,
+            ]);
+            // SAFETY: errno is thread-local.
+            unsafe { *libc::__errno_location() = libc::EIO };
+            false
+        }
+    }
+}
+
 #[derive(PartialEq, Eq)]
 enum Fetched {
     Yes,

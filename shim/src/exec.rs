@@ -724,16 +724,30 @@ fn open_blob(hash: &ContentHash, size: u64) -> Option<c_int> {
     if missing && crate::client::fetch_blob(hash, size, b"") {
         fd = open();
     }
-    if fd >= 0 && sys::fd_size(fd) != Some(size) {
+    let mut blob = if fd >= 0 {
+        sys::fd_blob_state(fd)
+    } else {
+        None
+    };
+    if fd >= 0 && blob.map(|b| b.0) != Some(size) {
         sys::close_raw(fd);
         fd = -1;
         if crate::client::refetch_damaged(hash, size, b"") {
             fd = open();
-            if fd >= 0 && sys::fd_size(fd) != Some(size) {
+            blob = if fd >= 0 {
+                sys::fd_blob_state(fd)
+            } else {
+                None
+            };
+            if fd >= 0 && blob.map(|b| b.0) != Some(size) {
                 sys::close_raw(fd);
                 fd = -1;
             }
         }
+    }
+    if fd >= 0 && !crate::client::verified(hash, size, blob.is_some_and(|b| b.1), b"") {
+        sys::close_raw(fd);
+        fd = -1;
     }
     (fd >= 0).then_some(fd)
 }

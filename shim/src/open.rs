@@ -160,7 +160,8 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
     if staged {
         fdtable::set_staged(fd, &meta, view_path);
     } else {
-        if sys::fd_size(fd) != Some(header.size) {
+        let mut blob = sys::fd_blob_state(fd);
+        if blob.map(|b| b.0) != Some(header.size) {
             sys::close_raw(fd);
             // Damaged: fetched again when a remote has it (see `damaged`).
             if !crate::client::refetch_damaged(&header.hash, header.size, view_path) {
@@ -170,10 +171,16 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
             if fd < 0 {
                 return -1;
             }
-            if sys::fd_size(fd) != Some(header.size) {
+            blob = sys::fd_blob_state(fd);
+            if blob.map(|b| b.0) != Some(header.size) {
                 sys::close_raw(fd);
                 return damaged(view_path);
             }
+        }
+        let marked = blob.is_some_and(|b| b.1);
+        if !crate::client::verified(&header.hash, header.size, marked, view_path) {
+            sys::close_raw(fd);
+            return -1;
         }
         fdtable::set(fd, &meta, view_path);
     }
@@ -532,9 +539,13 @@ fn stream_open(
             // through our own fclose); see `damaged`.
             if !header.is_staged() {
                 if let Some(st) = sys::stat_raw(blob.abs()) {
-                    if st.st_size as u64 != header.size
-                        && !crate::client::refetch_damaged(&header.hash, header.size, buf.abs())
-                    {
+                    let ok = if st.st_size as u64 != header.size {
+                        crate::client::refetch_damaged(&header.hash, header.size, buf.abs())
+                    } else {
+                        let marked = st.st_mode & libc::S_ISVTX != 0;
+                        crate::client::verified(&header.hash, header.size, marked, buf.abs())
+                    };
+                    if !ok {
                         return core::ptr::null_mut();
                     }
                 }

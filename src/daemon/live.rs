@@ -25,6 +25,8 @@ pub struct Identity {
     pub cas_root: Vec<u8>,
     pub socket: Vec<u8>,
     pub exe: Vec<u8>,
+    /// `verify = true` (carried into every table the daemon publishes).
+    pub verify: bool,
 }
 
 /// The mapped table and the writer's bookkeeping.
@@ -83,6 +85,7 @@ impl LiveTable {
             cas_root: &id.cas_root,
             socket: &id.socket,
             exe: &id.exe,
+            verify: id.verify,
         };
         let bytes = table::build(records, dir_flags, &meta, Room::Spare);
         table::replace(project, &bytes)?;

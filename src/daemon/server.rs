@@ -106,6 +106,7 @@ pub fn run(project: Project) -> Result<()> {
         cas_root: cas.root().as_os_str().as_bytes().to_vec(),
         socket: socket.as_os_str().as_bytes().to_vec(),
         exe: exe.as_os_str().as_bytes().to_vec(),
+        verify: crate::table::verify_reads(&project),
     };
     let mut fetcher =
         Fetcher::new(project.clone(), cas.clone()).context("cannot set up blob fetching")?;

@@ -69,12 +69,19 @@ pub fn prepare(project: &Project) -> Result<InceptionEnv> {
     let cas = project.cas()?;
     // Every command that changes the view republishes the table; only a
     // missing or foreign one needs the manifest (its lock, its fsyncs) here.
-    let published = table::published_root(&table::table_path(project));
+    let path = table::table_path(project);
+    let published = table::published_root(&path);
     if published.as_deref() != Some(project.root().as_os_str().as_encoded_bytes()) {
         let _lock = project.lock()?;
         let manifest = project.manifest()?;
         crate::ingest::recover(project, &cas, &manifest)?;
         table::publish(project, &cas, &manifest)?;
+    } else if table::published_verify(&path) != Some(table::verify_reads(project)) {
+        // `verify` changed in the config since the table was published: the
+        // library reads it from the table. The running daemon publishes
+        // tables too (with the setting it started with): it goes first.
+        let exclusive = project.open_exclusive()?;
+        table::publish(project, exclusive.cas(), exclusive.manifest())?;
     }
     crate::wrappers::refresh(project);
     Ok(InceptionEnv {

@@ -475,6 +475,14 @@ impl<'a> Vfs<'a> {
         self.stat_loc(&self.locate(path, true)?)
     }
 
+    /// `verify = true` in the project (the table's flag): a blob without
+    /// the verified-once mark is verified by the daemon before it is read.
+    fn verify_reads(&self) -> bool {
+        self.dom
+            .as_ref()
+            .is_some_and(|dom| dom.table.borrow_mut().get().is_some_and(|t| t.verify()))
+    }
+
     fn cas_root(&self) -> Option<PathBuf> {
         let dom = self.dom.as_ref()?;
         let mut mt = dom.table.borrow_mut();
@@ -524,7 +532,14 @@ impl<'a> Vfs<'a> {
                 };
                 let rel = self.rel(loc).unwrap_or_default();
                 let whole = |f: File| -> io::Result<File> {
-                    if h.is_staged() || f.metadata()?.len() == h.size {
+                    if h.is_staged() {
+                        return Ok(f);
+                    }
+                    let meta = f.metadata()?;
+                    if meta.len() == h.size {
+                        if meta.mode() & libc::S_ISVTX == 0 && self.verify_reads() {
+                            self.fetch_blob(h, rel, vrift_format::proto::FETCH_VERIFY)?;
+                        }
                         return Ok(f);
                     }
                     Err(io::Error::other(format!(
@@ -546,7 +561,7 @@ impl<'a> Vfs<'a> {
                         self.fetch_blob(h, rel, vrift_format::proto::FETCH_DAMAGED)?;
                         whole(File::open(&path)?)
                     }
-                    other => other,
+                    other => other.and_then(whole),
                 }
             }
             Node::Disk(_) => File::open(self.disk_path(&loc.at)),

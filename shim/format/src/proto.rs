@@ -39,7 +39,7 @@
 //! | LinkTmp | | | | new path | staging name | |
 //! | Ping / Stop / Status | | | | | | text in data |
 //! | Mknod | mode (type bits, umask applied) | rdev | | path | | node name in data |
-//! | FetchBlob | expected size ([`SIZE_UNKNOWN`]: unknown) | [`FETCH_DAMAGED`] or 0 | | hash (64 hex digits) | view path read (optional) | why, in data, on failure |
+//! | FetchBlob | expected size ([`SIZE_UNKNOWN`]: unknown) | [`FETCH_DAMAGED`], [`FETCH_VERIFY`] or 0 | | hash (64 hex digits) | view path read (optional) | why, in data, on failure |
 //!
 //! `Mknod` makes a special file ([`crate::Kind::Special`]): for a FIFO or a
 //! device the daemon makes the node itself; for a socket it only names one,
@@ -84,6 +84,11 @@ pub const SIZE_UNKNOWN: u64 = u64::MAX;
 /// `FetchBlob`'s b: the store's copy of the blob has another size than
 /// expected; replace it.
 pub const FETCH_DAMAGED: u64 = 1;
+/// `FetchBlob`'s b: the store's copy has the entry's size but not the
+/// verified-once mark, and the project has `verify = true`: the daemon
+/// hashes it and marks it if it is its name; otherwise the answer is EIO
+/// and why (`vrift fsck` quarantines it; a remote then gives it again).
+pub const FETCH_VERIFY: u64 = 2;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]

@@ -70,6 +70,10 @@ pub const DIR_SLOT_LEN: usize = 32;
 
 /// Header flag: a newer table has replaced this one.
 pub const FLAG_SUPERSEDED: u32 = 1;
+/// Header flag, set when the table is built: the project has `verify =
+/// true` (README, "Security"), so the library has the daemon hash every
+/// blob that lacks the verified-once mark before its first open.
+pub const FLAG_VERIFY: u32 = 2;
 
 /// File name of the table inside `.vrift/`.
 pub const TABLE_FILE: &str = "view.table";
@@ -384,15 +388,26 @@ impl<'a> Table<'a> {
         }
     }
 
+    #[inline]
+    fn flags(&self) -> u32 {
+        // SAFETY: the flags field is 4-aligned and inside the header.
+        unsafe {
+            AtomicU32::from_ptr(self.bytes.as_ptr().add(field::FLAGS) as *mut u32)
+                .load(Ordering::Acquire)
+        }
+    }
+
     /// Whether a newer table has replaced this one (invariant 3).
     #[inline]
     pub fn superseded(&self) -> bool {
-        // SAFETY: the flags field is 4-aligned and inside the header.
-        let flags = unsafe {
-            AtomicU32::from_ptr(self.bytes.as_ptr().add(field::FLAGS) as *mut u32)
-                .load(Ordering::Acquire)
-        };
-        flags & FLAG_SUPERSEDED != 0
+        self.flags() & FLAG_SUPERSEDED != 0
+    }
+
+    /// Whether the project asks for every unmarked blob to be verified
+    /// before its first open ([`FLAG_VERIFY`]).
+    #[inline]
+    pub fn verify(&self) -> bool {
+        self.flags() & FLAG_VERIFY != 0
     }
 
     pub fn generation(&self) -> u64 {

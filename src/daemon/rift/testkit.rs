@@ -81,6 +81,7 @@ impl Fixture {
             cas_root: cas.root().as_os_str().as_bytes().to_vec(),
             socket: Vec::new(),
             exe: Vec::new(),
+            verify: false,
         };
         let rift = Rift::open(project, cas, manifest, id).unwrap();
         Fixture {
