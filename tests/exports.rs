@@ -45,6 +45,7 @@ fn the_probe_calls_its_rows_in_the_view_as_on_disk() {
         "execvp ran",
         "fexecve ran",
         "posix_spawnp ran",
+        "dlmopen cos found",
     ] {
         assert!(out.lines().any(|l| l == line), "{line:?} in\n{out}");
     }

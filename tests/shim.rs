@@ -514,32 +514,59 @@ fn telldir_getdents_fts_and_getcwd_see_the_view() {
 }
 
 /// `shim/exports.txt` is the one table of exports: the library exports
-/// exactly its symbols (build.rs makes the version script from it), and each
-/// row names a test that exists, or a variant row that has one.
+/// exactly its symbols (build.rs makes the version script from it), each
+/// row's module defines it, and each row names a test that calls it (its
+/// source, the helpers and constants it names and the tests/c probes it
+/// compiles call `SYMBOL(`), or a variant row whose base has one; the
+/// functions the loader or vrift itself call name the test that drives
+/// them. No `NOT` row (not interposed) is exported.
 #[test]
 fn every_export_is_a_table_row_with_a_test() {
     let so = build_shim();
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let table = fs::read_to_string(manifest.join("shim/exports.txt")).unwrap();
-    let rows: std::collections::BTreeMap<&str, &str> = table
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            Some((w.next()?, w.next().unwrap_or("")))
+    // symbol -> (module, proof)
+    let mut rows = std::collections::BTreeMap::new();
+    let mut not_interposed = Vec::new();
+    for line in table.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            [] | ["SYSCALL", ..] => {}
+            ["NOT", name, ..] => not_interposed.push(*name),
+            [sym, module, proof, ..] => assert!(
+                rows.insert(*sym, (*module, *proof)).is_none(),
+                "{sym}: two rows"
+            ),
+            _ => panic!("exports.txt: `{line}`: SYMBOL MODULE TEST SYSCALLS SIGNATURE"),
+        }
+    }
+    let calls = |src: &str, sym: &str| {
+        src.match_indices(&format!("{sym}(")).any(|(at, _)| {
+            !src[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
         })
-        .collect();
+    };
     let mut missing = Vec::new();
-    for (sym, proof) in &rows {
-        let test = match proof.strip_prefix('=') {
-            Some(base) => match rows.get(base) {
-                Some(p) if !p.starts_with('=') && !p.is_empty() => *p,
-                _ => {
-                    missing.push(format!("{sym}: variant of {base}, which has no test"));
-                    continue;
-                }
-            },
-            None => proof,
+    for (sym, (module, proof)) in &rows {
+        let defined = ["rs", "c"].iter().any(|ext| {
+            fs::read_to_string(manifest.join(format!("shim/src/{module}.{ext}")))
+                .is_ok_and(|src| src.contains(sym))
+        });
+        if !defined {
+            missing.push(format!("{sym}: not in module {module}"));
+        }
+        if let Some(base) = proof.strip_prefix('=') {
+            match rows.get(base) {
+                Some((_, p)) if !p.starts_with('=') && base != *sym => {}
+                _ => missing.push(format!("{sym}: variant of {base}, which has no test")),
+            }
+            continue;
+        }
+        let (caller, test) = match proof.split_once(':') {
+            Some((c, t)) if !t.starts_with(':') => (Some(c), t),
+            _ => (None, *proof),
         };
         let Some((file, name)) = test.split_once("::") else {
             missing.push(format!("{sym}: no test named"));
@@ -548,6 +575,24 @@ fn every_export_is_a_table_row_with_a_test() {
         let src = fs::read_to_string(manifest.join(format!("tests/{file}.rs"))).unwrap_or_default();
         if !src.contains(&format!("#[test]\nfn {name}()")) {
             missing.push(format!("{sym}: no test {file}::{name}"));
+            continue;
+        }
+        let ok = match caller {
+            None => calls(&test_sources(manifest, &src, name), sym),
+            Some("loader") => sym.starts_with("la_"),
+            Some("vrift") => vrift_names(&manifest.join("src"), sym),
+            Some(c) => {
+                missing.push(format!("{sym}: unknown caller {c}"));
+                continue;
+            }
+        };
+        if !ok {
+            missing.push(format!("{sym}: {proof} does not call it"));
+        }
+    }
+    for name in &not_interposed {
+        if rows.contains_key(name) {
+            missing.push(format!("{name}: both exported and not interposed"));
         }
     }
     assert!(missing.is_empty(), "{}", missing.join("\n"));
@@ -574,6 +619,64 @@ fn every_export_is_a_table_row_with_a_test() {
         Vec::<&String>::new(),
         "in the table but not exported"
     );
+}
+
+/// The source of test `name` in `src` (a tests/*.rs file): its body, then
+/// transitively the functions of the file it calls and the constants it
+/// names, and each `tests/c/NAME.c` a string "NAME" of those names.
+fn test_sources(manifest: &std::path::Path, src: &str, name: &str) -> String {
+    let mut out = String::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo = vec![name.to_string()];
+    while let Some(item) = todo.pop() {
+        if !seen.insert(item.clone()) {
+            continue;
+        }
+        let Some(text) = item_text(src, &item) else {
+            continue;
+        };
+        out.push_str(text);
+        let words = text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '"'));
+        for w in words.filter(|w| !w.is_empty()) {
+            if let Some(probe) = w.strip_prefix('"').and_then(|w| w.strip_suffix('"')) {
+                let c = manifest.join(format!("tests/c/{probe}.c"));
+                if let Ok(c) = fs::read_to_string(c) {
+                    out.push_str(&c);
+                }
+            } else if !w.contains('"') {
+                todo.push(w.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The text of `fn NAME` (to its closing `}` at the line start) or of
+/// `const NAME` (a raw string to its `"#`, anything else to `;`) in `src`.
+fn item_text<'a>(src: &'a str, name: &str) -> Option<&'a str> {
+    if let Some(at) = src.find(&format!("\nfn {name}(")) {
+        let end = src[at..].find("\n}\n").map_or(src.len(), |e| at + e + 3);
+        return Some(&src[at..end]);
+    }
+    let at = src.find(&format!("\nconst {name}: "))?;
+    let rest = &src[at..];
+    let end = match rest.find("r#\"") {
+        Some(r) if !rest[..r].contains(';') => rest[r..].find("\"#").map(|e| r + e + 2),
+        _ => rest.find(';').map(|e| e + 1),
+    };
+    Some(&rest[..end.unwrap_or(rest.len())])
+}
+
+/// Whether vrift's own source (under `dir`) names `sym`.
+fn vrift_names(dir: &std::path::Path, sym: &str) -> bool {
+    fs::read_dir(dir).unwrap().flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            vrift_names(&p, sym)
+        } else {
+            fs::read_to_string(&p).is_ok_and(|s| s.contains(sym))
+        }
+    })
 }
 
 /// Binaries linked against older symbol versions (realpath@GLIBC_2.2.5,

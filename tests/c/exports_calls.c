@@ -5,6 +5,7 @@
  * directory and under `vrift run` in a project: the lines must match. */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -207,6 +208,12 @@ int main(void) {
     free(real);
     real = canonicalize_file_name("d/none");
     show("canonicalize missing", real ? 0 : -1);
+
+    /* a library in a new namespace (dlmopen's body is its own) */
+    void *lib = dlmopen(LM_ID_NEWLM, "libm.so.6", RTLD_NOW);
+    printf("dlmopen %s\n", lib && dlsym(lib, "cos") ? "cos found" : dlerror());
+    lib = dlmopen(LM_ID_NEWLM, "d/a", RTLD_NOW);
+    printf("dlmopen not a library %s\n", lib ? "loaded" : "refused");
 
     /* programs: by PATH and by fd */
     child("execvp", run_execvp);
