@@ -559,7 +559,16 @@ fn every_export_is_a_table_row_with_a_test() {
         }
         if let Some(base) = proof.strip_prefix('=') {
             match rows.get(base) {
-                Some((_, p)) if !p.starts_with('=') && base != *sym => {}
+                Some((base_module, p)) if !p.starts_with('=') && base != *sym => {
+                    let siblings: Vec<&str> = rows
+                        .iter()
+                        .filter(|(_, (_, p))| p.strip_prefix('=') == Some(base))
+                        .map(|(s, _)| *s)
+                        .collect();
+                    if !shares_body(manifest, (sym, module), (base, base_module), &siblings) {
+                        missing.push(format!("{sym}: a body of its own, not {base}'s"));
+                    }
+                }
                 _ => missing.push(format!("{sym}: variant of {base}, which has no test")),
             }
             continue;
@@ -619,6 +628,117 @@ fn every_export_is_a_table_row_with_a_test() {
         Vec::<&String>::new(),
         "in the table but not exported"
     );
+}
+
+/// Whether `variant` runs `base`'s code (an `=BASE` row): both are made by
+/// the same macro (`m!(variant, …)`, `m!(base, …)`), or `base`'s body calls
+/// `variant` (the variant is the body: `vrift_openat`), or the variant
+/// forwards to `base` (calls it), or every function
+/// and macro the variant's body calls (but `call_real!`, its own real
+/// function and `fail`) is `base`, a sibling variant of it, or one that
+/// `base`'s body calls too (a shared `_impl`, `stream_open`). fchown,
+/// calling `by_fd!` where chown calls `fchownat`, is not chown's variant.
+fn shares_body(
+    manifest: &std::path::Path,
+    (variant, module): (&str, &str),
+    (base, base_module): (&str, &str),
+    siblings: &[&str],
+) -> bool {
+    let read = |m: &str| {
+        ["rs", "c"]
+            .iter()
+            .find_map(|ext| fs::read_to_string(manifest.join(format!("shim/src/{m}.{ext}"))).ok())
+            .unwrap_or_default()
+    };
+    let (vsrc, bsrc) = (read(module), read(base_module));
+    let macro_of = |src: &str, sym: &str| {
+        let at = src.find(&format!("!({sym},"))?;
+        let start = src[..at].rfind(|c: char| !(c.is_alphanumeric() || c == '_'))? + 1;
+        Some(src[start..at].to_string())
+    };
+    if macro_of(&vsrc, variant).is_some_and(|m| Some(m) == macro_of(&bsrc, base)) {
+        return true;
+    }
+    let Some(vbody) = definition(&vsrc, variant) else {
+        // Generated (vrift_syscall): only the base's forwarding can say.
+        return definition(&bsrc, base).is_some_and(|b| called(b).contains(variant));
+    };
+    let bcalls = definition(&bsrc, base).map(called).unwrap_or_default();
+    if bcalls.contains(variant) {
+        return true;
+    }
+    let vcalls = called(vbody);
+    if vcalls.contains(base) {
+        return true;
+    }
+    !vcalls.is_empty()
+        && vcalls.iter().all(|c| {
+            c == base
+                || siblings.contains(&c.as_str())
+                || bcalls.contains(c)
+                || c == variant
+                || c == "fail"
+                || c == "call_real"
+                || c.chars()
+                    .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '_')
+        })
+}
+
+/// The text of function `sym`'s definition in `src` (Rust `fn sym(`, or a
+/// C definition at a line start): to its closing `}` at a line start, or
+/// the line itself for a one-line C function.
+fn definition<'a>(src: &'a str, sym: &str) -> Option<&'a str> {
+    let at = src.find(&format!("fn {sym}(")).or_else(|| {
+        src.match_indices(&format!("{sym}("))
+            .map(|(i, _)| i)
+            .find(|&i| {
+                let line = &src[src[..i].rfind('\n').map_or(0, |n| n + 1)..i];
+                let rest = &src[i..src[i..].find('\n').map_or(src.len(), |e| i + e)];
+                line.ends_with([' ', '*'])
+                    && !line.starts_with([' ', '\t', '#', '/', '*'])
+                    && !line.contains('(')
+                    && !rest.trim_end().ends_with(';')
+            })
+    })?;
+    let line = &src[at..src[at..].find('\n').map_or(src.len(), |e| at + e)];
+    if line.contains('{') && line.trim_end().ends_with('}') {
+        return Some(line);
+    }
+    let end = src[at..].find("\n}\n").map_or(src.len(), |e| at + e + 3);
+    Some(&src[at..end])
+}
+
+/// The names a body calls (`name(` or `name!(`, not a path's `::name(` or
+/// a method's `.name(`), after its signature.
+fn called(def: &str) -> std::collections::BTreeSet<String> {
+    let body = &def[def.find('{').unwrap_or(0)..];
+    let b = body.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut out = std::collections::BTreeSet::new();
+    let mut i = 0;
+    while i < b.len() {
+        if word(b[i]) && (i == 0 || !(word(b[i - 1]) || b[i - 1] == b':' || b[i - 1] == b'.')) {
+            let start = i;
+            while i < b.len() && word(b[i]) {
+                i += 1;
+            }
+            let name = &body[start..i];
+            let bang = b.get(i) == Some(&b'!');
+            if b.get(i + bang as usize) == Some(&b'(')
+                && !name.as_bytes()[0].is_ascii_digit()
+                && ![
+                    "if", "while", "match", "return", "sizeof", "for", "Some", "Ok", "Err",
+                ]
+                .contains(&name)
+                && !name.starts_with("va_")
+            {
+                out.insert(name.to_string());
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
 }
 
 /// The source of test `name` in `src` (a tests/*.rs file): its body, then
