@@ -514,32 +514,68 @@ fn telldir_getdents_fts_and_getcwd_see_the_view() {
 }
 
 /// `shim/exports.txt` is the one table of exports: the library exports
-/// exactly its symbols (build.rs makes the version script from it), and each
-/// row names a test that exists, or a variant row that has one.
+/// exactly its symbols (build.rs makes the version script from it), each
+/// row's module defines it, and each row names a test that calls it (its
+/// source, the helpers and constants it names and the tests/c probes it
+/// compiles call `SYMBOL(`), or a variant row whose base has one; the
+/// functions the loader or vrift itself call name the test that drives
+/// them. No `NOT` row (not interposed) is exported.
 #[test]
 fn every_export_is_a_table_row_with_a_test() {
     let so = build_shim();
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let table = fs::read_to_string(manifest.join("shim/exports.txt")).unwrap();
-    let rows: std::collections::BTreeMap<&str, &str> = table
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            Some((w.next()?, w.next().unwrap_or("")))
+    // symbol -> (module, proof)
+    let mut rows = std::collections::BTreeMap::new();
+    let mut not_interposed = Vec::new();
+    for line in table.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            [] | ["SYSCALL", ..] => {}
+            ["NOT", name, ..] => not_interposed.push(*name),
+            [sym, module, proof, ..] => assert!(
+                rows.insert(*sym, (*module, *proof)).is_none(),
+                "{sym}: two rows"
+            ),
+            _ => panic!("exports.txt: `{line}`: SYMBOL MODULE TEST SYSCALLS SIGNATURE"),
+        }
+    }
+    let calls = |src: &str, sym: &str| {
+        src.match_indices(&format!("{sym}(")).any(|(at, _)| {
+            !src[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
         })
-        .collect();
+    };
     let mut missing = Vec::new();
-    for (sym, proof) in &rows {
-        let test = match proof.strip_prefix('=') {
-            Some(base) => match rows.get(base) {
-                Some(p) if !p.starts_with('=') && !p.is_empty() => *p,
-                _ => {
-                    missing.push(format!("{sym}: variant of {base}, which has no test"));
-                    continue;
+    for (sym, (module, proof)) in &rows {
+        let defined = ["rs", "c"].iter().any(|ext| {
+            fs::read_to_string(manifest.join(format!("shim/src/{module}.{ext}")))
+                .is_ok_and(|src| src.contains(sym))
+        });
+        if !defined {
+            missing.push(format!("{sym}: not in module {module}"));
+        }
+        if let Some(base) = proof.strip_prefix('=') {
+            match rows.get(base) {
+                Some((base_module, p)) if !p.starts_with('=') && base != *sym => {
+                    let siblings: Vec<&str> = rows
+                        .iter()
+                        .filter(|(_, (_, p))| p.strip_prefix('=') == Some(base))
+                        .map(|(s, _)| *s)
+                        .collect();
+                    if !shares_body(manifest, (sym, module), (base, base_module), &siblings) {
+                        missing.push(format!("{sym}: a body of its own, not {base}'s"));
+                    }
                 }
-            },
-            None => proof,
+                _ => missing.push(format!("{sym}: variant of {base}, which has no test")),
+            }
+            continue;
+        }
+        let (caller, test) = match proof.split_once(':') {
+            Some((c, t)) if !t.starts_with(':') => (Some(c), t),
+            _ => (None, *proof),
         };
         let Some((file, name)) = test.split_once("::") else {
             missing.push(format!("{sym}: no test named"));
@@ -548,6 +584,24 @@ fn every_export_is_a_table_row_with_a_test() {
         let src = fs::read_to_string(manifest.join(format!("tests/{file}.rs"))).unwrap_or_default();
         if !src.contains(&format!("#[test]\nfn {name}()")) {
             missing.push(format!("{sym}: no test {file}::{name}"));
+            continue;
+        }
+        let ok = match caller {
+            None => calls(&test_sources(manifest, &src, name), sym),
+            Some("loader") => sym.starts_with("la_"),
+            Some("vrift") => vrift_names(&manifest.join("src"), sym),
+            Some(c) => {
+                missing.push(format!("{sym}: unknown caller {c}"));
+                continue;
+            }
+        };
+        if !ok {
+            missing.push(format!("{sym}: {proof} does not call it"));
+        }
+    }
+    for name in &not_interposed {
+        if rows.contains_key(name) {
+            missing.push(format!("{name}: both exported and not interposed"));
         }
     }
     assert!(missing.is_empty(), "{}", missing.join("\n"));
@@ -574,6 +628,175 @@ fn every_export_is_a_table_row_with_a_test() {
         Vec::<&String>::new(),
         "in the table but not exported"
     );
+}
+
+/// Whether `variant` runs `base`'s code (an `=BASE` row): both are made by
+/// the same macro (`m!(variant, …)`, `m!(base, …)`), or `base`'s body calls
+/// `variant` (the variant is the body: `vrift_openat`), or the variant
+/// forwards to `base` (calls it), or every function
+/// and macro the variant's body calls (but `call_real!`, its own real
+/// function and `fail`) is `base`, a sibling variant of it, or one that
+/// `base`'s body calls too (a shared `_impl`, `stream_open`). fchown,
+/// calling `by_fd!` where chown calls `fchownat`, is not chown's variant.
+fn shares_body(
+    manifest: &std::path::Path,
+    (variant, module): (&str, &str),
+    (base, base_module): (&str, &str),
+    siblings: &[&str],
+) -> bool {
+    let read = |m: &str| {
+        ["rs", "c"]
+            .iter()
+            .find_map(|ext| fs::read_to_string(manifest.join(format!("shim/src/{m}.{ext}"))).ok())
+            .unwrap_or_default()
+    };
+    let (vsrc, bsrc) = (read(module), read(base_module));
+    let macro_of = |src: &str, sym: &str| {
+        let at = src.find(&format!("!({sym},"))?;
+        let start = src[..at].rfind(|c: char| !(c.is_alphanumeric() || c == '_'))? + 1;
+        Some(src[start..at].to_string())
+    };
+    if macro_of(&vsrc, variant).is_some_and(|m| Some(m) == macro_of(&bsrc, base)) {
+        return true;
+    }
+    let Some(vbody) = definition(&vsrc, variant) else {
+        // Generated (vrift_syscall): only the base's forwarding can say.
+        return definition(&bsrc, base).is_some_and(|b| called(b).contains(variant));
+    };
+    let bcalls = definition(&bsrc, base).map(called).unwrap_or_default();
+    if bcalls.contains(variant) {
+        return true;
+    }
+    let vcalls = called(vbody);
+    if vcalls.contains(base) {
+        return true;
+    }
+    !vcalls.is_empty()
+        && vcalls.iter().all(|c| {
+            c == base
+                || siblings.contains(&c.as_str())
+                || bcalls.contains(c)
+                || c == variant
+                || c == "fail"
+                || c == "call_real"
+                || c.chars()
+                    .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '_')
+        })
+}
+
+/// The text of function `sym`'s definition in `src` (Rust `fn sym(`, or a
+/// C definition at a line start): to its closing `}` at a line start, or
+/// the line itself for a one-line C function.
+fn definition<'a>(src: &'a str, sym: &str) -> Option<&'a str> {
+    let at = src.find(&format!("fn {sym}(")).or_else(|| {
+        src.match_indices(&format!("{sym}("))
+            .map(|(i, _)| i)
+            .find(|&i| {
+                let line = &src[src[..i].rfind('\n').map_or(0, |n| n + 1)..i];
+                let rest = &src[i..src[i..].find('\n').map_or(src.len(), |e| i + e)];
+                line.ends_with([' ', '*'])
+                    && !line.starts_with([' ', '\t', '#', '/', '*'])
+                    && !line.contains('(')
+                    && !rest.trim_end().ends_with(';')
+            })
+    })?;
+    let line = &src[at..src[at..].find('\n').map_or(src.len(), |e| at + e)];
+    if line.contains('{') && line.trim_end().ends_with('}') {
+        return Some(line);
+    }
+    let end = src[at..].find("\n}\n").map_or(src.len(), |e| at + e + 3);
+    Some(&src[at..end])
+}
+
+/// The names a body calls (`name(` or `name!(`, not a path's `::name(` or
+/// a method's `.name(`), after its signature.
+fn called(def: &str) -> std::collections::BTreeSet<String> {
+    let body = &def[def.find('{').unwrap_or(0)..];
+    let b = body.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut out = std::collections::BTreeSet::new();
+    let mut i = 0;
+    while i < b.len() {
+        if word(b[i]) && (i == 0 || !(word(b[i - 1]) || b[i - 1] == b':' || b[i - 1] == b'.')) {
+            let start = i;
+            while i < b.len() && word(b[i]) {
+                i += 1;
+            }
+            let name = &body[start..i];
+            let bang = b.get(i) == Some(&b'!');
+            if b.get(i + bang as usize) == Some(&b'(')
+                && !name.as_bytes()[0].is_ascii_digit()
+                && ![
+                    "if", "while", "match", "return", "sizeof", "for", "Some", "Ok", "Err",
+                ]
+                .contains(&name)
+                && !name.starts_with("va_")
+            {
+                out.insert(name.to_string());
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The source of test `name` in `src` (a tests/*.rs file): its body, then
+/// transitively the functions of the file it calls and the constants it
+/// names, and each `tests/c/NAME.c` a string "NAME" of those names.
+fn test_sources(manifest: &std::path::Path, src: &str, name: &str) -> String {
+    let mut out = String::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo = vec![name.to_string()];
+    while let Some(item) = todo.pop() {
+        if !seen.insert(item.clone()) {
+            continue;
+        }
+        let Some(text) = item_text(src, &item) else {
+            continue;
+        };
+        out.push_str(text);
+        let words = text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '"'));
+        for w in words.filter(|w| !w.is_empty()) {
+            if let Some(probe) = w.strip_prefix('"').and_then(|w| w.strip_suffix('"')) {
+                let c = manifest.join(format!("tests/c/{probe}.c"));
+                if let Ok(c) = fs::read_to_string(c) {
+                    out.push_str(&c);
+                }
+            } else if !w.contains('"') {
+                todo.push(w.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The text of `fn NAME` (to its closing `}` at the line start) or of
+/// `const NAME` (a raw string to its `"#`, anything else to `;`) in `src`.
+fn item_text<'a>(src: &'a str, name: &str) -> Option<&'a str> {
+    if let Some(at) = src.find(&format!("\nfn {name}(")) {
+        let end = src[at..].find("\n}\n").map_or(src.len(), |e| at + e + 3);
+        return Some(&src[at..end]);
+    }
+    let at = src.find(&format!("\nconst {name}: "))?;
+    let rest = &src[at..];
+    let end = match rest.find("r#\"") {
+        Some(r) if !rest[..r].contains(';') => rest[r..].find("\"#").map(|e| r + e + 2),
+        _ => rest.find(';').map(|e| e + 1),
+    };
+    Some(&rest[..end.unwrap_or(rest.len())])
+}
+
+/// Whether vrift's own source (under `dir`) names `sym`.
+fn vrift_names(dir: &std::path::Path, sym: &str) -> bool {
+    fs::read_dir(dir).unwrap().flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            vrift_names(&p, sym)
+        } else {
+            fs::read_to_string(&p).is_ok_and(|s| s.contains(sym))
+        }
+    })
 }
 
 /// Binaries linked against older symbol versions (realpath@GLIBC_2.2.5,

@@ -10,6 +10,23 @@
 //!   (see `real`), with raw syscalls as the fallback while resolving;
 //! - errno is set only on the paths that fail; the shim logs only on errors
 //!   a user must see (a refused write, a missing blob).
+//!
+//! Adding an interposer:
+//! 1. a row in `shim/exports.txt` (its header documents the columns):
+//!    the symbol, its module, the test that calls it, the system call
+//!    numbers whose raw arguments are exactly its own, and its C type if it
+//!    forwards to the real one. build.rs generates from the row the export
+//!    (version script), the `real!` row (`fns.rs`, for `call_real!`), the
+//!    `syscall()` dispatch arm and the seccomp filter's served number;
+//! 2. the function, `#[no_mangle] pub extern "C"`, in that module (C in
+//!    `c/variadic.c` only when it is variadic);
+//! 3. a number whose arguments are not the function's (a fixed flag, a
+//!    legacy spelling) gets a `SYSCALL` row and its handler in `syscall.rs`;
+//!    the supervisor's own handling of the number is in `seccomp/serve.rs`;
+//! 4. the test the row names calls the symbol (or a call in
+//!    `tests/c/exports_calls.c`, whose test checks with `LD_DEBUG=bindings`
+//!    that the call reached the shim); `every_export_is_a_table_row_with_a_test`
+//!    checks all of it.
 
 // The exported functions are C entry points: their pointer arguments are
 // governed by libc's contract with the caller, not by Rust's `unsafe`.

@@ -9,158 +9,92 @@ use libc::{c_char, c_int, c_long, c_uint};
 
 use crate::call_real;
 
-#[no_mangle]
-pub extern "C" fn vrift_syscall(
-    n: c_long,
-    a1: c_long,
-    a2: c_long,
-    a3: c_long,
-    a4: c_long,
-    a5: c_long,
-    a6: c_long,
-) -> c_long {
-    match n {
-        libc::SYS_statx => crate::stat::statx(
-            a1 as c_int,
-            a2 as *const c_char,
-            a3 as c_int,
-            a4 as c_uint,
-            a5 as *mut libc::statx,
-        ) as c_long,
-        libc::SYS_newfstatat => crate::stat::fstatat(
-            a1 as c_int,
-            a2 as *const c_char,
-            a3 as *mut libc::stat,
-            a4 as c_int,
-        ) as c_long,
-        libc::SYS_openat => crate::open::vrift_openat(
-            a1 as c_int,
-            a2 as *const c_char,
-            a3 as c_int,
-            a4 as c_uint,
-            2,
-        ) as c_long,
-        libc::SYS_readlinkat => crate::fds::readlinkat(
-            a1 as c_int,
-            a2 as *const c_char,
-            a3 as *mut c_char,
-            a4 as libc::size_t,
-        ) as c_long,
-        libc::SYS_faccessat => {
-            crate::stat::faccessat(a1 as c_int, a2 as *const c_char, a3 as c_int, 0) as c_long
-        }
-        libc::SYS_close => crate::fds::close(a1 as c_int) as c_long,
-        libc::SYS_getdents64 => crate::dir::getdents(
-            a1 as c_int,
-            a2 as *mut u8,
-            a3 as c_uint as usize,
-            crate::dir::Dents::V64,
-        ) as c_long,
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_getdents => crate::dir::getdents(
-            a1 as c_int,
-            a2 as *mut u8,
-            a3 as c_uint as usize,
-            crate::dir::Dents::Old,
-        ) as c_long,
-        libc::SYS_unlinkat => {
-            crate::write::unlinkat(a1 as c_int, a2 as *const c_char, a3 as c_int) as c_long
-        }
-        libc::SYS_unlink => crate::write::unlink(a1 as *const c_char) as c_long,
-        libc::SYS_rmdir => crate::write::rmdir(a1 as *const c_char) as c_long,
-        libc::SYS_mkdirat => {
-            crate::write::mkdirat(a1 as c_int, a2 as *const c_char, a3 as libc::mode_t) as c_long
-        }
-        libc::SYS_mkdir => crate::write::mkdir(a1 as *const c_char, a2 as libc::mode_t) as c_long,
-        libc::SYS_mknodat => crate::special::mknodat(
-            a1 as c_int,
-            a2 as *const c_char,
-            a3 as libc::mode_t,
-            a4 as libc::dev_t,
-        ) as c_long,
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_mknod => {
-            crate::special::mknod(a1 as *const c_char, a2 as libc::mode_t, a3 as libc::dev_t)
-                as c_long
-        }
-        libc::SYS_renameat2 => crate::write::renameat2(
-            a1 as c_int,
-            a2 as *const c_char,
-            a3 as c_int,
-            a4 as *const c_char,
-            a5 as c_uint,
-        ) as c_long,
-        libc::SYS_renameat => crate::write::renameat(
-            a1 as c_int,
-            a2 as *const c_char,
-            a3 as c_int,
-            a4 as *const c_char,
-        ) as c_long,
-        libc::SYS_rename => {
-            crate::write::rename(a1 as *const c_char, a2 as *const c_char) as c_long
-        }
-        libc::SYS_symlinkat => {
-            crate::write::symlinkat(a1 as *const c_char, a2 as c_int, a3 as *const c_char) as c_long
-        }
-        libc::SYS_linkat => crate::write::linkat(
-            a1 as c_int,
-            a2 as *const c_char,
-            a3 as c_int,
-            a4 as *const c_char,
-            a5 as c_int,
-        ) as c_long,
-        libc::SYS_fchmodat => {
-            crate::write::fchmodat(a1 as c_int, a2 as *const c_char, a3 as libc::mode_t, 0)
-                as c_long
-        }
-        libc::SYS_fchownat => crate::write::fchownat(
-            a1 as c_int,
-            a2 as *const c_char,
-            a3 as libc::uid_t,
-            a4 as libc::gid_t,
-            a5 as c_int,
-        ) as c_long,
-        libc::SYS_utimensat => crate::write::utimensat(
-            a1 as c_int,
-            a2 as *const c_char,
-            a3 as *const libc::timespec,
-            a4 as c_int,
-        ) as c_long,
-        libc::SYS_truncate => {
-            crate::write::truncate(a1 as *const c_char, a2 as libc::off_t) as c_long
-        }
-        libc::SYS_fchmodat2 => crate::write::fchmodat2(
-            a1 as c_int,
-            a2 as *const c_char,
-            a3 as libc::mode_t,
-            a4 as c_int,
-        ) as c_long,
-        libc::SYS_faccessat2 => {
-            crate::stat::faccessat(a1 as c_int, a2 as *const c_char, a3 as c_int, a4 as c_int)
-                as c_long
-        }
-        libc::SYS_fchmod => crate::write::fchmod(a1 as c_int, a2 as libc::mode_t) as c_long,
-        libc::SYS_fchown => {
-            crate::write::fchown(a1 as c_int, a2 as libc::uid_t, a3 as libc::gid_t) as c_long
-        }
-        libc::SYS_chdir => crate::fds::chdir(a1 as *const c_char) as c_long,
-        libc::SYS_fchdir => crate::fds::fchdir(a1 as c_int) as c_long,
-        libc::SYS_dup => crate::fds::dup(a1 as c_int) as c_long,
-        libc::SYS_dup3 => crate::fds::dup3(a1 as c_int, a2 as c_int, a3 as c_int) as c_long,
-        libc::SYS_fstat => {
-            let empty = c"".as_ptr();
-            crate::stat::fstatat(
-                a1 as c_int,
-                empty,
-                a2 as *mut libc::stat,
-                libc::AT_EMPTY_PATH,
-            ) as c_long
-        }
-        libc::SYS_openat2 => openat2(a1 as c_int, a2 as *const c_char, a3 as *const OpenHow, a4),
-        #[cfg(target_arch = "x86_64")]
-        n if legacy(n) => legacy_call(n, a1, a2, a3),
-        _ => real(n, a1, a2, a3, a4, a5, a6),
-    }
+/// `vrift_syscall`, generated by build.rs from `exports.txt`: a number in a
+/// symbol row's SYSCALLS column calls that function with the raw arguments
+/// cast to its parameters; a `SYSCALL` row's number calls its handler below;
+/// every other number goes to [`real`].
+mod dispatch {
+    #[allow(unused_imports)]
+    use libc::*;
+
+    include!(concat!(env!("OUT_DIR"), "/syscalls.rs"));
+}
+
+pub use dispatch::vrift_syscall;
+
+/// The six raw arguments of a call.
+type Args = [c_long; 6];
+
+fn openat(a: Args) -> c_long {
+    crate::open::vrift_openat(
+        a[0] as c_int,
+        a[1] as *const c_char,
+        a[2] as c_int,
+        a[3] as c_uint,
+        2,
+    ) as c_long
+}
+
+/// faccessat(2) has no flags argument (faccessat2 has: its row is faccessat's).
+fn faccessat(a: Args) -> c_long {
+    crate::stat::faccessat(a[0] as c_int, a[1] as *const c_char, a[2] as c_int, 0) as c_long
+}
+
+fn getdents64(a: Args) -> c_long {
+    crate::dir::getdents(
+        a[0] as c_int,
+        a[1] as *mut u8,
+        a[2] as c_uint as usize,
+        crate::dir::Dents::V64,
+    ) as c_long
+}
+
+#[cfg(target_arch = "x86_64")]
+fn getdents(a: Args) -> c_long {
+    crate::dir::getdents(
+        a[0] as c_int,
+        a[1] as *mut u8,
+        a[2] as c_uint as usize,
+        crate::dir::Dents::Old,
+    ) as c_long
+}
+
+/// fchmodat(2) has no flags argument (the libc function has).
+fn fchmodat(a: Args) -> c_long {
+    crate::write::fchmodat(
+        a[0] as c_int,
+        a[1] as *const c_char,
+        a[2] as libc::mode_t,
+        0,
+    ) as c_long
+}
+
+fn fchmodat2(a: Args) -> c_long {
+    crate::write::fchmodat2(
+        a[0] as c_int,
+        a[1] as *const c_char,
+        a[2] as libc::mode_t,
+        a[3] as c_int,
+    ) as c_long
+}
+
+fn fstat(a: Args) -> c_long {
+    let empty = c"".as_ptr();
+    crate::stat::fstatat(
+        a[0] as c_int,
+        empty,
+        a[1] as *mut libc::stat,
+        libc::AT_EMPTY_PATH,
+    ) as c_long
+}
+
+fn openat2(a: Args) -> c_long {
+    openat2_how(
+        a[0] as c_int,
+        a[1] as *const c_char,
+        a[2] as *const OpenHow,
+        a[3],
+    )
 }
 
 fn real(
@@ -192,7 +126,7 @@ const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 const RESOLVE_CACHED: u64 = 0x20;
 
 /// openat2 as openat, where its `open_how` allows.
-fn openat2(dirfd: c_int, path: *const c_char, how: *const OpenHow, size: c_long) -> c_long {
+fn openat2_how(dirfd: c_int, path: *const c_char, how: *const OpenHow, size: c_long) -> c_long {
     let raw = || {
         real(
             libc::SYS_openat2,
@@ -218,70 +152,52 @@ fn openat2(dirfd: c_int, path: *const c_char, how: *const OpenHow, size: c_long)
     crate::open::vrift_openat(dirfd, path, how.flags as c_int, how.mode as c_uint, 2) as c_long
 }
 
-/// The x86_64 numbers older than their `*at` forms.
+// The x86_64 numbers older than their `*at` forms whose arguments are not
+// those of a libc function the shim defines.
+
 #[cfg(target_arch = "x86_64")]
-fn legacy(n: c_long) -> bool {
-    matches!(
-        n,
-        libc::SYS_open
-            | libc::SYS_creat
-            | libc::SYS_stat
-            | libc::SYS_lstat
-            | libc::SYS_access
-            | libc::SYS_readlink
-            | libc::SYS_symlink
-            | libc::SYS_link
-            | libc::SYS_chmod
-            | libc::SYS_chown
-            | libc::SYS_lchown
-            | libc::SYS_utimes
-            | libc::SYS_utime
-            | libc::SYS_futimesat
-            | libc::SYS_dup2
-    )
+fn open(a: Args) -> c_long {
+    crate::open::vrift_openat(
+        libc::AT_FDCWD,
+        a[0] as *const c_char,
+        a[1] as c_int,
+        a[2] as c_uint,
+        0,
+    ) as c_long
 }
 
 #[cfg(target_arch = "x86_64")]
-fn legacy_call(n: c_long, a1: c_long, a2: c_long, a3: c_long) -> c_long {
-    let p1 = a1 as *const c_char;
-    match n {
-        libc::SYS_open => {
-            crate::open::vrift_openat(libc::AT_FDCWD, p1, a2 as c_int, a3 as c_uint, 0) as c_long
-        }
-        libc::SYS_creat => crate::open::vrift_openat(
-            libc::AT_FDCWD,
-            p1,
-            libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
-            a2 as c_uint,
-            0,
-        ) as c_long,
-        libc::SYS_stat => {
-            crate::stat::fstatat(libc::AT_FDCWD, p1, a2 as *mut libc::stat, 0) as c_long
-        }
-        libc::SYS_lstat => crate::stat::fstatat(
-            libc::AT_FDCWD,
-            p1,
-            a2 as *mut libc::stat,
-            libc::AT_SYMLINK_NOFOLLOW,
-        ) as c_long,
-        libc::SYS_access => crate::stat::faccessat(libc::AT_FDCWD, p1, a2 as c_int, 0) as c_long,
-        libc::SYS_readlink => {
-            crate::fds::readlink(p1, a2 as *mut c_char, a3 as libc::size_t) as c_long
-        }
-        libc::SYS_symlink => crate::write::symlink(p1, a2 as *const c_char) as c_long,
-        libc::SYS_link => crate::write::link(p1, a2 as *const c_char) as c_long,
-        libc::SYS_chmod => crate::write::chmod(p1, a2 as libc::mode_t) as c_long,
-        libc::SYS_chown => crate::write::chown(p1, a2 as libc::uid_t, a3 as libc::gid_t) as c_long,
-        libc::SYS_lchown => {
-            crate::write::lchown(p1, a2 as libc::uid_t, a3 as libc::gid_t) as c_long
-        }
-        libc::SYS_utimes => crate::write::utimes(p1, a2 as *const libc::timeval) as c_long,
-        libc::SYS_utime => crate::write::utime(p1, a2 as *const libc::utimbuf) as c_long,
-        libc::SYS_futimesat => {
-            crate::write::futimesat(a1 as c_int, a2 as *const c_char, a3 as *const libc::timeval)
-                as c_long
-        }
-        libc::SYS_dup2 => crate::fds::dup2(a1 as c_int, a2 as c_int) as c_long,
-        _ => unreachable!("legacy() lists the numbers served here"),
-    }
+fn creat(a: Args) -> c_long {
+    crate::open::vrift_openat(
+        libc::AT_FDCWD,
+        a[0] as *const c_char,
+        libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
+        a[1] as c_uint,
+        0,
+    ) as c_long
+}
+
+#[cfg(target_arch = "x86_64")]
+fn stat(a: Args) -> c_long {
+    crate::stat::fstatat(
+        libc::AT_FDCWD,
+        a[0] as *const c_char,
+        a[1] as *mut libc::stat,
+        0,
+    ) as c_long
+}
+
+#[cfg(target_arch = "x86_64")]
+fn lstat(a: Args) -> c_long {
+    crate::stat::fstatat(
+        libc::AT_FDCWD,
+        a[0] as *const c_char,
+        a[1] as *mut libc::stat,
+        libc::AT_SYMLINK_NOFOLLOW,
+    ) as c_long
+}
+
+#[cfg(target_arch = "x86_64")]
+fn access(a: Args) -> c_long {
+    crate::stat::faccessat(libc::AT_FDCWD, a[0] as *const c_char, a[1] as c_int, 0) as c_long
 }
