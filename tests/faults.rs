@@ -87,18 +87,6 @@ fn answers(socket: &Path) -> bool {
     s.read_exact(&mut head).is_ok() && head[5] == 14
 }
 
-/// A small deterministic random sequence (xorshift), for the kill times.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// A writer loop for `sh`: until `stop` exists (and at least `min`
 /// rounds), writes `out/wW/fI` and, with `more`, makes, fills, renames
 /// into, empties and removes `out/wW/dI` — requests that act twice would
@@ -443,16 +431,7 @@ fn a_damaged_blob_is_never_read_back() {
             "{what}: {err}"
         );
         // `vrift cat`: the same, by size.
-        let out = sb.run(&root, &["cat", "f.txt"]);
-        assert!(
-            !out.status.success() && out.stdout.is_empty(),
-            "{what}: vrift cat"
-        );
-        assert!(
-            text(&out.stderr).contains("damaged"),
-            "{what}: {}",
-            text(&out.stderr)
-        );
+        assert_cat_refuses(&sb, &root, what);
         damage(&blob, |f| {
             f.set_len(0).unwrap();
             f.write_all(content).unwrap();
@@ -463,14 +442,24 @@ fn a_damaged_blob_is_never_read_back() {
     // Same size, other bytes: `vrift cat` hashes and refuses; the library
     // checks only the size (README, "Security"), and `vrift fsck` finds it.
     damage(&blob, |f| f.write_all(b"THE").unwrap());
-    let out = sb.run(&root, &["cat", "f.txt"]);
-    assert!(!out.status.success() && out.stdout.is_empty(), "vrift cat");
+    assert_cat_refuses(&sb, &root, "same size, other bytes");
+    assert!(!sb.run(&root, &["fsck"]).status.success(), "fsck missed it");
+}
+
+/// `vrift cat f.txt` in `root` refuses a damaged blob: it fails, prints
+/// nothing and says "damaged".
+fn assert_cat_refuses(sb: &Sandbox, root: &Path, what: &str) {
+    let out = sb.run(root, &["cat", "f.txt"]);
+    assert!(
+        !out.status.success() && out.stdout.is_empty(),
+        "{what}: vrift cat printed {}",
+        text(&out.stdout)
+    );
     assert!(
         text(&out.stderr).contains("damaged"),
-        "{}",
+        "{what}: {}",
         text(&out.stderr)
     );
-    assert!(!sb.run(&root, &["fsck"]).status.success(), "fsck missed it");
 }
 
 /// Issue 14: the CLI's other requests (status, stop) are asked again when
@@ -546,17 +535,7 @@ fn a_blob_is_verified_once_unless_verify_is_true() {
     let config = root.join(".vrift/config.toml");
     let old = fs::read_to_string(&config).unwrap_or_default();
     fs::write(&config, format!("verify = true\n{old}")).unwrap();
-    let out = sb.run(&root, &["cat", "f.txt"]);
-    assert!(
-        !out.status.success() && out.stdout.is_empty(),
-        "verify = true read a changed blob: {}",
-        text(&out.stdout)
-    );
-    assert!(
-        text(&out.stderr).contains("damaged"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_cat_refuses(&sb, &root, "verify = true read a changed blob");
     // And fsck, which always hashes, finds it.
     assert!(!sb.run(&root, &["fsck"]).status.success(), "fsck missed it");
 }

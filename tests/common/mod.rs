@@ -361,7 +361,6 @@ pub fn skip(why: &str) {
     eprintln!("SKIPPED: {why}");
 }
 
-/// Whether a C compiler is available.
 /// Whether `cc -static` links (libc6-dev's libc.a is there).
 pub fn can_link_static() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
@@ -530,4 +529,37 @@ pub fn output_within(mut cmd: Command, limit: Duration) -> Option<Output> {
         stdout,
         stderr,
     })
+}
+
+/// A small deterministic random sequence (xorshift*): the same seed gives
+/// the same sequence, so a failing seed can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// An index below `len`.
+    pub fn index(&mut self, len: usize) -> usize {
+        self.below(len as u64) as usize
+    }
+
+    pub fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.index(v.len())]
+    }
+
+    /// Up to `max` random bytes.
+    pub fn bytes(&mut self, max: usize) -> Vec<u8> {
+        let n = self.index(max + 1);
+        (0..n).map(|_| self.next() as u8).collect()
+    }
 }
