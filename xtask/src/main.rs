@@ -16,10 +16,6 @@
 //! are never touched.
 
 mod bench;
-mod bench_build;
-mod bench_remote;
-mod bench_shim;
-mod bench_unviewed;
 mod cargo;
 mod compare;
 mod conformance;
@@ -72,15 +68,15 @@ enum Task {
 #[derive(Subcommand, Debug)]
 enum Bench {
     /// Ingest, second-copy ingest and snapshot save/restore on a large node_modules-like tree.
-    Ingest(bench::IngestArgs),
+    Ingest(bench::ingest::IngestArgs),
     /// Per-call and whole-tool costs under `vrift run` against native and fakechroot.
-    Shim(bench_shim::ShimArgs),
+    Shim(bench::shim::ShimArgs),
     /// Clean and no-op `make` of a Lua-sized C project and write latency under `vrift run` against native.
-    Build(bench_build::BuildArgs),
+    Build(bench::build::BuildArgs),
     /// Go builds, an esbuild bundle and static programs (served by the syscall supervisor) under `vrift run` against native.
-    Unviewed(bench_unviewed::UnviewedArgs),
+    Unviewed(bench::unviewed::UnviewedArgs),
     /// Push, second push, eager and lazy pull of a generated tree through SeaweedFS (S3) beside `rclone copy`.
-    Remote(bench_remote::RemoteArgs),
+    Remote(bench::remote::RemoteArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,19 +92,19 @@ fn main() -> ExitCode {
         }
         Task::Bench {
             bench: Some(Bench::Ingest(args)),
-        } => bench::ingest(args),
+        } => bench::ingest::ingest(args),
         Task::Bench {
             bench: Some(Bench::Shim(args)),
-        } => bench_shim::shim(args),
+        } => bench::shim::shim(args),
         Task::Bench {
             bench: Some(Bench::Build(args)),
-        } => bench_build::build(args),
+        } => bench::build::build(args),
         Task::Bench {
             bench: Some(Bench::Unviewed(args)),
-        } => bench_unviewed::unviewed(args),
+        } => bench::unviewed::unviewed(args),
         Task::Bench {
             bench: Some(Bench::Remote(args)),
-        } => bench_remote::remote(args),
+        } => bench::remote::remote(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
