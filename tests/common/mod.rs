@@ -242,6 +242,36 @@ pub fn project_and_twin_with(sb: &Sandbox, seed: fn(&Path)) -> (PathBuf, PathBuf
     (root, twin)
 }
 
+/// A small tree: `src/a.txt`, `src/b.txt`, `src/sub/c.txt` and a
+/// read-only `ro.txt`.
+pub fn seed_src_tree(dir: &Path) {
+    fs::create_dir_all(dir.join("src/sub")).unwrap();
+    fs::write(dir.join("src/a.txt"), "alpha\n").unwrap();
+    fs::write(dir.join("src/b.txt"), "bravo\n").unwrap();
+    fs::write(dir.join("src/sub/c.txt"), "charlie\n").unwrap();
+    fs::write(dir.join("ro.txt"), "ro\n").unwrap();
+    fs::set_permissions(dir.join("ro.txt"), fs::Permissions::from_mode(0o444)).unwrap();
+}
+
+/// The library built, a sandbox, and [`project_and_twin_with`] `seed` in it:
+/// the set-up of most tests of the view.
+pub fn setup_with(seed: fn(&Path)) -> (Sandbox, PathBuf, PathBuf) {
+    build_shim();
+    let sb = Sandbox::new();
+    let (root, twin) = project_and_twin_with(&sb, seed);
+    (sb, root, twin)
+}
+
+/// [`setup_with`] for a test that compiles C; `None` (SKIPPED, or a
+/// failure under `CI`) without a C compiler.
+pub fn setup_with_cc(seed: fn(&Path)) -> Option<(Sandbox, PathBuf, PathBuf)> {
+    if !has_cc() {
+        skip("no C compiler");
+        return None;
+    }
+    Some(setup_with(seed))
+}
+
 /// Asserts two listings are equal, printing the first differences.
 pub fn assert_same_tree(a: &TreeListing, b: &TreeListing) {
     if a == b {
