@@ -30,34 +30,10 @@ const WRITERS: usize = 4;
 const IDLE_WRITERS: usize = 2;
 const IDLE_WRITES: usize = 160;
 
-/// Pids of the daemons serving `root` (`vrift -C ROOT daemon run`).
-fn daemon_pids(root: &Path) -> Vec<i32> {
-    processes_of(root, b"\0daemon\0run\0")
-}
-
 /// Daemons of `root` and the starters starting one (`vrift -C ROOT daemon
 /// start`, which the library runs).
 fn daemons_and_starters(root: &Path) -> Vec<i32> {
     processes_of(root, b"\0daemon\0")
-}
-
-/// Processes whose command line has `-C ROOT` followed by `tail`.
-fn processes_of(root: &Path, tail: &[u8]) -> Vec<i32> {
-    let mut want = b"-C\0".to_vec();
-    want.extend_from_slice(root.as_os_str().as_bytes());
-    want.extend_from_slice(tail);
-    let mut pids = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if let Ok(cmd) = fs::read(e.path().join("cmdline")) {
-            if cmd.windows(want.len()).any(|w| w == want.as_slice()) {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
 }
 
 /// The daemon socket of `root` for a process without XDG_RUNTIME_DIR (as
@@ -303,11 +279,7 @@ fn a_write_with_sigchld_ignored_fails_at_once_with_the_reason() {
     let sb = Sandbox::new();
     let root = sb.mkdir("p");
     sb.ok(&root, &["init"]);
-    sb.ok(&root, &["daemon", "stop"]);
-    let manifest = root.join(".vrift/manifest.redb");
-    let f = fs::OpenOptions::new().write(true).open(&manifest).unwrap();
-    f.set_len(100).unwrap();
-    drop(f);
+    corrupt_manifest(&sb, &root);
     // SIGCHLD ignored: the kernel reaps the starter, waitpid cannot tell
     // its status.
     let code = "import signal; signal.signal(signal.SIGCHLD, signal.SIG_IGN); open('x.txt', 'w').write('x')";

@@ -454,25 +454,6 @@ fn disk_files(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
     out
 }
 
-/// Pids of the daemons serving `root`.
-fn daemon_pids(root: &Path) -> Vec<i32> {
-    let mut want = b"-C\0".to_vec();
-    want.extend_from_slice(root.as_os_str().as_bytes());
-    want.extend_from_slice(b"\0daemon\0run\0");
-    let mut pids = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if let Ok(cmd) = fs::read(e.path().join("cmdline")) {
-            if cmd.windows(want.len()).any(|w| w == want.as_slice()) {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
-}
-
 fn model_run(kills: usize) {
     build_shim();
     if !has_cc() {

@@ -242,6 +242,60 @@ pub fn project_and_twin_with(sb: &Sandbox, seed: fn(&Path)) -> (PathBuf, PathBuf
     (root, twin)
 }
 
+/// Stops the daemon of `root` and cuts its manifest to 100 bytes: a
+/// daemon started afterwards cannot open it.
+pub fn corrupt_manifest(sb: &Sandbox, root: &Path) {
+    sb.ok(root, &["daemon", "stop"]);
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(root.join(".vrift/manifest.redb"))
+        .unwrap();
+    f.set_len(100).unwrap();
+}
+
+/// Pids of the daemons serving `root` (`vrift -C ROOT daemon run`).
+pub fn daemon_pids(root: &Path) -> Vec<i32> {
+    processes_of(root, b"\0daemon\0run\0")
+}
+
+/// Processes whose command line has `-C ROOT` followed by `tail`.
+pub fn processes_of(root: &Path, tail: &[u8]) -> Vec<i32> {
+    let mut want = b"-C\0".to_vec();
+    want.extend_from_slice(root.as_os_str().as_bytes());
+    want.extend_from_slice(tail);
+    let mut pids = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cmd) = fs::read(e.path().join("cmdline")) {
+            if cmd.windows(want.len()).any(|w| w == want.as_slice()) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// What `sh -c SCRIPT` prints in `dir`: in the view (`vrift run`) or
+/// natively; it must succeed either way.
+pub fn sh_in_view_or_natively(sb: &Sandbox, dir: &Path, script: &str, view: bool) -> String {
+    if view {
+        return sb.ok(dir, &["run", "--", "sh", "-c", script]);
+    }
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sh -c {script}: {}",
+        text(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// A small tree: `src/a.txt`, `src/b.txt`, `src/sub/c.txt` and a
 /// read-only `ro.txt`.
 pub fn seed_src_tree(dir: &Path) {
@@ -415,15 +469,7 @@ pub fn has_cc() -> bool {
 pub fn compile_c_source(sb: &Sandbox, name: &str, source: &str) -> PathBuf {
     let src = sb.path().join(format!("{name}.c"));
     fs::write(&src, source).unwrap();
-    let out = sb.path().join(name);
-    let st = Command::new("cc")
-        .arg(&src)
-        .arg("-o")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(st.success(), "compiling {}", src.display());
-    out
+    cc(sb, &src, name, &[])
 }
 
 /// Compiles `tests/c/NAME.c` into the sandbox with extra flags.
@@ -431,9 +477,14 @@ pub fn compile_c(sb: &Sandbox, name: &str, flags: &[&str]) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/c")
         .join(format!("{name}.c"));
+    cc(sb, &src, name, flags)
+}
+
+/// `cc SRC FLAGS -o SANDBOX/NAME`, which must succeed.
+fn cc(sb: &Sandbox, src: &Path, name: &str, flags: &[&str]) -> PathBuf {
     let out = sb.path().join(name);
     let st = Command::new("cc")
-        .arg(&src)
+        .arg(src)
         .args(flags)
         .arg("-o")
         .arg(&out)

@@ -8,7 +8,12 @@
 //! - `bench shim`: what the LD_PRELOAD shim costs per call and for whole tools.
 //! - `bench build`: a clean and a no-op `make` of a C project, and write
 //!   latency, under `vrift run` against native.
+//! - `bench unviewed`: Go, esbuild and static programs (the syscall
+//!   supervisor) under `vrift run` against native.
 //! - `bench remote`: push and pull through SeaweedFS's S3 beside `rclone copy`.
+//!
+//! Every bench ends with the same table (see `bench/mod.rs`) and takes
+//! `--save DIR` to write every timed run to `DIR/BENCH.csv`.
 //!
 //! Every task but `install` and `uninstall` works in a fresh temporary
 //! directory with its own `HOME`,
