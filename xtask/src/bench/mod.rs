@@ -385,7 +385,7 @@ impl Report {
                 for (i, secs) in figure.runs.iter().enumerate() {
                     let _ = writeln!(
                         out,
-                        "{},{},{},{},{secs:e}",
+                        "{},{},{},{},{secs:.6e}",
                         self.bench,
                         csv_field(&r.name),
                         csv_field(side),
@@ -485,8 +485,9 @@ mod tests {
         assert_eq!(
             report.csv(),
             "bench,row,side,run,seconds\n\
-             t,\"a, b\",baseline,1,3e-3\nt,\"a, b\",baseline,2,1e-3\nt,\"a, b\",baseline,3,2e-3\n\
-             t,\"a, b\",vrift,1,5e-3\nt,\"a, b\",vrift,2,4e-3\nt,\"a, b\",x,1,7e-3\n"
+             t,\"a, b\",baseline,1,3.000000e-3\nt,\"a, b\",baseline,2,1.000000e-3\n\
+             t,\"a, b\",baseline,3,2.000000e-3\nt,\"a, b\",vrift,1,5.000000e-3\n\
+             t,\"a, b\",vrift,2,4.000000e-3\nt,\"a, b\",x,1,7.000000e-3\n"
         );
         let row = &report.rows[0];
         assert_eq!(row.baseline.as_ref().unwrap().seconds, 2e-3);
