@@ -11,7 +11,7 @@
 //! | column    | meaning |
 //! |-----------|---------|
 //! | `bench`   | the bench (`ingest`, `shim`, `build`, `unviewed`, `remote`) |
-//! | `row`     | the row's name, as the table prints it |
+//! | `row`     | the row's name, as the table prints it (without its indent) |
 //! | `side`    | `baseline`, `vrift`, or a further side (`fakechroot`, `empty preload`…) |
 //! | `run`     | the run's number on that side, from 1 |
 //! | `seconds` | the run's figure in seconds (per call, for the per-call rows) |
@@ -387,7 +387,7 @@ impl Report {
                         out,
                         "{},{},{},{},{secs:.6e}",
                         self.bench,
-                        csv_field(&r.name),
+                        csv_field(r.name.trim()),
                         csv_field(side),
                         i + 1
                     );
