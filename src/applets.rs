@@ -63,15 +63,7 @@ impl Connector for Daemons {
 
 impl Daemon for Conn {
     fn call(&mut self, req: &Request<'_>) -> io::Result<Answer> {
-        let a = self.0.call(req).map_err(io_err)?;
-        Ok(Answer {
-            errno: a.errno,
-            flags: a.flags,
-            a: a.a,
-            b: a.b,
-            data: a.data,
-            fd: a.fd,
-        })
+        self.0.call(req).map_err(io_err)
     }
 }
 

@@ -35,9 +35,26 @@ pub const CLEARED_FLAGS: u32 = crate::inspect::macho::CS_RUNTIME
 /// What `shadow` wrote.
 #[derive(Debug)]
 pub struct Shadowed {
-    pub original: PathBuf,
-    pub helper: PathBuf,
-    pub wrapper: PathBuf,
+    original: PathBuf,
+    helper: PathBuf,
+    wrapper: PathBuf,
+}
+
+impl Shadowed {
+    /// The program that was shadowed.
+    pub fn original(&self) -> &Path {
+        &self.original
+    }
+
+    /// The re-signed copy, `.vrift/helpers/NAME`.
+    pub fn helper(&self) -> &Path {
+        &self.helper
+    }
+
+    /// The wrapper that runs the helper with the library, `.vrift/bin/NAME`.
+    pub fn wrapper(&self) -> &Path {
+        &self.wrapper
+    }
 }
 
 pub fn helpers_dir(project: &Project) -> PathBuf {

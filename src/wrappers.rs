@@ -215,7 +215,7 @@ pub fn detect_unpreloadable(project: &Project) -> Result<()> {
     for (name, inspection) in &found {
         ui::warn(&format!(
             "{name} ({}) cannot load vrift's library ({}); it gets a wrapper in .vrift/bin",
-            inspection.path.display(),
+            inspection.path().display(),
             inspection.why()
         ));
         text.push_str(name);

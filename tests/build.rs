@@ -117,17 +117,7 @@ fn outputs(sb: &Sandbox, dir: &Path, rel: &str, view: bool) -> String {
          if [ -L \"$f\" ]; then echo \"$f -> $(readlink \"$f\")\"; \
          else echo \"$f $(stat -c %a \"$f\") $(cksum < \"$f\")\"; fi; done"
     );
-    if view {
-        sb.ok(dir, &["run", "--", "sh", "-c", &script])
-    } else {
-        let out = Command::new("sh")
-            .args(["-c", &script])
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap()
-    }
+    sh_in_view_or_natively(sb, dir, &script, view)
 }
 
 fn native_make(dir: &Path, args: &[&str]) -> String {

@@ -97,6 +97,8 @@ fn init_creates_the_skeleton_and_is_idempotent_and_repairs() {
             .status()
             .unwrap();
         assert!(st.success(), ".vrift/ is ignored by git");
+    } else {
+        skip("git is not installed");
     }
 
     // The user's edits survive a re-run; damage is repaired.

@@ -30,34 +30,10 @@ const WRITERS: usize = 4;
 const IDLE_WRITERS: usize = 2;
 const IDLE_WRITES: usize = 160;
 
-/// Pids of the daemons serving `root` (`vrift -C ROOT daemon run`).
-fn daemon_pids(root: &Path) -> Vec<i32> {
-    processes_of(root, b"\0daemon\0run\0")
-}
-
 /// Daemons of `root` and the starters starting one (`vrift -C ROOT daemon
 /// start`, which the library runs).
 fn daemons_and_starters(root: &Path) -> Vec<i32> {
     processes_of(root, b"\0daemon\0")
-}
-
-/// Processes whose command line has `-C ROOT` followed by `tail`.
-fn processes_of(root: &Path, tail: &[u8]) -> Vec<i32> {
-    let mut want = b"-C\0".to_vec();
-    want.extend_from_slice(root.as_os_str().as_bytes());
-    want.extend_from_slice(tail);
-    let mut pids = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if let Ok(cmd) = fs::read(e.path().join("cmdline")) {
-            if cmd.windows(want.len()).any(|w| w == want.as_slice()) {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
 }
 
 /// The daemon socket of `root` for a process without XDG_RUNTIME_DIR (as
@@ -85,18 +61,6 @@ fn answers(socket: &Path) -> bool {
     }
     let mut head = [0u8; 8];
     s.read_exact(&mut head).is_ok() && head[5] == 14
-}
-
-/// A small deterministic random sequence (xorshift), for the kill times.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 /// A writer loop for `sh`: until `stop` exists (and at least `min`
@@ -315,11 +279,7 @@ fn a_write_with_sigchld_ignored_fails_at_once_with_the_reason() {
     let sb = Sandbox::new();
     let root = sb.mkdir("p");
     sb.ok(&root, &["init"]);
-    sb.ok(&root, &["daemon", "stop"]);
-    let manifest = root.join(".vrift/manifest.redb");
-    let f = fs::OpenOptions::new().write(true).open(&manifest).unwrap();
-    f.set_len(100).unwrap();
-    drop(f);
+    corrupt_manifest(&sb, &root);
     // SIGCHLD ignored: the kernel reaps the starter, waitpid cannot tell
     // its status.
     let code = "import signal; signal.signal(signal.SIGCHLD, signal.SIG_IGN); open('x.txt', 'w').write('x')";
@@ -443,16 +403,7 @@ fn a_damaged_blob_is_never_read_back() {
             "{what}: {err}"
         );
         // `vrift cat`: the same, by size.
-        let out = sb.run(&root, &["cat", "f.txt"]);
-        assert!(
-            !out.status.success() && out.stdout.is_empty(),
-            "{what}: vrift cat"
-        );
-        assert!(
-            text(&out.stderr).contains("damaged"),
-            "{what}: {}",
-            text(&out.stderr)
-        );
+        assert_cat_refuses(&sb, &root, what);
         damage(&blob, |f| {
             f.set_len(0).unwrap();
             f.write_all(content).unwrap();
@@ -463,14 +414,24 @@ fn a_damaged_blob_is_never_read_back() {
     // Same size, other bytes: `vrift cat` hashes and refuses; the library
     // checks only the size (README, "Security"), and `vrift fsck` finds it.
     damage(&blob, |f| f.write_all(b"THE").unwrap());
-    let out = sb.run(&root, &["cat", "f.txt"]);
-    assert!(!out.status.success() && out.stdout.is_empty(), "vrift cat");
+    assert_cat_refuses(&sb, &root, "same size, other bytes");
+    assert!(!sb.run(&root, &["fsck"]).status.success(), "fsck missed it");
+}
+
+/// `vrift cat f.txt` in `root` refuses a damaged blob: it fails, prints
+/// nothing and says "damaged".
+fn assert_cat_refuses(sb: &Sandbox, root: &Path, what: &str) {
+    let out = sb.run(root, &["cat", "f.txt"]);
+    assert!(
+        !out.status.success() && out.stdout.is_empty(),
+        "{what}: vrift cat printed {}",
+        text(&out.stdout)
+    );
     assert!(
         text(&out.stderr).contains("damaged"),
-        "{}",
+        "{what}: {}",
         text(&out.stderr)
     );
-    assert!(!sb.run(&root, &["fsck"]).status.success(), "fsck missed it");
 }
 
 /// Issue 14: the CLI's other requests (status, stop) are asked again when
@@ -546,17 +507,7 @@ fn a_blob_is_verified_once_unless_verify_is_true() {
     let config = root.join(".vrift/config.toml");
     let old = fs::read_to_string(&config).unwrap_or_default();
     fs::write(&config, format!("verify = true\n{old}")).unwrap();
-    let out = sb.run(&root, &["cat", "f.txt"]);
-    assert!(
-        !out.status.success() && out.stdout.is_empty(),
-        "verify = true read a changed blob: {}",
-        text(&out.stdout)
-    );
-    assert!(
-        text(&out.stderr).contains("damaged"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_cat_refuses(&sb, &root, "verify = true read a changed blob");
     // And fsck, which always hashes, finds it.
     assert!(!sb.run(&root, &["fsck"]).status.success(), "fsck missed it");
 }

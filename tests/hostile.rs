@@ -502,39 +502,20 @@ fn a_client_that_never_reads_its_replies_holds_up_nobody() {
 
 /// xorshift64*: a small deterministic generator (the seed is printed, and
 /// `VRIFT_FUZZ_SEED` replays a run).
-struct Rng(u64);
-
-impl Rng {
-    fn from_env() -> Rng {
-        let seed = std::env::var("VRIFT_FUZZ_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            })
-            | 1;
-        eprintln!("VRIFT_FUZZ_SEED={seed}");
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn bytes(&mut self, max: usize) -> Vec<u8> {
-        let n = self.below(max + 1);
-        (0..n).map(|_| self.next() as u8).collect()
-    }
+/// The fuzz tests' sequence: `VRIFT_FUZZ_SEED`, or a new seed (printed).
+fn rng_from_env() -> Rng {
+    let seed = std::env::var("VRIFT_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+        | 1;
+    eprintln!("VRIFT_FUZZ_SEED={seed}");
+    Rng(seed)
 }
 
 fn iterations(default: usize) -> usize {
@@ -587,12 +568,12 @@ fn random_request(rng: &mut Rng) -> Vec<u8> {
         Op::Status,
         Op::FetchBlob,
     ];
-    let op = ops[rng.below(ops.len())];
+    let op = ops[rng.index(ops.len())];
     let path = |rng: &mut Rng| -> Vec<u8> {
         match rng.below(4) {
             0 => rng.bytes(64),
-            1 => vec![b'n'; rng.below(5000)],
-            _ => PATHS[rng.below(PATHS.len())].to_vec(),
+            1 => vec![b'n'; rng.index(5000)],
+            _ => PATHS[rng.index(PATHS.len())].to_vec(),
         }
     };
     let p1 = path(rng);
@@ -624,11 +605,11 @@ fn mutate(rng: &mut Rng, mut f: Vec<u8>) -> Vec<u8> {
     for _ in 0..1 + rng.below(4) {
         match rng.below(6) {
             0 if !f.is_empty() => {
-                let i = rng.below(f.len());
+                let i = rng.index(f.len());
                 f[i] ^= 1 << rng.below(8);
             }
             1 if !f.is_empty() => {
-                let i = rng.below(f.len());
+                let i = rng.index(f.len());
                 f.truncate(i);
             }
             2 => f.extend(rng.bytes(32)),
@@ -649,7 +630,7 @@ fn mutate(rng: &mut Rng, mut f: Vec<u8>) -> Vec<u8> {
 
 #[test]
 fn the_decoder_survives_any_bytes() {
-    let mut rng = Rng::from_env();
+    let mut rng = rng_from_env();
     for _ in 0..iterations(200_000) {
         let f = if rng.below(3) == 0 {
             rng.bytes(200)
@@ -703,7 +684,7 @@ fn the_daemon_survives_random_and_mutated_frames() {
     let socket = daemon_socket(&sb, &root);
     let pid = sb.daemon_pid(&root);
     let before = snapshot(&outside);
-    let mut rng = Rng::from_env();
+    let mut rng = rng_from_env();
     let mut c = Raw::connect(&socket);
     let (mut answered, mut dropped) = (0, 0);
     for i in 0..iterations(3_000) {

@@ -44,23 +44,6 @@ type Tree = BTreeMap<String, Node>;
 /// What an operation does to the model when it succeeds.
 type Apply = Box<dyn FnOnce(&mut Tree)>;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len() as u64) as usize]
-    }
-}
-
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -140,7 +123,7 @@ fn generate(w: usize, ops: usize, rng: &mut Rng, t: &mut Tree, shared: &mut Shar
         let mut p = root.clone();
         for _ in 0..depth {
             p.push('/');
-            p.push_str(NAMES[rng.below(NAMES.len() as u64) as usize]);
+            p.push_str(NAMES[rng.index(NAMES.len())]);
         }
         p
     };
@@ -469,25 +452,6 @@ fn disk_files(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
         }
     }
     out
-}
-
-/// Pids of the daemons serving `root`.
-fn daemon_pids(root: &Path) -> Vec<i32> {
-    let mut want = b"-C\0".to_vec();
-    want.extend_from_slice(root.as_os_str().as_bytes());
-    want.extend_from_slice(b"\0daemon\0run\0");
-    let mut pids = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if let Ok(cmd) = fs::read(e.path().join("cmdline")) {
-            if cmd.windows(want.len()).any(|w| w == want.as_slice()) {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
 }
 
 fn model_run(kills: usize) {

@@ -7,8 +7,9 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
@@ -23,16 +24,7 @@ fn tool_ok(cmd: &str) -> bool {
 /// Checksums of the files `find ARGS` lists, in the view or natively.
 fn checksums(sb: &Sandbox, dir: &Path, find_args: &str, view: bool) -> String {
     let script = format!("find {find_args} -type f | LC_ALL=C sort | xargs cksum");
-    if view {
-        sb.ok(dir, &["run", "--", "sh", "-c", &script])
-    } else {
-        let out = Command::new("sh")
-            .args(["-c", &script])
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap()
-    }
+    sh_in_view_or_natively(sb, dir, &script, view)
 }
 
 const LUA_URL: &str = "http://deb.debian.org/debian/pool/main/l/lua5.4/lua5.4_5.4.4.orig.tar.gz";
@@ -163,30 +155,20 @@ fn a_crate_builds_with_cargo() {
 
 #[test]
 fn an_npm_project_installs_and_builds() {
-    if !tool_ok("npm") || !tool_ok("node") {
-        skip("node or npm is missing");
+    let Some((sb, root, before)) = npm_project(&[
+        (
+            "package.json",
+            r#"{"name":"web","version":"1.0.0","private":true,"scripts":{"build":"node build.js"},"dependencies":{"is-number":"7.0.0"}}"#,
+        ),
+        (
+            "build.js",
+            "const fs = require('fs'); const isNumber = require('is-number');\n\
+             fs.mkdirSync('dist', { recursive: true });\n\
+             fs.writeFileSync('dist/out.txt', 'built ' + isNumber(5) + '\\n');\n",
+        ),
+    ]) else {
         return;
-    }
-    build_shim();
-    let sb = Sandbox::new();
-    let root = sb.mkdir("web");
-    fs::write(
-        root.join("package.json"),
-        r#"{"name":"web","version":"1.0.0","private":true,"scripts":{"build":"node build.js"},"dependencies":{"is-number":"7.0.0"}}"#,
-    )
-    .unwrap();
-    fs::write(
-        root.join("build.js"),
-        "const fs = require('fs'); const isNumber = require('is-number');\n\
-         fs.mkdirSync('dist', { recursive: true });\n\
-         fs.writeFileSync('dist/out.txt', 'built ' + isNumber(5) + '\\n');\n",
-    )
-    .unwrap();
-    sb.ok(&root, &["init"]);
-    let before = disk_files(&root);
-    if !npm_install_in_view(&sb, &root) {
-        return;
-    }
+    };
     sb.ok(&root, &["run", "--", "npm", "run", "--silent", "build"]);
     assert_eq!(
         sb.ok(&root, &["run", "--", "cat", "dist/out.txt"]),
@@ -204,29 +186,18 @@ fn an_npm_project_installs_and_builds() {
 /// rift.
 #[test]
 fn an_esbuild_bundle_resolves_rift_modules_and_writes_to_the_rift() {
-    if !tool_ok("npm") || !tool_ok("node") {
-        skip("node or npm is missing");
+    let Some((sb, root, before)) = npm_project(&[
+        (
+            "package.json",
+            r#"{"name":"web","version":"1.0.0","private":true,"scripts":{"bundle":"esbuild src/index.js --bundle --platform=node --log-level=warning --outfile=dist/x.js"},"dependencies":{"is-number":"7.0.0","esbuild":"0.19.12"}}"#,
+        ),
+        (
+            "src/index.js",
+            "const isNumber = require('is-number');\nconsole.log('bundled', isNumber(5));\n",
+        ),
+    ]) else {
         return;
-    }
-    build_shim();
-    let sb = Sandbox::new();
-    let root = sb.mkdir("web");
-    fs::write(
-        root.join("package.json"),
-        r#"{"name":"web","version":"1.0.0","private":true,"scripts":{"bundle":"esbuild src/index.js --bundle --platform=node --log-level=warning --outfile=dist/x.js"},"dependencies":{"is-number":"7.0.0","esbuild":"0.19.12"}}"#,
-    )
-    .unwrap();
-    fs::create_dir(root.join("src")).unwrap();
-    fs::write(
-        root.join("src/index.js"),
-        "const isNumber = require('is-number');\nconsole.log('bundled', isNumber(5));\n",
-    )
-    .unwrap();
-    sb.ok(&root, &["init"]);
-    let before = disk_files(&root);
-    if !npm_install_in_view(&sb, &root) {
-        return;
-    }
+    };
     // esbuild's own install check ran its Go binary: in the view, or the
     // binary it checked would not be there.
     assert!(!root.join("node_modules/esbuild/bin/esbuild").exists());
@@ -239,6 +210,28 @@ fn an_esbuild_bundle_resolves_rift_modules_and_writes_to_the_rift() {
     assert!(bundle.contains("isNumber"), "{bundle}");
     assert!(!root.join("dist/x.js").exists(), "esbuild wrote the disk");
     assert_eq!(disk_files(&root), before);
+}
+
+/// The library built and a project `web` holding `files` (relative paths
+/// and contents), initialised, then `npm install`ed in the view; with what
+/// its disk held before the install. `None` when node or npm is missing
+/// (SKIPPED, or a failure under `CI`) or the registry is unreachable.
+fn npm_project(files: &[(&str, &str)]) -> Option<(Sandbox, PathBuf, BTreeMap<String, String>)> {
+    if !tool_ok("npm") || !tool_ok("node") {
+        skip("node or npm is missing");
+        return None;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("web");
+    for (rel, content) in files {
+        let path = root.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+    sb.ok(&root, &["init"]);
+    let before = disk_files(&root);
+    npm_install_in_view(&sb, &root).then_some((sb, root, before))
 }
 
 /// `npm install` in the view of `root`; false (with a line saying so) when

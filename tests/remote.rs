@@ -478,6 +478,16 @@ fn remote_blobs(disk: &Path) -> Vec<PathBuf> {
 /// B, the same bytes in both views; a second push uploads nothing; then,
 /// where the remote's objects are files we can reach, an interrupted push
 /// resumed and a corrupted object refused.
+/// Machine A of backend `b` (the library built): BUILD run in its view,
+/// saved as snapshot "built" and pushed.
+fn built_and_pushed(b: &Backend) -> Machine {
+    build_shim();
+    let a = Machine::new(b);
+    a.ok(&["run", "--", "sh", "-c", BUILD]);
+    a.ok(&["snapshot", "save", "built", "--push"]);
+    a
+}
+
 fn round_trip(b: &Backend) {
     build_shim();
     let a = Machine::new(b);
@@ -587,10 +597,7 @@ fn webdav_server_down_then_back() {
     let Some(mut b) = nginx_backend() else {
         return;
     };
-    build_shim();
-    let a = Machine::new(&b);
-    a.ok(&["run", "--", "sh", "-c", BUILD]);
-    a.ok(&["snapshot", "save", "built", "--push"]);
+    let a = built_and_pushed(&b);
     let bm = Machine::new(&b);
     b._server.as_mut().unwrap().stop();
     let start = Instant::now();
@@ -1008,10 +1015,7 @@ fn s3_seaweedfs_blobs_on_demand() {
 /// same size, or longer than the entry — is refused: EIO, one line naming
 /// it, no byte of it read, nothing stored; the other files still read.
 fn on_demand_refuses_bad_objects(b: &Backend) {
-    build_shim();
-    let a = Machine::new(b);
-    a.ok(&["run", "--", "sh", "-c", BUILD]);
-    a.ok(&["snapshot", "save", "built", "--push"]);
+    let a = built_and_pushed(b);
     let disk = b.disk.as_ref().expect("a remote on disk");
     let big = a.cat("out/big.bin");
     let o2 = a.cat("out/obj/deep/o2.o");
@@ -1089,10 +1093,7 @@ fn webdav_on_demand_server_gone_then_back() {
     let Some(mut b) = nginx_backend() else {
         return;
     };
-    build_shim();
-    let a = Machine::new(&b);
-    a.ok(&["run", "--", "sh", "-c", BUILD]);
-    a.ok(&["snapshot", "save", "built", "--push"]);
+    let _a = built_and_pushed(&b);
     let bm = Machine::lazy(&b);
     b._server.as_mut().unwrap().stop();
     let out = bm.run(&["run", "--", "cat", "out/obj/deep/o5.o"]);
@@ -1437,10 +1438,7 @@ fn s3_seaweedfs_settings_from_the_aws_shared_files() {
     let Some(b) = seaweed_backend() else {
         return;
     };
-    build_shim();
-    let a = Machine::new(&b);
-    a.ok(&["run", "--", "sh", "-c", BUILD]);
-    a.ok(&["snapshot", "save", "built", "--push"]);
+    let a = built_and_pushed(&b);
     let mut bm = Machine::new(&b);
     let var = |k: &str| b.env.iter().find(|(n, _)| n == k).unwrap().1.clone();
     let (endpoint, key, secret) = (

@@ -581,11 +581,7 @@ fn a_corrupt_manifest_fails_a_write_at_once_with_the_reason() {
     let sb = Sandbox::new();
     let root = sb.mkdir("p");
     sb.ok(&root, &["init"]);
-    sb.ok(&root, &["daemon", "stop"]);
-    let manifest = root.join(".vrift/manifest.redb");
-    let f = fs::OpenOptions::new().write(true).open(&manifest).unwrap();
-    f.set_len(100).unwrap();
-    drop(f);
+    corrupt_manifest(&sb, &root);
     // 10 s guards against the old ~30 s stall (no tighter timing assertion).
     let run = output_within(
         sb.cmd(&root, &["run", "--", "sh", "-c", "echo x > x.txt"]),

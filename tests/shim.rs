@@ -98,6 +98,16 @@ fn twin() -> Twin {
     }
 }
 
+/// [`twin`] for a test that compiles C; `None` (SKIPPED, or a failure
+/// under `CI`) without a C compiler.
+fn twin_with_cc() -> Option<Twin> {
+    if !has_cc() {
+        skip("no C compiler");
+        return None;
+    }
+    Some(twin())
+}
+
 impl Twin {
     /// Asserts the script prints the same in the view and in the copy.
     fn same(&self, script: &str) -> String {
@@ -236,11 +246,7 @@ int main(int argc, char **argv) {
 
 #[test]
 fn fds_of_rift_files_report_the_view() {
-    let t = twin();
-    if Command::new("cc").arg("--version").output().is_err() {
-        skip("no C compiler");
-        return;
-    }
+    let Some(t) = twin_with_cc() else { return };
     let bin = compile_c_source(&t.sb, "probe", PROBE_C);
     let out = t.sb.ok(
         &t.root,
@@ -368,6 +374,8 @@ print(os.popen('cat deps/pkg-4/package.json').read().strip())
         // The store's blobs stay non-executable; the copy is keyed by hash.
         let exec_dir = t.sb.store().join("exec");
         assert!(fs::read_dir(&exec_dir).unwrap().count() >= 2);
+    } else {
+        skip("no C compiler");
     }
     // A non-executable rift file is refused like on disk.
     let out = t.sb.run(
@@ -420,11 +428,7 @@ int main(void) {
 
 #[test]
 fn glibc_walkers_and_realpath_see_the_view() {
-    let t = twin();
-    if !has_cc() {
-        skip("no C compiler");
-        return;
-    }
+    let Some(t) = twin_with_cc() else { return };
     let bin = compile_c_source(&t.sb, "walk", WALK_C);
     let out = t.same(bin.to_str().unwrap());
     assert!(out.contains("glob deps/pkg-1/lib/m0.js"), "{out}");
@@ -435,11 +439,7 @@ fn glibc_walkers_and_realpath_see_the_view() {
 
 #[test]
 fn freopen_readdir_r_statfs_and_access_match_the_copy() {
-    let t = twin();
-    if !has_cc() {
-        skip("no C compiler");
-        return;
-    }
+    let Some(t) = twin_with_cc() else { return };
     let bin = compile_c(&t.sb, "misc", &["-Wno-deprecated-declarations"]);
     let out = t.same(&format!(
         "{} deps/pkg-1/package.json deps/pkg-1",
@@ -460,11 +460,7 @@ fn freopen_readdir_r_statfs_and_access_match_the_copy() {
 #[test]
 fn telldir_getdents_fts_and_getcwd_see_the_view() {
     use vrift::manifest::{Layer, Manifest, Record};
-    let t = twin();
-    if !has_cc() {
-        skip("no C compiler");
-        return;
-    }
+    let Some(t) = twin_with_cc() else { return };
     {
         let project = vrift::project::Project::at(&t.root).unwrap();
         let cas = vrift::cas::Cas::open(&t.sb.store()).unwrap();
@@ -832,16 +828,14 @@ int main(void) {
 
 #[test]
 fn old_symbol_versions_bind_to_the_shim() {
-    let t = twin();
-    if !has_cc() {
-        skip("no C compiler");
-        return;
-    }
+    let Some(t) = twin_with_cc() else { return };
     let bin = compile_c_source(&t.sb, "oldvers", OLD_VERSIONS_C);
     if let Ok(o) = Command::new("objdump").arg("-T").arg(&bin).output() {
         let syms = String::from_utf8_lossy(&o.stdout);
         assert!(syms.contains("(GLIBC_2.2.5) realpath"), "{syms}");
         assert!(syms.contains("(GLIBC_2.3)  realpath"), "{syms}");
+    } else {
+        skip("objdump is not installed (binutils)");
     }
     let out = t.same(bin.to_str().unwrap());
     assert!(
@@ -937,5 +931,7 @@ int main(int argc, char **argv) {
         );
         let out = t.same(&format!("{} link-bin/three", spawn.display()));
         assert_eq!(out, "exit 3\n");
+    } else {
+        skip("no C compiler");
     }
 }

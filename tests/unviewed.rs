@@ -63,34 +63,37 @@ int main(int argc, char **argv) {
 }
 "#;
 
-fn static_binary(sb: &Sandbox, name: &str, source: &str) -> Option<PathBuf> {
+/// The library built and a sandbox for statically linked programs; `None`
+/// (and SKIPPED, or a failure under `CI`) when `cc -static` cannot link.
+fn static_sandbox() -> Option<Sandbox> {
+    if !has_cc() || !can_link_static() {
+        skip("no C compiler that links statically (libc6-dev's libc.a missing?)");
+        return None;
+    }
+    build_shim();
+    Some(Sandbox::new())
+}
+
+/// `source` compiled with `cc -static` into the sandbox as `name`.
+fn static_binary(sb: &Sandbox, name: &str, source: &str) -> PathBuf {
     let src = sb.path().join(format!("{name}.c"));
     fs::write(&src, source).unwrap();
     let out = sb.path().join(name);
-    let ok = Command::new("cc")
+    let status = Command::new("cc")
         .args(["-static", "-o"])
         .arg(&out)
         .arg(&src)
         .status()
-        .is_ok_and(|s| s.success());
-    ok.then_some(out)
+        .unwrap();
+    assert!(status.success(), "cc -static {name}.c failed");
+    out
 }
 
 #[test]
 fn static_programs_see_the_view_and_write_to_the_rift() {
-    if !has_cc() {
-        skip("no C compiler");
-        return;
-    }
-    build_shim();
-    let sb = Sandbox::new();
-    let (Some(writer), Some(poke)) = (
-        static_binary(&sb, "writer", WRITER_C),
-        static_binary(&sb, "poke", POKE_C),
-    ) else {
-        skip("cc -static cannot link (libc6-dev's libc.a missing?)");
-        return;
-    };
+    let Some(sb) = static_sandbox() else { return };
+    let writer = static_binary(&sb, "writer", WRITER_C);
+    let poke = static_binary(&sb, "poke", POKE_C);
     let root = sb.mkdir("p");
     fs::write(root.join("input.txt"), "disk\n").unwrap();
     sb.ok(&root, &["init"]);
@@ -130,20 +133,12 @@ fn static_programs_see_the_view_and_write_to_the_rift() {
 
 #[test]
 fn a_static_program_killed_by_a_signal_ends_its_supervisor_the_same_way() {
-    if !has_cc() {
-        skip("no C compiler");
-        return;
-    }
-    build_shim();
-    let sb = Sandbox::new();
-    let Some(pauser) = static_binary(
+    let Some(sb) = static_sandbox() else { return };
+    let pauser = static_binary(
         &sb,
         "pauser",
         "#include <unistd.h>\nint main(void) { pause(); return 0; }\n",
-    ) else {
-        skip("cc -static cannot link (libc6-dev's libc.a missing?)");
-        return;
-    };
+    );
     let root = sb.mkdir("p");
     sb.ok(&root, &["init"]);
     // `kill` targets the pid the shell knows: the supervisor, which passes
@@ -286,18 +281,12 @@ fn go_builds_tests_and_runs_in_the_view() {
 /// without holding the caller's pipes.
 #[test]
 fn a_daemon_started_under_the_filter_is_left_to_the_kernel() {
-    if !has_cc() || !can_link_static() {
-        skip("no C compiler that links statically");
-        return;
-    }
-    build_shim();
-    let sb = Sandbox::new();
+    let Some(sb) = static_sandbox() else { return };
     let launcher = static_binary(
         &sb,
         "launcher",
         "#include <unistd.h>\nint main(int c, char **v) { execvp(v[1], v + 1); return 127; }\n",
-    )
-    .unwrap();
+    );
     let root = sb.mkdir("p");
     sb.ok(&root, &["init"]);
     sb.ok(&root, &["daemon", "stop"]);
@@ -317,19 +306,13 @@ fn a_daemon_started_under_the_filter_is_left_to_the_kernel() {
 /// disk holds under that name.
 #[test]
 fn a_supervised_program_never_execs_the_disks_stale_copy() {
-    if !has_cc() || !can_link_static() {
-        skip("no C compiler that links statically");
-        return;
-    }
-    build_shim();
-    let sb = Sandbox::new();
+    let Some(sb) = static_sandbox() else { return };
     let launcher = static_binary(
         &sb,
         "launcher",
         "#include <stdio.h>\n#include <unistd.h>\n\
          int main(int c, char **v) { execv(v[1], v + 1); perror(v[1]); return 127; }\n",
-    )
-    .unwrap();
+    );
     let root = sb.mkdir("p");
     fs::write(root.join("prog"), "#!/bin/sh\necho disk\n").unwrap();
     Command::new("chmod")
@@ -352,12 +335,7 @@ fn a_supervised_program_never_execs_the_disks_stale_copy() {
 /// (for a file the supervisor serves).
 #[test]
 fn bad_pointers_from_a_supervised_program_get_efault() {
-    if !has_cc() || !can_link_static() {
-        skip("no C compiler that links statically");
-        return;
-    }
-    build_shim();
-    let sb = Sandbox::new();
+    let Some(sb) = static_sandbox() else { return };
     let prog = static_binary(
         &sb,
         "badptr",
@@ -378,8 +356,7 @@ int main(void) {
     return 0;
 }
 "#,
-    )
-    .unwrap();
+    );
     let root = sb.mkdir("p");
     sb.ok(&root, &["init"]);
     let out = sb.ok_in_view(&root, &format!("echo x > f && {}", prog.display()));

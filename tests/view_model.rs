@@ -34,16 +34,6 @@ enum Seen {
 
 const NAMES: [&str; 3] = ["a", "b", "c"];
 
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// Every path of up to three of [`NAMES`].
 fn all_paths() -> Vec<String> {
     let mut out = Vec::new();
@@ -122,7 +112,7 @@ fn random_state(r: &mut Rng) -> State {
     }
     let mut records = BTreeMap::new();
     for _ in 0..r.below(8) {
-        let p = &paths[r.below(paths.len() as u64) as usize];
+        let p = &paths[r.index(paths.len())];
         let par = parent(p);
         if !(par.is_empty() || dirs.contains(par)) {
             continue;
@@ -132,7 +122,7 @@ fn random_state(r: &mut Rng) -> State {
             1 => entry(Kind::File, ""),
             _ => {
                 // Relative, absolute-in-project, up-and-over, or dangling.
-                let t = &paths[r.below(paths.len() as u64) as usize];
+                let t = &paths[r.index(paths.len())];
                 let target = match r.below(3) {
                     0 => t.clone(),
                     1 => format!("../{t}"),
@@ -158,7 +148,7 @@ fn random_state(r: &mut Rng) -> State {
         if dir_list.is_empty() {
             break;
         }
-        let d = dir_list[r.below(dir_list.len() as u64) as usize];
+        let d = dir_list[r.index(dir_list.len())];
         marks.insert(d.clone(), 1 + r.below(3) as u8);
     }
     State {

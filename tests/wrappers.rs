@@ -17,20 +17,21 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// [`seed_src_tree`] and `keep/k.txt`.
 fn seed_tree(dir: &Path) {
-    fs::create_dir_all(dir.join("src/sub")).unwrap();
+    seed_src_tree(dir);
     fs::create_dir_all(dir.join("keep")).unwrap();
-    fs::write(dir.join("src/a.txt"), "alpha\n").unwrap();
-    fs::write(dir.join("src/b.txt"), "bravo\n").unwrap();
-    fs::write(dir.join("src/sub/c.txt"), "charlie\n").unwrap();
     fs::write(dir.join("keep/k.txt"), "kilo\n").unwrap();
-    fs::write(dir.join("ro.txt"), "ro\n").unwrap();
-    fs::set_permissions(dir.join("ro.txt"), fs::Permissions::from_mode(0o444)).unwrap();
 }
 
 /// A project (initialised: it has its wrappers) and a physical twin.
 fn project_and_twin(sb: &Sandbox) -> (PathBuf, PathBuf) {
     project_and_twin_with(sb, seed_tree)
+}
+
+/// The library built, a sandbox, and [`project_and_twin`] in it.
+fn setup() -> (Sandbox, PathBuf, PathBuf) {
+    setup_with(seed_tree)
 }
 
 fn bin(root: &Path) -> PathBuf {
@@ -128,9 +129,7 @@ fn assert_same_listing(sb: &Sandbox, root: &Path, twin: &Path) {
 
 #[test]
 fn each_applet_acts_on_the_view_as_gnu_acts_on_the_disk() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, twin) = project_and_twin(&sb);
+    let (sb, root, twin) = setup();
     let before = disk_files(&root);
     let mut steps: Vec<Vec<&str>> = vec![
         vec!["mkdir", "-p", "out/deep/er"],
@@ -289,16 +288,25 @@ fn static_rm(sb: &Sandbox) -> Option<PathBuf> {
     Some(out)
 }
 
-#[test]
-fn a_static_rm_is_done_on_the_view_by_the_applet() {
+/// The library built, a sandbox and [`static_rm`] in it; `None` (SKIPPED,
+/// or a failure under `CI`) when this machine cannot link statically.
+fn static_rm_sandbox() -> Option<(Sandbox, PathBuf)> {
     if !has_cc() {
         skip("no C compiler");
-        return;
+        return None;
     }
     build_shim();
     let sb = Sandbox::new();
     let Some(rm) = static_rm(&sb) else {
         skip("cannot link statically (libc6-dev's libc.a missing?)");
+        return None;
+    };
+    Some((sb, rm))
+}
+
+#[test]
+fn a_static_rm_is_done_on_the_view_by_the_applet() {
+    let Some((sb, rm)) = static_rm_sandbox() else {
         return;
     };
     let static_dir = rm.parent().unwrap().to_path_buf();
@@ -467,9 +475,7 @@ int main(int argc, char **argv) {
 
 #[test]
 fn outside_the_project_the_real_tool_runs_untouched() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, _) = project_and_twin(&sb);
+    let (sb, root, _) = setup();
     let outside = sb.mkdir("outside");
     let o = outside.display().to_string();
     let reset = || {
@@ -504,6 +510,7 @@ fn outside_the_project_the_real_tool_runs_untouched() {
     // The real tool is exec'd with argv[0] as typed, its arguments as given,
     // and its exit code comes back.
     if !has_cc() {
+        skip("no C compiler");
         return;
     }
     let fake = sb.mkdir("fake");
@@ -566,13 +573,9 @@ fn outside_the_project_the_real_tool_runs_untouched() {
 
 #[test]
 fn the_real_tool_is_found_past_vrift_bin_however_path_spells_it() {
-    if !has_cc() {
-        skip("no C compiler");
+    let Some((sb, root, _)) = setup_with_cc(seed_tree) else {
         return;
-    }
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, _) = project_and_twin(&sb);
+    };
     let fake = sb.mkdir("fake");
     compile_c_source(&sb, "show-args", SHOW_ARGS);
     fs::rename(sb.path().join("show-args"), fake.join("rm")).unwrap();
@@ -637,9 +640,7 @@ fn the_real_tool_is_found_past_vrift_bin_however_path_spells_it() {
 
 #[test]
 fn a_loop_of_wrappers_is_stopped() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, _) = project_and_twin(&sb);
+    let (sb, root, _) = setup();
     // A ccache-style masquerade: an `rm` that runs "the rm on PATH", where
     // PATH puts .vrift/bin first again — which finds the wrapper, which
     // finds the masquerade…
@@ -692,9 +693,7 @@ fn same_messages(sb: &Sandbox, root: &Path, twin: &Path, script: &str) {
 
 #[test]
 fn messages_and_results_match_gnu_case_by_case() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, twin) = project_and_twin(&sb);
+    let (sb, root, twin) = setup();
     for script in [
         // rm
         "rm",
@@ -830,9 +829,7 @@ fn messages_and_results_match_gnu_case_by_case() {
 
 #[test]
 fn trees_cross_the_edge_of_the_project_and_rift_entries_read_back() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, twin) = project_and_twin(&sb);
+    let (sb, root, twin) = setup();
     // Ingested files (phantom entries: content in the store only).
     sb.ok(&root, &["ingest", "keep"]);
     let before = disk_files(&root);
@@ -882,9 +879,7 @@ fn trees_cross_the_edge_of_the_project_and_rift_entries_read_back() {
 
 #[test]
 fn what_an_applet_does_not_implement_goes_whole_to_the_real_tool() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, twin) = project_and_twin(&sb);
+    let (sb, root, twin) = setup();
     // A date only GNU's parser reads: the real touch (shimmed here) does
     // the whole job, and one line says so.
     let script = "touch -d 'next thursday' x && test -f x; echo \"exit $?\"";
@@ -913,9 +908,7 @@ fn what_an_applet_does_not_implement_goes_whole_to_the_real_tool() {
 
 #[test]
 fn wrappers_follow_the_config_and_are_rewritten_when_stale() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, _) = project_and_twin(&sb);
+    let (sb, root, _) = setup();
     let names = |root: &Path| {
         let mut v: Vec<String> = fs::read_dir(bin(root))
             .unwrap()
@@ -991,9 +984,7 @@ fn wrappers_follow_the_config_and_are_rewritten_when_stale() {
 /// inception, and `vrift doctor` inspects it from the view.
 #[test]
 fn a_tool_only_in_the_rift_is_wrapped_by_its_path() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, _) = project_and_twin(&sb);
+    let (sb, root, _) = setup();
     let made = in_view(
         &sb,
         &root,
@@ -1067,16 +1058,9 @@ fn wrapper_templates_pass_shellcheck() {
 
 #[test]
 fn init_wraps_build_commands_that_cannot_load_the_library() {
-    if !has_cc() {
-        skip("no C compiler");
-        return;
-    }
-    build_shim();
-    let sb = Sandbox::new();
     // A static program standing in for `make` (as a static busybox or Go
     // tool would), first on PATH.
-    let Some(rm) = static_rm(&sb) else {
-        skip("cannot link statically (libc6-dev's libc.a missing?)");
+    let Some((sb, rm)) = static_rm_sandbox() else {
         return;
     };
     let make = rm.with_file_name("make");

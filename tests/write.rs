@@ -14,30 +14,18 @@ use std::time::Duration;
 
 use common::*;
 
-fn seed_tree(dir: &Path) {
-    fs::create_dir_all(dir.join("src/sub")).unwrap();
-    fs::write(dir.join("src/a.txt"), "alpha\n").unwrap();
-    fs::write(dir.join("src/b.txt"), "bravo\n").unwrap();
-    fs::write(dir.join("src/sub/c.txt"), "charlie\n").unwrap();
-    fs::write(dir.join("ro.txt"), "ro\n").unwrap();
-    fs::set_permissions(dir.join("ro.txt"), fs::Permissions::from_mode(0o444)).unwrap();
-}
-
-/// A project (initialised) and a physical twin with the same files.
-fn project_and_twin(sb: &Sandbox) -> (PathBuf, PathBuf) {
-    project_and_twin_with(sb, seed_tree)
+/// The library built, a sandbox, a project (initialised) and a physical
+/// twin, both holding [`seed_src_tree`].
+fn setup() -> (Sandbox, PathBuf, PathBuf) {
+    setup_with(seed_src_tree)
 }
 
 #[test]
 fn every_mutation_gives_the_linux_result_and_leaves_the_disk_alone() {
-    if !has_cc() {
-        skip("no C compiler");
+    let Some((sb, root, twin)) = setup_with_cc(seed_src_tree) else {
         return;
-    }
-    build_shim();
-    let sb = Sandbox::new();
+    };
     let prog = compile_c(&sb, "mutations", &[]);
-    let (root, twin) = project_and_twin(&sb);
     let before = disk_files(&root);
 
     let native = Command::new(&prog).arg(&twin).output().unwrap();
@@ -76,9 +64,7 @@ fn every_mutation_gives_the_linux_result_and_leaves_the_disk_alone() {
 
 #[test]
 fn a_write_is_visible_to_other_processes_at_once_and_after_close() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, _) = project_and_twin(&sb);
+    let (sb, root, _) = setup();
     // A writer keeps its file open while another process reads it.
     let out = sb.ok_in_view(
         &root,
@@ -101,9 +87,7 @@ fn a_write_is_visible_to_other_processes_at_once_and_after_close() {
 /// the kernel would give; and one that sets it is followed.
 #[test]
 fn created_files_get_the_umask_the_process_inherited_or_set() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, twin) = project_and_twin(&sb);
+    let (sb, root, twin) = setup();
     // `touch`, `mkdir` and `install -d` are new processes: the umask comes
     // from their parent shell, never through the shim's umask().
     let script = "umask 027; touch new.txt; mkdir newdir; sh -c 'umask 077; touch private.txt'; \
@@ -121,9 +105,7 @@ fn created_files_get_the_umask_the_process_inherited_or_set() {
 
 #[test]
 fn exclusive_create_is_atomic_across_processes() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, _) = project_and_twin(&sb);
+    let (sb, root, _) = setup();
     // 16 shells race to create one lock file with O_EXCL (noclobber).
     let script =
         "for i in $(seq 16); do (set -C; echo $i > lock 2>/dev/null && echo won) & done; wait";
@@ -134,9 +116,7 @@ fn exclusive_create_is_atomic_across_processes() {
 
 #[test]
 fn many_writers_lose_nothing() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, twin) = project_and_twin(&sb);
+    let (sb, root, twin) = setup();
     // 8 processes × 40 rounds of create, append, rename, unlink on their own
     // names and on shared ones; the same script on the twin is the model.
     let script = r#"
@@ -167,9 +147,7 @@ fn many_writers_lose_nothing() {
 
 #[test]
 fn a_killed_daemon_loses_no_write_whose_close_returned() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, _) = project_and_twin(&sb);
+    let (sb, root, _) = setup();
     sb.ok_in_view(
         &root,
         "for i in $(seq 50); do echo $i > out-$i.txt; done; mv src/a.txt src/moved.txt",
@@ -245,9 +223,7 @@ fn table_header(root: &Path) -> (u64, u64) {
 
 #[test]
 fn a_scattered_hot_table_is_rebuilt_once_quiet_and_readers_follow() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, _) = project_and_twin(&sb);
+    let (sb, root, _) = setup();
     let stop = sb.path().join("stop");
     // A shell that maps the table now and reads again after the rebuild.
     let reader_script = format!(
@@ -308,9 +284,7 @@ fn a_scattered_hot_table_is_rebuilt_once_quiet_and_readers_follow() {
 /// refused; it must try again rather than wait for the sweep.)
 #[test]
 fn close_events_alone_seal_every_file() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, _) = project_and_twin(&sb);
+    let (sb, root, _) = setup();
     let writes = "mkdir many; for d in a b c d; do mkdir many/$d; i=0; \
                   while [ $i -lt 800 ]; do echo $i > many/$d/f$i; i=$((i + 1)); done; done";
     let out = sb
@@ -340,9 +314,7 @@ fn close_events_alone_seal_every_file() {
 /// just wrote failed this way once in a few hundred builds.
 #[test]
 fn a_file_is_readable_throughout_its_seal() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, _) = project_and_twin(&sb);
+    let (sb, root, _) = setup();
     let script = "mkdir r; i=0; while [ $i -lt 300 ]; do \
                   echo \"$i\" > r/f$i; \
                   cat r/f$i r/f$i > r/g$i || exit 1; \
@@ -357,9 +329,7 @@ fn a_file_is_readable_throughout_its_seal() {
 #[test]
 fn rift_entries_report_the_roots_device_and_owner() {
     use std::os::unix::fs::MetadataExt;
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, _) = project_and_twin(&sb);
+    let (sb, root, _) = setup();
     if is_root() {
         std::os::unix::fs::chown(&root, Some(1234), Some(5678)).unwrap();
     }
@@ -377,9 +347,7 @@ fn rift_entries_report_the_roots_device_and_owner() {
 
 #[test]
 fn the_daemon_refuses_garbage_and_oversized_frames_and_stays_up() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, _) = project_and_twin(&sb);
+    let (sb, root, _) = setup();
     sb.ok(&root, &["daemon", "start"]);
     let socket = sb.daemon_socket(&root);
     let mode = fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
@@ -431,7 +399,7 @@ fn an_unreachable_daemon_fails_writes_with_eio_and_one_line() {
     build_shim();
     let sb = Sandbox::new();
     let root = sb.mkdir("p");
-    seed_tree(&root);
+    seed_src_tree(&root);
     // The table names the vrift binary that starts the daemon: publish it
     // with a copy, then remove the copy.
     let gone = sb.path().join("bin/vrift");
@@ -472,9 +440,7 @@ fn an_unreachable_daemon_fails_writes_with_eio_and_one_line() {
 
 #[test]
 fn an_idle_daemon_commits_and_exits_and_strangers_cannot_connect() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, _) = project_and_twin(&sb);
+    let (sb, root, _) = setup();
     if is_root()
         && Command::new("setpriv").arg("--help").output().is_ok()
         && Path::new("/usr/bin/python3").exists()
@@ -525,14 +491,10 @@ fn an_idle_daemon_commits_and_exits_and_strangers_cannot_connect() {
 
 #[test]
 fn threads_fork_and_vfork_write_without_deadlock() {
-    if !has_cc() {
-        skip("no C compiler");
+    let Some((sb, root, _)) = setup_with_cc(seed_src_tree) else {
         return;
-    }
-    build_shim();
-    let sb = Sandbox::new();
+    };
     let prog = compile_c(&sb, "write_safety", &["-pthread"]);
-    let (root, _) = project_and_twin(&sb);
     let before = disk_files(&root);
     let mut child = sb
         .cmd(&root, &["run", "--", prog.to_str().unwrap()])
@@ -562,9 +524,7 @@ fn threads_fork_and_vfork_write_without_deadlock() {
 
 #[test]
 fn entering_the_inception_starts_the_daemon() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, _) = project_and_twin(&sb);
+    let (sb, root, _) = setup();
     let code = sb.ok(&root, &["inception", "--shell", "bash"]);
     assert!(code.contains("VRIFT_INCEPTION"), "{code}");
     let mut up = false;
@@ -602,14 +562,10 @@ int main(void) {
 
 #[test]
 fn direct_syscalls_of_the_write_family_are_served_by_the_rift() {
-    if !has_cc() {
-        skip("no C compiler");
+    let Some((sb, root, _)) = setup_with_cc(seed_src_tree) else {
         return;
-    }
-    build_shim();
-    let sb = Sandbox::new();
+    };
     let prog = compile_c_source(&sb, "raw_syscalls", RAW_SYSCALLS_C);
-    let (root, _) = project_and_twin(&sb);
     let before = disk_files(&root);
     let out = sb.ok(&root, &["run", "--", prog.to_str().unwrap()]);
     assert_eq!(
@@ -623,9 +579,7 @@ fn direct_syscalls_of_the_write_family_are_served_by_the_rift() {
 
 #[test]
 fn gc_with_a_running_daemon_keeps_what_the_rift_references() {
-    build_shim();
-    let sb = Sandbox::new();
-    let (root, _) = project_and_twin(&sb);
+    let (sb, root, _) = setup();
     // Written, sealed and journaled, not yet committed: the daemon is up.
     let out = sb
         .cmd(

@@ -34,9 +34,9 @@ pub fn shadow(bin: PathBuf) -> Result<Outcome> {
     let done = shadow::shadow(&project, &original)?;
     println!(
         "shadowed {} as {} (ad-hoc signed, hardened runtime cleared)",
-        done.original.display(),
-        done.helper.display()
+        done.original().display(),
+        done.helper().display()
     );
-    println!("wrapper: {}", done.wrapper.display());
+    println!("wrapper: {}", done.wrapper().display());
     Ok(Outcome::Ok)
 }

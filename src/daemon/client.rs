@@ -12,17 +12,9 @@ use vrift_format::proto::{decode_reply, encode_request, Op, Request, MAX_FRAME};
 use super::wire::{peer_cred, recv_frame, send_frame};
 use crate::project::Project;
 
-/// A reply, owned.
-#[derive(Debug)]
-pub struct Answer {
-    pub errno: i32,
-    /// `REPLY_*` bits.
-    pub flags: u32,
-    pub a: u64,
-    pub b: u64,
-    pub data: Vec<u8>,
-    pub fd: Option<OwnedFd>,
-}
+/// A reply, owned: the applets' type (vrift links them), so that an
+/// applet's call through [`Session`] gets the answer as it came.
+pub use vrift_coreutils::Answer;
 
 /// Sends one request over `sock` and reads the answer.
 pub fn call(sock: &UnixStream, req: &Request<'_>) -> Result<Answer> {

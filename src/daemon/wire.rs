@@ -36,33 +36,7 @@ pub fn send_frame(sock: &UnixStream, frame: &[u8], fd: Option<RawFd>) -> io::Res
     let Some(fd) = fd else {
         return (&*sock).write_all(frame);
     };
-    let mut iov = libc::iovec {
-        iov_base: frame.as_ptr() as *mut libc::c_void,
-        iov_len: frame.len(),
-    };
-    // SAFETY: CMSG_SPACE is a pure computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut cbuf = vec![0u8; space];
-    // SAFETY: all-zero is a valid msghdr; the fields are filled below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = space;
-    // SAFETY: the control buffer holds one cmsg with one fd.
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        (*c).cmsg_level = libc::SOL_SOCKET;
-        (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut RawFd, fd);
-    }
-    // SAFETY: msg points at live buffers.
-    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let n = n as usize;
+    let n = sendmsg(sock, frame, Some(fd), libc::MSG_NOSIGNAL)?;
     if n < frame.len() {
         (&*sock).write_all(&frame[n..])?;
     }
@@ -73,6 +47,12 @@ pub fn send_frame(sock: &UnixStream, frame: &[u8], fd: Option<RawFd>) -> io::Res
 /// attached to the first byte if given: how many bytes went (WouldBlock:
 /// none).
 pub fn send_some(sock: &UnixStream, bytes: &[u8], fd: Option<RawFd>) -> io::Result<usize> {
+    sendmsg(sock, bytes, fd, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+}
+
+/// One `sendmsg` of `bytes` with `flags`, with `fd` attached to the first
+/// byte (SCM_RIGHTS) if given: how many bytes went.
+fn sendmsg(sock: &UnixStream, bytes: &[u8], fd: Option<RawFd>, flags: i32) -> io::Result<usize> {
     let mut iov = libc::iovec {
         iov_base: bytes.as_ptr() as *mut libc::c_void,
         iov_len: bytes.len(),
@@ -97,13 +77,7 @@ pub fn send_some(sock: &UnixStream, bytes: &[u8], fd: Option<RawFd>) -> io::Resu
         }
     }
     // SAFETY: msg points at live buffers.
-    let n = unsafe {
-        libc::sendmsg(
-            sock.as_raw_fd(),
-            &msg,
-            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-        )
-    };
+    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, flags) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }

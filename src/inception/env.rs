@@ -52,14 +52,14 @@ pub fn pinned_shim_path() -> Result<PathBuf> {
 /// What an inception of one project needs, resolved once.
 #[derive(Clone, Debug)]
 pub struct InceptionEnv {
-    pub root: PathBuf,
-    pub shim: PathBuf,
-    pub store: PathBuf,
-    pub manifest: PathBuf,
+    root: PathBuf,
+    shim: PathBuf,
+    store: PathBuf,
+    manifest: PathBuf,
     /// This vrift binary: the library starts the daemon and the syscall
     /// supervisor with it (`VRIFT_EXE`), never with what a project's table
     /// names.
-    pub exe: PathBuf,
+    exe: PathBuf,
 }
 
 /// Finds the shim, finishes an interrupted ingest and makes sure the hot
@@ -110,6 +110,31 @@ pub fn ld_preload(shim: &Path, existing: Option<&OsStr>) -> OsString {
 }
 
 impl InceptionEnv {
+    /// The project's root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The pinned library an inception preloads.
+    pub fn shim(&self) -> &Path {
+        &self.shim
+    }
+
+    /// The project's store.
+    pub fn store(&self) -> &Path {
+        &self.store
+    }
+
+    /// The project's manifest.
+    pub fn manifest(&self) -> &Path {
+        &self.manifest
+    }
+
+    /// This vrift binary (`VRIFT_EXE`).
+    pub fn exe(&self) -> &Path {
+        &self.exe
+    }
+
     /// The variables a process in the inception gets, given the `LD_PRELOAD`
     /// it would otherwise have.
     pub fn vars(&self, existing_preload: Option<&OsStr>) -> Vec<(&'static str, OsString)> {

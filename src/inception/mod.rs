@@ -146,7 +146,7 @@ pub fn enter_code(shell: Shell, inc: &env::InceptionEnv, saved: Option<&Saved>) 
         sx.set_env(&mut out, name, value);
     }
     sx.prompt_on(&mut out);
-    sx.view_on(&mut out, inc.root.as_os_str());
+    sx.view_on(&mut out, inc.root().as_os_str());
     out
 }
 

@@ -137,7 +137,7 @@ pub fn unpreloadable_build_commands() -> Vec<(String, Inspection)> {
 /// The answer for one file.
 #[derive(Clone, Debug, Serialize)]
 pub struct Inspection {
-    pub path: PathBuf,
+    path: PathBuf,
     #[serde(flatten)]
     pub kind: Kind,
     /// Empty when the shim would be loaded.
@@ -145,6 +145,11 @@ pub struct Inspection {
 }
 
 impl Inspection {
+    /// The file inspected.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Whether the loader would load the shim into this program.
     pub fn can_preload(&self) -> bool {
         self.blockers.is_empty()

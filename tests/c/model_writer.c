@@ -50,10 +50,26 @@ static int write_all(int fd, const unsigned char *p, long n, long off) {
     return 0;
 }
 
+/* Opens PATH with FLAGS (mode 0644 if it creates it), writes the N bytes
+ * at DATA (at OFF, or at the file's offset if OFF < 0), closes: 0, or -1
+ * with the errno of the call that failed. */
+static int write_file(const char *path, int flags, const unsigned char *data, long n, long off) {
+    int fd = open(path, flags | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    if (write_all(fd, data, n, off) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return close(fd);
+}
+
 static int run(char *line) {
     char op, a[4096], b[4096], c[4096];
     long x, y, z;
-    int fd, r;
+    int fd;
     op = line[0];
     switch (op) {
     case 'c':
@@ -64,33 +80,13 @@ static int run(char *line) {
     case 'w':
         if (sscanf(line + 2, "%ld %ld %ld %4095s", &x, &y, &z, a) != 4)
             return -2;
-        fd = open(a, O_WRONLY | O_CLOEXEC);
-        if (fd < 0)
-            return -1;
         fill(y, z);
-        r = write_all(fd, buf, y, x);
-        if (r < 0) {
-            int e = errno;
-            close(fd);
-            errno = e;
-            return -1;
-        }
-        return close(fd);
+        return write_file(a, O_WRONLY, buf, y, x);
     case 'a':
         if (sscanf(line + 2, "%ld %ld %4095s", &y, &z, a) != 3)
             return -2;
-        fd = open(a, O_WRONLY | O_APPEND | O_CLOEXEC);
-        if (fd < 0)
-            return -1;
         fill(y, z);
-        r = write_all(fd, buf, y, -1);
-        if (r < 0) {
-            int e = errno;
-            close(fd);
-            errno = e;
-            return -1;
-        }
-        return close(fd);
+        return write_file(a, O_WRONLY | O_APPEND, buf, y, -1);
     case 't':
         if (sscanf(line + 2, "%ld %4095s", &x, a) != 2)
             return -2;
@@ -123,21 +119,12 @@ static int run(char *line) {
         if (sscanf(line + 2, "%4094s %4095s", c, a) != 2)
             return -2;
         strcat(c, "\n");
-        fd = open(a, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (fd < 0)
-            return -1;
-        r = write_all(fd, (unsigned char *)c, (long)strlen(c), -1);
-        if (r < 0)
-            return -1;
-        return close(fd);
+        return write_file(a, O_WRONLY | O_CREAT | O_APPEND, (unsigned char *)c, (long)strlen(c), -1);
     case 'P':
         if (sscanf(line + 2, "%4095s %ld %ld %4095s", a, &y, &z, b) != 4)
             return -2;
-        fd = open(a, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0)
-            return -1;
         fill(y, z);
-        if (write_all(fd, buf, y, -1) < 0 || close(fd) < 0)
+        if (write_file(a, O_WRONLY | O_CREAT | O_TRUNC, buf, y, -1) < 0)
             return -1;
         return rename(a, b);
     }

@@ -242,6 +242,90 @@ pub fn project_and_twin_with(sb: &Sandbox, seed: fn(&Path)) -> (PathBuf, PathBuf
     (root, twin)
 }
 
+/// Stops the daemon of `root` and cuts its manifest to 100 bytes: a
+/// daemon started afterwards cannot open it.
+pub fn corrupt_manifest(sb: &Sandbox, root: &Path) {
+    sb.ok(root, &["daemon", "stop"]);
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(root.join(".vrift/manifest.redb"))
+        .unwrap();
+    f.set_len(100).unwrap();
+}
+
+/// Pids of the daemons serving `root` (`vrift -C ROOT daemon run`).
+pub fn daemon_pids(root: &Path) -> Vec<i32> {
+    processes_of(root, b"\0daemon\0run\0")
+}
+
+/// Processes whose command line has `-C ROOT` followed by `tail`.
+pub fn processes_of(root: &Path, tail: &[u8]) -> Vec<i32> {
+    let mut want = b"-C\0".to_vec();
+    want.extend_from_slice(root.as_os_str().as_bytes());
+    want.extend_from_slice(tail);
+    let mut pids = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cmd) = fs::read(e.path().join("cmdline")) {
+            if cmd.windows(want.len()).any(|w| w == want.as_slice()) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// What `sh -c SCRIPT` prints in `dir`: in the view (`vrift run`) or
+/// natively; it must succeed either way.
+pub fn sh_in_view_or_natively(sb: &Sandbox, dir: &Path, script: &str, view: bool) -> String {
+    if view {
+        return sb.ok(dir, &["run", "--", "sh", "-c", script]);
+    }
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sh -c {script}: {}",
+        text(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A small tree: `src/a.txt`, `src/b.txt`, `src/sub/c.txt` and a
+/// read-only `ro.txt`.
+pub fn seed_src_tree(dir: &Path) {
+    fs::create_dir_all(dir.join("src/sub")).unwrap();
+    fs::write(dir.join("src/a.txt"), "alpha\n").unwrap();
+    fs::write(dir.join("src/b.txt"), "bravo\n").unwrap();
+    fs::write(dir.join("src/sub/c.txt"), "charlie\n").unwrap();
+    fs::write(dir.join("ro.txt"), "ro\n").unwrap();
+    fs::set_permissions(dir.join("ro.txt"), fs::Permissions::from_mode(0o444)).unwrap();
+}
+
+/// The library built, a sandbox, and [`project_and_twin_with`] `seed` in it:
+/// the set-up of most tests of the view.
+pub fn setup_with(seed: fn(&Path)) -> (Sandbox, PathBuf, PathBuf) {
+    build_shim();
+    let sb = Sandbox::new();
+    let (root, twin) = project_and_twin_with(&sb, seed);
+    (sb, root, twin)
+}
+
+/// [`setup_with`] for a test that compiles C; `None` (SKIPPED, or a
+/// failure under `CI`) without a C compiler.
+pub fn setup_with_cc(seed: fn(&Path)) -> Option<(Sandbox, PathBuf, PathBuf)> {
+    if !has_cc() {
+        skip("no C compiler");
+        return None;
+    }
+    Some(setup_with(seed))
+}
+
 /// Asserts two listings are equal, printing the first differences.
 pub fn assert_same_tree(a: &TreeListing, b: &TreeListing) {
     if a == b {
@@ -361,7 +445,6 @@ pub fn skip(why: &str) {
     eprintln!("SKIPPED: {why}");
 }
 
-/// Whether a C compiler is available.
 /// Whether `cc -static` links (libc6-dev's libc.a is there).
 pub fn can_link_static() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
@@ -386,15 +469,7 @@ pub fn has_cc() -> bool {
 pub fn compile_c_source(sb: &Sandbox, name: &str, source: &str) -> PathBuf {
     let src = sb.path().join(format!("{name}.c"));
     fs::write(&src, source).unwrap();
-    let out = sb.path().join(name);
-    let st = Command::new("cc")
-        .arg(&src)
-        .arg("-o")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(st.success(), "compiling {}", src.display());
-    out
+    cc(sb, &src, name, &[])
 }
 
 /// Compiles `tests/c/NAME.c` into the sandbox with extra flags.
@@ -402,9 +477,14 @@ pub fn compile_c(sb: &Sandbox, name: &str, flags: &[&str]) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/c")
         .join(format!("{name}.c"));
+    cc(sb, &src, name, flags)
+}
+
+/// `cc SRC FLAGS -o SANDBOX/NAME`, which must succeed.
+fn cc(sb: &Sandbox, src: &Path, name: &str, flags: &[&str]) -> PathBuf {
     let out = sb.path().join(name);
     let st = Command::new("cc")
-        .arg(&src)
+        .arg(src)
         .args(flags)
         .arg("-o")
         .arg(&out)
@@ -530,4 +610,37 @@ pub fn output_within(mut cmd: Command, limit: Duration) -> Option<Output> {
         stdout,
         stderr,
     })
+}
+
+/// A small deterministic random sequence (xorshift*): the same seed gives
+/// the same sequence, so a failing seed can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// An index below `len`.
+    pub fn index(&mut self, len: usize) -> usize {
+        self.below(len as u64) as usize
+    }
+
+    pub fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.index(v.len())]
+    }
+
+    /// Up to `max` random bytes.
+    pub fn bytes(&mut self, max: usize) -> Vec<u8> {
+        let n = self.index(max + 1);
+        (0..n).map(|_| self.next() as u8).collect()
+    }
 }

@@ -8,7 +8,12 @@
 //! - `bench shim`: what the LD_PRELOAD shim costs per call and for whole tools.
 //! - `bench build`: a clean and a no-op `make` of a C project, and write
 //!   latency, under `vrift run` against native.
+//! - `bench unviewed`: Go, esbuild and static programs (the syscall
+//!   supervisor) under `vrift run` against native.
 //! - `bench remote`: push and pull through SeaweedFS's S3 beside `rclone copy`.
+//!
+//! Every bench ends with the same table (see `bench/mod.rs`) and takes
+//! `--save DIR` to write every timed run to `DIR/BENCH.csv`.
 //!
 //! Every task but `install` and `uninstall` works in a fresh temporary
 //! directory with its own `HOME`,
@@ -16,10 +21,6 @@
 //! are never touched.
 
 mod bench;
-mod bench_build;
-mod bench_remote;
-mod bench_shim;
-mod bench_unviewed;
 mod cargo;
 mod compare;
 mod conformance;
@@ -72,15 +73,15 @@ enum Task {
 #[derive(Subcommand, Debug)]
 enum Bench {
     /// Ingest, second-copy ingest and snapshot save/restore on a large node_modules-like tree.
-    Ingest(bench::IngestArgs),
+    Ingest(bench::ingest::IngestArgs),
     /// Per-call and whole-tool costs under `vrift run` against native and fakechroot.
-    Shim(bench_shim::ShimArgs),
+    Shim(bench::shim::ShimArgs),
     /// Clean and no-op `make` of a Lua-sized C project and write latency under `vrift run` against native.
-    Build(bench_build::BuildArgs),
+    Build(bench::build::BuildArgs),
     /// Go builds, an esbuild bundle and static programs (served by the syscall supervisor) under `vrift run` against native.
-    Unviewed(bench_unviewed::UnviewedArgs),
+    Unviewed(bench::unviewed::UnviewedArgs),
     /// Push, second push, eager and lazy pull of a generated tree through SeaweedFS (S3) beside `rclone copy`.
-    Remote(bench_remote::RemoteArgs),
+    Remote(bench::remote::RemoteArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,19 +97,19 @@ fn main() -> ExitCode {
         }
         Task::Bench {
             bench: Some(Bench::Ingest(args)),
-        } => bench::ingest(args),
+        } => bench::ingest::ingest(args),
         Task::Bench {
             bench: Some(Bench::Shim(args)),
-        } => bench_shim::shim(args),
+        } => bench::shim::shim(args),
         Task::Bench {
             bench: Some(Bench::Build(args)),
-        } => bench_build::build(args),
+        } => bench::build::build(args),
         Task::Bench {
             bench: Some(Bench::Unviewed(args)),
-        } => bench_unviewed::unviewed(args),
+        } => bench::unviewed::unviewed(args),
         Task::Bench {
             bench: Some(Bench::Remote(args)),
-        } => bench_remote::remote(args),
+        } => bench::remote::remote(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 
-use crate::bench_build::{human, median};
+use super::{human, in_sandbox, print_machine, CommonArgs, Figure, Report, Row, Target};
 use crate::cargo;
 use crate::sandbox::{copy_tree, time_output, Sandbox, Vrift};
 
@@ -53,27 +53,20 @@ pub struct UnviewedArgs {
     #[arg(long, value_name = "N", default_value_t = 20_000,
           value_parser = clap::value_parser!(u32).range(100..=10_000_000))]
     stats: u32,
-    /// Create the bench directory below DIR (default: $TMPDIR or /tmp).
-    #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
-    /// Keep the bench directory afterwards.
-    #[arg(long)]
-    keep: bool,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 pub fn unviewed(args: UnviewedArgs) -> Result<()> {
-    crate::bench_shim::print_machine()?;
+    print_machine()?;
     let built = cargo::build_release_vrift_and_shim()?;
-    let sandbox = Sandbox::create(args.dir.as_deref(), "vrift-bench-unviewed-")?;
-    println!("bench directory: {}", sandbox.path().display());
-    let vrift = Vrift::new(built.vrift, &sandbox);
-    let result = Bench::new(&args, &vrift, &sandbox, built.shim).and_then(|b| b.run());
-    // Never leave a daemon behind in a directory about to be removed.
-    let _ = vrift.output(&sandbox.path().join("project"), &["daemon", "stop"]);
-    println!("cleaning up…");
-    let cleanup = sandbox.finish(args.keep);
-    result?;
-    cleanup
+    in_sandbox("unviewed", &args.common, |sandbox| {
+        let vrift = Vrift::new(built.vrift, sandbox);
+        let result = Bench::new(&args, &vrift, sandbox, built.shim).and_then(|b| b.run());
+        // Never leave a daemon behind in a directory about to be removed.
+        let _ = vrift.output(&sandbox.path().join("project"), &["daemon", "stop"]);
+        result
+    })
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -83,13 +76,6 @@ enum Side {
     /// Natively, in the physical copy, under `notify_floor.c`: the same
     /// calls notified to a supervisor that answers CONTINUE unread.
     Floor,
-}
-
-struct Row {
-    name: String,
-    native: Duration,
-    vrift: Duration,
-    goal: Option<f64>,
 }
 
 struct Bench<'a> {
@@ -221,24 +207,22 @@ impl<'a> Bench<'a> {
                 }
             }
         }
-        let [mut n, mut v] = samples;
-        let row = Row {
-            name: name.into(),
-            native: median(&mut n),
-            vrift: median(&mut v),
-            goal,
-        };
+        let [native, vrift] = samples.map(|s| Figure::median(&s));
         println!(
             "  {name}: native {} · vrift {} · {:.2}×",
-            human(row.native),
-            human(row.vrift),
-            ratio(&row)
+            human(native.duration()),
+            human(vrift.duration()),
+            vrift.seconds / native.seconds.max(1e-9)
         );
-        Ok(row)
+        let row = Row::new(name, native, vrift);
+        Ok(match goal {
+            Some(g) => row.target(Target::Ratio(g)),
+            None => row,
+        })
     }
 
-    fn run(&self) -> Result<()> {
-        let mut rows = Vec::new();
+    fn run(&self) -> Result<Report> {
+        let mut report = Report::new("unviewed");
         let clear_cache = |side: Side| -> Result<()> {
             let tag = if side == Side::Native {
                 "native"
@@ -254,7 +238,7 @@ impl<'a> Bench<'a> {
             Ok(())
         };
         println!("\nrows (median of {} runs):", self.args.runs);
-        rows.push(self.row(
+        report.push(self.row(
             "go build, clean (fresh GOCACHE)",
             "gomod",
             "go build -o app .",
@@ -271,7 +255,7 @@ impl<'a> Bench<'a> {
             !self.project.join("gomod/app").exists(),
             "go build wrote the project's disk"
         );
-        rows.push(self.row(
+        report.push(self.row(
             "go build, no-op (warm GOCACHE)",
             "gomod",
             "go build -o app .",
@@ -279,7 +263,7 @@ impl<'a> Bench<'a> {
             Some(GOAL),
         )?);
         if self.floor.is_some() {
-            rows.push(self.row_against(
+            report.push(self.row_against(
                 Side::Floor,
                 "go build, no-op, floor (CONTINUE-only listener)",
                 "gomod",
@@ -289,7 +273,7 @@ impl<'a> Bench<'a> {
             )?);
         }
         if self.project.join("web/node_modules").is_dir() {
-            rows.push(self.row(
+            report.push(self.row(
                 &format!("esbuild bundle of {} modules", self.args.modules),
                 "web",
                 "node_modules/.bin/esbuild src/index.js --bundle --log-level=warning --outfile=dist/out.js",
@@ -301,27 +285,14 @@ impl<'a> Bench<'a> {
                 "esbuild wrote the project's disk"
             );
         }
-        rows.extend(self.stat_rows()?);
-        println!(
-            "\n{:<44} {:>11} {:>11} {:>7} {:>6}",
-            "row", "native", "vrift", "ratio", "goal"
+        report.extend(self.stat_rows()?);
+        report.footnote(
+            "\nbaseline: the same commands natively in a physical copy (cp -a); vrift: `vrift run -- sh -c …` \
+             in the project, the program served by the syscall supervisor (floor rows: natively under \
+             the CONTINUE-only listener). Both sides pay `sh`'s start; \
+             the vrift side also `vrift run`'s and the supervisor's start (one exec of vrift).",
         );
-        for r in &rows {
-            println!(
-                "{:<44} {:>11} {:>11} {:>6.2}× {:>6}",
-                r.name,
-                human(r.native),
-                human(r.vrift),
-                ratio(r),
-                r.goal.map_or("-".into(), |g| format!("≤{g}×"))
-            );
-        }
-        println!(
-            "\nnative: the same commands in a physical copy (cp -a); vrift: `vrift run -- sh -c …` \
-             in the project, the program served by the syscall supervisor. Both sides pay `sh`'s start; \
-             the vrift side also `vrift run`'s and the supervisor's start (one exec of vrift)."
-        );
-        Ok(())
+        Ok(report)
     }
 
     /// Served and handed-back calls of a static program, per call.
@@ -357,21 +328,17 @@ impl<'a> Bench<'a> {
             ("stat outside the project, per call", "/usr/bin/env"),
         ] {
             let script = format!("{} {path} {n}", bin.display());
-            let mut row = self.row(name, "gomod", &script, &|_| Ok(()), None)?;
-            // Per call: the run's time less an empty run's, over n.
+            let row = self.row(name, "gomod", &script, &|_| Ok(()), None)?;
             let empty = format!("{} {path} 0", bin.display());
             let base = self.row("  (an empty run)", "gomod", &empty, &|_| Ok(()), None)?;
-            row.native = row.native.saturating_sub(base.native) / n;
-            row.vrift = row.vrift.saturating_sub(base.vrift) / n;
-            rows.push(row);
+            rows.push(per_call(row, &base, n));
         }
         if self.floor.is_some() {
             // What a notification costs before anything is read or decided.
             let script = format!("{} /usr/bin/env {n}", bin.display());
             let empty = format!("{} /usr/bin/env 0", bin.display());
             let name = "stat, per call, floor (CONTINUE-only listener)";
-            let mut row =
-                self.row_against(Side::Floor, name, "gomod", &script, &|_| Ok(()), None)?;
+            let row = self.row_against(Side::Floor, name, "gomod", &script, &|_| Ok(()), None)?;
             let base = self.row_against(
                 Side::Floor,
                 "  (an empty run)",
@@ -380,9 +347,7 @@ impl<'a> Bench<'a> {
                 &|_| Ok(()),
                 None,
             )?;
-            row.native = row.native.saturating_sub(base.native) / n;
-            row.vrift = row.vrift.saturating_sub(base.vrift) / n;
-            rows.push(row);
+            rows.push(per_call(row, &base, n));
         }
         Ok(rows)
     }
@@ -391,7 +356,7 @@ impl<'a> Bench<'a> {
 /// Compiles `notify_floor.c` (the floor of seccomp user notification).
 fn build_floor(root: &Path) -> Option<PathBuf> {
     let src = root.join("notify_floor.c");
-    fs::write(&src, include_str!("notify_floor.c")).ok()?;
+    fs::write(&src, include_str!("../notify_floor.c")).ok()?;
     let bin = root.join("notify_floor");
     let ok = Command::new("cc")
         .args(["-O2", "-pthread", "-o"])
@@ -405,8 +370,20 @@ fn build_floor(root: &Path) -> Option<PathBuf> {
     ok.then_some(bin)
 }
 
-fn ratio(r: &Row) -> f64 {
-    r.vrift.as_secs_f64() / r.native.as_secs_f64().max(1e-9)
+/// Per call: each run's time less the empty run's median, over `n` (never
+/// below zero).
+fn per_call(row: Row, empty: &Row, n: u32) -> Row {
+    let less = |f: &Option<Figure>, base: &Option<Figure>| {
+        let base = base.as_ref().map_or(0.0, |b| b.seconds);
+        f.as_ref()
+            .map(|f| f.map(|s| (s - base).max(0.0) / f64::from(n)))
+    };
+    Row {
+        baseline: less(&row.baseline, &empty.baseline),
+        vrift: less(&row.vrift, &empty.vrift),
+        ..row
+    }
+    .note(format!("per call: {n} calls less an empty run"))
 }
 
 /// A module of `packages` packages: package i imports i-1 … i-4, each with

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::bench::{mb, secs};
+use super::{in_sandbox, mb, print_machine, secs, CommonArgs, Figure, Report, Row, Target};
 use crate::cargo;
 use crate::gen::{Tree, TreeSpec};
 use crate::sandbox::{copy_tree, print_output, time_output, Sandbox, Vrift};
@@ -40,12 +40,8 @@ pub struct ShimArgs {
     /// Skip the node rows (they `npm install` real packages from the registry).
     #[arg(long)]
     no_npm: bool,
-    /// Create the bench directory below DIR (default: $TMPDIR or /tmp).
-    #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
-    /// Keep the bench directory afterwards.
-    #[arg(long)]
-    keep: bool,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 /// Calls per driver round (the driver keeps the best of 5 rounds), chosen
@@ -79,43 +75,10 @@ const NPM_TIMEOUT_SECS: u32 = 180;
 pub fn shim(args: ShimArgs) -> Result<()> {
     print_machine()?;
     let built = cargo::build_release_vrift_and_shim()?;
-    let sandbox = Sandbox::create(args.dir.as_deref(), "vrift-bench-shim-")?;
-    println!("bench directory: {}", sandbox.path().display());
-    let vrift = Vrift::new(built.vrift, &sandbox);
-    let result = ShimBench::new(&args, &vrift, &sandbox, built.shim).and_then(|b| b.run());
-    if result.is_err() && !args.keep {
-        eprintln!("xtask: rerun with --keep to inspect the bench directory");
-    }
-    println!("cleaning up…");
-    let cleanup = sandbox.finish(args.keep);
-    result?;
-    cleanup
-}
-
-/// The command line and what the figures depend on: cores, CPU, kernel.
-pub(crate) fn print_machine() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    println!("command: cargo xtask {}", args.join(" "));
-    let nproc = Command::new("nproc").output().context("cannot run nproc")?;
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let kernel = Command::new("uname")
-        .arg("-r")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    println!(
-        "nproc: {}  cpu: {cpu}  kernel: {kernel}",
-        String::from_utf8_lossy(&nproc.stdout).trim()
-    );
-    Ok(())
+    in_sandbox("shim", &args.common, |sandbox| {
+        let vrift = Vrift::new(built.vrift, sandbox);
+        ShimBench::new(&args, &vrift, sandbox, built.shim)?.run()
+    })
 }
 
 /// Where a measured command runs.
@@ -131,50 +94,6 @@ enum Side {
     /// Plainly, in the physical copy, with an empty library preloaded: the
     /// floor any LD_PRELOAD layer pays at each exec.
     EmptyPreload,
-}
-
-/// What a figure is held to.
-#[derive(Clone, Copy)]
-enum Target {
-    /// Report only.
-    None,
-    /// At most this many nanoseconds.
-    AtMostNs(f64),
-    /// At most this multiple of the baseline.
-    Ratio(f64),
-    /// Strictly below the baseline.
-    Faster,
-}
-
-impl Target {
-    fn met(self, value: f64, baseline: f64) -> Option<bool> {
-        match self {
-            Target::None => None,
-            Target::AtMostNs(ns) => Some(value <= ns),
-            Target::Ratio(r) => Some(value <= r * baseline),
-            Target::Faster => Some(value < baseline),
-        }
-    }
-
-    fn shown(self) -> String {
-        match self {
-            Target::None => "-".into(),
-            Target::AtMostNs(ns) => format!("≤ {ns} ns"),
-            Target::Ratio(r) => format!("≤ {r:.2}x"),
-            Target::Faster => "< 1.00x".into(),
-        }
-    }
-}
-
-/// One figure of the table; times in nanoseconds.
-struct Row {
-    what: String,
-    value: f64,
-    baseline_name: &'static str,
-    baseline: f64,
-    target: Target,
-    /// `None`: not measured for this row; `Some(None)`: fakechroot is missing.
-    fakechroot: Option<Option<f64>>,
 }
 
 /// A per-call measurement: the driver's operation on a path in the view,
@@ -194,7 +113,7 @@ struct Case {
 }
 
 /// One driver run: nanoseconds per call, and (exec) page faults per child.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Sample {
     ns: f64,
     faults: Option<f64>,
@@ -248,13 +167,16 @@ impl<'a> ShimBench<'a> {
         })
     }
 
-    fn run(&self) -> Result<()> {
+    fn run(&self) -> Result<Report> {
         let tree = self.prepare()?;
-        let mut rows = self.per_call_rows(&tree)?;
-        rows.extend(self.tool_rows(&tree)?);
-        rows.extend(self.node_rows()?);
-        print_table(&rows);
-        Ok(())
+        let mut report = Report::new("shim");
+        report.extend(self.per_call_rows(&tree)?);
+        report.extend(self.tool_rows(&tree)?);
+        report.extend(self.node_rows()?);
+        if self.fakechroot.is_none() {
+            report.footnote("fakechroot: n/a (not installed; apt-get install fakechroot)");
+        }
+        Ok(report)
     }
 
     /// Generates the project, copies it, then `vrift init` and `vrift ingest
@@ -334,7 +256,7 @@ impl<'a> ShimBench<'a> {
                 (STAT_CALLS, STAT_PASSES),
                 view_and_copy(&manifest),
                 "native, copy",
-                Target::AtMostNs(100.0),
+                Target::AtMost(Duration::from_nanos(100)),
             ),
             case(
                 "stat: outside the domain (/usr/bin/env)".into(),
@@ -384,11 +306,7 @@ impl<'a> ShimBench<'a> {
     }
 
     fn measure_case(&self, case: &Case) -> Result<Row> {
-        let none = Sample {
-            ns: f64::INFINITY,
-            faults: None,
-        };
-        let mut best = [none; 4];
+        let mut runs: [Vec<Sample>; 4] = Default::default();
         let sides = [
             Side::Native,
             Side::Vrift,
@@ -407,13 +325,21 @@ impl<'a> ShimBench<'a> {
                 } else {
                     &case.physical
                 };
-                let sample = self.driver(side, case.mode, path, case.calls)?;
-                if sample.ns < best[i].ns {
-                    best[i] = sample;
-                }
+                runs[i].push(self.driver(side, case.mode, path, case.calls)?);
             }
         }
-        let [native, view, fake, floor] = best;
+        let none = Sample {
+            ns: f64::INFINITY,
+            faults: None,
+        };
+        let best = |v: &[Sample]| {
+            v.iter()
+                .copied()
+                .min_by(|a, b| a.ns.total_cmp(&b.ns))
+                .unwrap_or(none)
+        };
+        let figure = |v: &[Sample]| Figure::best_secs(v.iter().map(|s| s.ns / 1e9).collect());
+        let [native, view, fake, floor] = runs.each_ref().map(|v| best(v));
         let fake = self.fakechroot.as_ref().map(|_| fake.ns);
         println!(
             "  {:<50} vrift run {:>10}  native {:>10}  fakechroot {:>10}  ({} runs of {} calls)",
@@ -437,14 +363,16 @@ impl<'a> ShimBench<'a> {
                 faults(view),
             );
         }
-        Ok(Row {
-            what: case.what.clone(),
-            value: view.ns,
-            baseline_name: case.baseline_name,
-            baseline: native.ns,
-            target: case.target,
-            fakechroot: Some(fake),
-        })
+        let mut row = Row::new(case.what.clone(), figure(&runs[0]), figure(&runs[1]))
+            .note(format!("baseline: {}", case.baseline_name))
+            .target(case.target);
+        if fake.is_some() {
+            row = row.other("fakechroot", figure(&runs[2]));
+        }
+        if case.floor {
+            row = row.other("empty preload", figure(&runs[3]));
+        }
+        Ok(row)
     }
 
     /// `shim_bench MODE PATH CALLS` on `side`: nanoseconds per call. Fails
@@ -524,22 +452,19 @@ impl<'a> ShimBench<'a> {
         );
         println!("  both count {copy_count} files");
         Ok(vec![
-            Row {
-                what: "vrift run -- true (vrift run's own start)".into(),
-                value: start.view,
-                baseline_name: "true",
-                baseline: start.native,
-                target: Target::None,
-                fakechroot: None,
-            },
-            Row {
-                what: format!("{script} ({copy_count} files)"),
-                value: find.view,
-                baseline_name: "native, copy",
-                baseline: find.native,
-                target: Target::Faster,
-                fakechroot: None,
-            },
+            Row::new(
+                "vrift run -- true (vrift run's own start)",
+                start.native,
+                start.view,
+            )
+            .note("baseline: true"),
+            Row::new(
+                format!("{script} ({copy_count} files)"),
+                find.native,
+                find.view,
+            )
+            .note("baseline: native, copy")
+            .target(Target::Faster),
         ])
     }
 
@@ -602,35 +527,34 @@ impl<'a> ShimBench<'a> {
             node.native_out
         );
         println!("  both print: {}", node.native_out.trim());
-        Ok(vec![Row {
-            what: format!("{what} ({} files)", census.files),
-            value: node.view,
-            baseline_name: "on disk",
-            baseline: node.native,
-            target: Target::Ratio(0.8),
-            fakechroot: None,
-        }])
+        Ok(vec![Row::new(
+            format!("{what} ({} files)", census.files),
+            node.native,
+            node.view,
+        )
+        .note("baseline: on disk")
+        .target(Target::Ratio(0.8))])
     }
 
     /// Runs the command `make(side)` makes for the view and for the copy,
     /// alternating, one warm-up each then `--runs` timed; keeps the best.
     fn best_of(&self, what: &str, make: impl Fn(Side) -> Command) -> Result<Timed> {
-        let mut best = [Duration::MAX; 2];
+        let mut runs = [Vec::new(), Vec::new()];
         let mut outs = [String::new(), String::new()];
         for run in 0..=self.args.runs {
             for (i, side) in [Side::Native, Side::Vrift].into_iter().enumerate() {
                 let (took, out) = time_output(&mut make(side), what)?;
                 if run > 0 {
-                    best[i] = best[i].min(took);
+                    runs[i].push(took);
                 }
                 outs[i] = String::from_utf8_lossy(&out.stdout).into_owned();
             }
         }
-        let [native, view] = best.map(|d| d.as_nanos() as f64);
+        let [native, view] = runs.map(|r| Figure::best(&r));
         println!(
             "  {what:<50} vrift run {:>10}  native {:>10}",
-            time(view),
-            time(native)
+            time(view.seconds * 1e9),
+            time(native.seconds * 1e9)
         );
         let [native_out, view_out] = outs;
         Ok(Timed {
@@ -642,11 +566,11 @@ impl<'a> ShimBench<'a> {
     }
 }
 
-/// Best times (ns) of a command with and without the shim, and what each
-/// printed on its last run.
+/// Best times of a command with and without the shim (every run kept),
+/// and what each printed on its last run.
 struct Timed {
-    view: f64,
-    native: f64,
+    view: Figure,
+    native: Figure,
     view_out: String,
     native_out: String,
 }
@@ -686,59 +610,6 @@ fn npm_install(dir: &Path) -> Result<()> {
     }
     println!("  npm install: {}", secs(start.elapsed()));
     Ok(())
-}
-
-fn print_table(rows: &[Row]) {
-    let width = rows
-        .iter()
-        .map(|r| r.what.chars().count())
-        .max()
-        .unwrap_or(0);
-    let line = |cells: [&str; 7]| {
-        let [what, value, baseline, ratio, target, met, fake] = cells;
-        format!(
-            "{what:<width$}  {value:>10}  {baseline:<28}  {ratio:>6}  {target:>10}  {met:<4}  {fake:>10}"
-        )
-    };
-    let header = line([
-        "figure",
-        "value",
-        "baseline",
-        "ratio",
-        "target",
-        "met",
-        "fakechroot",
-    ]);
-    println!("\n{header}\n{}", "-".repeat(header.chars().count()));
-    for r in rows {
-        let baseline = format!("{} {}", r.baseline_name, time(r.baseline));
-        let ratio = format!("{:.2}x", r.value / r.baseline);
-        let met = match r.target.met(r.value, r.baseline) {
-            Some(true) => "yes",
-            Some(false) => "NO",
-            None => "-",
-        };
-        let fake = match r.fakechroot {
-            None => "-".to_string(),
-            Some(None) => "n/a".to_string(),
-            Some(Some(ns)) => time(ns),
-        };
-        println!(
-            "{}",
-            line([
-                &r.what,
-                &time(r.value),
-                &baseline,
-                &ratio,
-                &r.target.shown(),
-                met,
-                &fake
-            ])
-        );
-    }
-    if rows.iter().any(|r| r.fakechroot == Some(None)) {
-        println!("fakechroot: n/a (not installed; apt-get install fakechroot)");
-    }
 }
 
 /// Nanoseconds as ns, µs or ms, whichever reads best.

@@ -28,32 +28,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::bench::{mb, secs};
-use crate::gen::{Tree, TreeSpec};
+use super::{in_sandbox, mb, secs, CommonArgs, Figure, Report, Row, Target, TreeArgs};
+use crate::gen::Tree;
 use crate::sandbox::{print_output, sync, time_output, Sandbox};
 use crate::{cargo, rift};
 
 #[derive(clap::Args, Debug)]
 pub struct RemoteArgs {
-    /// Regular files to generate (symlinks come on top).
-    #[arg(long, value_name = "N", default_value_t = 70_000)]
-    files: usize,
-    /// Total size of the generated files, in MB (10^6 bytes).
-    #[arg(long, value_name = "M", default_value_t = 750)]
-    size_mb: u64,
-    /// Percentage of files that duplicate another file's content.
-    #[arg(long, value_name = "P", default_value_t = 30,
-          value_parser = clap::value_parser!(u32).range(0..=90))]
-    dup_percent: u32,
-    /// Seed of the generator (the same seed gives the same tree).
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Create the bench directory below DIR (default: $TMPDIR or /tmp).
-    #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
-    /// Keep the bench directory afterwards.
-    #[arg(long)]
-    keep: bool,
+    #[command(flatten)]
+    tree_args: TreeArgs,
+    #[command(flatten)]
+    common: CommonArgs,
     /// Instead of a generated tree, a copy of DIR (e.g. a real
     /// `node_modules` from `npm install`) is the tree pushed and pulled.
     #[arg(long, value_name = "DIR")]
@@ -72,25 +57,16 @@ const BUCKET: &str = "vrift";
 
 pub fn remote(args: RemoteArgs) -> Result<()> {
     let release = cargo::build_release_vrift_and_shim()?;
-    let sandbox = Sandbox::create(args.dir.as_deref(), "vrift-bench-remote-")?;
-    println!("bench directory: {}", sandbox.path().display());
-    let result = (|| {
+    in_sandbox("remote", &args.common, |sandbox| {
         let weed = Weed::start(sandbox.path())?;
         Bench {
             args: &args,
-            sandbox: &sandbox,
+            sandbox,
             vrift: release.vrift.clone(),
             weed: &weed,
         }
         .run()
-    })();
-    if result.is_err() && !args.keep {
-        eprintln!("xtask: rerun with --keep to inspect the bench directory");
-    }
-    println!("cleaning up…");
-    let cleanup = sandbox.finish(args.keep);
-    result?;
-    cleanup
+    })
 }
 
 /// SeaweedFS in one process, every port chosen here and bound to 127.0.0.1;
@@ -191,15 +167,6 @@ impl Drop for Weed {
     }
 }
 
-/// One line of the table.
-struct Row {
-    what: String,
-    time: Duration,
-    objects: String,
-    target: String,
-    baseline: Option<(String, Duration)>,
-}
-
 struct Bench<'a> {
     args: &'a RemoteArgs,
     sandbox: &'a Sandbox,
@@ -260,7 +227,7 @@ impl Bench<'_> {
         Ok(())
     }
 
-    fn run(&self) -> Result<()> {
+    fn run(&self) -> Result<Report> {
         let tree_dir = self.project("a").join("node_modules");
         fs::create_dir_all(self.project("a"))?;
         let file_count = match &self.args.tree {
@@ -277,25 +244,20 @@ impl Bench<'_> {
                 n
             }
             None => {
-                let tree = Tree::plan(&TreeSpec {
-                    files: self.args.files,
-                    bytes: self.args.size_mb * 1_000_000,
-                    dup_percent: self.args.dup_percent,
-                    seed: self.args.seed,
-                });
+                let tree = Tree::plan(&self.args.tree_args.spec());
                 println!(
                     "generating {} files, {}, {} distinct contents, {} symlinks (seed {})",
                     tree.file_count(),
                     mb(tree.bytes()),
                     tree.unique_contents(),
                     tree.symlink_count(),
-                    self.args.seed
+                    self.args.tree_args.seed
                 );
                 tree.write(&tree_dir)?;
                 tree.file_count()
             }
         };
-        let mut rows = Vec::new();
+        let mut report = Report::new("remote");
         let rclone = self.rclone_rows(&tree_dir)?;
 
         // A: the tree into the rift, as a build would leave it, and a snapshot.
@@ -315,40 +277,44 @@ impl Bench<'_> {
         let files = format!("{file_count} files");
 
         let (first, _) = self.timed("a", &["push", "s"])?;
-        rows.push(Row {
-            what: "vrift push (first)".into(),
-            time: first,
-            objects: objects.clone(),
-            target: "≤ rclone".into(),
-            baseline: rclone.first.map(|t| ("rclone copy".into(), t)),
-        });
+        report.push(row(
+            "vrift push (first)",
+            first,
+            &rclone.first,
+            "rclone copy",
+            &objects,
+            Target::Ratio(1.0),
+        ));
         let (second, _) = self.timed("a", &["push", "s"])?;
-        rows.push(Row {
-            what: "vrift push (second, unchanged)".into(),
-            time: second,
-            objects: "1 ref read".into(),
-            target: format!("≤ {}", secs(SECOND_PUSH_TARGET)),
-            baseline: rclone.second.map(|t| ("rclone copy again".into(), t)),
-        });
+        report.push(row(
+            "vrift push (second, unchanged)",
+            second,
+            &rclone.second,
+            "rclone copy again",
+            "1 ref read",
+            Target::AtMost(SECOND_PUSH_TARGET),
+        ));
         let (recheck, _) = self.timed("a", &["push", "s", "--recheck"])?;
-        rows.push(Row {
-            what: "vrift push --recheck (unchanged)".into(),
-            time: recheck,
-            objects: "listing".into(),
-            target: "-".into(),
-            baseline: rclone.second.map(|t| ("rclone copy again".into(), t)),
-        });
+        report.push(row(
+            "vrift push --recheck (unchanged)",
+            recheck,
+            &rclone.second,
+            "rclone copy again",
+            "listing",
+            Target::None,
+        ));
 
         // B: everything, then the view.
         self.machine("b")?;
         let (eager, _) = self.timed("b", &["pull", "s", "--eager"])?;
-        rows.push(Row {
-            what: "vrift pull --eager".into(),
-            time: eager,
-            objects: objects.clone(),
-            target: "≤ rclone".into(),
-            baseline: rclone.pull.map(|t| ("rclone copy back".into(), t)),
-        });
+        report.push(row(
+            "vrift pull --eager",
+            eager,
+            &rclone.pull,
+            "rclone copy back",
+            &objects,
+            Target::Ratio(1.0),
+        ));
         let read = if self.args.require.is_empty() {
             "cat node_modules/*/package.json > /dev/null".to_string()
         } else {
@@ -384,13 +350,14 @@ impl Bench<'_> {
             let (restore, _) = self.timed(m, &["snapshot", "restore", "s"])?;
             let (read, _) = self.timed(m, &["run", "--", "sh", "-c", read])?;
             let fetched = count_blobs(&self.sandbox.path().join(m).join("store"));
-            rows.push(Row {
-                what,
-                time: lazy_pull + restore + read,
-                objects: format!("{fetched} blobs fetched"),
-                target: "≤ 2x local".into(),
-                baseline: Some(("restore + read, local".into(), local)),
-            });
+            report.push(row(
+                &what,
+                lazy_pull + restore + read,
+                &Some(local),
+                "restore + read, local",
+                &format!("{fetched} blobs fetched"),
+                Target::Ratio(2.0),
+            ));
             ensure!(
                 fetched < unique,
                 "the lazy reads fetched {fetched} blobs, as many as the tree has"
@@ -417,8 +384,10 @@ impl Bench<'_> {
                 .collect::<Vec<_>>()
         );
         println!("\nthe package.jsons read the same on A, B, C and D");
-        print_table(&rows, &files);
-        Ok(())
+        report.footnote(format!(
+            "(rclone moves every file, duplicates included: {files})"
+        ));
+        Ok(report)
     }
 
     /// rclone's copy of the same files to the same bucket, twice, and back.
@@ -487,30 +456,22 @@ fn count_blobs(store: &Path) -> usize {
         .sum()
 }
 
-fn print_table(rows: &[Row], files: &str) {
-    let width = rows.iter().map(|r| r.what.len()).max().unwrap_or(0);
-    let header = format!(
-        "{:<width$}  {:>9}  {:<18}  {:<10}  {:<28}  {:>6}",
-        "measurement", "time", "objects", "target", "baseline", "ratio"
-    );
-    println!("\n{header}\n{}", "-".repeat(header.chars().count()));
-    for r in rows {
-        let (baseline, ratio) = match &r.baseline {
-            Some((name, t)) => (
-                format!("{name} {}", secs(*t)),
-                format!("{:.2}x", r.time.as_secs_f64() / t.as_secs_f64()),
-            ),
-            None => ("-".into(), "-".into()),
-        };
-        println!(
-            "{:<width$}  {:>9}  {:<18}  {:<10}  {:<28}  {:>6}",
-            r.what,
-            secs(r.time),
-            r.objects,
-            r.target,
-            baseline,
-            ratio
-        );
+/// A row of one vrift run beside one baseline run (none: rclone is missing).
+fn row(
+    name: &str,
+    took: Duration,
+    baseline: &Option<Duration>,
+    baseline_name: &str,
+    objects: &str,
+    target: Target,
+) -> Row {
+    let vrift = Figure::once(took);
+    match baseline {
+        Some(b) => {
+            Row::new(name, Figure::once(*b), vrift).note(format!("baseline: {baseline_name}"))
+        }
+        None => Row::vrift_only(name, vrift).note(format!("no baseline ({baseline_name})")),
     }
-    println!("(rclone moves every file, duplicates included: {files})");
+    .note(format!("objects: {objects}"))
+    .target(target)
 }

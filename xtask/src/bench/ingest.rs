@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 
-use crate::gen::{Tree, TreeSpec};
+use super::{in_sandbox, mb, ms, secs, CommonArgs, Figure, Report, Row, Target, TreeArgs};
+use crate::gen::Tree;
 use crate::sandbox::{copy_tree, print_output, sync, time_output, Sandbox, Vrift};
 use crate::{cargo, compare, rift};
 
@@ -20,29 +21,14 @@ pub struct IngestArgs {
     /// Benchmark a copy (cp -a) of this real tree instead of a generated one.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["files", "size_mb", "dup_percent", "seed"])]
     path: Option<PathBuf>,
-    /// Regular files to generate (symlinks come on top).
-    #[arg(long, value_name = "N", default_value_t = 70_000)]
-    files: usize,
-    /// Total size of the generated files, in MB (10^6 bytes).
-    #[arg(long, value_name = "M", default_value_t = 750)]
-    size_mb: u64,
-    /// Percentage of files that duplicate another file's content.
-    #[arg(long, value_name = "P", default_value_t = 30,
-          value_parser = clap::value_parser!(u32).range(0..=90))]
-    dup_percent: u32,
-    /// Seed of the generator (the same seed gives the same tree).
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Create the bench directory below DIR (default: $TMPDIR or /tmp).
-    #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
-    /// Keep the bench directory afterwards.
-    #[arg(long)]
-    keep: bool,
+    #[command(flatten)]
+    tree: TreeArgs,
     /// Runs of each snapshot command; the median is reported.
     #[arg(long, value_name = "N", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..=100))]
     snapshot_runs: u64,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 const FIRST_INGEST_TARGET: Duration = Duration::from_secs(4);
@@ -51,17 +37,10 @@ const SNAPSHOT_TARGET: Duration = Duration::from_millis(150);
 
 pub fn ingest(args: IngestArgs) -> Result<()> {
     let bin = cargo::build_release_vrift()?;
-    let sandbox = Sandbox::create(args.dir.as_deref(), "vrift-bench-")?;
-    println!("bench directory: {}", sandbox.path().display());
-    let vrift = Vrift::new(bin, &sandbox);
-    let result = IngestBench::new(&args, &vrift, &sandbox).run();
-    if result.is_err() && !args.keep {
-        eprintln!("xtask: rerun with --keep to inspect the bench directory");
-    }
-    println!("cleaning up…");
-    let cleanup = sandbox.finish(args.keep);
-    result?;
-    cleanup
+    in_sandbox("ingest", &args.common, |sandbox| {
+        let vrift = Vrift::new(bin, sandbox);
+        IngestBench::new(&args, &vrift, sandbox).run()
+    })
 }
 
 /// What the tree holds, hence what ingest must record.
@@ -90,14 +69,6 @@ struct IngestBench<'a> {
     scratch: PathBuf,
 }
 
-/// A measured figure with what it is compared against.
-struct Row {
-    what: String,
-    time: Duration,
-    target: Option<Duration>,
-    baseline: Option<(String, Duration)>,
-}
-
 impl<'a> IngestBench<'a> {
     fn new(args: &'a IngestArgs, vrift: &'a Vrift<'a>, sandbox: &Sandbox) -> IngestBench<'a> {
         IngestBench {
@@ -110,33 +81,33 @@ impl<'a> IngestBench<'a> {
         }
     }
 
-    fn run(&self) -> Result<()> {
+    fn run(&self) -> Result<Report> {
         let work = self.prepare_tree()?;
-        let mut rows = self.baselines()?;
-        let (cp_a, cp_al) = (rows[0].time, rows[1].time);
+        let [cp_a, cp_al, rm] = self.baselines()?;
+        let mut report = Report::new("ingest");
+        report.push(Row::baseline_only("cp -a  tree (baseline)", cp_a.clone()));
+        report.push(Row::baseline_only("cp -al tree (baseline)", cp_al.clone()));
+        report.push(Row::baseline_only("rm -rf of a copy (baseline)", rm));
 
         let first = self.time_ingest(&self.a, "first ingest (new blobs)")?;
-        rows.push(row(
-            "vrift ingest: first",
-            first,
-            FIRST_INGEST_TARGET,
-            ("cp -a", cp_a),
-        ));
+        report.push(
+            Row::new("vrift ingest: first", cp_a.clone(), Figure::once(first))
+                .note("baseline: cp -a")
+                .target(Target::AtMost(FIRST_INGEST_TARGET)),
+        );
         let second = self.time_ingest(&self.b, "ingest of an identical copy (blobs exist)")?;
-        rows.push(row(
-            "vrift ingest: identical copy",
-            second,
-            SECOND_INGEST_TARGET,
-            ("cp -al", cp_al),
-        ));
+        report.push(
+            Row::new("vrift ingest: identical copy", cp_al, Figure::once(second))
+                .note("baseline: cp -al")
+                .target(Target::AtMost(SECOND_INGEST_TARGET)),
+        );
 
         let mirrored = self.fill_rift()?;
         self.wait_for_reaper();
-        rows.extend(self.snapshot_rows(mirrored)?);
-
-        print_table(&rows);
-        print_throughput(&work, first, cp_a);
-        self.verify(&work)
+        report.extend(self.snapshot_rows(mirrored)?);
+        report.footnote(throughput(&work, first, cp_a.duration()));
+        self.verify(&work)?;
+        Ok(report)
     }
 
     /// Creates project A's node_modules (generated, or a copy of --path).
@@ -153,12 +124,7 @@ impl<'a> IngestBench<'a> {
     }
 
     fn generate(&self, dest: &Path) -> Result<Workload> {
-        let spec = TreeSpec {
-            files: self.args.files,
-            bytes: self.args.size_mb * 1_000_000,
-            dup_percent: self.args.dup_percent,
-            seed: self.args.seed,
-        };
+        let spec = self.args.tree.spec();
         let tree = Tree::plan(&spec);
         let work = Workload {
             files: tree.file_count() as u64,
@@ -189,7 +155,7 @@ impl<'a> IngestBench<'a> {
     /// (reads and writes every byte; its copy becomes project B), `cp -al`
     /// (metadata only) and `rm -rf` of a copy (removing the files, which
     /// every ingest must do).
-    fn baselines(&self) -> Result<Vec<Row>> {
+    fn baselines(&self) -> Result<[Figure; 3]> {
         let tree = self.a.join("node_modules");
         fs::create_dir_all(&self.b)?;
         fs::write(self.b.join("package.json"), "{ \"name\": \"bench\" }\n")?;
@@ -204,11 +170,7 @@ impl<'a> IngestBench<'a> {
         let copy = self.scratch.join("copy");
         copy_tree(&tree, &copy)?;
         let rm = time_process("rm", &["-rf".as_ref(), copy.as_os_str()])?;
-        Ok(vec![
-            baseline_row("cp -a  tree (baseline)", cp_a),
-            baseline_row("cp -al tree (baseline)", cp_al),
-            baseline_row("rm -rf of a copy (baseline)", rm),
-        ])
+        Ok([cp_a, cp_al, rm].map(Figure::once))
     }
 
     /// `vrift init` (untimed), then the timed `vrift ingest node_modules`.
@@ -276,26 +238,22 @@ impl<'a> IngestBench<'a> {
         println!("snapshot s1 holds {entries} entries (rift: {rift_entries})");
         let label =
             |verb: &str| format!("vrift snapshot {verb} ({entries} entries, median of {runs})");
-        let floor_name = "snapshot list";
-        Ok(vec![
-            row(&label("save"), save, SNAPSHOT_TARGET, (floor_name, floor)),
-            row(
-                &label("restore"),
-                restore,
-                SNAPSHOT_TARGET,
-                (floor_name, floor),
-            ),
-        ])
+        let row = |verb: &str, figure: Figure| {
+            Row::new(label(verb), floor.clone(), figure)
+                .note("baseline: snapshot list")
+                .target(Target::AtMost(SNAPSHOT_TARGET))
+        };
+        Ok(vec![row("save", save), row("restore", restore)])
     }
 
     /// Runs `vrift ARGS` in A `runs` times (calling `before(i)` untimed before
-    /// each), prints the samples and returns their median.
+    /// each), prints the samples and returns them (their median reported).
     fn median_of(
         &self,
         runs: u64,
         args: &[&str],
         before: impl Fn(u64) -> Result<()>,
-    ) -> Result<Duration> {
+    ) -> Result<Figure> {
         let mut samples = Vec::new();
         let mut last = None;
         for i in 0..runs {
@@ -309,8 +267,7 @@ impl<'a> IngestBench<'a> {
         print_output(&last.expect("runs >= 1"));
         let shown: Vec<String> = samples.iter().map(|d| ms(*d)).collect();
         println!("  samples: {}", shown.join(", "));
-        samples.sort();
-        Ok(samples[samples.len() / 2])
+        Ok(Figure::median(&samples))
     }
 
     fn status(&self, project: &Path) -> Result<serde_json::Value> {
@@ -413,56 +370,8 @@ fn time_process(program: &str, args: &[&OsStr]) -> Result<Duration> {
     Ok(time)
 }
 
-fn row(what: &str, time: Duration, target: Duration, baseline: (&str, Duration)) -> Row {
-    Row {
-        what: what.to_string(),
-        time,
-        target: Some(target),
-        baseline: Some((baseline.0.to_string(), baseline.1)),
-    }
-}
-
-fn baseline_row(what: &str, time: Duration) -> Row {
-    Row {
-        what: what.to_string(),
-        time,
-        target: None,
-        baseline: None,
-    }
-}
-
-fn print_table(rows: &[Row]) {
-    let width = rows.iter().map(|r| r.what.len()).max().unwrap_or(0);
-    let line = |cells: [&str; 6]| {
-        let [what, time, target, met, baseline, ratio] = cells;
-        format!("{what:<width$}  {time:>10}  {target:>8}  {met:<4}  {baseline:<24}  {ratio:>7}")
-    };
-    let header = line(["measurement", "time", "target", "met", "baseline", "ratio"]);
-    println!("\n{header}\n{}", "-".repeat(header.chars().count()));
-    for r in rows {
-        let (target, met) = match r.target {
-            Some(t) => (
-                format!("≤ {}", duration(t)),
-                if r.time <= t { "yes" } else { "NO" },
-            ),
-            None => ("-".into(), "-"),
-        };
-        let (baseline, ratio) = match &r.baseline {
-            Some((name, t)) => (
-                format!("{name} {}", duration(*t)),
-                format!("{:.2}x", r.time.as_secs_f64() / t.as_secs_f64()),
-            ),
-            None => ("-".into(), "-".into()),
-        };
-        let time = duration(r.time);
-        println!(
-            "{}",
-            line([&r.what, &time, &target, met, &baseline, &ratio])
-        );
-    }
-}
-
-fn print_throughput(work: &Workload, ingest: Duration, cp: Duration) {
+/// The first ingest's rate, and `cp -a`'s.
+fn throughput(work: &Workload, ingest: Duration, cp: Duration) -> String {
     let rate = |t: Duration| {
         let s = t.as_secs_f64();
         format!(
@@ -471,35 +380,12 @@ fn print_throughput(work: &Workload, ingest: Duration, cp: Duration) {
             work.bytes as f64 / 1e6 / s
         )
     };
-    println!(
+    format!(
         "\nfirst ingest: {} entries, {} in {}: {} (cp -a: {})",
         work.entries(),
         mb(work.bytes),
         secs(ingest),
         rate(ingest),
         rate(cp)
-    );
-}
-
-/// Seconds above one second, milliseconds below; round targets stay round.
-fn duration(d: Duration) -> String {
-    let whole_ms = d.subsec_nanos().is_multiple_of(1_000_000);
-    match (d >= Duration::from_secs(1), whole_ms) {
-        (true, true) if d.subsec_millis() == 0 => format!("{} s", d.as_secs()),
-        (true, _) => secs(d),
-        (false, true) => format!("{} ms", d.as_millis()),
-        (false, false) => ms(d),
-    }
-}
-
-pub(crate) fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
-}
-
-pub(crate) fn mb(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
+    )
 }

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
+use super::{human, in_sandbox, median, print_machine, CommonArgs, Figure, Report, Row, Target};
 use crate::cargo;
 use crate::gen_c::{CProject, BENCH_PROGRAM};
 use crate::sandbox::{copy_tree, print_output, sync, Sandbox, Vrift};
@@ -86,12 +87,8 @@ pub struct BuildArgs {
     /// Write the generated C project into DIR (which must not exist) and stop.
     #[arg(long, value_name = "DIR")]
     generate_only: Option<PathBuf>,
-    /// Create the bench directory below DIR (default: $TMPDIR or /tmp).
-    #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
-    /// Keep the bench directory afterwards.
-    #[arg(long)]
-    keep: bool,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 pub fn build(args: BuildArgs) -> Result<()> {
@@ -108,12 +105,11 @@ pub fn build(args: BuildArgs) -> Result<()> {
         );
         return Ok(());
     }
-    crate::bench_shim::print_machine()?;
+    print_machine()?;
     let built = cargo::build_release_vrift_and_shim()?;
-    let sandbox = Sandbox::create(args.dir.as_deref(), "vrift-bench-build-")?;
-    println!("bench directory: {}", sandbox.path().display());
-    let vrift = Vrift::new(built.vrift, &sandbox);
-    let result = BuildBench::new(&args, &vrift, &sandbox, built.shim).and_then(|b| {
+    in_sandbox("build", &args.common, |sandbox| {
+        let vrift = Vrift::new(built.vrift, sandbox);
+        let b = BuildBench::new(&args, &vrift, sandbox, built.shim)?;
         let result = b.run();
         if result.is_err() {
             b.print_daemon_log();
@@ -123,14 +119,7 @@ pub fn build(args: BuildArgs) -> Result<()> {
             eprintln!("xtask: could not stop the project's daemon: {e:#}");
         }
         result
-    });
-    if result.is_err() && !args.keep {
-        eprintln!("xtask: rerun with --keep to inspect the bench directory");
-    }
-    println!("cleaning up…");
-    let cleanup = sandbox.finish(args.keep);
-    result?;
-    cleanup
+    })
 }
 
 /// Where a command runs.
@@ -140,23 +129,6 @@ enum Side {
     Native,
     /// Under `vrift run`, in the project.
     Vrift,
-}
-
-/// What a row is held to.
-#[derive(Clone, Copy)]
-enum Target {
-    None,
-    /// At most this multiple of the baseline.
-    Ratio(f64),
-}
-
-/// A figure of the final table.
-struct Row {
-    what: String,
-    value: Duration,
-    /// The native figure it is compared with, if any.
-    baseline: Option<Duration>,
-    target: Target,
 }
 
 /// One timed clean build: wall clock, and CPU time (user + system) of the
@@ -286,18 +258,19 @@ impl<'a> BuildBench<'a> {
         })
     }
 
-    fn run(&self) -> Result<()> {
+    fn run(&self) -> Result<Report> {
         let load_before = load_average();
         println!("\nload average before: {load_before}");
         let on_disk = physical_files(&self.project)?;
-        let mut rows = self.clean_builds()?;
+        let mut report = Report::new("build");
+        report.extend(self.clean_builds()?);
         self.compare_outputs()?;
-        rows.extend(self.noop_rows()?);
+        report.extend(self.noop_rows()?);
         self.check_disk(&on_disk, "the builds")?;
-        rows.extend(self.latency_rows()?);
+        report.extend(self.latency_rows()?);
         self.check_disk(&on_disk, "the latency driver")?;
-        self.print_table(&rows, &load_before);
-        Ok(())
+        self.footnotes(&mut report, &load_before);
+        Ok(report)
     }
 
     /// `program` run plainly in the physical copy, with the sandbox's environment.
@@ -518,50 +491,48 @@ impl<'a> BuildBench<'a> {
             up.push(u);
             cold.push(c);
         }
-        let med = |v: &[Built], f: &dyn Fn(&Built) -> Duration| {
-            median(&mut v.iter().map(f).collect::<Vec<_>>())
+        let runs = |v: &[Built], f: &dyn Fn(&Built) -> Duration| {
+            Figure::median(&v.iter().map(f).collect::<Vec<_>>())
         };
-        let native_wall = med(&native, &|b| b.took);
-        let native_cpu = med(&native, &|b| b.cpu);
-        let what = |kind: &str| format!("clean make -j{j}, {kind} (median of {runs})");
-        let row = |what: String, value, baseline, target| Row {
-            what,
-            value,
-            baseline: Some(baseline),
-            target,
+        let native_wall = runs(&native, &|b| b.took);
+        let native_cpu = runs(&native, &|b| b.cpu);
+        let what = |kind: &str| {
+            format!(
+                "clean make -j{j}, {kind} (median of {runs})",
+                runs = self.args.runs
+            )
+        };
+        let row = |what: String, baseline: &Figure, value| {
+            Row::new(what, baseline.clone(), value).note("baseline: native")
         };
         Ok(vec![
             row(
                 what("daemon already up"),
-                med(&up, &|b| b.took),
-                native_wall,
-                Target::Ratio(CLEAN_TARGET),
-            ),
+                &native_wall,
+                runs(&up, &|b| b.took),
+            )
+            .target(Target::Ratio(CLEAN_TARGET)),
             row(
                 what("cold daemon start"),
-                med(&cold, &|b| b.took),
-                native_wall,
-                Target::None,
+                &native_wall,
+                runs(&cold, &|b| b.took),
             ),
             row(
                 what("daemon up, until all committed"),
-                med(&up, &|b| {
+                &native_wall,
+                runs(&up, &|b| {
                     b.took + b.drain.map_or(Duration::ZERO, |d| d.committed)
                 }),
-                native_wall,
-                Target::None,
             ),
             row(
                 "  CPU time (user+sys) of the build, daemon up".into(),
-                med(&up, &|b| b.cpu),
-                native_cpu,
-                Target::None,
+                &native_cpu,
+                runs(&up, &|b| b.cpu),
             ),
             row(
                 "  CPU time of the build + the daemon's, daemon up".into(),
-                med(&up, &|b| b.cpu + b.daemon_cpu),
-                native_cpu,
-                Target::None,
+                &native_cpu,
+                runs(&up, &|b| b.cpu + b.daemon_cpu),
             ),
         ])
     }
@@ -666,16 +637,14 @@ impl<'a> BuildBench<'a> {
             );
         }
         println!("  both print: {}", native_out.trim().replace('\n', " | "));
-        let [mut native, mut view] = times;
+        let [native, view] = times;
         let best = |v: &[Duration]| v.iter().copied().min().unwrap_or_default();
-        let (native_best, view_best) = (best(&native), best(&view));
-        let (native, view) = (median(&mut native), median(&mut view));
         println!(
             "  `vrift run -- make` vs `make`: median vrift {}  native {}; best vrift {}  native {}",
-            human(view),
-            human(native),
-            human(view_best),
-            human(native_best)
+            human(median(&mut view.clone())),
+            human(median(&mut native.clone())),
+            human(best(&view)),
+            human(best(&native))
         );
 
         // The same make inside one inception: what a shell that ran
@@ -691,35 +660,37 @@ impl<'a> BuildBench<'a> {
                 }
             }
         }
-        let [mut t_native, mut t_view] = times;
+        let [t_native, t_view] = times;
         Ok(vec![
-            Row {
-                what: format!("no-op make (median of {runs})"),
-                value: view,
-                baseline: Some(native),
-                target: Target::Ratio(NOOP_TARGET),
-            },
-            Row {
-                what: format!("no-op make inside one inception (median of {runs})"),
-                value: in_shell.1,
-                baseline: Some(in_shell.0),
-                target: Target::Ratio(NOOP_TARGET),
-            },
-            Row {
-                what: format!("  for reference: vrift run -- true (median of {runs})"),
-                value: median(&mut t_view),
-                baseline: Some(median(&mut t_native)),
-                target: Target::None,
-            },
+            Row::new(
+                format!("no-op make (median of {runs})"),
+                Figure::median(&native),
+                Figure::median(&view),
+            )
+            .note("baseline: native")
+            .target(Target::Ratio(NOOP_TARGET)),
+            Row::new(
+                format!("no-op make inside one inception (median of {runs})"),
+                Figure::median(&in_shell.0),
+                Figure::median(&in_shell.1),
+            )
+            .note("baseline: native")
+            .target(Target::Ratio(NOOP_TARGET)),
+            Row::new(
+                format!("  for reference: vrift run -- true (median of {runs})"),
+                Figure::median(&t_native),
+                Figure::median(&t_view),
+            )
+            .note("baseline: true"),
         ])
     }
 
     /// A no-op `make`, timed by bash around each run in a loop, natively
-    /// and under one `vrift run -- bash`: medians (native, vrift). The runs
+    /// and under one `vrift run -- bash`: every run (native, vrift). The runs
     /// come in [`NOOP_CHUNKS`] loops a side, alternating sides, each loop's
     /// first run untimed. `expected` is what the no-op `make` prints
     /// natively, with the project's root replaced by `<root>`.
-    fn noop_in_shell(&self, expected: &str) -> Result<(Duration, Duration)> {
+    fn noop_in_shell(&self, expected: &str) -> Result<(Vec<Duration>, Vec<Duration>)> {
         let runs = self.args.noop_runs;
         let chunks = NOOP_CHUNKS.min(runs);
         let mut samples = [Vec::new(), Vec::new()];
@@ -730,17 +701,15 @@ impl<'a> BuildBench<'a> {
                 samples[i].extend(self.noop_loop(side, n, expected)?);
             }
         }
-        let [mut native, mut view] = samples;
+        let [native, view] = samples;
         let min = |v: &[Duration]| v.iter().copied().min().unwrap_or_default();
-        let (native_min, view_min) = (min(&native), min(&view));
-        let (native, view) = (median(&mut native), median(&mut view));
         println!(
             "  inside one inception (bash loops timing each make with $EPOCHREALTIME, {chunks} \
              loops a side, alternating): median vrift {}  native {}; best vrift {}  native {}",
-            human(view),
-            human(native),
-            human(view_min),
-            human(native_min)
+            human(median(&mut view.clone())),
+            human(median(&mut native.clone())),
+            human(min(&view)),
+            human(min(&native))
         );
         Ok((native, view))
     }
@@ -855,12 +824,9 @@ impl<'a> BuildBench<'a> {
             a.trim().replace('\n', " | ")
         );
 
-        let us = |v: f64| Duration::from_secs_f64(v / 1e6);
-        let row = |what: String, v: f64, base: f64| Row {
-            what,
-            value: us(v),
-            baseline: Some(us(base)),
-            target: Target::None,
+        let us = |v: f64| Figure::once(Duration::from_secs_f64(v / 1e6));
+        let row = |what: String, v: f64, base: f64| {
+            Row::new(what, us(base), us(v)).note("baseline: native; one run of the driver")
         };
         Ok(vec![
             row(
@@ -875,15 +841,13 @@ impl<'a> BuildBench<'a> {
             ),
             row("close() p50".into(), view.close[0], native.close[0]),
             row("close() p99".into(), view.close[1], native.close[1]),
-            Row {
-                what: format!(
+            Row::vrift_only(
+                format!(
                     "seal drain after the driver exits ({} staged)",
                     drain.staged_at_exit
                 ),
-                value: drain.sealed,
-                baseline: None,
-                target: Target::None,
-            },
+                Figure::once(drain.sealed),
+            ),
         ])
     }
 
@@ -919,43 +883,13 @@ impl<'a> BuildBench<'a> {
         }
     }
 
-    fn print_table(&self, rows: &[Row], load_before: &str) {
-        let width = rows
-            .iter()
-            .map(|r| r.what.chars().count())
-            .max()
-            .unwrap_or(0);
-        let line = |cells: [&str; 6]| {
-            let [what, value, baseline, ratio, target, met] = cells;
-            format!("{what:<width$}  {value:>10}  {baseline:>10}  {ratio:>6}  {target:>8}  {met}")
-        };
-        let header = line(["figure", "vrift run", "native", "ratio", "target", "met"]);
-        println!("\n{header}\n{}", "-".repeat(header.chars().count()));
-        for r in rows {
-            let ratio = r.baseline.map(|b| r.value.as_secs_f64() / b.as_secs_f64());
-            let (target, met) = match (r.target, ratio) {
-                (Target::Ratio(t), Some(x)) => {
-                    (format!("≤ {t:.2}x"), if x <= t { "met" } else { "NOT met" })
-                }
-                _ => ("-".to_string(), "-"),
-            };
-            println!(
-                "{}",
-                line([
-                    &r.what,
-                    &human(r.value),
-                    &r.baseline.map_or("-".into(), human),
-                    &ratio.map_or("-".into(), |x| format!("{x:.2}x")),
-                    &target,
-                    met,
-                ])
-            );
-        }
+    /// The machine, the project and the load, under the table.
+    fn footnotes(&self, report: &mut Report, load_before: &str) {
         let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
         let load_after = load_average();
         let command: Vec<String> = std::env::args().skip(1).collect();
-        println!("\ncommand: cargo xtask {}", command.join(" "));
-        println!(
+        report.footnote(format!("\ncommand: cargo xtask {}", command.join(" ")));
+        report.footnote(format!(
             "machine: {nproc} cores; builds use make -j{}; project: {}\n\
              load average (1, 5, 15 min) before: {load_before}; after: {load_after}",
             self.args.jobs,
@@ -964,16 +898,16 @@ impl<'a> BuildBench<'a> {
             } else {
                 format!("a copy of ${PROJECT_ENV}")
             }
-        );
+        ));
         let busiest = [load_before, &load_after]
             .iter()
             .filter_map(|l| l.split_whitespace().next()?.parse::<f64>().ok())
             .fold(0.0, f64::max);
         if busiest > 0.5 * nproc as f64 {
-            println!(
+            report.footnote(format!(
                 "note: other work was running on this machine (1-min load up to {busiest:.2} on \
                  {nproc} cores): wall-clock figures are noisy; the CPU-time rows are steadier"
-            );
+            ));
         }
     }
 }
@@ -1161,21 +1095,4 @@ fn load_average() -> String {
     fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
-}
-
-pub(crate) fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-/// Seconds, milliseconds or microseconds, whichever reads best.
-pub(crate) fn human(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s >= 1.0 {
-        format!("{s:.2} s")
-    } else if s >= 1e-3 {
-        format!("{:.1} ms", s * 1e3)
-    } else {
-        format!("{:.1} µs", s * 1e6)
-    }
 }
