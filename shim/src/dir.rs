@@ -23,7 +23,9 @@ use vrift_format::{Kind, RecordRef, DIR_OPAQUE};
 
 use crate::real::fail;
 use crate::resolve::{resolve, PathBuf, View};
-use crate::state::{self, PATH_MAX};
+use vrift_shim_core::PATH_MAX;
+
+use crate::state;
 use crate::{call_real, sys};
 
 const SLOTS: usize = 1024;

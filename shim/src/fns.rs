@@ -58,7 +58,7 @@ crate::real! {
     GLOB = "glob": fn(*const c_char, c_int, Option<extern "C" fn(*const c_char, c_int) -> c_int>, *mut c_void) -> c_int;
     GLOB64 = "glob64": fn(*const c_char, c_int, Option<extern "C" fn(*const c_char, c_int) -> c_int>, *mut c_void) -> c_int;
     REALPATH = "realpath": fn(*const c_char, *mut c_char) -> *mut c_char;
-    NFTW = "nftw": fn(*const c_char, extern "C" fn(*const c_char, *const stat, c_int, *mut crate::walk::Ftw) -> c_int, c_int, c_int) -> c_int;
+    NFTW = "nftw": fn(*const c_char, extern "C" fn(*const c_char, *const stat, c_int, *mut vrift_shim_core::abi::Ftw) -> c_int, c_int, c_int) -> c_int;
     FREOPEN = "freopen": fn(*const c_char, *const c_char, *mut FILE) -> *mut FILE;
     FREOPEN64 = "freopen64": fn(*const c_char, *const c_char, *mut FILE) -> *mut FILE;
     READDIR64_R = "readdir64_r": fn(*mut DIR, *mut dirent64, *mut *mut dirent64) -> c_int;

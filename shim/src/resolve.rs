@@ -14,8 +14,12 @@ use vrift_format::table::Table;
 use vrift_format::view::{self, is_state_path, Found};
 use vrift_format::{Kind, RecordHeader};
 
-use crate::state::{self, PATH_MAX};
+use vrift_shim_core::PATH_MAX;
+
+use crate::state;
 use crate::{cwd, sys};
+use vrift_shim_core::path::parse_decimal;
+use vrift_shim_core::verified::{DirCache, Unverified};
 
 /// What a path names in the view.
 pub enum View<'t> {
@@ -49,7 +53,7 @@ pub struct PathBuf {
     /// open (`/proc/self/fd/N`): nothing may change it.
     pub in_store: bool,
     /// The path was replaced by what a magic link leads to, and libc must
-    /// be given the replacement (see [`state::shell_control`]).
+    /// be given the replacement (see [`shell_control`]).
     pub magic_rewrite: bool,
 }
 
@@ -242,12 +246,49 @@ fn base_in_domain(dirfd: i32) -> bool {
     false
 }
 
-/// A shell's word to its shim ([`state::shell_control`]): `active` reads as
+/// What a shell in the view says to its own shim, by naming a path below
+/// `/proc/self/vrift/` (the kernel has none there: any call answers
+/// ENOENT): `enter/<root>` puts the shell in the view of the project at
+/// the canonical `<root>`, `leave` takes it out, `active` exists while it
+/// is in. Only a process started with `VRIFT_SHELL_VIEW` listens. Returns
+/// what `active` should read as: true when the path must resolve to `/`.
+/// (Switching: see [`state::switch_root`].)
+#[cold]
+#[inline(never)]
+fn shell_control(path: &[u8]) -> bool {
+    let Some(cmd) = path.strip_prefix(b"/proc/self/vrift/") else {
+        return false;
+    };
+    if cmd == b"active" {
+        return state::ready();
+    }
+    if cmd == b"leave" {
+        state::leave_view();
+        return false;
+    }
+    let Some(root) = cmd.strip_prefix(b"enter") else {
+        return false;
+    };
+    let root = vrift_shim_core::path::trim_trailing_slash(root);
+    if root.first() != Some(&b'/') {
+        return false;
+    }
+    if state::ready() && state::ROOT.get() == root {
+        return false;
+    }
+    if state::switch_root(root) {
+        cwd::forget();
+        state::enter_view();
+    }
+    false
+}
+
+/// A shell's word to its shim ([`shell_control`]): `active` reads as
 /// `/` while the shell is in the view; everything else as the kernel has it.
 #[cold]
 #[inline(never)]
 fn shell_says<'t>(path: &[u8], out: &mut PathBuf) -> View<'t> {
-    if state::shell_control(path) && out.set(b"/") {
+    if shell_control(path) && out.set(b"/") {
         View::Disk { rewritten: true }
     } else {
         View::Pass
@@ -276,7 +317,7 @@ fn magic_link(path: &[u8], out: &mut PathBuf) -> Option<usize> {
         if state::shell() && path.starts_with(b"/proc/self/vrift/") {
             // The shell leaving, or switching: answered as the kernel would
             // (`active` as `/`), nothing else to read.
-            if state::shell_control(path) {
+            if shell_control(path) {
                 out.set(b"/");
                 out.magic_rewrite = true;
                 return Some(path.len());
@@ -338,36 +379,13 @@ fn magic_link(path: &[u8], out: &mut PathBuf) -> Option<usize> {
 /// not in its staging area (files being written, which their writers may
 /// change): a blob, an executable copy, the store's own state.
 pub fn in_store(abs: &[u8]) -> bool {
-    let Some(t) = state::table() else {
-        return false;
-    };
-    let cas = t.cas_root();
-    let Some(rest) = abs.strip_prefix(cas).and_then(|r| r.strip_prefix(b"/")) else {
-        return false;
-    };
-    let staging = vrift_format::STAGING_DIR.as_bytes();
-    !(rest.starts_with(staging) && rest.get(staging.len()) == Some(&b'/'))
+    state::table().is_some_and(|t| vrift_shim_core::path::in_store(t.cas_root(), abs))
 }
 
 /// Whether `abs` (what the kernel says an fd is) is a staging file of the
 /// store: a rift file being written.
 pub fn in_staging(abs: &[u8]) -> bool {
-    let Some(t) = state::table() else {
-        return false;
-    };
-    let staging = vrift_format::STAGING_DIR.as_bytes();
-    abs.strip_prefix(t.cas_root())
-        .and_then(|r| r.strip_prefix(b"/"))
-        .is_some_and(|rest| rest.starts_with(staging) && rest.get(staging.len()) == Some(&b'/'))
-}
-
-fn parse_decimal(s: &[u8]) -> Option<u32> {
-    if s.is_empty() || s.len() > 9 {
-        return None;
-    }
-    s.iter().try_fold(0u32, |v, &c| {
-        c.is_ascii_digit().then(|| v * 10 + (c - b'0') as u32)
-    })
+    state::table().is_some_and(|t| vrift_shim_core::path::in_staging(t.cas_root(), abs))
 }
 
 /// Resolves `path` (relative to `dirfd`) in the view. `follow`: whether a
@@ -552,88 +570,19 @@ pub fn node_path(name: &[u8], out: &mut PathBuf) -> bool {
     state::table().is_some_and(|t| named_path(t.cas_root(), vrift_format::NODES_DIR, name, out))
 }
 
-/// Builds the path of the staging file `name` (`<cas>/staging/<name>`,
-/// NUL-terminated) into `out`; returns its length.
-pub fn staging_path(name: &[u8], out: &mut [u8; PATH_MAX + 1]) -> Option<usize> {
-    let table = state::table()?;
-    let cas = table.cas_root();
-    let dir = vrift_format::STAGING_DIR.as_bytes();
-    let total = cas.len() + 1 + dir.len() + 1 + name.len();
-    if total > PATH_MAX || name.is_empty() || name.contains(&b'/') {
-        return None;
-    }
-    let mut n = 0;
-    for part in [cas, b"/", dir, b"/", name] {
-        out[n..n + part.len()].copy_from_slice(part);
-        n += part.len();
-    }
-    out[n] = 0;
-    Some(n)
-}
-
 /// Builds the blob path of `hash` into `out`; returns its length.
 pub fn blob_path(hash: &vrift_format::ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> {
     let table = state::table()?;
-    let cas = table.cas_root();
     let mut rel = [0u8; vrift_format::BLOB_REL_PATH_LEN];
     let n = hash.write_blob_rel_path(&mut rel);
-    let total = cas.len() + 1 + n;
-    if total > PATH_MAX {
-        return None;
-    }
-    out[..cas.len()].copy_from_slice(cas);
-    out[cas.len()] = b'/';
-    out[cas.len() + 1..total].copy_from_slice(&rel[..n]);
-    out[total] = 0;
-    Some(total)
+    vrift_shim_core::path::join_into(&[table.cas_root(), b"/", &rel[..n]], out)
 }
 
-/// Directories already found to lead nowhere else in the domain: no
-/// physical symlink on the way, or one that leaves the domain (direct-mapped
-/// by path hash; racy updates only lose an entry). A directory later
-/// replaced by a symlink into the domain is not noticed while its entry
-/// stays (the price of not asking the kernel again on every miss).
-static VERIFIED: [core::sync::atomic::AtomicU64; 256] =
-    [const { core::sync::atomic::AtomicU64::new(0) }; 256];
-
-/// A [`VERIFIED`] slot and the key to store in it.
-pub struct Unverified {
-    slot: &'static core::sync::atomic::AtomicU64,
-    key: u64,
-}
-
-impl Unverified {
-    fn verify(&self) {
-        self.slot
-            .store(self.key, core::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// None if the directory `dir` is already verified.
+/// None if the directory `dir` is already verified ([`state::VERIFIED`]);
+/// else the slot to record it in once it is.
+#[inline]
 fn unverified(dir: &[u8]) -> Option<Unverified> {
-    let key = vrift_format::table::path_hash(dir);
-    let slot = &VERIFIED[(key & 255) as usize];
-    (slot.load(core::sync::atomic::Ordering::Relaxed) != key).then_some(Unverified { slot, key })
-}
-
-/// Forgets every verified directory (the domain changed).
-pub fn forget_verified() {
-    for slot in &VERIFIED {
-        slot.store(0, core::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// Marks `dir` (absolute, normalized) as its own canonical path: the cwd
-/// as getcwd returned it, the root (canonical by contract).
-pub fn mark_verified(dir: &[u8]) {
-    // Stored without looking first: in a fresh process the slot's page is
-    // untouched, and a read before the write would cost it two faults.
-    let key = vrift_format::table::path_hash(dir);
-    Unverified {
-        slot: &VERIFIED[(key & 255) as usize],
-        key,
-    }
-    .verify();
+    state::VERIFIED.unverified(dir)
 }
 
 /// What one readlink says of a directory whose parent is verified.
@@ -689,8 +638,7 @@ fn readlink_byte(scratch: &mut PathBuf) -> Result<(), i32> {
 /// Parent directories a change was made in that are their own canonical
 /// path (no physical symlink on the way): direct-mapped by path hash, as
 /// [`VERIFIED`] (which also holds directories that lead out).
-static CANONICAL: [core::sync::atomic::AtomicU64; 256] =
-    [const { core::sync::atomic::AtomicU64::new(0) }; 256];
+static CANONICAL: DirCache = DirCache::new();
 
 /// For a change of the in-domain path `buf` (which the daemon is about to
 /// make in the rift): if a *physical* symlink on the way leads elsewhere —
@@ -706,11 +654,9 @@ pub fn parent_elsewhere(buf: &PathBuf, canon: &mut PathBuf) -> bool {
         return false;
     };
     let (parent, name) = (&abs[..cut.max(1)], &abs[cut + 1..]);
-    let key = vrift_format::table::path_hash(parent);
-    let slot = &CANONICAL[(key & 255) as usize];
-    if slot.load(core::sync::atomic::Ordering::Relaxed) == key {
+    let Some(slot) = CANONICAL.unverified(parent) else {
         return false;
-    }
+    };
     let Some(c) = sys::CPath::new(parent) else {
         return false;
     };
@@ -731,7 +677,7 @@ pub fn parent_elsewhere(buf: &PathBuf, canon: &mut PathBuf) -> bool {
     };
     canon.len = n;
     if canon.abs() == parent {
-        slot.store(key, core::sync::atomic::Ordering::Relaxed);
+        slot.verify();
         return false;
     }
     canon.append(name)

@@ -13,7 +13,9 @@ use crate::client::{self, Answer};
 use crate::real::fail;
 use crate::resolve::{resolve, PathBuf, View};
 use crate::statbuf::Meta;
-use crate::state::{self, PATH_MAX};
+use vrift_shim_core::PATH_MAX;
+
+use crate::state;
 use crate::{call_real, fdtable, sys};
 
 /// The call is not the rift's to serve: the caller passes it to libc.

@@ -10,8 +10,8 @@ use libc::{c_char, c_int, c_long, c_uint};
 
 use super::target::{kernel_result, Task};
 use crate::resolve::{resolve, PathBuf, View};
-use crate::state::PATH_MAX;
 use crate::{fdtable, sys};
+use vrift_shim_core::PATH_MAX;
 
 /// What the supervisor answers.
 pub enum Reply {

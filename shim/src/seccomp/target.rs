@@ -4,8 +4,8 @@
 
 use libc::{c_int, c_long, pid_t};
 
-use crate::state::PATH_MAX;
 use crate::sys;
+use vrift_shim_core::PATH_MAX;
 
 /// `PIDFD_THREAD` (Linux 6.9): a pidfd for a thread that is not its
 /// process's leader.
