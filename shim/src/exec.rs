@@ -15,10 +15,9 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::{c_char, c_int, c_void, pid_t};
 use vrift_format::{ContentHash, Kind, HASH_HEX_LEN};
-
-use crate::real::fail;
 use vrift_shim_core::PATH_MAX;
 
+use crate::real::fail;
 use crate::resolve::{resolve, PathBuf, View};
 use crate::state::{self, KEPT_VARS};
 use crate::{call_real, sys};

@@ -13,13 +13,12 @@ use vrift_format::pathnorm::{append_components, domain_rel};
 use vrift_format::table::Table;
 use vrift_format::view::{self, is_state_path, Found};
 use vrift_format::{Kind, RecordHeader};
-
+use vrift_shim_core::path::parse_decimal;
+use vrift_shim_core::verified::{DirCache, Unverified};
 use vrift_shim_core::PATH_MAX;
 
 use crate::state;
 use crate::{cwd, sys};
-use vrift_shim_core::path::parse_decimal;
-use vrift_shim_core::verified::{DirCache, Unverified};
 
 /// What a path names in the view.
 pub enum View<'t> {

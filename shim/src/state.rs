@@ -16,12 +16,11 @@ use core::ffi::CStr;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use vrift_format::table::{Table, TABLE_FILE};
-
-use crate::sys;
-
 use vrift_shim_core::path::trim_trailing_slash;
 use vrift_shim_core::verified::DirCache;
 use vrift_shim_core::PATH_MAX;
+
+use crate::sys;
 
 /// How many variables `exec::KEEP` names (the environment an inception
 /// must keep, captured in the constructor's page: [`CAPTURED_ENV`]).

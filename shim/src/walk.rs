@@ -13,10 +13,10 @@
 use core::ffi::CStr;
 
 use libc::{c_char, c_int, c_void, dirent, dirent64, size_t, DIR};
+use vrift_shim_core::PATH_MAX;
 
 use crate::call_real;
 use crate::real::fail;
-use vrift_shim_core::PATH_MAX;
 
 // ---------------------------------------------------------------- glob
 

@@ -7,11 +7,11 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use libc::{c_char, c_int, c_long, c_uint};
+use vrift_shim_core::PATH_MAX;
 
 use super::target::{kernel_result, Task};
 use crate::resolve::{resolve, PathBuf, View};
 use crate::{fdtable, sys};
-use vrift_shim_core::PATH_MAX;
 
 /// What the supervisor answers.
 pub enum Reply {

@@ -3,9 +3,9 @@
 //! current directory, and its `/proc/self` spellings made ours.
 
 use libc::{c_int, c_long, pid_t};
+use vrift_shim_core::PATH_MAX;
 
 use crate::sys;
-use vrift_shim_core::PATH_MAX;
 
 /// `PIDFD_THREAD` (Linux 6.9): a pidfd for a thread that is not its
 /// process's leader.
