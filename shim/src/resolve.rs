@@ -9,7 +9,7 @@
 
 use core::mem::MaybeUninit;
 
-use vrift_format::pathnorm::{append_components, domain_rel};
+use vrift_format::pathnorm::domain_rel;
 use vrift_format::table::Table;
 use vrift_format::view::{self, is_state_path, Found};
 use vrift_format::{Kind, RecordHeader};
@@ -36,103 +36,9 @@ pub enum View<'t> {
     Error(i32),
 }
 
-/// A resolution's scratch space: the absolute path, NUL-terminated on
-/// demand. Left uninitialized (only the written prefix is ever read): a
-/// 4 KiB memset per call would cost more than the whole lookup.
-pub struct PathBuf {
-    buf: [MaybeUninit<u8>; PATH_MAX + 1],
-    pub len: usize,
-    /// Set when the path is in the domain and the table knew nothing of it
-    /// (so libc's ENOENT may still hide a rift entry behind a physical
-    /// symlink: see [`physical_fallback`]).
-    pub in_domain_miss: bool,
-    /// Offset of the rift-relative part (valid for Disk/Entry).
-    pub rel_start: usize,
-    /// The path named a blob of the store through an fd the shim did not
-    /// open (`/proc/self/fd/N`): nothing may change it.
-    pub in_store: bool,
-    /// The path was replaced by what a magic link leads to, and libc must
-    /// be given the replacement (see [`shell_control`]).
-    pub magic_rewrite: bool,
-}
-
-impl Default for PathBuf {
-    fn default() -> PathBuf {
-        PathBuf::new()
-    }
-}
-
-impl PathBuf {
-    #[inline]
-    pub fn new() -> PathBuf {
-        PathBuf {
-            buf: [const { MaybeUninit::uninit() }; PATH_MAX + 1],
-            len: 0,
-            in_domain_miss: false,
-            rel_start: 0,
-            in_store: false,
-            magic_rewrite: false,
-        }
-    }
-
-    fn ptr(&mut self) -> *mut u8 {
-        self.buf.as_mut_ptr() as *mut u8
-    }
-
-    /// The path written so far.
-    pub fn abs(&self) -> &[u8] {
-        // SAFETY: buf[..len] is always initialized (every writer keeps that).
-        unsafe { core::slice::from_raw_parts(self.buf.as_ptr() as *const u8, self.len) }
-    }
-
-    pub fn rel(&self) -> &[u8] {
-        &self.abs()[self.rel_start.min(self.len)..]
-    }
-
-    /// Replaces the content with `bytes`.
-    pub fn set(&mut self, bytes: &[u8]) -> bool {
-        if bytes.len() > PATH_MAX {
-            return false;
-        }
-        // SAFETY: within capacity.
-        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr(), bytes.len()) };
-        self.len = bytes.len();
-        true
-    }
-
-    /// Replaces the content with the concatenation of `parts`.
-    pub fn set_parts(&mut self, parts: &[&[u8]]) -> bool {
-        let total: usize = parts.iter().map(|p| p.len()).sum();
-        if total > PATH_MAX {
-            return false;
-        }
-        let mut n = 0;
-        for p in parts {
-            // SAFETY: n + p.len() <= total <= capacity.
-            unsafe { core::ptr::copy_nonoverlapping(p.as_ptr(), self.ptr().add(n), p.len()) };
-            n += p.len();
-        }
-        self.len = n;
-        true
-    }
-
-    pub fn c_ptr(&mut self) -> *const libc::c_char {
-        self.buf[self.len] = MaybeUninit::new(0);
-        self.buf.as_ptr() as *const libc::c_char
-    }
-
-    /// Appends (normalizing) `path` onto the absolute path in the buffer.
-    fn append(&mut self, path: &[u8]) -> bool {
-        // SAFETY: buf[..len] is initialized, capacity is PATH_MAX.
-        match unsafe { append_components(self.ptr(), PATH_MAX, self.len, path) } {
-            Some(n) => {
-                self.len = n;
-                true
-            }
-            None => false,
-        }
-    }
-}
+/// A resolution's scratch space (its bookkeeping, unit-tested, is
+/// `vrift_shim_core::path`).
+pub use vrift_shim_core::path::PathBuf;
 
 const MAX_SYMLINKS: usize = 40;
 
@@ -154,28 +60,31 @@ fn absolutize(dirfd: i32, path: &[u8], out: &mut PathBuf) -> bool {
                 return out.append(&path[rest..]);
             }
         }
-        out.buf[0] = MaybeUninit::new(b'/');
+        out.set(b"/");
         1
     } else if dirfd == libc::AT_FDCWD {
         // SAFETY: the buffer holds PATH_MAX + 1 bytes.
-        match unsafe { cwd::read_into(out.ptr()) } {
+        match unsafe { cwd::read_into(out.as_mut_ptr()) } {
             // SAFETY: as above.
-            0 => match unsafe { sys::getcwd_into(out.ptr(), PATH_MAX) } {
+            0 => match unsafe { sys::getcwd_into(out.as_mut_ptr(), PATH_MAX) } {
                 Some(n) => n,
                 None => return false,
             },
             n => n,
         }
-    // SAFETY: the buffer holds PATH_MAX + 1 bytes.
-    } else if let Some(n) = unsafe { crate::fdtable::dir_path_into(dirfd, out.ptr(), PATH_MAX) } {
+    } else if let Some(n) =
+        // SAFETY: the buffer holds PATH_MAX + 1 bytes.
+        unsafe { crate::fdtable::dir_path_into(dirfd, out.as_mut_ptr(), PATH_MAX) }
+    {
         // A directory fd the shim saw being opened: no syscall.
         n
     } else {
         // SAFETY: as above.
-        match unsafe { sys::fd_path_into(dirfd, out.ptr(), PATH_MAX) } {
+        match unsafe { sys::fd_path_into(dirfd, out.as_mut_ptr(), PATH_MAX) } {
             Some(n)
                 if n > 0 && {
-                    out.len = n;
+                    // SAFETY: fd_path_into wrote n <= PATH_MAX bytes.
+                    unsafe { out.set_len(n) };
                     out.abs()[0] == b'/'
                 } =>
             {
@@ -184,7 +93,9 @@ fn absolutize(dirfd: i32, path: &[u8], out: &mut PathBuf) -> bool {
             _ => return false,
         }
     };
-    out.len = base_len;
+    // SAFETY: base_len <= PATH_MAX bytes were written above (a `/`, the
+    // cwd, or the dirfd's path).
+    unsafe { out.set_len(base_len) };
     out.append(path)
 }
 
@@ -335,16 +246,17 @@ fn magic_link(path: &[u8], out: &mut PathBuf) -> Option<usize> {
         match component(what_at) {
             b"cwd" => {
                 // SAFETY: the buffer holds PATH_MAX + 1 bytes.
-                out.len = match unsafe { cwd::read_into(out.ptr()) } {
+                let n = match unsafe { cwd::read_into(out.as_mut_ptr()) } {
                     // SAFETY: as above.
-                    0 => unsafe { sys::getcwd_into(out.ptr(), PATH_MAX) }?,
+                    0 => unsafe { sys::getcwd_into(out.as_mut_ptr(), PATH_MAX) }?,
                     n => n,
                 };
+                // SAFETY: the cwd's n <= PATH_MAX bytes were just written.
+                unsafe { out.set_len(n) };
                 return Some(what_at + 3);
             }
             b"root" => {
-                out.buf[0] = MaybeUninit::new(b'/');
-                out.len = 1;
+                out.set(b"/");
                 return Some(what_at + 4);
             }
             b"fd" => what_at + 3,
@@ -360,13 +272,15 @@ fn magic_link(path: &[u8], out: &mut PathBuf) -> Option<usize> {
         return out.set(&view[..n]).then_some(end);
     }
     // SAFETY: the buffer holds PATH_MAX + 1 bytes.
-    if let Some(n) = unsafe { crate::fdtable::dir_path_into(fd, out.ptr(), PATH_MAX) } {
-        out.len = n;
+    if let Some(n) = unsafe { crate::fdtable::dir_path_into(fd, out.as_mut_ptr(), PATH_MAX) } {
+        // SAFETY: dir_path_into wrote n <= PATH_MAX bytes.
+        unsafe { out.set_len(n) };
         return Some(end);
     }
     // SAFETY: as above.
-    let n = unsafe { sys::fd_path_into(fd, out.ptr(), PATH_MAX) }?;
-    out.len = n;
+    let n = unsafe { sys::fd_path_into(fd, out.as_mut_ptr(), PATH_MAX) }?;
+    // SAFETY: fd_path_into wrote n <= PATH_MAX bytes.
+    unsafe { out.set_len(n) };
     if out.abs().first() != Some(&b'/') {
         return None; // pipe:[…], socket:[…], anon_inode:…
     }
@@ -443,7 +357,7 @@ pub fn resolve<'t>(
             },
         };
         let rel_empty = rel_len == 0;
-        out.rel_start = out.len - rel_len;
+        out.rel_start = out.len() - rel_len;
         if rel_empty {
             return (View::Disk { rewritten }, Some(table));
         }
@@ -480,7 +394,7 @@ fn walk<'t>(table: &Table<'t>, out: &mut PathBuf, follow: bool) -> Step<'t> {
         Found::Symlink { end, target } => substitute(out, rel_start + end, target, rel_start + end),
         Found::Entry { header, target } => {
             if follow && header.kind == Kind::Symlink {
-                let end = out.len;
+                let end = out.len();
                 substitute(out, end, target, end)
             } else {
                 Step::Done(View::Entry { header, target })
@@ -501,7 +415,7 @@ fn substitute<'t>(
     rest_start: usize,
 ) -> Step<'t> {
     let mut rest = [const { MaybeUninit::<u8>::uninit() }; PATH_MAX];
-    let rest_len = out.len - rest_start;
+    let rest_len = out.len() - rest_start;
     // SAFETY: copying the initialized tail of the path into our buffer.
     unsafe {
         core::ptr::copy_nonoverlapping(
@@ -518,11 +432,11 @@ fn substitute<'t>(
     while dir_end > 0 && abs[dir_end - 1] != b'/' {
         dir_end -= 1;
     }
-    out.len = if target.first() == Some(&b'/') {
+    out.truncate(if target.first() == Some(&b'/') {
         1
     } else {
         dir_end.max(1)
-    };
+    });
     if out.append(target) && out.append(rest) {
         Step::Restart
     } else {
@@ -669,12 +583,13 @@ pub fn parent_elsewhere(buf: &PathBuf, canon: &mut PathBuf) -> bool {
         return false; // the daemon answers for a missing parent
     }
     // SAFETY: the buffer holds PATH_MAX + 1 bytes.
-    let n = unsafe { sys::fd_path_into(fd, canon.ptr(), PATH_MAX) };
+    let n = unsafe { sys::fd_path_into(fd, canon.as_mut_ptr(), PATH_MAX) };
     sys::close_raw(fd);
     let Some(n) = n else {
         return false;
     };
-    canon.len = n;
+    // SAFETY: fd_path_into wrote n <= PATH_MAX bytes.
+    unsafe { canon.set_len(n) };
     if canon.abs() == parent {
         slot.verify();
         return false;
@@ -717,12 +632,13 @@ pub fn outside_leads_in(lexical: &PathBuf, canon: &mut PathBuf) -> bool {
         return false;
     }
     // SAFETY: the buffer holds PATH_MAX + 1 bytes.
-    let n = unsafe { sys::fd_path_into(fd, canon.ptr(), PATH_MAX) };
+    let n = unsafe { sys::fd_path_into(fd, canon.as_mut_ptr(), PATH_MAX) };
     sys::close_raw(fd);
     let Some(n) = n else {
         return false;
     };
-    canon.len = n;
+    // SAFETY: fd_path_into wrote n <= PATH_MAX bytes.
+    unsafe { canon.set_len(n) };
     if canon.abs() == parent {
         slot.verify();
         return false;
@@ -753,10 +669,11 @@ pub fn canonical_dir(fd: i32, lexical: &PathBuf, canon: &mut PathBuf) -> bool {
         return false;
     }
     // SAFETY: the buffer holds PATH_MAX + 1 bytes.
-    let Some(n) = (unsafe { sys::fd_path_into(fd, canon.ptr(), PATH_MAX) }) else {
+    let Some(n) = (unsafe { sys::fd_path_into(fd, canon.as_mut_ptr(), PATH_MAX) }) else {
         return false;
     };
-    canon.len = n;
+    // SAFETY: fd_path_into wrote n <= PATH_MAX bytes.
+    unsafe { canon.set_len(n) };
     let root = state::ROOT.get();
     let rel_len = match domain_rel(canon.abs(), root) {
         Some(rel) if canon.abs() != lexical.abs() && !is_state_path(rel) => rel.len(),
@@ -765,7 +682,7 @@ pub fn canonical_dir(fd: i32, lexical: &PathBuf, canon: &mut PathBuf) -> bool {
             return false;
         }
     };
-    canon.rel_start = canon.len - rel_len;
+    canon.rel_start = canon.len() - rel_len;
     true
 }
 
@@ -914,7 +831,7 @@ fn physical_walk<'t>(
             return None;
         }
         // SAFETY: the buffer holds PATH_MAX + 1 bytes.
-        let canon_len = unsafe { sys::fd_path_into(fd, canon.ptr(), PATH_MAX) };
+        let canon_len = unsafe { sys::fd_path_into(fd, canon.as_mut_ptr(), PATH_MAX) };
         if check_name && view.set(name) {
             target_len = readlink(fd, view.c_ptr(), &mut target);
         }
@@ -923,7 +840,8 @@ fn physical_walk<'t>(
             crate::real::fail(libc::ENOENT);
             return None;
         };
-        canon.len = canon_len;
+        // SAFETY: fd_path_into wrote canon_len <= PATH_MAX bytes.
+        unsafe { canon.set_len(canon_len) };
     }
     // The parent leads nowhere else in the domain: remember it.
     let root = state::ROOT.get();
@@ -946,7 +864,7 @@ fn physical_walk<'t>(
         None => name,
     };
     if tail.first() == Some(&b'/') {
-        canon.len = 1;
+        canon.truncate(1);
     }
     if !canon.append(tail) {
         crate::real::fail(libc::ENOENT);
