@@ -24,10 +24,11 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::{c_char, c_uint};
 use vrift_format::Kind;
+use vrift_shim_core::PATH_MAX;
 
 use crate::exec::{exec_mirror, MIRROR_DIR};
 use crate::resolve::{resolve, PathBuf, View};
-use crate::state::{self, PATH_MAX};
+use crate::state;
 
 /// One answer's storage. The loader uses a returned name before it asks
 /// again (it searches under its load lock); a ring of four keeps even an

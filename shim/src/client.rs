@@ -19,8 +19,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use libc::{c_char, c_int};
 use vrift_format::proto::{decode_reply, encode_request, frame_len, Op, Request, MAX_FRAME};
+use vrift_shim_core::PATH_MAX;
 
-use crate::state::{self, PATH_MAX};
+use crate::state;
 use crate::{call_real, sys};
 
 /// The daemon's answer (data copied out of the frame).

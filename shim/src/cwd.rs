@@ -7,56 +7,16 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use crate::state::{self, PATH_MAX};
+use vrift_shim_core::PATH_MAX;
+
+use crate::state::{self, PATIENCE};
 use crate::sys;
-
-const WORDS: usize = PATH_MAX / 8;
-
-/// The cache's counters. They live in the constructor's page
-/// (`state::CWD`, before the root), which the constructor has already
-/// written: the first relative path reads them without a page fault, where
-/// a page of their own cost two (a read maps the zero page, the refresh's
-/// write then copies it).
-#[repr(C)]
-pub(crate) struct Counters {
-    seq: AtomicU64,
-    len: AtomicUsize,
-    /// The thread id of the writer (0: none).
-    writer: AtomicU32,
-    /// A refresh could not take the writer's place (see `refresh`): the
-    /// cached path may be stale, so readers ask the kernel.
-    stale: AtomicBool,
-}
-
-impl Counters {
-    pub(crate) const fn new() -> Counters {
-        Counters {
-            seq: AtomicU64::new(0),
-            len: AtomicUsize::new(0),
-            writer: AtomicU32::new(0),
-            stale: AtomicBool::new(false),
-        }
-    }
-}
-
-/// The cached path, 8 bytes per word (`state::CWD_WORDS`).
-pub(crate) type Words = [AtomicU64; WORDS];
-
-pub(crate) const fn new_words() -> Words {
-    [const { AtomicU64::new(0) }; WORDS]
-}
 
 static SEQ: &AtomicU64 = &state::CWD.seq;
 static LEN: &AtomicUsize = &state::CWD.len;
-static WORD: &Words = state::CWD_WORDS;
+static WORD: &state::CwdWords = state::CWD_WORDS;
 static WRITER: &AtomicU32 = &state::CWD.writer;
 static STALE: &AtomicBool = &state::CWD.stale;
-
-/// Spins before a reader or writer stops waiting for another thread's
-/// update (a safety net: updates take one getcwd). When the writer is this
-/// very thread — interrupted by a signal whose handler resolves a path or
-/// calls chdir, which is async-signal-safe — nobody waits at all.
-pub(crate) const PATIENCE: u32 = 1 << 12;
 
 /// `LEN` of a cache a chdir made unknown (the sequence counter only grows:
 /// a reader that copied words before a change never sees its old count).
@@ -124,7 +84,7 @@ pub fn refresh() {
     if n > 0 {
         // What getcwd returns is canonical: misses and listings below it
         // need no /proc readlink to know where they are.
-        crate::resolve::mark_verified(&buf[..n]);
+        state::VERIFIED.mark(&buf[..n]);
     }
 }
 

@@ -20,10 +20,11 @@ use libc::{c_char, c_int, c_long, dirent, dirent64, DIR};
 use vrift_format::table::{Children, Dir, Table};
 use vrift_format::view;
 use vrift_format::{Kind, RecordRef, DIR_OPAQUE};
+use vrift_shim_core::PATH_MAX;
 
 use crate::real::fail;
 use crate::resolve::{resolve, PathBuf, View};
-use crate::state::{self, PATH_MAX};
+use crate::state;
 use crate::{call_real, sys};
 
 const SLOTS: usize = 1024;

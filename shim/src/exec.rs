@@ -15,14 +15,13 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::{c_char, c_int, c_void, pid_t};
 use vrift_format::{ContentHash, Kind, HASH_HEX_LEN};
+use vrift_shim_core::PATH_MAX;
 
 use crate::real::fail;
 use crate::resolve::{resolve, PathBuf, View};
-use crate::state::{self, PATH_MAX};
+use crate::state::{self, KEPT_VARS};
 use crate::{call_real, sys};
 
-/// How many variables [`KEEP`] names.
-pub const KEPT_VARS: usize = 7;
 /// The variables an inception must keep, as captured at start-up.
 const KEEP: [&[u8]; KEPT_VARS] = [
     b"LD_PRELOAD",
@@ -928,7 +927,7 @@ fn unviewable(path: *const c_char, env: *const *const c_char) -> bool {
     match kind {
         crate::elfdyn::Loader::Dynamic | crate::elfdyn::Loader::Other => false,
         crate::elfdyn::Loader::Static | crate::elfdyn::Loader::Go => {
-            !env_has(env, b"VRIFT_UNVIEWED=run") && !env_has(env, crate::seccomp::MARKER)
+            !env_has(env, b"VRIFT_UNVIEWED=run") && !env_has(env, crate::seccomp::launch::MARKER)
         }
     }
 }
@@ -944,7 +943,7 @@ fn run_unviewable(
     // vrift as the inception's environment names it, never as the table
     // does: a project can forge its table (see `state::vrift_exe`).
     if let Some(exe) = state::vrift_exe() {
-        crate::seccomp::exec_supervisor(exe, path, argv, env, |p, a, e| {
+        crate::seccomp::launch::exec_supervisor(exe, path, argv, env, |p, a, e| {
             without_audit(e, |e| call_real!(EXECVE(p, a, e) or fail(libc::ENOSYS)))
         });
     }

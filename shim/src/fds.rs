@@ -137,7 +137,7 @@ fn readlink_impl(
 /// `/proc/self/exe`: a rift program runs from its mirror
 /// (`ROOT/.vrift/exec/REL`, exec.rs), but is `ROOT/REL` in the view.
 fn exe_path(buf: *mut c_char, size: size_t) -> Option<ssize_t> {
-    let mut exe = [0u8; crate::state::PATH_MAX];
+    let mut exe = [0u8; vrift_shim_core::PATH_MAX];
     let n = crate::sys::readlink_raw(b"/proc/self/exe", &mut exe)?;
     let root = crate::state::ROOT.get();
     let exe = &exe[..n];
@@ -148,7 +148,7 @@ fn exe_path(buf: *mut c_char, size: size_t) -> Option<ssize_t> {
     else {
         return Some(copy_out(exe, buf, size));
     };
-    let mut view = [0u8; crate::state::PATH_MAX + 1];
+    let mut view = [0u8; vrift_shim_core::PATH_MAX + 1];
     let total = root.len() + 1 + rest.len();
     view[..root.len()].copy_from_slice(root);
     view[root.len()] = b'/';

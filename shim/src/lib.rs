@@ -27,6 +27,49 @@
 //!    `tests/c/exports_calls.c`, whose test checks with `LD_DEBUG=bindings`
 //!    that the call reached the shim); `every_export_is_a_table_row_with_a_test`
 //!    checks all of it.
+//!
+//! # Layers
+//!
+//! The modules read bottom-up: raw system calls and the real libc
+//! functions, then the process's state, then resolution (what a path names,
+//! what an fd shows), the daemon's client, the families of interposers, and
+//! on top the dispatchers that call back into them. Listed bottom first, each
+//! with the modules it names: only modules listed before it
+//! (`shim/tests/layers.rs` fails otherwise, and when this list is not the
+//! graph). Below them all is the crate `vrift-shim-core` (`shim/core`): the
+//! pure logic, unit-tested.
+//!
+//! ```text
+//! sys             → —
+//! elfdyn          → sys
+//! seccomp::filter → —
+//! real            → —
+//! fns             → —
+//! state           → sys
+//! cwd             → state sys
+//! statbuf         → state sys
+//! fdtable         → statbuf state sys
+//! resolve         → cwd fdtable real state sys
+//! client          → fns real state sys
+//! stat            → fdtable fns real resolve statbuf state sys
+//! write           → client fdtable fns real resolve seccomp::filter stat statbuf state sys
+//! open            → client fdtable fns real resolve statbuf state sys write
+//! xattr           → fdtable fns real resolve state sys write
+//! seccomp::launch → real sys
+//! exec            → client elfdyn fns real resolve seccomp::launch stat state sys write
+//! fds             → cwd exec fdtable fns real resolve state sys
+//! dir             → fdtable fns real resolve state sys
+//! special         → client fds fns open real resolve state sys write
+//! audit           → exec resolve state sys write
+//! syscall         → dir fns open real stat sys write
+//! walk            → dir fds fns open real stat state sys
+//! seccomp::target → fds sys
+//! seccomp::serve  → dir fds fdtable open resolve seccomp::filter seccomp::target stat state sys syscall xattr
+//! seccomp         → fds seccomp::filter seccomp::launch seccomp::serve seccomp::target state sys
+//! ```
+//!
+//! (`fns`'s rows and the `syscall()` dispatch arms are generated into
+//! OUT_DIR from `exports.txt`; they name `real!` and each row's module.)
 
 // The exported functions are C entry points: their pointer arguments are
 // governed by libc's contract with the caller, not by Rust's `unsafe`.
@@ -129,19 +172,7 @@ fn exe_is_vrift() -> bool {
 unsafe fn notes_have_vrift(addr: u64, len: usize) -> bool {
     // SAFETY: the range is readable (the caller's contract).
     let bytes = unsafe { core::slice::from_raw_parts(addr as usize as *const u8, len) };
-    let word = |at: usize| -> Option<usize> {
-        let b = bytes.get(at..at + 4)?;
-        Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize)
-    };
-    let mut at = 0;
-    while let (Some(namesz), Some(descsz), Some(kind)) = (word(at), word(at + 4), word(at + 8)) {
-        let name = at + 12;
-        if kind == 1 && bytes.get(name..name + namesz) == Some(b"vrift\0") {
-            return true;
-        }
-        at = name + namesz.next_multiple_of(4) + descsz.next_multiple_of(4);
-    }
-    false
+    vrift_shim_core::elfnote::has_vrift_note(bytes)
 }
 
 extern "C" fn init() {

@@ -308,7 +308,7 @@ fn remember(fd: c_int, flags: c_int, buf: &PathBuf) {
     if fd < 0 {
         return;
     }
-    if flags & libc::O_DIRECTORY != 0 && buf.len > 0 {
+    if flags & libc::O_DIRECTORY != 0 && !buf.is_empty() {
         fdtable::set_dir(fd, buf.abs());
     } else {
         fdtable::clear(fd);

@@ -9,12 +9,15 @@
 
 use core::mem::MaybeUninit;
 
-use vrift_format::pathnorm::{append_components, domain_rel};
+use vrift_format::pathnorm::domain_rel;
 use vrift_format::table::Table;
 use vrift_format::view::{self, is_state_path, Found};
 use vrift_format::{Kind, RecordHeader};
+use vrift_shim_core::path::parse_decimal;
+use vrift_shim_core::verified::{DirCache, Unverified};
+use vrift_shim_core::PATH_MAX;
 
-use crate::state::{self, PATH_MAX};
+use crate::state;
 use crate::{cwd, sys};
 
 /// What a path names in the view.
@@ -33,103 +36,9 @@ pub enum View<'t> {
     Error(i32),
 }
 
-/// A resolution's scratch space: the absolute path, NUL-terminated on
-/// demand. Left uninitialized (only the written prefix is ever read): a
-/// 4 KiB memset per call would cost more than the whole lookup.
-pub struct PathBuf {
-    buf: [MaybeUninit<u8>; PATH_MAX + 1],
-    pub len: usize,
-    /// Set when the path is in the domain and the table knew nothing of it
-    /// (so libc's ENOENT may still hide a rift entry behind a physical
-    /// symlink: see [`physical_fallback`]).
-    pub in_domain_miss: bool,
-    /// Offset of the rift-relative part (valid for Disk/Entry).
-    pub rel_start: usize,
-    /// The path named a blob of the store through an fd the shim did not
-    /// open (`/proc/self/fd/N`): nothing may change it.
-    pub in_store: bool,
-    /// The path was replaced by what a magic link leads to, and libc must
-    /// be given the replacement (see [`state::shell_control`]).
-    pub magic_rewrite: bool,
-}
-
-impl Default for PathBuf {
-    fn default() -> PathBuf {
-        PathBuf::new()
-    }
-}
-
-impl PathBuf {
-    #[inline]
-    pub fn new() -> PathBuf {
-        PathBuf {
-            buf: [const { MaybeUninit::uninit() }; PATH_MAX + 1],
-            len: 0,
-            in_domain_miss: false,
-            rel_start: 0,
-            in_store: false,
-            magic_rewrite: false,
-        }
-    }
-
-    fn ptr(&mut self) -> *mut u8 {
-        self.buf.as_mut_ptr() as *mut u8
-    }
-
-    /// The path written so far.
-    pub fn abs(&self) -> &[u8] {
-        // SAFETY: buf[..len] is always initialized (every writer keeps that).
-        unsafe { core::slice::from_raw_parts(self.buf.as_ptr() as *const u8, self.len) }
-    }
-
-    pub fn rel(&self) -> &[u8] {
-        &self.abs()[self.rel_start.min(self.len)..]
-    }
-
-    /// Replaces the content with `bytes`.
-    pub fn set(&mut self, bytes: &[u8]) -> bool {
-        if bytes.len() > PATH_MAX {
-            return false;
-        }
-        // SAFETY: within capacity.
-        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr(), bytes.len()) };
-        self.len = bytes.len();
-        true
-    }
-
-    /// Replaces the content with the concatenation of `parts`.
-    pub fn set_parts(&mut self, parts: &[&[u8]]) -> bool {
-        let total: usize = parts.iter().map(|p| p.len()).sum();
-        if total > PATH_MAX {
-            return false;
-        }
-        let mut n = 0;
-        for p in parts {
-            // SAFETY: n + p.len() <= total <= capacity.
-            unsafe { core::ptr::copy_nonoverlapping(p.as_ptr(), self.ptr().add(n), p.len()) };
-            n += p.len();
-        }
-        self.len = n;
-        true
-    }
-
-    pub fn c_ptr(&mut self) -> *const libc::c_char {
-        self.buf[self.len] = MaybeUninit::new(0);
-        self.buf.as_ptr() as *const libc::c_char
-    }
-
-    /// Appends (normalizing) `path` onto the absolute path in the buffer.
-    fn append(&mut self, path: &[u8]) -> bool {
-        // SAFETY: buf[..len] is initialized, capacity is PATH_MAX.
-        match unsafe { append_components(self.ptr(), PATH_MAX, self.len, path) } {
-            Some(n) => {
-                self.len = n;
-                true
-            }
-            None => false,
-        }
-    }
-}
+/// A resolution's scratch space (its bookkeeping, unit-tested, is
+/// `vrift_shim_core::path`).
+pub use vrift_shim_core::path::PathBuf;
 
 const MAX_SYMLINKS: usize = 40;
 
@@ -151,28 +60,31 @@ fn absolutize(dirfd: i32, path: &[u8], out: &mut PathBuf) -> bool {
                 return out.append(&path[rest..]);
             }
         }
-        out.buf[0] = MaybeUninit::new(b'/');
+        out.set(b"/");
         1
     } else if dirfd == libc::AT_FDCWD {
         // SAFETY: the buffer holds PATH_MAX + 1 bytes.
-        match unsafe { cwd::read_into(out.ptr()) } {
+        match unsafe { cwd::read_into(out.as_mut_ptr()) } {
             // SAFETY: as above.
-            0 => match unsafe { sys::getcwd_into(out.ptr(), PATH_MAX) } {
+            0 => match unsafe { sys::getcwd_into(out.as_mut_ptr(), PATH_MAX) } {
                 Some(n) => n,
                 None => return false,
             },
             n => n,
         }
-    // SAFETY: the buffer holds PATH_MAX + 1 bytes.
-    } else if let Some(n) = unsafe { crate::fdtable::dir_path_into(dirfd, out.ptr(), PATH_MAX) } {
+    } else if let Some(n) =
+        // SAFETY: the buffer holds PATH_MAX + 1 bytes.
+        unsafe { crate::fdtable::dir_path_into(dirfd, out.as_mut_ptr(), PATH_MAX) }
+    {
         // A directory fd the shim saw being opened: no syscall.
         n
     } else {
         // SAFETY: as above.
-        match unsafe { sys::fd_path_into(dirfd, out.ptr(), PATH_MAX) } {
+        match unsafe { sys::fd_path_into(dirfd, out.as_mut_ptr(), PATH_MAX) } {
             Some(n)
                 if n > 0 && {
-                    out.len = n;
+                    // SAFETY: fd_path_into wrote n <= PATH_MAX bytes.
+                    unsafe { out.set_len(n) };
                     out.abs()[0] == b'/'
                 } =>
             {
@@ -181,7 +93,9 @@ fn absolutize(dirfd: i32, path: &[u8], out: &mut PathBuf) -> bool {
             _ => return false,
         }
     };
-    out.len = base_len;
+    // SAFETY: base_len <= PATH_MAX bytes were written above (a `/`, the
+    // cwd, or the dirfd's path).
+    unsafe { out.set_len(base_len) };
     out.append(path)
 }
 
@@ -242,12 +156,49 @@ fn base_in_domain(dirfd: i32) -> bool {
     false
 }
 
-/// A shell's word to its shim ([`state::shell_control`]): `active` reads as
+/// What a shell in the view says to its own shim, by naming a path below
+/// `/proc/self/vrift/` (the kernel has none there: any call answers
+/// ENOENT): `enter/<root>` puts the shell in the view of the project at
+/// the canonical `<root>`, `leave` takes it out, `active` exists while it
+/// is in. Only a process started with `VRIFT_SHELL_VIEW` listens. Returns
+/// what `active` should read as: true when the path must resolve to `/`.
+/// (Switching: see [`state::switch_root`].)
+#[cold]
+#[inline(never)]
+fn shell_control(path: &[u8]) -> bool {
+    let Some(cmd) = path.strip_prefix(b"/proc/self/vrift/") else {
+        return false;
+    };
+    if cmd == b"active" {
+        return state::ready();
+    }
+    if cmd == b"leave" {
+        state::leave_view();
+        return false;
+    }
+    let Some(root) = cmd.strip_prefix(b"enter") else {
+        return false;
+    };
+    let root = vrift_shim_core::path::trim_trailing_slash(root);
+    if root.first() != Some(&b'/') {
+        return false;
+    }
+    if state::ready() && state::ROOT.get() == root {
+        return false;
+    }
+    if state::switch_root(root) {
+        cwd::forget();
+        state::enter_view();
+    }
+    false
+}
+
+/// A shell's word to its shim ([`shell_control`]): `active` reads as
 /// `/` while the shell is in the view; everything else as the kernel has it.
 #[cold]
 #[inline(never)]
 fn shell_says<'t>(path: &[u8], out: &mut PathBuf) -> View<'t> {
-    if state::shell_control(path) && out.set(b"/") {
+    if shell_control(path) && out.set(b"/") {
         View::Disk { rewritten: true }
     } else {
         View::Pass
@@ -276,7 +227,7 @@ fn magic_link(path: &[u8], out: &mut PathBuf) -> Option<usize> {
         if state::shell() && path.starts_with(b"/proc/self/vrift/") {
             // The shell leaving, or switching: answered as the kernel would
             // (`active` as `/`), nothing else to read.
-            if state::shell_control(path) {
+            if shell_control(path) {
                 out.set(b"/");
                 out.magic_rewrite = true;
                 return Some(path.len());
@@ -295,16 +246,17 @@ fn magic_link(path: &[u8], out: &mut PathBuf) -> Option<usize> {
         match component(what_at) {
             b"cwd" => {
                 // SAFETY: the buffer holds PATH_MAX + 1 bytes.
-                out.len = match unsafe { cwd::read_into(out.ptr()) } {
+                let n = match unsafe { cwd::read_into(out.as_mut_ptr()) } {
                     // SAFETY: as above.
-                    0 => unsafe { sys::getcwd_into(out.ptr(), PATH_MAX) }?,
+                    0 => unsafe { sys::getcwd_into(out.as_mut_ptr(), PATH_MAX) }?,
                     n => n,
                 };
+                // SAFETY: the cwd's n <= PATH_MAX bytes were just written.
+                unsafe { out.set_len(n) };
                 return Some(what_at + 3);
             }
             b"root" => {
-                out.buf[0] = MaybeUninit::new(b'/');
-                out.len = 1;
+                out.set(b"/");
                 return Some(what_at + 4);
             }
             b"fd" => what_at + 3,
@@ -320,13 +272,15 @@ fn magic_link(path: &[u8], out: &mut PathBuf) -> Option<usize> {
         return out.set(&view[..n]).then_some(end);
     }
     // SAFETY: the buffer holds PATH_MAX + 1 bytes.
-    if let Some(n) = unsafe { crate::fdtable::dir_path_into(fd, out.ptr(), PATH_MAX) } {
-        out.len = n;
+    if let Some(n) = unsafe { crate::fdtable::dir_path_into(fd, out.as_mut_ptr(), PATH_MAX) } {
+        // SAFETY: dir_path_into wrote n <= PATH_MAX bytes.
+        unsafe { out.set_len(n) };
         return Some(end);
     }
     // SAFETY: as above.
-    let n = unsafe { sys::fd_path_into(fd, out.ptr(), PATH_MAX) }?;
-    out.len = n;
+    let n = unsafe { sys::fd_path_into(fd, out.as_mut_ptr(), PATH_MAX) }?;
+    // SAFETY: fd_path_into wrote n <= PATH_MAX bytes.
+    unsafe { out.set_len(n) };
     if out.abs().first() != Some(&b'/') {
         return None; // pipe:[…], socket:[…], anon_inode:…
     }
@@ -338,36 +292,13 @@ fn magic_link(path: &[u8], out: &mut PathBuf) -> Option<usize> {
 /// not in its staging area (files being written, which their writers may
 /// change): a blob, an executable copy, the store's own state.
 pub fn in_store(abs: &[u8]) -> bool {
-    let Some(t) = state::table() else {
-        return false;
-    };
-    let cas = t.cas_root();
-    let Some(rest) = abs.strip_prefix(cas).and_then(|r| r.strip_prefix(b"/")) else {
-        return false;
-    };
-    let staging = vrift_format::STAGING_DIR.as_bytes();
-    !(rest.starts_with(staging) && rest.get(staging.len()) == Some(&b'/'))
+    state::table().is_some_and(|t| vrift_shim_core::path::in_store(t.cas_root(), abs))
 }
 
 /// Whether `abs` (what the kernel says an fd is) is a staging file of the
 /// store: a rift file being written.
 pub fn in_staging(abs: &[u8]) -> bool {
-    let Some(t) = state::table() else {
-        return false;
-    };
-    let staging = vrift_format::STAGING_DIR.as_bytes();
-    abs.strip_prefix(t.cas_root())
-        .and_then(|r| r.strip_prefix(b"/"))
-        .is_some_and(|rest| rest.starts_with(staging) && rest.get(staging.len()) == Some(&b'/'))
-}
-
-fn parse_decimal(s: &[u8]) -> Option<u32> {
-    if s.is_empty() || s.len() > 9 {
-        return None;
-    }
-    s.iter().try_fold(0u32, |v, &c| {
-        c.is_ascii_digit().then(|| v * 10 + (c - b'0') as u32)
-    })
+    state::table().is_some_and(|t| vrift_shim_core::path::in_staging(t.cas_root(), abs))
 }
 
 /// Resolves `path` (relative to `dirfd`) in the view. `follow`: whether a
@@ -426,7 +357,7 @@ pub fn resolve<'t>(
             },
         };
         let rel_empty = rel_len == 0;
-        out.rel_start = out.len - rel_len;
+        out.rel_start = out.len() - rel_len;
         if rel_empty {
             return (View::Disk { rewritten }, Some(table));
         }
@@ -463,7 +394,7 @@ fn walk<'t>(table: &Table<'t>, out: &mut PathBuf, follow: bool) -> Step<'t> {
         Found::Symlink { end, target } => substitute(out, rel_start + end, target, rel_start + end),
         Found::Entry { header, target } => {
             if follow && header.kind == Kind::Symlink {
-                let end = out.len;
+                let end = out.len();
                 substitute(out, end, target, end)
             } else {
                 Step::Done(View::Entry { header, target })
@@ -484,7 +415,7 @@ fn substitute<'t>(
     rest_start: usize,
 ) -> Step<'t> {
     let mut rest = [const { MaybeUninit::<u8>::uninit() }; PATH_MAX];
-    let rest_len = out.len - rest_start;
+    let rest_len = out.len() - rest_start;
     // SAFETY: copying the initialized tail of the path into our buffer.
     unsafe {
         core::ptr::copy_nonoverlapping(
@@ -501,11 +432,11 @@ fn substitute<'t>(
     while dir_end > 0 && abs[dir_end - 1] != b'/' {
         dir_end -= 1;
     }
-    out.len = if target.first() == Some(&b'/') {
+    out.truncate(if target.first() == Some(&b'/') {
         1
     } else {
         dir_end.max(1)
-    };
+    });
     if out.append(target) && out.append(rest) {
         Step::Restart
     } else {
@@ -552,88 +483,19 @@ pub fn node_path(name: &[u8], out: &mut PathBuf) -> bool {
     state::table().is_some_and(|t| named_path(t.cas_root(), vrift_format::NODES_DIR, name, out))
 }
 
-/// Builds the path of the staging file `name` (`<cas>/staging/<name>`,
-/// NUL-terminated) into `out`; returns its length.
-pub fn staging_path(name: &[u8], out: &mut [u8; PATH_MAX + 1]) -> Option<usize> {
-    let table = state::table()?;
-    let cas = table.cas_root();
-    let dir = vrift_format::STAGING_DIR.as_bytes();
-    let total = cas.len() + 1 + dir.len() + 1 + name.len();
-    if total > PATH_MAX || name.is_empty() || name.contains(&b'/') {
-        return None;
-    }
-    let mut n = 0;
-    for part in [cas, b"/", dir, b"/", name] {
-        out[n..n + part.len()].copy_from_slice(part);
-        n += part.len();
-    }
-    out[n] = 0;
-    Some(n)
-}
-
 /// Builds the blob path of `hash` into `out`; returns its length.
 pub fn blob_path(hash: &vrift_format::ContentHash, out: &mut [u8; PATH_MAX + 1]) -> Option<usize> {
     let table = state::table()?;
-    let cas = table.cas_root();
     let mut rel = [0u8; vrift_format::BLOB_REL_PATH_LEN];
     let n = hash.write_blob_rel_path(&mut rel);
-    let total = cas.len() + 1 + n;
-    if total > PATH_MAX {
-        return None;
-    }
-    out[..cas.len()].copy_from_slice(cas);
-    out[cas.len()] = b'/';
-    out[cas.len() + 1..total].copy_from_slice(&rel[..n]);
-    out[total] = 0;
-    Some(total)
+    vrift_shim_core::path::join_into(&[table.cas_root(), b"/", &rel[..n]], out)
 }
 
-/// Directories already found to lead nowhere else in the domain: no
-/// physical symlink on the way, or one that leaves the domain (direct-mapped
-/// by path hash; racy updates only lose an entry). A directory later
-/// replaced by a symlink into the domain is not noticed while its entry
-/// stays (the price of not asking the kernel again on every miss).
-static VERIFIED: [core::sync::atomic::AtomicU64; 256] =
-    [const { core::sync::atomic::AtomicU64::new(0) }; 256];
-
-/// A [`VERIFIED`] slot and the key to store in it.
-pub struct Unverified {
-    slot: &'static core::sync::atomic::AtomicU64,
-    key: u64,
-}
-
-impl Unverified {
-    fn verify(&self) {
-        self.slot
-            .store(self.key, core::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// None if the directory `dir` is already verified.
+/// None if the directory `dir` is already verified ([`state::VERIFIED`]);
+/// else the slot to record it in once it is.
+#[inline]
 fn unverified(dir: &[u8]) -> Option<Unverified> {
-    let key = vrift_format::table::path_hash(dir);
-    let slot = &VERIFIED[(key & 255) as usize];
-    (slot.load(core::sync::atomic::Ordering::Relaxed) != key).then_some(Unverified { slot, key })
-}
-
-/// Forgets every verified directory (the domain changed).
-pub fn forget_verified() {
-    for slot in &VERIFIED {
-        slot.store(0, core::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// Marks `dir` (absolute, normalized) as its own canonical path: the cwd
-/// as getcwd returned it, the root (canonical by contract).
-pub fn mark_verified(dir: &[u8]) {
-    // Stored without looking first: in a fresh process the slot's page is
-    // untouched, and a read before the write would cost it two faults.
-    let key = vrift_format::table::path_hash(dir);
-    Unverified {
-        slot: &VERIFIED[(key & 255) as usize],
-        key,
-    }
-    .verify();
+    state::VERIFIED.unverified(dir)
 }
 
 /// What one readlink says of a directory whose parent is verified.
@@ -689,8 +551,7 @@ fn readlink_byte(scratch: &mut PathBuf) -> Result<(), i32> {
 /// Parent directories a change was made in that are their own canonical
 /// path (no physical symlink on the way): direct-mapped by path hash, as
 /// [`VERIFIED`] (which also holds directories that lead out).
-static CANONICAL: [core::sync::atomic::AtomicU64; 256] =
-    [const { core::sync::atomic::AtomicU64::new(0) }; 256];
+static CANONICAL: DirCache = DirCache::new();
 
 /// For a change of the in-domain path `buf` (which the daemon is about to
 /// make in the rift): if a *physical* symlink on the way leads elsewhere —
@@ -706,11 +567,9 @@ pub fn parent_elsewhere(buf: &PathBuf, canon: &mut PathBuf) -> bool {
         return false;
     };
     let (parent, name) = (&abs[..cut.max(1)], &abs[cut + 1..]);
-    let key = vrift_format::table::path_hash(parent);
-    let slot = &CANONICAL[(key & 255) as usize];
-    if slot.load(core::sync::atomic::Ordering::Relaxed) == key {
+    let Some(slot) = CANONICAL.unverified(parent) else {
         return false;
-    }
+    };
     let Some(c) = sys::CPath::new(parent) else {
         return false;
     };
@@ -724,14 +583,15 @@ pub fn parent_elsewhere(buf: &PathBuf, canon: &mut PathBuf) -> bool {
         return false; // the daemon answers for a missing parent
     }
     // SAFETY: the buffer holds PATH_MAX + 1 bytes.
-    let n = unsafe { sys::fd_path_into(fd, canon.ptr(), PATH_MAX) };
+    let n = unsafe { sys::fd_path_into(fd, canon.as_mut_ptr(), PATH_MAX) };
     sys::close_raw(fd);
     let Some(n) = n else {
         return false;
     };
-    canon.len = n;
+    // SAFETY: fd_path_into wrote n <= PATH_MAX bytes.
+    unsafe { canon.set_len(n) };
     if canon.abs() == parent {
-        slot.store(key, core::sync::atomic::Ordering::Relaxed);
+        slot.verify();
         return false;
     }
     canon.append(name)
@@ -772,12 +632,13 @@ pub fn outside_leads_in(lexical: &PathBuf, canon: &mut PathBuf) -> bool {
         return false;
     }
     // SAFETY: the buffer holds PATH_MAX + 1 bytes.
-    let n = unsafe { sys::fd_path_into(fd, canon.ptr(), PATH_MAX) };
+    let n = unsafe { sys::fd_path_into(fd, canon.as_mut_ptr(), PATH_MAX) };
     sys::close_raw(fd);
     let Some(n) = n else {
         return false;
     };
-    canon.len = n;
+    // SAFETY: fd_path_into wrote n <= PATH_MAX bytes.
+    unsafe { canon.set_len(n) };
     if canon.abs() == parent {
         slot.verify();
         return false;
@@ -808,10 +669,11 @@ pub fn canonical_dir(fd: i32, lexical: &PathBuf, canon: &mut PathBuf) -> bool {
         return false;
     }
     // SAFETY: the buffer holds PATH_MAX + 1 bytes.
-    let Some(n) = (unsafe { sys::fd_path_into(fd, canon.ptr(), PATH_MAX) }) else {
+    let Some(n) = (unsafe { sys::fd_path_into(fd, canon.as_mut_ptr(), PATH_MAX) }) else {
         return false;
     };
-    canon.len = n;
+    // SAFETY: fd_path_into wrote n <= PATH_MAX bytes.
+    unsafe { canon.set_len(n) };
     let root = state::ROOT.get();
     let rel_len = match domain_rel(canon.abs(), root) {
         Some(rel) if canon.abs() != lexical.abs() && !is_state_path(rel) => rel.len(),
@@ -820,7 +682,7 @@ pub fn canonical_dir(fd: i32, lexical: &PathBuf, canon: &mut PathBuf) -> bool {
             return false;
         }
     };
-    canon.rel_start = canon.len - rel_len;
+    canon.rel_start = canon.len() - rel_len;
     true
 }
 
@@ -969,7 +831,7 @@ fn physical_walk<'t>(
             return None;
         }
         // SAFETY: the buffer holds PATH_MAX + 1 bytes.
-        let canon_len = unsafe { sys::fd_path_into(fd, canon.ptr(), PATH_MAX) };
+        let canon_len = unsafe { sys::fd_path_into(fd, canon.as_mut_ptr(), PATH_MAX) };
         if check_name && view.set(name) {
             target_len = readlink(fd, view.c_ptr(), &mut target);
         }
@@ -978,7 +840,8 @@ fn physical_walk<'t>(
             crate::real::fail(libc::ENOENT);
             return None;
         };
-        canon.len = canon_len;
+        // SAFETY: fd_path_into wrote canon_len <= PATH_MAX bytes.
+        unsafe { canon.set_len(canon_len) };
     }
     // The parent leads nowhere else in the domain: remember it.
     let root = state::ROOT.get();
@@ -1001,7 +864,7 @@ fn physical_walk<'t>(
         None => name,
     };
     if tail.first() == Some(&b'/') {
-        canon.len = 1;
+        canon.truncate(1);
     }
     if !canon.append(tail) {
         crate::real::fail(libc::ENOENT);

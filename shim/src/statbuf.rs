@@ -30,8 +30,13 @@ pub fn entry_meta(h: &RecordHeader, target: &[u8]) -> Meta {
 #[cold]
 #[inline(never)]
 fn absorb_staging(m: &mut Meta, name: &[u8]) {
-    let mut path = [0u8; crate::state::PATH_MAX + 1];
-    if let Some(n) = crate::resolve::staging_path(name, &mut path) {
+    let mut path = [0u8; vrift_shim_core::PATH_MAX + 1];
+    // The staging file: `<cas>/staging/<name>`.
+    let cas = state::table().map(|t| t.cas_root());
+    let staged = cas.and_then(|cas| {
+        vrift_shim_core::path::named_in_store(cas, vrift_format::STAGING_DIR, name, &mut path)
+    });
+    if let Some(n) = staged {
         if let Some(st) = crate::sys::stat_raw(&path[..n]) {
             absorb_stat(m, &st);
         }

@@ -16,10 +16,60 @@ use core::ffi::CStr;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use vrift_format::table::{Table, TABLE_FILE};
+use vrift_shim_core::path::trim_trailing_slash;
+use vrift_shim_core::verified::DirCache;
+use vrift_shim_core::PATH_MAX;
 
 use crate::sys;
 
-pub const PATH_MAX: usize = 4096;
+/// How many variables `exec::KEEP` names (the environment an inception
+/// must keep, captured in the constructor's page: [`CAPTURED_ENV`]).
+pub const KEPT_VARS: usize = 7;
+
+/// Spins before a reader or writer stops waiting for another thread's
+/// update (a safety net: updates take one getcwd, or one mapping). When the
+/// writer is this very thread — interrupted by a signal whose handler
+/// resolves a path or calls chdir, which is async-signal-safe — nobody
+/// waits at all.
+pub(crate) const PATIENCE: u32 = 1 << 12;
+
+/// The cwd cache's counters (see `cwd`). They live in the constructor's
+/// page ([`CWD`], before the root), which the constructor has already
+/// written: the first relative path reads them without a page fault, where
+/// a page of their own cost two (a read maps the zero page, the refresh's
+/// write then copies it).
+#[repr(C)]
+pub(crate) struct CwdCounters {
+    pub(crate) seq: AtomicU64,
+    pub(crate) len: AtomicUsize,
+    /// The thread id of the writer (0: none).
+    pub(crate) writer: AtomicU32,
+    /// A refresh could not take the writer's place (see `cwd::refresh`):
+    /// the cached path may be stale, so readers ask the kernel.
+    pub(crate) stale: AtomicBool,
+}
+
+impl CwdCounters {
+    const fn new() -> CwdCounters {
+        CwdCounters {
+            seq: AtomicU64::new(0),
+            len: AtomicUsize::new(0),
+            writer: AtomicU32::new(0),
+            stale: AtomicBool::new(false),
+        }
+    }
+}
+
+/// The cached cwd, 8 bytes per word ([`CWD_WORDS`]).
+pub(crate) type CwdWords = [AtomicU64; PATH_MAX / 8];
+
+/// Directories found to lead nowhere else in the domain: no physical
+/// symlink on the way, or one that leaves the domain (see
+/// `resolve::physical_fallback`); the root and the cwd as getcwd returned
+/// it are marked as they are learned. A directory later replaced by a
+/// symlink into the domain is not noticed while its entry stays (the price
+/// of not asking the kernel again on every miss).
+pub static VERIFIED: DirCache = DirCache::new();
 
 /// The project root, followed in the same buffer by the rest of the table's
 /// path and a NUL (`ROOT/.vrift/view.table`). Written once in the
@@ -106,7 +156,7 @@ struct Startup {
     dev: AtomicU64,
     uid: AtomicU32,
     gid: AtomicU32,
-    captured_env: [AtomicUsize; crate::exec::KEPT_VARS],
+    captured_env: [AtomicUsize; KEPT_VARS],
     /// The value of `VRIFT_EXE` in the initial environment (0: none).
     exe: AtomicUsize,
     merged_streams: AtomicUsize,
@@ -114,12 +164,12 @@ struct Startup {
     /// switches projects starts again from none without reusing a slot).
     mapped: AtomicUsize,
     /// Started by a shell hook (`VRIFT_SHELL_VIEW`): the shell switches the
-    /// view on and off itself (see [`shell_control`]).
+    /// view on and off itself (see `resolve::shell_control`).
     shell: AtomicBool,
-    cwd: crate::cwd::Counters,
+    cwd: CwdCounters,
     root: RootBuf,
     first_table: TableSlot,
-    cwd_words: crate::cwd::Words,
+    cwd_words: CwdWords,
     more_tables: [TableSlot; MAX_MAPS - 1],
 }
 
@@ -135,15 +185,15 @@ static STARTUP: Startup = Startup {
     dev: AtomicU64::new(0),
     uid: AtomicU32::new(0),
     gid: AtomicU32::new(0),
-    captured_env: [const { AtomicUsize::new(0) }; crate::exec::KEPT_VARS],
+    captured_env: [const { AtomicUsize::new(0) }; KEPT_VARS],
     exe: AtomicUsize::new(0),
     merged_streams: AtomicUsize::new(0),
     mapped: AtomicUsize::new(0),
     shell: AtomicBool::new(false),
-    cwd: crate::cwd::Counters::new(),
+    cwd: CwdCounters::new(),
     root: RootBuf::new(),
     first_table: TableSlot::empty(),
-    cwd_words: crate::cwd::new_words(),
+    cwd_words: [const { AtomicU64::new(0) }; PATH_MAX / 8],
     more_tables: [const { TableSlot::empty() }; MAX_MAPS - 1],
 };
 
@@ -153,7 +203,7 @@ static CURRENT: &AtomicUsize = &STARTUP.current;
 static ACTIVATION: &AtomicU8 = &STARTUP.activation;
 static MAPPED: &AtomicUsize = &STARTUP.mapped;
 static SHELL: &AtomicBool = &STARTUP.shell;
-pub(crate) static CAPTURED_ENV: &[AtomicUsize; crate::exec::KEPT_VARS] = &STARTUP.captured_env;
+pub(crate) static CAPTURED_ENV: &[AtomicUsize; KEPT_VARS] = &STARTUP.captured_env;
 pub static ROOT: &RootBuf = &STARTUP.root;
 pub static DEV: &AtomicU64 = &STARTUP.dev;
 pub static UID: &AtomicU32 = &STARTUP.uid;
@@ -161,8 +211,8 @@ pub static GID: &AtomicU32 = &STARTUP.gid;
 /// Directory streams whose listing is merged (see `dir`), counted in the
 /// constructor's page: the first registration writes no page of its own.
 pub(crate) static MERGED_STREAMS: &AtomicUsize = &STARTUP.merged_streams;
-pub(crate) static CWD: &crate::cwd::Counters = &STARTUP.cwd;
-pub(crate) static CWD_WORDS: &crate::cwd::Words = &STARTUP.cwd_words;
+pub(crate) static CWD: &CwdCounters = &STARTUP.cwd;
+pub(crate) static CWD_WORDS: &CwdWords = &STARTUP.cwd_words;
 
 fn table_slot(i: usize) -> &'static TableSlot {
     match i {
@@ -215,7 +265,7 @@ pub fn vrift_exe() -> Option<&'static [u8]> {
 /// handler that interrupted the very thread doing it).
 #[cold]
 fn activate() -> Option<Table<'static>> {
-    let mut patience = crate::cwd::PATIENCE;
+    let mut patience = PATIENCE;
     loop {
         match ACTIVATION.compare_exchange(UNTRIED, MAPPING, Ordering::Acquire, Ordering::Acquire) {
             Ok(_) => break,
@@ -234,7 +284,7 @@ fn activate() -> Option<Table<'static>> {
     map_table();
     store_root_identity(current_table().as_ref());
     // The root is canonical (DESIGN.md §2: vrift resolves it before export).
-    crate::resolve::mark_verified(ROOT.get());
+    VERIFIED.mark(ROOT.get());
     ACTIVATION.store(TRIED, Ordering::Release);
     current_table()
 }
@@ -269,14 +319,6 @@ pub fn after_fork_in_child() {
     }
 }
 
-fn trim_trailing_slash(p: &[u8]) -> &[u8] {
-    let mut p = p;
-    while p.len() > 1 && p.last() == Some(&b'/') {
-        p = &p[..p.len() - 1];
-    }
-    p
-}
-
 /// Maps the current table file as the newest mapping.
 fn map_table() {
     let next = MAPPED.load(Ordering::Acquire);
@@ -298,39 +340,21 @@ pub fn shell() -> bool {
     SHELL.load(Ordering::Relaxed)
 }
 
-/// What a shell in the view says to its own shim, by naming a path below
-/// `/proc/self/vrift/` (the kernel has none there: any call answers
-/// ENOENT): `enter/<root>` puts the shell in the view of the project at
-/// the canonical `<root>`, `leave` takes it out, `active` exists while it
-/// is in. Only a process started with `VRIFT_SHELL_VIEW` listens. Returns
-/// what `active` should read as: true when the path must resolve to `/`.
-///
-/// Switching happens between prompts, when the shell runs nothing else:
-/// the root is rewritten in place and the previous table stays mapped (a
-/// thread still reading it keeps a valid mapping).
+/// Takes a shell out of the view (its `leave`: see
+/// `resolve::shell_control`).
 #[cold]
-#[inline(never)]
-pub fn shell_control(path: &[u8]) -> bool {
-    let Some(cmd) = path.strip_prefix(b"/proc/self/vrift/") else {
-        return false;
-    };
-    if cmd == b"active" {
-        return ready();
-    }
-    if cmd == b"leave" {
-        READY.store(false, Ordering::Release);
-        return false;
-    }
-    let Some(root) = cmd.strip_prefix(b"enter") else {
-        return false;
-    };
-    let root = trim_trailing_slash(root);
-    if root.first() != Some(&b'/') {
-        return false;
-    }
-    if ready() && ROOT.get() == root {
-        return false;
-    }
+pub(crate) fn leave_view() {
+    READY.store(false, Ordering::Release);
+}
+
+/// Points the process at the project at `root` (canonical, no trailing
+/// slash) for a shell switching projects between prompts, when it runs
+/// nothing else: the root is rewritten in place and the previous table
+/// stays mapped (a thread still reading it keeps a valid mapping). Leaves
+/// the process out of the view: the caller forgets what else it learned of
+/// the old project and then calls [`enter_view`]. False if it cannot.
+#[cold]
+pub(crate) fn switch_root(root: &[u8]) -> bool {
     READY.store(false, Ordering::Release);
     if MAPPED.load(Ordering::Acquire) >= MAX_MAPS || !ROOT.set(root) {
         sys::complain(&[
@@ -344,10 +368,14 @@ pub fn shell_control(path: &[u8]) -> bool {
     // of the old one's paths no longer holds.
     CURRENT.store(0, Ordering::Release);
     ACTIVATION.store(UNTRIED, Ordering::Release);
-    crate::resolve::forget_verified();
-    crate::cwd::forget();
+    VERIFIED.forget();
+    true
+}
+
+/// Puts the process (back) in the view, after [`switch_root`].
+#[cold]
+pub(crate) fn enter_view() {
     READY.store(true, Ordering::Release);
-    false
 }
 
 /// A new mapping of the table file, validated; never unmapped once

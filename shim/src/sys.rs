@@ -3,7 +3,7 @@
 
 use core::ffi::CStr;
 
-use crate::state::PATH_MAX;
+use vrift_shim_core::PATH_MAX;
 
 /// A NUL-terminated copy of `path` on the stack.
 pub struct CPath {

@@ -13,10 +13,10 @@
 use core::ffi::CStr;
 
 use libc::{c_char, c_int, c_void, dirent, dirent64, size_t, DIR};
+use vrift_shim_core::PATH_MAX;
 
 use crate::call_real;
 use crate::real::fail;
-use crate::state::PATH_MAX;
 
 // ---------------------------------------------------------------- glob
 
@@ -431,11 +431,9 @@ pub extern "C" fn __realpath_chk(
 type NftwFn = extern "C" fn(*const c_char, *const libc::stat, c_int, *mut Ftw) -> c_int;
 type FtwFn = extern "C" fn(*const c_char, *const libc::stat, c_int) -> c_int;
 
-#[repr(C)]
-pub struct Ftw {
-    base: c_int,
-    level: c_int,
-}
+/// glibc's `struct FTW` (declared below the layers that use it: the table
+/// of real functions names it too).
+pub use vrift_shim_core::abi::Ftw;
 
 const FTW_F: c_int = 0;
 const FTW_D: c_int = 1;

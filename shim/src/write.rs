@@ -8,12 +8,13 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use libc::{c_char, c_int, c_uint, mode_t};
 use vrift_format::proto::{Op, TIME_NOW, TIME_OMIT};
+use vrift_shim_core::PATH_MAX;
 
 use crate::client::{self, Answer};
 use crate::real::fail;
 use crate::resolve::{resolve, PathBuf, View};
 use crate::statbuf::Meta;
-use crate::state::{self, PATH_MAX};
+use crate::state;
 use crate::{call_real, fdtable, sys};
 
 /// The call is not the rift's to serve: the caller passes it to libc.

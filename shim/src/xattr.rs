@@ -184,7 +184,7 @@ fn fd_set_check(fd: c_int) -> Option<c_int> {
         return Some(fail(libc::ENOTSUP));
     }
     let mut buf = PathBuf::new();
-    let mut dir = [0u8; crate::state::PATH_MAX];
+    let mut dir = [0u8; vrift_shim_core::PATH_MAX];
     // SAFETY: `dir` holds PATH_MAX bytes.
     let known = match unsafe { fdtable::dir_path_into(fd, dir.as_mut_ptr(), dir.len()) } {
         Some(n) => buf.set(&dir[..n]),

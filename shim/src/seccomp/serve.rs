@@ -7,10 +7,10 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use libc::{c_char, c_int, c_long, c_uint};
+use vrift_shim_core::PATH_MAX;
 
 use super::target::{kernel_result, Task};
 use crate::resolve::{resolve, PathBuf, View};
-use crate::state::PATH_MAX;
 use crate::{fdtable, sys};
 
 /// What the supervisor answers.

@@ -3,8 +3,8 @@
 //! current directory, and its `/proc/self` spellings made ours.
 
 use libc::{c_int, c_long, pid_t};
+use vrift_shim_core::PATH_MAX;
 
-use crate::state::PATH_MAX;
 use crate::sys;
 
 /// `PIDFD_THREAD` (Linux 6.9): a pidfd for a thread that is not its

@@ -1,0 +1,352 @@
+//! Path pieces the shim builds and compares without asking the kernel.
+
+use core::mem::MaybeUninit;
+
+use vrift_format::pathnorm::append_components;
+
+use crate::PATH_MAX;
+
+/// A resolution's scratch space: an absolute path of up to PATH_MAX bytes,
+/// NUL-terminated on demand. Left uninitialized (only the written prefix is
+/// ever read): a 4 KiB memset per call would cost more than the whole
+/// lookup.
+///
+/// Invariant: `buf[..len]` is initialized and `len <= PATH_MAX`.
+pub struct PathBuf {
+    buf: [MaybeUninit<u8>; PATH_MAX + 1],
+    len: usize,
+    /// Set when the path is in the domain and the table knew nothing of it
+    /// (so libc's ENOENT may still hide a rift entry behind a physical
+    /// symlink: see `resolve::physical_fallback` in the shim).
+    pub in_domain_miss: bool,
+    /// Offset of the rift-relative part (valid for Disk/Entry).
+    pub rel_start: usize,
+    /// The path named a blob of the store through an fd the shim did not
+    /// open (`/proc/self/fd/N`): nothing may change it.
+    pub in_store: bool,
+    /// The path was replaced by what a magic link leads to, and libc must
+    /// be given the replacement (see `resolve::shell_control` in the shim).
+    pub magic_rewrite: bool,
+}
+
+impl Default for PathBuf {
+    fn default() -> PathBuf {
+        PathBuf::new()
+    }
+}
+
+impl PathBuf {
+    #[inline]
+    pub fn new() -> PathBuf {
+        PathBuf {
+            buf: [const { MaybeUninit::uninit() }; PATH_MAX + 1],
+            len: 0,
+            in_domain_miss: false,
+            rel_start: 0,
+            in_store: false,
+            magic_rewrite: false,
+        }
+    }
+
+    /// The buffer, for a writer of raw memory (PATH_MAX + 1 bytes); then
+    /// [`set_len`](Self::set_len).
+    #[inline]
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.buf.as_mut_ptr() as *mut u8
+    }
+
+    /// The path written so far.
+    #[inline]
+    pub fn abs(&self) -> &[u8] {
+        // SAFETY: buf[..len] is always initialized (the invariant).
+        unsafe { core::slice::from_raw_parts(self.buf.as_ptr() as *const u8, self.len) }
+    }
+
+    /// The rift-relative part (from [`rel_start`](Self::rel_start)).
+    #[inline]
+    pub fn rel(&self) -> &[u8] {
+        &self.abs()[self.rel_start.min(self.len)..]
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Sets the length after a write through [`as_mut_ptr`](Self::as_mut_ptr).
+    ///
+    /// # Safety
+    /// `n <= PATH_MAX` and the first `n` bytes of the buffer are written.
+    #[inline]
+    pub unsafe fn set_len(&mut self, n: usize) {
+        self.len = n;
+    }
+
+    /// Keeps the first `n` bytes (all of them if there are fewer).
+    #[inline]
+    pub fn truncate(&mut self, n: usize) {
+        self.len = self.len.min(n);
+    }
+
+    /// Replaces the content with `bytes`; false (unchanged) if too long.
+    #[inline]
+    pub fn set(&mut self, bytes: &[u8]) -> bool {
+        if bytes.len() > PATH_MAX {
+            return false;
+        }
+        // SAFETY: within capacity.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.as_mut_ptr(), bytes.len()) };
+        self.len = bytes.len();
+        true
+    }
+
+    /// Replaces the content with the concatenation of `parts`; false
+    /// (unchanged) if too long.
+    #[inline]
+    pub fn set_parts(&mut self, parts: &[&[u8]]) -> bool {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total > PATH_MAX {
+            return false;
+        }
+        let mut n = 0;
+        for p in parts {
+            // SAFETY: n + p.len() <= total <= capacity.
+            unsafe {
+                core::ptr::copy_nonoverlapping(p.as_ptr(), self.as_mut_ptr().add(n), p.len())
+            };
+            n += p.len();
+        }
+        self.len = n;
+        true
+    }
+
+    /// The path, NUL-terminated.
+    #[inline]
+    pub fn c_ptr(&mut self) -> *const libc::c_char {
+        self.buf[self.len] = MaybeUninit::new(0);
+        self.buf.as_ptr() as *const libc::c_char
+    }
+
+    /// Appends (normalizing: `//` and `.` collapse, `..` pops a component,
+    /// never above `/`) `path` onto the absolute path in the buffer; false
+    /// if the result would not fit.
+    #[inline]
+    pub fn append(&mut self, path: &[u8]) -> bool {
+        // SAFETY: buf[..len] is initialized, capacity is PATH_MAX.
+        match unsafe { append_components(self.as_mut_ptr(), PATH_MAX, self.len, path) } {
+            Some(n) => {
+                self.len = n;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// `p` without trailing slashes (`/` stays `/`).
+#[inline]
+pub fn trim_trailing_slash(p: &[u8]) -> &[u8] {
+    let mut p = p;
+    while p.len() > 1 && p.last() == Some(&b'/') {
+        p = &p[..p.len() - 1];
+    }
+    p
+}
+
+/// A decimal number of up to 9 digits (an fd or a pid in a `/proc` path).
+#[inline]
+pub fn parse_decimal(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || s.len() > 9 {
+        return None;
+    }
+    s.iter().try_fold(0u32, |v, &c| {
+        c.is_ascii_digit().then(|| v * 10 + (c - b'0') as u32)
+    })
+}
+
+/// Writes the concatenation of `parts` and a NUL into `out`; its length
+/// (without the NUL), or None if longer than PATH_MAX.
+#[inline]
+pub fn join_into(parts: &[&[u8]], out: &mut [u8; PATH_MAX + 1]) -> Option<usize> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    if total > PATH_MAX {
+        return None;
+    }
+    let mut n = 0;
+    for part in parts {
+        out[n..n + part.len()].copy_from_slice(part);
+        n += part.len();
+    }
+    out[n] = 0;
+    Some(n)
+}
+
+/// `<cas>/<dir>/<name>`, NUL-terminated, into `out` (see [`join_into`]);
+/// None if `name` is not a plain name (empty or with a `/`) or too long.
+#[inline]
+pub fn named_in_store(
+    cas: &[u8],
+    dir: &str,
+    name: &[u8],
+    out: &mut [u8; PATH_MAX + 1],
+) -> Option<usize> {
+    if name.is_empty() || name.contains(&b'/') {
+        return None;
+    }
+    join_into(&[cas, b"/", dir.as_bytes(), b"/", name], out)
+}
+
+/// Whether `abs` lies below `<cas>/staging/`: a staging file of the store
+/// (a rift file being written).
+#[inline]
+pub fn in_staging(cas: &[u8], abs: &[u8]) -> bool {
+    abs.strip_prefix(cas)
+        .and_then(|r| r.strip_prefix(b"/"))
+        .is_some_and(is_staging_rel)
+}
+
+/// Whether `abs` lies in the store `cas` but not in its staging area
+/// (files being written, which their writers may change): a blob, an
+/// executable copy, the store's own state.
+#[inline]
+pub fn in_store(cas: &[u8], abs: &[u8]) -> bool {
+    abs.strip_prefix(cas)
+        .and_then(|r| r.strip_prefix(b"/"))
+        .is_some_and(|rest| !is_staging_rel(rest))
+}
+
+fn is_staging_rel(rest: &[u8]) -> bool {
+    let staging = vrift_format::STAGING_DIR.as_bytes();
+    rest.starts_with(staging) && rest.get(staging.len()) == Some(&b'/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(s: &[u8]) -> PathBuf {
+        let mut p = PathBuf::new();
+        assert!(p.set(s));
+        p
+    }
+
+    #[test]
+    fn append_normalizes_onto_an_absolute_path() {
+        for (base, add, want) in [
+            (&b"/"[..], &b"a/b"[..], &b"/a/b"[..]),
+            (b"/p", b"./src//x.c", b"/p/src/x.c"),
+            (b"/p/src", b"../lib/", b"/p/lib"),
+            (b"/p", b"../../../..", b"/"),
+            (b"/p", b"", b"/p"),
+            (b"/", b"..", b"/"),
+        ] {
+            let mut p = path(base);
+            assert!(p.append(add));
+            assert_eq!(p.abs(), want, "{:?} + {:?}", base, add);
+        }
+    }
+
+    #[test]
+    fn nothing_longer_than_path_max_is_written() {
+        let long = [b'a'; PATH_MAX];
+        let mut p = PathBuf::new();
+        assert!(p.set(&long));
+        assert!(!p.set(&[b'a'; PATH_MAX + 1]));
+        assert_eq!(p.len(), PATH_MAX);
+        assert!(!p.set_parts(&[&long, b"x"]));
+        assert_eq!(p.len(), PATH_MAX, "a refused set leaves the path");
+        let mut p = path(b"/");
+        assert!(!p.append(&long));
+        assert!(p.append(&long[..PATH_MAX - 1]));
+        assert_eq!(p.len(), PATH_MAX);
+    }
+
+    #[test]
+    fn parts_rel_truncate_and_the_nul() {
+        let mut p = PathBuf::new();
+        assert!(p.is_empty());
+        assert!(p.set_parts(&[b"/root", b"/", b"src/a.c"]));
+        assert_eq!(p.abs(), b"/root/src/a.c");
+        p.rel_start = 6;
+        assert_eq!(p.rel(), b"src/a.c");
+        p.rel_start = 99;
+        assert_eq!(p.rel(), b"");
+        // SAFETY: c_ptr wrote a NUL after the path.
+        let c = unsafe { core::ffi::CStr::from_ptr(p.c_ptr()) };
+        assert_eq!(c.to_bytes(), b"/root/src/a.c");
+        p.truncate(5);
+        assert_eq!(p.abs(), b"/root");
+        p.truncate(100);
+        assert_eq!(p.abs(), b"/root");
+    }
+
+    #[test]
+    fn a_raw_writer_then_set_len() {
+        let mut p = PathBuf::new();
+        // SAFETY: 4 bytes of a PATH_MAX + 1 buffer.
+        unsafe {
+            core::ptr::copy_nonoverlapping(b"/tmp".as_ptr(), p.as_mut_ptr(), 4);
+            p.set_len(4);
+        }
+        assert_eq!(p.abs(), b"/tmp");
+    }
+
+    #[test]
+    fn trailing_slashes_go_but_the_root_stays() {
+        assert_eq!(trim_trailing_slash(b"/a/b//"), b"/a/b");
+        assert_eq!(trim_trailing_slash(b"/a"), b"/a");
+        assert_eq!(trim_trailing_slash(b"///"), b"/");
+        assert_eq!(trim_trailing_slash(b""), b"");
+    }
+
+    #[test]
+    fn decimals_of_up_to_nine_digits() {
+        assert_eq!(parse_decimal(b"0"), Some(0));
+        assert_eq!(parse_decimal(b"123456789"), Some(123_456_789));
+        assert_eq!(parse_decimal(b"1234567890"), None);
+        assert_eq!(parse_decimal(b""), None);
+        assert_eq!(parse_decimal(b"12a"), None);
+        assert_eq!(parse_decimal(b"-1"), None);
+    }
+
+    #[test]
+    fn joined_paths_are_nul_terminated_and_bounded() {
+        let mut out = [0xffu8; PATH_MAX + 1];
+        assert_eq!(join_into(&[b"/cas", b"/", b"x"], &mut out), Some(6));
+        assert_eq!(&out[..7], b"/cas/x\0");
+        let long = [b'a'; PATH_MAX];
+        assert_eq!(join_into(&[&long], &mut out), Some(PATH_MAX));
+        assert_eq!(out[PATH_MAX], 0);
+        assert_eq!(join_into(&[&long, b"b"], &mut out), None);
+    }
+
+    #[test]
+    fn store_names_must_be_plain() {
+        let mut out = [0u8; PATH_MAX + 1];
+        let n = named_in_store(b"/c", "staging", b"f1", &mut out).unwrap();
+        assert_eq!(&out[..n], b"/c/staging/f1");
+        assert_eq!(named_in_store(b"/c", "staging", b"", &mut out), None);
+        assert_eq!(named_in_store(b"/c", "staging", b"a/b", &mut out), None);
+    }
+
+    #[test]
+    fn staging_files_are_not_the_store() {
+        let staging = vrift_format::STAGING_DIR;
+        let st = std::format!("/cas/{staging}/x");
+        assert!(in_staging(b"/cas", st.as_bytes()));
+        assert!(!in_store(b"/cas", st.as_bytes()));
+        assert!(in_store(b"/cas", b"/cas/blobs/ab/cd"));
+        assert!(!in_staging(b"/cas", b"/cas/blobs/ab/cd"));
+        // A sibling that merely starts like the store or the staging area.
+        assert!(!in_store(b"/cas", b"/cas2/blobs/x"));
+        let near = std::format!("/cas/{staging}x/y");
+        assert!(!in_staging(b"/cas", near.as_bytes()));
+        assert!(in_store(b"/cas", near.as_bytes()));
+        assert!(!in_store(b"/cas", b"/cas"));
+    }
+}
