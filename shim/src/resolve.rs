@@ -562,17 +562,26 @@ static CANONICAL: DirCache = DirCache::new();
 #[cold]
 #[inline(never)]
 pub fn parent_elsewhere(buf: &PathBuf, canon: &mut PathBuf) -> bool {
-    let abs = buf.abs();
-    let Some(cut) = abs.iter().rposition(|&c| c == b'/') else {
-        return false;
-    };
+    match canonical_parent(buf.abs(), |p| CANONICAL.unverified(p), canon) {
+        Some(name) => canon.append(name),
+        None => false,
+    }
+}
+
+/// When the parent directory of `abs` is not its own canonical path (a
+/// physical symlink on the way), writes that canonical path into `canon`
+/// and returns the name to append; a parent that is its own canonical path
+/// is remembered in the cache `unverified` hands out, and None returned
+/// (as for a parent that cannot be opened: the daemon answers for it).
+fn canonical_parent<'a>(
+    abs: &'a [u8],
+    unverified: impl FnOnce(&[u8]) -> Option<Unverified>,
+    canon: &mut PathBuf,
+) -> Option<&'a [u8]> {
+    let cut = abs.iter().rposition(|&c| c == b'/')?;
     let (parent, name) = (&abs[..cut.max(1)], &abs[cut + 1..]);
-    let Some(slot) = CANONICAL.unverified(parent) else {
-        return false;
-    };
-    let Some(c) = sys::CPath::new(parent) else {
-        return false;
-    };
+    let slot = unverified(parent)?;
+    let c = sys::CPath::new(parent)?;
     let fd = sys::openat_raw(
         libc::AT_FDCWD,
         c.as_ptr(),
@@ -580,21 +589,18 @@ pub fn parent_elsewhere(buf: &PathBuf, canon: &mut PathBuf) -> bool {
         0,
     );
     if fd < 0 {
-        return false; // the daemon answers for a missing parent
+        return None;
     }
     // SAFETY: the buffer holds PATH_MAX + 1 bytes.
     let n = unsafe { sys::fd_path_into(fd, canon.as_mut_ptr(), PATH_MAX) };
     sys::close_raw(fd);
-    let Some(n) = n else {
-        return false;
-    };
     // SAFETY: fd_path_into wrote n <= PATH_MAX bytes.
-    unsafe { canon.set_len(n) };
+    unsafe { canon.set_len(n?) };
     if canon.abs() == parent {
         slot.verify();
-        return false;
+        return None;
     }
-    canon.append(name)
+    Some(name)
 }
 
 /// For a path outside the domain that is about to be *changed* (a write,
@@ -612,37 +618,9 @@ pub fn outside_leads_in(lexical: &PathBuf, canon: &mut PathBuf) -> bool {
     if abs.is_empty() || domain_rel(abs, state::ROOT.get()).is_some() {
         return false;
     }
-    let Some(cut) = abs.iter().rposition(|&c| c == b'/') else {
+    let Some(name) = canonical_parent(abs, unverified, canon) else {
         return false;
     };
-    let (parent, name) = (&abs[..cut.max(1)], &abs[cut + 1..]);
-    let Some(slot) = unverified(parent) else {
-        return false;
-    };
-    let Some(c) = sys::CPath::new(parent) else {
-        return false;
-    };
-    let fd = sys::openat_raw(
-        libc::AT_FDCWD,
-        c.as_ptr(),
-        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        0,
-    );
-    if fd < 0 {
-        return false;
-    }
-    // SAFETY: the buffer holds PATH_MAX + 1 bytes.
-    let n = unsafe { sys::fd_path_into(fd, canon.as_mut_ptr(), PATH_MAX) };
-    sys::close_raw(fd);
-    let Some(n) = n else {
-        return false;
-    };
-    // SAFETY: fd_path_into wrote n <= PATH_MAX bytes.
-    unsafe { canon.set_len(n) };
-    if canon.abs() == parent {
-        slot.verify();
-        return false;
-    }
     let Some(rel) = domain_rel(canon.abs(), state::ROOT.get()) else {
         return false;
     };
