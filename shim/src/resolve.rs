@@ -13,7 +13,7 @@ use vrift_format::pathnorm::domain_rel;
 use vrift_format::table::Table;
 use vrift_format::view::{self, is_state_path, Found};
 use vrift_format::{Kind, RecordHeader};
-use vrift_shim_core::path::parse_decimal;
+use vrift_shim_core::path::{proc_link, ProcLink};
 use vrift_shim_core::verified::{DirCache, Unverified};
 use vrift_shim_core::PATH_MAX;
 
@@ -216,56 +216,36 @@ fn shell_says<'t>(path: &[u8], out: &mut PathBuf) -> View<'t> {
 #[cold]
 #[inline(never)]
 fn magic_link(path: &[u8], out: &mut PathBuf) -> Option<usize> {
-    let component = |from: usize| {
-        let tail = &path[from.min(path.len())..];
-        let n = tail.iter().position(|&c| c == b'/').unwrap_or(tail.len());
-        &tail[..n]
+    if state::shell() && path.starts_with(b"/proc/self/vrift/") {
+        // The shell leaving, or switching: answered as the kernel would
+        // (`active` as `/`), nothing else to read.
+        if shell_control(path) {
+            out.set(b"/");
+            out.magic_rewrite = true;
+            return Some(path.len());
+        }
+        return None;
+    }
+    // SAFETY: getpid has no preconditions.
+    let (link, end) = proc_link(path, unsafe { libc::getpid() } as u32)?;
+    let fd = match link {
+        ProcLink::Cwd => {
+            // SAFETY: the buffer holds PATH_MAX + 1 bytes.
+            let n = match unsafe { cwd::read_into(out.as_mut_ptr()) } {
+                // SAFETY: as above.
+                0 => unsafe { sys::getcwd_into(out.as_mut_ptr(), PATH_MAX) }?,
+                n => n,
+            };
+            // SAFETY: the cwd's n <= PATH_MAX bytes were just written.
+            unsafe { out.set_len(n) };
+            return Some(end);
+        }
+        ProcLink::Root => {
+            out.set(b"/");
+            return Some(end);
+        }
+        ProcLink::Fd(fd) => fd,
     };
-    let fd_at = if path.starts_with(b"/dev/fd/") {
-        8
-    } else {
-        if state::shell() && path.starts_with(b"/proc/self/vrift/") {
-            // The shell leaving, or switching: answered as the kernel would
-            // (`active` as `/`), nothing else to read.
-            if shell_control(path) {
-                out.set(b"/");
-                out.magic_rewrite = true;
-                return Some(path.len());
-            }
-            return None;
-        }
-        let who = component(6);
-        // SAFETY: getpid has no preconditions.
-        let me = who == b"self"
-            || who == b"thread-self"
-            || parse_decimal(who) == Some(unsafe { libc::getpid() } as u32);
-        if !me {
-            return None;
-        }
-        let what_at = 6 + who.len() + 1;
-        match component(what_at) {
-            b"cwd" => {
-                // SAFETY: the buffer holds PATH_MAX + 1 bytes.
-                let n = match unsafe { cwd::read_into(out.as_mut_ptr()) } {
-                    // SAFETY: as above.
-                    0 => unsafe { sys::getcwd_into(out.as_mut_ptr(), PATH_MAX) }?,
-                    n => n,
-                };
-                // SAFETY: the cwd's n <= PATH_MAX bytes were just written.
-                unsafe { out.set_len(n) };
-                return Some(what_at + 3);
-            }
-            b"root" => {
-                out.set(b"/");
-                return Some(what_at + 4);
-            }
-            b"fd" => what_at + 3,
-            _ => return None,
-        }
-    };
-    let digits = component(fd_at);
-    let fd = parse_decimal(digits)? as i32;
-    let end = fd_at + digits.len();
     let mut view = [0u8; PATH_MAX];
     let n = crate::fdtable::path(fd, &mut view);
     if n > 0 {
@@ -405,8 +385,7 @@ fn walk<'t>(table: &Table<'t>, out: &mut PathBuf, follow: bool) -> Step<'t> {
 }
 
 /// Replaces the symlink at `out[..link_end]` by its target, keeping the
-/// rest of the path from `rest_start` on. Never inlined: its scratch buffer
-/// would otherwise add a stack page to every resolution's frame.
+/// rest of the path from `rest_start` on (`PathBuf::substitute_link`).
 #[inline(never)]
 fn substitute<'t>(
     out: &mut PathBuf,
@@ -414,30 +393,7 @@ fn substitute<'t>(
     target: &[u8],
     rest_start: usize,
 ) -> Step<'t> {
-    let mut rest = [const { MaybeUninit::<u8>::uninit() }; PATH_MAX];
-    let rest_len = out.len() - rest_start;
-    // SAFETY: copying the initialized tail of the path into our buffer.
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            out.abs().as_ptr().add(rest_start),
-            rest.as_mut_ptr() as *mut u8,
-            rest_len,
-        )
-    };
-    // SAFETY: rest[..rest_len] was just written.
-    let rest = unsafe { core::slice::from_raw_parts(rest.as_ptr() as *const u8, rest_len) };
-    // Keep the link's directory, or restart from `/` for an absolute target.
-    let abs = out.abs();
-    let mut dir_end = link_end;
-    while dir_end > 0 && abs[dir_end - 1] != b'/' {
-        dir_end -= 1;
-    }
-    out.truncate(if target.first() == Some(&b'/') {
-        1
-    } else {
-        dir_end.max(1)
-    });
-    if out.append(target) && out.append(rest) {
+    if out.substitute_link(link_end, target, rest_start) {
         Step::Restart
     } else {
         Step::Done(View::Error(libc::ENAMETOOLONG))

@@ -125,6 +125,40 @@ impl PathBuf {
         true
     }
 
+    /// Replaces the symlink at `self[..link_end]` by its `target` (relative
+    /// to the link's directory, or from `/` when absolute), keeping the rest
+    /// of the path from `rest_start` on, normalized; false if the result
+    /// would not fit (the path is then unspecified). Never inlined: its
+    /// scratch buffer would otherwise add a stack page to every caller's
+    /// frame (a resolution runs on every path call).
+    #[inline(never)]
+    pub fn substitute_link(&mut self, link_end: usize, target: &[u8], rest_start: usize) -> bool {
+        let mut rest = [const { MaybeUninit::<u8>::uninit() }; PATH_MAX];
+        let rest_start = rest_start.min(self.len);
+        let rest_len = self.len - rest_start;
+        // SAFETY: copying the initialized tail of the path into our buffer.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                self.abs().as_ptr().add(rest_start),
+                rest.as_mut_ptr() as *mut u8,
+                rest_len,
+            )
+        };
+        // SAFETY: rest[..rest_len] was just written.
+        let rest = unsafe { core::slice::from_raw_parts(rest.as_ptr() as *const u8, rest_len) };
+        let abs = self.abs();
+        let mut dir_end = link_end.min(abs.len());
+        while dir_end > 0 && abs[dir_end - 1] != b'/' {
+            dir_end -= 1;
+        }
+        self.truncate(if target.first() == Some(&b'/') {
+            1
+        } else {
+            dir_end.max(1)
+        });
+        self.append(target) && self.append(rest)
+    }
+
     /// The path, NUL-terminated.
     #[inline]
     pub fn c_ptr(&mut self) -> *const libc::c_char {
@@ -156,6 +190,52 @@ pub fn trim_trailing_slash(p: &[u8]) -> &[u8] {
         p = &p[..p.len() - 1];
     }
     p
+}
+
+/// What a kernel magic link at the start of a path names (see
+/// [`proc_link`]).
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum ProcLink {
+    /// `/proc/self/cwd`: the process's working directory.
+    Cwd,
+    /// `/proc/self/root`: its root (`/`).
+    Root,
+    /// `/proc/self/fd/N`, `/dev/fd/N`: what fd N is open on.
+    Fd(i32),
+}
+
+/// `/proc/{self,thread-self,PID}/{cwd,root,fd/N}` (PID = `pid`, this
+/// process) and `/dev/fd/N` at the start of `path`: what the link names
+/// and where the rest of the path starts. None for anything else (another
+/// process, other /proc entries, no fd number) — such a path is read as it
+/// is spelt.
+pub fn proc_link(path: &[u8], pid: u32) -> Option<(ProcLink, usize)> {
+    let component = |from: usize| {
+        let tail = &path[from.min(path.len())..];
+        let n = tail.iter().position(|&c| c == b'/').unwrap_or(tail.len());
+        &tail[..n]
+    };
+    let fd_at = if path.starts_with(b"/dev/fd/") {
+        8
+    } else if path.starts_with(b"/proc/") {
+        let who = component(6);
+        let me = who == b"self" || who == b"thread-self" || parse_decimal(who) == Some(pid);
+        if !me {
+            return None;
+        }
+        let what_at = 6 + who.len() + 1;
+        match component(what_at) {
+            b"cwd" => return Some((ProcLink::Cwd, what_at + 3)),
+            b"root" => return Some((ProcLink::Root, what_at + 4)),
+            b"fd" => what_at + 3,
+            _ => return None,
+        }
+    } else {
+        return None;
+    };
+    let digits = component(fd_at);
+    let fd = i32::try_from(parse_decimal(digits)?).ok()?;
+    Some((ProcLink::Fd(fd), fd_at + digits.len()))
 }
 
 /// A decimal number of up to 9 digits (an fd or a pid in a `/proc` path).
@@ -348,5 +428,67 @@ mod tests {
         assert!(!in_staging(b"/cas", near.as_bytes()));
         assert!(in_store(b"/cas", near.as_bytes()));
         assert!(!in_store(b"/cas", b"/cas"));
+    }
+
+    #[test]
+    fn a_symlink_is_replaced_by_its_target_and_the_rest_kept() {
+        for (start, link_end, target, rest_start, want) in [
+            // relative target: from the link's directory
+            (
+                &b"/p/lib/cur/x.h"[..],
+                10usize,
+                &b"v2"[..],
+                10usize,
+                &b"/p/lib/v2/x.h"[..],
+            ),
+            (b"/p/lib/cur/x.h", 10, b"../inc", 10, b"/p/inc/x.h"),
+            // absolute target: from `/`
+            (b"/p/lib/cur/x.h", 10, b"/opt/v3/", 10, b"/opt/v3/x.h"),
+            // a link at the root's level, and one that is the whole path
+            (b"/l/a", 2, b"target", 2, b"/target/a"),
+            (b"/p/l", 4, b"t", 4, b"/p/t"),
+            // the rest normalized after the target
+            (b"/p/l/../q", 4, b"d/e", 4, b"/p/d/q"),
+        ] {
+            let mut p = path(start);
+            assert!(p.substitute_link(link_end, target, rest_start));
+            assert_eq!(p.abs(), want, "{:?}", core::str::from_utf8(start));
+        }
+    }
+
+    #[test]
+    fn a_substitution_past_path_max_fails() {
+        let long = [b'a'; PATH_MAX - 1];
+        let mut p = path(b"/p/l/x");
+        assert!(!p.substitute_link(4, &long, 4));
+    }
+
+    #[test]
+    fn magic_links_are_read_for_this_process_only() {
+        let pid = 4242;
+        for (spelling, want) in [
+            (&b"/proc/self/cwd"[..], Some((ProcLink::Cwd, 14))),
+            (b"/proc/self/cwd/src/a.c", Some((ProcLink::Cwd, 14))),
+            (b"/proc/thread-self/root/etc", Some((ProcLink::Root, 22))),
+            (b"/proc/4242/fd/7/x", Some((ProcLink::Fd(7), 15))),
+            (b"/proc/self/fd/12", Some((ProcLink::Fd(12), 16))),
+            (b"/dev/fd/3", Some((ProcLink::Fd(3), 9))),
+            (b"/dev/fd/3/sub", Some((ProcLink::Fd(3), 9))),
+            (b"/proc/1/cwd", None),
+            (b"/proc/self/exe", None),
+            (b"/proc/self/fd/", None),
+            (b"/proc/self/fd/x1", None),
+            (b"/dev/fd/99999999999", None),
+            (b"/proc/selfish/cwd", None),
+            (b"/dev/fdx/3", None),
+            (b"/etc/passwd", None),
+        ] {
+            assert_eq!(
+                proc_link(spelling, pid),
+                want,
+                "{:?}",
+                core::str::from_utf8(spelling)
+            );
+        }
     }
 }
