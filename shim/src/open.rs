@@ -606,21 +606,8 @@ fn fopen_flags(mode: &[u8]) -> c_int {
 fn proc_fd_path(fd: c_int, out: &mut [u8; 32]) -> usize {
     let prefix = b"/proc/self/fd/";
     out[..prefix.len()].copy_from_slice(prefix);
-    let mut digits = [0u8; 12];
-    let mut n = 0;
-    let mut v = fd.max(0) as u32;
-    loop {
-        digits[n] = b'0' + (v % 10) as u8;
-        n += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for i in 0..n {
-        out[prefix.len() + i] = digits[n - 1 - i];
-    }
-    let len = prefix.len() + n;
+    let len = prefix.len()
+        + vrift_shim_core::path::write_decimal(&mut out[prefix.len()..], fd.max(0) as u64);
     out[len] = 0;
     len
 }

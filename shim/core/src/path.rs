@@ -249,6 +249,26 @@ pub fn parse_decimal(s: &[u8]) -> Option<u32> {
     })
 }
 
+/// Writes `v` in decimal at the start of `out` (which must hold its
+/// digits: 20 for any u64); returns how many bytes.
+#[inline]
+pub fn write_decimal(out: &mut [u8], mut v: u64) -> usize {
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    loop {
+        digits[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for i in 0..n {
+        out[i] = digits[n - 1 - i];
+    }
+    n
+}
+
 /// Writes the concatenation of `parts` and a NUL into `out`; its length
 /// (without the NUL), or None if longer than PATH_MAX.
 #[inline]
@@ -488,6 +508,24 @@ mod tests {
                 want,
                 "{:?}",
                 core::str::from_utf8(spelling)
+            );
+        }
+    }
+
+    #[test]
+    fn decimals_are_written_most_significant_first() {
+        let mut out = [0u8; 20];
+        for (v, want) in [
+            (0u64, &b"0"[..]),
+            (7, b"7"),
+            (42, b"42"),
+            (u64::MAX, b"18446744073709551615"),
+        ] {
+            let n = write_decimal(&mut out, v);
+            assert_eq!(&out[..n], want);
+            assert_eq!(
+                parse_decimal(&out[..n]).map(u64::from),
+                (n <= 9).then_some(v)
             );
         }
     }

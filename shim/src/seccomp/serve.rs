@@ -927,7 +927,7 @@ fn changes(task: &mut Task, nr: c_long, a: [u64; 6]) -> Result<Reply, c_int> {
             let mut head = [0u8; 40];
             let mut n = b"/proc/self/fd/".len();
             head[..n].copy_from_slice(b"/proc/self/fd/");
-            n += super::target::write_decimal(&mut head[n..], arg.dirfd as u64);
+            n += vrift_shim_core::path::write_decimal(&mut head[n..], arg.dirfd as u64);
             head[n] = b'/';
             n += 1;
             if n + arg.len > PATH_MAX {

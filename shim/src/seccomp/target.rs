@@ -295,7 +295,7 @@ fn replace(
     let mut prefix = [0u8; 40];
     let mut n = b"/proc/self/fd/".len();
     prefix[..n].copy_from_slice(b"/proc/self/fd/");
-    n += write_decimal(&mut prefix[n..], fd as u64);
+    n += vrift_shim_core::path::write_decimal(&mut prefix[n..], fd as u64);
     splice(path, len, head, &prefix[..n])
 }
 
@@ -322,28 +322,11 @@ fn splice(
 pub fn proc_path(out: &mut [u8; 40], tid: pid_t, what: &[u8]) -> usize {
     let mut n = 6;
     out[..n].copy_from_slice(b"/proc/");
-    n += write_decimal(&mut out[n..], tid as u64);
+    n += vrift_shim_core::path::write_decimal(&mut out[n..], tid as u64);
     let take = what.len().min(out.len() - 1 - n);
     out[n..n + take].copy_from_slice(&what[..take]);
     n += take;
     out[n] = 0;
-    n
-}
-
-pub fn write_decimal(out: &mut [u8], mut v: u64) -> usize {
-    let mut digits = [0u8; 20];
-    let mut n = 0;
-    loop {
-        digits[n] = b'0' + (v % 10) as u8;
-        n += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for i in 0..n {
-        out[i] = digits[n - 1 - i];
-    }
     n
 }
 
