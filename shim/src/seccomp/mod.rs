@@ -265,59 +265,65 @@ fn errno_name(e: c_int) -> &'static [u8] {
     }
 }
 
-fn send_fd(sock: c_int, fd: c_int) {
+/// A one-byte message with room for one fd's control data (what
+/// [`send_fd`] and [`receive_fd`] pass), its buffers in this frame;
+/// `controllen` bytes of the control buffer are offered.
+fn with_fd_message<R>(controllen: usize, f: impl FnOnce(&mut libc::msghdr) -> R) -> R {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr() as *mut libc::c_void,
         iov_len: 1,
     };
     let mut cbuf = [0u64; 4];
-    // SAFETY: msghdr over live buffers; CMSG macros stay inside cbuf.
-    unsafe {
-        let mut msg: libc::msghdr = core::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = libc::CMSG_SPACE(core::mem::size_of::<c_int>() as u32) as usize;
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        (*c).cmsg_level = libc::SOL_SOCKET;
-        (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(core::mem::size_of::<c_int>() as u32) as usize;
-        core::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut c_int, fd);
-        libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL);
-    }
+    // SAFETY: an all-zero msghdr is a valid value; its pointers are set
+    // below to buffers that outlive `f`.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = controllen.min(core::mem::size_of_val(&cbuf));
+    f(&mut msg)
+}
+
+fn send_fd(sock: c_int, fd: c_int) {
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(core::mem::size_of::<c_int>() as u32) } as usize;
+    with_fd_message(space, |msg| {
+        // SAFETY: the message offers CMSG_SPACE(one int) of its control
+        // buffer, which the CMSG macros stay inside.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(core::mem::size_of::<c_int>() as u32) as usize;
+            core::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut c_int, fd);
+            libc::sendmsg(sock, msg, libc::MSG_NOSIGNAL);
+        }
+    })
 }
 
 fn receive_fd(sock: c_int) -> Option<c_int> {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
-        iov_len: 1,
-    };
-    let mut cbuf = [0u64; 4];
-    // SAFETY: msghdr over live buffers; CMSG macros stay inside cbuf.
-    unsafe {
-        let mut msg: libc::msghdr = core::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = core::mem::size_of_val(&cbuf);
-        loop {
-            let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
-            if n > 0 {
-                break;
+    with_fd_message(usize::MAX, |msg| {
+        // SAFETY: recvmsg fills the message's live buffers; the CMSG macros
+        // stay inside its control buffer.
+        unsafe {
+            loop {
+                let n = libc::recvmsg(sock, msg, libc::MSG_CMSG_CLOEXEC);
+                if n > 0 {
+                    break;
+                }
+                if n < 0 && target::errno() == libc::EINTR {
+                    continue;
+                }
+                return None;
             }
-            if n < 0 && target::errno() == libc::EINTR {
-                continue;
+            let c = libc::CMSG_FIRSTHDR(msg);
+            if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
+                return None;
             }
-            return None;
+            Some(core::ptr::read_unaligned(libc::CMSG_DATA(c) as *const c_int))
         }
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
-            return None;
-        }
-        Some(core::ptr::read_unaligned(libc::CMSG_DATA(c) as *const c_int))
-    }
+    })
 }
 
 fn wait_for(child: pid_t) -> c_int {
