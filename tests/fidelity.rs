@@ -7,6 +7,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 
 use common::*;
 
@@ -82,6 +83,78 @@ fn probe_native_and_in_view(name: &str) -> Option<(Sandbox, std::path::PathBuf, 
     sb.ok(&root, &["init"]);
     let n = same_probe_output(&sb, &prog, &root, &twin);
     Some((sb, root, n))
+}
+
+/// Permissions for the process's credentials (issue 15): as root, a probe
+/// makes files and directories of every kind of mode; its children drop to
+/// nobody (`seteuid`, `setuid`, `setresuid`; with a supplementary group and
+/// without) and read, stat, access, create, write, truncate, remove (in
+/// sticky directories too), rename, link, chmod, chown and utimes, each
+/// allowed or refused
+/// exactly as on disk (compared line by line); what nobody creates is
+/// nobody's; the disk of the project is untouched.
+#[test]
+fn a_process_that_changes_its_credentials_is_judged_by_them() {
+    if !is_root() {
+        skip("needs root (the probe drops to nobody)");
+        return;
+    }
+    if !has_cc() {
+        skip("no C compiler");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let prog = compile_c(&sb, "creds", &[]);
+    let root = sb.mkdir("proj");
+    let twin = sb.mkdir("twin");
+    // nobody must be able to reach both trees (the sandbox is private).
+    for dir in [&root, &twin] {
+        for anc in dir.ancestors().take_while(|a| a.starts_with(sb.path())) {
+            let mode = fs::metadata(anc).unwrap().permissions().mode();
+            fs::set_permissions(anc, fs::Permissions::from_mode(mode | 0o011)).unwrap();
+        }
+    }
+    sb.ok(&root, &["init"]);
+    let n = same_probe_output(&sb, &prog, &root, &twin);
+    for line in [
+        "read root file 0644 ok",
+        "read root file 0600 EACCES",
+        "stat below 0700 dir EACCES",
+        "access below 0700 dir ok",
+        "readlink below 0700 dir EACCES",
+        "create in 0755 dir EACCES",
+        "create in 0777 dir ok",
+        "d777/new 65534:65534 0644",
+        "write-open of 0644 root file EACCES",
+        "write-open of 0666 root file ok",
+        "write-open below 0700 dir EACCES",
+        "unlink root file, sticky dir EPERM",
+        "unlink own file, sticky dir ok",
+        "chmod root file EPERM",
+        "d777/new 65534:65534 2770",
+        "chown own file to root EPERM",
+        "utimes now, root file 0644 EACCES",
+        "utimes explicit, root file 0666 EPERM",
+        "truncate root file 0644 EACCES",
+        "link root file 0644 EPERM",
+        "rmdir root dir, sticky EPERM",
+        "create in 0755 dir as root again ok",
+        "member: write-open of group 0660 ok",
+        "outsider: write-open of group 0660 EACCES",
+    ] {
+        assert!(has_line(&n, line), "{line:?} in\n{n}");
+    }
+    // Everything nobody made is in the rift only.
+    for made in ["d777/new2", "d777/l", "d777/member", "d755/root2"] {
+        assert!(twin.join(made).symlink_metadata().is_ok(), "{made}");
+        assert!(
+            root.join(made).symlink_metadata().is_err(),
+            "{made} on disk"
+        );
+    }
+    let owner = sb.sh_in_view(&root, "stat -c %u:%g d777/member");
+    assert_eq!(text(&owner.stdout).trim(), "65534:65534");
 }
 
 /// LTP open04, creat05, dup06, dup205 (issue 15): the daemon keeps no fd

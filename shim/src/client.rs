@@ -15,7 +15,7 @@
 //! Only the write side calls this, and the error path of a read whose
 //! blob is missing ([`fetch_blob`]): lookups never talk to the daemon.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 use libc::{c_char, c_int};
 use vrift_format::proto::{decode_reply, encode_request, frame_len, Op, Request, MAX_FRAME};
@@ -425,9 +425,9 @@ fn runtime_dir_ok(dir: &[u8]) -> Result<bool, Refusal> {
     }
 }
 
-/// Whether the process that listens on `fd`'s peer runs as our euid
+/// Whether the process that listens on `fd`'s peer runs as `uid`
 /// (`SO_PEERCRED`: the credentials it had when it called `listen`).
-fn peer_is_us(fd: c_int) -> bool {
+fn peer_is(fd: c_int, uid: u32) -> bool {
     let mut cred = libc::ucred {
         pid: 0,
         uid: u32::MAX,
@@ -444,8 +444,101 @@ fn peer_is_us(fd: c_int) -> bool {
             &mut len,
         )
     };
+    r == 0 && cred.uid == uid
+}
+
+/// A way to the daemon's socket kept across a change of credentials (see
+/// [`keep_way_to_daemon`]): an `O_PATH` fd on the socket (close-on-exec;
+/// a fork keeps it), -1 if none, and the uid that owns the socket.
+static HANDLE_FD: AtomicI32 = AtomicI32::new(-1);
+static HANDLE_UID: AtomicU32 = AtomicU32::new(0);
+
+/// Called before this process changes its credentials (`creds`): takes a
+/// handle on the daemon's socket while the process may still enter the
+/// socket's private directory, starting the daemon if none runs. After the
+/// change, requests connect through `/proc/self/fd/N`, which needs only
+/// write permission on the socket itself (0666 in a 0700 directory): the
+/// daemon, if it runs as root, serves the new credentials as the kernel
+/// would (rift/perm.rs). Once per process.
+#[cold]
+pub fn keep_way_to_daemon() {
+    if HANDLE_FD.load(Ordering::Relaxed) >= 0 {
+        return;
+    }
+    let Some(table) = state::table() else {
+        return;
+    };
+    let mut socket = [0u8; PATH_MAX];
+    let sp = table.socket_path();
+    if sp.is_empty() || sp.len() >= socket.len() {
+        return;
+    }
+    socket[..sp.len()].copy_from_slice(sp);
+    let dir = match sp.iter().rposition(|&c| c == b'/') {
+        Some(i) if i > 0 => &sp[..i],
+        _ => return,
+    };
+    // Only a socket in a directory of ours, as every connect checks.
+    if !matches!(runtime_dir_ok(dir), Ok(true)) || sys::lstat_raw(sp).is_err() {
+        // No daemon yet: asking one anything starts it.
+        call(Op::Ping, 0, 0, b"", b"");
+    }
+    if !matches!(runtime_dir_ok(dir), Ok(true)) {
+        return;
+    }
+    // SAFETY: a NUL-terminated path (the buffer is zeroed past it).
+    let fd = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            socket.as_ptr(),
+            libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW
+        )
+    } as c_int;
+    if fd < 0 {
+        return;
+    }
+    let Some(st) = sys::fstat_raw(fd) else {
+        sys::close_raw(fd);
+        return;
+    };
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        sys::close_raw(fd);
+        return;
+    }
+    // Out of the way of the low numbers programs count on.
+    // SAFETY: plain fcntl on our own fd.
+    let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HANDLE_MIN_FD) };
+    let fd = if high >= 0 {
+        sys::close_raw(fd);
+        high
+    } else {
+        fd
+    };
+    HANDLE_UID.store(st.st_uid, Ordering::Relaxed);
+    HANDLE_FD.store(fd, Ordering::Release);
+}
+
+/// Where the socket handle goes (the lowest free number from here).
+const HANDLE_MIN_FD: c_int = 256;
+
+/// The path that reaches the daemon through the handle, if this process
+/// has one and no longer runs as the socket's owner (None: connect by the
+/// socket's own path). Written into `buf`.
+fn handle_path(buf: &mut [u8; 32]) -> Option<(usize, u32)> {
+    let fd = HANDLE_FD.load(Ordering::Acquire);
+    if fd < 0 {
+        return None;
+    }
+    let owner = HANDLE_UID.load(Ordering::Relaxed);
     // SAFETY: geteuid cannot fail.
-    r == 0 && cred.uid == unsafe { libc::geteuid() }
+    if unsafe { libc::geteuid() } == owner {
+        return None;
+    }
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let n = vrift_shim_core::path::write_decimal(&mut buf[PREFIX.len()..], fd as u64);
+    Some((PREFIX.len() + n, owner))
 }
 
 /// One line naming what was refused; the request fails with EIO.
@@ -517,17 +610,26 @@ pub fn call(op: Op, a: u64, b: u64, path1: &[u8], path2: &[u8]) -> Answer {
             Some(i) => &socket[..i],
             None => return unreachable(ans),
         };
-        // Checked before every connect: the directory may appear (created
-        // by the starter) between two attempts.
-        let dir_exists = match runtime_dir_ok(dir) {
-            Ok(e) => e,
-            Err(why) => return refused(ans, why, dir, socket),
-        };
         let mut fds = Fds { raised: None };
-        let conn = if dir_exists {
-            connect(socket, &mut fds)
+        let mut handle = [0u8; 32];
+        let via_handle = handle_path(&mut handle);
+        let (conn, peer) = if let Some((len, owner)) = via_handle {
+            // This process changed its credentials: the handle it kept.
+            (connect(&handle[..len], &mut fds), owner)
         } else {
-            Err(libc::ENOENT)
+            // Checked before every connect: the directory may appear
+            // (created by the starter) between two attempts.
+            let dir_exists = match runtime_dir_ok(dir) {
+                Ok(e) => e,
+                Err(why) => return refused(ans, why, dir, socket),
+            };
+            let conn = if dir_exists {
+                connect(socket, &mut fds)
+            } else {
+                Err(libc::ENOENT)
+            };
+            // SAFETY: geteuid cannot fail.
+            (conn, unsafe { libc::geteuid() })
         };
         let conn = match conn {
             Ok(fd) if op == Op::OpenWrite => keep_slot_free(fd, &mut fds).inspect_err(|_| {
@@ -544,7 +646,7 @@ pub fn call(op: Op, a: u64, b: u64, path1: &[u8], path2: &[u8]) -> Answer {
         }
         match conn {
             Ok(fd) => {
-                if !peer_is_us(fd) {
+                if !peer_is(fd, peer) {
                     sys::close_raw(fd);
                     fds.done();
                     return refused(ans, Refusal::Peer, dir, socket);
@@ -567,6 +669,7 @@ pub fn call(op: Op, a: u64, b: u64, path1: &[u8], path2: &[u8]) -> Answer {
                 busy += 1;
                 nap_2ms();
             }
+            Err(_) if via_handle.is_some() => return gone_after_change(ans),
             Err(e) if e == libc::ENOENT || e == libc::ECONNREFUSED => {
                 // No daemon listens (none yet, one killed, one exiting
                 // idle that refuses new clients): start one.
@@ -621,6 +724,20 @@ fn decoded(mut ans: Answer, reply: &[u8], mut rfd: c_int, sock: c_int) -> Answer
     }
 }
 
+/// The daemon this process kept a way to (before it changed its
+/// credentials) has exited, and a process of other credentials cannot
+/// start the next one.
+fn gone_after_change(mut ans: Answer) -> Answer {
+    if !COMPLAINED.swap(true, Ordering::Relaxed) {
+        sys::complain(&[
+            b"vrift: this process changed its credentials and the rift's daemon it could reach has exited; writes fail with EIO in ",
+            state::ROOT.get(),
+        ]);
+    }
+    ans.errno = libc::EIO;
+    ans
+}
+
 fn unreachable(mut ans: Answer) -> Answer {
     if !COMPLAINED.swap(true, Ordering::Relaxed) {
         sys::complain(&[
@@ -630,6 +747,28 @@ fn unreachable(mut ans: Answer) -> Answer {
     }
     ans.errno = libc::EIO;
     ans
+}
+
+/// Opens the content of the rift entry at `view_path` (absolute) through
+/// the daemon, for a process whose credentials changed and that cannot
+/// enter the private store any more (see `creds`): the daemon checks the
+/// read permission as the kernel would and sends an `O_RDONLY` fd
+/// (close-on-exec). -1 with errno set otherwise.
+#[cold]
+pub fn open_read(view_path: &[u8]) -> c_int {
+    let root = state::ROOT.get();
+    let rel = match view_path.strip_prefix(root) {
+        Some(r) if r.first() == Some(&b'/') => &r[1..],
+        _ => return crate::real::fail(libc::EACCES),
+    };
+    let ans = call(Op::OpenRead, 0, 0, rel, b"");
+    if ans.errno != 0 || ans.fd < 0 {
+        if ans.fd >= 0 {
+            sys::close_raw(ans.fd);
+        }
+        return crate::real::fail(if ans.errno != 0 { ans.errno } else { libc::EIO });
+    }
+    ans.fd
 }
 
 /// A blob the view needs is not in the store (a snapshot pulled without

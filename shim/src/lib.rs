@@ -51,6 +51,7 @@
 //! fdtable         → statbuf state sys
 //! resolve         → cwd fdtable real state sys
 //! client          → fns real state sys
+//! creds           → client fns real state sys
 //! stat            → fdtable fns real resolve statbuf state sys
 //! write           → client fdtable fns real resolve seccomp::filter stat statbuf state sys
 //! open            → client fdtable fns real resolve statbuf state sys write
@@ -92,6 +93,7 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 
 pub mod audit;
 pub mod client;
+pub mod creds;
 pub mod cwd;
 pub mod dir;
 pub mod elfdyn;

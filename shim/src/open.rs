@@ -73,6 +73,11 @@ fn real_open(which: c_int, dirfd: c_int, path: *const c_char, flags: c_int, mode
     }
 }
 
+fn errno() -> i32 {
+    // SAFETY: errno is thread-local.
+    unsafe { *libc::__errno_location() }
+}
+
 /// Opens the content behind a rift file (its blob, or its staging file
 /// while it is being written) with the caller's non-access flags.
 fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u8]) -> c_int {
@@ -129,9 +134,17 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
     if fd < 0 {
         fd = open_by_path();
     }
+    if fd < 0 && crate::state::creds_changed() && errno() == libc::EACCES {
+        // New credentials cannot enter the private store: the daemon
+        // opens the content if they may read the entry.
+        fd = crate::client::open_read(view_path);
+        if fd >= 0 && keep & libc::O_CLOEXEC == 0 {
+            // SAFETY: our fresh fd; the caller did not ask for close-on-exec.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        }
+    }
     if fd < 0 {
-        // SAFETY: errno is thread-local.
-        let e = unsafe { *libc::__errno_location() };
+        let e = errno();
         if e == libc::ENOENT && staged {
             // Sealed meanwhile: the table now names its blob.
             let mut buf = PathBuf::new();

@@ -348,6 +348,14 @@ pub fn resolve<'t>(
                         out.in_domain_miss = !rewritten;
                         View::Disk { rewritten }
                     }
+                    // The kernel never looks at a rift entry: where the
+                    // process's credentials changed, the search permission
+                    // it would check on the way (see `creds`).
+                    View::Entry { .. } | View::Error(_)
+                        if state::creds_changed() && search_denied(out.abs(), out.real_ids) =>
+                    {
+                        View::Error(libc::EACCES)
+                    }
                     other => other,
                 };
                 return (v, Some(table));
@@ -356,6 +364,39 @@ pub fn resolve<'t>(
         }
     }
     (View::Error(libc::ELOOP), table)
+}
+
+/// Whether the process may not search the directories on the way to
+/// `abs` (directories are physical: one `faccessat2(X_OK)` of its parent
+/// asks the kernel about every one of them), with its effective ids, or
+/// its real ones for `access` (`real_ids`).
+#[cold]
+#[inline(never)]
+fn search_denied(abs: &[u8], real_ids: bool) -> bool {
+    let Some(slash) = abs.iter().rposition(|&c| c == b'/') else {
+        return false;
+    };
+    let mut parent = [0u8; vrift_shim_core::PATH_MAX + 1];
+    let n = slash.max(1);
+    if n >= parent.len() {
+        return false;
+    }
+    parent[..n].copy_from_slice(&abs[..n]);
+    // SAFETY: errno is thread-local; kept for the caller's success path.
+    let saved = unsafe { *libc::__errno_location() };
+    // SAFETY: a NUL-terminated path in our buffer.
+    let r = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_faccessat2,
+            libc::AT_FDCWD,
+            parent.as_ptr(),
+            libc::X_OK,
+            if real_ids { 0 } else { libc::AT_EACCESS }
+        )
+    };
+    // SAFETY: as above.
+    let e = unsafe { core::mem::replace(&mut *libc::__errno_location(), saved) };
+    r < 0 && e == libc::EACCES
 }
 
 enum Step<'t> {

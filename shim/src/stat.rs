@@ -398,6 +398,7 @@ macro_rules! access_export {
         #[no_mangle]
         pub extern "C" fn $name(path: *const c_char, amode: c_int) -> c_int {
             let mut buf = PathBuf::new();
+            buf.real_ids = !$effective;
             match lookup_meta(libc::AT_FDCWD, path, true, &mut buf) {
                 Lk::Real => {
                     let r = call_real!($real(path, amode) or fail(libc::ENOSYS));
@@ -430,6 +431,7 @@ pub extern "C" fn faccessat(
         return fail(libc::EINVAL);
     }
     let mut buf = PathBuf::new();
+    buf.real_ids = flags & libc::AT_EACCESS == 0;
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
     match lookup_meta(dirfd, path, follow, &mut buf) {
         Lk::Real => {

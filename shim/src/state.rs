@@ -166,6 +166,9 @@ struct Startup {
     /// Started by a shell hook (`VRIFT_SHELL_VIEW`): the shell switches the
     /// view on and off itself (see `resolve::shell_control`).
     shell: AtomicBool,
+    /// The process called a set*id function in the view (`creds`): lookups
+    /// of rift entries check the search permission the kernel would.
+    creds_changed: AtomicBool,
     cwd: CwdCounters,
     root: RootBuf,
     first_table: TableSlot,
@@ -190,6 +193,7 @@ static STARTUP: Startup = Startup {
     merged_streams: AtomicUsize::new(0),
     mapped: AtomicUsize::new(0),
     shell: AtomicBool::new(false),
+    creds_changed: AtomicBool::new(false),
     cwd: CwdCounters::new(),
     root: RootBuf::new(),
     first_table: TableSlot::empty(),
@@ -203,6 +207,7 @@ static CURRENT: &AtomicUsize = &STARTUP.current;
 static ACTIVATION: &AtomicU8 = &STARTUP.activation;
 static MAPPED: &AtomicUsize = &STARTUP.mapped;
 static SHELL: &AtomicBool = &STARTUP.shell;
+static CREDS_CHANGED: &AtomicBool = &STARTUP.creds_changed;
 pub(crate) static CAPTURED_ENV: &[AtomicUsize; KEPT_VARS] = &STARTUP.captured_env;
 pub static ROOT: &RootBuf = &STARTUP.root;
 pub static DEV: &AtomicU64 = &STARTUP.dev;
@@ -332,6 +337,19 @@ fn map_table() {
     unsafe { (*table_slot(next).0.get()).write(table) };
     MAPPED.store(next + 1, Ordering::Release);
     CURRENT.store(next + 1, Ordering::Release);
+}
+
+/// Whether this process changed its credentials in the view (a fork child
+/// of one too): see `creds`.
+#[inline]
+pub fn creds_changed() -> bool {
+    CREDS_CHANGED.load(Ordering::Relaxed)
+}
+
+/// Marks the process as one whose credentials change (`creds`).
+#[cold]
+pub(crate) fn note_creds_change() {
+    CREDS_CHANGED.store(true, Ordering::Relaxed);
 }
 
 /// Whether this process is a shell started by a hook to be in the view.

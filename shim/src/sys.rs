@@ -239,11 +239,16 @@ fn fstatat_raw(path: &[u8], flags: libc::c_int) -> Result<libc::stat, i32> {
 /// An opened blob's size, and whether it carries the verified-once mark
 /// (the sticky bit: see `vrift::cas::VERIFIED`): one fstat.
 pub fn fd_blob_state(fd: i32) -> Option<(u64, bool)> {
+    fstat_raw(fd).map(|st| (st.st_size as u64, st.st_mode & libc::S_ISVTX != 0))
+}
+
+/// `fstat` of `fd` by the raw system call.
+pub fn fstat_raw(fd: i32) -> Option<libc::stat> {
     // SAFETY: zeroed stat is a valid out-buffer.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: our fd and buffer.
     let rc = unsafe { crate::raw_syscall!(libc::SYS_fstat, fd, &mut st as *mut libc::stat) };
-    (rc == 0).then_some((st.st_size as u64, st.st_mode & libc::S_ISVTX != 0))
+    (rc == 0).then_some(st)
 }
 
 pub fn openat_raw(dirfd: i32, path: *const libc::c_char, flags: i32, mode: u32) -> i32 {

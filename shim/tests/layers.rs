@@ -31,6 +31,7 @@ const ORDER: &[&str] = &[
     "resolve",
     // Talking to the daemon.
     "client",
+    "creds",
     // Families of interposers.
     "stat",
     "write",

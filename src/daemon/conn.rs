@@ -19,7 +19,9 @@ use super::STOP;
 
 pub(super) struct Conn {
     pub(super) sock: UnixStream,
-    pub(super) uid: u32,
+    /// Its credentials when it connected: the library connects once per
+    /// request, so they are the requester's at the request.
+    pub(super) caller: Caller,
     pub(super) buf: Vec<u8>,
     /// Told apart from a later connection on the same fd number.
     pub(super) id: u64,
@@ -117,8 +119,7 @@ pub(super) fn handle_frames(
                 }
             }
         }
-        let caller = Caller { uid: conn.uid };
-        let ans = answer_once(rift, caller, &req);
+        let ans = answer_once(rift, &conn.caller, &req);
         let errno = ans.errno;
         if !answer(conn, req.op, ans) {
             return false;

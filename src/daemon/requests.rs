@@ -48,13 +48,13 @@ fn tracked(req: &Request<'_>) -> bool {
         && !tmpfile
         && !matches!(
             req.op,
-            Op::Ping | Op::Status | Op::Stop | Op::Seal | Op::FetchBlob
+            Op::Ping | Op::Status | Op::Stop | Op::Seal | Op::FetchBlob | Op::OpenRead
         )
 }
 
 /// Answers a request, once: a retry of one that a killed daemon journaled
 /// (its answer lost) is answered as done instead of being done again.
-pub(super) fn answer_once(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
+pub(super) fn answer_once(rift: &mut Rift, caller: &Caller, req: &Request<'_>) -> Answer {
     if !tracked(req) {
         return dispatch(rift, caller, req);
     }
@@ -113,7 +113,7 @@ fn end(rift: &mut Rift, req: &Request<'_>, ans: Answer) -> Answer {
 }
 
 /// Checks a request (names, lengths, confinement), then runs its handler.
-fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
+fn dispatch(rift: &mut Rift, caller: &Caller, req: &Request<'_>) -> Answer {
     let p1 = req.path1;
     let valid = |p: &[u8]| p.is_empty() || vrift_format::is_valid_rift_path(p);
     if !valid(p1) || (req.op != Op::Symlink && !valid(req.path2)) {
@@ -143,8 +143,25 @@ fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
         && (req.a as i32) & libc::O_CREAT != 0
         && (req.a as i32) & libc::O_TMPFILE != libc::O_TMPFILE
         && matches!(rift.node(p1), super::rift::Node::Absent);
+    // A caller of another uid: the kernel's checks, on the view (perm.rs).
+    if let Err(e) = rift.permits(caller, req) {
+        return match e {
+            Errno::Posix(e) => Answer::fail(e, Vec::new()),
+            _ => Answer::fail(libc::EIO, Vec::new()),
+        };
+    }
+    let fresh = rift.creates(caller, req);
     let res = handler(req.op)(rift, caller, req);
     if matches!(&res, Ok(a) if a.errno == 0) {
+        if let Some(rel) = &fresh {
+            if let Err(e) = rift.own_created(caller, rel) {
+                eprintln!(
+                    "vrift daemon: cannot give {} to uid {}: {e:?}",
+                    crate::paths::display(rel),
+                    caller.uid
+                );
+            }
+        }
         // The parent directories' mtime and ctime, as the kernel changes
         // them when a name is made or removed.
         match req.op {
@@ -184,7 +201,7 @@ fn dispatch(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Answer {
 type Handled = Result<Answer, Errno>;
 
 /// Answers a request of one kind (its paths checked by [`dispatch`]).
-type Handler = fn(&mut Rift, Caller, &Request<'_>) -> Handled;
+type Handler = fn(&mut Rift, &Caller, &Request<'_>) -> Handled;
 
 /// The handler of each kind of request.
 fn handler(op: Op) -> Handler {
@@ -199,6 +216,7 @@ fn handler(op: Op) -> Handler {
         Op::Rename => rename,
         Op::Symlink => symlink,
         Op::Mknod => mknod,
+        Op::OpenRead => open_read,
         Op::Link => link,
         Op::Chmod => chmod,
         Op::Chown => chown,
@@ -220,15 +238,15 @@ fn done(r: Result<(), Errno>) -> Handled {
     r.map(|()| ok(Vec::new()))
 }
 
-fn ping(_: &mut Rift, _: Caller, _: &Request<'_>) -> Handled {
+fn ping(_: &mut Rift, _: &Caller, _: &Request<'_>) -> Handled {
     Ok(ok(b"pong".to_vec()))
 }
 
-fn status(rift: &mut Rift, _: Caller, _: &Request<'_>) -> Handled {
+fn status(rift: &mut Rift, _: &Caller, _: &Request<'_>) -> Handled {
     Ok(ok(rift.status().into_bytes()))
 }
 
-fn stop(rift: &mut Rift, _: Caller, _: &Request<'_>) -> Handled {
+fn stop(rift: &mut Rift, _: &Caller, _: &Request<'_>) -> Handled {
     rift.seal_idle();
     if rift.staged_count() > 0 {
         Ok(Answer::new(
@@ -243,59 +261,65 @@ fn stop(rift: &mut Rift, _: Caller, _: &Request<'_>) -> Handled {
     }
 }
 
-fn open_write(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Handled {
+fn open_write(rift: &mut Rift, caller: &Caller, req: &Request<'_>) -> Handled {
     rift.open_write(caller, req.path1, req.a as i32, req.b as u32)
         .map(|o| Answer::new(0, o.ino, o.mode as u64, o.name, Some(o.fd)))
 }
 
-fn unlink(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+fn open_read(rift: &mut Rift, _: &Caller, req: &Request<'_>) -> Handled {
+    rift.open_read(req.path1)
+        .map(|fd| Answer::new(0, 0, 0, Vec::new(), Some(fd)))
+}
+
+fn unlink(rift: &mut Rift, _: &Caller, req: &Request<'_>) -> Handled {
     done(rift.unlink(req.path1))
 }
 
-fn rmdir(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+fn rmdir(rift: &mut Rift, _: &Caller, req: &Request<'_>) -> Handled {
     done(rift.rmdir(req.path1))
 }
 
-fn mkdir(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+fn mkdir(rift: &mut Rift, _: &Caller, req: &Request<'_>) -> Handled {
     done(rift.mkdir(req.path1, req.a as u32))
 }
 
-fn rename(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+fn rename(rift: &mut Rift, _: &Caller, req: &Request<'_>) -> Handled {
     done(rift.rename(req.path1, req.path2, req.a as u32))
 }
 
-fn symlink(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+fn symlink(rift: &mut Rift, _: &Caller, req: &Request<'_>) -> Handled {
     done(rift.symlink(req.path1, req.path2))
 }
 
-fn mknod(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+fn mknod(rift: &mut Rift, _: &Caller, req: &Request<'_>) -> Handled {
     rift.mknod(req.path1, req.a as u32, req.b).map(ok)
 }
 
-fn link(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+fn link(rift: &mut Rift, _: &Caller, req: &Request<'_>) -> Handled {
     done(rift.link(req.path1, req.path2))
 }
 
-fn chmod(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
-    done(rift.chmod(req.path1, req.a as u32))
+fn chmod(rift: &mut Rift, caller: &Caller, req: &Request<'_>) -> Handled {
+    let mode = rift.chmod_mode(caller, req.path1, req.a as u32);
+    done(rift.chmod(req.path1, mode))
 }
 
-fn chown(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Handled {
+fn chown(rift: &mut Rift, caller: &Caller, req: &Request<'_>) -> Handled {
     done(rift.chown(caller, req.path1, req.a as u32, req.b as u32))
 }
 
-fn utimes(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+fn utimes(rift: &mut Rift, _: &Caller, req: &Request<'_>) -> Handled {
     done(rift.utimes(req.path1, req.a, req.b))
 }
 
-fn truncate(rift: &mut Rift, caller: Caller, req: &Request<'_>) -> Handled {
+fn truncate(rift: &mut Rift, caller: &Caller, req: &Request<'_>) -> Handled {
     done(rift.truncate(caller, req.path1, req.a))
 }
 
-fn seal(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+fn seal(rift: &mut Rift, _: &Caller, req: &Request<'_>) -> Handled {
     rift.seal_path(req.path1).map(ok)
 }
 
-fn link_tmp(rift: &mut Rift, _: Caller, req: &Request<'_>) -> Handled {
+fn link_tmp(rift: &mut Rift, _: &Caller, req: &Request<'_>) -> Handled {
     done(rift.link_tmp(req.path1, req.path2, req.a as u32))
 }

@@ -9,6 +9,7 @@
 
 mod lookup;
 mod ops;
+mod perm;
 mod rename;
 mod seal;
 mod staging;
@@ -104,11 +105,7 @@ struct Staged {
     rel: Vec<u8>,
 }
 
-/// The caller of an operation (SO_PEERCRED).
-#[derive(Clone, Copy, Debug)]
-pub struct Caller {
-    pub uid: u32,
-}
+pub use perm::Caller;
 
 pub struct Rift {
     pub project: Project,

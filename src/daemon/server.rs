@@ -24,8 +24,8 @@ use super::conn::{answer, finish_fetches, flush, handle_frames, Conn};
 use super::fetch::Fetcher;
 use super::live::Identity;
 use super::requests::Answer;
-use super::rift::{Rift, Seal, SEAL_SLICE};
-use super::wire::{peer_cred, read_some};
+use super::rift::{Caller, Rift, Seal, SEAL_SLICE};
+use super::wire::{peer_cred, peer_groups, read_some};
 use super::STOP;
 use crate::lock::{FileLock, LockMode};
 use crate::project::Project;
@@ -94,7 +94,11 @@ pub fn run(project: Project) -> Result<()> {
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    // The private directory keeps others out; the socket itself is open
+    // to a process of the view holding a handle on it after it changed its
+    // credentials (the library's `creds`; served only by a root daemon).
+    let mode = if my_uid_is_root() { 0o666 } else { 0o600 };
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(mode))?;
     listener.set_nonblocking(true)?;
 
     let cas = project.cas()?;
@@ -390,19 +394,28 @@ impl Server<'_> {
         }
     }
 
-    /// Clients connecting: every queued one of our uid (or root) is let in.
+    /// Clients connecting: every queued one of our uid (or root) is let
+    /// in; another uid only by a daemon running as root, which can give it
+    /// what it creates and checks each of its requests as the kernel would
+    /// (rift/perm.rs): a process of the view that changed its credentials
+    /// keeps the way to this socket (the library's set*id wrappers).
     fn on_accept(&mut self) {
         loop {
             match self.listener.accept() {
                 Ok((sock, _)) => {
                     let Ok(cred) = peer_cred(&sock) else { continue };
-                    if cred.uid != self.my_uid && cred.uid != 0 {
+                    if cred.uid != self.my_uid && cred.uid != 0 && self.my_uid != 0 {
                         eprintln!(
                             "vrift daemon: refused a connection from uid {} (pid {})",
                             cred.uid, cred.pid
                         );
                         continue;
                     }
+                    // Read only where checks need them.
+                    let groups = match cred.uid == self.my_uid || cred.uid == 0 {
+                        true => Vec::new(),
+                        false => peer_groups(&sock),
+                    };
                     self.out_of_fds = false;
                     let _ = sock.set_nonblocking(true);
                     self.next_id += 1;
@@ -410,7 +423,11 @@ impl Server<'_> {
                         sock.as_raw_fd(),
                         Conn {
                             sock,
-                            uid: cred.uid,
+                            caller: Caller {
+                                uid: cred.uid,
+                                gid: cred.gid,
+                                groups,
+                            },
                             buf: Vec::new(),
                             id: self.next_id,
                             parked: false,
@@ -593,4 +610,10 @@ impl Server<'_> {
             self.draining = true;
         }
     }
+}
+
+/// Whether the daemon runs as root (and so may serve other uids).
+fn my_uid_is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }

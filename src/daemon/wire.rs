@@ -1,5 +1,5 @@
 //! Socket plumbing shared by the daemon and its Rust clients: whole frames
-//! in and out, the peer's credentials, and passing a file descriptor.
+//! in and out, the peer's credentials and groups, and passing a file descriptor.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -29,6 +29,38 @@ pub fn peer_cred(sock: &UnixStream) -> io::Result<libc::ucred> {
         return Err(io::Error::last_os_error());
     }
     Ok(cred)
+}
+
+/// `SO_PEERGROUPS` (Linux ≥ 4.13; asm-generic/socket.h, not in `libc`).
+const SO_PEERGROUPS: libc::c_int = 59;
+
+/// The supplementary groups of the process at the other end when it
+/// connected (`SO_PEERGROUPS`); empty if the kernel cannot say.
+pub fn peer_groups(sock: &UnixStream) -> Vec<u32> {
+    let mut groups = vec![0u32; 64];
+    loop {
+        let mut len = (groups.len() * 4) as libc::socklen_t;
+        // SAFETY: a valid socket and a buffer of the advertised size.
+        let r = unsafe {
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_PEERGROUPS,
+                groups.as_mut_ptr() as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        if r == 0 {
+            groups.truncate(len as usize / 4);
+            return groups;
+        }
+        // ERANGE: `len` says how much room the list needs.
+        let need = len as usize / 4;
+        if io::Error::last_os_error().raw_os_error() != Some(libc::ERANGE) || need <= groups.len() {
+            return Vec::new();
+        }
+        groups.resize(need, 0);
+    }
 }
 
 /// Sends `frame`, with `fd` attached (SCM_RIGHTS) if given.

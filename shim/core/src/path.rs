@@ -27,6 +27,10 @@ pub struct PathBuf {
     /// The path was replaced by what a magic link leads to, and libc must
     /// be given the replacement (see `resolve::shell_control` in the shim).
     pub magic_rewrite: bool,
+    /// Set by the caller before resolving: the call checks permissions
+    /// with the real ids (`access` without `AT_EACCESS`), not the
+    /// effective ones (see `resolve::search_denied` in the shim).
+    pub real_ids: bool,
 }
 
 impl Default for PathBuf {
@@ -45,6 +49,7 @@ impl PathBuf {
             rel_start: 0,
             in_store: false,
             magic_rewrite: false,
+            real_ids: false,
         }
     }
 

@@ -39,7 +39,13 @@
 //! | LinkTmp | | | | new path | staging name | |
 //! | Ping / Stop / Status | | | | | | text in data |
 //! | Mknod | mode (type bits, umask applied) | rdev | | path | | node name in data |
+//! | OpenRead | | | | path | | an fd of the content (O_RDONLY) |
 //! | FetchBlob | expected size ([`SIZE_UNKNOWN`]: unknown) | [`FETCH_DAMAGED`], [`FETCH_VERIFY`] or 0 | | hash (64 hex digits) | view path read (optional) | why, in data, on failure |
+//!
+//! `OpenRead` is asked by a process of the view whose credentials changed
+//! (it cannot enter the private store any more): the daemon checks that
+//! the caller may read the entry, as the kernel would, and sends an fd of
+//! its content.
 //!
 //! `Mknod` makes a special file ([`crate::Kind::Special`]): for a FIFO or a
 //! device the daemon makes the node itself; for a socket it only names one,
@@ -111,6 +117,7 @@ pub enum Op {
     Status = 16,
     FetchBlob = 17,
     Mknod = 18,
+    OpenRead = 19,
 }
 
 impl Op {
@@ -135,6 +142,7 @@ impl Op {
             16 => Status,
             17 => FetchBlob,
             18 => Mknod,
+            19 => OpenRead,
             _ => return None,
         })
     }

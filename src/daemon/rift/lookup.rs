@@ -74,6 +74,37 @@ impl Rift {
         }
     }
 
+    /// An fd of the content of `rel` for reading (`OpenRead`: a process
+    /// whose credentials changed, checked by `permits`): a rift file's blob
+    /// or staging file, or the disk's file.
+    pub fn open_read(&self, rel: &[u8]) -> OpResult<OwnedFd> {
+        let path = match self.node(rel) {
+            Node::Entry(h, target) if h.kind == Kind::File => match h.is_staged() {
+                true => self.staging_dir.join(std::ffi::OsStr::from_bytes(&target)),
+                false => self.cas.blob_path(&h.hash),
+            },
+            // Symlinks are resolved by the client, special files opened by
+            // it (their nodes are not in the private part of the store).
+            Node::Entry(..) => return posix(libc::EINVAL),
+            Node::Phys(_) => {
+                return Ok(beneath::open(
+                    self.root(),
+                    rel,
+                    libc::O_RDONLY | libc::O_CLOEXEC,
+                )?)
+            }
+            Node::Dir => return posix(libc::EISDIR),
+            Node::NotDir => return posix(libc::ENOTDIR),
+            Node::Absent => return posix(libc::ENOENT),
+        };
+        match File::open(&path) {
+            Ok(f) => Ok(f.into()),
+            // A blob not fetched yet: the client fetches it first.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => posix(libc::ENOENT),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The parent of a path about to be created must be a directory.
     pub(super) fn check_parent(&self, rel: &[u8]) -> OpResult<()> {
         if rel.is_empty() {

@@ -322,7 +322,7 @@ impl Rift {
         }
     }
 
-    pub fn chown(&mut self, caller: Caller, rel: &[u8], uid: u32, gid: u32) -> OpResult<()> {
+    pub fn chown(&mut self, caller: &Caller, rel: &[u8], uid: u32, gid: u32) -> OpResult<()> {
         if caller.uid != 0 && (uid != u32::MAX && uid != caller.uid) {
             return posix(libc::EPERM);
         }
@@ -395,7 +395,7 @@ impl Rift {
         })
     }
 
-    pub fn truncate(&mut self, caller: Caller, rel: &[u8], len: u64) -> OpResult<()> {
+    pub fn truncate(&mut self, caller: &Caller, rel: &[u8], len: u64) -> OpResult<()> {
         if matches!(self.node(rel), Node::Entry(h, _) if h.kind == Kind::Special) {
             return posix(libc::EINVAL); // as the kernel, for anything not regular
         }

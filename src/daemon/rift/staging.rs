@@ -138,7 +138,7 @@ impl Rift {
     /// Opens `rel` for writing (DESIGN.md §2: a staging file, visible at once).
     pub fn open_write(
         &mut self,
-        caller: Caller,
+        caller: &Caller,
         rel: &[u8],
         flags: i32,
         mode: u32,

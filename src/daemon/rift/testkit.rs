@@ -63,6 +63,9 @@ pub fn me() -> Caller {
     Caller {
         // SAFETY: getuid cannot fail.
         uid: unsafe { libc::getuid() },
+        // SAFETY: getgid cannot fail.
+        gid: unsafe { libc::getgid() },
+        groups: Vec::new(),
     }
 }
 
@@ -102,7 +105,7 @@ impl Fixture {
                 let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
                 let opened = self
                     .rift
-                    .open_write(me(), rel.as_bytes(), flags, 0o644)
+                    .open_write(&me(), rel.as_bytes(), flags, 0o644)
                     .unwrap();
                 fs::File::from(opened.fd)
                     .write_all(content.as_bytes())

@@ -1,0 +1,368 @@
+//! Who may do what: the kernel's permission rules applied to the view for a
+//! caller that is neither the daemon's own user nor root.
+//!
+//! The daemon acts with its own credentials, so the disk's checks never
+//! see the caller's. Its own user gets the disk's answers anyway (the
+//! physical steps fail as they would), and root passes the kernel's
+//! checks (CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_CHOWN). Any other caller is a
+//! process of the view that changed its credentials (`setuid`, `seteuid`,
+//! `setgroups`: a test harness, a build dropping root) and still holds the
+//! way to the daemon's socket (the library keeps it across the change):
+//! every operation it asks is checked here first, on the view's metadata
+//! (rift records and physical directories alike), as `inode_permission`,
+//! `may_create`, `may_delete` (with the sticky bit), `chown_ok`,
+//! `chgrp_ok` and `setattr_prepare` would, and what it creates is its own.
+
+use vrift_format::proto::{Op, Request, TIME_NOW, TIME_OMIT};
+
+use super::*;
+
+/// The caller of an operation: its effective ids and supplementary groups
+/// when it connected (`SO_PEERCRED`, `SO_PEERGROUPS`; the library connects
+/// once per request, so these are its credentials at the request).
+#[derive(Clone, Debug, Default)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+const MAY_EXEC: u32 = 1;
+const MAY_WRITE: u32 = 2;
+const MAY_READ: u32 = 4;
+
+/// An inode's owner and mode, as permission checks read them.
+#[derive(Clone, Copy, Debug)]
+struct Owned {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    dir: bool,
+}
+
+impl Caller {
+    fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid || self.groups.contains(&gid)
+    }
+
+    /// `generic_permission` without capabilities (root never gets here).
+    fn may(&self, o: &Owned, want: u32) -> bool {
+        let bits = if self.uid == o.uid {
+            o.mode >> 6
+        } else if self.in_group(o.gid) {
+            o.mode >> 3
+        } else {
+            o.mode
+        } & 7;
+        bits & want == want
+    }
+
+    /// Whether the checks apply: not root, not the daemon's own user.
+    pub fn is_foreign(&self) -> bool {
+        // SAFETY: geteuid cannot fail.
+        self.uid != 0 && self.uid != unsafe { libc::geteuid() }
+    }
+}
+
+impl Rift {
+    /// The owner and mode of what `rel` names in the view (None: nothing,
+    /// or not something a permission check reads: the op answers).
+    fn owned(&self, rel: &[u8]) -> Option<Owned> {
+        let of_meta = |m: &fs::Metadata| Owned {
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            dir: m.is_dir(),
+        };
+        match self.node(rel) {
+            Node::Dir => beneath::lstat(self.root(), rel).ok().map(|m| of_meta(&m)),
+            Node::Phys(m) => Some(of_meta(&m)),
+            Node::Entry(h, _) => {
+                let root = || fs::metadata(self.root()).ok();
+                let uid = match h.uid {
+                    OWNER_INHERIT => root()?.uid(),
+                    u => u,
+                };
+                let gid = match h.gid {
+                    OWNER_INHERIT => root()?.gid(),
+                    g => g,
+                };
+                Some(Owned {
+                    mode: h.mode & 0o7777,
+                    uid,
+                    gid,
+                    dir: false,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Search permission on every directory on the way to `rel` (the
+    /// project root's own ancestors included), in order; a missing or
+    /// non-directory component ends the walk (the operation answers
+    /// ENOENT or ENOTDIR, as the kernel's lookup would before any check
+    /// further on).
+    fn may_reach(&self, caller: &Caller, rel: &[u8]) -> OpResult<()> {
+        for anc in self
+            .root()
+            .ancestors()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            let Ok(m) = fs::metadata(anc) else { break };
+            let o = Owned {
+                mode: m.mode() & 0o7777,
+                uid: m.uid(),
+                gid: m.gid(),
+                dir: true,
+            };
+            if !caller.may(&o, MAY_EXEC) {
+                return posix(libc::EACCES);
+            }
+        }
+        for (i, _) in rel.iter().enumerate().filter(|(_, &c)| c == b'/') {
+            match self.owned(&rel[..i]) {
+                Some(o) if o.dir => {
+                    if !caller.may(&o, MAY_EXEC) {
+                        return posix(libc::EACCES);
+                    }
+                }
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// `may_create`: write and search on the parent, once the name is free
+    /// (a name that exists is the operation's EEXIST, checked first by the
+    /// kernel's lookup).
+    fn may_create(&self, caller: &Caller, rel: &[u8]) -> OpResult<()> {
+        self.may_reach(caller, rel)?;
+        if self.node(rel).exists() {
+            return Ok(());
+        }
+        match self.owned(parent_rel(rel)) {
+            Some(p) if p.dir && !caller.may(&p, MAY_WRITE | MAY_EXEC) => posix(libc::EACCES),
+            _ => Ok(()),
+        }
+    }
+
+    /// `may_delete`: write and search on the parent, and in a sticky
+    /// directory only the owner of the entry or of the directory.
+    fn may_delete(&self, caller: &Caller, rel: &[u8]) -> OpResult<()> {
+        self.may_reach(caller, rel)?;
+        let (Some(p), Some(victim)) = (self.owned(parent_rel(rel)), self.owned(rel)) else {
+            return Ok(());
+        };
+        if !p.dir {
+            return Ok(());
+        }
+        if !caller.may(&p, MAY_WRITE | MAY_EXEC) {
+            return posix(libc::EACCES);
+        }
+        if p.mode & libc::S_ISVTX != 0 && caller.uid != victim.uid && caller.uid != p.uid {
+            return posix(libc::EPERM);
+        }
+        Ok(())
+    }
+
+    /// Whether `caller` may ask `req` of the view: Ok, or the errno the
+    /// kernel would give it. Everything passes for root and the daemon's
+    /// own user (see the module's documentation).
+    pub fn permits(&self, caller: &Caller, req: &Request<'_>) -> OpResult<()> {
+        if !caller.is_foreign() {
+            return Ok(());
+        }
+        let owner_only = |rel: &[u8]| -> OpResult<Option<Owned>> {
+            self.may_reach(caller, rel)?;
+            match self.owned(rel) {
+                Some(o) if o.uid != caller.uid => posix(libc::EPERM),
+                o => Ok(o),
+            }
+        };
+        match req.op {
+            Op::OpenWrite => {
+                let flags = req.a as i32;
+                if flags & libc::O_TMPFILE == libc::O_TMPFILE {
+                    // The directory gets an unnamed file: write and search.
+                    self.may_reach(caller, req.path1)?;
+                    return match self.owned(req.path1) {
+                        Some(d) if d.dir && !caller.may(&d, MAY_WRITE | MAY_EXEC) => {
+                            posix(libc::EACCES)
+                        }
+                        _ => Ok(()),
+                    };
+                }
+                self.may_reach(caller, req.path1)?;
+                match self.owned(req.path1) {
+                    Some(o) if !o.dir => {
+                        let want = match flags & libc::O_ACCMODE {
+                            libc::O_RDONLY => MAY_READ,
+                            libc::O_WRONLY => MAY_WRITE,
+                            _ => MAY_READ | MAY_WRITE,
+                        };
+                        let excl =
+                            flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL;
+                        if !excl && !caller.may(&o, want) {
+                            return posix(libc::EACCES);
+                        }
+                        Ok(())
+                    }
+                    Some(_) => Ok(()),
+                    None if flags & libc::O_CREAT != 0 => self.may_create(caller, req.path1),
+                    None => Ok(()),
+                }
+            }
+            Op::OpenRead => {
+                self.may_reach(caller, req.path1)?;
+                match self.owned(req.path1) {
+                    Some(o) if !caller.may(&o, MAY_READ) => posix(libc::EACCES),
+                    _ => Ok(()),
+                }
+            }
+            Op::Truncate => {
+                self.may_reach(caller, req.path1)?;
+                match self.owned(req.path1) {
+                    Some(o) if !o.dir && !caller.may(&o, MAY_WRITE) => posix(libc::EACCES),
+                    _ => Ok(()),
+                }
+            }
+            Op::Mkdir | Op::Symlink | Op::Mknod => self.may_create(caller, req.path1),
+            Op::LinkTmp => self.may_create(caller, req.path1),
+            Op::Unlink | Op::Rmdir => self.may_delete(caller, req.path1),
+            Op::Link => {
+                self.may_reach(caller, req.path1)?;
+                self.may_create(caller, req.path2)?;
+                // fs.protected_hardlinks: linking another's file needs a
+                // regular, non-set-ID file the caller may read and write.
+                match self.owned(req.path1) {
+                    Some(o) if !o.dir && o.uid != caller.uid => {
+                        let set_id = o.mode & libc::S_ISUID != 0
+                            || o.mode & (libc::S_ISGID | 0o010) == libc::S_ISGID | 0o010;
+                        let regular = matches!(self.node(req.path1),
+                            Node::Entry(h, _) if h.kind == Kind::File)
+                            || matches!(self.node(req.path1),
+                            Node::Phys(m) if m.file_type().is_file());
+                        if set_id || !regular || !caller.may(&o, MAY_READ | MAY_WRITE) {
+                            return posix(libc::EPERM);
+                        }
+                        Ok(())
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Op::Rename => {
+                let (old, new) = (req.path1, req.path2);
+                self.may_delete(caller, old)?;
+                let exchange = req.a as u32 & libc::RENAME_EXCHANGE != 0;
+                if self.node(new).exists() {
+                    self.may_delete(caller, new)?;
+                } else if !exchange {
+                    self.may_create(caller, new)?;
+                }
+                // A directory moved to another parent has its `..`
+                // rewritten: write permission on it.
+                if parent_rel(old) != parent_rel(new) {
+                    for moved in [Some(old), exchange.then_some(new)].into_iter().flatten() {
+                        match self.owned(moved) {
+                            Some(o) if o.dir && !caller.may(&o, MAY_WRITE) => {
+                                return posix(libc::EACCES)
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Op::Chmod => owner_only(req.path1).map(drop),
+            Op::Chown => {
+                self.may_reach(caller, req.path1)?;
+                let Some(o) = self.owned(req.path1) else {
+                    return Ok(());
+                };
+                let (uid, gid) = (req.a as u32, req.b as u32);
+                // chown_ok: only "no change" of the owner; chgrp_ok: the
+                // owner, to a group of theirs.
+                let uid_ok = uid == u32::MAX || (uid == o.uid && caller.uid == o.uid);
+                let gid_ok = gid == u32::MAX
+                    || (caller.uid == o.uid && (gid == o.gid || caller.in_group(gid)));
+                match uid_ok && gid_ok {
+                    true => Ok(()),
+                    false => posix(libc::EPERM),
+                }
+            }
+            Op::Utimes => {
+                self.may_reach(caller, req.path1)?;
+                let Some(o) = self.owned(req.path1) else {
+                    return Ok(());
+                };
+                if o.uid == caller.uid {
+                    return Ok(());
+                }
+                // Explicit times: the owner only. "Now" (both, or one
+                // and the other omitted): the owner or a writer.
+                let now_only = [req.a, req.b]
+                    .iter()
+                    .all(|&t| t == TIME_NOW || t == TIME_OMIT);
+                match now_only {
+                    true if caller.may(&o, MAY_WRITE) => Ok(()),
+                    true => posix(libc::EACCES),
+                    false => posix(libc::EPERM),
+                }
+            }
+            // Stopping the daemon is its owner's.
+            Op::Stop => posix(libc::EPERM),
+            _ => Ok(()),
+        }
+    }
+
+    /// The mode a chmod of `rel` to `mode` sets: set-group-ID dropped
+    /// when a foreign caller is not in the file's group (`setattr_prepare`).
+    pub fn chmod_mode(&self, caller: &Caller, rel: &[u8], mode: u32) -> u32 {
+        match self.owned(rel) {
+            Some(o) if caller.is_foreign() && !caller.in_group(o.gid) => mode & !libc::S_ISGID,
+            _ => mode,
+        }
+    }
+
+    /// The name `req` would create, if it is free now and the caller is
+    /// foreign: after the request, [`Rift::own_created`] gives it to the
+    /// caller.
+    pub fn creates(&self, caller: &Caller, req: &Request<'_>) -> Option<Vec<u8>> {
+        let rel = match req.op {
+            Op::OpenWrite
+                if req.a as i32 & libc::O_CREAT != 0
+                    && req.a as i32 & libc::O_TMPFILE != libc::O_TMPFILE =>
+            {
+                req.path1
+            }
+            Op::Mkdir | Op::Symlink | Op::Mknod | Op::LinkTmp => req.path1,
+            _ => return None,
+        };
+        (caller.is_foreign() && !self.node(rel).exists()).then(|| rel.to_vec())
+    }
+
+    /// Makes `rel`, which a foreign caller's request just created, the
+    /// caller's (`inode_init_owner`): its uid, and its gid unless the
+    /// parent directory is set-group-ID.
+    pub fn own_created(&mut self, caller: &Caller, rel: &[u8]) -> OpResult<()> {
+        let gid = match self.new_entry_gid(rel) {
+            OWNER_INHERIT => caller.gid,
+            g => g,
+        };
+        match self.node(rel) {
+            // Directories are physical: chowned as the kernel would have
+            // made them (the daemon runs as root to serve another uid).
+            Node::Dir => beneath::lchown(self.root(), rel, caller.uid, gid)?,
+            Node::Entry(mut h, target) => {
+                h.uid = caller.uid;
+                h.gid = gid;
+                self.set(rel, encode(&h, &target))?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
