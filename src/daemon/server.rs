@@ -411,10 +411,11 @@ impl Server<'_> {
                         );
                         continue;
                     }
+                    let foreign = cred.uid != self.my_uid && cred.uid != 0;
                     // Read only where checks need them.
-                    let groups = match cred.uid == self.my_uid || cred.uid == 0 {
-                        true => Vec::new(),
-                        false => peer_groups(&sock),
+                    let groups = match foreign {
+                        true => peer_groups(&sock),
+                        false => Vec::new(),
                     };
                     self.out_of_fds = false;
                     let _ = sock.set_nonblocking(true);
@@ -427,6 +428,7 @@ impl Server<'_> {
                                 uid: cred.uid,
                                 gid: cred.gid,
                                 groups,
+                                foreign,
                             },
                             buf: Vec::new(),
                             id: self.next_id,

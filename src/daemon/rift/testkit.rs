@@ -66,6 +66,7 @@ pub fn me() -> Caller {
         // SAFETY: getgid cannot fail.
         gid: unsafe { libc::getgid() },
         groups: Vec::new(),
+        foreign: false,
     }
 }
 
