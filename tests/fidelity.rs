@@ -157,6 +157,54 @@ fn a_process_that_changes_its_credentials_is_judged_by_them() {
     assert_eq!(text(&owner.stdout).trim(), "65534:65534");
 }
 
+/// A process that starts in the project as another uid than its owner's
+/// (`setpriv` before the program) cannot read the project's table: it is
+/// refused in the project with one line, never shown the disk as the view
+/// nor let write there (a shared store, so that it can load the library).
+#[test]
+fn a_process_started_as_another_uid_is_refused_not_shown_the_disk() {
+    if !is_root() {
+        skip("needs root (setpriv to nobody)");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("proj");
+    for anc in root.ancestors().take_while(|a| a.starts_with(sb.path())) {
+        let mode = fs::metadata(anc).unwrap().permissions().mode();
+        fs::set_permissions(anc, fs::Permissions::from_mode(mode | 0o011)).unwrap();
+    }
+    let mut init = sb.cmd(&root, &["init"]);
+    init.env("VRIFT_STORE_SHARED", "1");
+    assert!(init.status().unwrap().success());
+    fs::create_dir(root.join("open")).unwrap();
+    fs::set_permissions(root.join("open"), fs::Permissions::from_mode(0o777)).unwrap();
+    let out = sb.run(
+        &root,
+        &[
+            "run",
+            "--",
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+            "echo x > open/leak",
+        ],
+    );
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("runs as another user than the project's owner and cannot see its view"),
+        "{err}"
+    );
+    assert!(
+        !root.join("open/leak").exists(),
+        "the write reached the disk"
+    );
+}
+
 /// LTP open04, creat05, dup06, dup205 (issue 15): the daemon keeps no fd
 /// per file open for writing (three processes hold 180 such files while
 /// the daemon, started under their limit of 100, ran out before), and a

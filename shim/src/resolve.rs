@@ -333,6 +333,7 @@ pub fn resolve<'t>(
             Some(t) => t,
             None => match state::table() {
                 Some(t) => *table.insert(t),
+                None if state::table_denied() => return (refuse_unviewable(), None),
                 None => return (View::Pass, None),
             },
         };
@@ -364,6 +365,23 @@ pub fn resolve<'t>(
         }
     }
     (View::Error(libc::ELOOP), table)
+}
+
+/// A process in the project that may not read its table (it started as
+/// another uid than the project's owner: `su`, `setpriv`, a program
+/// exec'd after dropping root) cannot see the view: refused, with one
+/// line, never shown the disk as if it were the view (issue 13).
+#[cold]
+#[inline(never)]
+fn refuse_unviewable<'t>() -> View<'t> {
+    static SAID: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, core::sync::atomic::Ordering::Relaxed) {
+        sys::complain(&[
+            b"vrift: this process runs as another user than the project's owner and cannot see its view; its files are refused (EACCES) in ",
+            state::ROOT.get(),
+        ]);
+    }
+    View::Error(libc::EACCES)
 }
 
 /// Whether the process may not search the directories on the way to

@@ -169,6 +169,9 @@ struct Startup {
     /// The process called a set*id function in the view (`creds`): lookups
     /// of rift entries check the search permission the kernel would.
     creds_changed: AtomicBool,
+    /// The table exists but this process may not read it (it runs as
+    /// another uid than the project's owner).
+    table_denied: AtomicBool,
     cwd: CwdCounters,
     root: RootBuf,
     first_table: TableSlot,
@@ -194,6 +197,7 @@ static STARTUP: Startup = Startup {
     mapped: AtomicUsize::new(0),
     shell: AtomicBool::new(false),
     creds_changed: AtomicBool::new(false),
+    table_denied: AtomicBool::new(false),
     cwd: CwdCounters::new(),
     root: RootBuf::new(),
     first_table: TableSlot::empty(),
@@ -208,6 +212,7 @@ static ACTIVATION: &AtomicU8 = &STARTUP.activation;
 static MAPPED: &AtomicUsize = &STARTUP.mapped;
 static SHELL: &AtomicBool = &STARTUP.shell;
 static CREDS_CHANGED: &AtomicBool = &STARTUP.creds_changed;
+static TABLE_DENIED: &AtomicBool = &STARTUP.table_denied;
 pub(crate) static CAPTURED_ENV: &[AtomicUsize; KEPT_VARS] = &STARTUP.captured_env;
 pub static ROOT: &RootBuf = &STARTUP.root;
 pub static DEV: &AtomicU64 = &STARTUP.dev;
@@ -346,6 +351,14 @@ pub fn creds_changed() -> bool {
     CREDS_CHANGED.load(Ordering::Relaxed)
 }
 
+/// Whether the project's table exists but this process may not read it:
+/// it cannot see the view, and is refused in the project rather than
+/// shown the disk (see `resolve`).
+#[cold]
+pub fn table_denied() -> bool {
+    TABLE_DENIED.load(Ordering::Relaxed)
+}
+
 /// Marks the process as one whose credentials change (`creds`).
 #[cold]
 pub(crate) fn note_creds_change() {
@@ -399,7 +412,13 @@ pub(crate) fn enter_view() {
 /// A new mapping of the table file, validated; never unmapped once
 /// returned (readers may hold it).
 fn mapped_table() -> Option<Table<'static>> {
-    let (ptr, len) = sys::map_file(ROOT.table_path())?;
+    let Some((ptr, len)) = sys::map_file(ROOT.table_path()) else {
+        // SAFETY: errno is thread-local.
+        if unsafe { *libc::__errno_location() } == libc::EACCES {
+            TABLE_DENIED.store(true, Ordering::Relaxed);
+        }
+        return None;
+    };
     // SAFETY: the mapping is live, page-aligned, and never unmapped once returned.
     let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(ptr as *const u8, len) };
     match Table::new(bytes) {
