@@ -631,6 +631,7 @@ fn commit_batch(
                 gid: vrift_format::OWNER_INHERIT,
                 atime_ns: 0,
                 ctime_ns: 0,
+                links: 0,
             };
             (h.rel.clone(), entry, h.pending)
         })

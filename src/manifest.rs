@@ -107,6 +107,8 @@ pub struct Entry {
     pub atime_ns: i64,
     /// 0: the mtime.
     pub ctime_ns: i64,
+    /// Other names of the same inode (hard links).
+    pub links: u8,
 }
 
 impl Entry {
@@ -125,6 +127,7 @@ impl Entry {
             gid: h.gid,
             atime_ns: h.atime_ns,
             ctime_ns: h.ctime_ns,
+            links: h.links,
         }
     }
 
@@ -142,6 +145,7 @@ impl Entry {
             gid: self.gid,
             atime_ns: self.atime_ns,
             ctime_ns: self.ctime_ns,
+            links: self.links,
         }
     }
 }

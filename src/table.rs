@@ -570,6 +570,7 @@ mod tests {
             gid: vrift_format::OWNER_INHERIT,
             atime_ns: 0,
             ctime_ns: 0,
+            links: 0,
         })
         .encode()
     }

@@ -205,6 +205,64 @@ fn a_process_started_as_another_uid_is_refused_not_shown_the_disk() {
     );
 }
 
+/// Hard links are one inode with several names (issue 15; git clone
+/// --local, ccache's hard-link mode and pnpm rely on them): the count and
+/// inode number, a write or chmod through one name seen through the
+/// others, unlinking one keeping the rest, rename between two names of one
+/// inode doing nothing, a link made while the file is written, links to a
+/// disk file and to a symlink — each as on disk (compared line by line).
+/// The links survive the daemon (the index is rebuilt from the table), and
+/// the disk's file is untouched.
+#[test]
+fn hard_links_are_one_inode_with_several_names() {
+    if !has_cc() {
+        skip("no C compiler");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let prog = compile_c(&sb, "links", &[]);
+    let root = sb.mkdir("proj");
+    let twin = sb.mkdir("twin");
+    for dir in [&root, &twin] {
+        fs::write(dir.join("disk.txt"), "disk").unwrap();
+    }
+    sb.ok(&root, &["init"]);
+    let n = same_probe_output(&sb, &prog, &root, &twin);
+    for line in [
+        "a nlink 2 mode 0644 size 3 content one",
+        "same inode a b: yes",
+        "a nlink 2 mode 0644 size 6 content onetwo",
+        "a nlink 2 mode 0600 size 6 content onetwo",
+        "b nlink 3 mode 0600 size 6 content onetwo",
+        "c nlink 2 mode 0600 size 6 content onetwo",
+        "rename b c (one inode) ok",
+        "b nlink 1 mode 0600 size 6 content onetwo",
+        "fstat of the writer: nlink 2",
+        "w nlink 2 mode 0644 size 3 content xyz",
+        "disk.txt nlink 2 mode 0644 size 9 content disk+more",
+        "same inode s s2: yes",
+        "link dir EPERM",
+    ] {
+        assert!(has_line(&n, line), "{line:?} in\n{n}");
+    }
+    assert_eq!(fs::read_to_string(root.join("disk.txt")).unwrap(), "disk");
+    assert!(!root.join("b").exists(), "a rift file on disk");
+    // Across a daemon restart: the count, and a write through one name
+    // seen through the other.
+    sb.ok(&root, &["daemon", "stop"]);
+    let out = sb.sh_in_view(
+        &root,
+        "stat -c %h w2 && echo more >> w2 && cat w && stat -c %h disk2",
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "2\nxyzmore\n2\n",
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// LTP open04, creat05, dup06, dup205 (issue 15): the daemon keeps no fd
 /// per file open for writing (three processes hold 180 such files while
 /// the daemon, started under their limit of 100, ran out before), and a

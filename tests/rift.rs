@@ -39,6 +39,7 @@ fn file(txn: &vrift::manifest::WriteTxn<'_>, cas: &Cas, path: &str, content: &[u
         gid: vrift_format::OWNER_INHERIT,
         atime_ns: 0,
         ctime_ns: 0,
+        links: 0,
     };
     txn.put(Layer::Rift, path.as_bytes(), &Record::Entry(entry))
         .unwrap();
@@ -225,6 +226,7 @@ fn ls_marks_where_each_name_comes_from() {
             gid: vrift_format::OWNER_INHERIT,
             atime_ns: 0,
             ctime_ns: 0,
+            links: 0,
         };
         txn.put(Layer::Rift, b"main-link", &Record::Entry(link))
             .unwrap();

@@ -88,6 +88,7 @@ fn entry(kind: Kind, target: &str) -> Record {
         gid: OWNER_INHERIT,
         atime_ns: 0,
         ctime_ns: 0,
+        links: 0,
     })
 }
 

@@ -116,8 +116,27 @@ pub fn get(fd: i32) -> Option<Meta> {
         if unsafe { crate::raw_syscall!(libc::SYS_fstat, fd, &mut st as *mut libc::stat) } == 0 {
             crate::statbuf::absorb_stat(&mut m, &st);
         }
+        // A file being written may have gained or lost names since it was
+        // opened (hard links): its record says. (A sealed file's fd
+        // reports the count it had when opened: that fstat stays free.)
+        if let Some(links) = current_links(fd) {
+            m.links = links;
+        }
     }
     Some(m)
+}
+
+/// The link count of `fd`'s entry as its record has it now.
+#[cold]
+#[inline(never)]
+fn current_links(fd: i32) -> Option<u8> {
+    let mut p = [0u8; PATH_CAP];
+    let n = path(fd, &mut p);
+    let rel = vrift_format::pathnorm::domain_rel(&p[..n], crate::state::ROOT.get())?;
+    match crate::state::table()?.lookup(rel)? {
+        vrift_format::RecordRef::Entry { header, .. } => Some(header.links),
+        _ => None,
+    }
 }
 
 /// The view path of a rift-entry fd (staged or not) into `out`; its length

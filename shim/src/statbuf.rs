@@ -1,5 +1,5 @@
 //! `struct stat` / `struct statx` for rift entries: the entry's own mode,
-//! size and mtime, nlink 1, its stable synthetic inode, and the project
+//! size and mtime, its link count, its stable synthetic inode, and the project
 //! root's device and owner.
 
 use core::sync::atomic::Ordering;
@@ -70,7 +70,7 @@ pub fn fill_stat(st: &mut libc::stat, m: &Meta) {
     st.st_dev = state::DEV.load(Ordering::Relaxed);
     st.st_ino = m.ino;
     st.st_mode = m.mode;
-    st.st_nlink = 1;
+    st.st_nlink = 1 + m.links as libc::nlink_t;
     (st.st_uid, st.st_gid) = owner(m);
     st.st_size = m.size as i64;
     st.st_rdev = m.rdev;
@@ -103,7 +103,7 @@ pub fn fill_statx(stx: &mut libc::statx, m: &Meta) {
     *stx = unsafe { core::mem::zeroed() };
     stx.stx_mask = libc::STATX_BASIC_STATS;
     stx.stx_blksize = 4096;
-    stx.stx_nlink = 1;
+    stx.stx_nlink = 1 + m.links as u32;
     (stx.stx_uid, stx.stx_gid) = owner(m);
     stx.stx_mode = m.mode as u16;
     stx.stx_ino = m.ino;

@@ -235,15 +235,18 @@ pub fn open_write(buf: &PathBuf, flags: c_int, mode: c_uint) -> Result<c_int, Pa
         // SAFETY: our fresh fd.
         unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
     }
-    let (uid, gid) = match state::table().and_then(|t| t.lookup(buf.rel())) {
-        Some(vrift_format::RecordRef::Entry { header, .. }) => (header.uid, header.gid),
-        _ => (vrift_format::OWNER_INHERIT, vrift_format::OWNER_INHERIT),
+    let (uid, gid, links) = match state::table().and_then(|t| t.lookup(buf.rel())) {
+        Some(vrift_format::RecordRef::Entry { header, .. }) => {
+            (header.uid, header.gid, header.links)
+        }
+        _ => (vrift_format::OWNER_INHERIT, vrift_format::OWNER_INHERIT, 0),
     };
     let meta = Meta {
         mode: ans.b as u32,
         ino: ans.a,
         uid,
         gid,
+        links,
         ..Meta::default()
     };
     if flags & libc::O_TMPFILE == libc::O_TMPFILE {

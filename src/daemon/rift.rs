@@ -7,6 +7,7 @@
 //! files and the CAS's blobs are never written. Directories are physical
 //! (DESIGN.md §2): mkdir/rmdir act on the disk for directories the rift made.
 
+mod links;
 mod lookup;
 mod ops;
 mod perm;
@@ -102,7 +103,8 @@ impl Node {
 /// fds): the read-only probe that takes the seal's lease is opened when a
 /// seal starts (see [`Partial`]).
 struct Staged {
-    rel: Vec<u8>,
+    /// Every name of the file (more than one: hard links, see links.rs).
+    rels: Vec<Vec<u8>>,
 }
 
 pub use perm::Caller;
@@ -115,6 +117,8 @@ pub struct Rift {
     id: Identity,
     staging_dir: PathBuf,
     staged: HashMap<Vec<u8>, Staged>,
+    /// The names of every inode that has more than one (see links.rs).
+    inodes: HashMap<u64, Vec<Vec<u8>>>,
     /// Anonymous (O_TMPFILE) staging files not linked into the view yet.
     anon: std::collections::HashSet<Vec<u8>>,
     /// Changes journaled and not yet committed to the manifest.
@@ -250,6 +254,7 @@ impl Rift {
             id,
             staging_dir,
             staged: HashMap::new(),
+            inodes: HashMap::new(),
             anon: Default::default(),
             uncommitted: Vec::new(),
             journal,
@@ -263,15 +268,18 @@ impl Rift {
         };
         for (rel, rec) in &view.records {
             if let Ok(RecordRef::Entry { header, target }) = vrift_format::decode_record(rec) {
+                if header.links > 0 {
+                    rift.inodes
+                        .entry(header.ino)
+                        .or_default()
+                        .push(rel.to_vec());
+                }
                 if header.is_staged() {
                     let probe = fs::symlink_metadata(
                         rift.staging_dir.join(std::ffi::OsStr::from_bytes(target)),
                     );
                     match probe {
-                        Ok(_) => {
-                            rift.staged
-                                .insert(target.to_vec(), Staged { rel: rel.to_vec() });
-                        }
+                        Ok(_) => rift.add_staged_name(target, rel),
                         Err(e) => eprintln!(
                             "vrift daemon: the staging file of {} is gone ({e}); the entry is dropped",
                             crate::paths::display(rel)
@@ -364,6 +372,22 @@ impl Rift {
     }
 
     fn apply_to_table(&mut self, c: &Change) -> Result<()> {
+        let at = match c {
+            Change::Set(p, _) | Change::Remove(p) => Some(p.as_slice()),
+            Change::Dir(..) => None,
+        };
+        let before = at.and_then(|p| self.linked_ino(p));
+        self.apply_to_table_only(c)?;
+        if let Some(p) = at {
+            let after = self.linked_ino(p);
+            if before != after {
+                self.reindex(p, before, after);
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_to_table_only(&mut self, c: &Change) -> Result<()> {
         loop {
             let res = match c {
                 Change::Set(p, r) => self.table.set(p, r),

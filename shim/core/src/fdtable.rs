@@ -30,6 +30,8 @@ pub const TMPFILE: Kind = 4;
 
 struct Slot {
     kind: AtomicU8,
+    /// Hard links: the entry's other names (`st_nlink` - 1).
+    links: AtomicU8,
     mode: AtomicU32,
     size: AtomicU64,
     mtime_ns: AtomicI64,
@@ -66,6 +68,7 @@ impl FdTable {
             slots: [const {
                 Slot {
                     kind: AtomicU8::new(UNUSED),
+                    links: AtomicU8::new(0),
                     mode: AtomicU32::new(0),
                     size: AtomicU64::new(0),
                     mtime_ns: AtomicI64::new(0),
@@ -99,6 +102,7 @@ impl FdTable {
         let Some(s) = self.slot(fd) else { return };
         s.kind.store(UNUSED, Ordering::Release);
         s.mode.store(meta.mode, Ordering::Relaxed);
+        s.links.store(meta.links, Ordering::Relaxed);
         // A special file shows size 0: its slot keeps its rdev instead.
         let special = vrift_format::is_special_type(meta.mode);
         s.size.store(
@@ -158,6 +162,7 @@ impl FdTable {
             ino: s.ino.load(Ordering::Relaxed),
             uid: (owner >> 32) as u32,
             gid: owner as u32,
+            links: s.links.load(Ordering::Relaxed),
         };
         Some((m, kind == STAGED || kind == TMPFILE))
     }
@@ -331,6 +336,7 @@ mod tests {
             ino: 77,
             uid: 1000,
             gid: 100,
+            links: 2,
         }
     }
 

@@ -228,7 +228,7 @@ pub const MAX_SYMLINK_TARGET: usize = 4096;
 /// for a staged file, the staging file's name):
 ///
 /// ```text
-///  0  kind u8        1  flags u8       2 HEADER_HAS_CTIME   3 reserved (zero)
+///  0  kind u8        1  flags u8       2 HEADER_HAS_CTIME   3 links u8 (other names)
 ///  4  mode u32 (permission bits and file-type bits as in st_mode)
 ///  8  size u64       16 mtime_ns i64   24 ino u64
 /// 32  hash [u8; 32] (zero for symlinks and staged files)
@@ -257,6 +257,10 @@ pub struct RecordHeader {
     /// The last change of the entry (0: its mtime; a staged file's is its
     /// staging file's when later).
     pub ctime_ns: i64,
+    /// Hard links: how many other names the inode has (`st_nlink` - 1;
+    /// every name's record carries the same inode, metadata and count, up
+    /// to 255 other names).
+    pub links: u8,
 }
 
 /// A decoded record borrowing its symlink target from the encoded bytes.
@@ -287,6 +291,7 @@ impl RecordHeader {
         b[0] = self.kind as u8;
         b[1] = self.flags;
         b[2] = HEADER_HAS_CTIME;
+        b[3] = self.links;
         b[4..8].copy_from_slice(&self.mode.to_le_bytes());
         b[8..16].copy_from_slice(&self.size.to_le_bytes());
         b[16..24].copy_from_slice(&self.mtime_ns.to_le_bytes());
@@ -357,6 +362,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<RecordRef<'_>, DecodeError> {
         } else {
             0
         },
+        links: bytes[3],
     };
     Ok(RecordRef::Entry {
         header,
@@ -428,6 +434,7 @@ mod tests {
             gid: OWNER_INHERIT,
             atime_ns: 11,
             ctime_ns: 13,
+            links: 0,
         };
         let mut buf = [0u8; RECORD_HEADER_LEN + 5];
         buf[..RECORD_HEADER_LEN].copy_from_slice(&header.encode());

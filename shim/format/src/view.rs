@@ -263,6 +263,8 @@ pub struct Meta {
     pub ino: u64,
     pub uid: u32,
     pub gid: u32,
+    /// Hard links: other names of the inode (`st_nlink` - 1).
+    pub links: u8,
 }
 
 impl Meta {
@@ -294,6 +296,7 @@ impl Meta {
             ino: h.ino,
             uid: h.uid,
             gid: h.gid,
+            links: h.links,
         }
     }
 
@@ -356,6 +359,7 @@ mod tests {
             gid: 7,
             atime_ns: 0,
             ctime_ns: 0,
+            links: 0,
         }
     }
 

@@ -42,6 +42,7 @@ impl Rift {
             gid: OWNER_INHERIT,
             atime_ns: atime_ns(m),
             ctime_ns: ctime_ns(m),
+            links: 0,
         };
         let _ = target;
         Ok(h)
@@ -80,8 +81,9 @@ impl Rift {
             Node::NotDir => posix(libc::ENOTDIR),
             Node::Dir => posix(libc::EISDIR),
             Node::Entry(h, t) => {
-                self.drop_staged(&h, &t);
                 self.delete(rel)?;
+                // Its other names (hard links) stay, one name less.
+                self.name_removed(rel, &h, &t)?;
                 Ok(())
             }
             Node::Phys(_) => {
@@ -236,6 +238,7 @@ impl Rift {
             gid: self.new_entry_gid(rel),
             atime_ns: now,
             ctime_ns: now,
+            links: 0,
         })
     }
 
@@ -254,46 +257,6 @@ impl Rift {
         Ok(())
     }
 
-    pub fn link(&mut self, old: &[u8], new: &[u8]) -> OpResult<()> {
-        let node = self.node(old);
-        if node.is_dir() {
-            return posix(libc::EPERM);
-        }
-        if self.node(new).exists() {
-            return posix(libc::EEXIST);
-        }
-        self.check_parent(new)?;
-        if let Node::Entry(h, t) = &node {
-            if h.is_staged() && !self.try_seal(t)? {
-                // Still being written: the link gets its content so far.
-                let (name, _) = self.stage_copy(&node, old, false)?;
-                // Its own inode: a link is a second entry (DESIGN.md §2).
-                let like = RecordHeader {
-                    ino: self.alloc_ino()?,
-                    ..*h
-                };
-                let rec = self.staged_record(Some(&like), 0, OWNER_INHERIT, false, &name)?;
-                self.register_staged(&name, new)?;
-                self.set(new, rec)?;
-                return Ok(());
-            }
-        }
-        let node = self.node(old);
-        let (mut h, target) = self.entry_of(old, &node)?;
-        // A link changes the inode: its ctime (the rift's own entry's too).
-        h.ctime_ns = now_ns();
-        if let Node::Entry(..) = node {
-            self.set(old, encode(&h, &target))?;
-        }
-        h.ino = self.alloc_ino()?;
-        h.flags &= !(FLAG_PHANTOM | FLAG_HIDES_DIR);
-        if beneath::lstat(self.root(), new).is_ok_and(|m| m.is_dir()) {
-            h.flags |= FLAG_HIDES_DIR;
-        }
-        self.set(new, encode(&h, &target))?;
-        Ok(())
-    }
-
     /// Sets metadata of a view entry, copying a physical file up first.
     pub(super) fn update_entry(
         &mut self,
@@ -303,9 +266,11 @@ impl Rift {
         let node = self.node(rel);
         let (mut h, target) = self.entry_of(rel, &node)?;
         f(&mut h);
-        // Every change of an entry's metadata is a change of its inode.
+        // Every change of an entry's metadata is a change of its inode
+        // (seen through each of its names: links.rs).
         h.ctime_ns = now_ns();
         self.set(rel, encode(&h, &target))?;
+        self.sync_names(&h, &target, rel)?;
         Ok(())
     }
 

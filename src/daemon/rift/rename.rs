@@ -31,6 +31,12 @@ impl Rift {
         if let Node::NotDir = dst {
             return posix(libc::ENOTDIR);
         }
+        // Two names of one inode (hard links): nothing to do, both stay.
+        if let (Node::Entry(a, _), Node::Entry(b, _)) = (&src, &dst) {
+            if a.links > 0 && a.ino == b.ino {
+                return Ok(());
+            }
+        }
         if !dst.exists() {
             if exchange {
                 return posix(libc::ENOENT);
@@ -51,14 +57,17 @@ impl Rift {
             // A rename changes each moved inode's ctime.
             a.ctime_ns = now_ns();
             b.ctime_ns = a.ctime_ns;
-            self.move_staged(&at, &a, new);
-            self.move_staged(&bt, &b, old);
+            self.move_staged(&at, &a, old, new);
+            self.move_staged(&bt, &b, new, old);
             let a = self.with_hides(new, a);
             let b = self.with_hides(old, b);
             self.record(vec![
                 Change::Set(new.to_vec(), encode(&a, &at)),
                 Change::Set(old.to_vec(), encode(&b, &bt)),
             ])?;
+            // Their other names see the new ctimes.
+            self.sync_names(&a, &at, new)?;
+            self.sync_names(&b, &bt, old)?;
             return Ok(());
         }
         if src.is_dir() {
@@ -78,12 +87,7 @@ impl Rift {
         }
         let (mut h, target) = self.entry_of(old, &src)?;
         h.ctime_ns = now_ns();
-        if let Node::Entry(dh, dt) = &dst {
-            if !(dh.is_staged() && h.is_staged() && dt == &target) {
-                self.drop_staged(dh, dt);
-            }
-        }
-        self.move_staged(&target, &h, new);
+        self.move_staged(&target, &h, old, new);
         let h = self.with_hides(new, h);
         let mut changes = vec![Change::Set(new.to_vec(), encode(&h, &target))];
         let below = beneath::lstat(self.root(), old).is_ok() || self.phantom(old)?.is_some();
@@ -93,6 +97,13 @@ impl Rift {
             Change::Remove(old.to_vec())
         });
         self.record(changes)?;
+        // The replaced entry: one name less for its inode (its staging
+        // file goes with its last name); the moved one's other names see
+        // its new ctime.
+        if let Node::Entry(dh, dt) = &dst {
+            self.name_removed(new, dh, dt)?;
+        }
+        self.sync_names(&h, &target, new)?;
         Ok(())
     }
 
@@ -151,15 +162,17 @@ impl Rift {
                 }
                 let (h, target) = self.entry_of(&f, &node)?;
                 if h.is_staged() {
-                    staged_moves.push((target.clone(), t.clone()));
+                    staged_moves.push((target.clone(), f.clone(), t.clone()));
                 }
                 let h = self.with_hides(&t, h);
                 changes.push(Change::Set(t, encode(&h, &target)));
             }
         }
-        for (name, to) in staged_moves {
+        for (name, from, to) in staged_moves {
             if let Some(st) = self.staged.get_mut(&name) {
-                st.rel = to;
+                for r in st.rels.iter_mut().filter(|r| **r == from) {
+                    *r = to.clone();
+                }
             }
         }
         self.record(changes)?;

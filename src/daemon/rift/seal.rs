@@ -160,7 +160,7 @@ impl Rift {
         probe: &File,
     ) -> Result<()> {
         let st = self.staged.get(name).expect("caller checked");
-        let rel = st.rel.clone();
+        let rels = st.rels.clone();
         let meta = probe.metadata()?;
         let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(name));
         // (The caller holds the gc lock shared.) The blob is linked, the
@@ -175,23 +175,30 @@ impl Rift {
             self.retired.push((path, Instant::now()));
         }
         crate::failpoint::hit("seal.linked");
-        let header = match self.table().lookup(&rel) {
-            Some(RecordRef::Entry { header, target }) if header.is_staged() && target == name => {
-                Some(header)
-            }
-            _ => None,
-        };
         self.staged.remove(name);
-        let Some(mut h) = header else {
-            return Ok(()); // the entry moved on (unlinked or replaced) meanwhile
-        };
-        h.flags &= !FLAG_STAGED;
-        h.hash = hash;
-        h.size = meta.len();
-        h.mtime_ns = mtime_ns(&meta);
-        h.atime_ns = atime_ns(&meta);
-        h.ctime_ns = h.ctime_ns.max(ctime_ns(&meta));
-        self.set(&rel, encode(&h, &[]))?;
+        // Each name of the file (several: hard links) whose record still
+        // names this staging file; one that moved on (unlinked or
+        // replaced meanwhile) is left alone.
+        let mut changes = Vec::new();
+        for rel in rels {
+            let Some(RecordRef::Entry { header, target }) = self.table().lookup(&rel) else {
+                continue;
+            };
+            if !header.is_staged() || target != name {
+                continue;
+            }
+            let mut h = header;
+            h.flags &= !FLAG_STAGED;
+            h.hash = hash;
+            h.size = meta.len();
+            h.mtime_ns = mtime_ns(&meta);
+            h.atime_ns = atime_ns(&meta);
+            h.ctime_ns = h.ctime_ns.max(ctime_ns(&meta));
+            changes.push(Change::Set(rel, encode(&h, &[])));
+        }
+        if !changes.is_empty() {
+            self.record(changes)?;
+        }
         crate::failpoint::hit("seal.recorded");
         Ok(())
     }

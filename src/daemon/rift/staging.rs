@@ -100,8 +100,12 @@ impl Rift {
     }
 
     pub(super) fn register_staged(&mut self, name: &[u8], rel: &[u8]) -> Result<()> {
-        self.staged
-            .insert(name.to_vec(), Staged { rel: rel.to_vec() });
+        self.staged.insert(
+            name.to_vec(),
+            Staged {
+                rels: vec![rel.to_vec()],
+            },
+        );
         Ok(())
     }
 
@@ -131,6 +135,7 @@ impl Rift {
             atime_ns: 0,
             // The staging file's (see `Meta::absorb`), or a later change's.
             ctime_ns: 0,
+            links: like.map(|h| h.links).unwrap_or(0),
         };
         Ok(encode(&h, name))
     }
@@ -202,7 +207,20 @@ impl Rift {
                         &name,
                     )?;
                     self.register_staged(&name, rel)?;
-                    self.set(rel, rec)?;
+                    self.set(rel, rec.clone())?;
+                    if h.links > 0 {
+                        // Every name of the inode is written through this
+                        // one staging file (links.rs).
+                        if let Ok(RecordRef::Entry { header, .. }) =
+                            vrift_format::decode_record(&rec)
+                        {
+                            let staged = header;
+                            self.sync_names(&staged, &name, rel)?;
+                            for other in self.names_of(h.ino) {
+                                self.add_staged_name(&name, &other);
+                            }
+                        }
+                    }
                     (name, h.mode, h.ino)
                 }
             }
@@ -313,10 +331,13 @@ impl Rift {
         }
     }
 
-    pub(super) fn move_staged(&mut self, target: &[u8], h: &RecordHeader, to: &[u8]) {
+    /// The staged file `target` is named `to` now instead of `from`.
+    pub(super) fn move_staged(&mut self, target: &[u8], h: &RecordHeader, from: &[u8], to: &[u8]) {
         if h.is_staged() {
             if let Some(st) = self.staged.get_mut(target) {
-                st.rel = to.to_vec();
+                for r in st.rels.iter_mut().filter(|r| r.as_slice() == from) {
+                    *r = to.to_vec();
+                }
             }
         }
     }
