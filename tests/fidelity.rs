@@ -142,6 +142,9 @@ fn a_process_that_changes_its_credentials_is_judged_by_them() {
         "create in 0755 dir as root again ok",
         "member: write-open of group 0660 ok",
         "outsider: write-open of group 0660 EACCES",
+        "d755/rootgrp 0:65534 0644",
+        "d755/fifo 0:65534 0600",
+        "d755/grpdir 0:65534 0755",
     ] {
         assert!(has_line(&n, line), "{line:?} in\n{n}");
     }

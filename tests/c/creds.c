@@ -175,6 +175,23 @@ int main(void) {
         _exit(0);
     }
     waitpid(pid, NULL, 0);
+    pid = fork();
+    if (pid == 0) {
+        /* Root with another group: what it creates has that group. */
+        if (setegid(NOBODY)) {
+            printf("setegid failed %s\n", strerrorname_np(errno));
+            _exit(1);
+        }
+        report("root, group nobody: create", create("d755/rootgrp", 0644));
+        owner("d755/rootgrp");
+        report("root, group nobody: mkfifo", mkfifo("d755/fifo", 0600));
+        owner("d755/fifo");
+        report("root, group nobody: mkdir", mkdir("d755/grpdir", 0755));
+        owner("d755/grpdir");
+        fflush(stdout);
+        _exit(0);
+    }
+    waitpid(pid, NULL, 0);
     /* setfsuid/setfsgid to the ids it has (the daemon learns effective
      * ids, not file-system ones: README, "Conformance"). */
     report("setfsgid to own gid", setfsgid(0) == 0 ? 0 : -1);

@@ -329,9 +329,11 @@ impl Rift {
         }
     }
 
-    /// The name `req` would create, if it is free now and the caller is
-    /// foreign: after the request, [`Rift::own_created`] gives it to the
-    /// caller.
+    /// The name `req` would create, if it is free now and its creator is
+    /// not who a new entry's owner defaults to (the project root's owner:
+    /// `OWNER_INHERIT`): a foreign caller, root in another user's project,
+    /// a process whose group changed (`setgid`). After the request,
+    /// [`Rift::own_created`] gives it to its creator.
     pub fn creates(&self, caller: &Caller, req: &Request<'_>) -> Option<Vec<u8>> {
         let rel = match req.op {
             Op::OpenWrite
@@ -343,28 +345,54 @@ impl Rift {
             Op::Mkdir | Op::Symlink | Op::Mknod | Op::LinkTmp => req.path1,
             _ => return None,
         };
-        (caller.is_foreign() && !self.node(rel).exists()).then(|| rel.to_vec())
+        let root = fs::metadata(self.root()).ok()?;
+        let defaults = caller.uid == root.uid() && caller.gid == root.gid();
+        (caller.is_foreign() || !defaults)
+            .then_some(())
+            .filter(|()| !self.node(rel).exists())
+            .map(|()| rel.to_vec())
     }
 
-    /// Makes `rel`, which a foreign caller's request just created, the
-    /// caller's (`inode_init_owner`): its uid, and its gid unless the
-    /// parent directory is set-group-ID.
+    /// Makes `rel`, which the request of `caller` just created, its
+    /// creator's (`inode_init_owner`): its uid, and its gid unless the
+    /// parent directory is set-group-ID (ids equal to the project root's
+    /// owner's stay `OWNER_INHERIT`).
     pub fn own_created(&mut self, caller: &Caller, rel: &[u8]) -> OpResult<()> {
+        let root = fs::metadata(self.root())?;
+        let uid = match caller.uid == root.uid() {
+            true => OWNER_INHERIT,
+            false => caller.uid,
+        };
         let gid = match self.new_entry_gid(rel) {
+            OWNER_INHERIT if caller.gid == root.gid() => OWNER_INHERIT,
             OWNER_INHERIT => caller.gid,
             g => g,
         };
         match self.node(rel) {
             // Directories are physical: chowned as the kernel would have
-            // made them (the daemon runs as root to serve another uid).
-            Node::Dir => beneath::lchown(self.root(), rel, caller.uid, gid)?,
-            Node::Entry(mut h, target) => {
-                h.uid = caller.uid;
+            // made them, where the daemon may (it must, to serve a
+            // foreign caller: it runs as root then).
+            Node::Dir => {
+                let res = beneath::lchown(self.root(), rel, caller.uid, gid_or(gid, &root));
+                if caller.is_foreign() {
+                    res?;
+                }
+            }
+            Node::Entry(mut h, target) if (h.uid, h.gid) != (uid, gid) => {
+                h.uid = uid;
                 h.gid = gid;
                 self.set(rel, encode(&h, &target))?;
             }
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// A record's group as an id (`OWNER_INHERIT`: the project root's).
+fn gid_or(gid: u32, root: &fs::Metadata) -> u32 {
+    match gid {
+        OWNER_INHERIT => root.gid(),
+        g => g,
     }
 }
