@@ -200,11 +200,15 @@ impl Rift {
                 self.may_reach(caller, req.path1)?;
                 match self.owned(req.path1) {
                     Some(o) if !o.dir => {
-                        let want = match flags & libc::O_ACCMODE {
+                        let mut want = match flags & libc::O_ACCMODE {
                             libc::O_RDONLY => MAY_READ,
                             libc::O_WRONLY => MAY_WRITE,
                             _ => MAY_READ | MAY_WRITE,
                         };
+                        // O_TRUNC writes, whatever the access mode says.
+                        if flags & libc::O_TRUNC != 0 {
+                            want |= MAY_WRITE;
+                        }
                         let excl =
                             flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL;
                         if !excl && !caller.may(&o, want) {
