@@ -452,6 +452,27 @@ fn peer_is(fd: c_int, uid: u32) -> bool {
 /// a fork keeps it), -1 if none, and the uid that owns the socket.
 static HANDLE_FD: AtomicI32 = AtomicI32::new(-1);
 static HANDLE_UID: AtomicU32 = AtomicU32::new(0);
+/// The process whose fd table holds the handle: a vfork child shares our
+/// memory but not our fds, so a handle it took is not ours (a fork child
+/// inherits the fd: [`after_fork_in_child`] makes it its own).
+static HANDLE_PID: AtomicI32 = AtomicI32::new(0);
+
+fn getpid() -> i32 {
+    // SAFETY: getpid cannot fail.
+    unsafe { crate::raw_syscall!(libc::SYS_getpid) as i32 }
+}
+
+/// Whether the handle in [`HANDLE_FD`] (if any) is in this process's fds.
+fn handle_is_ours() -> bool {
+    HANDLE_FD.load(Ordering::Acquire) >= 0 && HANDLE_PID.load(Ordering::Relaxed) == getpid()
+}
+
+/// After fork, in the child: the inherited handle is the child's too.
+pub fn after_fork_in_child() {
+    if HANDLE_FD.load(Ordering::Acquire) >= 0 {
+        HANDLE_PID.store(getpid(), Ordering::Relaxed);
+    }
+}
 
 /// Called before this process changes its credentials (`creds`): takes a
 /// handle on the daemon's socket while the process may still enter the
@@ -462,7 +483,7 @@ static HANDLE_UID: AtomicU32 = AtomicU32::new(0);
 /// would (rift/perm.rs). Once per process.
 #[cold]
 pub fn keep_way_to_daemon() {
-    if HANDLE_FD.load(Ordering::Relaxed) >= 0 {
+    if handle_is_ours() {
         return;
     }
     let Some(table) = state::table() else {
@@ -516,7 +537,15 @@ pub fn keep_way_to_daemon() {
         fd
     };
     HANDLE_UID.store(st.st_uid, Ordering::Relaxed);
-    HANDLE_FD.store(fd, Ordering::Release);
+    HANDLE_PID.store(getpid(), Ordering::Relaxed);
+    // Two threads changing credentials at once: one handle is kept.
+    let was = HANDLE_FD.load(Ordering::Acquire);
+    if HANDLE_FD
+        .compare_exchange(was, fd, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        sys::close_raw(fd);
+    }
 }
 
 /// Where the socket handle goes (the lowest free number from here).
@@ -527,7 +556,7 @@ const HANDLE_MIN_FD: c_int = 256;
 /// socket's own path). Written into `buf`.
 fn handle_path(buf: &mut [u8; 32]) -> Option<(usize, u32)> {
     let fd = HANDLE_FD.load(Ordering::Acquire);
-    if fd < 0 {
+    if fd < 0 || !handle_is_ours() {
         return None;
     }
     let owner = HANDLE_UID.load(Ordering::Relaxed);

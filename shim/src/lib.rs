@@ -200,6 +200,7 @@ pub extern "C" fn fork() -> libc::pid_t {
     if pid == 0 {
         cwd::after_fork_in_child();
         state::after_fork_in_child();
+        client::after_fork_in_child();
     }
     pid
 }
