@@ -8,6 +8,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use common::*;
 
@@ -71,6 +72,15 @@ fn issue_15_ltp_corners_answer_as_the_kernel() {
 /// the view of a fresh project; asserts the lines match. Returns the
 /// sandbox, the project and the native output.
 fn probe_native_and_in_view(name: &str) -> Option<(Sandbox, std::path::PathBuf, String)> {
+    probe_with_setup(name, |_, _| {})
+}
+
+/// [`probe_native_and_in_view`] after `setup` ran on the project and on
+/// its physical twin (before `vrift init`).
+fn probe_with_setup(
+    name: &str,
+    setup: impl Fn(&Sandbox, &Path),
+) -> Option<(Sandbox, std::path::PathBuf, String)> {
     if !has_cc() {
         skip("no C compiler");
         return None;
@@ -80,9 +90,20 @@ fn probe_native_and_in_view(name: &str) -> Option<(Sandbox, std::path::PathBuf, 
     let prog = compile_c(&sb, name, &[]);
     let root = sb.mkdir("proj");
     let twin = sb.mkdir("twin");
+    for dir in [&root, &twin] {
+        setup(&sb, dir);
+    }
     sb.ok(&root, &["init"]);
     let n = same_probe_output(&sb, &prog, &root, &twin);
     Some((sb, root, n))
+}
+
+/// Lets every user reach `dir` (the sandbox's directories are private).
+fn open_to_others(sb: &Sandbox, dir: &Path) {
+    for anc in dir.ancestors().take_while(|a| a.starts_with(sb.path())) {
+        let mode = fs::metadata(anc).unwrap().permissions().mode();
+        fs::set_permissions(anc, fs::Permissions::from_mode(mode | 0o011)).unwrap();
+    }
 }
 
 /// Permissions for the process's credentials (issue 15): as root, a probe
@@ -99,24 +120,11 @@ fn a_process_that_changes_its_credentials_is_judged_by_them() {
         skip("needs root (the probe drops to nobody)");
         return;
     }
-    if !has_cc() {
-        skip("no C compiler");
+    // nobody must be able to reach both trees.
+    let Some((sb, root, n)) = probe_with_setup("creds", open_to_others) else {
         return;
-    }
-    build_shim();
-    let sb = Sandbox::new();
-    let prog = compile_c(&sb, "creds", &[]);
-    let root = sb.mkdir("proj");
-    let twin = sb.mkdir("twin");
-    // nobody must be able to reach both trees (the sandbox is private).
-    for dir in [&root, &twin] {
-        for anc in dir.ancestors().take_while(|a| a.starts_with(sb.path())) {
-            let mode = fs::metadata(anc).unwrap().permissions().mode();
-            fs::set_permissions(anc, fs::Permissions::from_mode(mode | 0o011)).unwrap();
-        }
-    }
-    sb.ok(&root, &["init"]);
-    let n = same_probe_output(&sb, &prog, &root, &twin);
+    };
+    let twin = sb.path().join("twin");
     for line in [
         "read root file 0644 ok",
         "read root file 0600 EACCES",
@@ -173,10 +181,7 @@ fn a_process_started_as_another_uid_is_refused_not_shown_the_disk() {
     build_shim();
     let sb = Sandbox::new();
     let root = sb.mkdir("proj");
-    for anc in root.ancestors().take_while(|a| a.starts_with(sb.path())) {
-        let mode = fs::metadata(anc).unwrap().permissions().mode();
-        fs::set_permissions(anc, fs::Permissions::from_mode(mode | 0o011)).unwrap();
-    }
+    open_to_others(&sb, &root);
     let mut init = sb.cmd(&root, &["init"]);
     init.env("VRIFT_STORE_SHARED", "1");
     assert!(init.status().unwrap().success());
@@ -218,20 +223,11 @@ fn a_process_started_as_another_uid_is_refused_not_shown_the_disk() {
 /// the disk's file is untouched.
 #[test]
 fn hard_links_are_one_inode_with_several_names() {
-    if !has_cc() {
-        skip("no C compiler");
-        return;
-    }
-    build_shim();
-    let sb = Sandbox::new();
-    let prog = compile_c(&sb, "links", &[]);
-    let root = sb.mkdir("proj");
-    let twin = sb.mkdir("twin");
-    for dir in [&root, &twin] {
+    let Some((sb, root, n)) = probe_with_setup("links", |_, dir| {
         fs::write(dir.join("disk.txt"), "disk").unwrap();
-    }
-    sb.ok(&root, &["init"]);
-    let n = same_probe_output(&sb, &prog, &root, &twin);
+    }) else {
+        return;
+    };
     for line in [
         "a nlink 2 mode 0644 size 3 content one",
         "same inode a b: yes",
