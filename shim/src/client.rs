@@ -756,23 +756,24 @@ fn decoded(mut ans: Answer, reply: &[u8], mut rfd: c_int, sock: c_int) -> Answer
 /// The daemon this process kept a way to (before it changed its
 /// credentials) has exited, and a process of other credentials cannot
 /// start the next one.
-fn gone_after_change(mut ans: Answer) -> Answer {
-    if !COMPLAINED.swap(true, Ordering::Relaxed) {
-        sys::complain(&[
-            b"vrift: this process changed its credentials and the rift's daemon it could reach has exited; writes fail with EIO in ",
-            state::ROOT.get(),
-        ]);
-    }
-    ans.errno = libc::EIO;
-    ans
+fn gone_after_change(ans: Answer) -> Answer {
+    eio_saying(
+        ans,
+        b"vrift: this process changed its credentials and the rift's daemon it could reach has exited; writes fail with EIO in ",
+    )
 }
 
-fn unreachable(mut ans: Answer) -> Answer {
+fn unreachable(ans: Answer) -> Answer {
+    eio_saying(
+        ans,
+        b"vrift: the rift's daemon cannot be reached (see .vrift/daemon.log); writes fail with EIO in ",
+    )
+}
+
+/// EIO, and `why` (followed by the project root) on stderr once per process.
+fn eio_saying(mut ans: Answer, why: &[u8]) -> Answer {
     if !COMPLAINED.swap(true, Ordering::Relaxed) {
-        sys::complain(&[
-            b"vrift: the rift's daemon cannot be reached (see .vrift/daemon.log); writes fail with EIO in ",
-            state::ROOT.get(),
-        ]);
+        sys::complain(&[why, state::ROOT.get()]);
     }
     ans.errno = libc::EIO;
     ans
