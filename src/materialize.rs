@@ -98,6 +98,27 @@ pub fn materialize(
         .collect();
     bar.finish_and_clear();
 
+    // Names of one inode (hard links in the rift) become one inode on disk
+    // too: each was written above; all but the first become links to it.
+    let mut results = results;
+    let mut first_of: std::collections::HashMap<u64, PathBuf> = Default::default();
+    for (i, r) in results.iter_mut() {
+        let (rel, (action, _)) = items[*i];
+        let Action::Write(e) = action else { continue };
+        if e.links == 0 || r.is_err() {
+            continue;
+        }
+        let dest = project.disk_path(rel);
+        match first_of.entry(e.ino) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(dest);
+            }
+            std::collections::hash_map::Entry::Occupied(first) => {
+                *r = link_over(first.get(), &dest);
+            }
+        }
+    }
+
     let mut report = Report::default();
     let mut done = Vec::new();
     for (i, r) in results {
@@ -197,6 +218,17 @@ fn write_entry(project: &Project, cas: &Cas, dest: &Path, e: &Entry) -> io::Resu
         let _ = fs::remove_file(&tmp);
     }
     res
+}
+
+/// Replaces `dest` by a hard link to `first` (through a name beside it, so
+/// `dest` is never missing).
+fn link_over(first: &Path, dest: &Path) -> io::Result<()> {
+    let tmp = tmp_beside(dest);
+    let _ = fs::remove_file(&tmp);
+    fs::hard_link(first, &tmp)?;
+    fs::rename(&tmp, dest).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
 }
 
 /// Reflink (`FICLONE`) when the filesystem shares extents, else a kernel copy.

@@ -7,7 +7,7 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use common::*;
@@ -260,6 +260,14 @@ fn hard_links_are_one_inode_with_several_names() {
         "{}",
         text(&out.stderr)
     );
+    // Written back to the disk, the names of one inode are one inode there.
+    sb.ok(&root, &["materialize"]);
+    let (w, w2) = (
+        fs::metadata(root.join("w")).unwrap(),
+        fs::metadata(root.join("w2")).unwrap(),
+    );
+    assert_eq!((w.ino(), w.nlink()), (w2.ino(), 2));
+    assert_eq!(fs::read_to_string(root.join("w2")).unwrap(), "xyzmore\n");
 }
 
 /// LTP open04, creat05, dup06, dup205 (issue 15): the daemon keeps no fd
