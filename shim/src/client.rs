@@ -801,6 +801,48 @@ pub fn open_read(view_path: &[u8]) -> c_int {
     ans.fd
 }
 
+/// An fd of the project's current table from the daemon (`OpenRead` with
+/// `OPEN_READ_TABLE`), for a process whose credentials changed: a table
+/// of a new generation is a file its new credentials may not open. -1 if
+/// the daemon cannot lend one.
+pub fn table_fd() -> c_int {
+    let ans = call(
+        Op::OpenRead,
+        0,
+        vrift_format::proto::OPEN_READ_TABLE,
+        b"",
+        b"",
+    );
+    if ans.errno != 0 && ans.fd >= 0 {
+        sys::close_raw(ans.fd);
+        return -1;
+    }
+    ans.fd
+}
+
+/// `fstat` of the staging file `name` (a rift file being written) through
+/// the daemon, for a process whose credentials changed and that cannot
+/// reach the private store: the daemon sends an `O_PATH` fd of it.
+#[cold]
+pub fn stat_staging(name: &[u8]) -> Option<libc::stat> {
+    let ans = call(
+        Op::OpenRead,
+        0,
+        vrift_format::proto::OPEN_READ_STAGING,
+        name,
+        b"",
+    );
+    if ans.fd < 0 {
+        return None;
+    }
+    let st = sys::fstat_raw(ans.fd);
+    sys::close_raw(ans.fd);
+    if ans.errno != 0 {
+        return None;
+    }
+    st
+}
+
 /// A blob the view needs is not in the store (a snapshot pulled without
 /// `--eager`): asks the daemon to fetch it from the project's remotes.
 /// True: it is in the store now. False: one line on stderr says why (for

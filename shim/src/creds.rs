@@ -27,6 +27,7 @@ use crate::{call_real, client, state};
 fn before_change() {
     if state::ready() {
         state::note_creds_change();
+        state::set_table_fd_source(client::table_fd);
         client::keep_way_to_daemon();
     }
 }

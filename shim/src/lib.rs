@@ -31,8 +31,10 @@
 //! # Layers
 //!
 //! The modules read bottom-up: raw system calls and the real libc
-//! functions, then the process's state, then resolution (what a path names,
-//! what an fd shows), the daemon's client, the families of interposers, and
+//! functions, then the process's state, the daemon's client, then
+//! resolution (what a path names, what an fd shows; a process whose
+//! credentials changed asks the daemon for what it cannot reach), the
+//! credential wrappers, the families of interposers, and
 //! on top the dispatchers that call back into them. Listed bottom first, each
 //! with the modules it names: only modules listed before it
 //! (`shim/tests/layers.rs` fails otherwise, and when this list is not the
@@ -47,10 +49,10 @@
 //! fns             → —
 //! state           → sys
 //! cwd             → state sys
-//! statbuf         → state sys
+//! client          → fns real state sys
+//! statbuf         → client state sys
 //! fdtable         → statbuf state sys
 //! resolve         → cwd fdtable real state sys
-//! client          → fns real state sys
 //! creds           → client fns real state sys
 //! stat            → fdtable fns real resolve statbuf state sys
 //! write           → client fdtable fns real resolve seccomp::filter stat statbuf state sys

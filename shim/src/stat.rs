@@ -29,6 +29,24 @@ pub fn lookup_meta(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut Pa
         return Lk::Real;
     }
     match resolve(dirfd, p, follow, buf).0 {
+        View::Entry { header, target } => match crate::statbuf::entry_meta_now(&header, target) {
+            Some(m) => Lk::Meta(m),
+            // Sealed between the lookup and the stat of its staging file:
+            // looked up again.
+            None => match resolve(dirfd, p, follow, buf).0 {
+                View::Entry { header, target } => {
+                    Lk::Meta(crate::statbuf::entry_meta(&header, target))
+                }
+                other => lk_of(other),
+            },
+        },
+        other => lk_of(other),
+    }
+}
+
+/// What a resolution that found no entry means for a stat.
+fn lk_of(view: View<'_>) -> Lk {
+    match view {
         View::Pass | View::Disk { rewritten: false } => Lk::Real,
         View::Disk { rewritten: true } => Lk::RealAt,
         View::Entry { header, target } => Lk::Meta(crate::statbuf::entry_meta(&header, target)),

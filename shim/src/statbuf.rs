@@ -23,28 +23,53 @@ pub fn entry_meta(h: &RecordHeader, target: &[u8]) -> Meta {
     m
 }
 
+/// [`entry_meta`], or None if the entry is staged and its staging file is
+/// gone (sealed since the record was read): the caller looks again.
+#[inline(always)]
+pub fn entry_meta_now(h: &RecordHeader, target: &[u8]) -> Option<Meta> {
+    let mut m = Meta::of(h, target);
+    if h.is_staged() && !absorb_staging(&mut m, target) {
+        return None;
+    }
+    Some(m)
+}
+
 /// Size and times from the staging file named `name`. Apart, and never
 /// inlined: its two path buffers would otherwise be in the frame of every
 /// rift stat, whose stack probes then touch (and, in a fresh process, fault
 /// in) three stack pages.
 #[cold]
 #[inline(never)]
-fn absorb_staging(m: &mut Meta, name: &[u8]) {
+fn absorb_staging(m: &mut Meta, name: &[u8]) -> bool {
     let mut path = [0u8; vrift_shim_core::PATH_MAX + 1];
     // The staging file: `<cas>/staging/<name>`.
     let cas = state::table().map(|t| t.cas_root());
     let staged = cas.and_then(|cas| {
         vrift_shim_core::path::named_in_store(cas, vrift_format::STAGING_DIR, name, &mut path)
     });
-    if let Some(n) = staged {
-        if let Some(st) = crate::sys::stat_raw(&path[..n]) {
+    let Some(n) = staged else {
+        return true;
+    };
+    let st = crate::sys::stat_raw(&path[..n]).or_else(|| {
+        // New credentials cannot reach the private store: the daemon lends
+        // an O_PATH fd of the staging file.
+        state::creds_changed()
+            .then(|| crate::client::stat_staging(name))
+            .flatten()
+    });
+    match st {
+        Some(st) => {
             absorb_stat(m, &st);
+            true
         }
+        None => false,
     }
 }
 
-/// Takes size and times from the real file behind a staged entry.
+/// Takes size and times from the real file behind a staged entry, and the
+/// set-ID bits the kernel cleared on it.
 pub fn absorb_stat(m: &mut Meta, st: &libc::stat) {
+    m.mode = vrift_format::view::mirrored_set_id(m.mode, st.st_mode);
     m.absorb(
         st.st_size as u64,
         st.st_mtime * 1_000_000_000 + st.st_mtime_nsec,

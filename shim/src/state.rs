@@ -359,6 +359,20 @@ pub fn table_denied() -> bool {
     TABLE_DENIED.load(Ordering::Relaxed)
 }
 
+/// How a process whose credentials changed gets an fd of a table file it
+/// may not open itself: a `fn() -> i32` set by `creds` (the daemon lends
+/// it through `client`, a layer above this one), 0 if none.
+static TABLE_FD_SOURCE: AtomicUsize = AtomicUsize::new(0);
+
+/// A table fd is being asked of the daemon (see `mapped_table`).
+static LENDING: AtomicBool = AtomicBool::new(false);
+
+/// Sets [`TABLE_FD_SOURCE`].
+#[cold]
+pub(crate) fn set_table_fd_source(f: fn() -> i32) {
+    TABLE_FD_SOURCE.store(f as usize, Ordering::Release);
+}
+
 /// Marks the process as one whose credentials change (`creds`).
 #[cold]
 pub(crate) fn note_creds_change() {
@@ -412,13 +426,35 @@ pub(crate) fn enter_view() {
 /// A new mapping of the table file, validated; never unmapped once
 /// returned (readers may hold it).
 fn mapped_table() -> Option<Table<'static>> {
-    let Some((ptr, len)) = sys::map_file(ROOT.table_path()) else {
+    let mapped = sys::map_file(ROOT.table_path()).or_else(|| {
         // SAFETY: errno is thread-local.
-        if unsafe { *libc::__errno_location() } == libc::EACCES {
+        if unsafe { *libc::__errno_location() } != libc::EACCES {
+            return None;
+        }
+        // A process whose credentials changed: the daemon lends an fd of
+        // the table (a new generation is a new file it may not open).
+        // (Asking the daemon needs the table's socket path: a table being
+        // mapped for that request is not asked for again.)
+        let lent = match TABLE_FD_SOURCE.load(Ordering::Acquire) {
+            0 => None,
+            _ if LENDING.swap(true, Ordering::Acquire) => None,
+            f => {
+                // SAFETY: only ever a `fn() -> i32` (set_table_fd_source).
+                let fd = unsafe { core::mem::transmute::<usize, fn() -> i32>(f) }();
+                LENDING.store(false, Ordering::Release);
+                if fd >= 0 {
+                    sys::map_fd(fd)
+                } else {
+                    None
+                }
+            }
+        };
+        if lent.is_none() {
             TABLE_DENIED.store(true, Ordering::Relaxed);
         }
-        return None;
-    };
+        lent
+    });
+    let (ptr, len) = mapped?;
     // SAFETY: the mapping is live, page-aligned, and never unmapped once returned.
     let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(ptr as *const u8, len) };
     match Table::new(bytes) {

@@ -278,6 +278,12 @@ pub fn map_file(path: &CStr) -> Option<(usize, usize)> {
     if fd < 0 {
         return None;
     }
+    map_fd(fd)
+}
+
+/// Maps the whole file open on `fd` read-only, and closes `fd`; returns
+/// (address, length).
+pub fn map_fd(fd: i32) -> Option<(usize, usize)> {
     // SAFETY: zeroed stat is a valid out-buffer.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: fd is open.

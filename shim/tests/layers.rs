@@ -25,12 +25,13 @@ const ORDER: &[&str] = &[
     // Process state: the root, the mapped table, the caches.
     "state",
     "cwd",
+    // Talking to the daemon.
+    "client",
     // Resolution: what a path names in the view, what an fd shows.
     "statbuf",
     "fdtable",
     "resolve",
-    // Talking to the daemon.
-    "client",
+    // Credential changes keep the way to the daemon.
     "creds",
     // Families of interposers.
     "stat",

@@ -267,8 +267,12 @@ fn open_write(rift: &mut Rift, caller: &Caller, req: &Request<'_>) -> Handled {
 }
 
 fn open_read(rift: &mut Rift, _: &Caller, req: &Request<'_>) -> Handled {
-    rift.open_read(req.path1)
-        .map(|fd| Answer::new(0, 0, 0, Vec::new(), Some(fd)))
+    let fd = match req.b {
+        vrift_format::proto::OPEN_READ_STAGING => rift.open_staging_path(req.path1),
+        vrift_format::proto::OPEN_READ_TABLE => rift.open_table(),
+        _ => rift.open_read(req.path1),
+    };
+    fd.map(|fd| Answer::new(0, 0, 0, Vec::new(), Some(fd)))
 }
 
 fn unlink(rift: &mut Rift, _: &Caller, req: &Request<'_>) -> Handled {

@@ -59,7 +59,21 @@ static int stat_of(const char *path) {
     return stat(path, &st);
 }
 
+static int append(const char *path) {
+    int fd = open(path, O_WRONLY | O_APPEND);
+    if (fd < 0) return -1;
+    int w = write(fd, "more\n", 5);
+    close(fd);
+    return w == 5 ? 0 : -1;
+}
+
 static void as_nobody_effective(void) {
+    report("write set-uid 04777 root file", append("suid4777"));
+    owner("suid4777");
+    report("write set-gid 02777 root file", append("sgid2777"));
+    owner("sgid2777");
+    report("truncate set-uid 04777 file", truncate("suidtrunc", 1));
+    owner("suidtrunc");
     report("read root file 0644", read_all("r644"));
     report("read root file 0600", read_all("r600"));
     report("stat below 0700 dir", stat_of("d700/inner"));
@@ -116,7 +130,8 @@ int main(void) {
     if (create("d755/f", 0644) || create("r644", 0644) || create("w666", 0666) ||
         create("sticky/rootfile", 0666) || create("d700/inner", 0666) ||
         create("g660", 0660) || chown("g660", 0, GROUP) || create("r600", 0600) ||
-        symlink("x", "d700/link")) {
+        symlink("x", "d700/link") || create("suid4777", 04777) || create("sgid2777", 02777) ||
+        create("suidtrunc", 04777) || create("suidroot", 04755)) {
         printf("setup failed %s\n", strerrorname_np(errno));
         return 1;
     }
@@ -192,6 +207,9 @@ int main(void) {
         _exit(0);
     }
     waitpid(pid, NULL, 0);
+    /* Root (CAP_FSETID) writing its set-uid file keeps the bit. */
+    report("root writes set-uid 04755 file", append("suidroot"));
+    owner("suidroot");
     /* setfsuid/setfsgid to the ids it has (the daemon learns effective
      * ids, not file-system ones: README, "Conformance"). */
     report("setfsgid to own gid", setfsgid(0) == 0 ? 0 : -1);

@@ -39,7 +39,7 @@
 //! | LinkTmp | | | | new path | staging name | |
 //! | Ping / Stop / Status | | | | | | text in data |
 //! | Mknod | mode (type bits, umask applied) | rdev | | path | | node name in data |
-//! | OpenRead | | | | path | | an fd of the content (O_RDONLY) |
+//! | OpenRead | | 0, [`OPEN_READ_STAGING`] or [`OPEN_READ_TABLE`] | | path (a staging name; none) | | an fd of the content (O_RDONLY; O_PATH; the table) |
 //! | FetchBlob | expected size ([`SIZE_UNKNOWN`]: unknown) | [`FETCH_DAMAGED`], [`FETCH_VERIFY`] or 0 | | hash (64 hex digits) | view path read (optional) | why, in data, on failure |
 //!
 //! `OpenRead` is asked by a process of the view whose credentials changed
@@ -95,6 +95,16 @@ pub const FETCH_DAMAGED: u64 = 1;
 /// hashes it and marks it if it is its name; otherwise the answer is EIO
 /// and why (`vrift fsck` quarantines it; a remote then gives it again).
 pub const FETCH_VERIFY: u64 = 2;
+
+/// `OpenRead`'s b: path1 is the name of a staging file of the rift (a
+/// file being written), and the answer an `O_PATH` fd of it, for `fstat`:
+/// its size, times and set-ID bits, to a process that cannot reach the
+/// private store (see the library's `creds`).
+pub const OPEN_READ_STAGING: u64 = 1;
+/// `OpenRead`'s b: no path; the answer is an fd of the project's current
+/// hot table, for a process whose credentials changed (a table of a new
+/// generation is a file it may not open).
+pub const OPEN_READ_TABLE: u64 = 2;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]

@@ -249,6 +249,34 @@ pub fn chown_mode(mode: u32) -> u32 {
     }
 }
 
+/// A staging file's mode bit (group read) saying that its set-ID bits
+/// mirror its entry's: the daemon sets them so that the kernel's own
+/// clearing of them, when a process without CAP_FSETID writes or truncates
+/// the file (`file_remove_privs`), reaches the entry. The staging
+/// directory is private: the bit grants nothing.
+pub const STAGING_SET_ID_MIRROR: u32 = 0o040;
+
+/// An entry's `mode` after what the kernel cleared on its staging file,
+/// whose mode is `staging` (unchanged unless the file mirrors the entry's
+/// set-ID bits: [`STAGING_SET_ID_MIRROR`]).
+#[inline]
+pub fn mirrored_set_id(mode: u32, staging: u32) -> u32 {
+    const S_ISUID: u32 = 0o4000;
+    const S_ISGID: u32 = 0o2000;
+    const S_IXGRP: u32 = 0o0010;
+    if staging & STAGING_SET_ID_MIRROR == 0 {
+        return mode;
+    }
+    let mut mode = mode;
+    if staging & S_ISUID == 0 {
+        mode &= !S_ISUID;
+    }
+    if staging & S_ISGID == 0 && mode & S_IXGRP != 0 {
+        mode &= !S_ISGID;
+    }
+    mode
+}
+
 /// The metadata a rift entry shows through `stat` (without the device and
 /// with the owner still possibly [`OWNER_INHERIT`]: see [`Meta::owner`]).
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]

@@ -105,6 +105,29 @@ impl Rift {
         }
     }
 
+    /// An `O_PATH` fd of the staging file `name` of a file being written
+    /// (`OpenRead` with `OPEN_READ_STAGING`): its metadata for a process
+    /// that cannot reach the private store. Only a staging name this rift
+    /// has: never another file.
+    pub fn open_staging_path(&self, name: &[u8]) -> OpResult<OwnedFd> {
+        if name.contains(&b'/') || !self.staged.contains_key(name) {
+            return posix(libc::ENOENT);
+        }
+        let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(name));
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+            .open(&path)?;
+        Ok(f.into())
+    }
+
+    /// An fd of the current hot table file (`OpenRead` with
+    /// `OPEN_READ_TABLE`): for a process that changed its credentials and
+    /// may not open a newly published generation itself.
+    pub fn open_table(&self) -> OpResult<OwnedFd> {
+        Ok(File::open(crate::table::table_path(&self.project))?.into())
+    }
+
     /// The parent of a path about to be created must be a directory.
     pub(super) fn check_parent(&self, rel: &[u8]) -> OpResult<()> {
         if rel.is_empty() {

@@ -271,6 +271,10 @@ impl Rift {
         h.ctime_ns = now_ns();
         self.set(rel, encode(&h, &target))?;
         self.sync_names(&h, &target, rel)?;
+        if h.is_staged() {
+            // Its staging file mirrors its set-ID bits (staging.rs).
+            self.mirror_set_id(&target, h.mode)?;
+        }
         Ok(())
     }
 
@@ -368,6 +372,11 @@ impl Rift {
         let file = File::from(opened.fd);
         file.set_len(len)?;
         drop(file);
+        if caller.uid != 0 {
+            // The kernel clears set-ID bits on a truncate by a process
+            // without CAP_FSETID; the daemon truncated it on its behalf.
+            self.update_entry(rel, |h| h.mode = vrift_format::view::chown_mode(h.mode))?;
+        }
         // One slice now; a large file is sealed between later requests
         // (its close event schedules the rest).
         let _ = self.seal_step(&opened.name, SEAL_SLICE);

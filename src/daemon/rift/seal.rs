@@ -188,6 +188,9 @@ impl Rift {
                 continue;
             }
             let mut h = header;
+            // What the kernel cleared when a process without CAP_FSETID
+            // wrote the file, the entry loses too.
+            h.mode = vrift_format::view::mirrored_set_id(h.mode, meta.mode());
             h.flags &= !FLAG_STAGED;
             h.hash = hash;
             h.size = meta.len();

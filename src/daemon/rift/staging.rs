@@ -36,6 +36,8 @@ fn record_ino(t: &Table<'_>, rel: &[u8]) -> u64 {
     }
 }
 
+use vrift_format::view::STAGING_SET_ID_MIRROR as SET_ID_MIRROR;
+
 impl Rift {
     pub(super) fn new_staging(&mut self) -> Result<(Vec<u8>, PathBuf, File)> {
         self.name_seq += 1;
@@ -156,7 +158,7 @@ impl Rift {
             return self.open_tmpfile(rel, flags, mode);
         }
         let node = self.node(rel);
-        let (name, header_mode, ino) = match &node {
+        let (name, header_mode, ino, fresh) = match &node {
             Node::NotDir => return posix(libc::ENOTDIR),
             Node::Dir => {
                 return posix(if creat && excl {
@@ -195,7 +197,7 @@ impl Rift {
                         let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(target));
                         OpenOptions::new().write(true).open(&path)?.set_len(0)?;
                     }
-                    (target.clone(), h.mode, h.ino)
+                    (target.clone(), h.mode, h.ino, false)
                 } else {
                     let (name, _) = self.stage_copy(&node, rel, trunc)?;
                     let h = *h;
@@ -221,7 +223,7 @@ impl Rift {
                             }
                         }
                     }
-                    (name, h.mode, h.ino)
+                    (name, h.mode, h.ino, true)
                 }
             }
             Node::Phys(m) => {
@@ -234,7 +236,7 @@ impl Rift {
                 self.register_staged(&name, rel)?;
                 self.set(rel, rec)?;
                 let ino = record_ino(&self.table(), rel);
-                (name, mode, ino)
+                (name, mode, ino, true)
             }
             Node::Absent => {
                 if !creat {
@@ -249,9 +251,12 @@ impl Rift {
                 self.register_staged(&name, rel)?;
                 self.set(rel, rec)?;
                 let ino = record_ino(&self.table(), rel);
-                (name, mode, ino)
+                (name, mode, ino, true)
             }
         };
+        if fresh {
+            self.mirror_set_id(&name, header_mode)?;
+        }
         let fd = self.open_staging(&name, flags)?;
         Ok(Opened {
             fd,
@@ -259,6 +264,27 @@ impl Rift {
             mode: header_mode,
             name,
         })
+    }
+
+    /// Gives the staging file `name` the set-ID bits of its entry's `mode`
+    /// (with group execute, and [`SET_ID_MIRROR`] as the mark that they
+    /// mirror the entry's), so that the kernel's own clearing of them when
+    /// a process without CAP_FSETID writes or truncates it
+    /// (`file_remove_privs`) reaches the entry when it is sealed. A mode
+    /// without such bits leaves the file 0600.
+    pub(super) fn mirror_set_id(&self, name: &[u8], mode: u32) -> Result<()> {
+        let set_id = mode & (libc::S_ISUID | libc::S_ISGID | 0o010);
+        let want = match vrift_format::view::chown_mode(mode) == mode {
+            true => 0o600,
+            false => 0o600 | SET_ID_MIRROR | set_id,
+        };
+        let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(name));
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.mode() & 0o7777 == want => Ok(()),
+            Ok(_) => fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(want))
+                .with_context(|| format!("cannot set the mode of {}", path.display())),
+            Err(_) => Ok(()),
+        }
     }
 
     pub(super) fn open_staging(&mut self, name: &[u8], flags: i32) -> OpResult<OwnedFd> {
