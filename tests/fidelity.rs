@@ -150,6 +150,7 @@ fn a_process_that_changes_its_credentials_is_judged_by_them() {
         "create in 0755 dir as root again ok",
         "member: write-open of group 0660 ok",
         "outsider: write-open of group 0660 EACCES",
+        "400 files made as nobody, unseen: 0",
         "suid4777 0:0 0777",
         "sgid2777 0:0 0777",
         "suidtrunc 0:0 0777",

@@ -207,6 +207,26 @@ int main(void) {
         _exit(0);
     }
     waitpid(pid, NULL, 0);
+    pid = fork();
+    if (pid == 0) {
+        /* Enough files that the view's table grows into new generations,
+         * which the new credentials cannot open themselves. */
+        if (setgroups(0, NULL) || setegid(NOBODY) || seteuid(NOBODY)) {
+            printf("drop failed %s\n", strerrorname_np(errno));
+            _exit(1);
+        }
+        int unseen = 0;
+        char p[64];
+        struct stat st;
+        for (int i = 0; i < 400; i++) {
+            snprintf(p, sizeof p, "d777/many%03d", i);
+            if (create(p, 0644) || stat(p, &st) || st.st_size != 3) unseen++;
+        }
+        printf("400 files made as nobody, unseen: %d\n", unseen);
+        fflush(stdout);
+        _exit(0);
+    }
+    waitpid(pid, NULL, 0);
     /* Root (CAP_FSETID) writing its set-uid file keeps the bit. */
     report("root writes set-uid 04755 file", append("suidroot"));
     owner("suidroot");
