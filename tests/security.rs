@@ -337,6 +337,90 @@ fn the_daemon_refuses_a_runtime_directory_open_to_others() {
     );
 }
 
+/// A root daemon serves a process of the view that dropped to nobody (it
+/// kept a handle on the socket): another nobody process, outside the view,
+/// reaches neither the socket nor that handle, and the dropped process's
+/// write lands in the rift.
+#[test]
+fn a_root_daemon_serves_dropped_processes_and_no_other_user() {
+    if !can_attack("a_root_daemon_serves_dropped_processes_and_no_other_user") {
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    sb.ok(&root, &["daemon", "start"]);
+    let sock = sb.daemon_socket(&root);
+    // Everything on the way is open to nobody but the runtime directory
+    // (0700, the daemon's): what keeps others out is vrift's, not the
+    // sandbox's privacy.
+    for dir in [root.as_path(), sock.parent().unwrap().parent().unwrap()] {
+        for anc in dir.ancestors().take_while(|a| a.starts_with(sb.path())) {
+            let mode = fs::metadata(anc).unwrap().permissions().mode();
+            fs::set_permissions(anc, fs::Permissions::from_mode(mode | 0o011)).unwrap();
+        }
+    }
+    fs::create_dir(root.join("open")).unwrap();
+    fs::set_permissions(root.join("open"), fs::Permissions::from_mode(0o777)).unwrap();
+    let pid_file = sb.path().join("holder.pid");
+    // The holder: drops to nobody (keeping root as its saved uid), writes
+    // through the view, then waits with its handle open.
+    let holder = format!(
+        r#"
+import os, sys, time
+os.setgroups([]); os.setegid({NOBODY}); os.seteuid({NOBODY})
+open("open/by-nobody", "w").write("hi")
+os.seteuid(0)
+open("{pid}", "w").write(str(os.getpid()))
+os.seteuid({NOBODY})
+time.sleep(20)
+"#,
+        pid = pid_file.display()
+    );
+    let mut child = sb
+        .cmd(&root, &["run", "--", python3(), "-c", &holder])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while fs::read_to_string(&pid_file).map_or(true, |p| p.is_empty()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the holder never wrote"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = fs::read_to_string(&pid_file).unwrap();
+    let probe = format!(
+        r#"
+import socket
+for p in ["{sock}", "/proc/{pid}/fd/256"]:
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(p); print("reached", p)
+    except OSError as e:
+        print("refused", e.errno)
+"#,
+        sock = sock.display()
+    );
+    let out = as_nobody(&format!("{} -c '{probe}'", python3()));
+    let _ = child.kill();
+    let _ = child.wait();
+    let said = text(&out.stdout);
+    assert_eq!(
+        said.matches("refused 13").count(),
+        2,
+        "{said}{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !root.join("open/by-nobody").exists(),
+        "the write reached the disk"
+    );
+    let owner = sb.sh_in_view(&root, "stat -c %u:%s open/by-nobody");
+    assert_eq!(text(&owner.stdout).trim(), "65534:2");
+}
+
 // ---- 2. a private store ----------------------------------------------------------
 
 /// Runs `sh -c script` as nobody; returns its output.
