@@ -108,7 +108,7 @@ pub struct Entry {
     /// 0: the mtime.
     pub ctime_ns: i64,
     /// Other names of the same inode (hard links).
-    pub links: u8,
+    pub links: u32,
 }
 
 impl Entry {
@@ -162,7 +162,7 @@ impl Record {
         match self {
             Record::Whiteout => WHITEOUT_RECORD.to_vec(),
             Record::Entry(e) => {
-                let mut v = e.header().encode().to_vec();
+                let mut v = e.header().encode().as_bytes().to_vec();
                 v.extend_from_slice(&e.target);
                 v
             }

@@ -129,7 +129,7 @@ pub fn get(fd: i32) -> Option<Meta> {
 /// The link count of `fd`'s entry as its record has it now.
 #[cold]
 #[inline(never)]
-fn current_links(fd: i32) -> Option<u8> {
+fn current_links(fd: i32) -> Option<u32> {
     let mut p = [0u8; PATH_CAP];
     let n = path(fd, &mut p);
     let rel = vrift_format::pathnorm::domain_rel(&p[..n], crate::state::ROOT.get())?;

@@ -82,6 +82,10 @@ fn errno() -> i32 {
 /// while it is being written) with the caller's non-access flags.
 fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u8]) -> c_int {
     let meta = crate::statbuf::entry_meta(header, target);
+    if flags & libc::O_NOATIME != 0 && !owns(&meta) {
+        // Only the owner (or CAP_FOWNER) may open without atime (open02).
+        return fail(libc::EPERM);
+    }
     let staged = header.is_staged();
     let keep = flags
         & (libc::O_CLOEXEC
@@ -198,6 +202,15 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
         fdtable::set(fd, &meta, view_path);
     }
     fd
+}
+
+/// Whether this process owns the entry `m` (or is root): `O_NOATIME`.
+#[cold]
+#[inline(never)]
+fn owns(m: &crate::statbuf::Meta) -> bool {
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    me == 0 || crate::statbuf::owner(m).0 == me
 }
 
 /// A special file of the view: its node in the store, opened with the

@@ -390,6 +390,47 @@ pub extern "C" fn mkdirat(dirfd: c_int, path: *const c_char, mode: mode_t) -> c_
 
 // ---- two-path operations ----------------------------------------------------------
 
+/// A rename or link with one path in the view and one outside: EXDEV, as
+/// between two filesystems, once the kernel's earlier answers are given:
+/// the old name must exist (ENOENT, ENOTDIR, ELOOP, ENAMETOOLONG, EACCES
+/// on the way), and the new name's directory too (link04, linkat01,
+/// linkat02, rename10). Both are looked up in the view.
+#[cold]
+#[inline(never)]
+fn across(od: c_int, old: *const c_char, follow_old: bool, nd: c_int, new: *const c_char) -> c_int {
+    // SAFETY: all-zero is a valid stat; both paths readable (checked).
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    let nofollow = if follow_old {
+        0
+    } else {
+        libc::AT_SYMLINK_NOFOLLOW
+    };
+    if crate::stat::fstatat(od, old, &mut st, nofollow) != 0 {
+        return -1;
+    }
+    // SAFETY: readable, NUL-terminated within PATH_MAX or not (strnlen).
+    let n = unsafe { libc::strnlen(new, PATH_MAX) };
+    if n == PATH_MAX {
+        return fail(libc::ENAMETOOLONG);
+    }
+    // SAFETY: `n` bytes before the NUL.
+    let name = unsafe { core::slice::from_raw_parts(new as *const u8, n) };
+    let mut parent = [0u8; PATH_MAX + 1];
+    let dir: &[u8] = match name.iter().rposition(|&c| c == b'/') {
+        Some(0) => b"/",
+        Some(i) => &name[..i],
+        None => b".",
+    };
+    parent[..dir.len()].copy_from_slice(dir);
+    if crate::stat::fstatat(nd, parent.as_ptr() as *const c_char, &mut st, 0) != 0 {
+        return -1;
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        return fail(libc::ENOTDIR);
+    }
+    fail(libc::EXDEV)
+}
+
 /// Routes both paths of a rename or link: both in the domain → the daemon;
 /// both outside → libc; one of each → EXDEV (POSIX allows it across
 /// filesystems, and tools then copy).
@@ -422,7 +463,7 @@ fn two_paths(
             Ok(r) => r,
             Err(PassToLibc) => fail(libc::EXDEV),
         },
-        (Route::Rift, _) | (_, Route::Rift) => fail(libc::EXDEV),
+        (Route::Rift, _) | (_, Route::Rift) => across(od, old, follow_old, nd, new),
         (ro, rn) => {
             let (od, old) = match ro {
                 Route::RealAt => (libc::AT_FDCWD, ob.c_ptr()),
@@ -821,6 +862,10 @@ pub extern "C" fn fchownat(
     gid: libc::gid_t,
     flags: c_int,
 ) -> c_int {
+    // The kernel's flag check comes first (fchownat03).
+    if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
+        return fail(libc::EINVAL);
+    }
     // SAFETY: checked readable first.
     if !crate::sys::unreadable(path) && unsafe { *path } == 0 && flags & libc::AT_EMPTY_PATH != 0 {
         if sys::is_path_fd(dirfd) {

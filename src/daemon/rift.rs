@@ -205,7 +205,7 @@ fn atime_ns(m: &fs::Metadata) -> i64 {
 }
 
 fn encode(h: &RecordHeader, target: &[u8]) -> Vec<u8> {
-    let mut v = h.encode().to_vec();
+    let mut v = h.encode().as_bytes().to_vec();
     v.extend_from_slice(target);
     v
 }

@@ -31,7 +31,7 @@ pub const TMPFILE: Kind = 4;
 struct Slot {
     kind: AtomicU8,
     /// Hard links: the entry's other names (`st_nlink` - 1).
-    links: AtomicU8,
+    links: AtomicU32,
     mode: AtomicU32,
     size: AtomicU64,
     mtime_ns: AtomicI64,
@@ -68,7 +68,7 @@ impl FdTable {
             slots: [const {
                 Slot {
                     kind: AtomicU8::new(UNUSED),
-                    links: AtomicU8::new(0),
+                    links: AtomicU32::new(0),
                     mode: AtomicU32::new(0),
                     size: AtomicU64::new(0),
                     mtime_ns: AtomicI64::new(0),

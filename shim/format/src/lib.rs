@@ -218,6 +218,14 @@ pub const RECORD_HEADER_LEN_V1: usize = 80;
 /// Byte 2 of a record: the header is [`RECORD_HEADER_LEN`] bytes long and
 /// ends with `ctime_ns`.
 pub const HEADER_HAS_CTIME: u8 = 1;
+/// Byte 2 of a record (with [`HEADER_HAS_CTIME`]): the inode has more than
+/// 255 other names, and the header is [`RECORD_HEADER_LEN_LINKS`] bytes
+/// long, their count a u32 at 88 (byte 3 says 255).
+pub const HEADER_HAS_LINKS: u8 = 2;
+/// The size of a header with [`HEADER_HAS_LINKS`].
+pub const RECORD_HEADER_LEN_LINKS: usize = 96;
+/// The most names an inode may have (ext4's limit): `link` gives EMLINK.
+pub const MAX_LINKS: u32 = 65_000;
 
 /// Longest symlink target a record may carry (Linux `PATH_MAX`).
 pub const MAX_SYMLINK_TARGET: usize = 4096;
@@ -228,13 +236,16 @@ pub const MAX_SYMLINK_TARGET: usize = 4096;
 /// for a staged file, the staging file's name):
 ///
 /// ```text
-///  0  kind u8        1  flags u8       2 HEADER_HAS_CTIME   3 links u8 (other names)
+///  0  kind u8        1  flags u8       2 HEADER_HAS_CTIME (| HEADER_HAS_LINKS)
+///  3  other names of the inode (hard links), at most 255
 ///  4  mode u32 (permission bits and file-type bits as in st_mode)
 ///  8  size u64       16 mtime_ns i64   24 ino u64
 /// 32  hash [u8; 32] (zero for symlinks and staged files)
 /// 64  uid u32        68 gid u32 (OWNER_INHERIT: the project root's)
 /// 72  atime_ns i64
 /// 80  ctime_ns i64 (0: the mtime; records without HEADER_HAS_CTIME end at 80)
+/// 88  (HEADER_HAS_LINKS only) other names u32, 4 bytes zero: the header
+///     ends at 96
 /// 88  symlink target bytes (symlinks) / staging name (staged files)
 ///     / node name (special files)
 /// ```
@@ -258,9 +269,8 @@ pub struct RecordHeader {
     /// staging file's when later).
     pub ctime_ns: i64,
     /// Hard links: how many other names the inode has (`st_nlink` - 1;
-    /// every name's record carries the same inode, metadata and count, up
-    /// to 255 other names).
-    pub links: u8,
+    /// every name's record carries the same inode, metadata and count).
+    pub links: u32,
 }
 
 /// A decoded record borrowing its symlink target from the encoded bytes.
@@ -284,14 +294,34 @@ impl core::fmt::Display for DecodeError {
     }
 }
 
+/// An encoded [`RecordHeader`] (see [`RecordHeader::encode`]).
+#[derive(Clone, Copy)]
+pub struct EncodedHeader {
+    bytes: [u8; RECORD_HEADER_LEN_LINKS],
+    len: usize,
+}
+
+impl EncodedHeader {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 impl RecordHeader {
-    /// Encodes the header into its 64-byte form.
-    pub fn encode(&self) -> [u8; RECORD_HEADER_LEN] {
-        let mut b = [0u8; RECORD_HEADER_LEN];
+    /// Encodes the header: [`RECORD_HEADER_LEN`] bytes, or
+    /// [`RECORD_HEADER_LEN_LINKS`] for an inode of more than 256 names.
+    pub fn encode(&self) -> EncodedHeader {
+        let mut b = [0u8; RECORD_HEADER_LEN_LINKS];
         b[0] = self.kind as u8;
         b[1] = self.flags;
         b[2] = HEADER_HAS_CTIME;
-        b[3] = self.links;
+        b[3] = self.links.min(255) as u8;
+        let mut len = RECORD_HEADER_LEN;
+        if self.links > 255 {
+            b[2] |= HEADER_HAS_LINKS;
+            b[88..92].copy_from_slice(&self.links.to_le_bytes());
+            len = RECORD_HEADER_LEN_LINKS;
+        }
         b[4..8].copy_from_slice(&self.mode.to_le_bytes());
         b[8..16].copy_from_slice(&self.size.to_le_bytes());
         b[16..24].copy_from_slice(&self.mtime_ns.to_le_bytes());
@@ -301,7 +331,7 @@ impl RecordHeader {
         b[68..72].copy_from_slice(&self.gid.to_le_bytes());
         b[72..80].copy_from_slice(&self.atime_ns.to_le_bytes());
         b[80..88].copy_from_slice(&self.ctime_ns.to_le_bytes());
-        b
+        EncodedHeader { bytes: b, len }
     }
 
     /// A special file's device number (`st_rdev`); 0 for anything else.
@@ -329,10 +359,10 @@ pub fn decode_record(bytes: &[u8]) -> Result<RecordRef<'_>, DecodeError> {
     if kind == Kind::Whiteout {
         return Ok(RecordRef::Whiteout);
     }
-    let len = if bytes.get(2).is_some_and(|b| b & HEADER_HAS_CTIME != 0) {
-        RECORD_HEADER_LEN
-    } else {
-        RECORD_HEADER_LEN_V1
+    let len = match bytes.get(2).copied().unwrap_or(0) {
+        b if b & HEADER_HAS_CTIME != 0 && b & HEADER_HAS_LINKS != 0 => RECORD_HEADER_LEN_LINKS,
+        b if b & HEADER_HAS_CTIME != 0 => RECORD_HEADER_LEN,
+        _ => RECORD_HEADER_LEN_V1,
     };
     if bytes.len() < len {
         return Err(DecodeError::Truncated);
@@ -357,12 +387,16 @@ pub fn decode_record(bytes: &[u8]) -> Result<RecordRef<'_>, DecodeError> {
         uid: u32_at(64),
         gid: u32_at(68),
         atime_ns: u64_at(72) as i64,
-        ctime_ns: if len == RECORD_HEADER_LEN {
+        ctime_ns: if len >= RECORD_HEADER_LEN {
             u64_at(80) as i64
         } else {
             0
         },
-        links: bytes[3],
+        links: if len == RECORD_HEADER_LEN_LINKS {
+            u32_at(88)
+        } else {
+            bytes[3] as u32
+        },
     };
     Ok(RecordRef::Entry {
         header,
@@ -437,7 +471,7 @@ mod tests {
             links: 0,
         };
         let mut buf = [0u8; RECORD_HEADER_LEN + 5];
-        buf[..RECORD_HEADER_LEN].copy_from_slice(&header.encode());
+        buf[..RECORD_HEADER_LEN].copy_from_slice(header.encode().as_bytes());
         buf[RECORD_HEADER_LEN..].copy_from_slice(b"a/b/c");
         assert_eq!(
             decode_record(&buf),
@@ -448,7 +482,8 @@ mod tests {
         );
         // A record written before records carried a ctime.
         let mut old = [0u8; RECORD_HEADER_LEN_V1 + 5];
-        old[..RECORD_HEADER_LEN_V1].copy_from_slice(&header.encode()[..RECORD_HEADER_LEN_V1]);
+        old[..RECORD_HEADER_LEN_V1]
+            .copy_from_slice(&header.encode().as_bytes()[..RECORD_HEADER_LEN_V1]);
         old[2] = 0;
         old[RECORD_HEADER_LEN_V1..].copy_from_slice(b"a/b/c");
         assert_eq!(
@@ -461,6 +496,24 @@ mod tests {
                 target: b"a/b/c"
             })
         );
+        // Link counts: in byte 3 up to 255 other names, then in the longer
+        // header.
+        for links in [3u32, 255, 256, 64_999] {
+            let h = RecordHeader { links, ..header };
+            let mut rec = [0u8; RECORD_HEADER_LEN_LINKS + 5];
+            let enc = h.encode();
+            let n = enc.as_bytes().len();
+            assert_eq!(n == RECORD_HEADER_LEN_LINKS, links > 255);
+            rec[..n].copy_from_slice(enc.as_bytes());
+            rec[n..n + 5].copy_from_slice(b"a/b/c");
+            assert_eq!(
+                decode_record(&rec[..n + 5]),
+                Ok(RecordRef::Entry {
+                    header: h,
+                    target: b"a/b/c"
+                })
+            );
+        }
         assert_eq!(decode_record(&WHITEOUT_RECORD), Ok(RecordRef::Whiteout));
         assert_eq!(decode_record(&[9]), Err(DecodeError::UnknownKind(9)));
         assert_eq!(decode_record(&[1, 0]), Err(DecodeError::Truncated));

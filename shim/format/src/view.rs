@@ -292,7 +292,7 @@ pub struct Meta {
     pub uid: u32,
     pub gid: u32,
     /// Hard links: other names of the inode (`st_nlink` - 1).
-    pub links: u8,
+    pub links: u32,
 }
 
 impl Meta {

@@ -94,7 +94,7 @@ impl Rift {
         }
         self.check_parent(new)?;
         let (mut h, target) = self.entry_of(old, &node)?;
-        if h.links == u8::MAX {
+        if h.links + 1 >= vrift_format::MAX_LINKS {
             return posix(libc::EMLINK);
         }
         h.links += 1;
@@ -137,7 +137,7 @@ impl Rift {
         }
         self.forget_staged_name(target, h, rel);
         let mut o = *h;
-        o.links = (others.len() - 1).min(u8::MAX as usize) as u8;
+        o.links = (others.len() - 1) as u32;
         o.ctime_ns = now_ns();
         self.sync_names(&o, target, &[])
     }

@@ -243,7 +243,16 @@ impl Rift {
                     _ => Ok(()),
                 }
             }
-            Op::Mkdir | Op::Symlink | Op::Mknod => self.may_create(caller, req.path1),
+            Op::Mknod => {
+                self.may_create(caller, req.path1)?;
+                // A device node needs CAP_MKNOD (mknod07).
+                let kind = req.a as u32 & libc::S_IFMT;
+                match kind == libc::S_IFCHR || kind == libc::S_IFBLK {
+                    true if !self.node(req.path1).exists() => posix(libc::EPERM),
+                    _ => Ok(()),
+                }
+            }
+            Op::Mkdir | Op::Symlink => self.may_create(caller, req.path1),
             Op::LinkTmp => self.may_create(caller, req.path1),
             Op::Unlink | Op::Rmdir => self.may_delete(caller, req.path1),
             Op::Link => {
