@@ -128,7 +128,7 @@ pub fn fill_statx(stx: &mut libc::statx, m: &Meta) {
     *stx = unsafe { core::mem::zeroed() };
     stx.stx_mask = libc::STATX_BASIC_STATS;
     stx.stx_blksize = 4096;
-    stx.stx_nlink = 1 + m.links as u32;
+    stx.stx_nlink = 1 + m.links;
     (stx.stx_uid, stx.stx_gid) = owner(m);
     stx.stx_mode = m.mode as u16;
     stx.stx_ino = m.ino;
