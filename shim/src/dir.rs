@@ -622,17 +622,25 @@ pub fn getdents(fd: c_int, buf: *mut u8, count: usize, fmt: Dents) -> isize {
         served = -1;
         crate::fdtable::set_dents(fd, -1, 0);
     }
+    // Bytes of the caller's buffer filled so far: the kernel's entries
+    // (filtered) and, once the kernel has no more, the rift's, in one call
+    // as far as they fit (getdents01 reads a directory with one call).
+    let mut w = 0usize;
     if served < 0 {
         loop {
-            let got = raw();
-            if got <= 0 {
-                if got < 0 {
-                    return got;
-                }
+            // SAFETY: the rest of the caller's buffer goes to the kernel.
+            let got =
+                unsafe { crate::raw_syscall!(fmt.sysno(), fd, buf.add(w), count - w) as isize };
+            if got < 0 {
+                // A rest too small for the kernel's next record (EINVAL):
+                // what is there goes now, the kernel's offset unmoved.
+                return if w > 0 { w as isize } else { got };
+            }
+            if got == 0 {
                 break;
             }
-            let (mut r, mut w) = (0usize, 0usize);
-            while r < got as usize {
+            let (mut r, end) = (w, w + got as usize);
+            while r < end {
                 // SAFETY: the kernel wrote `got` bytes of whole records.
                 unsafe {
                     let rec = buf.add(r);
@@ -646,9 +654,6 @@ pub fn getdents(fd: c_int, buf: *mut u8, count: usize, fmt: Dents) -> isize {
                     }
                     r += len.max(1);
                 }
-            }
-            if w > 0 {
-                return w as isize;
             }
         }
         served = 0;
@@ -664,7 +669,6 @@ pub fn getdents(fd: c_int, buf: *mut u8, count: usize, fmt: Dents) -> isize {
         buf,
         cap: count,
     };
-    let mut w = 0;
     for (name, rec) in children {
         if let RecordRef::Entry { header, .. } = rec {
             let dtype = d_type(header.kind, header.mode);

@@ -91,6 +91,10 @@ fn readlink_impl(
     if crate::sys::unreadable(path) {
         return None;
     }
+    if size == 0 {
+        // The kernel's answer before any lookup (readlinkat02).
+        return Some(fail(libc::EINVAL) as ssize_t);
+    }
     // SAFETY: libc contract: a NUL-terminated path.
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();
     if let Some(fd) = proc_fd(p) {

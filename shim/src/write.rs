@@ -529,6 +529,10 @@ pub extern "C" fn linkat(
     new: *const c_char,
     flags: c_int,
 ) -> c_int {
+    // The kernel's flag check comes first (linkat01).
+    if flags & !(libc::AT_SYMLINK_FOLLOW | libc::AT_EMPTY_PATH) != 0 {
+        return fail(libc::EINVAL);
+    }
     let real = |od: c_int, old: *const c_char, nd: c_int, new: *const c_char| {
         raw(
             libc::SYS_linkat,

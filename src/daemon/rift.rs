@@ -118,7 +118,7 @@ pub struct Rift {
     staging_dir: PathBuf,
     staged: HashMap<Vec<u8>, Staged>,
     /// The names of every inode that has more than one (see links.rs).
-    inodes: HashMap<u64, Vec<Vec<u8>>>,
+    inodes: HashMap<u64, std::collections::BTreeSet<Vec<u8>>>,
     /// Anonymous (O_TMPFILE) staging files not linked into the view yet.
     anon: std::collections::HashSet<Vec<u8>>,
     /// Changes journaled and not yet committed to the manifest.
@@ -272,7 +272,7 @@ impl Rift {
                     rift.inodes
                         .entry(header.ino)
                         .or_default()
-                        .push(rel.to_vec());
+                        .insert(rel.to_vec());
                 }
                 if header.is_staged() {
                     let probe = fs::symlink_metadata(

@@ -10,7 +10,7 @@
 //! (phantom, hides-a-directory), differ between them.
 //!
 //! The names of each inode that has more than one are indexed
-//! (`Rift::inodes`): the index follows every change of the table
+//! (`Rift::inodes`, a set per inode): the index follows every change of the table
 //! ([`Rift::reindex`], from `apply_to_table`), and is built from the table
 //! when the daemon starts.
 
@@ -32,23 +32,23 @@ impl Rift {
     pub(super) fn reindex(&mut self, rel: &[u8], before: Option<u64>, after: Option<u64>) {
         if let Some(ino) = before {
             if let Some(names) = self.inodes.get_mut(&ino) {
-                names.retain(|n| n != rel);
+                names.remove(rel);
                 if names.is_empty() {
                     self.inodes.remove(&ino);
                 }
             }
         }
         if let Some(ino) = after {
-            let names = self.inodes.entry(ino).or_default();
-            if !names.iter().any(|n| n == rel) {
-                names.push(rel.to_vec());
-            }
+            self.inodes.entry(ino).or_default().insert(rel.to_vec());
         }
     }
 
     /// The names of inode `ino` (empty unless it has several).
     pub(super) fn names_of(&self, ino: u64) -> Vec<Vec<u8>> {
-        self.inodes.get(&ino).cloned().unwrap_or_default()
+        self.inodes
+            .get(&ino)
+            .map(|n| n.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Writes `h` (with `target`) as the record of every name of its inode
