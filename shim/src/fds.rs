@@ -77,6 +77,9 @@ fn proc_fd(path: &[u8]) -> Option<c_int> {
 
 fn copy_out(src: &[u8], buf: *mut c_char, size: size_t) -> ssize_t {
     let n = src.len().min(size);
+    if !crate::sys::writable(buf as *mut u8, n) {
+        return fail(libc::EFAULT) as ssize_t;
+    }
     // SAFETY: libc contract: `buf` holds `size` bytes.
     unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), buf as *mut u8, n) };
     n as ssize_t

@@ -150,4 +150,57 @@ pub fn fill_statx(stx: &mut libc::statx, m: &Meta) {
     let dev = state::DEV.load(Ordering::Relaxed);
     stx.stx_dev_major = libc::major(dev);
     stx.stx_dev_minor = libc::minor(dev);
+    // The mount a rift entry is on is the project root's (statx01).
+    let mnt = root_mount_id();
+    if mnt != 0 {
+        stx.stx_mnt_id = mnt;
+        stx.stx_mask |= libc::STATX_MNT_ID;
+    }
+}
+
+/// The project root's mount id (`STATX_MNT_ID`), asked of the kernel once
+/// per process; 0 if it cannot say.
+fn root_mount_id() -> u64 {
+    static MNT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+    match MNT.load(Ordering::Relaxed) {
+        0 => {
+            let id = root_mount_id_cold();
+            MNT.store(id, Ordering::Relaxed);
+            id
+        }
+        id => id,
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn root_mount_id_cold() -> u64 {
+    let mut path = [0u8; vrift_shim_core::PATH_MAX + 1];
+    let root = state::ROOT.get();
+    if root.len() >= path.len() {
+        return 0;
+    }
+    path[..root.len()].copy_from_slice(root);
+    // SAFETY: all-zero is a valid `statx`.
+    let mut stx: libc::statx = unsafe { core::mem::zeroed() };
+    // SAFETY: errno is thread-local; kept for the caller.
+    let saved = unsafe { *libc::__errno_location() };
+    // SAFETY: a NUL-terminated path and a valid out-buffer.
+    let r = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_statx,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_STATX_DONT_SYNC,
+            libc::STATX_MNT_ID,
+            &mut stx as *mut libc::statx
+        )
+    };
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved };
+    if r == 0 && stx.stx_mask & libc::STATX_MNT_ID != 0 {
+        stx.stx_mnt_id
+    } else {
+        0
+    }
 }

@@ -148,6 +148,37 @@ fn probe_page(page: usize, slot: &core::sync::atomic::AtomicUsize) -> bool {
     readable
 }
 
+/// `getrandom`'s flag (Linux 5.6) that never blocks.
+const GRND_INSECURE: u32 = 4;
+
+/// Whether `n` bytes at `ptr` can be written: one byte of each page they
+/// touch is written by the kernel (`getrandom`), which answers EFAULT
+/// rather than fault; the caller then overwrites them. For an out-buffer a
+/// bad pointer must give EFAULT, never a crash (readlink03).
+pub fn writable(ptr: *mut u8, n: usize) -> bool {
+    if n == 0 {
+        return true;
+    }
+    let (start, end) = (ptr as usize, (ptr as usize).saturating_add(n - 1));
+    let mut at = start;
+    loop {
+        // SAFETY: the kernel checks the address; it writes at most 1 byte
+        // (GRND_INSECURE: never blocks, even before the pool is ready).
+        let r = unsafe { crate::raw_syscall!(libc::SYS_getrandom, at, 1, GRND_INSECURE) };
+        if r != 1 {
+            // Only EFAULT says "not writable" (an old kernel without
+            // GRND_INSECURE says EINVAL: the copy then decides).
+            // SAFETY: errno is thread-local.
+            return unsafe { *libc::__errno_location() } != libc::EFAULT;
+        }
+        let next = (at | (PAGE - 1)).saturating_add(1);
+        if next > end || next <= at {
+            return true;
+        }
+        at = next;
+    }
+}
+
 /// Empties the readable-page cache: memory may have been unmapped or made
 /// unreadable.
 pub fn forget_readable_pages() {

@@ -42,6 +42,9 @@ int main(void) {
     report("truncate bad", truncate(BAD, 0));
     report("chdir bad", chdir(BAD));
     report("readlink bad", readlink(BAD, (char[8]){0}, 8));
+    symlink("target", "lnk");
+    report("readlink into bad buffer", readlink("lnk", (char *)BAD, 8));
+    report("readlink size 0", readlink("lnk", (char[8]){0}, 0));
     report("fopen bad", fopen(BAD, "r") ? 0 : -1);
 
     char name[300];
