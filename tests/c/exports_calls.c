@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 extern char **environ;
+extern ssize_t __readlinkat_chk(int, const char *, char *, size_t, size_t);
 
 /* Compiled by glibc before 2.33 into calls of these (compat symbols now). */
 extern int __xstat(int, const char *, struct stat *);
@@ -105,6 +106,13 @@ int main(void) {
     put("d/c", "");
     put("d/sub/e", "eeeee");
     show("symlinkat", symlinkat("a", dfd, "link"));
+    /* readlinkat as _FORTIFY_SOURCE compiles it (a dirfd not opened with
+     * O_DIRECTORY, as LTP's readlinkat02 does). */
+    int plain = open("d", O_RDONLY);
+    long rl = __readlinkat_chk(plain, "link", buf, sizeof buf, sizeof buf);
+    show("__readlinkat_chk", rl);
+    show("__readlinkat_chk of a file", __readlinkat_chk(plain, "a", buf, sizeof buf, sizeof buf));
+    close(plain);
     show("mknodat fifo", mknodat(dfd, "fifo", S_IFIFO | 0600, 0));
     show("mknodat file", mknodat(AT_FDCWD, "d/made", S_IFREG | 0600, 0));
     show("mknodat again", mknodat(AT_FDCWD, "d/made", S_IFREG | 0600, 0));
