@@ -11,9 +11,10 @@
 //! change itself is the real function's, unchanged (glibc applies it to
 //! every thread).
 //!
-//! Only the calls through libc are seen: a raw `syscall(SYS_setuid, …)`
-//! changes the credentials without a handle taken, and the process's writes
-//! then fail with EIO and one line, as before.
+//! `syscall(SYS_setuid, …)` and its family (one thread's credentials) take
+//! the handle too (`syscall.rs`); a change made by a raw instruction, which
+//! no preloaded library sees, is not: that process's writes then fail with
+//! EIO and one line.
 
 use libc::{c_int, gid_t, size_t, uid_t};
 
@@ -24,7 +25,7 @@ use crate::{call_real, client, state};
 /// directories are physical: one `faccessat2` of the parent, see
 /// `resolve`), and an open of a blob its new credentials cannot reach in
 /// the private store asks the daemon (`client::open_read`).
-fn before_change() {
+pub fn before_change() {
     if state::ready() {
         state::note_creds_change();
         state::set_table_fd_source(client::table_fd);

@@ -97,6 +97,32 @@ fn openat2(a: Args) -> c_long {
     )
 }
 
+/// Credential changes made with `syscall()`: the kernel applies them to
+/// the calling thread only (the libc functions, to every thread), which
+/// test harnesses use to give one thread other ids. The handle on the
+/// daemon's socket is taken first, as for the libc calls (`creds`), then
+/// the same system call is made, unchanged.
+macro_rules! raw_credential_change {
+    ($( $name:ident = $nr:ident; )*) => {$(
+        fn $name(a: Args) -> c_long {
+            crate::creds::before_change();
+            real(libc::$nr, a[0], a[1], a[2], a[3], a[4], a[5])
+        }
+    )*};
+}
+
+raw_credential_change! {
+    setuid = SYS_setuid;
+    setreuid = SYS_setreuid;
+    setresuid = SYS_setresuid;
+    setfsuid = SYS_setfsuid;
+    setgid = SYS_setgid;
+    setregid = SYS_setregid;
+    setresgid = SYS_setresgid;
+    setfsgid = SYS_setfsgid;
+    setgroups = SYS_setgroups;
+}
+
 fn real(
     n: c_long,
     a1: c_long,

@@ -1,7 +1,8 @@
 /* A process that changes its credentials is judged by them (issue 15):
  * run as root, the probe makes files and directories of every kind of
  * permission, then children drop to nobody (seteuid, setuid, setresuid,
- * with and without a supplementary group) and try what the kernel allows
+ * with and without a supplementary group; one thread only, through the
+ * raw system call) and try what the kernel allows
  * or refuses a non-owner: creating, writing, truncating, removing (sticky
  * directories too), renaming, linking, chmod, chown and utimes. One line
  * per check, run natively and in the view, compared line by line. */
@@ -9,9 +10,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -119,6 +123,22 @@ static void as_nobody_effective(void) {
     report("rmdir root dir, sticky", rmdir("sticky/rootdir"));
 }
 
+/* One thread with other ids (the raw system call changes the calling
+ * thread's credentials only, as gVisor's tests do): judged by its own. */
+static void *thread_as_nobody(void *unused) {
+    (void)unused;
+    if (syscall(SYS_setresgid, -1, NOBODY, -1) || syscall(SYS_setresuid, -1, NOBODY, -1)) {
+        printf("thread drop failed %s\n", strerrorname_np(errno));
+        return NULL;
+    }
+    report("thread: create in 0755 dir", create("d755/thread", 0644));
+    report("thread: create in 0777 dir", create("d777/thread", 0644));
+    owner("d777/thread");
+    report("thread: chown own file to root", chown("d777/thread", 0, -1));
+    report("thread: write-open of 0644 root file", open_w("r644", 0));
+    return NULL;
+}
+
 int main(void) {
     umask(0);
     mkdir("d755", 0755);
@@ -223,6 +243,19 @@ int main(void) {
             if (create(p, 0644) || stat(p, &st) || st.st_size != 3) unseen++;
         }
         printf("400 files made as nobody, unseen: %d\n", unseen);
+        fflush(stdout);
+        _exit(0);
+    }
+    waitpid(pid, NULL, 0);
+    pid = fork();
+    if (pid == 0) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, thread_as_nobody, NULL) || pthread_join(t, NULL)) {
+            printf("thread failed\n");
+            _exit(1);
+        }
+        report("other thread still root: create", create("d755/unthreaded", 0644));
+        owner("d755/unthreaded");
         fflush(stdout);
         _exit(0);
     }

@@ -3,7 +3,7 @@
 //! - `install`, `uninstall`: vrift, its library, completions and man pages
 //!   under a prefix (default `~/.local`).
 //! - `demo`: a guided tour on a small C project (make, git, the bash hook), checked end to end.
-//! - `conformance`: LTP's filesystem syscall tests natively and in the rift.
+//! - `conformance`: LTP's and gVisor's filesystem syscall tests natively and in the rift.
 //! - `bench ingest`: ingest and snapshot timings on a large node_modules-like tree.
 //! - `bench shim`: what the LD_PRELOAD shim costs per call and for whole tools.
 //! - `bench build`: a clean and a no-op `make` of a C project, and write

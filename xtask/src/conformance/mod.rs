@@ -1,32 +1,29 @@
-//! `cargo xtask conformance`: the view's POSIX answers against a suite
-//! nobody here wrote — the Linux Test Project's filesystem syscall tests —
-//! run natively and in the rift side by side.
+//! `cargo xtask conformance`: the view's POSIX answers against suites
+//! nobody here wrote — the Linux Test Project's filesystem syscall tests
+//! ([`ltp`]) and gVisor's syscall tests ([`gvisor`]) — run natively and in
+//! the rift side by side.
 //!
-//! The LTP tree is brought and built by hand (it is never part of this
-//! repository, and CI cannot fetch it): `--ltp DIR` or `VRIFT_LTP_DIR`
-//! names it; without one the task prints SKIPPED and exits 0. Building
-//! only the tests this task runs takes a minute:
+//! Neither suite is part of this repository, and CI cannot fetch them:
+//! `--ltp DIR` (or `VRIFT_LTP_DIR`) names a built LTP tree, `--gvisor DIR`
+//! (or `VRIFT_GVISOR_DIR`) a gVisor source tree, whose tests this task
+//! builds with g++; a suite named by neither is SKIPPED (exit 0).
 //!
-//! ```sh
-//! make autotools && ./configure && make -C lib
-//! for d in open stat …; do make -C testcases/kernel/syscalls/$d; done
-//! ```
-//!
-//! The tests are the entries of LTP's `runtest/syscalls` whose program is
-//! built in one of the [`GROUPS`] directories. Each runs twice, in the
-//! same sandbox: natively with its temporary directory (`TMPDIR`, where LTP
-//! makes its `LTP_*` working directory) on a physical directory, and under
-//! `vrift run` with `TMPDIR` inside a vrift project, so every file the
-//! test makes, changes or removes is in the rift. The outcomes (LTP's exit
-//! status and its TPASS/TFAIL/TBROK/TCONF/TWARN lines) are compared per
-//! test; for each difference the first result line that differs is shown.
+//! Each test runs twice, in the same sandbox: natively with its temporary
+//! directory (`TMPDIR` and `TEST_TMPDIR`) on a physical directory, and
+//! under `vrift run` with them inside a vrift project, so every file the
+//! test makes, changes or removes is in the rift. The outcomes are
+//! compared per test; for each difference the first result line that
+//! differs is shown, and the run ends with the figures: tests run, passed
+//! natively, passed in the rift, and the tests passing natively only.
 //!
 //! `--user nobody` (root only) runs both sides, `vrift init` and the
 //! daemon included, as `nobody` through `setpriv`; `--user both` runs as
 //! the current user, then as `nobody`.
 
+pub mod gvisor;
+pub mod ltp;
+
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -39,71 +36,24 @@ use anyhow::{ensure, Context, Result};
 use crate::cargo;
 use crate::sandbox::{time_output, Sandbox};
 
-/// The directories of `testcases/kernel/syscalls` whose tests run: the
-/// calls that take a path or act on a file's metadata or names.
-pub const GROUPS: &[&str] = &[
-    "access",
-    "chdir",
-    "chmod",
-    "chown",
-    "close",
-    "creat",
-    "dup",
-    "dup2",
-    "dup3",
-    "execve",
-    "faccessat",
-    "faccessat2",
-    "fchdir",
-    "fchmod",
-    "fchmodat",
-    "fchmodat2",
-    "fchown",
-    "fchownat",
-    "fstat",
-    "fstatat",
-    "ftruncate",
-    "getcwd",
-    "getdents",
-    "lchown",
-    "link",
-    "linkat",
-    "lstat",
-    "mkdir",
-    "mkdirat",
-    "mknod",
-    "mknodat",
-    "open",
-    "openat",
-    "readlink",
-    "readlinkat",
-    "rename",
-    "renameat",
-    "renameat2",
-    "rmdir",
-    "stat",
-    "statx",
-    "symlink",
-    "symlinkat",
-    "truncate",
-    "unlink",
-    "unlinkat",
-    "utime",
-    "utimensat",
-    "utimes",
-];
-
-/// The environment variable naming the LTP tree when `--ltp` is not given.
+/// The environment variables naming the suites when no flag does.
 const LTP_ENV: &str = "VRIFT_LTP_DIR";
+const GVISOR_ENV: &str = "VRIFT_GVISOR_DIR";
 
 #[derive(clap::Args, Debug)]
 pub struct ConformanceArgs {
     /// The LTP source tree, configured and with the tests of the syscall
-    /// groups built (default: $VRIFT_LTP_DIR; without either: SKIPPED).
+    /// groups built (default: $VRIFT_LTP_DIR).
     #[arg(long, value_name = "DIR")]
     ltp: Option<PathBuf>,
+    /// A gVisor source tree: its `test/syscalls/linux` tests of the file
+    /// calls are built with g++, gtest, gmock and abseil (Debian's
+    /// libgtest-dev, libgmock-dev, libabsl-dev) into target/gvisor-tests
+    /// (default: $VRIFT_GVISOR_DIR).
+    #[arg(long, value_name = "DIR")]
+    gvisor: Option<PathBuf>,
     /// Run only the tests whose name starts with one of these prefixes
-    /// (comma-separated, e.g. `open,stat`).
+    /// (comma-separated, e.g. `open,stat`; gVisor's are `stat_test/StatTest.Fstat`).
     #[arg(long, value_name = "PREFIX,…", value_delimiter = ',')]
     filter: Vec<String>,
     /// Who runs the tests: the current user, `nobody` (root only, through
@@ -132,26 +82,67 @@ enum Who {
     Both,
 }
 
+/// The two suites, and how each reads a run's output.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Suite {
+    Ltp,
+    Gvisor,
+}
+
+impl Suite {
+    fn outcome(self, log: &Path, code: Option<i32>) -> Result<Outcome> {
+        match self {
+            Suite::Ltp => ltp::outcome(log, code),
+            Suite::Gvisor => gvisor::outcome(log, code),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Suite::Ltp => "LTP",
+            Suite::Gvisor => "gVisor",
+        }
+    }
+}
+
 pub fn conformance(args: ConformanceArgs) -> Result<()> {
-    let Some(ltp) = args
-        .ltp
-        .clone()
-        .or_else(|| std::env::var_os(LTP_ENV).map(PathBuf::from))
-    else {
+    let dir = |flag: &Option<PathBuf>, env: &str| {
+        flag.clone()
+            .or_else(|| std::env::var_os(env).map(PathBuf::from))
+    };
+    let ltp = dir(&args.ltp, LTP_ENV);
+    let gvisor = dir(&args.gvisor, GVISOR_ENV);
+    if ltp.is_none() && gvisor.is_none() {
         println!(
-            "conformance: SKIPPED: no LTP tree (pass --ltp DIR or set {LTP_ENV}; \
-             see `cargo xtask conformance --help`)"
+            "conformance: SKIPPED: no suite (pass --ltp DIR or set {LTP_ENV}, \
+             --gvisor DIR or set {GVISOR_ENV}; see `cargo xtask conformance --help`)"
         );
         return Ok(());
-    };
-    let ltp = fs::canonicalize(&ltp)
-        .with_context(|| format!("the LTP tree {} does not exist", ltp.display()))?;
-    let tests = discover(&ltp, &args.filter)?;
-    ensure!(
-        !tests.is_empty(),
-        "no built LTP test in {} matches (build the syscall groups first; see --help)",
-        ltp.display()
-    );
+    }
+    let mut suites = Vec::new();
+    if let Some(ltp) = ltp {
+        let ltp = fs::canonicalize(&ltp)
+            .with_context(|| format!("the LTP tree {} does not exist", ltp.display()))?;
+        let tests = ltp::discover(&ltp, &args.filter)?;
+        ensure!(
+            !tests.is_empty(),
+            "no built LTP test in {} matches (build the syscall groups first; see --help)",
+            ltp.display()
+        );
+        suites.push((Suite::Ltp, tests, ltp::helper_dirs(&ltp)));
+    } else {
+        println!("conformance: LTP SKIPPED (no --ltp DIR, no {LTP_ENV})");
+    }
+    if let Some(src) = gvisor {
+        let src = fs::canonicalize(&src)
+            .with_context(|| format!("the gVisor tree {} does not exist", src.display()))?;
+        let bins = gvisor::build(&src)?;
+        let tests = gvisor::discover(&bins, &args.filter)?;
+        ensure!(!tests.is_empty(), "no gVisor test matches the filter");
+        suites.push((Suite::Gvisor, tests, Vec::new()));
+    } else {
+        println!("conformance: gVisor SKIPPED (no --gvisor DIR, no {GVISOR_ENV})");
+    }
     let root = is_root()?;
     let users: Vec<Option<User>> = match args.user {
         Who::Current => vec![None],
@@ -159,86 +150,67 @@ pub fn conformance(args: ConformanceArgs) -> Result<()> {
         Who::Both => vec![None, Some(User::nobody(root)?)],
     };
     let built = cargo::build_release_vrift_and_shim()?;
-    for user in users {
-        let who = match &user {
-            Some(u) => format!("nobody (uid {}, through setpriv)", u.uid),
-            None if root => "root".to_string(),
-            None => "the current user".to_string(),
-        };
-        println!("\n== LTP {} tests as {who}", tests.len());
-        let sandbox = Sandbox::create(args.dir.as_deref(), "vrift-conformance-")?;
-        let run = Run::new(&args, &ltp, &sandbox, &built, user)?;
-        let result = run.all(&tests);
-        let _ = run.stop_daemon();
-        // A test as root may leave a file immutable (unlink09 does, in the
-        // rift on a staging file): clear the flags so the sandbox can go.
-        let _ = Command::new("chattr")
-            .args(["-R", "-f", "-i", "-a"])
-            .arg(sandbox.path())
-            .stderr(Stdio::null())
-            .status();
-        if args.keep {
-            println!("logs: {}", sandbox.path().join("logs").display());
+    let mut figures = Vec::new();
+    for (suite, tests, path) in &suites {
+        for user in &users {
+            let who = match user {
+                Some(u) => format!("nobody (uid {}, through setpriv)", u.uid),
+                None if root => "root".to_string(),
+                None => "the current user".to_string(),
+            };
+            println!("\n== {} {} tests as {who}", suite.name(), tests.len());
+            let sandbox = Sandbox::create(args.dir.as_deref(), "vrift-conformance-")?;
+            let run = Run::new(&args, *suite, path, &sandbox, &built, *user)?;
+            let result = run.all(tests);
+            let _ = run.stop_daemon();
+            // A test as root may leave a file immutable (unlink09 does, in
+            // the rift on a staging file): clear the flags so the sandbox
+            // can go.
+            let _ = Command::new("chattr")
+                .args(["-R", "-f", "-i", "-a"])
+                .arg(sandbox.path())
+                .stderr(Stdio::null())
+                .status();
+            if args.keep {
+                println!("logs: {}", sandbox.path().join("logs").display());
+            }
+            sandbox.finish(args.keep)?;
+            // Differences are the task's findings, listed above, not its
+            // failure: the exit status says whether the runs completed.
+            figures.push(format!(
+                "{:<7} {:<8} {}",
+                suite.name(),
+                short(user, root),
+                result?
+            ));
         }
-        sandbox.finish(args.keep)?;
-        // Differences are the task's findings, listed above, not its
-        // failure: the exit status says whether the runs completed.
-        result?;
+    }
+    println!("\nsuite   user     figures");
+    for line in figures {
+        println!("{line}");
     }
     Ok(())
 }
 
-/// One LTP test: its runtest name, program and arguments.
+fn short(user: &Option<User>, root: bool) -> &'static str {
+    match user {
+        Some(_) => "nobody",
+        None if root => "root",
+        None => "current",
+    }
+}
+
+/// Whether a test named `name` passes the `--filter` prefixes.
+fn selected(name: &str, filter: &[String]) -> bool {
+    filter.is_empty() || filter.iter().any(|f| name.starts_with(f.as_str()))
+}
+
+/// One test: its name, program and arguments.
 #[derive(Debug, Clone)]
-struct Test {
+pub struct Test {
     name: String,
     program: PathBuf,
     args: Vec<String>,
-}
-
-/// The entries of `runtest/syscalls` whose program is built in one of the
-/// [`GROUPS`], in the file's order, filtered by name prefix.
-fn discover(ltp: &Path, filter: &[String]) -> Result<Vec<Test>> {
-    let runtest = ltp.join("runtest/syscalls");
-    let text = fs::read_to_string(&runtest).with_context(|| {
-        format!(
-            "cannot read {} (is {} an LTP tree?)",
-            runtest.display(),
-            ltp.display()
-        )
-    })?;
-    let syscalls = ltp.join("testcases/kernel/syscalls");
-    let mut tests = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut words = line.split_whitespace();
-        let (Some(name), Some(cmd)) = (words.next(), words.next()) else {
-            continue;
-        };
-        if !filter.is_empty() && !filter.iter().any(|f| name.starts_with(f.as_str())) {
-            continue;
-        }
-        let Some(program) = GROUPS
-            .iter()
-            .map(|g| syscalls.join(g).join(cmd))
-            .find(|p| is_executable(p))
-        else {
-            continue;
-        };
-        tests.push(Test {
-            name: name.to_string(),
-            program,
-            args: words.map(str::to_string).collect(),
-        });
-    }
-    Ok(tests)
-}
-
-fn is_executable(p: &Path) -> bool {
-    fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 fn is_root() -> Result<bool> {
@@ -281,58 +253,33 @@ enum Side {
     Rift,
 }
 
-/// What one run of a test gave.
+/// What one run of a test gave, as its suite reads it.
 #[derive(Debug, Default)]
-struct Outcome {
-    /// The exit code, or None if killed (by a signal or the timeout).
-    code: Option<i32>,
-    signal: Option<i32>,
-    timed_out: bool,
-    /// TPASS, TFAIL, TBROK, TCONF, TWARN lines.
-    counts: [u32; 5],
-    /// The result lines, in order, with the temporary directories replaced.
+pub struct Outcome {
+    /// Whether the run passed (not only skipped).
+    passed: bool,
+    /// One word: pass, conf/skip, FAIL, BROK, SIGn, TIME…
+    verdict: String,
+    /// The suite's counts of result lines, compared too.
+    detail: String,
+    /// The result lines (kind, text), in order, with the temporary
+    /// directories replaced.
     results: Vec<(usize, String)>,
 }
 
-const KINDS: [&str; 5] = ["TPASS", "TFAIL", "TBROK", "TCONF", "TWARN"];
-
 impl Outcome {
-    /// One word: pass (exit 0), conf (only TCONF), or the worst of
-    /// BROK, FAIL, WARN from LTP's exit bits; SIGn, TIME.
-    fn verdict(&self) -> String {
-        if self.timed_out {
-            return "TIME".into();
-        }
-        if let Some(s) = self.signal {
-            return format!("SIG{s}");
-        }
-        match self.code {
-            Some(0) => "pass".into(),
-            Some(32) => "conf".into(),
-            Some(c) if c & 2 != 0 => "BROK".into(),
-            Some(c) if c & 1 != 0 => "FAIL".into(),
-            Some(c) if c & 4 != 0 => "WARN".into(),
-            Some(c) => format!("exit{c}"),
-            None => "?".into(),
-        }
-    }
-
     fn cell(&self) -> String {
-        let [p, f, b, c, _] = self.counts;
-        format!("{:<5} {p}/{f}/{b}/{c}", self.verdict())
-    }
-
-    fn passed(&self) -> bool {
-        self.code == Some(0) && !self.timed_out
+        format!("{:<5} {}", self.verdict, self.detail)
     }
 
     fn same(&self, other: &Outcome) -> bool {
-        self.verdict() == other.verdict() && self.counts == other.counts
+        self.verdict == other.verdict && self.detail == other.detail
     }
 }
 
 struct Run<'a> {
     args: &'a ConformanceArgs,
+    suite: Suite,
     sandbox: &'a Sandbox,
     vrift: PathBuf,
     shim: PathBuf,
@@ -348,7 +295,8 @@ struct Run<'a> {
 impl<'a> Run<'a> {
     fn new(
         args: &'a ConformanceArgs,
-        ltp: &Path,
+        suite: Suite,
+        helper_dirs: &[PathBuf],
         sandbox: &'a Sandbox,
         built: &cargo::Release,
         user: Option<User>,
@@ -372,20 +320,14 @@ impl<'a> Run<'a> {
                 .context("cannot run chown")?;
             ensure!(status.success(), "chown -R {} failed", root.display());
         }
-        // LTP's helper programs (`open12_child`, `execve_child`) are found
-        // on PATH.
-        let mut dirs: Vec<PathBuf> = GROUPS
-            .iter()
-            .map(|g| ltp.join("testcases/kernel/syscalls").join(g))
-            .filter(|d| d.is_dir())
-            .collect();
-        dirs.push(ltp.join("testcases/lib"));
+        let mut dirs = helper_dirs.to_vec();
         dirs.extend(std::env::split_paths(
             &std::env::var_os("PATH").unwrap_or_default(),
         ));
         let path = std::env::join_paths(dirs)?;
         let run = Run {
             args,
+            suite,
             sandbox,
             vrift: built.vrift.clone(),
             shim: built.shim.clone(),
@@ -442,8 +384,9 @@ impl<'a> Run<'a> {
         time_output(&mut cmd, "vrift daemon stop").map(|_| ())
     }
 
-    /// Runs every test on both sides, prints the table and the figures.
-    fn all(&self, tests: &[Test]) -> Result<()> {
+    /// Runs every test on both sides, prints the table and the figures,
+    /// and returns the figures.
+    fn all(&self, tests: &[Test]) -> Result<String> {
         let width = tests.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
         println!(
             "{:<width$}  {:<16}  {:<16}  (verdict pass/fail/brok/conf lines)",
@@ -454,8 +397,8 @@ impl<'a> Run<'a> {
         for test in tests {
             let native = self.one(test, Side::Native)?;
             let rift = self.one(test, Side::Rift)?;
-            passed_native += u32::from(native.passed());
-            passed_rift += u32::from(rift.passed());
+            passed_native += u32::from(native.passed);
+            passed_rift += u32::from(rift.passed);
             let same = native.same(&rift);
             println!(
                 "{:<width$}  {:<16}  {:<16}{}",
@@ -465,7 +408,7 @@ impl<'a> Run<'a> {
                 if same { "" } else { "  ≠" }
             );
             if !same {
-                if native.passed() && !rift.passed() {
+                if native.passed && !rift.passed {
                     worse += 1;
                 }
                 let (n, r) = first_difference(&native, &rift);
@@ -473,16 +416,17 @@ impl<'a> Run<'a> {
                 differing.push(test.name.clone());
             }
         }
-        println!(
-            "\ntests run {} · passed natively {passed_native} · passed in the rift {passed_rift} · \
+        let figures = format!(
+            "tests run {} · passed natively {passed_native} · passed in the rift {passed_rift} · \
              differences {} (passing natively only: {worse})",
             tests.len(),
             differing.len()
         );
+        println!("\n{figures}");
         if !differing.is_empty() {
             println!("differing: {}", differing.join(" "));
         }
-        Ok(())
+        Ok(figures)
     }
 
     /// Runs `test` on one side, its output in `logs/<side>/<name>.log`.
@@ -499,18 +443,32 @@ impl<'a> Run<'a> {
                 c
             }
         };
-        cmd.args(&test.args).current_dir(tmp).env("TMPDIR", tmp);
+        cmd.args(&test.args)
+            .current_dir(tmp)
+            .env("TMPDIR", tmp)
+            .env("TEST_TMPDIR", tmp);
         let dir = self.logs.join(tag);
-        fs::create_dir_all(&dir)?;
+        // gVisor's names hold `/` (`stat_test/StatTest.Fstat`).
         let log = dir.join(format!("{}.log", test.name));
+        fs::create_dir_all(log.parent().unwrap_or(&dir))?;
         let out = File::create(&log)?;
         cmd.stdout(out.try_clone()?).stderr(out).process_group(0);
         let (status, timed_out) =
             run_with_timeout(&mut cmd, Duration::from_secs(self.args.timeout), &test.name)?;
-        let mut outcome = parse(&log, &[tmp.as_path(), &self.project])?;
-        outcome.timed_out = timed_out;
-        outcome.code = status.code();
-        outcome.signal = status.signal();
+        let mut outcome = self.suite.outcome(&log, status.code())?;
+        if timed_out {
+            outcome.passed = false;
+            outcome.verdict = "TIME".into();
+        } else if let Some(s) = status.signal() {
+            outcome.passed = false;
+            outcome.verdict = format!("SIG{s}");
+        }
+        // LTP's random `LTP_xxxXXXXXX` names are below these.
+        for (_, text) in &mut outcome.results {
+            for d in [tmp.as_path(), &self.project] {
+                *text = text.replace(&*d.to_string_lossy(), "$TMP");
+            }
+        }
         Ok(outcome)
     }
 }
@@ -535,29 +493,6 @@ fn run_with_timeout(cmd: &mut Command, limit: Duration, what: &str) -> Result<(E
     }
 }
 
-/// The result lines of a test's output, with its temporary directories
-/// (and LTP's random `LTP_xxxXXXXXX` names below them) made comparable.
-fn parse(log: &Path, dirs: &[&Path]) -> Result<Outcome> {
-    let mut outcome = Outcome::default();
-    let file = File::open(log)?;
-    for line in BufReader::new(file).split(b'\n') {
-        let line = String::from_utf8_lossy(&line?).into_owned();
-        let Some(kind) = line
-            .split(|c: char| c.is_whitespace() || c == ':')
-            .find_map(|w| KINDS.iter().position(|k| *k == w))
-        else {
-            continue;
-        };
-        outcome.counts[kind] += 1;
-        let mut text = line.clone();
-        for d in dirs {
-            text = text.replace(&*d.to_string_lossy(), "$TMP");
-        }
-        outcome.results.push((kind, text));
-    }
-    Ok(outcome)
-}
-
 /// The first result line whose kind differs between the two sides (or the
 /// first line one side has and the other lacks).
 fn first_difference(native: &Outcome, rift: &Outcome) -> (String, String) {
@@ -569,12 +504,12 @@ fn first_difference(native: &Outcome, rift: &Outcome) -> (String, String) {
             (a, b) => {
                 let show = |l: Option<&(usize, String)>, o: &Outcome| match l {
                     Some((_, t)) => t.clone(),
-                    None => format!("(no more result lines; {})", o.verdict()),
+                    None => format!("(no more result lines; {})", o.verdict),
                 };
                 return (show(a, native), show(b, rift));
             }
         }
     }
-    let status = |o: &Outcome| format!("(same result lines; exit {:?})", o.code);
+    let status = |o: &Outcome| format!("(same result lines; {})", o.verdict);
     (status(native), status(rift))
 }
