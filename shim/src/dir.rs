@@ -669,10 +669,27 @@ pub fn getdents(fd: c_int, buf: *mut u8, count: usize, fmt: Dents) -> isize {
         buf,
         cap: count,
     };
+    // The caller's buffer up to here is known writable (the kernel wrote
+    // it, or a page probed before): a buffer shorter than the caller says
+    // (gVisor's PartialBuffer: a guard page after 256 bytes) gets the
+    // records that fit, or EFAULT, as from the kernel, never a SIGSEGV.
+    let mut writable_to = buf as usize + w;
     for (name, rec) in children {
         if let RecordRef::Entry { header, .. } = rec {
             let dtype = d_type(header.kind, header.mode);
-            // SAFETY: the caller's buffer of `count` bytes.
+            let (at, end) = (buf as usize + w, buf as usize + w + out.fmt.reclen(name.len()));
+            if end <= buf as usize + count && end > writable_to {
+                let from = at.max(writable_to);
+                if !sys::writable(from as *mut u8, end - from) {
+                    if w == 0 {
+                        return fail(libc::EFAULT) as isize;
+                    }
+                    break;
+                }
+                writable_to = ((end - 1) | (sys::PAGE - 1)) + 1;
+            }
+            // SAFETY: the caller's buffer of `count` bytes, the record's
+            // bytes checked writable just above.
             match unsafe { out.put(w, name, header.ino, rift_pos(i + 1), dtype) } {
                 Some(len) => w += len,
                 None if w == 0 => return fail(libc::EINVAL) as isize,

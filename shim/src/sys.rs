@@ -70,7 +70,7 @@ pub fn readable_c_str<'a>(p: *const libc::c_char) -> Option<&'a [u8]> {
 }
 
 /// Granule of the readable-page cache (a divisor of every page size).
-const PAGE: usize = 4096;
+pub const PAGE: usize = 4096;
 /// Slots of the readable-page cache (direct-mapped by page number).
 const SLOTS: usize = 64;
 /// Pages known readable: page numbers, 0 for an empty slot. Filled by

@@ -1,6 +1,7 @@
 /* POSIX corners the view must answer as the kernel does: bad pointers
  * (EFAULT, never a crash), names past NAME_MAX, paths of about 1 KiB and
- * more in every call, ENOTDIR below a file. Prints one line per check, run
+ * more in every call, ENOTDIR below a file, getdents into a short or
+ * unwritable buffer. Prints one line per check, run
  * natively and in the view and compared line by line. */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -132,5 +133,30 @@ int main(void) {
     munmap(once, pg);
     char *again = mmap(once, pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     report("mapped again stat", again == once ? stat(again, &st) : -1);
+
+    /* getdents into a buffer shorter than said (gVisor's PartialBuffer:
+     * 256 bytes before an unmapped page, 4096 claimed): every entry comes,
+     * a few per call; into an unwritable buffer: EFAULT. */
+    mkdir("pb", 0755);
+    for (int i = 0; i < 40; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "pb/file-with-a-longer-name-%02d", i);
+        int f = open(p, O_CREAT | O_WRONLY, 0644);
+        if (f >= 0) close(f);
+    }
+    char *page = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    mprotect(page + pg, pg, PROT_NONE);
+    int dfd = open("pb", O_RDONLY | O_DIRECTORY);
+    long got, entries = 0, calls = 0;
+    while ((got = syscall(SYS_getdents64, dfd, page + pg - 256, pg)) > 0) {
+        calls++;
+        for (long off = 0; off < got; off += *(unsigned short *)(page + pg - 256 + off + 16))
+            entries++;
+    }
+    printf("%-28s %ld %s\n", "getdents short buffer", entries, got < 0 ? strerrorname_np(errno) : "-");
+    printf("%-28s %s\n", "  in several calls", calls > 1 ? "yes" : "no");
+    lseek(dfd, 0, SEEK_SET);
+    report("getdents into PROT_NONE", syscall(SYS_getdents64, dfd, none, pg));
+    close(dfd);
     return 0;
 }
