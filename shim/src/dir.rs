@@ -677,7 +677,10 @@ pub fn getdents(fd: c_int, buf: *mut u8, count: usize, fmt: Dents) -> isize {
     for (name, rec) in children {
         if let RecordRef::Entry { header, .. } = rec {
             let dtype = d_type(header.kind, header.mode);
-            let (at, end) = (buf as usize + w, buf as usize + w + out.fmt.reclen(name.len()));
+            let (at, end) = (
+                buf as usize + w,
+                buf as usize + w + out.fmt.reclen(name.len()),
+            );
             if end <= buf as usize + count && end > writable_to {
                 let from = at.max(writable_to);
                 if !sys::writable(from as *mut u8, end - from) {

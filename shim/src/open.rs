@@ -384,6 +384,15 @@ pub extern "C" fn vrift_openat(
             remember(fd, flags, &buf);
             fd
         }
+        // `x/` is never created as a file: the kernel answers (EISDIR, or
+        // what the walk to it finds) and makes nothing.
+        View::Disk { rewritten: false }
+            if flags & libc::O_CREAT != 0 && vrift_shim_core::path::ends_with_slash(p) =>
+        {
+            let fd = real_open(which, dirfd, path, flags, mode);
+            remember(fd, flags, &buf);
+            fd
+        }
         View::Disk { rewritten } => {
             if writes(flags) {
                 return write_open(&mut buf, which, dirfd, path, flags, mode);

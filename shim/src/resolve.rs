@@ -305,6 +305,11 @@ pub fn resolve<'t>(
         }
         return (View::Pass, None);
     }
+    // `x/` and `x/.` name a directory: the last component is followed, and
+    // a rift entry there (never a directory: those are physical) is ENOTDIR.
+    let dir_only = vrift_shim_core::path::names_a_directory(path);
+    out.file_as_dir = false;
+    let follow = follow || dir_only;
     let root = state::ROOT.get();
     let mut rewritten = out.magic_rewrite;
     // Taken once the path is in the domain: a process that only ever
@@ -356,6 +361,10 @@ pub fn resolve<'t>(
                         if state::creds_changed() && search_denied(out.abs(), out.real_ids) =>
                     {
                         View::Error(libc::EACCES)
+                    }
+                    View::Entry { .. } if dir_only => {
+                        out.file_as_dir = true;
+                        View::Error(libc::ENOTDIR)
                     }
                     other => other,
                 };

@@ -46,6 +46,17 @@ pub fn unreadable<T>(p: *const T) -> bool {
     !(0x1_0000..USER_TOP).contains(&a) || !string_readable(a)
 }
 
+/// Whether `n` bytes at `p` (a small struct: at most two pages) could be
+/// read by the kernel: an unreadable one is EFAULT, never a crash.
+pub fn bytes_readable<T>(p: *const T, n: usize) -> bool {
+    let a = p as usize;
+    n > 0
+        && (0x1_0000..USER_TOP).contains(&a)
+        && a.checked_add(n).is_some_and(|end| end <= USER_TOP)
+        && page_readable(a / PAGE)
+        && page_readable((a + n - 1) / PAGE)
+}
+
 /// The string at `p` if the kernel could read it (see [`unreadable`]),
 /// scanned once: for the hot paths that read it right after the check.
 #[inline(always)]

@@ -116,6 +116,8 @@ pub fn route(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut PathBuf)
     match resolve(dirfd, p, follow, buf) {
         // A blob of the store reached through an fd the shim did not open.
         _ if buf.in_store => Route::Fail(libc::EPERM),
+        // `file/`: ENOTDIR, not a name the rift may create or remove.
+        _ if buf.file_as_dir => Route::Fail(libc::ENOTDIR),
         (View::Pass, _) => leads_in(follow, buf).unwrap_or(Route::Real),
         (View::Disk { rewritten: true }, None) => Route::RealAt,
         (View::Disk { .. }, None) => Route::Real,
@@ -926,35 +928,53 @@ pub extern "C" fn fchown(fd: c_int, uid: libc::uid_t, gid: libc::gid_t) -> c_int
     r
 }
 
-fn ts_ns(t: &libc::timespec) -> u64 {
+/// A timespec's nanoseconds as the kernel accepts them (`nsec_valid`).
+fn ts_ns(t: &libc::timespec) -> Result<u64, c_int> {
     match t.tv_nsec {
-        libc::UTIME_NOW => TIME_NOW,
-        libc::UTIME_OMIT => TIME_OMIT,
-        n => (t.tv_sec * 1_000_000_000 + n) as u64,
+        libc::UTIME_NOW => Ok(TIME_NOW),
+        libc::UTIME_OMIT => Ok(TIME_OMIT),
+        n if (0..1_000_000_000).contains(&n) => Ok((t.tv_sec * 1_000_000_000 + n) as u64),
+        _ => Err(libc::EINVAL),
     }
 }
 
-fn tv_ns(t: &libc::timeval) -> u64 {
-    (t.tv_sec * 1_000_000_000 + t.tv_usec * 1000) as u64
+fn tv_ns(t: &libc::timeval) -> Result<u64, c_int> {
+    if !(0..1_000_000).contains(&t.tv_usec) {
+        return Err(libc::EINVAL);
+    }
+    Ok((t.tv_sec * 1_000_000_000 + t.tv_usec * 1000) as u64)
 }
 
-/// (atime, mtime) in the protocol's encoding; None: both "now".
-fn times_ts(ts: *const libc::timespec) -> (u64, u64) {
+/// (atime, mtime) in the protocol's encoding, read as the kernel reads
+/// them: EFAULT for a pair it cannot read, EINVAL for a field out of range.
+fn times_ts(ts: *const libc::timespec) -> Result<(u64, u64), c_int> {
     if ts.is_null() {
-        return (TIME_NOW, TIME_NOW);
+        return Ok((TIME_NOW, TIME_NOW));
     }
-    // SAFETY: libc contract: two timespecs.
+    if !sys::bytes_readable(ts, 2 * core::mem::size_of::<libc::timespec>()) {
+        return Err(libc::EFAULT);
+    }
+    // SAFETY: two readable timespecs (checked above).
     let t = unsafe { core::slice::from_raw_parts(ts, 2) };
-    (ts_ns(&t[0]), ts_ns(&t[1]))
+    Ok((ts_ns(&t[0])?, ts_ns(&t[1])?))
 }
 
-fn times_tv(tv: *const libc::timeval) -> (u64, u64) {
+/// Both times UTIME_OMIT: utimensat does nothing, not even look at the
+/// path (a missing file succeeds).
+fn omits_both(times: Result<(u64, u64), c_int>) -> bool {
+    times == Ok((TIME_OMIT, TIME_OMIT))
+}
+
+fn times_tv(tv: *const libc::timeval) -> Result<(u64, u64), c_int> {
     if tv.is_null() {
-        return (TIME_NOW, TIME_NOW);
+        return Ok((TIME_NOW, TIME_NOW));
     }
-    // SAFETY: libc contract: two timevals.
+    if !sys::bytes_readable(tv, 2 * core::mem::size_of::<libc::timeval>()) {
+        return Err(libc::EFAULT);
+    }
+    // SAFETY: two readable timevals (checked above).
     let t = unsafe { core::slice::from_raw_parts(tv, 2) };
-    (tv_ns(&t[0]), tv_ns(&t[1]))
+    Ok((tv_ns(&t[0])?, tv_ns(&t[1])?))
 }
 
 #[no_mangle]
@@ -967,10 +987,17 @@ pub extern "C" fn utimensat(
     if path.is_null() {
         return futimens(dirfd, ts);
     }
+    let times = times_ts(ts);
+    if omits_both(times) {
+        return 0;
+    }
     if crate::sys::unreadable(path) {
         return fail(libc::EFAULT);
     }
-    let (a, m) = times_ts(ts);
+    let (a, m) = match times {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
     one_path!(
         dirfd,
@@ -984,7 +1011,14 @@ pub extern "C" fn utimensat(
 
 #[no_mangle]
 pub extern "C" fn futimens(fd: c_int, ts: *const libc::timespec) -> c_int {
-    let (a, m) = times_ts(ts);
+    let times = times_ts(ts);
+    if omits_both(times) {
+        return 0;
+    }
+    let (a, m) = match times {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
     by_fd!(
         fd,
         false,
@@ -995,7 +1029,10 @@ pub extern "C" fn futimens(fd: c_int, ts: *const libc::timespec) -> c_int {
 
 #[no_mangle]
 pub extern "C" fn utimes(path: *const c_char, tv: *const libc::timeval) -> c_int {
-    let (a, m) = times_tv(tv);
+    let (a, m) = match times_tv(tv) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
     one_path!(
         libc::AT_FDCWD,
         path,
@@ -1008,7 +1045,10 @@ pub extern "C" fn utimes(path: *const c_char, tv: *const libc::timeval) -> c_int
 
 #[no_mangle]
 pub extern "C" fn lutimes(path: *const c_char, tv: *const libc::timeval) -> c_int {
-    let (a, m) = times_tv(tv);
+    let (a, m) = match times_tv(tv) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
     one_path!(
         libc::AT_FDCWD,
         path,
@@ -1027,7 +1067,10 @@ pub extern "C" fn futimesat(dirfd: c_int, path: *const c_char, tv: *const libc::
     if crate::sys::unreadable(path) {
         return fail(libc::EFAULT);
     }
-    let (a, m) = times_tv(tv);
+    let (a, m) = match times_tv(tv) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
     one_path!(
         dirfd,
         path,
@@ -1040,7 +1083,10 @@ pub extern "C" fn futimesat(dirfd: c_int, path: *const c_char, tv: *const libc::
 
 #[no_mangle]
 pub extern "C" fn futimes(fd: c_int, tv: *const libc::timeval) -> c_int {
-    let (a, m) = times_tv(tv);
+    let (a, m) = match times_tv(tv) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
     by_fd!(
         fd,
         false,
@@ -1053,6 +1099,8 @@ pub extern "C" fn futimes(fd: c_int, tv: *const libc::timeval) -> c_int {
 pub extern "C" fn utime(path: *const c_char, times: *const libc::utimbuf) -> c_int {
     let (a, m) = if times.is_null() {
         (TIME_NOW, TIME_NOW)
+    } else if !sys::bytes_readable(times, core::mem::size_of::<libc::utimbuf>()) {
+        return fail(libc::EFAULT);
     } else {
         // SAFETY: libc contract: a valid utimbuf.
         let t = unsafe { &*times };

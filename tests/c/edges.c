@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 static void report(const char *what, long rc) {
@@ -96,6 +97,35 @@ int main(void) {
     report("creat below file", open("f/x", O_CREAT | O_WRONLY, 0644));
     report("mkdir below file", mkdir("f/x", 0755));
     report("access below file", access("f/x/y", F_OK));
+
+    /* A trailing slash or dot names a directory (gVisor's stat, open and
+     * unlink tests): a file there is ENOTDIR, a symlink is followed even
+     * by lstat, and O_CREAT makes nothing. */
+    fd = open("ts", O_CREAT | O_WRONLY, 0644);
+    if (fd >= 0) close(fd);
+    mkdir("pdir", 0755);
+    symlink("pdir", "tsl");
+    report("lstat file/", lstat("ts/", &st));
+    report("stat file/.", stat("ts/.", &st));
+    report("open file/", open("ts/", O_RDONLY));
+    report("unlink file/", unlink("ts/"));
+    report("creat new/", open("newname/", O_CREAT | O_WRONLY, 0644));
+    report("stat new after", stat("newname", &st));
+    report("lstat symlink-to-dir/", lstat("tsl/", &st));
+    printf("%-28s %s\n", "  is a directory", S_ISDIR(st.st_mode) ? "yes" : "no");
+    report("lstat file still there", lstat("ts", &st));
+
+    /* utimensat's times as the kernel reads them: out of range is
+     * EINVAL, unreadable EFAULT, both UTIME_OMIT a no-op even for a
+     * missing file (gVisor's utimes tests). */
+    struct timespec bad_ns[2] = {{0, 1000000000L}, {0, 0}};
+    struct timespec omit[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
+    struct timeval bad_us[2] = {{0, 0}, {1, -1}};
+    report("utimensat nsec 1e9", utimensat(AT_FDCWD, "ts", bad_ns, 0));
+    report("utimensat omit missing", utimensat(AT_FDCWD, "no-such-file", omit, 0));
+    report("utimensat bad times", utimensat(AT_FDCWD, "ts", (struct timespec *)BAD, 0));
+    report("futimesat usec -1", futimesat(AT_FDCWD, "ts", bad_us));
+    report("utimes usec -1", utimes("ts", bad_us));
 
     /* A mapped page the kernel cannot read (LTP's tst_get_bad_addr), and
      * a string that runs from a readable page into one: EFAULT. */

@@ -31,6 +31,9 @@ pub struct PathBuf {
     /// with the real ids (`access` without `AT_EACCESS`), not the
     /// effective ones (see `resolve::search_denied` in the shim).
     pub real_ids: bool,
+    /// The path named a rift file as a directory (`file/`, `file/.`):
+    /// resolved to ENOTDIR, which no call may take for "absent".
+    pub file_as_dir: bool,
 }
 
 impl Default for PathBuf {
@@ -50,6 +53,7 @@ impl PathBuf {
             in_store: false,
             magic_rewrite: false,
             real_ids: false,
+            file_as_dir: false,
         }
     }
 
@@ -185,6 +189,27 @@ impl PathBuf {
             None => false,
         }
     }
+}
+
+/// Whether `path` can only name a directory, as the kernel reads its last
+/// component: it ends with a slash (`file/`), or with `.` or `..`
+/// (`file/.`). Such a last component is followed even by lstat, and a
+/// file there is ENOTDIR — a normalized path no longer says so.
+pub fn names_a_directory(path: &[u8]) -> bool {
+    match path.last() {
+        Some(b'/') => path.iter().any(|&c| c != b'/'),
+        Some(b'.') => {
+            let start = path.iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1);
+            matches!(&path[start..], b"." | b"..")
+        }
+        _ => false,
+    }
+}
+
+/// Whether `path` ends with a slash after a name (`x/`): open with
+/// O_CREAT there is EISDIR, whether or not `x` exists.
+pub fn ends_with_slash(path: &[u8]) -> bool {
+    path.last() == Some(&b'/') && path.iter().any(|&c| c != b'/')
 }
 
 /// `p` without trailing slashes (`/` stays `/`).
@@ -338,6 +363,27 @@ mod tests {
         let mut p = PathBuf::new();
         assert!(p.set(s));
         p
+    }
+
+    #[test]
+    fn a_trailing_slash_or_dot_names_a_directory() {
+        for (path, dir) in [
+            (&b"file/"[..], true),
+            (b"a/b//", true),
+            (b"a/.", true),
+            (b"a/..", true),
+            (b".", true),
+            (b"file", false),
+            (b"a/.hidden", false),
+            (b"a/x.", false),
+            (b"/", false),
+            (b"", false),
+        ] {
+            assert_eq!(names_a_directory(path), dir, "{:?}", path);
+        }
+        assert!(ends_with_slash(b"x/"));
+        assert!(!ends_with_slash(b"/"));
+        assert!(!ends_with_slash(b"x/."));
     }
 
     #[test]
