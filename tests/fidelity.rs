@@ -9,6 +9,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::process::Command;
 
 use common::*;
 
@@ -350,4 +351,92 @@ fn set_group_id_is_dropped_on_create_for_non_members() {
         assert!(has_line(&n, line), "{line:?} in\n{n}");
     }
     assert!(!root.join("sg/b").exists());
+}
+
+/// The mode bits hold for the project's own user too (gVisor's chmod,
+/// open_create, rename, symlink and unlink tests as `nobody`): a file made
+/// read-only cannot be written or truncated, a file of mode 000 cannot be
+/// read, a directory made read-only takes no new name and loses none —
+/// each as on disk (the same script natively and in the view). Run as a
+/// user that is not root (root passes these checks): as root, the whole
+/// project, its daemon and the script run as nobody.
+#[test]
+fn mode_bits_hold_for_the_projects_own_user() {
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("proj");
+    let twin = sb.mkdir("twin");
+    let nobody = is_root();
+    if nobody {
+        let status = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(sb.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    // As the project's user: nobody through setpriv when the test is root.
+    let run = |cwd: &Path, program: &str, args: &[&str]| {
+        let inner = sb.cmd(cwd, &[]);
+        let mut c = if nobody {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", program]);
+            c
+        } else {
+            Command::new(program)
+        };
+        c.args(args).current_dir(cwd);
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.output().unwrap()
+    };
+    let init = run(&root, VRIFT, &["init"]);
+    assert!(init.status.success(), "{}", text(&init.stderr));
+    let script = "umask 022
+        say() { if (eval \"$2\") 2>/dev/null; then echo \"$1: ok\"; else echo \"$1: denied\"; fi; }
+        echo hi > f; chmod 444 f
+        say 'append to 0444' 'echo x >> f'
+        say 'truncate 0444' ': > f'
+        chmod 000 f
+        say 'read 0000' 'cat f >/dev/null'
+        chmod 600 f
+        say 'read 0600' 'cat f >/dev/null'
+        mkdir ro; echo z > ro/z; chmod 555 ro
+        say 'create in 0555 dir' 'echo x > ro/new'
+        say 'mkdir in 0555 dir' 'mkdir ro/d'
+        say 'symlink in 0555 dir' 'ln -s x ro/l'
+        say 'unlink in 0555 dir' 'rm -f ro/z'
+        say 'rename out of 0555 dir' 'mv ro/z moved'
+        say 'rename into 0555 dir' 'mv f ro/f'
+        chmod 755 ro
+        say 'unlink once writable' 'rm ro/z'
+        cat f; ls ro";
+    let view = run(&root, VRIFT, &["run", "--", "sh", "-c", script]);
+    let native = run(&twin, "sh", &["-c", script]);
+    assert_eq!(
+        text(&view.stdout),
+        text(&native.stdout),
+        "{}",
+        text(&view.stderr)
+    );
+    let out = text(&native.stdout);
+    for line in [
+        "append to 0444: denied",
+        "truncate 0444: denied",
+        "read 0000: denied",
+        "read 0600: ok",
+        "create in 0555 dir: denied",
+        "symlink in 0555 dir: denied",
+        "unlink in 0555 dir: denied",
+        "rename out of 0555 dir: denied",
+        "unlink once writable: ok",
+    ] {
+        assert!(has_line(&out, line), "{line:?} in\n{out}");
+    }
+    // What the view wrote is in the rift.
+    assert!(!root.join("f").exists());
 }

@@ -86,6 +86,9 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
         // Only the owner (or CAP_FOWNER) may open without atime (open02).
         return fail(libc::EPERM);
     }
+    if flags & libc::O_PATH == 0 && !may_read(&meta) {
+        return fail(libc::EACCES);
+    }
     let staged = header.is_staged();
     let keep = flags
         & (libc::O_CLOEXEC
@@ -207,6 +210,31 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
 /// Whether this process owns the entry `m` (or is root): `O_NOATIME`.
 #[cold]
 #[inline(never)]
+/// Whether this process may read the entry, by its mode bits as the
+/// kernel's `generic_permission` reads them (the blob itself is readable
+/// by all: the check is the entry's). A mode every class may read (0644,
+/// 0755) asks for no id; root passes (CAP_DAC_OVERRIDE: capabilities a
+/// root process dropped are not modelled, see the README).
+fn may_read(m: &crate::statbuf::Meta) -> bool {
+    if m.mode & 0o444 == 0o444 {
+        return true;
+    }
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if me == 0 {
+        return true;
+    }
+    let (uid, gid) = crate::statbuf::owner(m);
+    let bits = if uid == me {
+        m.mode >> 6
+    } else if sys::in_group(gid) {
+        m.mode >> 3
+    } else {
+        m.mode
+    };
+    bits & 4 != 0
+}
+
 fn owns(m: &crate::statbuf::Meta) -> bool {
     // SAFETY: geteuid cannot fail.
     let me = unsafe { libc::geteuid() };

@@ -7,7 +7,7 @@ use libc::{c_char, c_int, c_uint};
 use crate::real::fail;
 use crate::resolve::{resolve, PathBuf, View};
 use crate::statbuf::{fill_stat, fill_stat64, fill_statx, Meta};
-use crate::{call_real, fdtable};
+use crate::{call_real, fdtable, sys};
 
 /// What a stat-like call should do.
 pub enum Lk {
@@ -352,7 +352,7 @@ fn access_meta(m: &Meta, amode: c_int, effective: bool, abs: &[u8]) -> c_int {
     let (owner, group) = crate::statbuf::owner(m);
     let shift = if owner == uid {
         6
-    } else if group == gid || in_groups(group) {
+    } else if group == gid || sys::in_group(group) {
         3
     } else {
         0
@@ -388,14 +388,6 @@ fn parent_searchable(abs: &[u8], effective: bool) -> bool {
     };
     // SAFETY: errno is thread-local.
     r == 0 || unsafe { *libc::__errno_location() } != libc::EACCES
-}
-
-/// Whether `gid` is one of the process's supplementary groups.
-fn in_groups(gid: u32) -> bool {
-    let mut groups = [0 as libc::gid_t; 256];
-    // SAFETY: `groups` holds 256 entries.
-    let n = unsafe { libc::getgroups(groups.len() as c_int, groups.as_mut_ptr()) };
-    n > 0 && groups[..n as usize].contains(&gid)
 }
 
 /// libc's access answer `r`, unless it failed where a physical symlink

@@ -46,6 +46,19 @@ pub fn unreadable<T>(p: *const T) -> bool {
     !(0x1_0000..USER_TOP).contains(&a) || !string_readable(a)
 }
 
+/// Whether `gid` is the process's effective group or one of its
+/// supplementary groups (the kernel's `in_group_p`).
+pub fn in_group(gid: u32) -> bool {
+    // SAFETY: getegid cannot fail.
+    if unsafe { libc::getegid() } == gid {
+        return true;
+    }
+    let mut groups = [0 as libc::gid_t; 256];
+    // SAFETY: `groups` holds 256 entries.
+    let n = unsafe { libc::getgroups(groups.len() as libc::c_int, groups.as_mut_ptr()) };
+    n > 0 && groups[..n as usize].contains(&gid)
+}
+
 /// Whether `n` bytes at `p` (a small struct: at most two pages) could be
 /// read by the kernel: an unreadable one is EFAULT, never a crash.
 pub fn bytes_readable<T>(p: *const T, n: usize) -> bool {

@@ -274,14 +274,7 @@ fn strip_sgid(abs: &[u8], mode: u64) -> u64 {
     let Some(st) = sys::stat_raw(dir) else {
         return mode;
     };
-    // SAFETY: plain id queries into local arrays of their stated sizes.
-    let member = unsafe {
-        let mut groups = [0 as libc::gid_t; 256];
-        let n = libc::getgroups(groups.len() as c_int, groups.as_mut_ptr());
-        libc::getegid() == st.st_gid
-            || (n > 0 && groups[..n as usize].contains(&st.st_gid))
-            || has_cap_fsetid()
-    };
+    let member = sys::in_group(st.st_gid) || has_cap_fsetid();
     if st.st_mode & libc::S_ISGID == 0 || member {
         mode
     } else {

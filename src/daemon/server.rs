@@ -412,8 +412,9 @@ impl Server<'_> {
                         continue;
                     }
                     let foreign = cred.uid != self.my_uid && cred.uid != 0;
+                    let judged = cred.uid != 0;
                     // Read only where checks need them.
-                    let groups = match foreign {
+                    let groups = match judged {
                         true => peer_groups(&sock),
                         false => Vec::new(),
                     };
@@ -429,6 +430,7 @@ impl Server<'_> {
                                 gid: cred.gid,
                                 groups,
                                 foreign,
+                                judged,
                             },
                             buf: Vec::new(),
                             id: self.next_id,

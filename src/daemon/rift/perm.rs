@@ -1,17 +1,20 @@
-//! Who may do what: the kernel's permission rules applied to the view for a
-//! caller that is neither the daemon's own user nor root.
+//! Who may do what: the kernel's permission rules applied to the view for
+//! every caller but root.
 //!
 //! The daemon acts with its own credentials, so the disk's checks never
-//! see the caller's. Its own user gets the disk's answers anyway (the
-//! physical steps fail as they would), and root passes the kernel's
-//! checks (CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_CHOWN). Any other caller is a
-//! process of the view that changed its credentials (`setuid`, `seteuid`,
+//! see the caller's. Root passes the kernel's checks (CAP_DAC_OVERRIDE,
+//! CAP_FOWNER, CAP_CHOWN; a root process that dropped capabilities is not
+//! modelled). Every other caller — the daemon's own user, and a process of
+//! the view that changed its credentials (`setuid`, `seteuid`,
 //! `setgroups`: a test harness, a build dropping root) and still holds the
-//! way to the daemon's socket (the library keeps it across the change):
-//! every operation it asks is checked here first, on the view's metadata
+//! way to the daemon's socket (the library keeps it across the change) —
+//! has every operation it asks checked here first, on the view's metadata
 //! (rift records and physical directories alike), as `inode_permission`,
 //! `may_create`, `may_delete` (with the sticky bit), `chown_ok`,
-//! `chgrp_ok` and `setattr_prepare` would, and what it creates is its own.
+//! `chgrp_ok` and `setattr_prepare` would: a file made read-only is
+//! read-only in the view too. For another user than the daemon's, the
+//! directories on the way are checked for search as well, and what it
+//! creates is its own.
 
 use vrift_format::proto::{Op, Request, TIME_NOW, TIME_OMIT};
 
@@ -26,8 +29,12 @@ pub struct Caller {
     pub gid: u32,
     /// Read only for a foreign caller (empty otherwise).
     pub groups: Vec<u32>,
-    /// Neither root nor the daemon's own user: the checks apply.
+    /// Neither root nor the daemon's own user: what it creates is its
+    /// own, and the directories on the way are checked for search.
     pub foreign: bool,
+    /// Not root: the mode bits apply (to the daemon's own user as well:
+    /// `chmod 444 f; echo x > f` is EACCES in the view as on disk).
+    pub judged: bool,
 }
 
 const MAY_EXEC: u32 = 1;
@@ -60,7 +67,7 @@ impl Caller {
         bits & want == want
     }
 
-    /// Whether the checks apply: not root, not the daemon's own user.
+    /// Neither root nor the daemon's own user.
     pub fn is_foreign(&self) -> bool {
         self.foreign
     }
@@ -106,6 +113,12 @@ impl Rift {
     /// ENOENT or ENOTDIR, as the kernel's lookup would before any check
     /// further on).
     fn may_reach(&self, caller: &Caller, rel: &[u8]) -> OpResult<()> {
+        // The daemon's own user reached the project's directories itself
+        // (the library's lookups are the kernel's, as that user), and the
+        // walk costs a stat per component: only for another user.
+        if !caller.is_foreign() {
+            return Ok(());
+        }
         for anc in self
             .root()
             .ancestors()
@@ -171,10 +184,10 @@ impl Rift {
     }
 
     /// Whether `caller` may ask `req` of the view: Ok, or the errno the
-    /// kernel would give it. Everything passes for root and the daemon's
-    /// own user (see the module's documentation).
+    /// kernel would give it. Everything passes for root (see the module's
+    /// documentation).
     pub fn permits(&self, caller: &Caller, req: &Request<'_>) -> OpResult<()> {
-        if !caller.is_foreign() {
+        if !caller.judged {
             return Ok(());
         }
         let owner_only = |rel: &[u8]| -> OpResult<Option<Owned>> {
@@ -345,7 +358,7 @@ impl Rift {
     /// when a foreign caller is not in the file's group (`setattr_prepare`).
     pub fn chmod_mode(&self, caller: &Caller, rel: &[u8], mode: u32) -> u32 {
         match self.owned(rel) {
-            Some(o) if caller.is_foreign() && !caller.in_group(o.gid) => mode & !libc::S_ISGID,
+            Some(o) if caller.judged && !caller.in_group(o.gid) => mode & !libc::S_ISGID,
             _ => mode,
         }
     }

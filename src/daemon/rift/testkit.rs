@@ -67,6 +67,7 @@ pub fn me() -> Caller {
         gid: unsafe { libc::getgid() },
         groups: Vec::new(),
         foreign: false,
+        judged: false,
     }
 }
 

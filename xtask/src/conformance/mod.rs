@@ -171,6 +171,7 @@ pub fn conformance(args: ConformanceArgs) -> Result<()> {
                 .arg(sandbox.path())
                 .stderr(Stdio::null())
                 .status();
+            unmount_below(sandbox.path());
             if args.keep {
                 println!("logs: {}", sandbox.path().join("logs").display());
             }
@@ -190,6 +191,25 @@ pub fn conformance(args: ConformanceArgs) -> Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// Detaches what a test left mounted below `dir` (LTP mounts a loop
+/// device in its temporary directory, and a killed test leaves it), deepest
+/// first, so the sandbox can be removed.
+fn unmount_below(dir: &Path) {
+    let Ok(mounts) = fs::read_to_string("/proc/self/mounts") else {
+        return;
+    };
+    let prefix = format!("{}/", dir.display());
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = Command::new("umount").args(["-l", p]).status();
+    }
 }
 
 fn short(user: &Option<User>, root: bool) -> &'static str {
