@@ -64,7 +64,7 @@
 //! dir             → fdtable fns real resolve state sys
 //! special         → client fds fns open real resolve state sys write
 //! audit           → exec resolve state sys write
-//! syscall         → dir fns open real stat sys write
+//! syscall         → creds dir fns open real stat sys write
 //! walk            → dir fds fns open real stat state sys
 //! seccomp::target → fds sys
 //! seccomp::serve  → dir fds fdtable open resolve seccomp::filter seccomp::target stat state sys syscall xattr

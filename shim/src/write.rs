@@ -1121,10 +1121,41 @@ pub extern "C" fn truncate(path: *const c_char, len: libc::off_t) -> c_int {
         libc::AT_FDCWD,
         path,
         true,
-        |rel| rift(Op::Truncate, len as u64, 0, rel, b""),
+        |rel| match past_file_size_limit(len as u64) {
+            true => Ok(fail(libc::EFBIG)),
+            false => rift(Op::Truncate, len as u64, 0, rel, b""),
+        },
         call_real!(TRUNCATE(path, len) or raw(libc::SYS_truncate, path as usize, len as usize, 0, 0, 0)),
         |abs| call_real!(TRUNCATE(abs, len) or raw(libc::SYS_truncate, abs as usize, len as usize, 0, 0, 0))
     )
+}
+
+/// A length past the process's RLIMIT_FSIZE: the kernel's SIGXFSZ to the
+/// caller and EFBIG (truncate03; the daemon, which truncates the rift's
+/// file, has its own limit).
+fn past_file_size_limit(len: u64) -> bool {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a local rlimit to fill.
+    let r = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_getrlimit,
+            libc::RLIMIT_FSIZE,
+            &mut limit as *mut libc::rlimit
+        )
+    };
+    if r != 0 || limit.rlim_cur == libc::RLIM_INFINITY || len <= limit.rlim_cur {
+        return false;
+    }
+    // SAFETY: signals this thread, as the kernel does.
+    unsafe {
+        let pid = crate::raw_syscall!(libc::SYS_getpid);
+        let tid = crate::raw_syscall!(libc::SYS_gettid);
+        crate::raw_syscall!(libc::SYS_tgkill, pid, tid, libc::SIGXFSZ);
+    }
+    true
 }
 
 #[no_mangle]

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -126,6 +128,17 @@ int main(void) {
     report("utimensat bad times", utimensat(AT_FDCWD, "ts", (struct timespec *)BAD, 0));
     report("futimesat usec -1", futimesat(AT_FDCWD, "ts", bad_us));
     report("utimes usec -1", utimes("ts", bad_us));
+
+    /* truncate past RLIMIT_FSIZE: SIGXFSZ (ignored here) and EFBIG
+     * (LTP's truncate03), for a rift file as for a disk one. */
+    struct rlimit old_fsize, small = {1000, RLIM_INFINITY};
+    getrlimit(RLIMIT_FSIZE, &old_fsize);
+    signal(SIGXFSZ, SIG_IGN);
+    small.rlim_max = old_fsize.rlim_max;
+    setrlimit(RLIMIT_FSIZE, &small);
+    report("truncate past RLIMIT_FSIZE", truncate("ts", 5000));
+    report("truncate within it", truncate("ts", 500));
+    setrlimit(RLIMIT_FSIZE, &old_fsize);
 
     /* A mapped page the kernel cannot read (LTP's tst_get_bad_addr), and
      * a string that runs from a readable page into one: EFAULT. */
