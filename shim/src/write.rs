@@ -8,6 +8,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use libc::{c_char, c_int, c_uint, mode_t};
 use vrift_format::proto::{Op, TIME_NOW, TIME_OMIT};
+use vrift_shim_core::path::last_dots;
 use vrift_shim_core::PATH_MAX;
 
 use crate::client::{self, Answer};
@@ -321,10 +322,24 @@ pub extern "C" fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c
         dirfd,
         path,
         false,
-        |rel| rift(op, 0, 0, rel, b""),
+        |rel| match op {
+            Op::Rmdir => rmdir_rift(path, rel),
+            _ => rift(op, 0, 0, rel, b""),
+        },
         call_real!(UNLINKAT(dirfd, path, flags) or raw(libc::SYS_unlinkat, dirfd as usize, path as usize, flags as usize, 0, 0)),
         |abs| call_real!(UNLINKAT(libc::AT_FDCWD, abs, flags) or raw(libc::SYS_unlinkat, FD, abs as usize, flags as usize, 0, 0))
     )
+}
+
+/// rmdir in the rift, but of `d/.` (EINVAL) or `d/..` (ENOTEMPTY) the
+/// kernel's refusal: the normalized name would remove `d` or its parent.
+fn rmdir_rift(path: *const c_char, rel: &[u8]) -> Result<c_int, PassToLibc> {
+    // SAFETY: route read the path (readable, NUL-terminated) to get here.
+    match last_dots(unsafe { CStr::from_ptr(path) }.to_bytes()) {
+        1 => Ok(fail(libc::EINVAL)),
+        2 => Ok(fail(libc::ENOTEMPTY)),
+        _ => rift(Op::Rmdir, 0, 0, rel, b""),
+    }
 }
 
 #[no_mangle]
@@ -333,7 +348,7 @@ pub extern "C" fn rmdir(path: *const c_char) -> c_int {
         libc::AT_FDCWD,
         path,
         false,
-        |rel| rift(Op::Rmdir, 0, 0, rel, b""),
+        |rel| rmdir_rift(path, rel),
         call_real!(RMDIR(path) or raw(libc::SYS_unlinkat, FD, path as usize, libc::AT_REMOVEDIR as usize, 0, 0)),
         |abs| call_real!(RMDIR(abs) or raw(libc::SYS_unlinkat, FD, abs as usize, libc::AT_REMOVEDIR as usize, 0, 0))
     )
@@ -497,7 +512,16 @@ pub extern "C" fn renameat2(
         nd,
         new,
         false,
-        |o, n| rift(Op::Rename, flags as u64, 0, o, n),
+        |o, n| {
+            // `d/.` or `d/..` on either side: the kernel's EBUSY (the
+            // normalized names would rename the directory itself).
+            // SAFETY: both readable (two_paths checked them first).
+            let (po, pn) = unsafe { (CStr::from_ptr(old), CStr::from_ptr(new)) };
+            if last_dots(po.to_bytes()) + last_dots(pn.to_bytes()) > 0 {
+                return Ok(fail(libc::EBUSY));
+            }
+            rift(Op::Rename, flags as u64, 0, o, n)
+        },
         |od, old, nd, new| {
             raw(
                 libc::SYS_renameat2,

@@ -116,6 +116,12 @@ int main(void) {
     report("lstat symlink-to-dir/", lstat("tsl/", &st));
     printf("%-28s %s\n", "  is a directory", S_ISDIR(st.st_mode) ? "yes" : "no");
     report("lstat file still there", lstat("ts", &st));
+    mkdir("pdir/sub", 0755);
+    report("rename dir/. away", rename("pdir/sub/.", "moved"));
+    report("rename onto dir/..", rename("ts", "pdir/sub/.."));
+    report("rmdir dir/.", rmdir("pdir/sub/."));
+    report("rmdir dir/..", rmdir("pdir/sub/.."));
+    report("rmdir dir itself", rmdir("pdir/sub"));
 
     /* utimensat's times as the kernel reads them: out of range is
      * EINVAL, unreadable EFAULT, both UTIME_OMIT a no-op even for a

@@ -206,6 +206,19 @@ pub fn names_a_directory(path: &[u8]) -> bool {
     }
 }
 
+/// `.` or `..` as `path`'s last component (trailing slashes aside): 1 or
+/// 2, else 0. The kernel refuses to rename such a name (EBUSY) or rmdir
+/// it (EINVAL, ENOTEMPTY).
+pub fn last_dots(path: &[u8]) -> usize {
+    let p = trim_trailing_slash(path);
+    let start = p.iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1);
+    match &p[start..] {
+        b"." => 1,
+        b".." => 2,
+        _ => 0,
+    }
+}
+
 /// Whether `path` ends with a slash after a name (`x/`): open with
 /// O_CREAT there is EISDIR, whether or not `x` exists.
 pub fn ends_with_slash(path: &[u8]) -> bool {
@@ -381,6 +394,9 @@ mod tests {
         ] {
             assert_eq!(names_a_directory(path), dir, "{:?}", path);
         }
+        assert_eq!(last_dots(b"d/."), 1);
+        assert_eq!(last_dots(b"d/../"), 2);
+        assert_eq!(last_dots(b"d/.x"), 0);
         assert!(ends_with_slash(b"x/"));
         assert!(!ends_with_slash(b"/"));
         assert!(!ends_with_slash(b"x/."));
