@@ -57,20 +57,12 @@ fn errno() -> i32 {
 /// has): the old limits, to put back when the socket is closed (see
 /// [`Fds`]).
 fn raise_fd_limit() -> Option<libc::rlimit> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit of our own process, into/from a local.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return None;
-        }
-        let old = lim;
-        lim.rlim_cur += 1;
-        lim.rlim_max = lim.rlim_max.max(lim.rlim_cur);
-        (libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0).then_some(old)
-    }
+    let old = sys::rlimit(libc::RLIMIT_NOFILE)?;
+    let mut lim = old;
+    lim.rlim_cur += 1;
+    lim.rlim_max = lim.rlim_max.max(lim.rlim_cur);
+    // SAFETY: setrlimit of our own process, from a local.
+    (unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0).then_some(old)
 }
 
 fn restore_fd_limit(old: libc::rlimit) {

@@ -310,21 +310,9 @@ fn blobs_dir() -> Option<c_int> {
     if low < 0 {
         return None;
     }
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: prlimit64 on this process, reading into our struct.
-    let ok = unsafe {
-        crate::raw_syscall!(
-            libc::SYS_prlimit64,
-            0,
-            libc::RLIMIT_NOFILE,
-            core::ptr::null::<libc::rlimit>(),
-            &mut lim as *mut libc::rlimit,
-        )
-    } == 0;
-    let min = (lim.rlim_cur / 4 * 3).min(4000) as c_int;
+    let lim = sys::rlimit(libc::RLIMIT_NOFILE);
+    let ok = lim.is_some();
+    let min = lim.map_or(0, |l| (l.rlim_cur / 4 * 3).min(4000)) as c_int;
     // SAFETY: duplicating our own fd.
     let high = if ok && min >= 64 {
         // SAFETY: duplicating our own fd (F_DUPFD_CLOEXEC, no pointer).

@@ -59,6 +59,26 @@ pub fn in_group(gid: u32) -> bool {
     n > 0 && groups[..n as usize].contains(&gid)
 }
 
+/// This process's limit of `resource` (prlimit64, no libc call: it may
+/// run before libc's symbols are resolved).
+pub fn rlimit(resource: libc::__rlimit_resource_t) -> Option<libc::rlimit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit64 on this process, reading into our struct.
+    let r = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_prlimit64,
+            0,
+            resource,
+            core::ptr::null::<libc::rlimit>(),
+            &mut lim as *mut libc::rlimit
+        )
+    };
+    (r == 0).then_some(lim)
+}
+
 /// Whether `n` bytes at `p` (a small struct: at most two pages) could be
 /// read by the kernel: an unreadable one is EFAULT, never a crash.
 pub fn bytes_readable<T>(p: *const T, n: usize) -> bool {

@@ -513,11 +513,16 @@ pub extern "C" fn renameat2(
         new,
         false,
         |o, n| {
-            // `d/.` or `d/..` on either side: the kernel's EBUSY (the
-            // normalized names would rename the directory itself).
+            // `d/.` or `d/..` on either side: the kernel's EBUSY (EEXIST
+            // for a target with RENAME_NOREPLACE; the normalized names
+            // would rename the directory itself).
             // SAFETY: both readable (two_paths checked them first).
             let (po, pn) = unsafe { (CStr::from_ptr(old), CStr::from_ptr(new)) };
-            if last_dots(po.to_bytes()) + last_dots(pn.to_bytes()) > 0 {
+            let new_dots = last_dots(pn.to_bytes()) > 0;
+            if new_dots && flags & libc::RENAME_NOREPLACE != 0 {
+                return Ok(fail(libc::EEXIST));
+            }
+            if new_dots || last_dots(po.to_bytes()) > 0 {
                 return Ok(fail(libc::EBUSY));
             }
             rift(Op::Rename, flags as u64, 0, o, n)
@@ -1158,19 +1163,10 @@ pub extern "C" fn truncate(path: *const c_char, len: libc::off_t) -> c_int {
 /// caller and EFBIG (truncate03; the daemon, which truncates the rift's
 /// file, has its own limit).
 fn past_file_size_limit(len: u64) -> bool {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    let Some(limit) = sys::rlimit(libc::RLIMIT_FSIZE) else {
+        return false;
     };
-    // SAFETY: a local rlimit to fill.
-    let r = unsafe {
-        crate::raw_syscall!(
-            libc::SYS_getrlimit,
-            libc::RLIMIT_FSIZE,
-            &mut limit as *mut libc::rlimit
-        )
-    };
-    if r != 0 || limit.rlim_cur == libc::RLIM_INFINITY || len <= limit.rlim_cur {
+    if limit.rlim_cur == libc::RLIM_INFINITY || len <= limit.rlim_cur {
         return false;
     }
     // SAFETY: signals this thread, as the kernel does.

@@ -119,6 +119,7 @@ int main(void) {
     mkdir("pdir/sub", 0755);
     report("rename dir/. away", rename("pdir/sub/.", "moved"));
     report("rename onto dir/..", rename("ts", "pdir/sub/.."));
+    report("noreplace onto dir/.", syscall(SYS_renameat2, AT_FDCWD, "ts", AT_FDCWD, "pdir/sub/.", 1));
     report("rmdir dir/.", rmdir("pdir/sub/."));
     report("rmdir dir/..", rmdir("pdir/sub/.."));
     report("rmdir dir itself", rmdir("pdir/sub"));
