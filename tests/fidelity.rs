@@ -439,4 +439,7 @@ fn mode_bits_hold_for_the_projects_own_user() {
     }
     // What the view wrote is in the rift.
     assert!(!root.join("f").exists());
+    // The project's user may still stop its own daemon.
+    let stop = run(&root, VRIFT, &["daemon", "stop"]);
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
 }

@@ -625,9 +625,32 @@ pub extern "C" fn linkat(
         nd,
         new,
         flags & libc::AT_SYMLINK_FOLLOW != 0,
-        |o, n| rift(Op::Link, 0, 0, o, n),
+        |o, n| match made_with_slash(new, n) {
+            Some(r) => Ok(r),
+            None => rift(Op::Link, 0, 0, o, n),
+        },
         real,
     )
+}
+
+/// A name being made by link or symlink that ends with a slash (`b/`):
+/// the kernel makes nothing there — EEXIST for a name the view has, else
+/// ENOENT (gVisor's CannotLinkWithSlash). None: no slash, go on.
+fn made_with_slash(path: *const c_char, rel: &[u8]) -> Option<c_int> {
+    // SAFETY: routed to the rift, so readable and NUL-terminated.
+    if !vrift_shim_core::path::ends_with_slash(unsafe { CStr::from_ptr(path) }.to_bytes()) {
+        return None;
+    }
+    let mut abs = PathBuf::new();
+    let mut scratch = PathBuf::new();
+    let there = abs.set_parts(&[state::ROOT.get(), b"/", rel])
+        && match crate::stat::lookup_meta(libc::AT_FDCWD, abs.c_ptr(), false, &mut scratch) {
+            crate::stat::Lk::Meta(_) => true,
+            crate::stat::Lk::Err(_) => false,
+            // On disk (a directory, or a file the rift leaves alone).
+            crate::stat::Lk::Real | crate::stat::Lk::RealAt => sys::lstat_raw(abs.abs()).is_ok(),
+        };
+    Some(fail(if there { libc::EEXIST } else { libc::ENOENT }))
 }
 
 /// The fd of an O_TMPFILE file that a linkat call names, if any.
@@ -673,7 +696,10 @@ pub extern "C" fn symlinkat(target: *const c_char, dirfd: c_int, path: *const c_
         dirfd,
         path,
         false,
-        |rel| rift(Op::Symlink, 0, 0, rel, t),
+        |rel| match made_with_slash(path, rel) {
+            Some(r) => Ok(r),
+            None => rift(Op::Symlink, 0, 0, rel, t),
+        },
         call_real!(SYMLINKAT(target, dirfd, path) or raw(libc::SYS_symlinkat, target as usize, dirfd as usize, path as usize, 0, 0)),
         |abs| call_real!(SYMLINKAT(target, libc::AT_FDCWD, abs) or raw(libc::SYS_symlinkat, target as usize, FD, abs as usize, 0, 0))
     )

@@ -116,6 +116,10 @@ int main(void) {
     report("lstat symlink-to-dir/", lstat("tsl/", &st));
     printf("%-28s %s\n", "  is a directory", S_ISDIR(st.st_mode) ? "yes" : "no");
     report("lstat file still there", lstat("ts", &st));
+    report("link to missing/", link("ts", "linkname/"));
+    report("link to existing/", link("ts", "pdir/"));
+    report("symlink to missing/", symlink("ts", "symname/"));
+    report("stat link not made", lstat("linkname", &st));
     mkdir("pdir/sub", 0755);
     report("rename dir/. away", rename("pdir/sub/.", "moved"));
     report("rename onto dir/..", rename("ts", "pdir/sub/.."));
