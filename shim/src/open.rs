@@ -207,9 +207,6 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
     fd
 }
 
-/// Whether this process owns the entry `m` (or is root): `O_NOATIME`.
-#[cold]
-#[inline(never)]
 /// Whether this process may read the entry, by its mode bits as the
 /// kernel's `generic_permission` reads them (the blob itself is readable
 /// by all: the check is the entry's). A mode every class may read (0644,
@@ -235,6 +232,9 @@ fn may_read(m: &crate::statbuf::Meta) -> bool {
     bits & 4 != 0
 }
 
+/// Whether this process owns the entry `m` (or is root): `O_NOATIME`.
+#[cold]
+#[inline(never)]
 fn owns(m: &crate::statbuf::Meta) -> bool {
     // SAFETY: geteuid cannot fail.
     let me = unsafe { libc::geteuid() };
@@ -310,11 +310,10 @@ fn blobs_dir() -> Option<c_int> {
     if low < 0 {
         return None;
     }
-    let lim = sys::rlimit(libc::RLIMIT_NOFILE);
-    let ok = lim.is_some();
-    let min = lim.map_or(0, |l| (l.rlim_cur / 4 * 3).min(4000)) as c_int;
-    // SAFETY: duplicating our own fd.
-    let high = if ok && min >= 64 {
+    // No limit to read: 0, no high slot.
+    let min =
+        sys::rlimit(libc::RLIMIT_NOFILE).map_or(0, |l| (l.rlim_cur / 4 * 3).min(4000)) as c_int;
+    let high = if min >= 64 {
         // SAFETY: duplicating our own fd (F_DUPFD_CLOEXEC, no pointer).
         unsafe { crate::raw_syscall!(libc::SYS_fcntl, low, libc::F_DUPFD_CLOEXEC, min) as c_int }
     } else {
