@@ -72,7 +72,12 @@ impl FileLock {
         }
     }
 
-    /// The locked file.
+    /// The open, locked file.
+    pub fn file(&self) -> &File {
+        &self._file
+    }
+
+    /// The locked file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }

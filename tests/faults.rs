@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use vrift_format::proto::{encode_request, Op, Request};
 
 /// `kill -9`s of the daemon in the parallel-writes test (the goal).
 const KILLS: usize = 100;
@@ -52,11 +53,18 @@ fn answers(socket: &Path) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&36u32.to_le_bytes());
-    frame.extend_from_slice(&[1, 14, 0, 0]);
-    frame.extend_from_slice(&[0u8; 32]);
-    if s.write_all(&frame).is_err() {
+    let ping = Request {
+        op: Op::Ping,
+        tid: 0,
+        a: 0,
+        b: 0,
+        c: 0,
+        path1: b"",
+        path2: b"",
+    };
+    let mut frame = [0u8; 64];
+    let n = encode_request(&mut frame, &ping).expect("a ping fits a frame");
+    if s.write_all(&frame[..n]).is_err() {
         return false;
     }
     let mut head = [0u8; 8];
@@ -729,4 +737,29 @@ fn a_mkdir_or_rmdir_its_daemon_died_in_is_done_by_the_retry() {
     assert!(!root.join("r/s").exists(), "the rmdir was done on disk");
     let out = sb.ok(&root, &["fsck"]);
     assert!(out.contains("no problems found"), "{out}");
+}
+
+#[test]
+fn a_project_removed_and_initialised_again_gets_its_own_daemon() {
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    fs::write(root.join("a.txt"), "a\n").unwrap();
+    sb.ok(&root, &["init"]);
+    sb.ok_in_view(&root, "echo old > b.txt");
+    let old = sb.daemon_socket(&root);
+    assert!(answers(&old));
+    // The same path, another project; the old daemon still listens.
+    fs::remove_dir_all(&root).unwrap();
+    fs::create_dir(&root).unwrap();
+    fs::write(root.join("a.txt"), "a\n").unwrap();
+    sb.ok(&root, &["init"]);
+    let out = sb.ok_in_view(&root, "echo new > c.txt; cat c.txt; ls");
+    assert_eq!(out, "new\na.txt\nc.txt\n");
+    // The write is in this project's rift (and nowhere on its disk).
+    let status = sb.ok(&root, &["status"]);
+    assert!(status.contains("rift       1 entries"), "{status}");
+    assert!(!root.join("c.txt").exists());
+    let out = sb.ok_in_view(&root, "cat c.txt");
+    assert_eq!(out, "new\n");
 }

@@ -112,8 +112,9 @@ fn open_to_others(sb: &Sandbox, dir: &Path) {
 /// nobody (`seteuid`, `setuid`, `setresuid`; with a supplementary group and
 /// without) and read, stat, access, create, write, truncate, remove (in
 /// sticky directories too), rename, link, chmod, chown and utimes, each
-/// allowed or refused
-/// exactly as on disk (compared line by line); what nobody creates is
+/// allowed or refused exactly as on disk (compared line by line); root
+/// that dropped capabilities (the process's, or one thread's through the
+/// raw `capset`) is refused what they granted; what nobody creates is
 /// nobody's; the disk of the project is untouched.
 #[test]
 fn a_process_that_changes_its_credentials_is_judged_by_them() {
@@ -159,6 +160,16 @@ fn a_process_that_changes_its_credentials_is_judged_by_them() {
         "d755/rootgrp 0:65534 0644",
         "d755/fifo 0:65534 0600",
         "d755/grpdir 0:65534 0755",
+        "no DAC: write-open of 0444 file EACCES",
+        "no DAC: read of 0000 file EACCES",
+        "no DAC: create in 0555 dir EACCES",
+        "no DAC: write-open of own 0644 ok",
+        "no DAC: access W of 0444 file ok",
+        "no FOWNER: chmod nobody's file EPERM",
+        "no FOWNER: utimes nobody's file EPERM",
+        "no CHOWN: chown root file EPERM",
+        "main thread: chmod nobody's file ok",
+        "nob644 65534:65534 0640",
     ] {
         assert!(has_line(&n, line), "{line:?} in\n{n}");
     }

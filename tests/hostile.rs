@@ -69,6 +69,7 @@ fn req<'a>(op: Op, a: u64, b: u64, path1: &'a [u8], path2: &'a [u8]) -> Request<
     static ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0x5eed_0000);
     Request {
         op,
+        tid: 0,
         a,
         b,
         c: ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -591,6 +592,7 @@ fn random_request(rng: &mut Rng) -> Vec<u8> {
     }
     frame(&Request {
         op,
+        tid: rng.next() as u32,
         a,
         b,
         c: rng.next(),
@@ -652,6 +654,7 @@ fn the_decoder_survives_any_bytes() {
         let p2 = rng.bytes(300);
         let r = Request {
             op: Op::from_u8(1 + rng.below(17) as u8).unwrap(),
+            tid: rng.next() as u32,
             a: rng.next(),
             b: rng.next(),
             c: rng.next(),

@@ -358,7 +358,7 @@ fn request_id() -> u64 {
         let (pid, tid) = unsafe {
             (
                 crate::raw_syscall!(libc::SYS_getpid) as u64,
-                crate::raw_syscall!(libc::SYS_gettid) as u64,
+                sys::gettid() as u64,
             )
         };
         v = (ts.tv_sec as u64)
@@ -597,6 +597,7 @@ pub fn call(op: Op, a: u64, b: u64, path1: &[u8], path2: &[u8]) -> Answer {
     let mut frame = [0u8; MAX_FRAME + 4];
     let req = Request {
         op,
+        tid: sys::gettid(),
         a,
         b,
         c: request_id(),

@@ -22,15 +22,10 @@ static STALE: &AtomicBool = &state::CWD.stale;
 /// a reader that copied words before a change never sees its old count).
 const UNKNOWN: usize = usize::MAX;
 
-fn this_thread() -> u32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { crate::raw_syscall!(libc::SYS_gettid) as u32 }
-}
-
 /// Takes the writer's place; false (and the cache marked stale, so readers
 /// ask the kernel until a later refresh) if another writer keeps it.
 fn take_writer() -> bool {
-    let me = this_thread();
+    let me = crate::sys::gettid();
     let mut patience = PATIENCE;
     while let Err(holder) = WRITER.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
         patience -= 1;
@@ -109,7 +104,7 @@ pub unsafe fn read_into(out: *mut u8) -> usize {
         let s1 = SEQ.load(Ordering::Acquire);
         if s1 & 1 == 1 {
             patience -= 1;
-            if patience == 0 || WRITER.load(Ordering::Relaxed) == this_thread() {
+            if patience == 0 || WRITER.load(Ordering::Relaxed) == crate::sys::gettid() {
                 return 0;
             }
             core::hint::spin_loop();

@@ -209,18 +209,15 @@ fn open_entry(header: &RecordHeader, target: &[u8], flags: c_int, view_path: &[u
 
 /// Whether this process may read the entry, by its mode bits as the
 /// kernel's `generic_permission` reads them (the blob itself is readable
-/// by all: the check is the entry's). A mode every class may read (0644,
-/// 0755) asks for no id; root passes (CAP_DAC_OVERRIDE: capabilities a
-/// root process dropped are not modelled, see the README).
+/// by all: the check is the entry's), then CAP_DAC_OVERRIDE or
+/// CAP_DAC_READ_SEARCH (root's, unless it dropped them). A mode every
+/// class may read (0644, 0755) asks for no id.
 fn may_read(m: &crate::statbuf::Meta) -> bool {
     if m.mode & 0o444 == 0o444 {
         return true;
     }
     // SAFETY: geteuid cannot fail.
     let me = unsafe { libc::geteuid() };
-    if me == 0 {
-        return true;
-    }
     let (uid, gid) = crate::statbuf::owner(m);
     let bits = if uid == me {
         m.mode >> 6
@@ -230,15 +227,18 @@ fn may_read(m: &crate::statbuf::Meta) -> bool {
         m.mode
     };
     bits & 4 != 0
+        || sys::has_cap(sys::CAP_DAC_OVERRIDE, false)
+        || sys::has_cap(sys::CAP_DAC_READ_SEARCH, false)
 }
 
-/// Whether this process owns the entry `m` (or is root): `O_NOATIME`.
+/// Whether this process owns the entry `m` or holds CAP_FOWNER:
+/// `O_NOATIME`.
 #[cold]
 #[inline(never)]
 fn owns(m: &crate::statbuf::Meta) -> bool {
     // SAFETY: geteuid cannot fail.
     let me = unsafe { libc::geteuid() };
-    me == 0 || crate::statbuf::owner(m).0 == me
+    crate::statbuf::owner(m).0 == me || sys::has_cap(sys::CAP_FOWNER, false)
 }
 
 /// A special file of the view: its node in the store, opened with the

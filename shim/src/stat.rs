@@ -336,7 +336,9 @@ fn access_meta(m: &Meta, amode: c_int, effective: bool, abs: &[u8]) -> c_int {
         }
     };
     let want = (amode & 7) as u32;
-    if uid == 0 {
+    // Root's capabilities: the effective set for `eaccess`, the permitted
+    // set for `access` (the kernel's `access_override_creds`).
+    if uid == 0 && sys::has_cap(sys::CAP_DAC_OVERRIDE, !effective) {
         return if want & 1 == 0 || m.mode & 0o111 != 0 {
             0
         } else {

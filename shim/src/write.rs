@@ -262,7 +262,7 @@ pub fn open_write(buf: &PathBuf, flags: c_int, mode: c_uint) -> Result<c_int, Pa
 
 /// The kernel's `mode_strip_sgid`: a file created with set-group-ID and
 /// group execute in a set-group-ID directory by a process outside that
-/// directory's group (and without CAP_FSETID: root here) loses its
+/// directory's group (and without CAP_FSETID) loses its
 /// set-group-ID bit. (Creates asking for both bits only.)
 #[cold]
 #[inline(never)]
@@ -275,23 +275,12 @@ fn strip_sgid(abs: &[u8], mode: u64) -> u64 {
     let Some(st) = sys::stat_raw(dir) else {
         return mode;
     };
-    let member = sys::in_group(st.st_gid) || has_cap_fsetid();
+    let member = sys::in_group(st.st_gid) || sys::has_cap(sys::CAP_FSETID, false);
     if st.st_mode & libc::S_ISGID == 0 || member {
         mode
     } else {
         mode & !(libc::S_ISGID as u64)
     }
-}
-
-/// Whether CAP_FSETID is in this thread's effective set (`capget`, v3:
-/// a header {version, pid}, then two {effective, permitted, inheritable}).
-fn has_cap_fsetid() -> bool {
-    let mut header: [u32; 2] = [0x2008_0522, 0]; // _LINUX_CAPABILITY_VERSION_3
-    let mut data = [0u32; 6];
-    // SAFETY: capget into a header and two data structs, as v3 takes.
-    let r =
-        unsafe { crate::raw_syscall!(libc::SYS_capget, header.as_mut_ptr(), data.as_mut_ptr()) };
-    r == 0 && data[0] & (1 << 4) != 0 // CAP_FSETID
 }
 
 // ---- unlink, rmdir, mkdir -------------------------------------------------------
@@ -1198,7 +1187,7 @@ fn past_file_size_limit(len: u64) -> bool {
     // SAFETY: signals this thread, as the kernel does.
     unsafe {
         let pid = crate::raw_syscall!(libc::SYS_getpid);
-        let tid = crate::raw_syscall!(libc::SYS_gettid);
+        let tid = crate::sys::gettid();
         crate::raw_syscall!(libc::SYS_tgkill, pid, tid, libc::SIGXFSZ);
     }
     true

@@ -123,6 +123,7 @@ impl Session {
 fn simple(op: Op) -> Request<'static> {
     Request {
         op,
+        tid: 0,
         a: 0,
         b: 0,
         c: 0,

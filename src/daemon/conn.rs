@@ -119,6 +119,7 @@ pub(super) fn handle_frames(
                 }
             }
         }
+        conn.caller.asked_by(req.tid);
         let ans = answer_once(rift, &conn.caller, &req);
         let errno = ans.errno;
         if !answer(conn, req.op, ans) {

@@ -17,6 +17,7 @@ mod requests;
 pub mod rift;
 mod server;
 mod start;
+mod tenure;
 mod wire;
 
 use std::fs;

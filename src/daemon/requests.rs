@@ -261,8 +261,8 @@ fn stop(rift: &mut Rift, _: &Caller, _: &Request<'_>) -> Handled {
     }
 }
 
-fn open_write(rift: &mut Rift, caller: &Caller, req: &Request<'_>) -> Handled {
-    rift.open_write(caller, req.path1, req.a as i32, req.b as u32)
+fn open_write(rift: &mut Rift, _: &Caller, req: &Request<'_>) -> Handled {
+    rift.open_write(req.path1, req.a as i32, req.b as u32)
         .map(|o| Answer::new(0, o.ino, o.mode as u64, o.name, Some(o.fd)))
 }
 

@@ -25,6 +25,7 @@ use super::fetch::Fetcher;
 use super::live::Identity;
 use super::requests::Answer;
 use super::rift::{Caller, Rift, Seal, SEAL_SLICE};
+use super::tenure::Tenure;
 use super::wire::{peer_cred, peer_groups, read_some};
 use super::STOP;
 use crate::lock::{FileLock, LockMode};
@@ -100,6 +101,8 @@ pub fn run(project: Project) -> Result<()> {
     let mode = if my_uid_is_root() { 0o666 } else { 0o600 };
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(mode))?;
     listener.set_nonblocking(true)?;
+    let tenure = Tenure::take(_lock.path(), _lock.file(), &socket)
+        .with_context(|| format!("cannot stat {}", socket.display()))?;
 
     let cas = project.cas()?;
     let manifest = project.manifest()?;
@@ -116,12 +119,12 @@ pub fn run(project: Project) -> Result<()> {
         Fetcher::new(project.clone(), cas.clone()).context("cannot set up blob fetching")?;
     let mut rift = Rift::open(project, cas, manifest, id)?;
     let inotify = watch_staging(&rift)?;
-    let result = serve(&mut rift, &mut fetcher, &listener, &inotify);
+    let result = serve(&mut rift, &mut fetcher, &listener, &inotify, &tenure);
     // Whatever happened, what was journaled goes into the manifest.
     let sealed = rift.seal_idle();
     let commit = rift.commit();
     rift.remove_retired(true);
-    let _ = std::fs::remove_file(&socket);
+    tenure.release_socket();
     if sealed > 0 {
         eprintln!("vrift daemon: sealed {sealed} files on exit");
     }
@@ -230,6 +233,9 @@ struct Server<'a> {
     /// daemon has no other left (see [`Server::on_accept`]).
     spare: Option<std::fs::File>,
     out_of_fds: bool,
+    tenure: &'a Tenure,
+    /// The project at our path is not the one we serve (see [`Tenure`]).
+    orphaned: bool,
 }
 
 /// The fixed entries of the poll set, before the connections.
@@ -243,6 +249,7 @@ fn serve(
     fetcher: &mut Fetcher,
     listener: &UnixListener,
     inotify: &OwnedFd,
+    tenure: &Tenure,
 ) -> Result<()> {
     let now = Instant::now();
     let mut server = Server {
@@ -263,6 +270,8 @@ fn serve(
         reseal: Vec::new(),
         next_id: 0,
         draining: false,
+        tenure,
+        orphaned: false,
     };
     server.run()
 }
@@ -289,6 +298,11 @@ impl Server<'_> {
                 bail!("poll: {}", io::Error::last_os_error());
             }
             if self.draining || fds[POLL_LISTENER].revents & libc::POLLIN != 0 {
+                // A client of the project now at our path is never let in
+                // if that project is not ours.
+                if self.is_orphaned() {
+                    return Ok(());
+                }
                 self.on_accept();
             }
             if fds[POLL_INOTIFY].revents & libc::POLLIN != 0 {
@@ -309,6 +323,9 @@ impl Server<'_> {
             }
             self.on_commit_due();
             self.on_sweep_due();
+            if self.orphaned {
+                return Ok(());
+            }
             self.on_quiet();
             if self.draining && self.conns.is_empty() {
                 // The accept loop found the listen queue empty, and
@@ -412,12 +429,7 @@ impl Server<'_> {
                         continue;
                     }
                     let foreign = cred.uid != self.my_uid && cred.uid != 0;
-                    let judged = cred.uid != 0;
-                    // Read only where checks need them.
-                    let groups = match judged {
-                        true => peer_groups(&sock),
-                        false => Vec::new(),
-                    };
+                    let groups = peer_groups(&sock);
                     self.out_of_fds = false;
                     let _ = sock.set_nonblocking(true);
                     self.next_id += 1;
@@ -425,13 +437,7 @@ impl Server<'_> {
                         sock.as_raw_fd(),
                         Conn {
                             sock,
-                            caller: Caller {
-                                uid: cred.uid,
-                                gid: cred.gid,
-                                groups,
-                                foreign,
-                                judged,
-                            },
+                            caller: Caller::new(cred.pid, cred.uid, cred.gid, groups, foreign),
                             buf: Vec::new(),
                             id: self.next_id,
                             parked: false,
@@ -567,10 +573,26 @@ impl Server<'_> {
         }
     }
 
+    /// Whether the project at our path is another than ours (removed and
+    /// initialised again, or moved away: see [`Tenure`]); said once.
+    fn is_orphaned(&mut self) -> bool {
+        if !self.orphaned && !self.tenure.project_is_ours() {
+            eprintln!(
+                "vrift daemon: {} is not the project's lock this daemon holds (the project was removed, re-initialised or moved); exiting",
+                self.tenure.lock_path().display()
+            );
+            self.orphaned = true;
+        }
+        self.orphaned
+    }
+
     /// The sweep: staged files no close event sealed, anonymous files no
-    /// process holds.
+    /// process holds; and whether we still serve the project at our path.
     fn on_sweep_due(&mut self) {
         if self.last_sweep.elapsed() >= self.seal_sweep {
+            if self.is_orphaned() {
+                return;
+            }
             let now = Instant::now();
             for name in self.rift.seal_idle_step() {
                 if !self.reseal.iter().any(|r| r.name == name) {

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -139,19 +140,46 @@ static void *thread_as_nobody(void *unused) {
     return NULL;
 }
 
+/* Drops capabilities from the calling thread's effective set (the raw
+ * system call: this thread only, as gVisor's AutoCapability does). */
+static int drop_caps(unsigned long long caps) {
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d)) return -1;
+    for (int i = 0; i < 2; i++) d[i].effective &= ~(unsigned)(caps >> (32 * i));
+    return syscall(SYS_capset, &h, d);
+}
+
+#define CAP(c) (1ULL << (c))
+
+static void *thread_without_fowner(void *unused) {
+    (void)unused;
+    if (drop_caps(CAP(CAP_FOWNER) | CAP(CAP_CHOWN))) {
+        printf("thread capset failed %s\n", strerrorname_np(errno));
+        return NULL;
+    }
+    report("no FOWNER: chmod nobody's file", chmod("nob644", 0600));
+    report("no FOWNER: utimes nobody's file", utimensat(AT_FDCWD, "nob644",
+        (struct timespec[2]){{1, 0}, {2, 0}}, 0));
+    report("no CHOWN: chown root file", chown("r644", NOBODY, -1));
+    return NULL;
+}
+
 int main(void) {
     umask(0);
     mkdir("d755", 0755);
     mkdir("d777", 0777);
     mkdir("d700", 0700);
     mkdir("sticky", 01777);
+    mkdir("d555", 0555);
     mkdir("d777/rootdir", 0755);
     mkdir("sticky/rootdir", 0755);
     if (create("d755/f", 0644) || create("r644", 0644) || create("w666", 0666) ||
         create("sticky/rootfile", 0666) || create("d700/inner", 0666) ||
         create("g660", 0660) || chown("g660", 0, GROUP) || create("r600", 0600) ||
         symlink("x", "d700/link") || create("suid4777", 04777) || create("sgid2777", 02777) ||
-        create("suidtrunc", 04777) || create("suidroot", 04755)) {
+        create("suidtrunc", 04777) || create("suidroot", 04755) || create("r444", 0444) ||
+        create("r000", 0) || create("nob644", 0644) || chown("nob644", NOBODY, NOBODY)) {
         printf("setup failed %s\n", strerrorname_np(errno));
         return 1;
     }
@@ -256,6 +284,34 @@ int main(void) {
         }
         report("other thread still root: create", create("d755/unthreaded", 0644));
         owner("d755/unthreaded");
+        fflush(stdout);
+        _exit(0);
+    }
+    waitpid(pid, NULL, 0);
+    pid = fork();
+    if (pid == 0) {
+        /* Root without the capabilities that override the mode bits (a
+         * test suite checking its refusals, a hardened service): refused
+         * as the bits say. */
+        if (drop_caps(CAP(CAP_DAC_OVERRIDE) | CAP(CAP_DAC_READ_SEARCH))) {
+            printf("capset failed %s\n", strerrorname_np(errno));
+            _exit(1);
+        }
+        report("no DAC: write-open of 0444 file", open_w("r444", 0));
+        report("no DAC: read of 0000 file", read_all("r000"));
+        report("no DAC: create in 0555 dir", create("d555/new", 0644));
+        report("no DAC: write-open of own 0644", open_w("r644", 0));
+        report("no DAC: access W of 0444 file", access("r444", W_OK));
+        fflush(stdout);
+        /* One thread drops CAP_FOWNER and CAP_CHOWN: its requests are
+         * judged by its own capabilities, the main thread's by its. */
+        pthread_t t;
+        if (pthread_create(&t, NULL, thread_without_fowner, NULL) || pthread_join(t, NULL)) {
+            printf("thread failed\n");
+            _exit(1);
+        }
+        report("main thread: chmod nobody's file", chmod("nob644", 0640));
+        owner("nob644");
         fflush(stdout);
         _exit(0);
     }

@@ -691,6 +691,7 @@ impl<'a> Vfs<'a> {
         }
         let req = Request {
             op,
+            tid: 0,
             a,
             b,
             c: 0,

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! request:  len u32 | version u8 | op u8 | reserved u16
-//!           | a u64 | b u64 | c u64 | path1 (u32 len, bytes) | path2 (u32 len, bytes)
+//!           | tid u32 | a u64 | b u64 | c u64 | path1 (u32 len, bytes) | path2 (u32 len, bytes)
 //! reply:    len u32 | version u8 | op u8 | reserved u16
 //!           | errno i32 | flags u32 | a u64 | b u64 | data (u32 len, bytes)
 //! ```
@@ -15,6 +15,13 @@
 //! frame whose version is not [`PROTO_VERSION`] is refused. Paths are rift
 //! paths (relative to the project root), already resolved by the client.
 //! An `OpenWrite` reply carries the opened file descriptor (SCM_RIGHTS).
+//!
+//! `tid` is the thread that asks (0: the process's main thread). The
+//! daemon knows the asking process from the socket (`SO_PEERCRED`, which
+//! also gives the asking thread's uid, gid and groups), not the thread;
+//! the thread's capabilities are its own (a thread may drop them alone),
+//! and the daemon reads them from `/proc/<pid>/task/<tid>`, a thread of
+//! the asking process or none.
 //!
 //! `c` of a request that changes the rift is its request id: random, never
 //! 0 (0: none), the same when a client asks again after its daemon died
@@ -68,7 +75,7 @@
 //! daemon checks that itself, moves the blob to the store's quarantine and
 //! fetches it again, when the project has a remote (else EIO and why).
 
-pub const PROTO_VERSION: u8 = 1;
+pub const PROTO_VERSION: u8 = 2;
 
 /// Largest frame accepted (bytes after the length word).
 pub const MAX_FRAME: usize = 3 * 4096 + 64;
@@ -162,6 +169,8 @@ impl Op {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request<'a> {
     pub op: Op,
+    /// The asking thread (0: the main thread; see the module doc).
+    pub tid: u32,
     pub a: u64,
     pub b: u64,
     pub c: u64,
@@ -312,6 +321,7 @@ fn open_frame(frame: &[u8]) -> Result<(Op, Reader<'_>), FrameError> {
 /// does not fit (paths longer than the protocol allows).
 pub fn encode_request(buf: &mut [u8], req: &Request<'_>) -> Option<usize> {
     let mut w = Writer { buf, n: HEADER };
+    w.put(&req.tid.to_le_bytes())?;
     w.put(&req.a.to_le_bytes())?;
     w.put(&req.b.to_le_bytes())?;
     w.put(&req.c.to_le_bytes())?;
@@ -325,6 +335,7 @@ pub fn decode_request(frame: &[u8]) -> Result<Request<'_>, FrameError> {
     let (op, mut r) = open_frame(frame)?;
     let req = Request {
         op,
+        tid: r.u32()?,
         a: r.u64()?,
         b: r.u64()?,
         c: r.u64()?,
@@ -376,6 +387,7 @@ mod tests {
         let mut buf = [0u8; 256];
         let req = Request {
             op: Op::Rename,
+            tid: 7,
             a: 1,
             b: 2,
             c: 3,
@@ -402,6 +414,7 @@ mod tests {
         let mut buf = [0u8; 256];
         let req = Request {
             op: Op::Ping,
+            tid: 0,
             a: 0,
             b: 0,
             c: 0,

@@ -292,7 +292,7 @@ impl Rift {
     }
 
     pub fn chown(&mut self, caller: &Caller, rel: &[u8], uid: u32, gid: u32) -> OpResult<()> {
-        if caller.uid != 0 && (uid != u32::MAX && uid != caller.uid) {
+        if uid != u32::MAX && uid != caller.uid && !caller.capable(perm::CAP_CHOWN) {
             return posix(libc::EPERM);
         }
         match self.node(rel) {
@@ -368,11 +368,11 @@ impl Rift {
         if matches!(self.node(rel), Node::Entry(h, _) if h.kind == Kind::Special) {
             return posix(libc::EINVAL); // as the kernel, for anything not regular
         }
-        let opened = self.open_write(caller, rel, libc::O_WRONLY, 0)?;
+        let opened = self.open_write(rel, libc::O_WRONLY, 0)?;
         let file = File::from(opened.fd);
         file.set_len(len)?;
         drop(file);
-        if caller.uid != 0 {
+        if !caller.capable(perm::CAP_FSETID) {
             // The kernel clears set-ID bits on a truncate by a process
             // without CAP_FSETID; the daemon truncated it on its behalf.
             self.update_entry(rel, |h| h.mode = vrift_format::view::chown_mode(h.mode))?;

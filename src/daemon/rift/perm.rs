@@ -1,40 +1,82 @@
-//! Who may do what: the kernel's permission rules applied to the view for
-//! every caller but root.
+//! Who may do what: the kernel's permission rules applied to the view.
 //!
 //! The daemon acts with its own credentials, so the disk's checks never
-//! see the caller's. Root passes the kernel's checks (CAP_DAC_OVERRIDE,
-//! CAP_FOWNER, CAP_CHOWN; a root process that dropped capabilities is not
-//! modelled). Every other caller — the daemon's own user, and a process of
-//! the view that changed its credentials (`setuid`, `seteuid`,
+//! see the caller's. Every caller — the daemon's own user, root, and a
+//! process of the view that changed its credentials (`setuid`, `seteuid`,
 //! `setgroups`: a test harness, a build dropping root) and still holds the
 //! way to the daemon's socket (the library keeps it across the change) —
 //! has every operation it asks checked here first, on the view's metadata
 //! (rift records and physical directories alike), as `inode_permission`,
 //! `may_create`, `may_delete` (with the sticky bit), `chown_ok`,
 //! `chgrp_ok` and `setattr_prepare` would: a file made read-only is
-//! read-only in the view too. For another user than the daemon's, the
-//! directories on the way are checked for search as well, and what it
-//! creates is its own.
+//! read-only in the view too. Where the mode bits or the ownership refuse,
+//! the caller's capabilities decide as the kernel's `capable()` would
+//! (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_CHOWN,
+//! CAP_FSETID, CAP_MKNOD): a root process that dropped one (a test suite
+//! checking its refusals, a hardened service) is refused as on disk. The
+//! capabilities are the asking thread's (a thread may change its own
+//! credentials alone: `syscall(SYS_setuid, …)`, `capset`), read only then
+//! (`/proc/PID/task/TID/status`), so a caller the bits allow pays nothing
+//! for them. For another user than the daemon's
+//! and root, the directories on the way are checked for search as well,
+//! and what it creates is its own.
+
+use std::cell::OnceCell;
 
 use vrift_format::proto::{Op, Request, TIME_NOW, TIME_OMIT};
 
 use super::*;
 
-/// The caller of an operation: its effective ids and supplementary groups
-/// when it connected (`SO_PEERCRED`, `SO_PEERGROUPS`; the library connects
-/// once per request, so these are its credentials at the request).
+/// The caller of an operation: its pid, effective ids and supplementary
+/// groups when it connected (`SO_PEERCRED`, `SO_PEERGROUPS`; the library
+/// connects once per request, so these are its credentials at the
+/// request), and its effective capabilities once a check needs them.
 #[derive(Clone, Debug, Default)]
 pub struct Caller {
+    pub pid: i32,
     pub uid: u32,
     pub gid: u32,
-    /// Read only for a foreign caller (empty otherwise).
     pub groups: Vec<u32>,
     /// Neither root nor the daemon's own user: what it creates is its
     /// own, and the directories on the way are checked for search.
     pub foreign: bool,
-    /// Not root: the mode bits apply (to the daemon's own user as well:
-    /// `chmod 444 f; echo x > f` is EACCES in the view as on disk).
-    pub judged: bool,
+    /// The thread that asks, as the request says (0: the main thread). A
+    /// client naming another thread of its own process gains nothing: its
+    /// threads share one address space and can make each other ask.
+    tid: u32,
+    /// `CapEff` of the asking thread, read the first time a check would
+    /// refuse.
+    caps: OnceCell<u64>,
+}
+
+/// Capability numbers (linux/capability.h).
+pub const CAP_CHOWN: u32 = 0;
+pub const CAP_DAC_OVERRIDE: u32 = 1;
+pub const CAP_DAC_READ_SEARCH: u32 = 2;
+pub const CAP_FOWNER: u32 = 3;
+pub const CAP_FSETID: u32 = 4;
+pub const CAP_MKNOD: u32 = 27;
+
+/// The effective capabilities of thread `tid` of process `pid` (0: its
+/// main thread), from `/proc`; none if `tid` is not a thread of `pid`.
+/// A thread in another user namespace than the daemon's (`unshare
+/// CLONE_NEWUSER`: all capabilities, in that namespace) holds none here:
+/// the kernel grants them only over inodes whose owner the namespace maps,
+/// which a fresh namespace does not (a rootless container's root over its
+/// user's files is refused too; README, "Conformance").
+fn effective_caps(pid: i32, tid: u32) -> Option<u64> {
+    let task = match tid {
+        0 => format!("/proc/{pid}"),
+        _ => format!("/proc/{pid}/task/{tid}"),
+    };
+    let status = fs::read_to_string(format!("{task}/status")).ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    let caps = u64::from_str_radix(hex.trim(), 16).ok()?;
+    let ns = |p: &str| fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    match ns(&format!("{task}/ns/user")) == ns("/proc/self/ns/user") {
+        true => Some(caps),
+        false => Some(0),
+    }
 }
 
 const MAY_EXEC: u32 = 1;
@@ -51,11 +93,49 @@ struct Owned {
 }
 
 impl Caller {
+    /// A caller of these ids (its groups and capabilities read from the
+    /// socket and `/proc` by the server).
+    pub fn new(pid: i32, uid: u32, gid: u32, groups: Vec<u32>, foreign: bool) -> Caller {
+        Caller {
+            pid,
+            uid,
+            gid,
+            groups,
+            foreign,
+            tid: 0,
+            caps: OnceCell::new(),
+        }
+    }
+
+    /// The thread a request comes from (its capabilities are its own).
+    pub fn asked_by(&mut self, tid: u32) {
+        if tid != self.tid {
+            self.tid = tid;
+            self.caps = OnceCell::new();
+        }
+    }
+
     fn in_group(&self, gid: u32) -> bool {
         self.gid == gid || self.groups.contains(&gid)
     }
 
-    /// `generic_permission` without capabilities (root never gets here).
+    /// `capable(cap)`. A process whose status cannot be read (gone, or
+    /// `/proc` hidden) is taken to have root's usual capabilities if its
+    /// uid is 0 and none otherwise.
+    pub fn capable(&self, cap: u32) -> bool {
+        let caps = *self.caps.get_or_init(|| {
+            effective_caps(self.pid, self.tid).unwrap_or(match self.uid {
+                0 => u64::MAX,
+                _ => 0,
+            })
+        });
+        caps & (1 << cap) != 0
+    }
+
+    /// `generic_permission`: the owner's, group's or others' bits, then
+    /// CAP_DAC_OVERRIDE (for execute only where some execute bit is set,
+    /// or on a directory) and CAP_DAC_READ_SEARCH (reading, and searching
+    /// a directory).
     fn may(&self, o: &Owned, want: u32) -> bool {
         let bits = if self.uid == o.uid {
             o.mode >> 6
@@ -64,7 +144,23 @@ impl Caller {
         } else {
             o.mode
         } & 7;
-        bits & want == want
+        if bits & want == want {
+            return true;
+        }
+        let exec_ok = want & MAY_EXEC == 0 || o.dir || o.mode & 0o111 != 0;
+        if exec_ok && self.capable(CAP_DAC_OVERRIDE) {
+            return true;
+        }
+        let read_search = match o.dir {
+            true => MAY_READ | MAY_EXEC,
+            false => MAY_READ,
+        };
+        want & !read_search == 0 && self.capable(CAP_DAC_READ_SEARCH)
+    }
+
+    /// `inode_owner_or_capable`.
+    fn owns_or_fowner(&self, o: &Owned) -> bool {
+        self.uid == o.uid || self.capable(CAP_FOWNER)
     }
 
     /// Neither root nor the daemon's own user.
@@ -113,11 +209,22 @@ impl Rift {
     /// ENOENT or ENOTDIR, as the kernel's lookup would before any check
     /// further on).
     fn may_reach(&self, caller: &Caller, rel: &[u8]) -> OpResult<()> {
-        // The daemon's own user reached the project's directories itself
-        // (the library's lookups are the kernel's, as that user), and the
-        // walk costs a stat per component: only for another user.
+        // The daemon's own user and root reached the project's
+        // directories through the kernel's lookups (the library's), and the
+        // walk costs a stat per component: only for another user. The
+        // last directory is still checked (one stat): the library finds
+        // the name in its table, not through that directory, and a name
+        // in a directory the caller may not search is EACCES before it is
+        // EEXIST or anything else (gVisor's DirAlreadyExists).
         if !caller.is_foreign() {
-            return Ok(());
+            let parent = parent_rel(rel);
+            if parent.is_empty() || parent.len() == rel.len() {
+                return Ok(());
+            }
+            return match self.owned(parent) {
+                Some(o) if o.dir && !caller.may(&o, MAY_EXEC) => posix(libc::EACCES),
+                _ => Ok(()),
+            };
         }
         for anc in self
             .root()
@@ -177,23 +284,23 @@ impl Rift {
         if !caller.may(&p, MAY_WRITE | MAY_EXEC) {
             return posix(libc::EACCES);
         }
-        if p.mode & libc::S_ISVTX != 0 && caller.uid != victim.uid && caller.uid != p.uid {
+        if p.mode & libc::S_ISVTX != 0
+            && caller.uid != victim.uid
+            && caller.uid != p.uid
+            && !caller.capable(CAP_FOWNER)
+        {
             return posix(libc::EPERM);
         }
         Ok(())
     }
 
     /// Whether `caller` may ask `req` of the view: Ok, or the errno the
-    /// kernel would give it. Everything passes for root (see the module's
-    /// documentation).
+    /// kernel would give it.
     pub fn permits(&self, caller: &Caller, req: &Request<'_>) -> OpResult<()> {
-        if !caller.judged {
-            return Ok(());
-        }
         let owner_only = |rel: &[u8]| -> OpResult<Option<Owned>> {
             self.may_reach(caller, rel)?;
             match self.owned(rel) {
-                Some(o) if o.uid != caller.uid => posix(libc::EPERM),
+                Some(o) if !caller.owns_or_fowner(&o) => posix(libc::EPERM),
                 o => Ok(o),
             }
         };
@@ -260,9 +367,10 @@ impl Rift {
                 self.may_create(caller, req.path1)?;
                 // A device node needs CAP_MKNOD (mknod07).
                 let kind = req.a as u32 & libc::S_IFMT;
-                match kind == libc::S_IFCHR || kind == libc::S_IFBLK {
-                    true if !self.node(req.path1).exists() => posix(libc::EPERM),
-                    _ => Ok(()),
+                let device = kind == libc::S_IFCHR || kind == libc::S_IFBLK;
+                match device && !self.node(req.path1).exists() && !caller.capable(CAP_MKNOD) {
+                    true => posix(libc::EPERM),
+                    false => Ok(()),
                 }
             }
             Op::Mkdir | Op::Symlink => self.may_create(caller, req.path1),
@@ -274,7 +382,7 @@ impl Rift {
                 // fs.protected_hardlinks: linking another's file needs a
                 // regular, non-set-ID file the caller may read and write.
                 match self.owned(req.path1) {
-                    Some(o) if !o.dir && o.uid != caller.uid => {
+                    Some(o) if !o.dir && !caller.owns_or_fowner(&o) => {
                         let set_id = o.mode & libc::S_ISUID != 0
                             || o.mode & (libc::S_ISGID | 0o010) == libc::S_ISGID | 0o010;
                         let regular = matches!(self.node(req.path1),
@@ -324,7 +432,7 @@ impl Rift {
                 let uid_ok = uid == u32::MAX || (uid == o.uid && caller.uid == o.uid);
                 let gid_ok = gid == u32::MAX
                     || (caller.uid == o.uid && (gid == o.gid || caller.in_group(gid)));
-                match uid_ok && gid_ok {
+                match (uid_ok && gid_ok) || caller.capable(CAP_CHOWN) {
                     true => Ok(()),
                     false => posix(libc::EPERM),
                 }
@@ -334,7 +442,7 @@ impl Rift {
                 let Some(o) = self.owned(req.path1) else {
                     return Ok(());
                 };
-                if o.uid == caller.uid {
+                if caller.owns_or_fowner(&o) {
                     return Ok(());
                 }
                 // Explicit times: the owner only. "Now" (both, or one
@@ -355,10 +463,13 @@ impl Rift {
     }
 
     /// The mode a chmod of `rel` to `mode` sets: set-group-ID dropped
-    /// when a foreign caller is not in the file's group (`setattr_prepare`).
+    /// when the caller is neither in the file's group nor holds
+    /// CAP_FSETID (`setattr_prepare`).
     pub fn chmod_mode(&self, caller: &Caller, rel: &[u8], mode: u32) -> u32 {
         match self.owned(rel) {
-            Some(o) if caller.judged && !caller.in_group(o.gid) => mode & !libc::S_ISGID,
+            Some(o) if !caller.in_group(o.gid) && !caller.capable(CAP_FSETID) => {
+                mode & !libc::S_ISGID
+            }
             _ => mode,
         }
     }

@@ -143,13 +143,7 @@ impl Rift {
     }
 
     /// Opens `rel` for writing (DESIGN.md §2: a staging file, visible at once).
-    pub fn open_write(
-        &mut self,
-        caller: &Caller,
-        rel: &[u8],
-        flags: i32,
-        mode: u32,
-    ) -> OpResult<Opened> {
+    pub fn open_write(&mut self, rel: &[u8], flags: i32, mode: u32) -> OpResult<Opened> {
         let creat = flags & libc::O_CREAT != 0;
         let excl = flags & libc::O_EXCL != 0;
         let trunc = flags & libc::O_TRUNC != 0;
@@ -188,9 +182,6 @@ impl Rift {
                 return posix(libc::EOPNOTSUPP);
             }
             Node::Entry(h, target) => {
-                if caller.uid != 0 && h.mode & 0o200 == 0 && access != libc::O_RDONLY {
-                    return posix(libc::EACCES);
-                }
                 if h.is_staged() {
                     if trunc && access != libc::O_RDONLY {
                         self.abort_seal(target);
@@ -227,9 +218,6 @@ impl Rift {
                 }
             }
             Node::Phys(m) => {
-                if caller.uid != 0 && m.mode() & 0o200 == 0 && access != libc::O_RDONLY {
-                    return posix(libc::EACCES);
-                }
                 let (name, _) = self.stage_copy(&node, rel, trunc)?;
                 let mode = m.mode();
                 let rec = self.staged_record(None, mode, OWNER_INHERIT, false, &name)?;

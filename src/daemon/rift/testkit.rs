@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use vrift_format::Kind;
 
-use super::{Caller, Errno, Node, OpResult, Rift};
+use super::{Errno, Node, OpResult, Rift};
 use crate::cas::Cas;
 use crate::daemon::live::Identity;
 use crate::project::Project;
@@ -58,19 +58,6 @@ pub fn errno(r: OpResult<()>) -> i32 {
     }
 }
 
-/// The caller of every test operation: this process's own uid.
-pub fn me() -> Caller {
-    Caller {
-        // SAFETY: getuid cannot fail.
-        uid: unsafe { libc::getuid() },
-        // SAFETY: getgid cannot fail.
-        gid: unsafe { libc::getgid() },
-        groups: Vec::new(),
-        foreign: false,
-        judged: false,
-    }
-}
-
 impl Fixture {
     /// An empty project (its `.vrift/` and a store beside it), rift open.
     pub fn new() -> Fixture {
@@ -105,10 +92,7 @@ impl Fixture {
             Kinds::Dir => fs::create_dir(&disk).unwrap(),
             Kinds::RiftFile | Kinds::StagedFile => {
                 let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
-                let opened = self
-                    .rift
-                    .open_write(&me(), rel.as_bytes(), flags, 0o644)
-                    .unwrap();
+                let opened = self.rift.open_write(rel.as_bytes(), flags, 0o644).unwrap();
                 fs::File::from(opened.fd)
                     .write_all(content.as_bytes())
                     .unwrap();
