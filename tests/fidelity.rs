@@ -57,13 +57,17 @@ fn raw_syscall_numbers_of_the_path_family_act_on_the_view() {
 
 /// Issue 15, found by `cargo xtask conformance` (LTP's access04, fstatat01,
 /// unlinkat01, link04, open13, fchmodat2_01, chown02, fchown02, fchown05,
-/// access01): each corner answers in the view as on disk.
+/// access01; gVisor's CanTruncateReadOnly, PathNotCleaned,
+/// CannotRemoveDots): each corner answers in the view as on disk.
 #[test]
 fn issue_15_ltp_corners_answer_as_the_kernel() {
     let Some((sb, root, n)) = probe_native_and_in_view("ltp_corners") else {
         return;
     };
     assert!(n.contains("read O_PATH                  -1 EBADF"), "{n}");
+    assert!(n.contains("fstat after O_TRUNC          0\n"), "{n}");
+    assert!(n.contains("lstat missing/../f           -1 ENOENT"), "{n}");
+    assert!(n.contains("stat f/../f                  -1 ENOTDIR"), "{n}");
     // What it wrote is in the rift.
     assert!(!root.join("f").exists());
     assert_eq!(sb.ok(&root, &["cat", "f"]), "data\n");

@@ -426,6 +426,7 @@ pub extern "C" fn vrift_openat(
             remember(fd, flags, &buf);
             fd
         }
+        View::Error(e) if buf.walk_error != 0 => fail(e),
         View::Error(e) => {
             if (e == libc::ENOENT && flags & libc::O_CREAT != 0)
                 || (e == libc::ENOENT
@@ -521,7 +522,7 @@ fn stream_open(
         | View::Entry { .. }
         | View::Error(libc::ENOENT)
         | View::Error(libc::ENOTDIR)
-            if writes && in_domain =>
+            if writes && in_domain && buf.walk_error == 0 =>
         {
             let fd = match crate::write::open_write(&buf, fopen_flags(m), 0o666) {
                 Ok(fd) => fd,

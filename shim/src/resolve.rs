@@ -283,11 +283,24 @@ pub fn in_staging(abs: &[u8]) -> bool {
 
 /// Resolves `path` (relative to `dirfd`) in the view. `follow`: whether a
 /// final symlink is followed (stat vs lstat).
+#[inline]
 pub fn resolve<'t>(
     dirfd: i32,
     path: &[u8],
     follow: bool,
     out: &mut PathBuf,
+) -> (View<'t>, Option<Table<'t>>) {
+    resolve_checked(dirfd, path, follow, out, true)
+}
+
+/// [`resolve`]; `dots`: whether a `name/..` on the way is checked to be a
+/// directory (see [`dotdot_error`]).
+fn resolve_checked<'t>(
+    dirfd: i32,
+    path: &[u8],
+    follow: bool,
+    out: &mut PathBuf,
+    mut dots: bool,
 ) -> (View<'t>, Option<Table<'t>>) {
     if !state::ready() {
         if state::shell() && path.starts_with(b"/proc/self/vrift/") {
@@ -308,7 +321,7 @@ pub fn resolve<'t>(
     // `x/` and `x/.` name a directory: the last component is followed, and
     // a rift entry there (never a directory: those are physical) is ENOTDIR.
     let dir_only = vrift_shim_core::path::names_a_directory(path);
-    out.file_as_dir = false;
+    out.walk_error = 0;
     let follow = follow || dir_only;
     let root = state::ROOT.get();
     let mut rewritten = out.magic_rewrite;
@@ -342,6 +355,16 @@ pub fn resolve<'t>(
                 None => return (View::Pass, None),
             },
         };
+        if dots {
+            // Once, for the path as the caller spelt it.
+            dots = false;
+            if let Some(end) = vrift_shim_core::path::next_inner_dotdot(path, 0) {
+                if let Some(e) = dotdot_error(dirfd, path, end) {
+                    out.walk_error = e;
+                    return (View::Error(e), Some(table));
+                }
+            }
+        }
         let rel_empty = rel_len == 0;
         out.rel_start = out.len() - rel_len;
         if rel_empty {
@@ -363,7 +386,7 @@ pub fn resolve<'t>(
                         View::Error(libc::EACCES)
                     }
                     View::Entry { .. } if dir_only => {
-                        out.file_as_dir = true;
+                        out.walk_error = libc::ENOTDIR;
                         View::Error(libc::ENOTDIR)
                     }
                     other => other,
@@ -374,6 +397,31 @@ pub fn resolve<'t>(
         }
     }
     (View::Error(libc::ELOOP), table)
+}
+
+/// The error of a path in the domain whose `name/..` (the first ends at
+/// `end`) goes up from something that is not a directory: the kernel
+/// walks `name` first (`dir/missing/../f` is ENOENT, `file/../f`
+/// ENOTDIR), where the lexical normalization went straight to `dir/f`.
+/// Each such prefix is resolved in the view (a rift entry is never a
+/// directory) and else stat'ed on disk. Only for paths that spell such a
+/// `..`.
+#[cold]
+#[inline(never)]
+fn dotdot_error(dirfd: i32, path: &[u8], mut end: usize) -> Option<i32> {
+    loop {
+        let mut prefix = PathBuf::new();
+        match resolve_checked(dirfd, &path[..end], true, &mut prefix, false).0 {
+            View::Error(e) => return Some(e),
+            View::Entry { .. } => return Some(libc::ENOTDIR),
+            View::Pass | View::Disk { .. } => match sys::stat_or_errno(prefix.abs()) {
+                Err(e) => return Some(e),
+                Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => return Some(libc::ENOTDIR),
+                Ok(_) => {}
+            },
+        }
+        end = vrift_shim_core::path::next_inner_dotdot(path, end)?;
+    }
 }
 
 /// A process in the project that may not read its table (it started as

@@ -338,7 +338,12 @@ pub fn getenv(name: &'static [u8]) -> Option<&'static [u8]> {
 }
 
 pub fn stat_raw(path: &[u8]) -> Option<libc::stat> {
-    fstatat_raw(path, 0).ok()
+    stat_or_errno(path).ok()
+}
+
+/// `stat` without libc; the errno on failure.
+pub fn stat_or_errno(path: &[u8]) -> Result<libc::stat, i32> {
+    fstatat_raw(path, 0)
 }
 
 /// `lstat` without libc: the last component is not followed.

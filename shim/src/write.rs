@@ -117,8 +117,9 @@ pub fn route(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut PathBuf)
     match resolve(dirfd, p, follow, buf) {
         // A blob of the store reached through an fd the shim did not open.
         _ if buf.in_store => Route::Fail(libc::EPERM),
-        // `file/`: ENOTDIR, not a name the rift may create or remove.
-        _ if buf.file_as_dir => Route::Fail(libc::ENOTDIR),
+        // `file/` (ENOTDIR), `missing/../x` (ENOENT): not a name the rift
+        // may create or remove.
+        _ if buf.walk_error != 0 => Route::Fail(buf.walk_error),
         (View::Pass, _) => leads_in(follow, buf).unwrap_or(Route::Real),
         (View::Disk { rewritten: true }, None) => Route::RealAt,
         (View::Disk { .. }, None) => Route::Real,

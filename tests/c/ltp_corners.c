@@ -98,5 +98,33 @@ int main(void) {
         int status;
         waitpid(pid, &status, 0);
     }
+
+    /* `name/..` walks `name` first (gVisor's PathNotCleaned,
+     * CannotRemoveDots): a missing name is ENOENT, a file ENOTDIR, and
+     * nothing is made past it. */
+    report("mkdir updir", mkdir("updir", 0755));
+    report("stat updir/../f", stat("updir/../f", &st));
+    report("lstat missing/../f", lstat("missing/../f", &st));
+    report("stat f/../f", stat("f/../f", &st));
+    report("open missing/../new creat", open("missing/../new", O_WRONLY | O_CREAT, 0644));
+    report("access new", access("new", F_OK));
+    report("mkdir missing/../d2", mkdir("missing/../d2", 0755));
+    report("unlink f/..", unlink("f/.."));
+    report("rename f to f/../g", rename("f", "f/../g"));
+    report("stat f", stat("f", &st));
+
+    /* O_RDONLY | O_TRUNC truncates (gVisor's CanTruncateReadOnly), a
+     * file still open for writing too. */
+    int w = open("trunc", O_RDWR | O_CREAT, 0644);
+    report("write trunc", write(w, "twelve bytes", 12));
+    int t = open("trunc", O_RDONLY | O_TRUNC);
+    report("open O_RDONLY|O_TRUNC", t);
+    fstat(t, &st);
+    printf("%-28s %lld\n", "fstat after O_TRUNC", (long long)st.st_size);
+    report("write O_RDONLY fd", write(t, "x", 1));
+    stat("trunc", &st);
+    printf("%-28s %lld\n", "stat after O_TRUNC", (long long)st.st_size);
+    close(t);
+    close(w);
     return 0;
 }

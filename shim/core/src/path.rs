@@ -31,9 +31,11 @@ pub struct PathBuf {
     /// with the real ids (`access` without `AT_EACCESS`), not the
     /// effective ones (see `resolve::search_denied` in the shim).
     pub real_ids: bool,
-    /// The path named a rift file as a directory (`file/`, `file/.`):
-    /// resolved to ENOTDIR, which no call may take for "absent".
-    pub file_as_dir: bool,
+    /// The walk to the path fails, with this errno (0: it does not): a
+    /// rift file named as a directory (`file/`, `file/.`: ENOTDIR), or a
+    /// `name/..` on the way that is not a directory. No call may take it
+    /// for "absent, so create it".
+    pub walk_error: i32,
 }
 
 impl Default for PathBuf {
@@ -53,7 +55,7 @@ impl PathBuf {
             in_store: false,
             magic_rewrite: false,
             real_ids: false,
-            file_as_dir: false,
+            walk_error: 0,
         }
     }
 
@@ -204,6 +206,38 @@ pub fn names_a_directory(path: &[u8]) -> bool {
         }
         _ => false,
     }
+}
+
+/// The next `..` of `path` (from byte `from` on) that follows a name
+/// (`dir/name/..`, not a leading `../` or `../..`): the length of the
+/// prefix that ends with that name (ask again from there for the next
+/// one). The kernel walks the name before it
+/// goes up, so `dir/missing/../f` is ENOENT and `file/../f` ENOTDIR where
+/// a lexical reading finds `dir/f`. None for the paths of almost every
+/// call (no such `..`).
+pub fn next_inner_dotdot(path: &[u8], from: usize) -> Option<usize> {
+    let mut pos = from;
+    // Where the previous component ended, if it was a name.
+    let mut name_end: Option<usize> = None;
+    while pos < path.len() {
+        while pos < path.len() && path[pos] == b'/' {
+            pos += 1;
+        }
+        let start = pos;
+        while pos < path.len() && path[pos] != b'/' {
+            pos += 1;
+        }
+        match &path[start..pos] {
+            b"" | b"." => {}
+            b".." => {
+                if let Some(end) = name_end {
+                    return Some(end);
+                }
+            }
+            _ => name_end = Some(pos),
+        }
+    }
+    None
 }
 
 /// `.` or `..` as `path`'s last component (trailing slashes aside): 1 or
@@ -400,6 +434,28 @@ mod tests {
         assert!(ends_with_slash(b"x/"));
         assert!(!ends_with_slash(b"/"));
         assert!(!ends_with_slash(b"x/."));
+    }
+
+    #[test]
+    fn an_inner_dotdot_is_found_after_a_name() {
+        for (path, want) in [
+            (&b"dir/missing/../f"[..], Some(11)),
+            (b"/p/a/./../x", Some(4)),
+            (b"../x", None),
+            (b"../../a", None),
+            (b"a/b", None),
+            (b"a/..x/y", None),
+            (b"a/..", Some(1)),
+            (b"", None),
+        ] {
+            assert_eq!(next_inner_dotdot(path, 0), want, "{:?}", path);
+        }
+        // Each in turn, the next asked from the end of the one before.
+        let p = b"a/../b/c/../d";
+        assert_eq!(next_inner_dotdot(p, 0), Some(1));
+        assert_eq!(next_inner_dotdot(p, 1), Some(8));
+        assert_eq!(next_inner_dotdot(p, 8), None);
+        assert_eq!(next_inner_dotdot(b"a/b/../../x", 3), None);
     }
 
     #[test]

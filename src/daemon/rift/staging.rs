@@ -147,7 +147,6 @@ impl Rift {
         let creat = flags & libc::O_CREAT != 0;
         let excl = flags & libc::O_EXCL != 0;
         let trunc = flags & libc::O_TRUNC != 0;
-        let access = flags & libc::O_ACCMODE;
         if flags & libc::O_TMPFILE == libc::O_TMPFILE {
             return self.open_tmpfile(rel, flags, mode);
         }
@@ -183,7 +182,10 @@ impl Rift {
             }
             Node::Entry(h, target) => {
                 if h.is_staged() {
-                    if trunc && access != libc::O_RDONLY {
+                    // O_TRUNC truncates whatever the access mode (Linux:
+                    // O_RDONLY | O_TRUNC too; the write permission it
+                    // needs was checked).
+                    if trunc {
                         self.abort_seal(target);
                         let path = self.staging_dir.join(std::ffi::OsStr::from_bytes(target));
                         OpenOptions::new().write(true).open(&path)?.set_len(0)?;
