@@ -1,5 +1,5 @@
-//! Credential changes: `setuid` and its family keep the process's way to
-//! the rift's daemon.
+//! Credential changes: `setuid` and its family (and `capset`) keep the
+//! process's way to the rift's daemon.
 //!
 //! The daemon's socket lies in a directory only the daemon's user may
 //! enter. A process of the view that drops its privileges (a test harness,
@@ -16,7 +16,7 @@
 //! no preloaded library sees, is not: that process's writes then fail with
 //! EIO and one line.
 
-use libc::{c_int, gid_t, size_t, uid_t};
+use libc::{c_int, c_void, gid_t, size_t, uid_t};
 
 use crate::{call_real, client, state};
 
@@ -64,4 +64,8 @@ credential_change! {
     setfsgid / SETFSGID(gid: gid_t) or crate::raw_syscall!(libc::SYS_setfsgid, gid);
     setgroups / SETGROUPS(size: size_t, list: *const gid_t)
         or crate::raw_syscall!(libc::SYS_setgroups, size, list);
+    // Dropping a capability (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH) is
+    // a change of what the kernel lets the process reach.
+    capset / CAPSET(hdr: *mut c_void, data: *const c_void)
+        or crate::raw_syscall!(libc::SYS_capset, hdr, data);
 }

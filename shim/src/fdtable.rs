@@ -50,23 +50,24 @@ pub fn is_staged(fd: i32) -> bool {
     k == STAGED || k == TMPFILE
 }
 
-/// After `fchmod`/`fchown` of a tracked fd's entry: the ctime the daemon
-/// gave the entry (its record, published before the daemon answered).
+/// After `fchmod`, `fchown` or `futimens` of a tracked fd's entry: the
+/// times the daemon gave the entry (its record, published before the
+/// daemon answered), if the name still holds the fd's inode.
 #[cold]
-fn refresh_ctime(fd: i32) {
+pub fn refresh_times(fd: i32) {
     let mut p = [0u8; PATH_CAP];
     let n = path(fd, &mut p);
     let rel = vrift_format::pathnorm::domain_rel(&p[..n], crate::state::ROOT.get());
     let found = rel.and_then(|rel| crate::state::table()?.lookup(rel));
     if let Some(vrift_format::RecordRef::Entry { header, target }) = found {
-        TABLE.set_ctime(fd, Meta::of(&header, target).ctime_ns);
+        TABLE.set_times(fd, header.ino, &Meta::of(&header, target));
     }
 }
 
 /// Updates the mode a tracked fd reports (after fchmod).
 pub fn set_mode(fd: i32, mode: u32) {
     if TABLE.set_mode(fd, mode) {
-        refresh_ctime(fd);
+        refresh_times(fd);
     }
 }
 
@@ -75,7 +76,7 @@ pub fn set_mode(fd: i32, mode: u32) {
 /// execute is set) cleared as the daemon clears it on a regular file.
 pub fn set_owner(fd: i32, uid: u32, gid: u32) {
     if TABLE.set_owner(fd, uid, gid) {
-        refresh_ctime(fd);
+        refresh_times(fd);
     }
 }
 

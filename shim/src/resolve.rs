@@ -409,7 +409,16 @@ fn resolve_checked<'t>(
 #[cold]
 #[inline(never)]
 fn dotdot_error(dirfd: i32, path: &[u8], mut end: usize) -> Option<i32> {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u32;
     loop {
+        // A magic link (`/proc/self/fd/N/..`) leads to the kernel's object
+        // itself, which may have no path any more (a deleted directory):
+        // the kernel's walk goes on from it.
+        if proc_link(&path[..end], pid).is_some_and(|(_, rest)| rest >= end) {
+            end = vrift_shim_core::path::next_inner_dotdot(path, end)?;
+            continue;
+        }
         let mut prefix = PathBuf::new();
         match resolve_checked(dirfd, &path[..end], true, &mut prefix, false).0 {
             View::Error(e) => return Some(e),

@@ -66,7 +66,15 @@ pub extern "C" fn mknodat(dirfd: c_int, path: *const c_char, mode: mode_t, dev: 
         call_real!(MKNODAT(dirfd, path, mode, dev)
             or raw4(libc::SYS_mknodat, dirfd as usize, path as usize, mode as usize, dev as usize))
     };
-    match mode & libc::S_IFMT {
+    let ty = mode & libc::S_IFMT;
+    let makes = matches!(
+        ty,
+        0 | libc::S_IFREG | libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR | libc::S_IFBLK
+    );
+    if makes && names_with_slash(path) {
+        return slash_named(dirfd, path, real);
+    }
+    match ty {
         // A regular file: what open(O_CREAT|O_EXCL) makes, in the view too.
         0 | libc::S_IFREG => {
             let fd = crate::open::vrift_openat(
@@ -106,6 +114,42 @@ pub extern "C" fn mknodat(dirfd: c_int, path: *const c_char, mode: mode_t, dev: 
         // Anything else (a directory, no type at all): the kernel's EINVAL
         // or EPERM, decided before it looks at the path.
         _ => real(),
+    }
+}
+
+/// Whether `path` (readable, else false: the kernel's EFAULT comes from
+/// the call) ends with a slash after a name.
+fn names_with_slash(path: *const c_char) -> bool {
+    // SAFETY: readable (checked first), NUL-terminated by the libc contract.
+    !sys::unreadable(path)
+        && vrift_shim_core::path::ends_with_slash(
+            unsafe { core::ffi::CStr::from_ptr(path) }.to_bytes(),
+        )
+}
+
+/// `mknod("name/")`: the kernel makes nothing, and says EEXIST if
+/// something is there, else ENOENT. In the domain the normalized path has
+/// lost the slash, so the view answers; elsewhere the kernel does.
+#[cold]
+#[inline(never)]
+fn slash_named(dirfd: c_int, path: *const c_char, real: impl Fn() -> c_int) -> c_int {
+    let mut buf = PathBuf::new();
+    match route(dirfd, path, false, &mut buf) {
+        Route::Real => real(),
+        // A rift file named `file/`: there (the walk's ENOTDIR is the
+        // kernel's answer only where the slash is not the last one).
+        Route::Fail(e) if e != libc::ENOTDIR || buf.walk_error != libc::ENOTDIR => fail(e),
+        Route::Fail(_) | Route::RealAt | Route::Rift => {
+            // SAFETY: all-zero is a valid stat.
+            let mut st: libc::stat = unsafe { core::mem::zeroed() };
+            let there = crate::stat::fstatat(
+                libc::AT_FDCWD,
+                buf.c_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            ) == 0;
+            fail(if there { libc::EEXIST } else { libc::ENOENT })
+        }
     }
 }
 

@@ -121,6 +121,7 @@ raw_credential_change! {
     setresgid = SYS_setresgid;
     setfsgid = SYS_setfsgid;
     setgroups = SYS_setgroups;
+    capset = SYS_capset;
 }
 
 fn real(

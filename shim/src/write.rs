@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use libc::{c_char, c_int, c_uint, mode_t};
 use vrift_format::proto::{Op, TIME_NOW, TIME_OMIT};
-use vrift_shim_core::path::last_dots;
+use vrift_shim_core::path::{ends_with_slash, last_dots};
 use vrift_shim_core::PATH_MAX;
 
 use crate::client::{self, Answer};
@@ -478,6 +478,21 @@ fn two_paths(
     }
 }
 
+/// The error of renaming `old` (relative to `od`) to or from a `name/`:
+/// what its lstat says, or ENOTDIR if it is no directory; None for a
+/// directory.
+#[cold]
+#[inline(never)]
+fn not_a_directory(od: c_int, old: *const c_char) -> Option<c_int> {
+    // SAFETY: all-zero is a valid stat.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    if crate::stat::fstatat(od, old, &mut st, libc::AT_SYMLINK_NOFOLLOW) != 0 {
+        // SAFETY: errno is thread-local.
+        return Some(unsafe { *libc::__errno_location() });
+    }
+    (st.st_mode & libc::S_IFMT != libc::S_IFDIR).then_some(libc::ENOTDIR)
+}
+
 #[no_mangle]
 pub extern "C" fn rename(old: *const c_char, new: *const c_char) -> c_int {
     renameat2(libc::AT_FDCWD, old, libc::AT_FDCWD, new, 0)
@@ -514,6 +529,13 @@ pub extern "C" fn renameat2(
             }
             if new_dots || last_dots(po.to_bytes()) > 0 {
                 return Ok(fail(libc::EBUSY));
+            }
+            // `name/` on either side names a directory: only a directory
+            // is renamed so (the normalized names lost the slash).
+            if ends_with_slash(po.to_bytes()) || ends_with_slash(pn.to_bytes()) {
+                if let Some(e) = not_a_directory(od, old) {
+                    return Ok(fail(e));
+                }
             }
             rift(Op::Rename, flags as u64, 0, o, n)
         },
@@ -1057,12 +1079,17 @@ pub extern "C" fn futimens(fd: c_int, ts: *const libc::timespec) -> c_int {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
-    by_fd!(
+    let r = by_fd!(
         fd,
         false,
         |rel| rift(Op::Utimes, a, m, rel, b""),
         call_real!(FUTIMENS(fd, ts) or raw(libc::SYS_utimensat, fd as usize, 0, ts as usize, 0, 0))
-    )
+    );
+    if r == 0 {
+        // What fstat on this fd reports follows (FutimesatTest.OnNullPath).
+        fdtable::refresh_times(fd);
+    }
+    r
 }
 
 #[no_mangle]
@@ -1125,12 +1152,16 @@ pub extern "C" fn futimes(fd: c_int, tv: *const libc::timeval) -> c_int {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
-    by_fd!(
+    let r = by_fd!(
         fd,
         false,
         |rel| rift(Op::Utimes, a, m, rel, b""),
         call_real!(FUTIMES(fd, tv) or fail(libc::ENOSYS))
-    )
+    );
+    if r == 0 {
+        fdtable::refresh_times(fd);
+    }
+    r
 }
 
 #[no_mangle]

@@ -12,6 +12,7 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/fsuid.h>
@@ -140,21 +141,25 @@ static void *thread_as_nobody(void *unused) {
     return NULL;
 }
 
-/* Drops capabilities from the calling thread's effective set (the raw
- * system call: this thread only, as gVisor's AutoCapability does). */
-static int drop_caps(unsigned long long caps) {
+/* glibc's wrapper (declared by libcap's header, which is not needed). */
+extern int capset(cap_user_header_t header, const cap_user_data_t data);
+
+/* Drops capabilities from the calling thread's effective set (this thread
+ * only, as the kernel's capset works): through glibc's `capset`, or with
+ * `raw` the system call itself, as gVisor's AutoCapability does. */
+static int drop_caps(unsigned long long caps, int raw) {
     struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
     struct __user_cap_data_struct d[2];
     if (syscall(SYS_capget, &h, d)) return -1;
     for (int i = 0; i < 2; i++) d[i].effective &= ~(unsigned)(caps >> (32 * i));
-    return syscall(SYS_capset, &h, d);
+    return raw ? syscall(SYS_capset, &h, d) : capset(&h, d);
 }
 
 #define CAP(c) (1ULL << (c))
 
 static void *thread_without_fowner(void *unused) {
     (void)unused;
-    if (drop_caps(CAP(CAP_FOWNER) | CAP(CAP_CHOWN))) {
+    if (drop_caps(CAP(CAP_FOWNER) | CAP(CAP_CHOWN), 1)) {
         printf("thread capset failed %s\n", strerrorname_np(errno));
         return NULL;
     }
@@ -293,10 +298,14 @@ int main(void) {
         /* Root without the capabilities that override the mode bits (a
          * test suite checking its refusals, a hardened service): refused
          * as the bits say. */
-        if (drop_caps(CAP(CAP_DAC_OVERRIDE) | CAP(CAP_DAC_READ_SEARCH))) {
+        mkdir("d000", 0755);
+        create("d000/f", 0644);
+        chmod("d000", 0);
+        if (drop_caps(CAP(CAP_DAC_OVERRIDE) | CAP(CAP_DAC_READ_SEARCH), 0)) {
             printf("capset failed %s\n", strerrorname_np(errno));
             _exit(1);
         }
+        report("no DAC: stat in 0000 dir", stat_of("d000/f"));
         report("no DAC: write-open of 0444 file", open_w("r444", 0));
         report("no DAC: read of 0000 file", read_all("r000"));
         report("no DAC: create in 0555 dir", create("d555/new", 0644));
@@ -313,6 +322,19 @@ int main(void) {
         report("main thread: chmod nobody's file", chmod("nob644", 0640));
         owner("nob644");
         fflush(stdout);
+        /* A user namespace of its own gives no capability over the
+         * project's files (gVisor's TruncateNonWriteable). */
+        pid_t ns = fork();
+        if (ns == 0) {
+            if (syscall(SYS_unshare, CLONE_NEWUSER)) {
+                printf("unshare failed %s\n", strerrorname_np(errno));
+                _exit(1);
+            }
+            report("new userns: truncate of 0444 file", syscall(SYS_truncate, "r444", 0));
+            fflush(stdout);
+            _exit(0);
+        }
+        waitpid(ns, NULL, 0);
         _exit(0);
     }
     waitpid(pid, NULL, 0);

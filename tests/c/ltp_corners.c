@@ -113,6 +113,15 @@ int main(void) {
     report("rename f to f/../g", rename("f", "f/../g"));
     report("stat f", stat("f", &st));
 
+    /* `name/` makes no node and renames only a directory. */
+    report("mknod fifo nx/", mknod("nx/", S_IFIFO | 0644, 0));
+    report("mknod file rx/", mknod("rx/", S_IFREG | 0644, 0));
+    report("mkfifo f/ (a file)", mkfifo("f/", 0644));
+    report("rename f to m/", rename("f", "m/"));
+    report("access m", access("m", F_OK));
+    report("rename updir to upd2/", rename("updir", "upd2/"));
+    report("access upd2", access("upd2", F_OK));
+
     /* O_RDONLY | O_TRUNC truncates (gVisor's CanTruncateReadOnly), a
      * file still open for writing too. */
     int w = open("trunc", O_RDWR | O_CREAT, 0644);

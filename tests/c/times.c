@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,6 +70,22 @@ int main(void) {
     fstat(fd, &a);
     stat("d/f", &b);
     printf("%-26s %s\n", "fstat ctime = stat ctime", ns(a.st_ctim) == ns(b.st_ctim) ? "yes" : "no");
+    close(fd);
+
+    /* Times set through a read fd show in its fstat (gVisor's
+     * FutimesatTest.OnNullPath). */
+    fd = open("d/f", O_RDONLY);
+    struct timeval tv[2] = {{10, 0}, {20, 0}};
+    long r = futimesat(fd, NULL, tv);
+    fstat(fd, &a);
+    printf("%-26s %s atime %lld mtime %lld\n", "futimesat fd, fstat", r ? "failed" : "ok",
+           (long long)a.st_atime, (long long)a.st_mtime);
+    struct timespec t0;
+    clock_gettime(CLOCK_REALTIME, &t0);
+    r = futimens(fd, NULL);
+    fstat(fd, &a);
+    printf("%-26s %s atime %s mtime %s\n", "futimens now, fstat", r ? "failed" : "ok",
+           a.st_atime >= t0.tv_sec ? "now" : "stale", a.st_mtime >= t0.tv_sec ? "now" : "stale");
     close(fd);
 
     CHECK("dir: create", "d", close(open("d/new", O_CREAT | O_WRONLY, 0644)));

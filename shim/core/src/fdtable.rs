@@ -35,6 +35,7 @@ struct Slot {
     mode: AtomicU32,
     size: AtomicU64,
     mtime_ns: AtomicI64,
+    atime_ns: AtomicI64,
     ctime_ns: AtomicI64,
     ino: AtomicU64,
     owner: AtomicU64,
@@ -72,6 +73,7 @@ impl FdTable {
                     mode: AtomicU32::new(0),
                     size: AtomicU64::new(0),
                     mtime_ns: AtomicI64::new(0),
+                    atime_ns: AtomicI64::new(0),
                     ctime_ns: AtomicI64::new(0),
                     ino: AtomicU64::new(0),
                     owner: AtomicU64::new(0),
@@ -110,6 +112,7 @@ impl FdTable {
             Ordering::Relaxed,
         );
         s.mtime_ns.store(meta.mtime_ns, Ordering::Relaxed);
+        s.atime_ns.store(meta.atime_ns, Ordering::Relaxed);
         s.ctime_ns.store(meta.ctime_ns, Ordering::Relaxed);
         s.ino.store(meta.ino, Ordering::Relaxed);
         s.owner
@@ -157,7 +160,7 @@ impl FdTable {
             size: if special { 0 } else { size },
             rdev: if special { size } else { 0 },
             mtime_ns: s.mtime_ns.load(Ordering::Relaxed),
-            atime_ns: s.mtime_ns.load(Ordering::Relaxed),
+            atime_ns: s.atime_ns.load(Ordering::Relaxed),
             ctime_ns: s.ctime_ns.load(Ordering::Relaxed),
             ino: s.ino.load(Ordering::Relaxed),
             uid: (owner >> 32) as u32,
@@ -200,10 +203,16 @@ impl FdTable {
         true
     }
 
-    /// Sets the ctime `fd` reports.
-    pub fn set_ctime(&self, fd: i32, ctime_ns: i64) {
+    /// Sets the times `fd` reports (after a change its entry's record
+    /// holds: fchmod, fchown, futimens), if it still shows inode `ino`.
+    pub fn set_times(&self, fd: i32, ino: u64, meta: &Meta) {
         if let Some(s) = self.slot(fd) {
-            s.ctime_ns.store(ctime_ns, Ordering::Relaxed);
+            if s.ino.load(Ordering::Relaxed) != ino {
+                return;
+            }
+            s.mtime_ns.store(meta.mtime_ns, Ordering::Relaxed);
+            s.atime_ns.store(meta.atime_ns, Ordering::Relaxed);
+            s.ctime_ns.store(meta.ctime_ns, Ordering::Relaxed);
         }
     }
 
@@ -356,10 +365,9 @@ mod tests {
             (got.mode, got.size, got.rdev, got.mtime_ns, got.ctime_ns),
             (m.mode, 1234, 0, m.mtime_ns, m.ctime_ns)
         );
-        // atime is not kept: the entry's mtime stands in for it.
         assert_eq!(
             (got.atime_ns, got.ino, got.uid, got.gid),
-            (m.mtime_ns, 77, 1000, 100)
+            (1, 77, 1000, 100)
         );
         assert_eq!(path_of(3, ENTRY), b"/p/src/a.c");
         assert_eq!(path_of(3, DIR), b"");
@@ -465,7 +473,14 @@ mod tests {
             vrift_format::view::chown_mode(libc::S_IFREG | 0o4755)
         );
         assert_eq!(got.mode & libc::S_ISUID, 0);
-        T.set_ctime(50, 42);
+        let mut later = meta(0);
+        (later.atime_ns, later.mtime_ns, later.ctime_ns) = (40, 41, 42);
+        T.set_times(50, 77, &later);
+        let got = T.meta(50).unwrap().0;
+        assert_eq!((got.atime_ns, got.mtime_ns, got.ctime_ns), (40, 41, 42));
+        // Another inode's record (the name was renamed over): not taken.
+        later.ctime_ns = 43;
+        T.set_times(50, 78, &later);
         assert_eq!(T.meta(50).unwrap().0.ctime_ns, 42);
     }
 }
