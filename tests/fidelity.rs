@@ -199,16 +199,48 @@ fn a_process_that_changes_its_credentials_is_judged_by_them() {
 /// nor let write there (a shared store, so that it can load the library).
 #[test]
 fn a_process_started_as_another_uid_is_refused_not_shown_the_disk() {
+    let Some((err, leaked)) = write_as_nobody_after_setpriv(true) else {
+        return;
+    };
+    assert!(
+        err.contains("runs as another user than the project's owner and cannot see its view"),
+        "{err}"
+    );
+    assert!(!leaked, "the write reached the disk");
+}
+
+/// With a private store (0700) the other uid could not even load the
+/// library: the dynamic loader would skip it with a warning and the
+/// program would write the project's disk. The library of the process
+/// that changed its user refuses to start it instead, with one line.
+#[test]
+fn a_program_started_after_a_change_of_user_that_cannot_load_the_library_is_refused() {
+    let Some((err, leaked)) = write_as_nobody_after_setpriv(false) else {
+        return;
+    };
+    assert!(
+        err.contains("vrift: refusing to run") && err.contains("may not read the view library"),
+        "{err}"
+    );
+    assert!(!leaked, "the write reached the disk");
+}
+
+/// `vrift run -- setpriv --reuid=65534 … sh -c 'echo x > open/leak'` in
+/// a project whose store is `shared` or private: the stderr, and whether
+/// the write reached the disk. None (skipped) unless root.
+fn write_as_nobody_after_setpriv(shared: bool) -> Option<(String, bool)> {
     if !is_root() {
         skip("needs root (setpriv to nobody)");
-        return;
+        return None;
     }
     build_shim();
     let sb = Sandbox::new();
     let root = sb.mkdir("proj");
     open_to_others(&sb, &root);
     let mut init = sb.cmd(&root, &["init"]);
-    init.env("VRIFT_STORE_SHARED", "1");
+    if shared {
+        init.env("VRIFT_STORE_SHARED", "1");
+    }
     assert!(init.status().unwrap().success());
     fs::create_dir(root.join("open")).unwrap();
     fs::set_permissions(root.join("open"), fs::Permissions::from_mode(0o777)).unwrap();
@@ -228,14 +260,7 @@ fn a_process_started_as_another_uid_is_refused_not_shown_the_disk() {
     );
     let err = text(&out.stderr);
     assert!(!out.status.success(), "{err}");
-    assert!(
-        err.contains("runs as another user than the project's owner and cannot see its view"),
-        "{err}"
-    );
-    assert!(
-        !root.join("open/leak").exists(),
-        "the write reached the disk"
-    );
+    Some((err, root.join("open/leak").exists()))
 }
 
 /// Hard links are one inode with several names (issue 15; git clone

@@ -816,6 +816,9 @@ fn exec_resolved(
     if crate::sys::unreadable(path) {
         return real(path);
     }
+    if cannot_load_library() {
+        return fail(refuse_unloadable(path));
+    }
     // SAFETY: exec contract: a NUL-terminated path.
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();
     let mut buf = PathBuf::new();
@@ -960,6 +963,93 @@ fn run_unviewable(
         ]);
     }
     fail(libc::EACCES)
+}
+
+/// Whether a program this process starts could not load the view library:
+/// the process changed its credentials (`setuid` to another user, as
+/// `setpriv --reuid` and test harnesses do) and its new ids may not read
+/// the library (a private store: 0700). The dynamic loader would skip the
+/// preload with a warning and the program would read and write the
+/// project's disk. One `faccessat2` per exec, only after such a change.
+#[inline]
+fn cannot_load_library() -> bool {
+    state::creds_changed() && state::ready() && library_unreadable()
+}
+
+/// Whether the dynamic loader of a program this process execs could not
+/// open the library: the mode bits of each directory on its way (search)
+/// and of the file (read), for the effective uid and groups. Not
+/// `faccessat`: it would count capabilities this process still holds
+/// (`setpriv` keeps them across its `setresuid`) and that an exec as a
+/// user other than root drops. Root regains them at exec.
+#[cold]
+#[inline(never)]
+fn library_unreadable() -> bool {
+    let Some(shim) = shim_path() else {
+        return false;
+    };
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if uid == 0 || shim.first() != Some(&b'/') {
+        return false;
+    }
+    let permits = |st: &libc::stat, other_bit: u32| {
+        let shift = if st.st_uid == uid {
+            6
+        } else if sys::in_group(st.st_gid) {
+            3
+        } else {
+            0
+        };
+        st.st_mode & (other_bit << shift) != 0
+    };
+    // Each directory after the root, then the file.
+    let mut from = 1;
+    loop {
+        let next = shim[from..]
+            .iter()
+            .position(|&c| c == b'/')
+            .map(|i| from + i);
+        let (upto, bit) = match next {
+            Some(i) => (i, libc::S_IXOTH),
+            None => (shim.len(), libc::S_IROTH),
+        };
+        let Some(st) = sys::stat_raw(&shim[..upto]) else {
+            return false; // the loader's own error, not ours to guess
+        };
+        if !permits(&st, bit) {
+            return true;
+        }
+        match next {
+            Some(i) => from = i + 1,
+            None => return false,
+        }
+    }
+}
+
+/// Refuses to start `path` (see [`cannot_load_library`]) with one line:
+/// EACCES, or the error of a program that is not there (the candidates of
+/// a PATH search that are missing stay ENOENT, and are not named).
+#[cold]
+#[inline(never)]
+fn refuse_unloadable(path: *const c_char) -> c_int {
+    // SAFETY: all-zero is a valid stat.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    if crate::stat::fstatat(libc::AT_FDCWD, path, &mut st, 0) != 0 {
+        // SAFETY: errno is thread-local.
+        return unsafe { *libc::__errno_location() };
+    }
+    static SAID: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, core::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: checked readable by the callers; NUL-terminated.
+        let name = unsafe { CStr::from_ptr(path) }.to_bytes();
+        sys::complain(&[
+            b"vrift: refusing to run ",
+            name,
+            b": this process changed its user, which may not read the view library (a private store), so the program would read and write the project's disk; use a shared store (VRIFT_STORE_SHARED=1) or run it outside the project",
+        ]);
+    }
+    libc::EACCES
 }
 
 /// Whether the environment `env` (an exec's: NULL-terminated) holds the
@@ -1119,6 +1209,9 @@ fn spawn_target(
     };
     if crate::sys::unreadable(path) {
         return Ok(plain(path, argv));
+    }
+    if cannot_load_library() {
+        return Err(refuse_unloadable(path));
     }
     // SAFETY: a NUL-terminated path (spawn contract).
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();

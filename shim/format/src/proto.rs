@@ -433,7 +433,7 @@ mod tests {
         assert_eq!(frame_len(&huge), Err(FrameError::TooLong));
         // A path length that points past the frame.
         let mut v = buf;
-        v[HEADER + 24] = 200;
+        v[HEADER + 4 + 24] = 200; // past tid, a, b, c: path1's length
         assert_eq!(decode_request(&v[..n]), Err(FrameError::Malformed));
         let long = [b'x'; MAX_FRAME];
         let big = Request {
