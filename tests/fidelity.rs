@@ -70,8 +70,11 @@ fn issue_15_ltp_corners_answer_as_the_kernel() {
     assert!(n.contains("stat f/../f                  -1 ENOTDIR"), "{n}");
     assert!(n.contains("mknod fifo nx/               -1 ENOENT"), "{n}");
     assert!(n.contains("rename f to m/               -1 ENOTDIR"), "{n}");
-    // What it wrote is in the rift.
+    assert!(n.contains("stat l2/../only              0 -"), "{n}");
+    assert!(n.contains("access lk/made2              0 -"), "{n}");
+    // What it wrote is in the rift, through a link outside too.
     assert!(!root.join("f").exists());
+    assert!(!root.join("lk/made2").exists());
     assert_eq!(sb.ok(&root, &["cat", "f"]), "data\n");
 }
 

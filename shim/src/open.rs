@@ -379,6 +379,7 @@ pub extern "C" fn vrift_openat(
         // (`/proc/self/fd/N`): read, never written.
         View::Pass if buf.in_store && writes(flags) => fail(libc::EACCES),
         View::Pass if writes(flags) && state_ready() => match write_through_link(&buf, flags, mode)
+            .or_else(|| write_up_through_link(dirfd, p, flags, mode))
         {
             Some(fd) => fd,
             None => {
@@ -466,6 +467,16 @@ fn write_through_link(buf: &PathBuf, flags: c_int, mode: c_uint) -> Option<c_int
     let mut canon = PathBuf::new();
     crate::resolve::outside_leads_in(buf, &mut canon)
         .then(|| vrift_openat(libc::AT_FDCWD, canon.c_ptr(), flags, mode, W_OPENAT))
+}
+
+/// An open for writing outside the domain that goes up through a symlink
+/// into the project (`/tmp/l/../x`): opened as its canonical path.
+#[cold]
+#[inline(never)]
+fn write_up_through_link(dirfd: c_int, p: &[u8], flags: c_int, mode: c_uint) -> Option<c_int> {
+    let mut there = PathBuf::new();
+    crate::resolve::outside_up_through_link(dirfd, p, &mut there)
+        .then(|| vrift_openat(libc::AT_FDCWD, there.c_ptr(), flags, mode, W_OPENAT))
 }
 
 /// Whether an fopen mode string writes.

@@ -290,17 +290,21 @@ pub fn resolve<'t>(
     follow: bool,
     out: &mut PathBuf,
 ) -> (View<'t>, Option<Table<'t>>) {
-    resolve_checked(dirfd, path, follow, out, true)
+    resolve_checked(dirfd, path, follow, out, DOTDOT_REWRITES)
 }
 
-/// [`resolve`]; `dots`: whether a `name/..` on the way is checked to be a
-/// directory (see [`dotdot_error`]).
+/// How many `link/..` a path may go through before the rest of it is read
+/// lexically (see [`dotdots`]): each costs a canonicalization.
+const DOTDOT_REWRITES: u8 = 4;
+
+/// [`resolve`]; `dots`: whether the `name/..` on the way are walked as the
+/// kernel walks them, and through how many symlinks (see [`dotdots`]).
 fn resolve_checked<'t>(
     dirfd: i32,
     path: &[u8],
     follow: bool,
     out: &mut PathBuf,
-    mut dots: bool,
+    mut dots: u8,
 ) -> (View<'t>, Option<Table<'t>>) {
     if !state::ready() {
         if state::shell() && path.starts_with(b"/proc/self/vrift/") {
@@ -355,13 +359,17 @@ fn resolve_checked<'t>(
                 None => return (View::Pass, None),
             },
         };
-        if dots {
+        if dots > 0 {
             // Once, for the path as the caller spelt it.
-            dots = false;
+            let budget = core::mem::replace(&mut dots, 0);
             if let Some(end) = vrift_shim_core::path::next_inner_dotdot(path, 0) {
-                if let Some(e) = dotdot_error(dirfd, path, end) {
-                    out.walk_error = e;
-                    return (View::Error(e), Some(table));
+                match dotdots(dirfd, path, end, follow, out, budget) {
+                    DotDots::Plain => {}
+                    DotDots::Fail(e) => {
+                        out.walk_error = e;
+                        return (View::Error(e), Some(table));
+                    }
+                    DotDots::Resolved(v, t) => return (v, t),
                 }
             }
         }
@@ -399,16 +407,36 @@ fn resolve_checked<'t>(
     (View::Error(libc::ELOOP), table)
 }
 
-/// The error of a path in the domain whose `name/..` (the first ends at
-/// `end`) goes up from something that is not a directory: the kernel
-/// walks `name` first (`dir/missing/../f` is ENOENT, `file/../f`
-/// ENOTDIR), where the lexical normalization went straight to `dir/f`.
-/// Each such prefix is resolved in the view (a rift entry is never a
-/// directory) and else stat'ed on disk. Only for paths that spell such a
-/// `..`.
+/// What the `name/..` of a path ask of its resolution.
+enum DotDots<'t> {
+    /// Each `name` is a directory, none a symlink: the lexical reading is
+    /// the kernel's.
+    Plain,
+    /// The walk fails: a `name` is missing (ENOENT) or no directory
+    /// (ENOTDIR).
+    Fail(i32),
+    /// A `name` is a symlink, so its `..` is the parent of where it leads:
+    /// the path was resolved again from there.
+    Resolved(View<'t>, Option<Table<'t>>),
+}
+
+/// Walks the `name/..` of `path` in the domain (the first one's `name`
+/// ends at `end`) as the kernel does, where the lexical normalization went
+/// straight to `name`'s parent: a missing `name` is ENOENT
+/// (`dir/missing/../f`), a file ENOTDIR (`file/../f`), and a symlink's
+/// `..` is the parent of its target (`link/../f`): the path is then
+/// resolved again from the link's canonical target, with `budget - 1`
+/// such rewrites left. Only for paths that spell such a `..`.
 #[cold]
 #[inline(never)]
-fn dotdot_error(dirfd: i32, path: &[u8], mut end: usize) -> Option<i32> {
+fn dotdots<'t>(
+    dirfd: i32,
+    path: &[u8],
+    mut end: usize,
+    follow: bool,
+    out: &mut PathBuf,
+    budget: u8,
+) -> DotDots<'t> {
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() } as u32;
     loop {
@@ -416,21 +444,64 @@ fn dotdot_error(dirfd: i32, path: &[u8], mut end: usize) -> Option<i32> {
         // itself, which may have no path any more (a deleted directory):
         // the kernel's walk goes on from it.
         if proc_link(&path[..end], pid).is_some_and(|(_, rest)| rest >= end) {
-            end = vrift_shim_core::path::next_inner_dotdot(path, end)?;
+            match vrift_shim_core::path::next_inner_dotdot(path, end) {
+                Some(next) => end = next,
+                None => return DotDots::Plain,
+            }
             continue;
         }
         let mut prefix = PathBuf::new();
-        match resolve_checked(dirfd, &path[..end], true, &mut prefix, false).0 {
-            View::Error(e) => return Some(e),
-            View::Entry { .. } => return Some(libc::ENOTDIR),
-            View::Pass | View::Disk { .. } => match sys::stat_or_errno(prefix.abs()) {
-                Err(e) => return Some(e),
-                Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => return Some(libc::ENOTDIR),
-                Ok(_) => {}
+        let symlink = match resolve_checked(dirfd, &path[..end], false, &mut prefix, 0).0 {
+            View::Error(e) => return DotDots::Fail(e),
+            View::Entry { header, .. } if header.kind == Kind::Symlink => true,
+            View::Entry { .. } => return DotDots::Fail(libc::ENOTDIR),
+            View::Pass | View::Disk { .. } => match sys::lstat_raw(prefix.abs()) {
+                Err(e) => return DotDots::Fail(e),
+                Ok(st) => match st.st_mode & libc::S_IFMT {
+                    libc::S_IFDIR => false,
+                    libc::S_IFLNK => true,
+                    _ => return DotDots::Fail(libc::ENOTDIR),
+                },
             },
+        };
+        if symlink && budget > 0 {
+            return through_link(&prefix, &path[end..], follow, out, budget);
         }
-        end = vrift_shim_core::path::next_inner_dotdot(path, end)?;
+        match vrift_shim_core::path::next_inner_dotdot(path, end) {
+            Some(next) => end = next,
+            None => return DotDots::Plain,
+        }
     }
+}
+
+/// `link/..rest` (`link` resolved into `prefix`, lexically): resolved
+/// again as `canonical(link)/..rest`.
+fn through_link<'t>(
+    prefix: &PathBuf,
+    rest: &[u8],
+    follow: bool,
+    out: &mut PathBuf,
+    budget: u8,
+) -> DotDots<'t> {
+    let mut canon = [0u8; PATH_MAX];
+    let n = match crate::walk::canonicalize(prefix.abs(), &mut canon) {
+        Ok(n) => n,
+        Err(e) => return DotDots::Fail(e),
+    };
+    if n + rest.len() > PATH_MAX {
+        return DotDots::Fail(libc::ENAMETOOLONG);
+    }
+    let mut again = [0u8; PATH_MAX];
+    again[..n].copy_from_slice(&canon[..n]);
+    again[n..n + rest.len()].copy_from_slice(rest);
+    let (v, t) = resolve_checked(
+        libc::AT_FDCWD,
+        &again[..n + rest.len()],
+        follow,
+        out,
+        budget - 1,
+    );
+    DotDots::Resolved(v, t)
 }
 
 /// A process in the project that may not read its table (it started as
@@ -709,6 +780,39 @@ pub fn outside_leads_in(lexical: &PathBuf, canon: &mut PathBuf) -> bool {
         return false;
     }
     canon.append(name)
+}
+
+/// For a change at `p` (relative to `dirfd`) whose lexical path is outside
+/// the domain but which goes up through a symlink (`/tmp/l/../x`, `/tmp/l
+/// -> project/sub`): the kernel's `..` is the parent of the link's target,
+/// so the change may be the view's. Its directory is canonicalized in the
+/// view; if that lies in the domain, the canonical path of the change is
+/// written into `there` and true returned. Only for paths that spell a
+/// `name/..` (relative to the cwd, or absolute); reads are not checked
+/// (see [`physical_fallback`] on why).
+#[cold]
+#[inline(never)]
+pub fn outside_up_through_link(dirfd: i32, p: &[u8], there: &mut PathBuf) -> bool {
+    if vrift_shim_core::path::next_inner_dotdot(p, 0).is_none()
+        || (dirfd != libc::AT_FDCWD && p.first() != Some(&b'/'))
+    {
+        return false;
+    }
+    let trimmed = vrift_shim_core::path::trim_trailing_slash(p);
+    let Some(slash) = trimmed.iter().rposition(|&c| c == b'/') else {
+        return false;
+    };
+    let (dir, name) = (&trimmed[..slash.max(1)], &trimmed[slash + 1..]);
+    if matches!(name, b"" | b"." | b"..") {
+        return false;
+    }
+    let mut canon = [0u8; PATH_MAX];
+    let Ok(n) = crate::walk::canonicalize(dir, &mut canon) else {
+        return false;
+    };
+    there.set(&canon[..n])
+        && there.append(name)
+        && domain_rel(there.abs(), state::ROOT.get()).is_some_and(|rel| !is_state_path(rel))
 }
 
 /// For a directory the shim opened at the in-domain path `lexical` (a miss

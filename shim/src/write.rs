@@ -120,7 +120,9 @@ pub fn route(dirfd: c_int, path: *const c_char, follow: bool, buf: &mut PathBuf)
         // `file/` (ENOTDIR), `missing/../x` (ENOENT): not a name the rift
         // may create or remove.
         _ if buf.walk_error != 0 => Route::Fail(buf.walk_error),
-        (View::Pass, _) => leads_in(follow, buf).unwrap_or(Route::Real),
+        (View::Pass, _) => leads_in(follow, buf)
+            .or_else(|| up_through_link(dirfd, p, follow, buf))
+            .unwrap_or(Route::Real),
         (View::Disk { rewritten: true }, None) => Route::RealAt,
         (View::Disk { .. }, None) => Route::Real,
         (View::Error(e), Some(_)) if e == libc::ENOENT || e == libc::ENOTDIR => {
@@ -160,6 +162,22 @@ fn leads_in(follow: bool, buf: &mut PathBuf) -> Option<Route> {
     let route = route(libc::AT_FDCWD, canon.c_ptr(), follow, buf);
     // The kernel must be given the canonical path too.
     Some(match route {
+        Route::Real => Route::RealAt,
+        other => other,
+    })
+}
+
+/// A change outside the domain whose path goes up through a symlink into
+/// the project (`/tmp/l/../x`): routed as its canonical path (see
+/// `resolve::outside_up_through_link`).
+#[cold]
+#[inline(never)]
+fn up_through_link(dirfd: c_int, p: &[u8], follow: bool, buf: &mut PathBuf) -> Option<Route> {
+    let mut there = PathBuf::new();
+    if !crate::resolve::outside_up_through_link(dirfd, p, &mut there) {
+        return None;
+    }
+    Some(match route(libc::AT_FDCWD, there.c_ptr(), follow, buf) {
         Route::Real => Route::RealAt,
         other => other,
     })

@@ -21,6 +21,14 @@ static void report(const char *what, long rc) {
     errno = 0;
 }
 
+static long write_file(const char *path) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return -1;
+    long n = write(fd, "x\n", 2);
+    close(fd);
+    return n;
+}
+
 int main(void) {
     struct stat st;
     char b[64];
@@ -121,6 +129,27 @@ int main(void) {
     report("access m", access("m", F_OK));
     report("rename updir to upd2/", rename("updir", "upd2/"));
     report("access upd2", access("upd2", F_OK));
+
+    /* `link/..` is the parent of the link's target, not of the link: in
+     * the project, and through a link outside that leads in. */
+    report("mkdir lk", mkdir("lk", 0755));
+    report("mkdir lk/sub", mkdir("lk/sub", 0755));
+    report("write lk/only", write_file("lk/only"));
+    report("symlink l2 -> lk/sub", symlink("lk/sub", "l2"));
+    report("stat l2/../only", stat("l2/../only", &st));
+    report("create l2/../made", write_file("l2/../made"));
+    report("access lk/made", access("lk/made", F_OK));
+    report("access made", access("made", F_OK));
+    char here[4096], out[4200];
+    if (!getcwd(here, sizeof here)) return 1;
+    snprintf(out, sizeof out, "/tmp/vrift-corners-%d", (int)getpid());
+    snprintf(here + strlen(here), sizeof here - strlen(here), "/lk/sub");
+    report("symlink outside -> lk/sub", symlink(here, out));
+    snprintf(out + strlen(out), sizeof out - strlen(out), "/../made2");
+    report("create outside/../made2", write_file(out));
+    report("access lk/made2", access("lk/made2", F_OK));
+    out[strlen(out) - strlen("/../made2")] = 0;
+    unlink(out);
 
     /* O_RDONLY | O_TRUNC truncates (gVisor's CanTruncateReadOnly), a
      * file still open for writing too. */
