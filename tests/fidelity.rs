@@ -170,6 +170,7 @@ fn a_process_that_changes_its_credentials_is_judged_by_them() {
         "d755/fifo 0:65534 0600",
         "d755/grpdir 0:65534 0755",
         "no DAC: stat in 0000 dir EACCES",
+        "no DAC: exec of own 0011 file EACCES",
         "no DAC: write-open of 0444 file EACCES",
         "no DAC: read of 0000 file EACCES",
         "no DAC: create in 0555 dir EACCES",

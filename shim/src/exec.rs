@@ -873,7 +873,8 @@ fn exec_rift_program(
     if header.kind == Kind::Symlink {
         return fail(libc::ELOOP);
     }
-    if header.kind != Kind::File || header.mode & 0o111 == 0 {
+    if header.kind != Kind::File || !crate::open::may_exec(&crate::statbuf::entry_meta(header, b""))
+    {
         return fail(libc::EACCES);
     }
     let mut line = [0u8; 256];
@@ -1245,7 +1246,9 @@ fn spawn_target(
             spawn_target(path, argv, buf, copy, line, args)
         }
         View::Entry { header, .. } => {
-            if header.kind != Kind::File || header.mode & 0o111 == 0 {
+            if header.kind != Kind::File
+                || !crate::open::may_exec(&crate::statbuf::entry_meta(&header, b""))
+            {
                 return Err(libc::EACCES);
             }
             if let Some(sb) = shebang(&header.hash, header.size, line) {

@@ -216,19 +216,35 @@ fn may_read(m: &crate::statbuf::Meta) -> bool {
     if m.mode & 0o444 == 0o444 {
         return true;
     }
+    class_bits(m) & 4 != 0
+        || sys::has_cap(sys::CAP_DAC_OVERRIDE, false)
+        || sys::has_cap(sys::CAP_DAC_READ_SEARCH, false)
+}
+
+/// Whether this process may execute the entry: the execute bit of its
+/// class, or CAP_DAC_OVERRIDE where any class may execute it (the
+/// kernel's rule: root cannot run a file no one may).
+pub(crate) fn may_exec(m: &crate::statbuf::Meta) -> bool {
+    match m.mode & 0o111 {
+        0 => false,
+        0o111 => true,
+        _ => class_bits(m) & 1 != 0 || sys::has_cap(sys::CAP_DAC_OVERRIDE, false),
+    }
+}
+
+/// The permission bits of `m` that apply to this process (owner's,
+/// group's or others'), in the low three bits.
+fn class_bits(m: &crate::statbuf::Meta) -> u32 {
     // SAFETY: geteuid cannot fail.
     let me = unsafe { libc::geteuid() };
     let (uid, gid) = crate::statbuf::owner(m);
-    let bits = if uid == me {
+    if uid == me {
         m.mode >> 6
     } else if sys::in_group(gid) {
         m.mode >> 3
     } else {
         m.mode
-    };
-    bits & 4 != 0
-        || sys::has_cap(sys::CAP_DAC_OVERRIDE, false)
-        || sys::has_cap(sys::CAP_DAC_READ_SEARCH, false)
+    }
 }
 
 /// Whether this process owns the entry `m` or holds CAP_FOWNER:

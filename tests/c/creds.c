@@ -36,6 +36,20 @@ static int create(const char *path, mode_t mode) {
     return w == 3 ? 0 : -1;
 }
 
+/* Runs `path` in a child: 0, or -1 with the exec's errno. */
+static int try_exec(const char *path) {
+    fflush(stdout);
+    pid_t p = fork();
+    if (p == 0) {
+        execl(path, path, (char *)0);
+        _exit(errno);
+    }
+    int st;
+    waitpid(p, &st, 0);
+    errno = WIFEXITED(st) ? WEXITSTATUS(st) : EINTR;
+    return errno ? -1 : 0;
+}
+
 static int owner(const char *path) {
     struct stat st;
     if (lstat(path, &st)) return -1;
@@ -301,11 +315,14 @@ int main(void) {
         mkdir("d000", 0755);
         create("d000/f", 0644);
         chmod("d000", 0);
+        create("x011", 0644);
+        chmod("x011", 0011);
         if (drop_caps(CAP(CAP_DAC_OVERRIDE) | CAP(CAP_DAC_READ_SEARCH), 0)) {
             printf("capset failed %s\n", strerrorname_np(errno));
             _exit(1);
         }
         report("no DAC: stat in 0000 dir", stat_of("d000/f"));
+        report("no DAC: exec of own 0011 file", try_exec("x011"));
         report("no DAC: write-open of 0444 file", open_w("r444", 0));
         report("no DAC: read of 0000 file", read_all("r000"));
         report("no DAC: create in 0555 dir", create("d555/new", 0644));
