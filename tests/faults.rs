@@ -53,17 +53,8 @@ fn answers(socket: &Path) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let ping = Request {
-        op: Op::Ping,
-        tid: 0,
-        a: 0,
-        b: 0,
-        c: 0,
-        path1: b"",
-        path2: b"",
-    };
     let mut frame = [0u8; 64];
-    let n = encode_request(&mut frame, &ping).expect("a ping fits a frame");
+    let n = encode_request(&mut frame, &Request::bare(Op::Ping)).expect("a ping fits a frame");
     if s.write_all(&frame[..n]).is_err() {
         return false;
     }

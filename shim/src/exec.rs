@@ -954,16 +954,22 @@ fn run_unviewable(
     // Once per process: a PATH search tries the same program under each
     // directory that has it (/usr/bin/go, /bin/go).
     static SAID: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-    if !SAID.swap(true, core::sync::atomic::Ordering::Relaxed) {
-        // SAFETY: as above.
-        let name = unsafe { CStr::from_ptr(path) }.to_bytes();
-        sys::complain(&[
-            b"vrift: refusing to run ",
-            name,
-            b": it cannot load the view library and vrift's supervisor could not be started, so it would read and write the project's disk (VRIFT_UNVIEWED=run runs it anyway)",
-        ]);
-    }
+    say_refused_once(
+        &SAID,
+        path,
+        b": it cannot load the view library and vrift's supervisor could not be started, so it would read and write the project's disk (VRIFT_UNVIEWED=run runs it anyway)",
+    );
     fail(libc::EACCES)
+}
+
+/// "vrift: refusing to run PATH" and `why`, the first time `said` is
+/// asked (`path`: readable, NUL-terminated).
+fn say_refused_once(said: &core::sync::atomic::AtomicBool, path: *const c_char, why: &[u8]) {
+    if !said.swap(true, core::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: readable and NUL-terminated (the callers' contract).
+        let name = unsafe { CStr::from_ptr(path) }.to_bytes();
+        sys::complain(&[b"vrift: refusing to run ", name, why]);
+    }
 }
 
 /// Whether a program this process starts could not load the view library:
@@ -1041,15 +1047,11 @@ fn refuse_unloadable(path: *const c_char) -> c_int {
         return unsafe { *libc::__errno_location() };
     }
     static SAID: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-    if !SAID.swap(true, core::sync::atomic::Ordering::Relaxed) {
-        // SAFETY: checked readable by the callers; NUL-terminated.
-        let name = unsafe { CStr::from_ptr(path) }.to_bytes();
-        sys::complain(&[
-            b"vrift: refusing to run ",
-            name,
-            b": this process changed its user, which may not read the view library (a private store), so the program would read and write the project's disk; use a shared store (VRIFT_STORE_SHARED=1) or run it outside the project",
-        ]);
-    }
+    say_refused_once(
+        &SAID,
+        path,
+        b": this process changed its user, which may not read the view library (a private store), so the program would read and write the project's disk; use a shared store (VRIFT_STORE_SHARED=1) or run it outside the project",
+    );
     libc::EACCES
 }
 

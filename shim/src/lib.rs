@@ -59,10 +59,10 @@
 //! open            → client fdtable fns real resolve statbuf state sys write
 //! xattr           → fdtable fns real resolve state sys write
 //! seccomp::launch → real sys
-//! exec            → client elfdyn fns real resolve seccomp::launch stat state sys write
+//! exec            → client elfdyn fns open real resolve seccomp::launch stat statbuf state sys write
 //! fds             → cwd exec fdtable fns real resolve state sys
 //! dir             → fdtable fns real resolve state sys
-//! special         → client fds fns open real resolve state sys write
+//! special         → client fds fns open real resolve stat state sys write
 //! audit           → exec resolve state sys write
 //! syscall         → creds dir fns open real stat sys write
 //! walk            → dir fds fns open real stat state sys

@@ -294,8 +294,8 @@ pub fn resolve<'t>(
 }
 
 /// How many `link/..` a path may go through before the rest of it is read
-/// lexically (see [`dotdots`]): each costs a canonicalization.
-const DOTDOT_REWRITES: u8 = 4;
+/// lexically (see [`dotdots`]): each costs a resolution of the path.
+const DOTDOT_REWRITES: u8 = 8;
 
 /// [`resolve`]; `dots`: whether the `name/..` on the way are walked as the
 /// kernel walks them, and through how many symlinks (see [`dotdots`]).
@@ -416,92 +416,114 @@ enum DotDots<'t> {
     /// (ENOTDIR).
     Fail(i32),
     /// A `name` is a symlink, so its `..` is the parent of where it leads:
-    /// the path was resolved again from there.
+    /// the path was resolved again with the link's target in its place.
     Resolved(View<'t>, Option<Table<'t>>),
 }
 
-/// Walks the `name/..` of `path` in the domain (the first one's `name`
-/// ends at `end`) as the kernel does, where the lexical normalization went
-/// straight to `name`'s parent: a missing `name` is ENOENT
-/// (`dir/missing/../f`), a file ENOTDIR (`file/../f`), and a symlink's
-/// `..` is the parent of its target (`link/../f`): the path is then
-/// resolved again from the link's canonical target, with `budget - 1`
-/// such rewrites left. Only for paths that spell such a `..`.
+/// [`up_from_links`] for a path in the domain, resolving the path again
+/// (with `budget - 1` substitutions left) when a link was substituted.
 #[cold]
 #[inline(never)]
 fn dotdots<'t>(
     dirfd: i32,
     path: &[u8],
-    mut end: usize,
+    end: usize,
     follow: bool,
     out: &mut PathBuf,
     budget: u8,
 ) -> DotDots<'t> {
+    let mut again = [0u8; PATH_MAX];
+    match up_from_links(dirfd, path, end, &mut again) {
+        UpFrom::Plain => DotDots::Plain,
+        UpFrom::Fail(e) => DotDots::Fail(e),
+        UpFrom::Link(n) if budget > 0 => {
+            let (v, t) = resolve_checked(libc::AT_FDCWD, &again[..n], follow, out, budget - 1);
+            DotDots::Resolved(v, t)
+        }
+        UpFrom::Link(_) => DotDots::Plain,
+    }
+}
+
+/// What walking the `name/..` of a path found.
+enum UpFrom {
+    Plain,
+    Fail(i32),
+    /// The path with the first symlink a `..` goes up from replaced by
+    /// its target (absolute), this long.
+    Link(usize),
+}
+
+/// Walks the `name/..` of `path` (the first one's `name` ends at `end`)
+/// as the kernel does, where the lexical normalization went straight to
+/// `name`'s parent: a missing `name` is ENOENT (`dir/missing/../f`), a
+/// file ENOTDIR (`file/../f`), and a symlink's `..` is the parent of its
+/// target (`link/../f`): then the path with the link replaced by its
+/// target is written into `again`. Each `name` is looked up in the view
+/// (rift symlinks), else on disk. Only for paths that spell such a `..`.
+fn up_from_links(dirfd: i32, path: &[u8], mut end: usize, again: &mut [u8; PATH_MAX]) -> UpFrom {
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() } as u32;
     loop {
         // A magic link (`/proc/self/fd/N/..`) leads to the kernel's object
         // itself, which may have no path any more (a deleted directory):
         // the kernel's walk goes on from it.
-        if proc_link(&path[..end], pid).is_some_and(|(_, rest)| rest >= end) {
-            match vrift_shim_core::path::next_inner_dotdot(path, end) {
-                Some(next) => end = next,
-                None => return DotDots::Plain,
-            }
-            continue;
-        }
-        let mut prefix = PathBuf::new();
-        let symlink = match resolve_checked(dirfd, &path[..end], false, &mut prefix, 0).0 {
-            View::Error(e) => return DotDots::Fail(e),
-            View::Entry { header, .. } if header.kind == Kind::Symlink => true,
-            View::Entry { .. } => return DotDots::Fail(libc::ENOTDIR),
-            View::Pass | View::Disk { .. } => match sys::lstat_raw(prefix.abs()) {
-                Err(e) => return DotDots::Fail(e),
-                Ok(st) => match st.st_mode & libc::S_IFMT {
-                    libc::S_IFDIR => false,
-                    libc::S_IFLNK => true,
-                    _ => return DotDots::Fail(libc::ENOTDIR),
+        let magic = proc_link(&path[..end], pid).is_some_and(|(_, rest)| rest >= end);
+        if !magic {
+            let mut prefix = PathBuf::new();
+            let mut target = [0u8; PATH_MAX];
+            let link_len = match resolve_checked(dirfd, &path[..end], false, &mut prefix, 0).0 {
+                View::Error(e) => return UpFrom::Fail(e),
+                View::Entry { header, target: t } if header.kind == Kind::Symlink => {
+                    let n = t.len().min(PATH_MAX);
+                    target[..n].copy_from_slice(&t[..n]);
+                    Some(n)
+                }
+                View::Entry { .. } => return UpFrom::Fail(libc::ENOTDIR),
+                View::Pass | View::Disk { .. } => match sys::lstat_raw(prefix.abs()) {
+                    Err(e) => return UpFrom::Fail(e),
+                    Ok(st) => match st.st_mode & libc::S_IFMT {
+                        libc::S_IFDIR => None,
+                        libc::S_IFLNK => match sys::readlink_raw(prefix.abs(), &mut target) {
+                            Some(n) => Some(n),
+                            None => return UpFrom::Fail(libc::ENOENT),
+                        },
+                        _ => return UpFrom::Fail(libc::ENOTDIR),
+                    },
                 },
-            },
-        };
-        if symlink && budget > 0 {
-            return through_link(&prefix, &path[end..], follow, out, budget);
+            };
+            if let Some(n) = link_len {
+                return match with_link_replaced(prefix.abs(), &target[..n], &path[end..], again) {
+                    Some(len) => UpFrom::Link(len),
+                    None => UpFrom::Fail(libc::ENAMETOOLONG),
+                };
+            }
         }
         match vrift_shim_core::path::next_inner_dotdot(path, end) {
             Some(next) => end = next,
-            None => return DotDots::Plain,
+            None => return UpFrom::Plain,
         }
     }
 }
 
-/// `link/..rest` (`link` resolved into `prefix`, lexically): resolved
-/// again as `canonical(link)/..rest`.
-fn through_link<'t>(
-    prefix: &PathBuf,
-    rest: &[u8],
-    follow: bool,
-    out: &mut PathBuf,
-    budget: u8,
-) -> DotDots<'t> {
-    let mut canon = [0u8; PATH_MAX];
-    let n = match crate::walk::canonicalize(prefix.abs(), &mut canon) {
-        Ok(n) => n,
-        Err(e) => return DotDots::Fail(e),
+/// `link` (absolute) replaced by `target` (relative to the link's
+/// directory, or absolute), then `rest`, into `again`; its length.
+fn with_link_replaced(link: &[u8], target: &[u8], rest: &[u8], again: &mut [u8]) -> Option<usize> {
+    let dir = match link.iter().rposition(|&c| c == b'/') {
+        _ if target.first() == Some(&b'/') => &link[..0],
+        Some(i) => &link[..i],
+        None => &link[..0],
     };
-    if n + rest.len() > PATH_MAX {
-        return DotDots::Fail(libc::ENAMETOOLONG);
+    let parts: [&[u8]; 4] = [dir, if dir.is_empty() { b"" } else { b"/" }, target, rest];
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len > again.len() {
+        return None;
     }
-    let mut again = [0u8; PATH_MAX];
-    again[..n].copy_from_slice(&canon[..n]);
-    again[n..n + rest.len()].copy_from_slice(rest);
-    let (v, t) = resolve_checked(
-        libc::AT_FDCWD,
-        &again[..n + rest.len()],
-        follow,
-        out,
-        budget - 1,
-    );
-    DotDots::Resolved(v, t)
+    let mut at = 0;
+    for part in parts {
+        again[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    Some(len)
 }
 
 /// A process in the project that may not read its table (it started as
@@ -785,33 +807,41 @@ pub fn outside_leads_in(lexical: &PathBuf, canon: &mut PathBuf) -> bool {
 /// For a change at `p` (relative to `dirfd`) whose lexical path is outside
 /// the domain but which goes up through a symlink (`/tmp/l/../x`, `/tmp/l
 /// -> project/sub`): the kernel's `..` is the parent of the link's target,
-/// so the change may be the view's. Its directory is canonicalized in the
-/// view; if that lies in the domain, the canonical path of the change is
-/// written into `there` and true returned. Only for paths that spell a
-/// `name/..` (relative to the cwd, or absolute); reads are not checked
-/// (see [`physical_fallback`] on why).
+/// so the change may be the view's. The links its `..` go up from are
+/// replaced by their targets (at most [`DOTDOT_REWRITES`]); if the path
+/// then lies in the domain, it is written into `there` and true returned.
+/// Only for paths that spell a `name/..`; reads are not checked (see
+/// [`physical_fallback`] on why).
 #[cold]
 #[inline(never)]
 pub fn outside_up_through_link(dirfd: i32, p: &[u8], there: &mut PathBuf) -> bool {
-    if vrift_shim_core::path::next_inner_dotdot(p, 0).is_none()
-        || (dirfd != libc::AT_FDCWD && p.first() != Some(&b'/'))
-    {
-        return false;
-    }
-    let trimmed = vrift_shim_core::path::trim_trailing_slash(p);
-    let Some(slash) = trimmed.iter().rposition(|&c| c == b'/') else {
+    let Some(mut end) = vrift_shim_core::path::next_inner_dotdot(p, 0) else {
         return false;
     };
-    let (dir, name) = (&trimmed[..slash.max(1)], &trimmed[slash + 1..]);
-    if matches!(name, b"" | b"." | b"..") {
+    let mut cur = [0u8; PATH_MAX];
+    let mut again = [0u8; PATH_MAX];
+    if p.len() > PATH_MAX {
         return false;
     }
-    let mut canon = [0u8; PATH_MAX];
-    let Ok(n) = crate::walk::canonicalize(dir, &mut canon) else {
-        return false;
-    };
-    there.set(&canon[..n])
-        && there.append(name)
+    cur[..p.len()].copy_from_slice(p);
+    let (mut len, mut base) = (p.len(), dirfd);
+    let mut through = false;
+    for _ in 0..DOTDOT_REWRITES {
+        match up_from_links(base, &cur[..len], end, &mut again) {
+            UpFrom::Plain => break,
+            UpFrom::Fail(_) => return false,
+            UpFrom::Link(n) => {
+                cur[..n].copy_from_slice(&again[..n]);
+                (len, base, through) = (n, libc::AT_FDCWD, true);
+                match vrift_shim_core::path::next_inner_dotdot(&cur[..len], 0) {
+                    Some(next) => end = next,
+                    None => break,
+                }
+            }
+        }
+    }
+    through
+        && absolutize(base, &cur[..len], there)
         && domain_rel(there.abs(), state::ROOT.get()).is_some_and(|rel| !is_state_path(rel))
 }
 

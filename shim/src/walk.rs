@@ -254,7 +254,7 @@ pub extern "C" fn scandirat64(
 const MAX_LINKS: usize = 40;
 
 /// The canonical absolute path of `path` in the view, into `out`.
-pub(crate) fn canonicalize(path: &[u8], out: &mut [u8; PATH_MAX]) -> Result<usize, c_int> {
+fn canonicalize(path: &[u8], out: &mut [u8; PATH_MAX]) -> Result<usize, c_int> {
     if path.is_empty() {
         return Err(libc::ENOENT);
     }

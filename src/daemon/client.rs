@@ -120,18 +120,6 @@ impl Session {
     }
 }
 
-fn simple(op: Op) -> Request<'static> {
-    Request {
-        op,
-        tid: 0,
-        a: 0,
-        b: 0,
-        c: 0,
-        path1: b"",
-        path2: b"",
-    }
-}
-
 /// Connects to a daemon socket, having checked that its directory is ours
 /// and private and that the process listening runs as us (`SO_PEERCRED`):
 /// otherwise another user could receive our requests. A refusal is an
@@ -210,7 +198,7 @@ fn ask_running(socket: &Path, req: &Request<'_>) -> Result<Option<Answer>> {
 
 /// Whether a daemon answers on `socket`.
 pub fn ping_socket(socket: &Path) -> Result<()> {
-    let Some(a) = ask_running(socket, &simple(Op::Ping))? else {
+    let Some(a) = ask_running(socket, &Request::bare(Op::Ping))? else {
         bail!("no daemon listens on {}", socket.display());
     };
     if a.errno != 0 || a.data != b"pong" {
@@ -222,7 +210,7 @@ pub fn ping_socket(socket: &Path) -> Result<()> {
 /// The daemon's status text, or None if none runs.
 pub fn status(project: &Project) -> Result<Option<String>> {
     Ok(
-        ask_running(&super::socket_path(project), &simple(Op::Status))?
+        ask_running(&super::socket_path(project), &Request::bare(Op::Status))?
             .map(|a| String::from_utf8_lossy(&a.data).into_owned()),
     )
 }
@@ -242,7 +230,7 @@ pub fn connect_or_start(project: &Project) -> Result<UnixStream> {
 pub fn stop(project: &Project) -> Result<bool> {
     let socket = super::socket_path(project);
     // A daemon that died with the answer is stopped too (`ask_running`).
-    let Some(a) = ask_running(&socket, &simple(Op::Stop))? else {
+    let Some(a) = ask_running(&socket, &Request::bare(Op::Stop))? else {
         return Ok(false);
     };
     if a.errno == libc::EBUSY {

@@ -178,6 +178,22 @@ pub struct Request<'a> {
     pub path2: &'a [u8],
 }
 
+impl Request<'static> {
+    /// A request of `op` with no arguments and no paths, from the main
+    /// thread (`Ping`, `Stop`, `Flush`…).
+    pub const fn bare(op: Op) -> Request<'static> {
+        Request {
+            op,
+            tid: 0,
+            a: 0,
+            b: 0,
+            c: 0,
+            path1: b"",
+            path2: b"",
+        }
+    }
+}
+
 /// A decoded reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reply<'a> {
@@ -412,15 +428,7 @@ mod tests {
     #[test]
     fn bad_frames_are_refused() {
         let mut buf = [0u8; 256];
-        let req = Request {
-            op: Op::Ping,
-            tid: 0,
-            a: 0,
-            b: 0,
-            c: 0,
-            path1: b"",
-            path2: b"",
-        };
+        let req = Request::bare(Op::Ping);
         let n = encode_request(&mut buf, &req).unwrap();
         let mut v = buf;
         v[4] = 9;
