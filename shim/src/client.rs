@@ -15,7 +15,7 @@
 //! Only the write side calls this, and the error path of a read whose
 //! blob is missing ([`fetch_blob`]): lookups never talk to the daemon.
 
-use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 use libc::{c_char, c_int};
 use vrift_format::proto::{decode_reply, encode_request, frame_len, Op, Request, MAX_FRAME};
@@ -441,8 +441,10 @@ fn peer_is(fd: c_int, uid: u32) -> bool {
 
 /// A way to the daemon's socket kept across a change of credentials (see
 /// [`keep_way_to_daemon`]): an `O_PATH` fd on the socket (close-on-exec;
-/// a fork keeps it), -1 if none.
+/// a fork keeps it), -1 if none, and the uid that owned the socket when
+/// it was taken.
 static HANDLE_FD: AtomicI32 = AtomicI32::new(-1);
+static HANDLE_UID: AtomicU32 = AtomicU32::new(0);
 /// The process whose fd table holds the handle: a vfork child shares our
 /// memory but not our fds, so a handle it took is not ours (a fork child
 /// inherits the fd: [`after_fork_in_child`] makes it its own).
@@ -527,6 +529,7 @@ pub fn keep_way_to_daemon() {
     } else {
         fd
     };
+    HANDLE_UID.store(st.st_uid, Ordering::Relaxed);
     HANDLE_PID.store(getpid(), Ordering::Relaxed);
     // Two threads changing credentials at once: one handle is kept.
     let was = HANDLE_FD.load(Ordering::Acquire);
@@ -549,13 +552,19 @@ fn handle_path(buf: &mut [u8; 32]) -> Option<(usize, u32)> {
     if fd < 0 || !handle_is_ours() {
         return None;
     }
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    // Still the socket's owner (root that only dropped a capability):
+    // no syscall.
+    if me == HANDLE_UID.load(Ordering::Relaxed) {
+        return None;
+    }
     // The socket's owner as this process sees it now: in a user namespace
     // it entered since (`unshare(CLONE_NEWUSER)`), ids it does not map
     // read as the overflow uid, in the fstat as in the daemon's
     // SO_PEERCRED.
     let owner = sys::fstat_raw(fd)?.st_uid;
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == owner {
+    if me == owner {
         return None;
     }
     const PREFIX: &[u8] = b"/proc/self/fd/";

@@ -873,8 +873,7 @@ fn exec_rift_program(
     if header.kind == Kind::Symlink {
         return fail(libc::ELOOP);
     }
-    if header.kind != Kind::File || !crate::open::may_exec(&crate::statbuf::entry_meta(header, b""))
-    {
+    if header.kind != Kind::File || !crate::open::may_exec(&crate::statbuf::Meta::of(header, b"")) {
         return fail(libc::EACCES);
     }
     let mut line = [0u8; 256];
@@ -1249,7 +1248,7 @@ fn spawn_target(
         }
         View::Entry { header, .. } => {
             if header.kind != Kind::File
-                || !crate::open::may_exec(&crate::statbuf::entry_meta(&header, b""))
+                || !crate::open::may_exec(&crate::statbuf::Meta::of(&header, b""))
             {
                 return Err(libc::EACCES);
             }
