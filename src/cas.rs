@@ -564,6 +564,22 @@ impl BlobIndex {
 }
 
 /// Hashes everything readable from `r`.
+/// Opens a blob (or a copy) to check it without moving its atime
+/// (`O_NOATIME`, which only a file's owner may ask for: others open it
+/// plainly): a blob's atime tells whether a reader of the view read it
+/// since it was fetched (`crate::profile`).
+pub fn open_to_check(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        other => other,
+    }
+}
+
 pub fn hash_reader(r: &mut impl Read) -> io::Result<ContentHash> {
     let mut hasher = blake3::Hasher::new();
     let mut buf = [0u8; 64 * 1024];

@@ -112,6 +112,7 @@ impl Exclusive {
             // The table must carry the new directories' marks too.
             crate::table::publish(project, cas, manifest)?;
         }
+        crate::profile::restored(project, name)?;
         Ok(Restored {
             info,
             created_dirs: created,

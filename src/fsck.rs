@@ -2,7 +2,7 @@
 //! modes, and check that a project's manifest references only blobs that exist.
 
 use std::collections::HashSet;
-use std::fs::{self, File};
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
@@ -54,7 +54,7 @@ pub fn check_store(cas: &Cas, report: &mut Report) -> Result<()> {
         .map(|(hash, path)| {
             let r = (|| -> std::io::Result<(ContentHash, u64, u32)> {
                 let meta = fs::symlink_metadata(path)?;
-                let mut f = File::open(path)?;
+                let mut f = cas::open_to_check(path)?;
                 Ok((
                     cas::hash_reader(&mut f)?,
                     meta.len(),
@@ -113,7 +113,7 @@ pub fn check_exec_copies(cas: &Cas, report: &mut Report) -> Result<()> {
             continue; // a copy being made, under a temporary name
         };
         let path = entry.path();
-        let actual = File::open(&path).and_then(|mut f| cas::hash_reader(&mut f));
+        let actual = cas::open_to_check(&path).and_then(|mut f| cas::hash_reader(&mut f));
         match actual {
             Ok(h) if h == want => {}
             Ok(_) => {

@@ -20,6 +20,7 @@ pub mod lock;
 pub mod manifest;
 pub mod materialize;
 pub mod paths;
+pub mod profile;
 pub mod project;
 #[cfg(feature = "remote")]
 pub mod remote;

@@ -102,9 +102,29 @@ pub fn display(path: &[u8]) -> String {
         .collect()
 }
 
+/// The last extension of file name `name` (`index.cjs` → `cjs`, `add.d.ts`
+/// → `ts`), empty for none: a reader of one file of a kind reads others of
+/// that kind (a resolver follows `.cjs` requires, a compiler `.h` includes),
+/// rarely the rest of its directory (types, maps, docs).
+pub fn extension(name: &[u8]) -> &[u8] {
+    match name.iter().rposition(|&c| c == b'.') {
+        Some(0) | None => b"",
+        Some(i) => &name[i + 1..],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extension_is_the_last_one() {
+        assert_eq!(extension(b"index.cjs"), b"cjs");
+        assert_eq!(extension(b"add.d.ts"), b"ts");
+        assert_eq!(extension(b"Makefile"), b"");
+        assert_eq!(extension(b".bashrc"), b"");
+        assert_eq!(extension(b"trailing."), b"");
+    }
 
     #[test]
     fn rel_helpers() {

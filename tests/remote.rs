@@ -1134,8 +1134,9 @@ fn webdav_on_demand_server_gone_then_back() {
 
 /// Fetching ahead: a read that fetches a blob on demand makes the daemon
 /// fetch the blobs of the file's neighbours too (the other files of its
-/// directory, the files of the same name in the sibling directories), in
-/// the background, and nothing else.
+/// kind in its directory, the files of the same name in the sibling
+/// directories), in the background, and nothing else: not the files of
+/// another kind beside it, not a file elsewhere.
 #[test]
 fn file_remote_fetches_neighbours_ahead() {
     let b = file_backend();
@@ -1144,6 +1145,7 @@ fn file_remote_fetches_neighbours_ahead() {
     let tree = "mkdir -p pkgs/a pkgs/b pkgs/c/lib far \
         && for p in a b c; do echo \"{\\\"name\\\": \\\"$p\\\"}\" > pkgs/$p/package.json; \
            echo \"module $p\" > pkgs/$p/index.js; done \
+        && echo 'lib of a' > pkgs/a/lib.js && echo 'types of a' > pkgs/a/index.d.ts \
         && echo 'deep' > pkgs/c/lib/deep.js && echo 'far away' > far/other.txt";
     a.ok(&["run", "--", "sh", "-c", tree]);
     a.ok(&["snapshot", "save", "built", "--push"]);
@@ -1152,31 +1154,126 @@ fn file_remote_fetches_neighbours_ahead() {
     bm.ok(&["snapshot", "restore", "built"]);
     assert_eq!(bm.sb.blob_count(), 0);
     assert_eq!(
-        bm.ok(&["run", "--", "cat", "pkgs/a/package.json"]),
-        "{\"name\": \"a\"}\n"
+        bm.ok(&["run", "--", "cat", "pkgs/a/index.js"]),
+        "module a\n"
     );
-    // pkgs/a/index.js (a sibling), pkgs/{b,c}/package.json (cousins), and
-    // the one read: 4 blobs, fetched in the background. Waiting for them is
-    // not a timing assertion: the count is what is checked.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while bm.sb.blob_count() < 4 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // pkgs/a/lib.js (a sibling of its kind), pkgs/{b,c}/index.js (cousins),
+    // and the one read: 4 blobs, fetched in the background. Waiting for
+    // them is not a timing assertion: the count is what is checked.
+    wait_for_blobs(&bm, 4);
     assert_eq!(bm.sb.blob_count(), 4, "the read one and its neighbours");
     // Their reads need no fetch now: with the remote gone they still work;
-    // a file outside the neighbourhood was not fetched and fails.
+    // the files of other kinds beside it and a file elsewhere were not
+    // fetched and fail.
     fs::rename(
         b.disk.as_ref().unwrap(),
         b.disk.as_ref().unwrap().with_extension("gone"),
     )
     .unwrap();
     assert_eq!(
-        bm.ok(&["run", "--", "cat", "pkgs/c/package.json", "pkgs/a/index.js"]),
-        "{\"name\": \"c\"}\nmodule a\n"
+        bm.ok(&["run", "--", "cat", "pkgs/c/index.js", "pkgs/a/lib.js"]),
+        "module c\nlib of a\n"
     );
-    let out = bm.run(&["run", "--", "cat", "far/other.txt"]);
-    assert!(!out.status.success(), "far/other.txt was fetched ahead");
+    for other in ["pkgs/a/package.json", "pkgs/a/index.d.ts", "far/other.txt"] {
+        let out = bm.run(&["run", "--", "cat", other]);
+        assert!(!out.status.success(), "{other} was fetched ahead");
+    }
     assert_eq!(bm.sb.blob_count(), 4);
+}
+
+/// Read profiles: the files one machine's lazy reads fetched — for a
+/// reader, or ahead of one and then read (told by the blob's atime) — travel
+/// with its next push, in the order they were first read; a machine that
+/// pulls that snapshot fetches them ahead at its first read after the
+/// restore — files no neighbourhood rule would guess — and nothing else (a
+/// file fetched ahead but never read is not in the profile). A profile
+/// that is not one is said and left out; the pull still works.
+#[test]
+fn file_remote_read_profile_travels_with_a_push() {
+    let b = file_backend();
+    let disk = b.disk.clone().unwrap();
+    build_shim();
+    let a = Machine::new(&b);
+    let tree = "mkdir -p lone far deep pkgs/a && echo lone > lone/x.txt \
+        && echo far > far/other.txt && echo deep > deep/y.txt \
+        && echo 'module a' > pkgs/a/index.js && echo 'lib of a' > pkgs/a/lib.js \
+        && echo 'util of a' > pkgs/a/util.js";
+    a.ok(&["run", "--", "sh", "-c", tree]);
+    a.ok(&["snapshot", "save", "built", "--push"]);
+    assert!(!disk.join("profiles").exists(), "A read nothing lazily");
+
+    let m1 = Machine::new(&b);
+    m1.ok(&["pull", "built"]);
+    m1.ok(&["snapshot", "restore", "built"]);
+    assert_eq!(m1.ok(&["run", "--", "cat", "far/other.txt"]), "far\n");
+    // index.js is fetched for its reader, lib.js and util.js ahead of one.
+    assert_eq!(
+        m1.ok(&["run", "--", "cat", "pkgs/a/index.js"]),
+        "module a\n"
+    );
+    wait_for_blobs(&m1, 4);
+    assert_eq!(m1.ok(&["run", "--", "cat", "pkgs/a/lib.js"]), "lib of a\n");
+    // fsck hashes every blob without making it look read.
+    m1.ok(&["fsck"]);
+    let out = m1.ok(&["snapshot", "save", "again", "--push"]);
+    assert!(out.contains("read profile"), "{out}");
+    assert_eq!(
+        String::from_utf8(fs::read(disk.join("profiles/p/again")).unwrap()).unwrap(),
+        "far/other.txt\0pkgs/a/index.js\0pkgs/a/lib.js\0",
+        "the files read, in the order of their first read; util.js was not read"
+    );
+
+    let m2 = Machine::new(&b);
+    let out = m2.ok(&["pull", "again"]);
+    assert!(out.contains("read profile: 3 files "), "{out}");
+    m2.ok(&["snapshot", "restore", "again"]);
+    assert_eq!(m2.sb.blob_count(), 0);
+    assert_eq!(m2.ok(&["run", "--", "cat", "lone/x.txt"]), "lone\n");
+    // The read one and the profile's three, fetched in the background.
+    wait_for_blobs(&m2, 4);
+    assert_eq!(m2.sb.blob_count(), 4, "the read one and the profile's");
+    let gone = disk.with_extension("gone");
+    fs::rename(&disk, &gone).unwrap();
+    let out = m2.ok(&[
+        "run",
+        "--",
+        "cat",
+        "far/other.txt",
+        "pkgs/a/index.js",
+        "pkgs/a/lib.js",
+    ]);
+    assert_eq!(out, "far\nmodule a\nlib of a\n");
+    for other in ["deep/y.txt", "pkgs/a/util.js"] {
+        let out = m2.run(&["run", "--", "cat", other]);
+        assert!(!out.status.success(), "{other} was fetched ahead");
+    }
+    assert_eq!(m2.sb.blob_count(), 4);
+    fs::rename(&gone, &disk).unwrap();
+    // Dropping the snapshot drops its profile.
+    assert!(m2.root.join(".vrift/profiles/again").exists());
+    m2.ok(&["snapshot", "drop", "again"]);
+    assert!(!m2.root.join(".vrift/profiles/again").exists());
+
+    // A hostile profile (a path out of the project): one line, no harm.
+    fs::write(disk.join("profiles/p/again"), b"../../etc/passwd\0").unwrap();
+    let m3 = Machine::new(&b);
+    let out = m3.run(&["pull", "again"]);
+    assert!(out.status.success(), "{out:?}");
+    let lines = vrift_lines(&out.stderr);
+    assert!(
+        lines.len() == 1 && lines[0].contains("is not a read profile"),
+        "{lines:?}"
+    );
+    assert!(!m3.root.join(".vrift/profiles/again").exists());
+}
+
+/// Waits (up to a minute: a bound, not a timing assertion) until machine
+/// `m`'s store holds `n` blobs, fetched in the background.
+fn wait_for_blobs(m: &Machine, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while m.sb.blob_count() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A machine's signing key: generated under its HOME, 0600; the public key

@@ -259,6 +259,12 @@ mod imp {
         for (name, hash) in &report.snapshots {
             println!("pushed snapshot {name:?}: refs/{project_name}/{name} → {hash}{signed}");
         }
+        if report.profiles > 0 {
+            println!(
+                "with the read profile of this project's lazy reads (profiles/{project_name}/…): \
+                 a machine that pulls it fetches those files ahead"
+            );
+        }
         for (name, hash) in &report.up_to_date {
             println!("snapshot {name:?} is up to date: refs/{project_name}/{name} → {hash}");
         }
@@ -284,6 +290,12 @@ mod imp {
                 String::new()
             }
         );
+        if r.profile_paths > 0 && r.remote_only > 0 {
+            println!(
+                "read profile: {} the pushing machine read lazily, fetched ahead at the first read after `vrift snapshot restore {snapshot}`",
+                ui::count(r.profile_paths as u64, "file", "files")
+            );
+        }
         Ok(Outcome::Ok)
     }
 }

@@ -71,6 +71,7 @@ pub fn snapshot(cmd: SnapshotCommand) -> Result<Outcome> {
             let txn = manifest.write()?;
             let info = txn.snapshot_drop(&name)?;
             txn.commit()?;
+            crate::profile::dropped(&project, &name)?;
             println!(
                 "dropped snapshot {:?} ({} entries)",
                 info.name, info.entries

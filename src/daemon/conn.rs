@@ -100,7 +100,16 @@ pub(super) fn handle_frames(
             match fetcher.request((fd, conn.id), req.path1, req.a, req.b) {
                 Start::Wait => {
                     // path2: the view path the blob is read for, if the
-                    // client says; its neighbours are fetched ahead.
+                    // client says: logged for the next machine, and its
+                    // neighbours are fetched ahead — after the files the
+                    // restored snapshot's read profile names.
+                    if req.b & vrift_format::proto::FETCH_VERIFY == 0 {
+                        fetcher.record(req.path1, req.path2);
+                    }
+                    let profile = fetcher.take_profile();
+                    if !profile.is_empty() {
+                        fetcher.prefetch(rift.files_at(profile, fetch::PROFILE_MAX_SIZE));
+                    }
                     if fetcher.wants_neighbours(req.path2) {
                         fetcher.prefetch(rift.neighbours(
                             req.path2,

@@ -12,8 +12,9 @@
 //! Prefetch: one reader's fetch says where the next reads go. When a
 //! request names the view path it is for, the daemon also queues the blobs
 //! of that path's neighbours ([`Rift::neighbours`](super::rift::Rift::neighbours):
-//! the other files of its directory, the files of the same name in the
-//! sibling directories), once per directory, bounded in count and size.
+//! the other files of its kind — its extension — in its directory, the
+//! files of the same name in the sibling directories), once per directory
+//! and kind, bounded in count and size.
 //! Reads that run one after another (a resolver walking
 //! `node_modules/*/package.json`) then find most blobs in, or in flight,
 //! instead of paying a round trip each. Prefetches never delay a request:
@@ -40,6 +41,8 @@ use crate::project::Project;
 
 /// Most blobs one fetch queues for prefetch.
 pub const PREFETCH_MAX: usize = 1024;
+/// Largest blob a read profile makes the daemon prefetch (it was read).
+pub const PROFILE_MAX_SIZE: u64 = 64 << 20;
 /// Largest blob prefetched (larger ones wait for their reader).
 pub const PREFETCH_MAX_SIZE: u64 = 1 << 20;
 /// Directories whose neighbourhood was queued are remembered up to this
@@ -64,10 +67,13 @@ pub struct Fetcher {
     waiting: HashMap<ContentHash, Vec<Waiter>>,
     /// Blobs queued or in transfer for prefetch only.
     prefetching: HashSet<ContentHash>,
-    /// Directories (rift paths) whose neighbourhood was queued.
-    expanded: HashSet<Vec<u8>>,
+    /// Directories (rift paths) whose neighbourhood of one kind (file
+    /// extension) was queued.
+    expanded: HashSet<(Vec<u8>, Vec<u8>)>,
     /// Whether to fetch ahead at all ([`crate::env_vars::VRIFT_FETCH_AHEAD`]).
     ahead: bool,
+    /// The paths fetched for readers, for the next machine (`crate::profile`).
+    log: crate::profile::Log,
     wake_r: OwnedFd,
     wake_w: std::sync::Arc<OwnedFd>,
     done_tx: std::sync::mpsc::Sender<Done>,
@@ -90,6 +96,7 @@ impl Fetcher {
         let (wake_r, wake_w) =
             unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let log = crate::profile::Log::new(&project);
         Ok(Fetcher {
             project,
             cas,
@@ -97,6 +104,7 @@ impl Fetcher {
             prefetching: HashSet::new(),
             expanded: HashSet::new(),
             ahead: std::env::var_os(crate::env_vars::VRIFT_FETCH_AHEAD).is_none_or(|v| v != "0"),
+            log,
             wake_r,
             wake_w: std::sync::Arc::new(wake_w),
             done_tx,
@@ -229,8 +237,26 @@ impl Fetcher {
         }
     }
 
+    /// Notes that rift path `rel` needed blob `hex` fetched (its reader
+    /// waits for it).
+    pub fn record(&mut self, hex: &[u8], rel: &[u8]) {
+        if let Some(hash) = ContentHash::from_hex(hex).filter(|_| hex.len() == 64) {
+            self.log.record(crate::profile::ASKED, &hash, rel);
+        }
+    }
+
+    /// The restored snapshot's read profile, taken at the first fetch
+    /// after the restore (one failed open per fetch otherwise): its paths
+    /// are fetched ahead, in order. Nothing when fetching ahead is off.
+    pub fn take_profile(&mut self) -> Vec<Vec<u8>> {
+        if !cfg!(feature = "remote") || !self.ahead {
+            return Vec::new();
+        }
+        crate::profile::take_pending(&self.project)
+    }
+
     /// Whether the neighbours of rift path `rel` (a fetch's view path) are
-    /// still to be prefetched: once per directory.
+    /// still to be prefetched: once per directory and kind.
     pub fn wants_neighbours(&mut self, rel: &[u8]) -> bool {
         if !cfg!(feature = "remote") || !self.ahead || rel.is_empty() {
             return false;
@@ -238,29 +264,39 @@ impl Fetcher {
         if self.expanded.len() >= EXPANDED_MAX {
             self.expanded.clear();
         }
-        self.expanded.insert(crate::paths::parent_rel(rel).to_vec())
+        let name = rel.rsplit(|&c| c == b'/').next().unwrap_or_default();
+        self.expanded.insert((
+            crate::paths::parent_rel(rel).to_vec(),
+            crate::paths::extension(name).to_vec(),
+        ))
     }
 
-    /// Queues `blobs` for prefetch, behind every request; those in the
-    /// store, requested or queued already are skipped.
-    pub fn prefetch(&mut self, blobs: Vec<(ContentHash, u64)>) {
+    /// Queues the blobs of `files` for prefetch, behind every request;
+    /// those in the store, requested or queued already are skipped. The
+    /// files queued are logged (their reads are told by the blobs' atime
+    /// at the next push: `crate::profile`).
+    pub fn prefetch(&mut self, files: Vec<super::rift::Wanted>) {
         let mut seen = HashSet::new();
-        let todo: Vec<(ContentHash, Option<u64>)> = blobs
+        let todo: Vec<super::rift::Wanted> = files
             .into_iter()
-            .filter(|(h, _)| {
-                seen.insert(*h)
-                    && !self.waiting.contains_key(h)
-                    && !self.prefetching.contains(h)
-                    && !self.cas.has_blob(h)
+            .filter(|w| {
+                seen.insert(w.hash)
+                    && !self.waiting.contains_key(&w.hash)
+                    && !self.prefetching.contains(&w.hash)
+                    && !self.cas.has_blob(&w.hash)
             })
-            .map(|(h, size)| (h, Some(size)))
             .collect();
         if todo.is_empty() {
             return;
         }
+        let jobs: Vec<(ContentHash, Option<u64>)> =
+            todo.iter().map(|w| (w.hash, Some(w.size))).collect();
         // Quietly: the reads that need these blobs report for themselves.
-        if self.queue(&todo, true).is_ok() {
-            self.prefetching.extend(todo.iter().map(|(h, _)| *h));
+        if self.queue(&jobs, true).is_ok() {
+            self.prefetching.extend(jobs.iter().map(|(h, _)| *h));
+            for w in &todo {
+                self.log.record(crate::profile::AHEAD, &w.hash, &w.path);
+            }
         }
     }
 

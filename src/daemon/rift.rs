@@ -9,6 +9,7 @@
 
 mod links;
 mod lookup;
+pub use lookup::Wanted;
 mod ops;
 mod perm;
 mod rename;

@@ -44,6 +44,8 @@ pub struct PushReport {
     pub present: u64,
     /// The name of the key the refs were signed with, if any.
     pub signed_by: Option<String>,
+    /// Read profiles uploaded (the project's lazy reads, one per snapshot).
+    pub profiles: u64,
 }
 
 /// Reads snapshot `name` out of the manifest.
@@ -108,6 +110,8 @@ pub fn push(
     };
     // A key that cannot be read fails the push before anything moves.
     let key = sign::load_secret()?;
+    // Before any blob is read for the upload (a read moves its atime).
+    let profile = crate::profile::for_push(project, &cas)?;
     let mut blobs: Vec<(ContentHash, u64)> = Vec::new();
     let mut seen = HashSet::new();
     let mut encoded = Vec::new();
@@ -167,6 +171,10 @@ pub fn push(
     report.uploaded = todo.len() as u64;
     report.uploaded_bytes = total;
     for (name, hash, bytes) in encoded {
+        if let Some(profile) = &profile {
+            remote.put_object(&remote.profile_key(&project_name, &name), profile.clone())?;
+            report.profiles += 1;
+        }
         if remote.missing(&[hash])?[0] {
             report.uploaded += 1;
             report.uploaded_bytes += bytes.len() as u64;
@@ -195,6 +203,8 @@ pub struct PullReport {
     pub remote_only: u64,
     /// The snapshot was there already (same content).
     pub existed: bool,
+    /// Paths in the read profile pulled with it (0: none).
+    pub profile_paths: usize,
 }
 
 /// Pulls snapshot `name` of `project` from `remote`.
@@ -221,6 +231,8 @@ pub fn pull(project: &Project, remote: &Remote, name: &str, eager: bool) -> Resu
         );
     }
     let bundle_hash = found.bundle;
+    let profile_key = remote.profile_key(&project_name, name);
+    let profile = remote.get_object(&profile_key)?;
     let bytes = remote.get_blob(&bundle_hash)?;
     let mut bundle = Bundle::decode(&bytes, &remote.describe(&remote.blob_key(&bundle_hash)))?;
     bundle.info.name = name.to_string();
@@ -276,6 +288,20 @@ pub fn pull(project: &Project, remote: &Remote, name: &str, eager: bool) -> Resu
         txn.snapshot_import(&bundle.info, &bundle.records, &bundle.dirs)?;
         txn.commit()?;
     }
+    // A hint only: one that is not a profile is said and left out.
+    let profile_paths = match profile {
+        Some(bytes) => {
+            let what = remote.describe(&profile_key);
+            match crate::profile::save(project, name, &bytes, &what) {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("vrift: {e:#}; ignored");
+                    0
+                }
+            }
+        }
+        None => 0,
+    };
     Ok(PullReport {
         bundle: bundle_hash,
         entries: bundle.records.len() as u64,
@@ -283,6 +309,7 @@ pub fn pull(project: &Project, remote: &Remote, name: &str, eager: bool) -> Resu
         fetched_bytes,
         remote_only,
         existed: existing,
+        profile_paths,
     })
 }
 

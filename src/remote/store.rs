@@ -6,6 +6,9 @@
 //!                                    (snapshot bundles are blobs too)
 //! <prefix>/refs/<project>/<snapshot> 64 hex digits + "\n": the bundle's hash,
 //!                                    then "Sig: NAME:BASE64\n" lines (see sign.rs)
+//! <prefix>/profiles/<project>/<snapshot>
+//!                                    the paths lazy reads fetched on the pushing
+//!                                    machine, a prefetch hint (crate::profile)
 //! ```
 //!
 //! Nothing read from a remote is trusted: every blob is hashed on the way in
@@ -209,6 +212,12 @@ impl Remote {
 
     pub fn ref_key(&self, project: &str, snapshot: &str) -> ObjPath {
         self.key(&["refs", project, snapshot])
+    }
+
+    /// `profiles/<project>/<snapshot>`: the read profile pushed with a
+    /// snapshot (see `crate::profile`).
+    pub fn profile_key(&self, project: &str, snapshot: &str) -> ObjPath {
+        self.key(&["profiles", project, snapshot])
     }
 
     /// Where an object is, for messages: the remote's URL and the key.
@@ -521,6 +530,7 @@ impl Remote {
         }
         // No fsync per blob (an eager pull of 20k small blobs took 77 s with
         // one, 18 s without): see `fetch`.
+        crate::profile::mark_unread(&file);
         drop(file);
         let actual = ContentHash(*hasher.finalize().as_bytes());
         if actual != *hash {

@@ -165,30 +165,30 @@ impl Rift {
 
     /// The blobs of the rift files a reader of `rel` is likely to open next,
     /// for the fetcher to prefetch (see `fetch.rs`): the other files of its
-    /// directory, then the files of the same name in the other directories
+    /// directory with its extension ([`crate::paths::extension`]: node
+    /// following `.cjs` requires skips the `.d.ts` and `.map` beside them;
+    /// fetching those too was slower than no prefetch at all), then the
+    /// files of the same name in the other directories
     /// of its parent (`node_modules/*/package.json`, `src/*/mod.rs`: what
     /// resolvers walk). At most `max`, each at most `max_size` bytes; staged
     /// files (no blob yet) are left out. No blob is looked at here (the
     /// fetcher skips those in the store): one listing of the parent
     /// directory and table lookups.
-    pub fn neighbours(&self, rel: &[u8], max: usize, max_size: u64) -> Vec<(ContentHash, u64)> {
+    pub fn neighbours(&self, rel: &[u8], max: usize, max_size: u64) -> Vec<Wanted> {
         let t = self.table();
-        let blob = |rec: RecordRef<'_>| match rec {
-            RecordRef::Entry { header, .. }
-                if header.kind == Kind::File && !header.is_staged() && header.size <= max_size =>
-            {
-                Some((header.hash, header.size))
-            }
-            _ => None,
-        };
-        let mut out: Vec<(ContentHash, u64)> = Vec::new();
-        if let Some(d) = t.dir(parent_rel(rel)) {
-            out.extend(d.children().take(max).filter_map(|(_, rec)| blob(rec)));
+        let mut out: Vec<Wanted> = Vec::new();
+        let dir = parent_rel(rel);
+        let name = rel.rsplit(|&c| c == b'/').next().unwrap_or_default();
+        let kind = crate::paths::extension(name);
+        if let Some(d) = t.dir(dir) {
+            out.extend(
+                d.children()
+                    .filter(|(n, _)| crate::paths::extension(n) == kind)
+                    .take(max)
+                    .filter_map(|(n, rec)| wanted(join_rel(dir, n), rec, max_size)),
+            );
         }
-        let (Some(i), name) = (
-            rel.iter().rposition(|&c| c == b'/'),
-            rel.rsplit(|&c| c == b'/').next().unwrap_or_default(),
-        ) else {
+        let Some(i) = rel.iter().rposition(|&c| c == b'/') else {
             out.truncate(max);
             return out;
         };
@@ -203,14 +203,54 @@ impl Rift {
                 if sub == rel[..i] {
                     continue;
                 }
-                out.extend(t.lookup(&join_rel(&sub, name)).and_then(blob));
+                let path = join_rel(&sub, name);
+                if let Some(rec) = t.lookup(&path) {
+                    out.extend(wanted(path, rec, max_size));
+                }
             }
         }
         out.truncate(max);
         out
     }
 
+    /// The rift files at `paths` (a read profile), in order, each at most
+    /// `max_size` bytes; paths the rift has no sealed file at are skipped.
+    pub fn files_at(&self, paths: Vec<Vec<u8>>, max_size: u64) -> Vec<Wanted> {
+        let t = self.table();
+        paths
+            .into_iter()
+            .filter_map(|p| {
+                let rec = t.lookup(&p)?;
+                wanted(p, rec, max_size)
+            })
+            .collect()
+    }
+
     pub(super) fn is_empty_dir(&self, rel: &[u8]) -> bool {
         self.list(rel).is_empty()
+    }
+}
+
+/// A file whose blob may be fetched ahead: its rift path, blob and size.
+pub struct Wanted {
+    pub path: Vec<u8>,
+    pub hash: ContentHash,
+    pub size: u64,
+}
+
+/// `rec` at `path` as a [`Wanted`] if it is a sealed file of at most
+/// `max_size` bytes (a staged file has no blob to fetch).
+fn wanted(path: Vec<u8>, rec: RecordRef<'_>, max_size: u64) -> Option<Wanted> {
+    match rec {
+        RecordRef::Entry { header, .. }
+            if header.kind == Kind::File && !header.is_staged() && header.size <= max_size =>
+        {
+            Some(Wanted {
+                path,
+                hash: header.hash,
+                size: header.size,
+            })
+        }
+        _ => None,
     }
 }

