@@ -160,7 +160,10 @@ fn parse_record(rec: &[u8]) -> Option<(u8, vrift_format::ContentHash, &[u8])> {
 /// how many paths it holds.
 pub fn save(project: &Project, name: &str, bytes: &[u8], what: &str) -> Result<usize> {
     let n = decode(bytes, what)?.len();
-    write_atomic(&saved_path(project, name), bytes)?;
+    let path = saved_path(project, name);
+    let dir = path.parent().context("a profile path has a parent")?;
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    crate::project::write_atomic(&path, bytes)?;
     Ok(n)
 }
 
@@ -171,7 +174,7 @@ pub fn restored(project: &Project, name: &str) -> Result<()> {
     remove_if_there(&log_path(project))?;
     let pending = pending_path(project);
     match fs::read(saved_path(project, name)) {
-        Ok(bytes) => write_atomic(&pending, &bytes),
+        Ok(bytes) => crate::project::write_atomic(&pending, &bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => remove_if_there(&pending),
         Err(e) => {
             Err(e).with_context(|| format!("cannot read {}", saved_path(project, name).display()))
@@ -196,18 +199,6 @@ pub fn take_pending(project: &Project) -> Vec<Vec<u8>> {
         eprintln!("vrift daemon: {e:#}; not fetched ahead");
         Vec::new()
     })
-}
-
-fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().context("a profile path has a parent")?;
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 fn remove_if_there(path: &std::path::Path) -> Result<()> {
@@ -236,12 +227,13 @@ impl Log {
         }
     }
 
-    /// Logs that file `rel`'s blob `hash` was fetched: `kind` is [`ASKED`]
-    /// or [`AHEAD`].
-    pub fn record(&mut self, kind: u8, hash: &vrift_format::ContentHash, rel: &[u8]) {
-        if !vrift_format::is_valid_rift_path(rel) {
-            return;
-        }
+    /// Logs that the files `fetched` (blob, rift path) were fetched:
+    /// `kind` is [`ASKED`] or [`AHEAD`]. One open and one write for all.
+    pub fn record<'a>(
+        &mut self,
+        kind: u8,
+        fetched: impl IntoIterator<Item = (&'a vrift_format::ContentHash, &'a [u8])>,
+    ) {
         let opened = fs::OpenOptions::new().append(true).open(&self.path);
         let mut file = match opened {
             Ok(f) => f,
@@ -258,16 +250,23 @@ impl Log {
             }
             Err(_) => return,
         };
-        if self.seen.len() >= MAX_PATHS || !self.seen.insert(rel.to_vec()) {
-            return;
+        let mut lines = Vec::new();
+        for (hash, rel) in fetched {
+            if self.seen.len() >= MAX_PATHS
+                || !vrift_format::is_valid_rift_path(rel)
+                || !self.seen.insert(rel.to_vec())
+            {
+                continue;
+            }
+            lines.push(kind);
+            lines.extend_from_slice(hash.to_string().as_bytes());
+            lines.extend_from_slice(rel);
+            lines.push(0);
         }
-        let mut line = Vec::with_capacity(rel.len() + 66);
-        line.push(kind);
-        line.extend_from_slice(hash.to_string().as_bytes());
-        line.extend_from_slice(rel);
-        line.push(0);
-        // One write of the whole record: O_APPEND keeps it in one piece.
-        let _ = file.write_all(&line);
+        // One write of whole records: O_APPEND keeps them in one piece.
+        if !lines.is_empty() {
+            let _ = file.write_all(&lines);
+        }
     }
 }
 

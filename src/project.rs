@@ -237,8 +237,21 @@ pub fn registered(cas: &Cas) -> Result<Vec<(PathBuf, PathBuf)>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let entry = entry?;
-        let bytes = fs::read(entry.path())
-            .with_context(|| format!("cannot read {}", entry.path().display()))?;
+        // Entries are 32 hex digits; others are another process's
+        // registration in the making (`write_atomic`'s temporary file).
+        let name = entry.file_name();
+        let name = name.as_bytes();
+        if name.len() != 32 || !name.iter().all(u8::is_ascii_hexdigit) {
+            continue;
+        }
+        let bytes = match fs::read(entry.path()) {
+            Ok(b) => b,
+            // Unregistered meanwhile (a gc beside this one).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read {}", entry.path().display()))
+            }
+        };
         out.push((
             entry.path(),
             PathBuf::from(std::ffi::OsStr::from_bytes(&bytes)),

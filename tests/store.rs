@@ -145,6 +145,23 @@ fn gc_sweeps_only_what_no_project_or_snapshot_references() {
     assert!(sb.ok(&b, &["gc"]).contains("in use by 1 project and"));
 }
 
+/// A registration in the making (another process's temporary file in the
+/// store's registry, renamed into place a moment later) is not a project:
+/// gc neither reads it as one nor removes it as gone (that race failed a
+/// gc beside an ingest once: the file was renamed between listing and read).
+#[test]
+fn gc_leaves_a_registration_in_the_making_alone() {
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    let in_making = sb.store().join("projects/.tmpAbC123");
+    fs::write(&in_making, "/no/such/project").unwrap();
+    let out = sb.ok(&root, &["gc", "--delete"]);
+    assert!(!out.contains("unregistered"), "{out}");
+    assert!(out.contains("in use by 1 project"), "{out}");
+    assert!(in_making.exists(), "gc removed another process's file");
+}
+
 #[test]
 fn gc_running_beside_ingests_never_deletes_a_referenced_blob() {
     let sb = Sandbox::new();

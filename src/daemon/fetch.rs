@@ -241,7 +241,7 @@ impl Fetcher {
     /// waits for it).
     pub fn record(&mut self, hex: &[u8], rel: &[u8]) {
         if let Some(hash) = ContentHash::from_hex(hex).filter(|_| hex.len() == 64) {
-            self.log.record(crate::profile::ASKED, &hash, rel);
+            self.log.record(crate::profile::ASKED, [(&hash, rel)]);
         }
     }
 
@@ -294,9 +294,10 @@ impl Fetcher {
         // Quietly: the reads that need these blobs report for themselves.
         if self.queue(&jobs, true).is_ok() {
             self.prefetching.extend(jobs.iter().map(|(h, _)| *h));
-            for w in &todo {
-                self.log.record(crate::profile::AHEAD, &w.hash, &w.path);
-            }
+            self.log.record(
+                crate::profile::AHEAD,
+                todo.iter().map(|w| (&w.hash, w.path.as_slice())),
+            );
         }
     }
 
