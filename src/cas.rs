@@ -563,7 +563,6 @@ impl BlobIndex {
     }
 }
 
-/// Hashes everything readable from `r`.
 /// Opens a blob (or a copy) to check it without moving its atime
 /// (`O_NOATIME`, which only a file's owner may ask for: others open it
 /// plainly): a blob's atime tells whether a reader of the view read it
@@ -580,6 +579,7 @@ pub fn open_to_check(path: &Path) -> io::Result<File> {
     }
 }
 
+/// Hashes everything readable from `r`.
 pub fn hash_reader(r: &mut impl Read) -> io::Result<ContentHash> {
     let mut hasher = blake3::Hasher::new();
     let mut buf = [0u8; 64 * 1024];

@@ -190,11 +190,15 @@ pub fn dropped(project: &Project, name: &str) -> Result<()> {
 /// The daemon's to-do, taken (removed) once; nothing when there is none or
 /// it is not a profile.
 pub fn take_pending(project: &Project) -> Vec<Vec<u8>> {
+    // Taken by a rename: a restore writing the next to-do meanwhile
+    // leaves it whole for the next fetch.
     let path = pending_path(project);
-    let Ok(bytes) = fs::read(&path) else {
+    let taken = path.with_extension("taken");
+    if fs::rename(&path, &taken).is_err() {
         return Vec::new();
-    };
-    let _ = fs::remove_file(&path);
+    }
+    let bytes = fs::read(&taken).unwrap_or_default();
+    let _ = fs::remove_file(&taken);
     decode(&bytes, &path.display().to_string()).unwrap_or_else(|e| {
         eprintln!("vrift daemon: {e:#}; not fetched ahead");
         Vec::new()

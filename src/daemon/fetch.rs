@@ -72,7 +72,8 @@ pub struct Fetcher {
     expanded: HashSet<(Vec<u8>, Vec<u8>)>,
     /// Whether to fetch ahead at all ([`crate::env_vars::VRIFT_FETCH_AHEAD`]).
     ahead: bool,
-    /// The paths fetched for readers, for the next machine (`crate::profile`).
+    /// The files whose blobs were fetched (for a reader or ahead of one),
+    /// for the next machine's read profile (`crate::profile`).
     log: crate::profile::Log,
     wake_r: OwnedFd,
     wake_w: std::sync::Arc<OwnedFd>,
