@@ -7,7 +7,7 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
@@ -493,4 +493,120 @@ fn mode_bits_hold_for_the_projects_own_user() {
     // The project's user may still stop its own daemon.
     let stop = run(&root, VRIFT, &["daemon", "stop"]);
     assert!(stop.status.success(), "{}", text(&stop.stderr));
+}
+
+/// A filesystem mounted below the project (a tmpfs on `build/`, LTP's
+/// loop devices) is not the project's: what the view does there, the
+/// kernel does on it (its EROFS, its own links, FIFOs and renames), a
+/// rename or link between it and the project is EXDEV, and none of it is
+/// in the rift.
+#[test]
+fn a_filesystem_mounted_below_the_project_is_not_the_rifts() {
+    if !is_root() {
+        skip("mounting a tmpfs needs root");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    fs::create_dir(root.join("mnt")).unwrap();
+    fs::write(root.join("seed.txt"), "seed\n").unwrap();
+    sb.ok(&root, &["init"]);
+    let mnt = root.join("mnt");
+    let mount = |opts: &str| {
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(&mnt)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount -o {opts}");
+    };
+    mount("size=4m");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+
+    let out = sb.ok_in_view(
+        &root,
+        "set -e
+         echo on-tmpfs > mnt/f
+         mkdir mnt/d && echo in-d > mnt/d/g
+         mv mnt/f mnt/d/h
+         ln mnt/d/h mnt/hl
+         chmod 600 mnt/d/h
+         mkfifo mnt/fifo
+         echo rift > r.txt
+         mv r.txt mnt/moved
+         ln mnt/d/g linked 2>&1 || true
+         ln seed.txt mnt/seedlink 2>&1 || true
+         rmdir mnt 2>&1 || true
+         cat mnt/moved mnt/hl",
+    );
+    assert!(
+        out.contains(
+            "ln: failed to create hard link 'linked' => 'mnt/d/g': Invalid cross-device link"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("'mnt/seedlink' => 'seed.txt': Invalid cross-device link"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rmdir: failed to remove 'mnt': Device or resource busy"),
+        "{out}"
+    );
+    assert!(out.ends_with("rift\non-tmpfs\n"), "{out}");
+
+    // All of it is on the tmpfs, as the kernel made it.
+    assert_eq!(fs::read_to_string(mnt.join("d/h")).unwrap(), "on-tmpfs\n");
+    let h = fs::metadata(mnt.join("d/h")).unwrap();
+    assert_eq!(h.mode() & 0o7777, 0o600);
+    assert_eq!(h.nlink(), 2, "one inode, two names");
+    assert_eq!(h.ino(), fs::metadata(mnt.join("hl")).unwrap().ino());
+    assert!(fs::symlink_metadata(mnt.join("fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert_eq!(fs::read_to_string(mnt.join("moved")).unwrap(), "rift\n");
+    assert!(!mnt.join("f").exists());
+    // Nothing of it in the rift; the project's own disk untouched.
+    let diff = sb.ok(&root, &["diff"]);
+    assert!(!diff.contains("mnt"), "{diff}");
+    assert!(!root.join("r.txt").exists() && !root.join("linked").exists());
+    assert_eq!(sb.ok_in_view(&root, "ls mnt"), "d\nfifo\nhl\nmoved\n");
+
+    // Read-only, the kernel refuses as it does outside the view.
+    let st = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "remount ro");
+    let out = sb.ok_in_view(
+        &root,
+        "touch mnt/new 2>&1 || true; chmod 644 mnt/d/h 2>&1 || true; rm mnt/moved 2>&1 || true",
+    );
+    assert!(
+        out.contains("touch: cannot touch 'mnt/new': Read-only file system"),
+        "{out}"
+    );
+    assert!(
+        out.contains("changing permissions of 'mnt/d/h': Read-only file system"),
+        "{out}"
+    );
+    assert!(
+        out.contains("cannot remove 'mnt/moved': Read-only file system"),
+        "{out}"
+    );
+    assert_eq!(
+        fs::metadata(mnt.join("d/h")).unwrap().mode() & 0o7777,
+        0o600
+    );
+    assert!(mnt.join("moved").exists());
+    drop(_guard);
 }

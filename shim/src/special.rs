@@ -104,6 +104,10 @@ pub extern "C" fn mknodat(dirfd: c_int, path: *const c_char, mode: mode_t, dev: 
                     let type_and_mode = (mode & libc::S_IFMT) | crate::write::masked(mode) as u32;
                     let ans = client::call(Op::Mknod, type_and_mode as u64, dev, buf.rel(), b"");
                     close_received(&ans);
+                    if ans.pass {
+                        // On a filesystem mounted below the project.
+                        return real();
+                    }
                     match ans.errno {
                         0 => 0,
                         e => fail(e),
@@ -232,7 +236,7 @@ pub extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_in
             }
         }
         Route::Fail(e) => fail(e),
-        Route::Rift => bind_in_view(&mut buf, real),
+        Route::Rift => bind_in_view(&mut buf, addr, len, real),
     }
 }
 
@@ -245,11 +249,20 @@ fn zeroed_un() -> libc::sockaddr_un {
 /// entry goes again if the bind fails.
 #[cold]
 #[inline(never)]
-fn bind_in_view(buf: &mut PathBuf, real: impl Fn(*const sockaddr, socklen_t) -> c_int) -> c_int {
+fn bind_in_view(
+    buf: &mut PathBuf,
+    addr: *const sockaddr,
+    len: socklen_t,
+    real: impl Fn(*const sockaddr, socklen_t) -> c_int,
+) -> c_int {
     // The kernel makes a socket's inode 0777 less the umask.
     let mode = libc::S_IFSOCK | crate::write::masked(0o777) as u32;
     let ans = client::call(Op::Mknod, mode as u64, 0, buf.rel(), b"");
     close_received(&ans);
+    if ans.pass {
+        // On a filesystem mounted below the project: the kernel binds there.
+        return real(addr, len);
+    }
     match ans.errno {
         0 => {}
         libc::EEXIST => return fail(libc::EADDRINUSE),

@@ -449,9 +449,10 @@ fn across(od: c_int, old: *const c_char, follow_old: bool, nd: c_int, new: *cons
     fail(libc::EXDEV)
 }
 
-/// Routes both paths of a rename or link: both in the domain → the daemon;
-/// both outside → libc; one of each → EXDEV (POSIX allows it across
-/// filesystems, and tools then copy).
+/// Routes both paths of a rename or link: both in the domain → the daemon
+/// (which may pass them back, both on a filesystem mounted below the
+/// project); both outside → libc; one of each → EXDEV (POSIX allows it
+/// across filesystems, and tools then copy).
 fn two_paths(
     od: c_int,
     old: *const c_char,
@@ -477,9 +478,11 @@ fn two_paths(
     let rn = route(nd, new, false, &mut nb);
     match (ro, rn) {
         (Route::Fail(e), _) | (_, Route::Fail(e)) => fail(e),
+        // Passed back: both names on a filesystem mounted below the
+        // project, the kernel's to act on (or to refuse with EXDEV).
         (Route::Rift, Route::Rift) => match rift_call(ob.rel(), nb.rel()) {
             Ok(r) => r,
-            Err(PassToLibc) => fail(libc::EXDEV),
+            Err(PassToLibc) => real(od, old, nd, new),
         },
         (Route::Rift, _) | (_, Route::Rift) => across(od, old, follow_old, nd, new),
         (ro, rn) => {

@@ -29,6 +29,7 @@ struct OpenHow {
     resolve: u64,
 }
 
+const RESOLVE_NO_XDEV: u64 = 0x01;
 const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 const RESOLVE_BENEATH: u64 = 0x08;
 
@@ -93,6 +94,28 @@ pub fn open(root: &Path, rel: &[u8], flags: i32) -> io::Result<OwnedFd> {
         0,
         RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
     )
+}
+
+/// Whether `rel` lies on a filesystem mounted below the project (the
+/// walk to it, its last component included, crosses a mount point): not
+/// the project's filesystem, so not the rift's either — the kernel acts
+/// on it as it is (see requests.rs, "Mounts"). A path that does not
+/// exist, or has a symlink on the way, crosses nothing the walk reached.
+pub fn on_other_mount(root: &Path, rel: &[u8]) -> bool {
+    if rel.is_empty() {
+        return false;
+    }
+    let Ok(dir) = open_root(root) else {
+        return false;
+    };
+    let walk = openat2(
+        &dir,
+        rel,
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+        RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV,
+    );
+    matches!(walk, Err(e) if e.raw_os_error() == Some(libc::EXDEV))
 }
 
 /// The parent directory of `rel` (an `O_PATH` descriptor) and its last

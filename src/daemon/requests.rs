@@ -138,6 +138,9 @@ fn dispatch(rift: &mut Rift, caller: &Caller, req: &Request<'_>) -> Answer {
     if let Err(e) = confined {
         return Answer::fail(e, Vec::new());
     }
+    if let Some(ans) = on_other_mount(rift, req) {
+        return ans;
+    }
     // A name made in a directory changes its times (see below).
     let creates = req.op == Op::OpenWrite
         && (req.a as i32) & libc::O_CREAT != 0
@@ -193,6 +196,42 @@ fn dispatch(rift: &mut Rift, caller: &Caller, req: &Request<'_>) -> Answer {
             );
             Answer::fail(libc::EIO, format!("{e:#}").into_bytes())
         }
+    }
+}
+
+/// Mounts: a filesystem mounted below the project (a tmpfs on `build/`, a
+/// test's loop device) is not the project's, and the rift keeps none of
+/// its files, as `find -xdev` or `rsync -x` would not cross into it. A
+/// change there is passed back to the client's libc (the kernel's EROFS,
+/// its own `st_dev`, its set-group-ID directories); a rename or link
+/// between it and the project is the kernel's EXDEV. None: the request
+/// is the rift's.
+fn on_other_mount(rift: &Rift, req: &Request<'_>) -> Option<Answer> {
+    let pass = || Answer {
+        flags: REPLY_PASS,
+        ..Answer::fail(0, Vec::new())
+    };
+    let other = |p: &[u8]| super::beneath::on_other_mount(rift.root(), p);
+    match req.op {
+        Op::Rename | Op::Link => match (other(req.path1), other(req.path2)) {
+            (false, false) => None,
+            // Two mounts, or the same one: the kernel says which.
+            (true, true) => Some(pass()),
+            _ => Some(Answer::fail(libc::EXDEV, Vec::new())),
+        },
+        Op::OpenWrite
+        | Op::Unlink
+        | Op::Rmdir
+        | Op::Mkdir
+        | Op::Symlink
+        | Op::Mknod
+        | Op::Chmod
+        | Op::Chown
+        | Op::Utimes
+        | Op::Truncate => other(req.path1).then(pass),
+        // The file being named is the rift's.
+        Op::LinkTmp => other(req.path1).then(|| Answer::fail(libc::EXDEV, Vec::new())),
+        Op::Seal | Op::Ping | Op::Stop | Op::Status | Op::FetchBlob | Op::OpenRead => None,
     }
 }
 
