@@ -2,8 +2,10 @@
 //! programs (whose runtime makes its own system calls), the dynamic loader
 //! run as a program, valgrind's tools — run under vrift's syscall
 //! supervisor inside an inception: they see the view and what they write
-//! lands in the rift, like every other process. `VRIFT_UNVIEWED=run` runs
-//! one against the disk on purpose.
+//! lands in the rift, like every other process. A program that gains
+//! privileges at exec (set-user-ID, set-group-ID, file capabilities), for
+//! which the dynamic loader ignores the library, is refused.
+//! `VRIFT_UNVIEWED=run` runs one against the disk on purpose.
 
 mod common;
 
@@ -361,4 +363,68 @@ int main(void) {
     sb.ok(&root, &["init"]);
     let out = sb.ok_in_view(&root, &format!("echo x > f && {}", prog.display()));
     assert_eq!(out, "open EFAULT\nmkdir EFAULT\nstat EFAULT\n");
+}
+
+/// A set-group-ID program runs in the kernel's secure-execution mode, where
+/// the dynamic loader ignores `LD_PRELOAD`: it would read the disk, not
+/// the view (a rift file "does not exist" for it), and write the disk. It
+/// is refused with one line, unless `VRIFT_UNVIEWED=run`; under
+/// `no_new_privs` (where the kernel ignores the bit) it runs in the view.
+#[test]
+fn a_program_that_gains_privileges_is_refused_not_run_on_the_disk() {
+    if !is_root() {
+        skip("needs root (a program set-group-ID to nogroup)");
+        return;
+    }
+    build_shim();
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    fs::write(root.join("disk.txt"), "on disk\n").unwrap();
+    sb.ok(&root, &["init"]);
+    // Outside the project: a copy of cat, set-group-ID to nogroup (root
+    // keeps its user, and may read everything the test made).
+    let sucat = sb.mkdir("bin").join("sgcat");
+    fs::copy("/bin/cat", &sucat).unwrap();
+    let nogroup = Command::new("chgrp")
+        .arg("nogroup")
+        .arg(&sucat)
+        .status()
+        .unwrap();
+    assert!(nogroup.success());
+    fs::set_permissions(&sucat, std::os::unix::fs::PermissionsExt::from_mode(0o2755)).unwrap();
+    let sucat = sucat.display().to_string();
+
+    let (code, out, err) = in_view(
+        &sb,
+        &root,
+        &format!("echo rift > rift.txt; {sucat} rift.txt; echo \"exit $?\"; {sucat} disk.txt"),
+    );
+    assert_eq!(code, 126, "{out}{err}");
+    assert_eq!(out, "exit 126\n", "{err}");
+    // Both refused; said once (dash starts both by vfork: one memory).
+    assert_eq!(err.matches("Permission denied").count(), 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "vrift: refusing to run {sucat}: it gains privileges"
+        )),
+        "{err}"
+    );
+    assert!(!root.join("rift.txt").exists());
+
+    // On purpose, it runs, against the disk: no rift file for it.
+    let (_, out, err) = in_view(
+        &sb,
+        &root,
+        &format!("VRIFT_UNVIEWED=run {sucat} disk.txt rift.txt"),
+    );
+    assert_eq!(out, "on disk\n", "{err}");
+    assert!(err.contains("rift.txt: No such file or directory"), "{err}");
+
+    // Under no_new_privs the kernel ignores the bit: the library loads.
+    let (code, out, err) = in_view(
+        &sb,
+        &root,
+        &format!("setpriv --no-new-privs {sucat} rift.txt"),
+    );
+    assert_eq!((code, out.as_str()), (0, "rift\n"), "{err}");
 }

@@ -823,19 +823,23 @@ fn exec_resolved(
     let p = unsafe { CStr::from_ptr(path) }.to_bytes();
     let mut buf = PathBuf::new();
     match resolve(libc::AT_FDCWD, p, true, &mut buf).0 {
-        View::Pass if crate::state::ready() && unviewable(path, env) => {
-            run_unviewable(path, argv, env)
-        }
+        View::Pass if crate::state::ready() => match unviewable(path, env) {
+            Some(why) => run_unviewable(why, path, argv, env),
+            None => real(path),
+        },
         View::Pass => real(path),
-        View::Disk { rewritten } if unviewable(if rewritten { buf.c_ptr() } else { path }, env) => {
-            run_unviewable(if rewritten { buf.c_ptr() } else { path }, argv, env)
-        }
-        View::Disk { rewritten: false } => {
-            let r = real(path);
+        View::Disk { rewritten } => {
+            let disk = if rewritten { buf.c_ptr() } else { path };
+            if let Some(why) = unviewable(disk, env) {
+                return run_unviewable(why, disk, argv, env);
+            }
+            let r = real(disk);
             // Still here: failed.
-            exec_behind_physical_symlink(&buf, argv, env).unwrap_or(r)
+            match rewritten {
+                false => exec_behind_physical_symlink(&buf, argv, env).unwrap_or(r),
+                true => r,
+            }
         }
-        View::Disk { rewritten: true } => real(buf.c_ptr()),
         View::Error(e) => fail(e),
         View::Entry { header, .. } if header.is_staged() => {
             // Just written (a linker's output): sealed first, then run.
@@ -893,8 +897,8 @@ fn exec_rift_program(
     }
     prepare_origin_dirs(&mirror, buf.abs());
     let mirror = mirror.as_ptr() as *const c_char;
-    if unviewable(mirror, env) {
-        return run_unviewable(mirror, argv, env);
+    if let Some(why) = unviewable(mirror, env) {
+        return run_unviewable(why, mirror, argv, env);
     }
     with_audit(
         env,
@@ -902,16 +906,30 @@ fn exec_rift_program(
     )
 }
 
-/// Inside an inception, a program that cannot load the shim (statically
-/// linked, a Go program, the dynamic loader run as a program) would read
-/// and write the project's disk with its own system calls: it runs under
-/// the syscall supervisor instead (see `seccomp`), which serves its calls
-/// from the view. `VRIFT_UNVIEWED=run` runs it on the disk; a program
-/// already under the supervisor's filter is served by it as it is. Costs
-/// an open, a 4 KiB pread and a close per exec in an inception; nothing
-/// outside one.
+/// Why a program would run outside the view (see [`unviewable`]).
+#[derive(Clone, Copy)]
+enum Unviewable {
+    /// It makes its own system calls (statically linked, a Go program, the
+    /// dynamic loader run as a program): the supervisor serves them.
+    RawCalls,
+    /// It gains privileges (set-user-ID, set-group-ID, file capabilities):
+    /// the kernel runs it in secure-execution mode, where the dynamic
+    /// loader ignores `LD_PRELOAD` paths, and the supervisor's
+    /// `no_new_privs` would take away the privilege it is run for.
+    GainsPrivileges,
+}
+
+/// Inside an inception, a program that cannot load the shim would read
+/// and write the project's disk with its own system calls (see
+/// [`Unviewable`]): one that makes its own calls runs under the syscall
+/// supervisor instead (see `seccomp`), which serves them from the view; one
+/// that gains privileges is refused. `VRIFT_UNVIEWED=run` runs either on
+/// the disk; a program already under the supervisor's filter is served by
+/// it as it is (`no_new_privs` keeps its privileges from it). Costs an
+/// open, a 4 KiB pread, an fstat and a close per exec in an inception
+/// (and an fgetxattr for a caller other than root); nothing outside one.
 #[inline(never)]
-fn unviewable(path: *const c_char, env: *const *const c_char) -> bool {
+fn unviewable(path: *const c_char, env: *const *const c_char) -> Option<Unviewable> {
     // SAFETY: a NUL-terminated path (the exec contract, checked readable).
     let fd = unsafe {
         crate::raw_syscall!(
@@ -923,26 +941,87 @@ fn unviewable(path: *const c_char, env: *const *const c_char) -> bool {
         )
     } as c_int;
     if fd < 0 {
-        return false; // execve itself gives the error
+        return None; // execve itself gives the error
     }
+    let privileged = gains_privileges(fd);
     let kind = crate::elfdyn::loader_of(fd);
     sys::close_raw(fd);
-    match kind {
-        crate::elfdyn::Loader::Dynamic | crate::elfdyn::Loader::Other => false,
-        crate::elfdyn::Loader::Static | crate::elfdyn::Loader::Go => {
-            !env_has(env, b"VRIFT_UNVIEWED=run") && !env_has(env, crate::seccomp::launch::MARKER)
-        }
-    }
+    let why = match kind {
+        _ if privileged => Unviewable::GainsPrivileges,
+        crate::elfdyn::Loader::Static | crate::elfdyn::Loader::Go => Unviewable::RawCalls,
+        crate::elfdyn::Loader::Dynamic | crate::elfdyn::Loader::Other => return None,
+    };
+    let allowed =
+        env_has(env, b"VRIFT_UNVIEWED=run") || env_has(env, crate::seccomp::launch::MARKER);
+    (!allowed).then_some(why)
 }
 
-/// Runs the program [`unviewable`] found, under the syscall supervisor
-/// (`vrift __syscall-view`); returns only on failure.
+/// Whether exec'ing the open file `fd` would give this process privileges
+/// it lacks, which makes the kernel set `AT_SECURE` (the kernel's
+/// `cap_bprm_creds_from_file`): set-user-ID to another owner than the
+/// real uid, set-group-ID (with group execute) to another group than the
+/// real gid, or file capabilities for a real uid other than root. The
+/// bits count for nothing under `no_new_privs` or on a `nosuid` mount.
+#[inline(never)]
+fn gains_privileges(fd: c_int) -> bool {
+    let Some(st) = sys::fstat_raw(fd) else {
+        return false;
+    };
+    // SAFETY: getuid and getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let sgid = libc::S_ISGID | libc::S_IXGRP;
+    let set_id = (st.st_mode & libc::S_ISUID != 0 && st.st_uid != uid)
+        || (st.st_mode & sgid == sgid && st.st_gid != gid);
+    if !set_id && (uid == 0 || !has_file_capabilities(fd)) {
+        return false;
+    }
+    // SAFETY: prctl with an option that only reads a flag.
+    let nnp = unsafe { libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) } == 1;
+    // SAFETY: all-zero is a valid statvfs, filled by libc.
+    let mut fs: libc::statvfs = unsafe { core::mem::zeroed() };
+    // SAFETY: our fd and a statvfs to fill.
+    let nosuid = unsafe { libc::fstatvfs(fd, &mut fs) } == 0 && fs.f_flag & libc::ST_NOSUID != 0;
+    !nnp && !nosuid
+}
+
+/// Whether the file `fd` carries file capabilities (`security.capability`,
+/// as `setcap` writes: Debian's `ping`). The raw call: the library's own
+/// `fgetxattr` answers for the view.
+fn has_file_capabilities(fd: c_int) -> bool {
+    // SAFETY: our fd, a NUL-terminated name, no buffer (size asked).
+    let n = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_fgetxattr,
+            fd,
+            c"security.capability".as_ptr(),
+            core::ptr::null_mut::<u8>(),
+            0
+        )
+    };
+    n > 0
+}
+
+/// Runs the program [`unviewable`] found under the syscall supervisor
+/// (`vrift __syscall-view`), or refuses it (one line, EACCES); returns
+/// only on failure.
 #[inline(never)]
 fn run_unviewable(
+    why: Unviewable,
     path: *const c_char,
     argv: *const *const c_char,
     env: *const *const c_char,
 ) -> c_int {
+    // Once per process: a PATH search tries the same program under each
+    // directory that has it (/usr/bin/go, /bin/go).
+    static SAID: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if let Unviewable::GainsPrivileges = why {
+        say_refused_once(
+            &SAID,
+            path,
+            b": it gains privileges (set-user-ID, set-group-ID or file capabilities), so it cannot load the view library and would read and write the project's disk (VRIFT_UNVIEWED=run runs it anyway, or run it outside the project)",
+        );
+        return fail(libc::EACCES);
+    }
     // vrift as the inception's environment names it, never as the table
     // does: a project can forge its table (see `state::vrift_exe`).
     if let Some(exe) = state::vrift_exe() {
@@ -950,9 +1029,6 @@ fn run_unviewable(
             without_audit(e, |e| call_real!(EXECVE(p, a, e) or fail(libc::ENOSYS)))
         });
     }
-    // Once per process: a PATH search tries the same program under each
-    // directory that has it (/usr/bin/go, /bin/go).
-    static SAID: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
     say_refused_once(
         &SAID,
         path,
