@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use vrift_format::{ContentHash, Kind, FLAG_PHANTOM};
 
@@ -666,6 +666,31 @@ fn is_out_of_space(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
+/// The device of the project's root: a filesystem mounted below it is not
+/// the project's (the view leaves it to the kernel: the daemon's
+/// `on_other_mount`), and ingest neither walks nor moves it.
+fn project_dev(project: &Project) -> Result<u64> {
+    let m = fs::metadata(project.root())
+        .with_context(|| format!("cannot read {}", project.root().display()))?;
+    Ok(m.dev())
+}
+
+/// Whether the walk's entry `e` is a directory on another device than
+/// `dev` (a filesystem mounted there): skipped, with one line.
+fn other_filesystem(e: &walkdir::DirEntry, dev: u64) -> bool {
+    if e.depth() == 0 || !e.file_type().is_dir() {
+        return false;
+    }
+    let other = e.metadata().is_ok_and(|m| m.dev() != dev);
+    if other {
+        ui::warn(&format!(
+            "skipping {} (another filesystem mounted in the project: the view leaves it to the kernel)",
+            e.path().display()
+        ));
+    }
+    other
+}
+
 /// A target to walk, checked before anything starts.
 struct Root {
     abs: PathBuf,
@@ -684,6 +709,7 @@ fn roots(project: &Project, targets: &[Vec<u8>]) -> Result<Vec<Root>> {
     };
     let mut out = Vec::new();
     let mut kept: Vec<&[u8]> = Vec::new();
+    let dev = project_dev(project)?;
     for rel in rels {
         let abs = project.disk_path(rel);
         let meta = match fs::symlink_metadata(&abs) {
@@ -693,6 +719,12 @@ fn roots(project: &Project, targets: &[Vec<u8>]) -> Result<Vec<Root>> {
             }
             Err(e) => bail!("cannot read {}: {e}", abs.display()),
         };
+        if meta.dev() != dev {
+            bail!(
+                "{}: on another filesystem mounted in the project, which the view leaves to the kernel: not ingested",
+                abs.display()
+            );
+        }
         // Sorted, so an outer target comes before what it holds.
         if kept.iter().any(|outer| inside(rel, outer)) {
             continue;
@@ -780,7 +812,11 @@ fn walk(
             .follow_links(false)
             .sort_by_file_name()
             .into_iter()
-            .filter_entry(|e| e.path() != state_dir && e.path() != cas.root());
+            .filter_entry(|e| {
+                e.path() != state_dir
+                    && e.path() != cas.root()
+                    && !other_filesystem(e, root.meta.dev())
+            });
         for item in walker {
             match item {
                 Ok(e) if e.file_type().is_dir() => {

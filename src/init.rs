@@ -88,6 +88,9 @@ pub fn detect_heavy_trees(root: &Path) -> Vec<String> {
     let walker = walkdir::WalkDir::new(root)
         .max_depth(DETECT_DEPTH)
         .sort_by_file_name()
+        // A filesystem mounted in the project is the kernel's, not the
+        // view's (see the daemon's `on_other_mount`): never ingested.
+        .same_file_system(true)
         .into_iter()
         .filter_entry(|e| {
             let name = e.file_name().to_string_lossy();

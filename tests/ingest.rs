@@ -565,3 +565,62 @@ fn ingest_keeps_the_directories_times() {
         );
     }
 }
+
+/// A filesystem mounted below the project is the kernel's, not the view's
+/// (the daemon passes changes there back to libc): ingest never moves its
+/// files into the store — a walk skips it with one line, a target on it is
+/// refused, and `init` does not propose it.
+#[test]
+fn ingest_leaves_a_filesystem_mounted_in_the_project_alone() {
+    if !is_root() {
+        skip("mounting a tmpfs needs root");
+        return;
+    }
+    let sb = Sandbox::new();
+    let root = sb.mkdir("p");
+    fs::create_dir_all(root.join("deps/m")).unwrap();
+    fs::write(root.join("deps/a.txt"), "a\n").unwrap();
+    let mnt = root.join("deps/m");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    fs::create_dir(mnt.join("node_modules")).unwrap();
+    fs::write(mnt.join("node_modules/f.txt"), "on the tmpfs\n").unwrap();
+
+    let out = sb.ok(&root, &["init"]);
+    assert!(
+        !out.contains("deps/m"),
+        "init proposes no tree on the mount: {out}"
+    );
+    let out = sb.run(&root, &["ingest", "deps"]);
+    assert_ok("vrift ingest deps", &out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("skipping {}", mnt.display())) && err.contains("another filesystem"),
+        "{err}"
+    );
+    // deps/a.txt moved into the store; the tmpfs's file stayed where it is.
+    assert!(!root.join("deps/a.txt").exists());
+    assert_eq!(
+        fs::read_to_string(mnt.join("node_modules/f.txt")).unwrap(),
+        "on the tmpfs\n"
+    );
+    assert_eq!(sb.ok(&root, &["cat", "deps/a.txt"]), "a\n");
+    let err = sb.fails(&root, &["ingest", "deps/m/node_modules"]);
+    assert!(
+        err.contains("deps/m/node_modules") && err.contains("another filesystem"),
+        "{err}"
+    );
+    assert!(mnt.join("node_modules/f.txt").exists());
+    drop(_guard);
+}

@@ -110,9 +110,10 @@ pub(super) fn handle_frames(
                     if !profile.is_empty() {
                         fetcher.prefetch(rift.files_at(profile, fetch::PROFILE_MAX_SIZE));
                     }
-                    if fetcher.wants_neighbours(req.path2) {
+                    if let Some(ring) = fetcher.ring_to_fetch(req.path2) {
                         fetcher.prefetch(rift.neighbours(
                             req.path2,
+                            ring,
                             fetch::PREFETCH_MAX,
                             fetch::PREFETCH_MAX_SIZE,
                         ));

@@ -9,7 +9,7 @@
 
 mod links;
 mod lookup;
-pub use lookup::Wanted;
+pub use lookup::{Ring, Wanted};
 mod ops;
 mod perm;
 mod rename;

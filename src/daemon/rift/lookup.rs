@@ -164,32 +164,30 @@ impl Rift {
     }
 
     /// The blobs of the rift files a reader of `rel` is likely to open next,
-    /// for the fetcher to prefetch (see `fetch.rs`): the other files of its
-    /// directory with its extension ([`crate::paths::extension`]: node
-    /// following `.cjs` requires skips the `.d.ts` and `.map` beside them;
-    /// fetching those too was slower than no prefetch at all), then the
-    /// files of the same name in the other directories
-    /// of its parent (`node_modules/*/package.json`, `src/*/mod.rs`: what
-    /// resolvers walk). At most `max`, each at most `max_size` bytes; staged
+    /// for the fetcher to prefetch (see `fetch.rs`), one of two rings
+    /// ([`Ring`]). At most `max`, each at most `max_size` bytes; staged
     /// files (no blob yet) are left out. No blob is looked at here (the
-    /// fetcher skips those in the store): one listing of the parent
-    /// directory and table lookups.
-    pub fn neighbours(&self, rel: &[u8], max: usize, max_size: u64) -> Vec<Wanted> {
+    /// fetcher skips those in the store): a directory listing and table
+    /// lookups.
+    pub fn neighbours(&self, rel: &[u8], ring: Ring, max: usize, max_size: u64) -> Vec<Wanted> {
         let t = self.table();
         let mut out: Vec<Wanted> = Vec::new();
         let dir = parent_rel(rel);
         let name = rel.rsplit(|&c| c == b'/').next().unwrap_or_default();
-        let kind = crate::paths::extension(name);
-        if let Some(d) = t.dir(dir) {
-            out.extend(
-                d.children()
-                    .filter(|(n, _)| crate::paths::extension(n) == kind)
-                    .take(max)
-                    .filter_map(|(n, rec)| wanted(join_rel(dir, n), rec, max_size)),
-            );
+        if ring == Ring::Siblings {
+            let kind = crate::paths::extension(name);
+            if let Some(d) = t.dir(dir) {
+                out.extend(
+                    d.children()
+                        .filter(|(n, _)| crate::paths::extension(n) == kind)
+                        .take(max)
+                        .filter_map(|(n, rec)| wanted(join_rel(dir, n), rec, max_size)),
+                );
+            }
+            out.truncate(max);
+            return out;
         }
         let Some(i) = rel.iter().rposition(|&c| c == b'/') else {
-            out.truncate(max);
             return out;
         };
         let grand = parent_rel(&rel[..i]);
@@ -229,6 +227,20 @@ impl Rift {
     pub(super) fn is_empty_dir(&self, rel: &[u8]) -> bool {
         self.list(rel).is_empty()
     }
+}
+
+/// Which neighbours of a read file [`Rift::neighbours`] gives.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Ring {
+    /// The files of the same name in the other directories of its parent's
+    /// parent (`node_modules/*/package.json`, `src/*/mod.rs`: what
+    /// resolvers walk).
+    Cousins,
+    /// The other files of its directory with its extension
+    /// ([`crate::paths::extension`]: node following `.cjs` requires skips
+    /// the `.d.ts` and `.map` beside them; fetching those too was slower
+    /// than no prefetch at all).
+    Siblings,
 }
 
 /// A file whose blob may be fetched ahead: its rift path, blob and size.
