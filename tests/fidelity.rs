@@ -513,22 +513,7 @@ fn a_filesystem_mounted_below_the_project_is_not_the_rifts() {
     fs::write(root.join("seed.txt"), "seed\n").unwrap();
     sb.ok(&root, &["init"]);
     let mnt = root.join("mnt");
-    let mount = |opts: &str| {
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
-            .arg(&mnt)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount -o {opts}");
-    };
-    mount("size=4m");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.clone());
+    let tmpfs = Tmpfs::mount(&mnt, "size=4m");
 
     let out = sb.ok_in_view(
         &root,
@@ -581,12 +566,7 @@ fn a_filesystem_mounted_below_the_project_is_not_the_rifts() {
     assert_eq!(sb.ok_in_view(&root, "ls mnt"), "d\nfifo\nhl\nmoved\n");
 
     // Read-only, the kernel refuses as it does outside the view.
-    let st = Command::new("mount")
-        .args(["-o", "remount,ro"])
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success(), "remount ro");
+    tmpfs.read_only();
     let out = sb.ok_in_view(
         &root,
         "touch mnt/new 2>&1 || true; chmod 644 mnt/d/h 2>&1 || true; rm mnt/moved 2>&1 || true",
@@ -608,5 +588,5 @@ fn a_filesystem_mounted_below_the_project_is_not_the_rifts() {
         0o600
     );
     assert!(mnt.join("moved").exists());
-    drop(_guard);
+    drop(tmpfs);
 }

@@ -438,19 +438,7 @@ fn a_full_store_gives_a_clean_error_and_loses_nothing() {
     write_node_modules(&root.join("deps"), 60, 4, 20_000);
     let pristine = list_tree(&root, &[".vrift"]);
     fs::create_dir_all(sb.store()).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(sb.store())
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mount tmpfs");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(sb.store());
+    let _guard = Tmpfs::mount(&sb.store(), "size=1m");
 
     sb.ok(&root, &["init"]);
     let stderr = sb.fails(&root, &["ingest", "deps"]);
@@ -581,19 +569,7 @@ fn ingest_leaves_a_filesystem_mounted_in_the_project_alone() {
     fs::create_dir_all(root.join("deps/m")).unwrap();
     fs::write(root.join("deps/a.txt"), "a\n").unwrap();
     let mnt = root.join("deps/m");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mount tmpfs");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.clone());
+    let _guard = Tmpfs::mount(&mnt, "size=1m");
     fs::create_dir(mnt.join("node_modules")).unwrap();
     fs::write(mnt.join("node_modules/f.txt"), "on the tmpfs\n").unwrap();
 

@@ -165,6 +165,26 @@ impl Weed {
     fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.s3)
     }
+
+    /// The CPU time the server has used so far (user + system, all its
+    /// threads: `/proc/PID/stat`), to tell how much of a lazy read's time
+    /// went to the server, which runs on the same cores.
+    fn cpu(&self) -> Duration {
+        let stat =
+            fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // The fields after the command name (which may hold spaces).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        // utime and stime: fields 14 and 15, the 12th and 13th after it.
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+            .sum();
+        // USER_HZ: 100 on every Linux architecture /proc reports for.
+        Duration::from_millis(ticks * 10)
+    }
 }
 
 impl Drop for Weed {
@@ -378,40 +398,47 @@ impl Bench<'_> {
         // machine (empty store) for every run, the two alternating. P: C
         // again, but pulling the snapshot C1 pushed after its reads, with
         // the read profile they left (the paths C1 fetched on demand).
-        let lazy_run = |m: &str, snapshot: &str| -> Result<(Duration, usize)> {
+        let lazy_run = |m: &str, snapshot: &str| -> Result<(Duration, usize, Duration)> {
             self.machine(m)?;
+            let server_before = self.weed.cpu();
             let (lazy_pull, _) = self.timed(m, &["pull", snapshot])?;
             let (restore, _) = self.timed(m, &["snapshot", "restore", snapshot])?;
             let (read, _) = self.timed(m, &["run", "--", "sh", "-c", read])?;
+            // The fetches ahead may still run after the read: counted too.
             let fetched = count_blobs(&self.store(m));
+            let server = self.weed.cpu().saturating_sub(server_before);
             ensure!(
                 fetched < unique,
                 "the lazy reads fetched {fetched} blobs, as many as the tree has"
             );
-            Ok((lazy_pull + restore + read, fetched))
+            Ok((lazy_pull + restore + read, fetched, server))
         };
-        let mut lazy: [(Vec<Duration>, Vec<usize>); 3] = Default::default();
+        type Side = (Vec<Duration>, Vec<usize>, Vec<Duration>);
+        let mut lazy: [Side; 3] = Default::default();
+        let mut push = |side: usize, (took, fetched, server): (Duration, usize, Duration)| {
+            lazy[side].0.push(took);
+            lazy[side].1.push(fetched);
+            lazy[side].2.push(server);
+        };
         for i in 1..=runs {
             for (side, m) in [(0, format!("d{i}")), (1, format!("c{i}"))] {
-                let (took, fetched) = lazy_run(&m, "s")?;
-                lazy[side].0.push(took);
-                lazy[side].1.push(fetched);
+                push(side, lazy_run(&m, "s")?);
             }
         }
         self.timed("c1", &["snapshot", "save", "s2", "--push"])?;
         for i in 1..=runs {
-            let (took, fetched) = lazy_run(&format!("p{i}"), "s2")?;
-            lazy[2].0.push(took);
-            lazy[2].1.push(fetched);
+            push(2, lazy_run(&format!("p{i}"), "s2")?);
         }
         let names = [
             "lazy, no fetch-ahead: pull + restore + read".to_string(),
             format!("lazy: pull + restore + {reads}"),
             "lazy, with the read profile of C1's reads".to_string(),
         ];
-        for (name, (took, fetched)) in names.iter().zip(&lazy) {
+        for (name, (took, fetched, server)) in names.iter().zip(&lazy) {
             let mut fetched = fetched.clone();
             fetched.sort_unstable();
+            let mut server = server.clone();
+            server.sort_unstable();
             report.push(
                 Row::new(name, Figure::median(&local), Figure::median(took))
                     .note(format!(
@@ -420,6 +447,10 @@ impl Bench<'_> {
                     .note(format!(
                         "objects: {} blobs fetched",
                         fetched[fetched.len() / 2]
+                    ))
+                    .note(format!(
+                        "the server's CPU meanwhile: {:.2} s (on the same cores)",
+                        server[server.len() / 2].as_secs_f64()
                     ))
                     .target(Target::Ratio(2.0)),
             );
