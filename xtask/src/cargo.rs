@@ -74,7 +74,27 @@ fn build_with(args: &[&str]) -> Result<Vec<serde_json::Value>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let shown = format!("cargo build {}", args.join(" "));
     eprintln!("xtask: {shown}");
-    let mut child = Command::new(cargo)
+    let mut cmd = Command::new(cargo);
+    // What `cargo xtask` (a `cargo run`) set for xtask itself is not the
+    // build's: ring's build script tracks CARGO_MANIFEST_DIR, so a build
+    // that inherits it rebuilt ring, rustls and object_store, and the next
+    // plain `cargo build` rebuilt them back (~2 minutes each time).
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let run_set = key.starts_with("CARGO_PKG_")
+            || matches!(
+                &*key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            );
+        if run_set {
+            cmd.env_remove(&*key);
+        }
+    }
+    let mut child = cmd
         .arg("build")
         .args(args)
         .arg("--message-format=json-render-diagnostics")
