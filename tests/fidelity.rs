@@ -565,6 +565,19 @@ fn a_filesystem_mounted_below_the_project_is_not_the_rifts() {
     assert!(!root.join("r.txt").exists() && !root.join("linked").exists());
     assert_eq!(sb.ok_in_view(&root, "ls mnt"), "d\nfifo\nhl\nmoved\n");
 
+    // vrift's own coreutils (what the wrappers of programs that cannot
+    // load the library run) make their changes there on the disk too.
+    sb.ok(&root, &["mkdir", "mnt/made"]);
+    sb.ok(&root, &["mv", "mnt/d/g", "mnt/made/g"]);
+    sb.ok(&root, &["chmod", "640", "mnt/made/g"]);
+    sb.ok(&root, &["rm", "mnt/hl"]);
+    let g = fs::metadata(mnt.join("made/g")).unwrap();
+    assert_eq!(g.mode() & 0o7777, 0o640);
+    assert!(!mnt.join("d/g").exists() && !mnt.join("hl").exists());
+    assert_eq!(fs::metadata(mnt.join("d/h")).unwrap().nlink(), 1);
+    let diff = sb.ok(&root, &["diff"]);
+    assert!(!diff.contains("mnt"), "{diff}");
+
     // Read-only, the kernel refuses as it does outside the view.
     tmpfs.read_only();
     let out = sb.ok_in_view(

@@ -665,6 +665,15 @@ impl<'a> Vfs<'a> {
         Ok(answer)
     }
 
+    /// Sends a change of the view to the daemon: Ok(true) when the rift
+    /// made it, Ok(false) when the daemon passed it back (the path is on
+    /// a filesystem mounted in the project, the kernel's: the caller makes
+    /// it on the disk); an errno answer becomes an error.
+    fn in_rift(&self, op: Op, a: u64, b: u64, p1: &[u8], p2: &[u8]) -> io::Result<bool> {
+        let answer = self.call(op, a, b, p1, p2)?;
+        Ok(answer.flags & vrift_format::proto::REPLY_PASS == 0)
+    }
+
     /// Sends a request to the daemon; its answer, errno included.
     fn call_raw(&self, op: Op, a: u64, b: u64, p1: &[u8], p2: &[u8]) -> io::Result<crate::Answer> {
         let dom = self.dom.as_ref().expect("inside implies a domain");
@@ -758,23 +767,23 @@ impl<'a> Vfs<'a> {
 
     pub fn unlink(&self, loc: &Loc) -> io::Result<()> {
         match self.rel(loc) {
-            Some(rel) => self.call(Op::Unlink, 0, 0, rel, b"").map(drop),
-            None => fs::remove_file(self.disk_path(&loc.at)),
+            Some(rel) if self.in_rift(Op::Unlink, 0, 0, rel, b"")? => Ok(()),
+            _ => fs::remove_file(self.disk_path(&loc.at)),
         }
     }
 
     pub fn rmdir(&self, loc: &Loc) -> io::Result<()> {
         match self.rel(loc) {
-            Some(rel) => self.call(Op::Rmdir, 0, 0, rel, b"").map(drop),
-            None => fs::remove_dir(self.disk_path(&loc.at)),
+            Some(rel) if self.in_rift(Op::Rmdir, 0, 0, rel, b"")? => Ok(()),
+            _ => fs::remove_dir(self.disk_path(&loc.at)),
         }
     }
 
     /// mkdir with `mode` (the caller applied the umask).
     pub fn mkdir(&self, loc: &Loc, mode: u32) -> io::Result<()> {
         match self.rel(loc) {
-            Some(rel) => self.call(Op::Mkdir, mode as u64, 0, rel, b"").map(drop),
-            None => {
+            Some(rel) if self.in_rift(Op::Mkdir, mode as u64, 0, rel, b"")? => Ok(()),
+            _ => {
                 let c = cstr(&self.disk_path(&loc.at))?;
                 // SAFETY: a valid C string.
                 check(unsafe { libc::mkdir(c.as_ptr(), mode) })
@@ -784,18 +793,18 @@ impl<'a> Vfs<'a> {
 
     pub fn symlink(&self, target: &OsStr, loc: &Loc) -> io::Result<()> {
         match self.rel(loc) {
-            Some(rel) => self
-                .call(Op::Symlink, 0, 0, rel, target.as_bytes())
-                .map(drop),
-            None => std::os::unix::fs::symlink(target, self.disk_path(&loc.at)),
+            Some(rel) if self.in_rift(Op::Symlink, 0, 0, rel, target.as_bytes())? => Ok(()),
+            _ => std::os::unix::fs::symlink(target, self.disk_path(&loc.at)),
         }
     }
 
-    /// A hard link `new` to `old` (EXDEV across the domain's edge).
+    /// A hard link `new` to `old` (EXDEV across the domain's edge). As
+    /// every change below: one the daemon passes back (on a filesystem
+    /// mounted in the project) is made on the disk.
     pub fn link(&self, old: &Loc, new: &Loc) -> io::Result<()> {
         match (self.rel(old), self.rel(new)) {
-            (Some(a), Some(b)) => self.call(Op::Link, 0, 0, a, b).map(drop),
-            (None, None) => {
+            (Some(a), Some(b)) if self.in_rift(Op::Link, 0, 0, a, b)? => Ok(()),
+            (Some(_), Some(_)) | (None, None) => {
                 let (a, b) = (
                     cstr(&self.disk_path(&old.at))?,
                     cstr(&self.disk_path(&new.at))?,
@@ -812,8 +821,8 @@ impl<'a> Vfs<'a> {
     /// rename(2) with RENAME_* `flags` (EXDEV across the domain's edge).
     pub fn rename(&self, old: &Loc, new: &Loc, flags: u32) -> io::Result<()> {
         match (self.rel(old), self.rel(new)) {
-            (Some(a), Some(b)) => self.call(Op::Rename, flags as u64, 0, a, b).map(drop),
-            (None, None) => {
+            (Some(a), Some(b)) if self.in_rift(Op::Rename, flags as u64, 0, a, b)? => Ok(()),
+            (Some(_), Some(_)) | (None, None) => {
                 let (a, b) = (
                     cstr(&self.disk_path(&old.at))?,
                     cstr(&self.disk_path(&new.at))?,
@@ -840,8 +849,8 @@ impl<'a> Vfs<'a> {
     /// Sets the permission bits of `loc` (resolved with follow).
     pub fn chmod(&self, loc: &Loc, mode: u32) -> io::Result<()> {
         match self.rel(loc) {
-            Some(rel) => self.call(Op::Chmod, mode as u64, 0, rel, b"").map(drop),
-            None => {
+            Some(rel) if self.in_rift(Op::Chmod, mode as u64, 0, rel, b"")? => Ok(()),
+            _ => {
                 let c = cstr(&self.disk_path(&loc.at))?;
                 // SAFETY: a valid C string.
                 check(unsafe { libc::chmod(c.as_ptr(), mode) })
@@ -852,10 +861,8 @@ impl<'a> Vfs<'a> {
     /// Changes the owner of `loc` itself (`u32::MAX`: unchanged).
     pub fn chown(&self, loc: &Loc, uid: u32, gid: u32) -> io::Result<()> {
         match self.rel(loc) {
-            Some(rel) => self
-                .call(Op::Chown, uid as u64, gid as u64, rel, b"")
-                .map(drop),
-            None => {
+            Some(rel) if self.in_rift(Op::Chown, uid as u64, gid as u64, rel, b"")? => Ok(()),
+            _ => {
                 let c = cstr(&self.disk_path(&loc.at))?;
                 // SAFETY: a valid C string.
                 check(unsafe { libc::lchown(c.as_ptr(), uid, gid) })
@@ -866,10 +873,8 @@ impl<'a> Vfs<'a> {
     /// Sets the times of `loc` itself.
     pub fn utimes(&self, loc: &Loc, atime: Time, mtime: Time) -> io::Result<()> {
         match self.rel(loc) {
-            Some(rel) => self
-                .call(Op::Utimes, atime.wire(), mtime.wire(), rel, b"")
-                .map(drop),
-            None => {
+            Some(rel) if self.in_rift(Op::Utimes, atime.wire(), mtime.wire(), rel, b"")? => Ok(()),
+            _ => {
                 let c = cstr(&self.disk_path(&loc.at))?;
                 let times = [atime.timespec(), mtime.timespec()];
                 // SAFETY: a valid C string and two timespecs.
