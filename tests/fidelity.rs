@@ -529,6 +529,7 @@ fn a_filesystem_mounted_below_the_project_is_not_the_rifts() {
          ln mnt/d/g linked 2>&1 || true
          ln seed.txt mnt/seedlink 2>&1 || true
          rmdir mnt 2>&1 || true
+         mkdir e && python3 -c 'import os; os.rename(\"e\", \"mnt\")' 2>&1 | tail -1
          cat mnt/moved mnt/hl",
     );
     assert!(
@@ -543,6 +544,11 @@ fn a_filesystem_mounted_below_the_project_is_not_the_rifts() {
     );
     assert!(
         out.contains("rmdir: failed to remove 'mnt': Device or resource busy"),
+        "{out}"
+    );
+    // A rename onto the mount point: the kernel's EBUSY, as natively.
+    assert!(
+        out.contains("OSError: [Errno 16] Device or resource busy: 'e' -> 'mnt'"),
         "{out}"
     );
     assert!(out.ends_with("rift\non-tmpfs\n"), "{out}");

@@ -213,12 +213,20 @@ fn on_other_mount(rift: &Rift, req: &Request<'_>) -> Option<Answer> {
     };
     let other = |p: &[u8]| super::beneath::on_other_mount(rift.root(), p);
     match req.op {
-        Op::Rename | Op::Link => match (other(req.path1), other(req.path2)) {
-            (false, false) => None,
-            // Two mounts, or the same one: the kernel says which.
-            (true, true) => Some(pass()),
-            _ => Some(Answer::fail(libc::EXDEV, Vec::new())),
-        },
+        // Where the names are made decides (their directories), as in the
+        // kernel: one on each side is EXDEV.
+        Op::Rename | Op::Link => {
+            let dir = |p: &[u8]| other(crate::paths::parent_rel(p));
+            match (dir(req.path1), dir(req.path2)) {
+                // Two mounts, or the same one: the kernel says which.
+                (true, true) => Some(pass()),
+                (false, false) => {
+                    // A mount point itself (the kernel's EBUSY or EEXIST).
+                    (other(req.path1) || other(req.path2)).then(pass)
+                }
+                _ => Some(Answer::fail(libc::EXDEV, Vec::new())),
+            }
+        }
         Op::OpenWrite
         | Op::Unlink
         | Op::Rmdir
