@@ -14,8 +14,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use vrift_format::table::{
-    field, path_hash, Table, DIR_SLOT_LEN, FLAG_SUPERSEDED, FLAG_VERIFY, HEADER_LEN, PATH_SLOT_LEN,
-    TABLE_FILE, TABLE_MAGIC, TABLE_VERSION,
+    field, path_hash, Table, DIR_SLOT_LEN, FLAG_CLOSED_DIRS, FLAG_SUPERSEDED, FLAG_VERIFY,
+    HEADER_LEN, PATH_SLOT_LEN, TABLE_FILE, TABLE_MAGIC, TABLE_VERSION,
 };
 use vrift_format::DIR_OPAQUE;
 
@@ -113,6 +113,8 @@ pub struct TableMeta<'a> {
     pub exe: &'a [u8],
     /// `verify = true` in the project's config ([`FLAG_VERIFY`]).
     pub verify: bool,
+    /// A directory lost its owner's search bit ([`FLAG_CLOSED_DIRS`]).
+    pub closed_dirs: bool,
 }
 
 /// Whether a table is built exactly to size (the CLI's, replaced whole) or
@@ -333,7 +335,12 @@ pub fn build(
     put(field::BLOOM_WORDS, bloom_words as u64);
     header[field::MAGIC..field::MAGIC + 8].copy_from_slice(&TABLE_MAGIC);
     header[field::VERSION..field::VERSION + 4].copy_from_slice(&TABLE_VERSION.to_le_bytes());
-    let flags = if meta.verify { FLAG_VERIFY } else { 0 };
+    let flags = if meta.verify { FLAG_VERIFY } else { 0 }
+        | if meta.closed_dirs {
+            FLAG_CLOSED_DIRS
+        } else {
+            0
+        };
     header[field::FLAGS..field::FLAGS + 4].copy_from_slice(&flags.to_le_bytes());
     // The spare arena the daemon appends to.
     out.resize(file_len, 0);
@@ -449,6 +456,25 @@ pub fn verify_reads(project: &Project) -> bool {
     project.config().map(|c| c.verify).unwrap_or(true)
 }
 
+/// The mark that a directory of the project lost its owner's search bit
+/// through the view ([`FLAG_CLOSED_DIRS`]): every table after it keeps
+/// the flag (a directory's mode is the disk's, not the manifest's).
+fn closed_dirs_mark(project: &Project) -> std::path::PathBuf {
+    project.state_dir().join("closed-dirs")
+}
+
+/// Whether the project's tables carry [`FLAG_CLOSED_DIRS`].
+pub fn closed_dirs(project: &Project) -> bool {
+    closed_dirs_mark(project).exists()
+}
+
+/// Records that a directory of the project lost its owner's search bit
+/// (the daemon's chmod or mkdir): later tables carry the flag.
+pub fn mark_closed_dirs(project: &Project) -> Result<()> {
+    let mark = closed_dirs_mark(project);
+    std::fs::write(&mark, b"").with_context(|| format!("cannot write {}", mark.display()))
+}
+
 /// Rebuilds the project's table from its manifest and publishes it.
 pub fn publish(project: &Project, cas: &Cas, manifest: &Manifest) -> Result<()> {
     let view = collect(manifest)?;
@@ -462,6 +488,7 @@ pub fn publish(project: &Project, cas: &Cas, manifest: &Manifest) -> Result<()> 
         socket: socket.as_os_str().as_bytes(),
         exe: exe.as_os_str().as_bytes(),
         verify: verify_reads(project),
+        closed_dirs: closed_dirs(project),
     };
     let bytes = build(&view.records, &view.dir_flags, &meta, Room::Exact);
     replace(project, &bytes)
@@ -584,6 +611,7 @@ mod tests {
             socket: b"/run/s",
             exe: b"/bin/vrift",
             verify: false,
+            closed_dirs: false,
         }
     }
 

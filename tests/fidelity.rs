@@ -407,8 +407,9 @@ fn set_group_id_is_dropped_on_create_for_non_members() {
 /// The mode bits hold for the project's own user too (gVisor's chmod,
 /// open_create, rename, symlink and unlink tests as `nobody`): a file made
 /// read-only cannot be written or truncated, a file of mode 000 cannot be
-/// read, a directory made read-only takes no new name and loses none —
-/// each as on disk (the same script natively and in the view). Run as a
+/// read, a directory made read-only takes no new name and loses none, one
+/// made unsearchable hides what is below it from stat, open and readlink
+/// (the library checks search permission from then on) — each as on disk (the same script natively and in the view). Run as a
 /// user that is not root (root passes these checks): as root, the whole
 /// project, its daemon and the script run as nobody.
 #[test]
@@ -465,6 +466,13 @@ fn mode_bits_hold_for_the_projects_own_user() {
         say 'rename into 0555 dir' 'mv f ro/f'
         chmod 755 ro
         say 'unlink once writable' 'rm ro/z'
+        mkdir sd; echo s > sd/s; ln -s s sd/l; chmod 644 sd
+        say 'stat in 0644 dir' 'test -e sd/s'
+        say 'read in 0644 dir' 'cat sd/s'
+        say 'readlink in 0644 dir' 'readlink sd/l'
+        say 'list 0644 dir' 'ls sd'
+        chmod 755 sd
+        say 'stat once searchable' 'test -e sd/s'
         cat f; ls ro";
     let view = run(&root, VRIFT, &["run", "--", "sh", "-c", script]);
     let native = run(&twin, "sh", &["-c", script]);
@@ -485,6 +493,11 @@ fn mode_bits_hold_for_the_projects_own_user() {
         "unlink in 0555 dir: denied",
         "rename out of 0555 dir: denied",
         "unlink once writable: ok",
+        "stat in 0644 dir: denied",
+        "read in 0644 dir: denied",
+        "readlink in 0644 dir: denied",
+        "list 0644 dir: ok",
+        "stat once searchable: ok",
     ] {
         assert!(has_line(&out, line), "{line:?} in\n{out}");
     }

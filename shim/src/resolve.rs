@@ -386,10 +386,12 @@ fn resolve_checked<'t>(
                         View::Disk { rewritten }
                     }
                     // The kernel never looks at a rift entry: where the
-                    // process's credentials changed, the search permission
-                    // it would check on the way (see `creds`).
+                    // process's credentials changed (see `creds`), or a
+                    // directory of the project lost its owner's search bit,
+                    // the search permission it would check on the way.
                     View::Entry { .. } | View::Error(_)
-                        if state::creds_changed() && search_denied(out.abs(), out.real_ids) =>
+                        if (state::creds_changed() || table.closed_dirs())
+                            && search_denied(out.abs(), out.real_ids) =>
                     {
                         View::Error(libc::EACCES)
                     }

@@ -86,6 +86,7 @@ impl LiveTable {
             socket: &id.socket,
             exe: &id.exe,
             verify: id.verify,
+            closed_dirs: table::closed_dirs(project),
         };
         let bytes = table::build(records, dir_flags, &meta, Room::Spare);
         table::replace(project, &bytes)?;
@@ -375,6 +376,15 @@ impl LiveTable {
     /// so that a quiet daemon does not retry it in a loop.
     pub fn accept_fragments(&mut self) {
         self.built_arena_end = self.arena_end;
+    }
+
+    /// Sets [`vrift_format::table::FLAG_CLOSED_DIRS`] in the published
+    /// table: from now on, every process's lookups of rift entries ask for
+    /// search permission (its mark keeps it in the tables after this one).
+    pub fn set_closed_dirs(&self) {
+        // SAFETY: the flags field is 4-aligned inside our mapping.
+        unsafe { AtomicU32::from_ptr(self.ptr.add(field::FLAGS) as *mut u32) }
+            .fetch_or(vrift_format::table::FLAG_CLOSED_DIRS, Ordering::Release);
     }
 
     /// Replaces this table by a new generation with the same contents and

@@ -75,6 +75,13 @@ pub const FLAG_SUPERSEDED: u32 = 1;
 /// blob that lacks the verified-once mark before its first open.
 pub const FLAG_VERIFY: u32 = 2;
 
+/// Header flag: a directory of the project lost its owner's search bit
+/// through the view (`chmod u-x`, `mkdir -m 600`): the library then asks
+/// the kernel for search permission on the way to every rift entry, as the
+/// kernel would for a file on disk (set at run time by the daemon, kept
+/// by the tables after it: `.vrift/closed-dirs`).
+pub const FLAG_CLOSED_DIRS: u32 = 4;
+
 /// File name of the table inside `.vrift/`.
 pub const TABLE_FILE: &str = "view.table";
 
@@ -408,6 +415,13 @@ impl<'a> Table<'a> {
     #[inline]
     pub fn verify(&self) -> bool {
         self.flags() & FLAG_VERIFY != 0
+    }
+
+    /// Whether a directory of the project may be unsearchable for its
+    /// owner ([`FLAG_CLOSED_DIRS`]).
+    #[inline]
+    pub fn closed_dirs(&self) -> bool {
+        self.flags() & FLAG_CLOSED_DIRS != 0
     }
 
     pub fn generation(&self) -> u64 {

@@ -114,6 +114,7 @@ impl Rift {
                 }
                 self.set_dir(rel, flags | DIR_OPAQUE)?;
                 beneath::chmod(self.root(), rel, mode)?;
+                self.dir_mode_set(mode)?;
             }
             Some(_) => {
                 // A hidden physical file stands there: the directory cannot
@@ -139,7 +140,20 @@ impl Rift {
                     self.record(undo)?;
                     return Err(e.into());
                 }
+                self.dir_mode_set(mode)?;
             }
+        }
+        Ok(())
+    }
+
+    /// A directory got `mode`: one without its owner's search bit makes
+    /// every process check search permission on the way to rift entries
+    /// from now on (the kernel would, for its files; the library reads
+    /// rift entries from the table, without a walk to check it).
+    fn dir_mode_set(&mut self, mode: u32) -> Result<()> {
+        if mode & 0o100 == 0 && !self.table().closed_dirs() {
+            crate::table::mark_closed_dirs(&self.project)?;
+            self.table.set_closed_dirs();
         }
         Ok(())
     }
@@ -283,6 +297,7 @@ impl Rift {
             Node::Dir => {
                 // Directories are physical.
                 beneath::chmod(self.root(), rel, mode)?;
+                self.dir_mode_set(mode)?;
                 Ok(())
             }
             Node::Entry(h, _) if h.kind == Kind::Symlink => posix(libc::EOPNOTSUPP),
