@@ -473,6 +473,7 @@ fn mode_bits_hold_for_the_projects_own_user() {
         say 'list 0644 dir' 'ls sd'
         chmod 755 sd
         say 'stat once searchable' 'test -e sd/s'
+        chmod 644 sd
         cat f; ls ro";
     let view = run(&root, VRIFT, &["run", "--", "sh", "-c", script]);
     let native = run(&twin, "sh", &["-c", script]);
@@ -503,6 +504,12 @@ fn mode_bits_hold_for_the_projects_own_user() {
     }
     // What the view wrote is in the rift.
     assert!(!root.join("f").exists());
+    // vrift's own coreutils ask for the same search permission.
+    let cp = run(&root, VRIFT, &["cp", "sd/s", "copied"]);
+    assert!(
+        !cp.status.success() && text(&cp.stderr).contains("Permission denied"),
+        "{cp:?}"
+    );
     // The project's user may still stop its own daemon.
     let stop = run(&root, VRIFT, &["daemon", "stop"]);
     assert!(stop.status.success(), "{}", text(&stop.stderr));

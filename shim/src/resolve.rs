@@ -386,12 +386,18 @@ fn resolve_checked<'t>(
                         View::Disk { rewritten }
                     }
                     // The kernel never looks at a rift entry: where the
-                    // process's credentials changed (see `creds`), or a
-                    // directory of the project lost its owner's search bit,
-                    // the search permission it would check on the way.
+                    // process's credentials changed (see `creds`), the
+                    // search permission it would check on the way...
                     View::Entry { .. } | View::Error(_)
-                        if (state::creds_changed() || table.closed_dirs())
-                            && search_denied(out.abs(), out.real_ids) =>
+                        if state::creds_changed() && search_denied(out.abs(), out.real_ids) =>
+                    {
+                        View::Error(libc::EACCES)
+                    }
+                    // ... and for an entry (whose directories the view
+                    // shows as the disk has them) once a directory of the
+                    // project lost its owner's search bit.
+                    View::Entry { .. }
+                        if table.closed_dirs() && search_denied(out.abs(), out.real_ids) =>
                     {
                         View::Error(libc::EACCES)
                     }
@@ -546,21 +552,23 @@ fn refuse_unviewable<'t>() -> View<'t> {
 }
 
 /// Whether the process may not search the directories on the way to
-/// `abs` (directories are physical: one `faccessat2(X_OK)` of its parent
-/// asks the kernel about every one of them), with its effective ids, or
-/// its real ones for `access` (`real_ids`).
+/// `abs` (directories are physical: one `faccessat2(X_OK)` of its parent's
+/// `.` asks the kernel about every one of them; a parent that is no
+/// directory on disk — a file the view hides — is ENOTDIR, not a refusal),
+/// with its effective ids, or its real ones for `access` (`real_ids`).
 #[cold]
 #[inline(never)]
 fn search_denied(abs: &[u8], real_ids: bool) -> bool {
     let Some(slash) = abs.iter().rposition(|&c| c == b'/') else {
         return false;
     };
-    let mut parent = [0u8; vrift_shim_core::PATH_MAX + 1];
+    let mut parent = [0u8; vrift_shim_core::PATH_MAX + 3];
     let n = slash.max(1);
-    if n >= parent.len() {
+    if n + 2 >= parent.len() {
         return false;
     }
     parent[..n].copy_from_slice(&abs[..n]);
+    parent[n..n + 2].copy_from_slice(b"/.");
     // SAFETY: errno is thread-local; kept for the caller's success path.
     let saved = unsafe { *libc::__errno_location() };
     // SAFETY: a NUL-terminated path in our buffer.

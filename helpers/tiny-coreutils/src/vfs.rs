@@ -300,6 +300,12 @@ impl<'a> Vfs<'a> {
             let mut mt = dom.table.borrow_mut();
             if let Some(t) = mt.get() {
                 match view::lookup(&t, rel) {
+                    // A directory of the project lost its owner's search
+                    // bit: the kernel's search permission on the way, as
+                    // the library asks it (`FLAG_CLOSED_DIRS`).
+                    Found::Entry { .. } if t.closed_dirs() && !searchable(&dom.root, rel) => {
+                        return Err(errno(libc::EACCES))
+                    }
                     Found::Entry { header, target } => {
                         return Ok(Node::Entry(header, target.to_vec()))
                     }
@@ -902,6 +908,22 @@ impl<'a> Vfs<'a> {
             }
         }
     }
+}
+
+/// Whether this process may search every directory on the way to the
+/// rift path `rel` below `root` (one `faccessat` of its parent, with the
+/// effective ids, as the kernel's walk checks).
+fn searchable(root: &Path, rel: &[u8]) -> bool {
+    // Its `.`: a parent that is no directory on disk is not a refusal.
+    let parent = match rel.iter().rposition(|&c| c == b'/') {
+        Some(i) => root.join(OsStr::from_bytes(&rel[..i])).join("."),
+        None => root.join("."),
+    };
+    let Ok(c) = cstr(&parent) else {
+        return true;
+    };
+    // SAFETY: a valid C string.
+    unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) == 0 }
 }
 
 fn disk_node(p: &Path) -> io::Result<Node> {
