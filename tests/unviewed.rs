@@ -427,4 +427,19 @@ fn a_program_that_gains_privileges_is_refused_not_run_on_the_disk() {
         &format!("setpriv --no-new-privs {sucat} rift.txt"),
     );
     assert_eq!((code, out.as_str()), (0, "rift\n"), "{err}");
+
+    // So it does on a nosuid mount.
+    let nosuid = sb.mkdir("nosuid");
+    let _mounted = Tmpfs::mount(&nosuid, "nosuid,size=4m");
+    let there = nosuid.join("sgcat");
+    fs::copy(&sucat, &there).unwrap();
+    let st = Command::new("chgrp")
+        .arg("nogroup")
+        .arg(&there)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    fs::set_permissions(&there, std::os::unix::fs::PermissionsExt::from_mode(0o2755)).unwrap();
+    let (code, out, err) = in_view(&sb, &root, &format!("{} rift.txt", there.display()));
+    assert_eq!((code, out.as_str()), (0, "rift\n"), "{err}");
 }

@@ -977,10 +977,14 @@ fn gains_privileges(fd: c_int) -> bool {
     }
     // SAFETY: prctl with an option that only reads a flag.
     let nnp = unsafe { libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) } == 1;
-    // SAFETY: all-zero is a valid statvfs, filled by libc.
-    let mut fs: libc::statvfs = unsafe { core::mem::zeroed() };
-    // SAFETY: our fd and a statvfs to fill.
-    let nosuid = unsafe { libc::fstatvfs(fd, &mut fs) } == 0 && fs.f_flag & libc::ST_NOSUID != 0;
+    // The raw call (the kernel's struct is statfs64's layout): glibc's
+    // fstatvfs may read /proc/mounts, which allocates — not in an exec
+    // that may run in a vfork child.
+    // SAFETY: all-zero is a valid statfs64, filled by the kernel.
+    let mut fs: libc::statfs64 = unsafe { core::mem::zeroed() };
+    // SAFETY: our fd and a struct of the kernel's size to fill.
+    let got = unsafe { crate::raw_syscall!(libc::SYS_fstatfs, fd, &mut fs as *mut libc::statfs64) };
+    let nosuid = got == 0 && fs.f_flags & libc::ST_NOSUID as libc::__fsword_t != 0;
     !nnp && !nosuid
 }
 
