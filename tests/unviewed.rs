@@ -383,15 +383,7 @@ fn a_program_that_gains_privileges_is_refused_not_run_on_the_disk() {
     sb.ok(&root, &["init"]);
     // Outside the project: a copy of cat, set-group-ID to nogroup (root
     // keeps its user, and may read everything the test made).
-    let sucat = sb.mkdir("bin").join("sgcat");
-    fs::copy("/bin/cat", &sucat).unwrap();
-    let nogroup = Command::new("chgrp")
-        .arg("nogroup")
-        .arg(&sucat)
-        .status()
-        .unwrap();
-    assert!(nogroup.success());
-    fs::set_permissions(&sucat, std::os::unix::fs::PermissionsExt::from_mode(0o2755)).unwrap();
+    let sucat = set_group_id_cat(&sb.mkdir("bin").join("sgcat"));
     let sucat = sucat.display().to_string();
 
     let (code, out, err) = in_view(
@@ -431,15 +423,20 @@ fn a_program_that_gains_privileges_is_refused_not_run_on_the_disk() {
     // So it does on a nosuid mount.
     let nosuid = sb.mkdir("nosuid");
     let _mounted = Tmpfs::mount(&nosuid, "nosuid,size=4m");
-    let there = nosuid.join("sgcat");
-    fs::copy(&sucat, &there).unwrap();
-    let st = Command::new("chgrp")
-        .arg("nogroup")
-        .arg(&there)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    fs::set_permissions(&there, std::os::unix::fs::PermissionsExt::from_mode(0o2755)).unwrap();
+    let there = set_group_id_cat(&nosuid.join("sgcat"));
     let (code, out, err) = in_view(&sb, &root, &format!("{} rift.txt", there.display()));
     assert_eq!((code, out.as_str()), (0, "rift\n"), "{err}");
+}
+
+/// A copy of cat at `at`, set-group-ID to nogroup (mode 2755).
+fn set_group_id_cat(at: &Path) -> PathBuf {
+    fs::copy("/bin/cat", at).unwrap();
+    let st = Command::new("chgrp")
+        .arg("nogroup")
+        .arg(at)
+        .status()
+        .unwrap();
+    assert!(st.success(), "chgrp nogroup {}", at.display());
+    fs::set_permissions(at, std::os::unix::fs::PermissionsExt::from_mode(0o2755)).unwrap();
+    at.to_path_buf()
 }
