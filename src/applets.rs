@@ -43,7 +43,7 @@ pub fn dispatch(args: &[OsString]) -> Option<std::process::ExitCode> {
 }
 
 /// Connections to project daemons, through vrift's own client.
-struct Daemons;
+pub(crate) struct Daemons;
 
 /// Survives the daemon: a request whose answer a dying daemon took with
 /// it is asked again of the next one (see [`crate::daemon::client::Session`]).

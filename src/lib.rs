@@ -11,6 +11,7 @@ pub mod env_vars;
 pub mod exclusive;
 pub mod failpoint;
 pub mod fsck;
+pub mod fuse_view;
 pub mod gc;
 pub mod inception;
 pub mod ingest;

@@ -3,7 +3,8 @@
 //! dynamic loader run as a program). The work is the library's (its
 //! `vrift_syscall_view`: a seccomp supervisor serving the program's calls
 //! from the view); this process only hands it the arguments, so that it
-//! runs in the pid the program's parent waits for.
+//! runs in the pid the program's parent waits for. Before it, the FUSE
+//! view (`fuse_view`) is tried.
 
 use std::ffi::{c_char, c_int, CString};
 use std::os::unix::ffi::OsStringExt;
@@ -24,6 +25,11 @@ pub fn run() -> u8 {
     if args.is_empty() {
         eprintln!("vrift __syscall-view: PROGRAM [ARGV…] expected");
         return 2;
+    }
+    // The FUSE view first (see `fuse_view`); the supervisor where it
+    // cannot be set up.
+    if let Some(code) = crate::fuse_view::run(&args[0], &args[1..]) {
+        return code;
     }
     // SAFETY: looking up a symbol of the already loaded library.
     let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"vrift_syscall_view".as_ptr()) };

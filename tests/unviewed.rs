@@ -1,8 +1,10 @@
 //! Programs that cannot load vrift's library — statically linked ones, Go
 //! programs (whose runtime makes its own system calls), the dynamic loader
-//! run as a program, valgrind's tools — run under vrift's syscall
-//! supervisor inside an inception: they see the view and what they write
-//! lands in the rift, like every other process. A program that gains
+//! run as a program, valgrind's tools — run in the FUSE view (a mount
+//! namespace of their own with the view mounted over the project) or
+//! under vrift's syscall supervisor inside an inception: they see the view
+//! and what they write lands in the rift, like every other process. Each
+//! test runs under both mechanisms (`VRIFT_UNVIEWED_BY`). A program that gains
 //! privileges at exec (set-user-ID, set-group-ID, file capabilities), for
 //! which the dynamic loader ignores the library, is refused.
 //! `VRIFT_UNVIEWED=run` runs one against the disk on purpose.
@@ -14,6 +16,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+
+/// The two ways such programs are kept in the view (`VRIFT_UNVIEWED_BY`).
+const MECHANISMS: [&str; 2] = ["fuse", "seccomp"];
+
+/// `script` with the programs it runs kept in the view `by` a mechanism.
+fn by(mechanism: &str, script: &str) -> String {
+    format!("export VRIFT_UNVIEWED_BY={mechanism}; {script}")
+}
 
 /// Runs `script` in the view of `root`; returns (exit code, stdout, stderr).
 fn in_view(sb: &Sandbox, root: &Path, script: &str) -> (i32, String, String) {
@@ -96,41 +106,60 @@ fn static_programs_see_the_view_and_write_to_the_rift() {
     let Some(sb) = static_sandbox() else { return };
     let writer = static_binary(&sb, "writer", WRITER_C);
     let poke = static_binary(&sb, "poke", POKE_C);
-    let root = sb.mkdir("p");
-    fs::write(root.join("input.txt"), "disk\n").unwrap();
-    sb.ok(&root, &["init"]);
-    let before = disk_files(&root);
+    for m in MECHANISMS {
+        let root = sb.mkdir(&format!("p-{m}"));
+        fs::write(root.join("input.txt"), "disk\n").unwrap();
+        sb.ok(&root, &["init"]);
+        let before = disk_files(&root);
 
-    // The input changed in the view: the static program reads the view's.
-    let (code, out, err) = in_view(
-        &sb,
-        &root,
-        &format!("echo view > input.txt && {} 3", writer.display()),
-    );
-    assert_eq!((code, out.as_str()), (3, "read: view\nran\n"), "{err}");
-    assert_eq!(err, "", "the supervisor said something");
-    assert_eq!(sb.ok(&root, &["cat", "written.txt"]), "x\n");
-    assert_eq!(sb.ok(&root, &["cat", "via-proc.txt"]), "p\n");
-    assert_eq!(disk_files(&root), before, "a static program wrote the disk");
+        // The input changed in the view: the static program reads the view's.
+        let (code, out, err) = in_view(
+            &sb,
+            &root,
+            &by(
+                m,
+                &format!("echo view > input.txt && {} 3", writer.display()),
+            ),
+        );
+        assert_eq!((code, out.as_str()), (3, "read: view\nran\n"), "{m}: {err}");
+        assert_eq!(err, "", "{m}: vrift said something");
+        assert_eq!(sb.ok(&root, &["cat", "written.txt"]), "x\n");
+        assert_eq!(sb.ok(&root, &["cat", "via-proc.txt"]), "p\n");
+        assert_eq!(
+            disk_files(&root),
+            before,
+            "{m}: a static program wrote the disk"
+        );
 
-    // The shared blob behind a rift file cannot be written through its fd
-    // (EACCES); fchmod of the fd changes the view's entry, as it would the
-    // file on disk, and not the blob.
-    let (_, out, err) = in_view(&sb, &root, &format!("{} written.txt", poke.display()));
-    assert_eq!(out, "reopen 13\nfchmod 0\n", "{err}");
-    assert_eq!(sb.ok(&root, &["cat", "written.txt"]), "x\n");
-    assert_eq!(sb.ok_in_view(&root, "stat -c %a written.txt"), "777\n");
-    let fsck = sb.ok(&root, &["fsck"]);
-    assert!(!fsck.contains("corrupt"), "{fsck}");
+        // The shared blob behind a rift file cannot be written through its
+        // fd. The supervisor hands the program the blob's fd, so a reopen
+        // for writing is refused (EACCES); in the FUSE view the fd is the
+        // view's file, and a reopen writes the view (a copy), as root may
+        // on disk. fchmod of the fd changes the view's entry, not the blob.
+        let (_, out, err) = in_view(
+            &sb,
+            &root,
+            &by(m, &format!("{} written.txt", poke.display())),
+        );
+        let (reopen, content) = match m {
+            "fuse" => ("reopen 0\nfchmod 0\n", "EVIL"),
+            _ => ("reopen 13\nfchmod 0\n", "x\n"),
+        };
+        assert_eq!(out, reopen, "{m}: {err}");
+        assert_eq!(sb.ok(&root, &["cat", "written.txt"]), content, "{m}");
+        assert_eq!(sb.ok_in_view(&root, "stat -c %a written.txt"), "777\n");
+        let fsck = sb.ok(&root, &["fsck"]);
+        assert!(!fsck.contains("corrupt"), "{m}: {fsck}");
 
-    // Asked for explicitly, the static program runs against the disk.
-    let (code, out, _) = in_view(
-        &sb,
-        &root,
-        &format!("VRIFT_UNVIEWED=run {}", writer.display()),
-    );
-    assert_eq!((code, out.as_str()), (0, "read: disk\nran\n"));
-    assert!(root.join("written.txt").exists());
+        // Asked for explicitly, the static program runs against the disk.
+        let (code, out, _) = in_view(
+            &sb,
+            &root,
+            &by(m, &format!("VRIFT_UNVIEWED=run {}", writer.display())),
+        );
+        assert_eq!((code, out.as_str()), (0, "read: disk\nran\n"), "{m}");
+        assert!(root.join("written.txt").exists());
+    }
 }
 
 #[test]
@@ -144,14 +173,18 @@ fn a_static_program_killed_by_a_signal_ends_its_supervisor_the_same_way() {
     let root = sb.mkdir("p");
     sb.ok(&root, &["init"]);
     // `kill` targets the pid the shell knows: the supervisor, which passes
-    // the signal on; the program's death by it is the status the shell sees.
+    // the signal on, or the program itself in the FUSE view (exec'd in that
+    // pid once its namespace is made); the program's death by it is the
+    // status the shell sees.
     let script = format!(
-        "{} & pid=$!; while [ -z \"$(cat /proc/$pid/task/$pid/children 2>/dev/null)\" ]; do sleep 0.05; done; \
-         kill -TERM $pid; wait $pid; echo $?",
+        "{} & pid=$!; until [ \"$(cat /proc/$pid/comm)\" = pauser ] || pgrep -x -P $pid pauser >/dev/null; \
+         do sleep 0.05; done; kill -TERM $pid; wait $pid; echo $?",
         pauser.display()
     );
-    let (code, out, err) = in_view(&sb, &root, &script);
-    assert_eq!((code, out.as_str()), (0, "143\n"), "{err}");
+    for m in MECHANISMS {
+        let (code, out, err) = in_view(&sb, &root, &by(m, &script));
+        assert_eq!((code, out.as_str()), (0, "143\n"), "{m}: {err}");
+    }
 }
 
 #[test]
@@ -173,17 +206,30 @@ fn the_loader_ldd_and_valgrind_run_programs_built_in_the_view() {
     );
     assert!(!root.join("hello").exists());
 
-    let out = sb.ok_in_view(&root, "/lib64/ld-linux-x86-64.so.2 ./hello");
-    assert_eq!(out, "read: in-view\nran\n");
-    let out = sb.ok_in_view(&root, "ldd ./hello");
-    assert!(out.contains("libc.so.6"), "{out}");
-    if Command::new("valgrind").arg("--version").output().is_err() {
+    let valgrind = Command::new("valgrind").arg("--version").output().is_ok();
+    if !valgrind {
         skip("valgrind is not installed");
-    } else {
-        let (code, out, err) = in_view(&sb, &root, "valgrind -q --error-exitcode=99 ./hello 5");
-        assert_eq!((code, out.as_str()), (5, "read: in-view\nran\n"), "{err}");
     }
-    assert_eq!(disk_files(&root), before, "the loader reached the disk");
+    for m in MECHANISMS {
+        let out = sb.ok_in_view(&root, &by(m, "/lib64/ld-linux-x86-64.so.2 ./hello"));
+        assert_eq!(out, "read: in-view\nran\n", "{m}");
+        let out = sb.ok_in_view(&root, &by(m, "ldd ./hello"));
+        assert!(out.contains("libc.so.6"), "{m}: {out}");
+        if valgrind {
+            let script = by(m, "valgrind -q --error-exitcode=99 ./hello 5");
+            let (code, out, err) = in_view(&sb, &root, &script);
+            assert_eq!(
+                (code, out.as_str()),
+                (5, "read: in-view\nran\n"),
+                "{m}: {err}"
+            );
+        }
+        assert_eq!(
+            disk_files(&root),
+            before,
+            "{m}: the loader reached the disk"
+        );
+    }
 }
 
 fn go_installed() -> bool {
@@ -264,16 +310,28 @@ fn go_builds_tests_and_runs_in_the_view() {
             sb.path().join("main_test.go").display()
         ),
     );
-    let out = sb.ok_in_view(&root, &format!("{go_env} go build -o hello . && ./hello"));
-    assert_eq!(out, "result.txt\n");
-    assert_eq!(
-        sb.ok(&root, &["cat", "out/result.txt"]),
-        "42 from the view\n"
-    );
-    let out = sb.ok_in_view(&root, &format!("{go_env} go vet . && go test ./..."));
-    assert!(out.starts_with("ok "), "{out}");
-    assert!(!root.join("hello").exists());
-    assert_eq!(disk_files(&root), before, "go wrote the project's disk");
+    for m in MECHANISMS {
+        let script = by(
+            m,
+            &format!("{go_env} rm -rf out hello && go build -o hello . && ./hello"),
+        );
+        assert_eq!(sb.ok_in_view(&root, &script), "result.txt\n", "{m}");
+        assert_eq!(
+            sb.ok(&root, &["cat", "out/result.txt"]),
+            "42 from the view\n"
+        );
+        let out = sb.ok_in_view(
+            &root,
+            &by(m, &format!("{go_env} go vet . && go test -count=1 ./...")),
+        );
+        assert!(out.starts_with("ok "), "{m}: {out}");
+        assert!(!root.join("hello").exists());
+        assert_eq!(
+            disk_files(&root),
+            before,
+            "{m}: go wrote the project's disk"
+        );
+    }
 }
 
 /// A dynamic program started by a static one runs under the filter too; if
@@ -291,21 +349,23 @@ fn a_daemon_started_under_the_filter_is_left_to_the_kernel() {
     );
     let root = sb.mkdir("p");
     sb.ok(&root, &["init"]);
-    sb.ok(&root, &["daemon", "stop"]);
-    let script = format!(
-        "{} sh -c 'mkdir d && echo y > d/g && cat d/g'",
-        launcher.display()
-    );
-    assert_eq!(sb.ok_in_view(&root, &script), "y\n");
-    assert_eq!(sb.ok(&root, &["cat", "d/g"]), "y\n");
-    assert!(!root.join("d/g").exists());
+    for m in MECHANISMS {
+        sb.ok(&root, &["daemon", "stop"]);
+        let script = format!(
+            "{} sh -c 'mkdir d-{m} && echo y > d-{m}/g && cat d-{m}/g'",
+            launcher.display()
+        );
+        assert_eq!(sb.ok_in_view(&root, &by(m, &script)), "y\n", "{m}");
+        assert_eq!(sb.ok(&root, &["cat", &format!("d-{m}/g")]), "y\n");
+        assert!(!root.join(format!("d-{m}/g")).exists());
+    }
     sb.ok(&root, &["daemon", "stop"]);
 }
 
 /// A program under the supervisor that execs a file the view changed
 /// cannot be given the view's file (its path argument cannot be changed
 /// from outside): it gets EACCES and one line, never the stale copy the
-/// disk holds under that name.
+/// disk holds under that name. In the FUSE view it runs the view's file.
 #[test]
 fn a_supervised_program_never_execs_the_disks_stale_copy() {
     let Some(sb) = static_sandbox() else { return };
@@ -326,10 +386,13 @@ fn a_supervised_program_never_execs_the_disks_stale_copy() {
         "printf '#!/bin/sh\\necho view\\n' > prog && ./prog && {} ./prog",
         launcher.display()
     );
-    let (code, out, err) = in_view(&sb, &root, &script);
+    let (code, out, err) = in_view(&sb, &root, &by("seccomp", &script));
     assert_eq!((code, out.as_str()), (127, "view\n"), "{err}");
     assert!(err.contains("which only the view holds"), "{err}");
     assert_eq!(err.matches("vrift:").count(), 1, "{err}");
+    // In the FUSE view the kernel execs the view's file.
+    let (code, out, err) = in_view(&sb, &root, &by("fuse", &script));
+    assert_eq!((code, out.as_str()), (0, "view\nview\n"), "{err}");
 }
 
 /// Bad pointers from a program under the supervisor get EFAULT, as from
@@ -361,8 +424,10 @@ int main(void) {
     );
     let root = sb.mkdir("p");
     sb.ok(&root, &["init"]);
-    let out = sb.ok_in_view(&root, &format!("echo x > f && {}", prog.display()));
-    assert_eq!(out, "open EFAULT\nmkdir EFAULT\nstat EFAULT\n");
+    for m in MECHANISMS {
+        let out = sb.ok_in_view(&root, &by(m, &format!("echo x > f && {}", prog.display())));
+        assert_eq!(out, "open EFAULT\nmkdir EFAULT\nstat EFAULT\n", "{m}");
+    }
 }
 
 /// A set-group-ID program runs in the kernel's secure-execution mode, where
@@ -439,4 +504,287 @@ fn set_group_id_cat(at: &Path) -> PathBuf {
     assert!(st.success(), "chgrp nogroup {}", at.display());
     fs::set_permissions(at, std::os::unix::fs::PermissionsExt::from_mode(0o2755)).unwrap();
     at.to_path_buf()
+}
+
+/// Changes a static program makes with raw calls, each printed with its
+/// result: file I/O, rename, symlinks in and out of the project, hard
+/// links, modes, times, listings. `argv[1]`: a directory outside the
+/// project; the cwd: the project (or its physical twin).
+const CHANGES_C: &str = r#"
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+static void say(const char *what, int r) {
+    printf("%s %s\n", what, r < 0 ? strerrorname_np(errno) : "ok");
+}
+static void show(const char *path) {
+    char buf[64] = {0};
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) { printf("read %s %s\n", path, strerrorname_np(errno)); return; }
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    struct stat st;
+    stat(path, &st);
+    printf("read %s %zd [%s] mode %o nlink %lu\n", path, n, buf, st.st_mode & 07777,
+           (unsigned long)st.st_nlink);
+}
+static int cmp(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+static void list(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) { printf("list %s %s\n", dir, strerrorname_np(errno)); return; }
+    char *names[64]; int n = 0; struct dirent *e;
+    while ((e = readdir(d)) && n < 64)
+        if (e->d_name[0] != '.') names[n++] = strdup(e->d_name);
+    closedir(d);
+    qsort(names, n, sizeof *names, cmp);
+    printf("list %s:", dir);
+    for (int i = 0; i < n; i++) printf(" %s", names[i]);
+    printf("\n");
+}
+int main(int argc, char **argv) {
+    char out[512];
+    int fd = open("a", O_WRONLY | O_CREAT | O_EXCL, 0644);
+    say("create a", fd);
+    write(fd, "abc", 3); close(fd);
+    say("create a again", open("a", O_WRONLY | O_CREAT | O_EXCL, 0644));
+    fd = open("a", O_WRONLY | O_APPEND);
+    write(fd, "de", 2); close(fd);
+    show("a");
+    say("truncate a", truncate("a", 2));
+    show("a");
+    say("rename a b", rename("a", "b"));
+    show("a"); show("b");
+    say("mkdir d", mkdir("d", 0755));
+    fd = open("d/f", O_WRONLY | O_CREAT, 0600); write(fd, "f", 1); close(fd);
+    say("rename d e", rename("d", "e"));
+    show("e/f");
+    say("chmod e/f", chmod("e/f", 0640));
+    say("link e/f g", link("e/f", "g"));
+    show("g");
+    say("symlink s", symlink("b", "s"));
+    char target[64] = {0};
+    say("readlink s", (int)readlink("s", target, sizeof target - 1));
+    printf("target %s\n", target);
+    show("s");
+    say("unlink b", unlink("b"));
+    show("s");
+    say("unlink disk.txt", unlink("disk.txt"));
+    show("disk.txt");
+    show("keep.txt");
+    snprintf(out, sizeof out, "%s/out.txt", argv[1]);
+    say("symlink out", symlink(out, "out"));
+    fd = open("out", O_WRONLY | O_CREAT, 0644);
+    say("write through out", fd);
+    write(fd, "o", 1); close(fd);
+    show(out);
+    fd = open("physout/new.txt", O_WRONLY | O_CREAT, 0644);
+    say("write through physout", fd);
+    write(fd, "n", 1); close(fd);
+    say("mkdir physout/dd", mkdir("physout/dd", 0755));
+    struct timespec ts[2] = {{1000000000, 0}, {1000000000, 0}};
+    say("utimens keep.txt", utimensat(AT_FDCWD, "keep.txt", ts, 0));
+    struct stat st; stat("keep.txt", &st);
+    printf("mtime %ld\n", (long)st.st_mtime);
+    say("rmdir e", rmdir("e"));
+    list(".");
+    list("e");
+    return 0;
+}
+"#;
+
+/// Lays out what `CHANGES_C` expects in `dir`: two files and a symlink
+/// pointing out of the tree, to `outside`.
+fn changes_tree(dir: &Path, outside: &Path) {
+    fs::write(dir.join("disk.txt"), "disk").unwrap();
+    fs::write(dir.join("keep.txt"), "keep").unwrap();
+    std::os::unix::fs::symlink(outside, dir.join("physout")).unwrap();
+}
+
+/// The same raw calls give the same answers in the view (the FUSE view and
+/// the supervisor's) as on the disk, what they change lands in the rift — never on the project's disk
+/// — and what they write through symlinks pointing out of the project
+/// lands where those point, as on the disk.
+#[test]
+fn raw_calls_in_the_view_answer_as_the_disk_does() {
+    let Some(sb) = static_sandbox() else { return };
+    let prog = static_binary(&sb, "changes", CHANGES_C);
+    for m in MECHANISMS {
+        let root = sb.mkdir(&format!("p-{m}"));
+        let twin = sb.mkdir(&format!("twin-{m}"));
+        let out_view = sb.mkdir(&format!("out-view-{m}"));
+        let out_twin = sb.mkdir(&format!("out-twin-{m}"));
+        changes_tree(&root, &out_view);
+        changes_tree(&twin, &out_twin);
+        sb.ok(&root, &["init"]);
+        let before = disk_files(&root);
+
+        let native = Command::new(&prog)
+            .arg(&out_twin)
+            .current_dir(&twin)
+            .output()
+            .unwrap();
+        assert!(native.status.success());
+        let native =
+            String::from_utf8_lossy(&native.stdout).replace(&*out_twin.to_string_lossy(), "OUT");
+        let script = by(m, &format!("{} {}", prog.display(), out_view.display()));
+        let (code, view, err) = in_view(&sb, &root, &script);
+        assert_eq!(code, 0, "{m}: {err}");
+        assert_eq!(
+            view.replace(&*out_view.to_string_lossy(), "OUT"),
+            native,
+            "{m}"
+        );
+        assert_eq!(err, "", "{m}");
+
+        // The project's disk holds what it held; the view holds the changes.
+        assert_eq!(
+            disk_files(&root),
+            before,
+            "{m}: a raw call reached the project's disk"
+        );
+        assert_eq!(sb.ok(&root, &["cat", "g"]), "f");
+        assert!(sb.fails(&root, &["cat", "disk.txt"]).contains("disk.txt"));
+        // Outside the project, as on disk.
+        assert_eq!(fs::read_to_string(out_view.join("out.txt")).unwrap(), "o");
+        assert_eq!(fs::read_to_string(out_view.join("new.txt")).unwrap(), "n");
+        assert!(out_view.join("dd").is_dir());
+    }
+}
+
+/// A file of the store a static program inherits (its shell's `< file`)
+/// is no way to the blob: such a program runs under the supervisor, which
+/// refuses fchmod of the fd and a reopen of `/proc/self/fd/0` for writing
+/// (root may, on disk); with the FUSE view insisted on, it gets a private
+/// copy, which they change. The view and the store keep their content.
+#[test]
+fn an_inherited_fd_of_a_rift_file_cannot_reach_its_blob() {
+    let Some(sb) = static_sandbox() else { return };
+    let poke = static_binary(
+        &sb,
+        "poke0",
+        r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+int main(void) {
+    char buf[16] = {0};
+    read(0, buf, 4);
+    printf("read [%s]\n", buf);
+    fchmod(0, 0777);
+    int w = open("/proc/self/fd/0", O_WRONLY);
+    if (w >= 0) write(w, "EVIL", 4);
+    return 0;
+}
+"#,
+    );
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    sb.ok_in_view(&root, "echo content > r.txt");
+    // Sealed into the store: the shell's redirection then opens the blob.
+    sb.ok(&root, &["daemon", "stop"]);
+    for m in MECHANISMS {
+        let out = sb.ok_in_view(&root, &by(m, &format!("{} < r.txt", poke.display())));
+        assert_eq!(out, "read [cont]\n", "{m}");
+        assert_eq!(sb.ok(&root, &["cat", "r.txt"]), "content\n", "{m}");
+        assert_eq!(sb.ok_in_view(&root, "stat -c %a r.txt"), "644\n", "{m}");
+        let fsck = sb.ok(&root, &["fsck"]);
+        assert!(!fsck.contains("corrupt"), "{m}: {fsck}");
+    }
+}
+
+/// `vrift run -- PROGRAM` with a program that cannot load the library
+/// keeps it in the view too (it is started through the inception's
+/// shell, not by vrift's own exec).
+#[test]
+fn vrift_run_keeps_a_static_program_in_the_view() {
+    let Some(sb) = static_sandbox() else { return };
+    let writer = static_binary(&sb, "writer", WRITER_C);
+    let root = sb.mkdir("p");
+    fs::write(root.join("input.txt"), "disk\n").unwrap();
+    sb.ok(&root, &["init"]);
+    sb.ok_in_view(&root, "echo view > input.txt");
+    let out = sb.ok(&root, &["run", "--", writer.to_str().unwrap()]);
+    assert_eq!(out, "read: view\nran\n");
+    assert!(
+        !root.join("written.txt").exists(),
+        "vrift run ran it on the disk"
+    );
+    assert_eq!(sb.ok(&root, &["cat", "written.txt"]), "x\n");
+}
+
+/// For a user other than root the FUSE view is mounted in a user namespace
+/// of its own (mapping only that user): a static program of such a user
+/// sees the view and writes the rift, and the files keep their owner.
+#[test]
+fn the_fuse_view_serves_a_user_other_than_root() {
+    if !is_root() {
+        skip("needs root to act as another user (setpriv)");
+        return;
+    }
+    let Some(sb) = static_sandbox() else { return };
+    let fuse_open = fs::metadata("/dev/fuse").is_ok_and(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o006 == 0o006
+    });
+    if !fuse_open {
+        skip("/dev/fuse is not open to other users (.ci/run makes it 0666, as Debian does)");
+        return;
+    }
+    let writer = static_binary(&sb, "writer", WRITER_C);
+    let root = sb.mkdir("p");
+    fs::write(root.join("input.txt"), "disk\n").unwrap();
+    let status = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(sb.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let as_nobody = |cwd: &Path, args: &[&str]| {
+        let inner = sb.cmd(cwd, &[]);
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", VRIFT])
+            .args(args)
+            .current_dir(cwd);
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.output().unwrap()
+    };
+    let init = as_nobody(&root, &["init"]);
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let before = disk_files(&root);
+    let script = by(
+        "fuse",
+        &format!(
+            "echo view > input.txt && {} && stat -c '%u %a' written.txt",
+            writer.display()
+        ),
+    );
+    let out = as_nobody(&root, &["run", "--", "sh", "-c", &script]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "read: view\nran\n65534 644\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(disk_files(&root), before, "the program wrote the disk");
+    let cat = as_nobody(&root, &["cat", "written.txt"]);
+    assert_eq!(String::from_utf8_lossy(&cat.stdout), "x\n");
+    as_nobody(&root, &["daemon", "stop"]);
 }

@@ -44,6 +44,11 @@ pub fn run(cmd: Vec<OsString>) -> Result<Outcome> {
     } else {
         which::which(program).ok()
     };
+    // A program that cannot load the library (static, Go) is started
+    // through the shimmed `sh` too: the library's exec runs it in the
+    // FUSE view or under the supervisor, or refuses it, as for any exec in
+    // the inception (vrift's own exec would run it against the disk).
+    let on_disk = on_disk.filter(|p| loads_library(p));
     let mut command = if let Some(path) = on_disk {
         let mut c = std::process::Command::new(path);
         c.arg0(program).args(args);
@@ -66,6 +71,25 @@ pub fn run(cmd: Vec<OsString>) -> Result<Outcome> {
         program.to_string_lossy()
     );
     std::process::exit(code);
+}
+
+/// Whether the program at `path` loads the library when exec'd: a
+/// dynamically linked program that is not a Go one (the Go linker's
+/// build-id note, owner "Go" and type 4, in the first page, as the
+/// library's `elfdyn` finds it). A file that cannot be read says no: the
+/// shell's exec decides.
+fn loads_library(path: &std::path::Path) -> bool {
+    if !crate::inspect::inspect(path).is_ok_and(|found| found.can_preload()) {
+        return false;
+    }
+    let mut head = [0u8; 4096];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    // namesz 4, any descsz, type 4, "Go\0\0".
+    !head[..n]
+        .windows(16)
+        .any(|w| w[0..4] == [4, 0, 0, 0] && w[8..12] == [4, 0, 0, 0] && &w[12..16] == b"Go\0\0")
 }
 
 #[cfg(test)]

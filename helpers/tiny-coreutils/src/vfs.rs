@@ -39,7 +39,7 @@ fn errno(e: i32) -> io::Error {
 }
 
 /// Where a path is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Where {
     /// On the disk, outside the domain (or in `.vrift/`): a canonical path.
     Outside(PathBuf),
@@ -95,7 +95,7 @@ impl Loc {
 }
 
 /// What `stat` reports for a path of the view.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stat {
     pub mode: u32,
     pub size: u64,
@@ -106,6 +106,9 @@ pub struct Stat {
     pub ino: u64,
     pub dev: u64,
     pub nlink: u64,
+    pub ctime_ns: i64,
+    /// A device's number (0 otherwise).
+    pub rdev: u64,
 }
 
 impl Stat {
@@ -125,7 +128,7 @@ impl Stat {
         self.dev == other.dev && self.ino == other.ino
     }
 
-    fn of_meta(m: &fs::Metadata) -> Stat {
+    pub fn of_meta(m: &fs::Metadata) -> Stat {
         Stat {
             mode: m.mode(),
             size: m.size(),
@@ -136,6 +139,8 @@ impl Stat {
             ino: m.ino(),
             dev: m.dev(),
             nlink: m.nlink(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            rdev: m.rdev(),
         }
     }
 }
@@ -458,7 +463,9 @@ impl<'a> Vfs<'a> {
                     gid,
                     ino: m.ino,
                     dev: dom.dev,
-                    nlink: 1,
+                    nlink: 1 + u64::from(m.links),
+                    ctime_ns: m.ctime_ns,
+                    rdev: m.rdev,
                 };
                 if h.is_staged() {
                     // A file being written: its size and times are its staging file's.
@@ -755,8 +762,13 @@ impl<'a> Vfs<'a> {
 
     /// Opens `loc` for writing with open(2) `flags` (O_WRONLY implied) and
     /// `mode` for a new file (the caller applied the umask).
+    /// `O_RDWR` is kept (the FUSE view opens files for both).
     pub fn open_write(&self, loc: &Loc, flags: i32, mode: u32) -> io::Result<File> {
-        let flags = flags | libc::O_WRONLY;
+        let flags = if flags & libc::O_ACCMODE == libc::O_RDWR {
+            flags
+        } else {
+            flags | libc::O_WRONLY
+        };
         if let Some(rel) = self.rel(loc) {
             let answer = self.call(Op::OpenWrite, flags as u64, mode as u64, rel, b"")?;
             if answer.flags & vrift_format::proto::REPLY_PASS != 0 {
@@ -896,12 +908,25 @@ impl<'a> Vfs<'a> {
         }
     }
 
-    /// Creates a special file (fifo, device) outside the domain; the rift
-    /// has no such entries.
+    /// Sets the size of the file `loc` (resolved with follow).
+    pub fn truncate(&self, loc: &Loc, len: u64) -> io::Result<()> {
+        match self.rel(loc) {
+            Some(rel) if self.in_rift(Op::Truncate, len, 0, rel, b"")? => Ok(()),
+            _ => {
+                let c = cstr(&self.disk_path(&loc.at))?;
+                // SAFETY: a valid C string.
+                check(unsafe { libc::truncate(c.as_ptr(), len as libc::off_t) })
+            }
+        }
+    }
+
+    /// Creates a special file (fifo, socket, device): in the domain a rift
+    /// entry (its node made by the daemon in the store), as the library's
+    /// `mknod`; `mode` holds the type bits.
     pub fn mknod(&self, loc: &Loc, mode: u32, dev: u64) -> io::Result<()> {
         match self.rel(loc) {
-            Some(_) => Err(errno(libc::EOPNOTSUPP)),
-            None => {
+            Some(rel) if self.in_rift(Op::Mknod, mode as u64, dev, rel, b"")? => Ok(()),
+            _ => {
                 let c = cstr(&self.disk_path(&loc.at))?;
                 // SAFETY: a valid C string.
                 check(unsafe { libc::mknod(c.as_ptr(), mode, dev) })

@@ -1,7 +1,11 @@
 //! `cargo xtask bench unviewed`: programs that cannot load the library
-//! (Go, esbuild's Go binary, static C) under `vrift run` — served by the
-//! syscall supervisor — against the same commands run natively on a
-//! physical copy, in the same run.
+//! (Go, esbuild's Go binary, static C) under `vrift run` against the same
+//! commands run natively on a physical copy, in the same run.
+//!
+//! The vrift side runs such programs in the FUSE view (a mount namespace
+//! per program with the view mounted over the project:
+//! `VRIFT_UNVIEWED_BY=fuse`); the rows marked "supervisor" run them under
+//! the seccomp supervisor instead (`VRIFT_UNVIEWED_BY=seccomp`).
 //!
 //! Rows:
 //! - `go build` of a generated module (PACKAGES packages in a dependency
@@ -72,7 +76,10 @@ pub fn unviewed(args: UnviewedArgs) -> Result<()> {
 #[derive(Clone, Copy, PartialEq)]
 enum Side {
     Native,
+    /// `vrift run`, the program in the FUSE view.
     Vrift,
+    /// `vrift run`, the program under the seccomp supervisor.
+    Supervisor,
     /// Natively, in the physical copy, under `notify_floor.c`: the same
     /// calls notified to a supervisor that answers CONTINUE unread.
     Floor,
@@ -159,11 +166,17 @@ impl<'a> Bench<'a> {
                 go_env(&mut cmd, "native");
                 cmd
             }
-            Side::Vrift => {
+            Side::Vrift | Side::Supervisor => {
                 let mut cmd = self
                     .vrift
                     .command(&self.project.join(dir), &["run", "--", "sh", "-c", script]);
                 cmd.env("VRIFT_SHIM_PATH", &self.shim);
+                let by = if side == Side::Vrift {
+                    "fuse"
+                } else {
+                    "seccomp"
+                };
+                cmd.env("VRIFT_UNVIEWED_BY", by);
                 go_env(&mut cmd, "vrift");
                 cmd
             }
@@ -224,13 +237,13 @@ impl<'a> Bench<'a> {
     fn run(&self) -> Result<Report> {
         let mut report = Report::new("unviewed");
         let clear_cache = |side: Side| -> Result<()> {
-            let tag = if side == Side::Native {
+            let tag = if matches!(side, Side::Native | Side::Floor) {
                 "native"
             } else {
                 "vrift"
             };
             let _ = fs::remove_dir_all(self.root.join(format!("gocache-{tag}")));
-            if side == Side::Vrift {
+            if matches!(side, Side::Vrift | Side::Supervisor) {
                 self.vrift.output(&self.project, &["discard", "--yes"])?;
             } else {
                 let _ = fs::remove_file(self.copy.join("gomod/app"));
@@ -262,6 +275,22 @@ impl<'a> Bench<'a> {
             &|_| Ok(()),
             Some(GOAL),
         )?);
+        report.push(self.row_against(
+            Side::Supervisor,
+            "go build, clean, supervisor",
+            "gomod",
+            "go build -o app .",
+            &clear_cache,
+            None,
+        )?);
+        report.push(self.row_against(
+            Side::Supervisor,
+            "go build, no-op, supervisor",
+            "gomod",
+            "go build -o app .",
+            &|_| Ok(()),
+            None,
+        )?);
         if self.floor.is_some() {
             report.push(self.row_against(
                 Side::Floor,
@@ -280,6 +309,14 @@ impl<'a> Bench<'a> {
                 &|_| Ok(()),
                 Some(GOAL),
             )?);
+            report.push(self.row_against(
+                Side::Supervisor,
+                &format!("esbuild bundle of {} modules, supervisor", self.args.modules),
+                "web",
+                "node_modules/.bin/esbuild src/index.js --bundle --log-level=warning --outfile=dist/out.js",
+                &|_| Ok(()),
+                None,
+            )?);
             ensure!(
                 !self.project.join("web/dist/out.js").exists(),
                 "esbuild wrote the project's disk"
@@ -288,9 +325,10 @@ impl<'a> Bench<'a> {
         report.extend(self.stat_rows()?);
         report.footnote(
             "\nbaseline: the same commands natively in a physical copy (cp -a); vrift: `vrift run -- sh -c …` \
-             in the project, the program served by the syscall supervisor (floor rows: natively under \
-             the CONTINUE-only listener). Both sides pay `sh`'s start; \
-             the vrift side also `vrift run`'s and the supervisor's start (one exec of vrift).",
+             in the project, the program in the FUSE view (its own mount namespace), or served by the \
+             seccomp supervisor in the rows so marked (floor rows: natively under the CONTINUE-only \
+             listener). Both sides pay `sh`'s start; the vrift side also `vrift run`'s and the FUSE \
+             view's or the supervisor's start (one exec of vrift).",
         );
         Ok(report)
     }
@@ -328,10 +366,14 @@ impl<'a> Bench<'a> {
             ("stat outside the project, per call", "/usr/bin/env"),
         ] {
             let script = format!("{} {path} {n}", bin.display());
-            let row = self.row(name, "gomod", &script, &|_| Ok(()), None)?;
             let empty = format!("{} {path} 0", bin.display());
-            let base = self.row("  (an empty run)", "gomod", &empty, &|_| Ok(()), None)?;
-            rows.push(per_call(row, &base, n));
+            for (side, how) in [(Side::Vrift, ""), (Side::Supervisor, ", supervisor")] {
+                let name = format!("{name}{how}");
+                let row = self.row_against(side, &name, "gomod", &script, &|_| Ok(()), None)?;
+                let base =
+                    self.row_against(side, "  (an empty run)", "gomod", &empty, &|_| Ok(()), None)?;
+                rows.push(per_call(row, &base, n));
+            }
         }
         if self.floor.is_some() {
             // What a notification costs before anything is read or decided.
