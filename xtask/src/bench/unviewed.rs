@@ -298,7 +298,7 @@ impl<'a> Bench<'a> {
                 "gomod",
                 "go build -o app .",
                 &|_| Ok(()),
-                Some(GOAL),
+                None,
             )?);
         }
         if self.project.join("web/node_modules").is_dir() {
