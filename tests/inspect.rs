@@ -492,6 +492,10 @@ fn doctor_checks_the_set_up_end_to_end() {
         "{out}"
     );
     assert!(line(&out, "sh").starts_with("✓ sh: "), "{out}");
+    assert_eq!(
+        line(&out, "static and Go programs"),
+        "✓ static and Go programs: run in the FUSE view"
+    );
     assert!(
         line(&out, "/bin/bash").starts_with("✓ /bin/bash: "),
         "{out}"

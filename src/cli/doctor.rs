@@ -87,6 +87,7 @@ pub fn doctor(json: bool) -> Result<Outcome> {
     checks.push(check_trust(project.as_ref()));
     checks.push(check_daemon(project.as_ref()));
     checks.push(check_hook());
+    checks.push(check_unviewed());
     checks.extend(check_commands(project.as_ref()));
 
     let failed = checks.iter().any(|c| c.status == Status::Fail);
@@ -291,6 +292,19 @@ fn check_daemon(project: Option<&Project>) -> Check {
 /// The hook line is in the rc file of the user's shell (`$SHELL`). Only
 /// advice when it is not: `vrift run` and `vrift inception` work without it,
 /// and a fresh install has not had the chance to add it yet.
+/// How programs that cannot load the library are kept in the view.
+fn check_unviewed() -> Check {
+    const NAME: &str = "static and Go programs";
+    match crate::fuse_view::availability() {
+        Ok(()) => Check::ok(NAME, "run in the FUSE view"),
+        Err(why) => Check::advice(
+            NAME,
+            format!("run under the syscall supervisor (slower): {why}"),
+            "allow unprivileged user namespaces, or make /dev/fuse 0666 (Debian's fuse3 package does)",
+        ),
+    }
+}
+
 fn check_hook() -> Check {
     const NAME: &str = "hook";
     let shell = std::env::var_os("SHELL").unwrap_or_default();

@@ -61,6 +61,38 @@ pub fn run(path: &CStr, argv: &[CString]) -> Option<u8> {
     }
 }
 
+/// Whether this user can have the FUSE view here: a mount namespace (with
+/// a user namespace, for a user other than root) and /dev/fuse, tried in
+/// a child process. Err: why not (`vrift doctor`).
+pub fn availability() -> Result<(), String> {
+    // SAFETY: the child only makes plain system calls and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        let code = match isolate() {
+            Err(_) => 1,
+            // SAFETY: a valid C string; the fd is closed by `_exit`.
+            Ok(()) => match unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR) } {
+                fd if fd < 0 => 2,
+                _ => 0,
+            },
+        };
+        // SAFETY: ending the child.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    match libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)) {
+        Some(0) => Ok(()),
+        Some(1) => Err("the kernel refuses this user a mount namespace".into()),
+        Some(2) => Err("/dev/fuse cannot be opened (missing, or not mode 0666)".into()),
+        _ => Err("the check did not finish".into()),
+    }
+}
+
 /// The inception's project root.
 fn project_root() -> anyhow::Result<PathBuf> {
     let root = std::env::var_os(env_vars::VRIFT_PROJECT_ROOT)
