@@ -71,7 +71,10 @@ pub fn availability() -> Result<(), String> {
         return Err(format!("fork: {}", io::Error::last_os_error()));
     }
     if pid == 0 {
-        let code = match isolate() {
+        // SAFETY: plain calls.
+        let ids = unsafe { (libc::geteuid(), libc::getegid()) };
+        let isolated = unshare_namespaces(ids).and_then(|()| set_up_namespaces(ids));
+        let code = match isolated {
             Err(_) => 1,
             // SAFETY: a valid C string; the fd is closed by `_exit`.
             Ok(()) => match unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR) } {
@@ -136,24 +139,32 @@ fn enter(path: &CStr, argv: &[CString], insisted: bool) -> anyhow::Result<Never>
                 .map_err(|e| anyhow::anyhow!("fd {fd}, a file of the store: {e}"))?;
         }
     }
+    drop(open_fuse()?);
     let (ours, servers) = socket_pair()?;
     spawn_server(&root, servers, &ours)?;
-    // From here a failure returns with `ours` dropped: the server reads
-    // end-of-file and exits.
-    isolate()?;
-    // Opened in the namespace that mounts it: the kernel takes a FUSE
-    // mount in a user namespace only from a /dev/fuse fd opened there.
-    // SAFETY: a valid C string; the fd is owned at once.
-    let fuse = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    if fuse < 0 {
-        return Err(last_error("/dev/fuse"));
+    // A failure returns with `ours` dropped: the server reads end-of-file
+    // and exits.
+    // SAFETY: plain calls.
+    let ids = unsafe { (libc::geteuid(), libc::getegid()) };
+    unshare_namespaces(ids)?;
+    // This process is in new namespaces now: there is no going back to
+    // the supervisor from here, a failure ends it.
+    let mounted = (|| -> anyhow::Result<()> {
+        set_up_namespaces(ids)?;
+        // Opened in the namespace that mounts it: the kernel takes a FUSE
+        // mount in a user namespace only from a /dev/fuse fd opened there.
+        let fuse = open_fuse()?;
+        mount_view(&root, &fuse)?;
+        send_fd(&ours, &fuse).map_err(|e| anyhow::anyhow!("starting the view's server: {e}"))
+    })();
+    if let Err(e) = mounted {
+        eprintln!(
+            "vrift: cannot run {} in the view: {e:#}",
+            path.to_string_lossy()
+        );
+        std::process::exit(126);
     }
-    // SAFETY: a fresh fd of ours.
-    let fuse = unsafe { OwnedFd::from_raw_fd(fuse) };
-    mount_view(&root, &fuse)?;
-    send_fd(&ours, &fuse).map_err(|e| anyhow::anyhow!("starting the view's server: {e}"))?;
     drop(ours);
-    drop(fuse);
     if let Ok(cwd) = std::env::current_dir() {
         // The cwd, if in the project, is the disk's directory until it is
         // entered again by its name (through the mount now).
@@ -414,13 +425,23 @@ fn serve(root: &Path, sock: OwnedFd) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Step 2's namespace: a mount namespace of our own whose mounts do not
-/// propagate back (and, for a user other than root, the user namespace
-/// that lets it be made, mapping only our ids).
-fn isolate() -> anyhow::Result<()> {
-    // SAFETY: plain calls.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    let flags = if uid == 0 {
+/// /dev/fuse, opened for reading and writing (close-on-exec).
+fn open_fuse() -> anyhow::Result<OwnedFd> {
+    // SAFETY: a valid C string; the fd is owned at once.
+    let fd = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(last_error("/dev/fuse"));
+    }
+    // SAFETY: a fresh fd of ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Step 2's namespaces: a mount namespace of our own (and, for a user
+/// other than root, the user namespace that lets it be made). All or
+/// nothing: on failure this process is as it was. `ids`: the effective
+/// uid and gid.
+fn unshare_namespaces(ids: (u32, u32)) -> anyhow::Result<()> {
+    let flags = if ids.0 == 0 {
         libc::CLONE_NEWNS
     } else {
         libc::CLONE_NEWUSER | libc::CLONE_NEWNS
@@ -429,13 +450,20 @@ fn isolate() -> anyhow::Result<()> {
     if unsafe { libc::unshare(flags) } != 0 {
         return Err(last_error("a mount namespace"));
     }
-    if uid != 0 {
+    Ok(())
+}
+
+/// After [`unshare_namespaces`]: the user namespace (if one was made)
+/// maps only our ids, `ids` (the effective uid and gid from before), and
+/// no mount made in the mount namespace propagates back.
+fn set_up_namespaces(ids: (u32, u32)) -> anyhow::Result<()> {
+    if ids.0 != 0 {
         let write = |file: &str, text: String| {
             std::fs::write(file, text).map_err(|e| anyhow::anyhow!("{file}: {e}"))
         };
         write("/proc/self/setgroups", "deny".into())?;
-        write("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
-        write("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
+        write("/proc/self/uid_map", format!("{0} {0} 1", ids.0))?;
+        write("/proc/self/gid_map", format!("{0} {0} 1", ids.1))?;
     }
     // SAFETY: valid C strings or nulls, as mount(2) takes them.
     let private = unsafe {
