@@ -9,7 +9,6 @@ mod common;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 
@@ -420,31 +419,13 @@ fn mode_bits_hold_for_the_projects_own_user() {
     let twin = sb.mkdir("twin");
     let nobody = is_root();
     if nobody {
-        let status = Command::new("chown")
-            .args(["-R", "65534:65534"])
-            .arg(sb.path())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        chown_to_nobody(&sb.path());
     }
     // As the project's user: nobody through setpriv when the test is root.
     let run = |cwd: &Path, program: &str, args: &[&str]| {
-        let inner = sb.cmd(cwd, &[]);
-        let mut c = if nobody {
-            let mut c = Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", program]);
-            c
-        } else {
-            Command::new(program)
-        };
-        c.args(args).current_dir(cwd);
-        for (k, v) in inner.get_envs() {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-        }
-        c.output().unwrap()
+        command_as(&sb, cwd, program, args, nobody)
+            .output()
+            .unwrap()
     };
     let init = run(&root, VRIFT, &["init"]);
     assert!(init.status.success(), "{}", text(&init.stderr));

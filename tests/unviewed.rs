@@ -742,26 +742,9 @@ fn the_fuse_view_serves_a_user_other_than_root() {
     let writer = static_binary(&sb, "writer", WRITER_C);
     let root = sb.mkdir("p");
     fs::write(root.join("input.txt"), "disk\n").unwrap();
-    let status = Command::new("chown")
-        .args(["-R", "65534:65534"])
-        .arg(sb.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let as_nobody = |cwd: &Path, args: &[&str]| {
-        let inner = sb.cmd(cwd, &[]);
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", VRIFT])
-            .args(args)
-            .current_dir(cwd);
-        for (k, v) in inner.get_envs() {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-        }
-        c.output().unwrap()
-    };
+    chown_to_nobody(&sb.path());
+    let as_nobody =
+        |cwd: &Path, args: &[&str]| command_as(&sb, cwd, VRIFT, args, true).output().unwrap();
     let init = as_nobody(&root, &["init"]);
     assert!(
         init.status.success(),

@@ -339,6 +339,68 @@ impl ViewFs {
     }
 }
 
+fn reply_entry(reply: ReplyEntry, entry: Result<FileAttr, Errno>) {
+    match entry {
+        Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+        Err(e) => reply.error(e),
+    }
+}
+
+fn reply_empty(reply: ReplyEmpty, done: Result<(), Errno>) {
+    match done {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
+    }
+}
+
+impl ViewFs {
+    /// Makes `name` in `parent` with `how`; its entry.
+    fn make(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        how: impl FnOnce(&Vfs<'static>, &Loc) -> io::Result<()>,
+    ) -> Result<FileAttr, Errno> {
+        let loc = self.child(parent, name)?;
+        how(self.vfs(), &loc).map_err(err)?;
+        self.fresh_entry(parent, name)
+    }
+
+    /// unlink (`dir`: rmdir) of `name` in `parent`; its node id retired.
+    fn remove(&self, parent: INodeNo, name: &OsStr, dir: bool) -> Result<(), Errno> {
+        let loc = self.child(parent, name)?;
+        let vfs = self.vfs();
+        let removed = if dir {
+            vfs.rmdir(&loc)
+        } else {
+            vfs.unlink(&loc)
+        };
+        removed.map_err(err)?;
+        self.nodes().gone(&loc.at);
+        Ok(())
+    }
+
+    /// Hands `add` the names of the listing `fh` from `offset` on, each
+    /// with the offset after it, until `add` says the reply is full.
+    fn each_listed(
+        &self,
+        fh: FileHandle,
+        offset: u64,
+        mut add: impl FnMut(u64, &Listed) -> bool,
+    ) -> Result<(), Errno> {
+        let handles = self.handles();
+        let Some(Handle::Dir(list)) = handles.get(&fh.0) else {
+            return Err(Errno::EBADF);
+        };
+        for (i, e) in list.iter().enumerate().skip(offset as usize) {
+            if add(i as u64 + 1, e) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Filesystem for ViewFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         // READDIRPLUS: a listing brings each name's attributes (one
@@ -451,17 +513,10 @@ impl Filesystem for ViewFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let run = || -> Result<FileAttr, Errno> {
-            let loc = self.child(parent, name)?;
-            self.vfs()
-                .mkdir(&loc, mode & !umask & 0o7777)
-                .map_err(err)?;
-            self.fresh_entry(parent, name)
-        };
-        match run() {
-            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
-            Err(e) => reply.error(e),
-        }
+        let made = self.make(parent, name, |vfs, loc| {
+            vfs.mkdir(loc, mode & !umask & 0o7777)
+        });
+        reply_entry(reply, made);
     }
 
     fn mknod(
@@ -474,38 +529,19 @@ impl Filesystem for ViewFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let run = || -> Result<FileAttr, Errno> {
-            let loc = self.child(parent, name)?;
-            let mode = (mode & libc::S_IFMT) | (mode & !umask & 0o7777);
-            self.vfs().mknod(&loc, mode, u64::from(rdev)).map_err(err)?;
-            self.fresh_entry(parent, name)
-        };
-        match run() {
-            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
-            Err(e) => reply.error(e),
-        }
+        let mode = (mode & libc::S_IFMT) | (mode & !umask & 0o7777);
+        let made = self.make(parent, name, |vfs, loc| {
+            vfs.mknod(loc, mode, u64::from(rdev))
+        });
+        reply_entry(reply, made);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.child(parent, name).and_then(|loc| {
-            self.vfs().unlink(&loc).map_err(err)?;
-            self.nodes().gone(&loc.at);
-            Ok(())
-        }) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, self.remove(parent, name, false));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.child(parent, name).and_then(|loc| {
-            self.vfs().rmdir(&loc).map_err(err)?;
-            self.nodes().gone(&loc.at);
-            Ok(())
-        }) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, self.remove(parent, name, true));
     }
 
     fn symlink(
@@ -516,15 +552,10 @@ impl Filesystem for ViewFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let run = || -> Result<FileAttr, Errno> {
-            let loc = self.child(parent, link_name)?;
-            self.vfs().symlink(target.as_os_str(), &loc).map_err(err)?;
-            self.fresh_entry(parent, link_name)
-        };
-        match run() {
-            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
-            Err(e) => reply.error(e),
-        }
+        let made = self.make(parent, link_name, |vfs, loc| {
+            vfs.symlink(target.as_os_str(), loc)
+        });
+        reply_entry(reply, made);
     }
 
     fn rename(
@@ -545,10 +576,7 @@ impl Filesystem for ViewFs {
             self.nodes().moved(&old.at, &new.at, exchange);
             Ok(())
         };
-        match run() {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, run());
     }
 
     fn link(
@@ -565,10 +593,7 @@ impl Filesystem for ViewFs {
             self.vfs().link(&old, &new).map_err(err)?;
             self.fresh_entry(newparent, newname)
         };
-        match run() {
-            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
-            Err(e) => reply.error(e),
-        }
+        reply_entry(reply, run());
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -745,20 +770,13 @@ impl Filesystem for ViewFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let handles = self.handles();
-        let Some(Handle::Dir(list)) = handles.get(&fh.0) else {
-            drop(handles);
-            reply.error(Errno::EBADF);
-            return;
-        };
-        for (i, e) in list.iter().enumerate().skip(offset as usize) {
-            let name = OsStr::from_bytes(&e.name);
-            if reply.add(e.attr.ino, i as u64 + 1, e.attr.kind, name) {
-                break;
-            }
+        let listed = self.each_listed(fh, offset, |next, e| {
+            reply.add(e.attr.ino, next, e.attr.kind, OsStr::from_bytes(&e.name))
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
-        drop(handles);
-        reply.ok();
     }
 
     fn readdirplus(
@@ -769,20 +787,14 @@ impl Filesystem for ViewFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let handles = self.handles();
-        let Some(Handle::Dir(list)) = handles.get(&fh.0) else {
-            drop(handles);
-            reply.error(Errno::EBADF);
-            return;
-        };
-        for (i, e) in list.iter().enumerate().skip(offset as usize) {
+        let listed = self.each_listed(fh, offset, |next, e| {
             let name = OsStr::from_bytes(&e.name);
-            if reply.add(e.attr.ino, i as u64 + 1, name, &TTL, &e.attr, Generation(0)) {
-                break;
-            }
+            reply.add(e.attr.ino, next, name, &TTL, &e.attr, Generation(0))
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
-        drop(handles);
-        reply.ok();
     }
 
     fn releasedir(

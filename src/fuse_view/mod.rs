@@ -295,27 +295,55 @@ fn socket_pair() -> anyhow::Result<(OwnedFd, OwnedFd)> {
 #[repr(C, align(8))]
 struct FdMessage([u8; 64]);
 
+/// One byte of data and room for one fd: what [`send_fd`] sends and
+/// [`receive_fd`] receives. The msghdr it makes points into it: it must
+/// stay where it is while the message is in use.
+struct OneFd {
+    byte: [u8; 1],
+    iov: libc::iovec,
+    control: FdMessage,
+}
+
+impl OneFd {
+    fn new() -> OneFd {
+        OneFd {
+            byte: [b'g'],
+            iov: libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 1,
+            },
+            control: FdMessage([0; 64]),
+        }
+    }
+
+    /// The message over `self`, with `control_len` bytes of control room.
+    fn msghdr(&mut self, control_len: usize) -> libc::msghdr {
+        self.iov.iov_base = self.byte.as_mut_ptr() as *mut libc::c_void;
+        // SAFETY: an all-zero msghdr is valid; its pointers are set below,
+        // into `self`.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut self.iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = self.control.0.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = control_len;
+        msg
+    }
+}
+
 /// Sends `fd` over `sock` (one byte of data with it).
 fn send_fd(sock: &OwnedFd, fd: &OwnedFd) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let mut byte = [b'g'];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
-        iov_len: 1,
-    };
-    let mut control = FdMessage([0; 64]);
-    // SAFETY: an all-zero msghdr is valid; every pointer set below points
-    // into live locals of the sizes given; CMSG_* compute within `control`.
+    let mut one = OneFd::new();
+    let int = std::mem::size_of::<libc::c_int>() as u32;
+    // SAFETY: CMSG_SPACE is arithmetic.
+    let msg = one.msghdr(unsafe { libc::CMSG_SPACE(int) } as usize);
+    // SAFETY: the message's control room holds one header and one int
+    // (CMSG_SPACE above); `one` outlives the call.
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.0.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as usize;
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as usize;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(int) as usize;
         std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut libc::c_int, fd.as_raw_fd());
         if libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) != 1 {
             return Err(io::Error::last_os_error());
@@ -327,19 +355,11 @@ fn send_fd(sock: &OwnedFd, fd: &OwnedFd) -> io::Result<()> {
 /// Receives the fd [`send_fd`] sent; None at end-of-file (the sender gave up).
 fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
     use std::os::fd::AsRawFd;
-    let mut byte = [0u8];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
-        iov_len: 1,
-    };
-    let mut control = FdMessage([0; 64]);
-    // SAFETY: as in `send_fd`; the fd received is owned at once.
+    let mut one = OneFd::new();
+    let mut msg = one.msghdr(64);
+    // SAFETY: a message over `one`, which outlives the call; the fd
+    // received is owned at once.
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.0.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = control.0.len();
         if libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) != 1 {
             return None;
         }

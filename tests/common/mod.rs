@@ -677,3 +677,35 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// `program` with `args` in `cwd` with the sandbox's environment, run as
+/// nobody (65534, through setpriv) when `nobody`, else as this user.
+pub fn command_as(sb: &Sandbox, cwd: &Path, program: &str, args: &[&str], nobody: bool) -> Command {
+    let inner = sb.cmd(cwd, &[]);
+    let mut c = if nobody {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", program]);
+        c
+    } else {
+        Command::new(program)
+    };
+    c.args(args).current_dir(cwd);
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
+/// Gives everything below `dir` to nobody (65534:65534), for tests that
+/// act as another user ([`command_as`]).
+pub fn chown_to_nobody(dir: &Path) {
+    let status = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}

@@ -21,7 +21,11 @@
 //! - the floor: the no-op build and the outside stat loop natively under
 //!   `notify_floor.c`, a listener for the same calls that answers every
 //!   one CONTINUE without reading it — what any seccomp-notify supervisor
-//!   costs before it looks at a path (the bound on the goal below).
+//!   costs before it looks at a path; and the builds natively in the
+//!   physical copy seen through `bindfs` (libfuse's C passthrough
+//!   filesystem, one mount kept for the whole run, when it is installed)
+//!   — what a FUSE filesystem costs that only passes calls on (the bounds
+//!   on the goal below).
 //!
 //! Medians of RUNS runs after one untimed run of each kind; the sides
 //! alternate. The goal (issue 13) is at most 1.3× native for the builds.
@@ -83,6 +87,8 @@ enum Side {
     /// Natively, in the physical copy, under `notify_floor.c`: the same
     /// calls notified to a supervisor that answers CONTINUE unread.
     Floor,
+    /// Natively, in the physical copy seen through a bindfs mount.
+    Bindfs,
 }
 
 struct Bench<'a> {
@@ -95,6 +101,34 @@ struct Bench<'a> {
     copy: PathBuf,
     /// The compiled `notify_floor.c` (None: cc failed; its rows are skipped).
     floor: Option<PathBuf>,
+    /// The bindfs mount of the copy (None: bindfs is not installed).
+    bindfs: Option<BindfsMount>,
+}
+
+/// A bindfs mount of a directory, unmounted on drop.
+struct BindfsMount(PathBuf);
+
+impl BindfsMount {
+    /// `bindfs` of `dir` at `at`, if bindfs can mount it.
+    fn mount(dir: &Path, at: &Path) -> Option<BindfsMount> {
+        fs::create_dir_all(at).ok()?;
+        let ok = Command::new("bindfs")
+            .args(["--no-allow-other", "-o", "attr_timeout=1,entry_timeout=1"])
+            .arg(dir)
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            println!("bindfs floor rows skipped: bindfs is not installed or cannot mount");
+        }
+        ok.then(|| BindfsMount(at.to_path_buf()))
+    }
+}
+
+impl Drop for BindfsMount {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3").arg("-u").arg(&self.0).status();
+    }
 }
 
 impl<'a> Bench<'a> {
@@ -127,6 +161,10 @@ impl<'a> Bench<'a> {
             copy.display()
         );
         let floor = build_floor(&root);
+        // A copy of its own: the builds' outputs (and Go's cache keys,
+        // which hold the directory) must not be the native side's.
+        copy_tree(&copy, &root.join("copy-bindfs"))?;
+        let bindfs = BindfsMount::mount(&root.join("copy-bindfs"), &root.join("bindfs"));
         Ok(Bench {
             args,
             vrift,
@@ -136,6 +174,7 @@ impl<'a> Bench<'a> {
             project,
             copy,
             floor,
+            bindfs,
         })
     }
 
@@ -164,6 +203,13 @@ impl<'a> Bench<'a> {
                 cmd.args(["sh", "-c", script])
                     .current_dir(self.copy.join(dir));
                 go_env(&mut cmd, "native");
+                cmd
+            }
+            Side::Bindfs => {
+                let mount = &self.bindfs.as_ref().expect("bindfs rows need the mount").0;
+                let mut cmd = self.sandbox.command("sh");
+                cmd.args(["-c", script]).current_dir(mount.join(dir));
+                go_env(&mut cmd, "bindfs");
                 cmd
             }
             Side::Vrift | Side::Supervisor => {
@@ -283,23 +329,23 @@ impl<'a> Bench<'a> {
             &clear_cache,
             None,
         )?);
-        report.push(self.row_against(
-            Side::Supervisor,
-            "go build, no-op, supervisor",
-            "gomod",
-            "go build -o app .",
-            &|_| Ok(()),
-            None,
-        )?);
-        if self.floor.is_some() {
-            report.push(self.row_against(
+        // The no-op build under the supervisor and the two floors.
+        let others = [
+            (Side::Supervisor, true, "go build, no-op, supervisor"),
+            (
                 Side::Floor,
+                self.floor.is_some(),
                 "go build, no-op, floor (CONTINUE-only listener)",
-                "gomod",
-                "go build -o app .",
-                &|_| Ok(()),
-                None,
-            )?);
+            ),
+            (
+                Side::Bindfs,
+                self.bindfs.is_some(),
+                "go build, no-op, floor (bindfs)",
+            ),
+        ];
+        for (side, _, name) in others.into_iter().filter(|o| o.1) {
+            let noop = &|_| Ok(());
+            report.push(self.row_against(side, name, "gomod", "go build -o app .", noop, None)?);
         }
         if self.project.join("web/node_modules").is_dir() {
             report.push(self.row(
@@ -317,6 +363,16 @@ impl<'a> Bench<'a> {
                 &|_| Ok(()),
                 None,
             )?);
+            if self.bindfs.is_some() {
+                report.push(self.row_against(
+                    Side::Bindfs,
+                    &format!("esbuild bundle of {} modules, floor (bindfs)", self.args.modules),
+                    "web",
+                    "node_modules/.bin/esbuild src/index.js --bundle --log-level=warning --outfile=dist/out.js",
+                    &|_| Ok(()),
+                    None,
+                )?);
+            }
             ensure!(
                 !self.project.join("web/dist/out.js").exists(),
                 "esbuild wrote the project's disk"
@@ -327,7 +383,7 @@ impl<'a> Bench<'a> {
             "\nbaseline: the same commands natively in a physical copy (cp -a); vrift: `vrift run -- sh -c …` \
              in the project, the program in the FUSE view (its own mount namespace), or served by the \
              seccomp supervisor in the rows so marked (floor rows: natively under the CONTINUE-only \
-             listener). Both sides pay `sh`'s start; the vrift side also `vrift run`'s and the FUSE \
+             listener; bindfs rows: natively through a bindfs mount of the copy, kept for the run). Both sides pay `sh`'s start; the vrift side also `vrift run`'s and the FUSE \
              view's or the supervisor's start (one exec of vrift).",
         );
         Ok(report)
