@@ -67,9 +67,21 @@ impl Daemon for Conn {
     }
 }
 
+/// Inside the FUSE view (a program that cannot load the library, and its
+/// children: `fuse_view` sets `VRIFT_SYSCALL_VIEW=fuse`) the kernel shows
+/// the view: an applet there acts through it like any other program. (Its
+/// own model of the view would bypass the mount, whose kernel caches would
+/// then not see its changes for up to their TTL.)
+fn in_fuse_view() -> bool {
+    std::env::var_os(env_vars::VRIFT_SYSCALL_VIEW).is_some_and(|v| v == "fuse")
+}
+
 /// The project an applet acts on: the inception's, else the one containing
-/// the current directory; none outside any project.
+/// the current directory; none outside any project, or in the FUSE view.
 fn domain_root() -> Option<PathBuf> {
+    if in_fuse_view() {
+        return None;
+    }
     if let Some(root) = std::env::var_os(env_vars::VRIFT_PROJECT_ROOT).filter(|r| !r.is_empty()) {
         if let Ok(root) = std::fs::canonicalize(root) {
             if root.join(STATE_DIR).is_dir() {
@@ -108,7 +120,7 @@ pub fn wrap(mut args: Vec<OsString>) -> i32 {
     let rest = args.split_off(3);
     let (root, name, real) = (&args[0], args[1].to_string_lossy(), &args[2]);
     let real = (!real.is_empty()).then(|| PathBuf::from(real));
-    let root = std::fs::canonicalize(root).ok();
+    let root = std::fs::canonicalize(root).ok().filter(|_| !in_fuse_view());
     if let Some(applet) = vrift_coreutils::applet(&name) {
         let inside = root
             .as_deref()

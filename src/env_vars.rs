@@ -61,6 +61,8 @@ pub const VRIFT_UNVIEWED: &str = "VRIFT_UNVIEWED";
 /// `1`, set by the syscall supervisor in the environment of the program it
 /// serves: the library in its dynamically linked descendants execs static
 /// and Go programs directly (the supervisor's filter already covers them).
+/// `fuse`, set by the FUSE view (`fuse_view`): the kernel shows the view
+/// there, and vrift's applets act through it.
 pub const VRIFT_SYSCALL_VIEW: &str = "VRIFT_SYSCALL_VIEW";
 /// `vrift push`: from how many blobs on it lists the remote's fan-out
 /// directories (S3, directories) instead of asking for each blob (default

@@ -771,3 +771,37 @@ fn the_fuse_view_serves_a_user_other_than_root() {
     assert_eq!(String::from_utf8_lossy(&cat.stdout), "x\n");
     as_nobody(&root, &["daemon", "stop"]);
 }
+
+/// A program in the FUSE view that runs vrift's own tools (an applet) after
+/// the project's daemon would have idled out: the applet acts through the
+/// mount like any program there (its change is seen at once by the rest of
+/// the program, and lands in the rift), and no daemon is started inside the
+/// namespace (the server holds a connection for the program's life).
+#[test]
+fn vrift_tools_inside_the_fuse_view_act_through_it() {
+    let Some(sb) = static_sandbox() else { return };
+    let launcher = static_binary(
+        &sb,
+        "launcher",
+        "#include <unistd.h>\nint main(int c, char **v) { execvp(v[1], v + 1); return 127; }\n",
+    );
+    let root = sb.mkdir("p");
+    fs::write(root.join("a.txt"), "a\n").unwrap();
+    sb.ok(&root, &["init"]);
+    sb.ok(&root, &["daemon", "stop"]);
+    let script = by(
+        "fuse",
+        &format!(
+            "{} sh -c 'sleep 1.5; {} cp a.txt b.txt && cat b.txt'",
+            launcher.display(),
+            VRIFT
+        ),
+    );
+    let mut cmd = sb.cmd(&root, &["run", "--", "sh", "-c", &script]);
+    cmd.env("VRIFT_DAEMON_IDLE", "0.3");
+    let out = output_within(cmd, std::time::Duration::from_secs(60))
+        .expect("the program hung: a daemon started inside the namespace?");
+    assert_eq!(text(&out.stdout), "a\n", "{}", text(&out.stderr));
+    assert_eq!(sb.ok(&root, &["cat", "b.txt"]), "a\n");
+    assert!(!root.join("b.txt").exists());
+}

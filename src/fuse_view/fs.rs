@@ -138,7 +138,8 @@ impl Nodes {
 
 /// An open file or directory.
 enum Handle {
-    File(File),
+    /// Shared, so that reading or writing it holds no lock.
+    File(std::sync::Arc<File>),
     /// A directory's listing as it was at opendir.
     Dir(Vec<Listed>),
 }
@@ -302,10 +303,11 @@ impl ViewFs {
         fh: FileHandle,
         f: impl FnOnce(&File) -> io::Result<T>,
     ) -> Result<T, Errno> {
-        match self.handles().get(&fh.0) {
-            Some(Handle::File(file)) => f(file).map_err(err),
-            _ => Err(Errno::EBADF),
-        }
+        let file = match self.handles().get(&fh.0) {
+            Some(Handle::File(file)) => file.clone(),
+            _ => return Err(Errno::EBADF),
+        };
+        f(&file).map_err(err)
     }
 
     /// The listing of a directory of the view, each name with its node id
@@ -617,7 +619,10 @@ impl Filesystem for ViewFs {
             } else {
                 FopenFlags::FOPEN_NOFLUSH | FopenFlags::FOPEN_KEEP_CACHE
             };
-            Ok((self.add_handle(Handle::File(file)), how))
+            Ok((
+                self.add_handle(Handle::File(std::sync::Arc::new(file))),
+                how,
+            ))
         };
         match run() {
             Ok((fh, how)) => reply.opened(FileHandle(fh), how),
@@ -643,7 +648,10 @@ impl Filesystem for ViewFs {
                 .open_write(&loc, (flags & keep) | libc::O_CREAT, mode & !umask & 0o7777)
                 .map_err(err)?;
             let attr = self.fresh_entry(parent, name)?;
-            Ok((attr, self.add_handle(Handle::File(file))))
+            Ok((
+                attr,
+                self.add_handle(Handle::File(std::sync::Arc::new(file))),
+            ))
         };
         match run() {
             Ok((attr, fh)) => reply.created(

@@ -423,6 +423,13 @@ fn serve(root: &Path, sock: OwnedFd) -> ! {
         unsafe { libc::_exit(0) };
     };
     drop(sock);
+    // A connection to the project's daemon for the server's life: a daemon
+    // with a client does not idle out, so the processes of the namespace
+    // never start one in there (it would reach the project through this
+    // mount, which waits for it), and this starts it if none runs.
+    let _daemon = crate::project::Project::at(root)
+        .ok()
+        .and_then(|p| crate::daemon::client::Session::open(p).ok());
     let view = fs::ViewFs::new(root);
     let mut config = fuser::Config::default();
     config.acl = fuser::SessionACL::All;
