@@ -594,6 +594,10 @@ int main(int argc, char **argv) {
     struct stat st; stat("keep.txt", &st);
     printf("mtime %ld\n", (long)st.st_mtime);
     say("rmdir e", rmdir("e"));
+    fd = open("n\xff\x01", O_WRONLY | O_CREAT, 0644);
+    say("create a non-UTF-8 name", fd);
+    write(fd, "u", 1); close(fd);
+    show("n\xff\x01");
     list(".");
     list("e");
     return 0;
