@@ -809,3 +809,50 @@ fn vrift_tools_inside_the_fuse_view_act_through_it() {
     assert_eq!(sb.ok(&root, &["cat", "b.txt"]), "a\n");
     assert!(!root.join("b.txt").exists());
 }
+
+/// A file another process of the inception makes while a program runs in
+/// the FUSE view (through the library, not the mount) reaches that program
+/// too: the kernel's cached absence of the name expires (0.2 s).
+#[test]
+fn a_change_made_outside_the_fuse_view_reaches_the_program() {
+    let Some(sb) = static_sandbox() else { return };
+    let waiter = static_binary(
+        &sb,
+        "waiter",
+        r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+int main(void) {
+    struct stat st;
+    if (stat("late.txt", &st) == 0) { puts("there at once"); return 1; }
+    for (int i = 0; i < 600; i++) {
+        if (stat("late.txt", &st) == 0) {
+            char buf[16] = {0};
+            int fd = open("late.txt", O_RDONLY);
+            read(fd, buf, sizeof buf - 1);
+            printf("seen %s", buf);
+            return 0;
+        }
+        usleep(50000);
+    }
+    puts("never seen");
+    return 1;
+}
+"#,
+    );
+    let root = sb.mkdir("p");
+    sb.ok(&root, &["init"]);
+    for m in MECHANISMS {
+        let script = by(
+            m,
+            &format!(
+                "rm -f late.txt; (sleep 0.5; echo {m} > late.txt) & {}; rc=$?; wait; exit $rc",
+                waiter.display()
+            ),
+        );
+        let (code, out, err) = in_view(&sb, &root, &script);
+        assert_eq!((code, out), (0, format!("seen {m}\n")), "{m}: {err}");
+    }
+}
