@@ -531,8 +531,8 @@ static void show(const char *path) {
     close(fd);
     struct stat st;
     stat(path, &st);
-    printf("read %s %zd [%s] mode %o nlink %lu\n", path, n, buf, st.st_mode & 07777,
-           (unsigned long)st.st_nlink);
+    printf("read %s %zd [%s] size %lld mode %o nlink %lu\n", path, n, buf,
+           (long long)st.st_size, st.st_mode & 07777, (unsigned long)st.st_nlink);
 }
 static int cmp(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -594,6 +594,10 @@ int main(int argc, char **argv) {
     struct stat st; stat("keep.txt", &st);
     printf("mtime %ld\n", (long)st.st_mtime);
     say("rmdir e", rmdir("e"));
+    fd = open("alloc", O_WRONLY | O_CREAT, 0644);
+    say("fallocate", fallocate(fd, 0, 0, 8192));
+    close(fd);
+    show("alloc");
     fd = open("n\xff\x01", O_WRONLY | O_CREAT, 0644);
     say("create a non-UTF-8 name", fd);
     write(fd, "u", 1); close(fd);

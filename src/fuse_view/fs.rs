@@ -762,6 +762,39 @@ impl Filesystem for ViewFs {
         }
     }
 
+    /// On the open file (a staging copy when open for writing): a full
+    /// disk says so here, not as a SIGBUS in a mapping later (the Go
+    /// linker allocates its output before mapping it).
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let done = self.with_file(fh, |f| {
+            use std::os::fd::AsRawFd;
+            // SAFETY: an fd the handle keeps open; plain integers.
+            let r = unsafe {
+                libc::fallocate(
+                    f.as_raw_fd(),
+                    mode,
+                    offset as libc::off_t,
+                    length as libc::off_t,
+                )
+            };
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        });
+        reply_empty(reply, done);
+    }
+
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.listing(ino) {
             Ok(list) => reply.opened(
