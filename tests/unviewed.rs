@@ -75,6 +75,11 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// A static program that execs its arguments (a static parent of what it
+/// runs).
+const LAUNCHER_C: &str =
+    "#include <unistd.h>\nint main(int c, char **v) { execvp(v[1], v + 1); return 127; }\n";
+
 /// The library built and a sandbox for statically linked programs; `None`
 /// (and SKIPPED, or a failure under `CI`) when `cc -static` cannot link.
 fn static_sandbox() -> Option<Sandbox> {
@@ -342,11 +347,7 @@ fn go_builds_tests_and_runs_in_the_view() {
 #[test]
 fn a_daemon_started_under_the_filter_is_left_to_the_kernel() {
     let Some(sb) = static_sandbox() else { return };
-    let launcher = static_binary(
-        &sb,
-        "launcher",
-        "#include <unistd.h>\nint main(int c, char **v) { execvp(v[1], v + 1); return 127; }\n",
-    );
+    let launcher = static_binary(&sb, "launcher", LAUNCHER_C);
     let root = sb.mkdir("p");
     sb.ok(&root, &["init"]);
     for m in MECHANISMS {
@@ -788,11 +789,7 @@ fn the_fuse_view_serves_a_user_other_than_root() {
 #[test]
 fn vrift_tools_inside_the_fuse_view_act_through_it() {
     let Some(sb) = static_sandbox() else { return };
-    let launcher = static_binary(
-        &sb,
-        "launcher",
-        "#include <unistd.h>\nint main(int c, char **v) { execvp(v[1], v + 1); return 127; }\n",
-    );
+    let launcher = static_binary(&sb, "launcher", LAUNCHER_C);
     let root = sb.mkdir("p");
     fs::write(root.join("a.txt"), "a\n").unwrap();
     sb.ok(&root, &["init"]);
