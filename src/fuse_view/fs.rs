@@ -158,7 +158,7 @@ struct Listed {
 pub struct ViewFs {
     nodes: Mutex<Nodes>,
     handles: Mutex<HashMap<u64, Handle>>,
-    next_handle: Mutex<u64>,
+    next_handle: std::sync::atomic::AtomicU64,
     root: std::path::PathBuf,
 }
 
@@ -223,7 +223,7 @@ impl ViewFs {
         ViewFs {
             nodes: Mutex::new(Nodes::new()),
             handles: Mutex::new(HashMap::new()),
-            next_handle: Mutex::new(1),
+            next_handle: std::sync::atomic::AtomicU64::new(1),
             root: root.to_path_buf(),
         }
     }
@@ -293,9 +293,9 @@ impl ViewFs {
     }
 
     fn add_handle(&self, h: Handle) -> u64 {
-        let mut next = self.next_handle.lock().unwrap_or_else(|p| p.into_inner());
-        let fh = *next;
-        *next += 1;
+        let fh = self
+            .next_handle
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.handles().insert(fh, h);
         fh
     }
